@@ -1,0 +1,2 @@
+// @eraftkv/client (see package.json for what it is).
+export const packageName = '@eraftkv/client';

@@ -1,0 +1,3 @@
+// eraftkv-kv: not built yet; see the README for what works today.
+process.stderr.write('eraftkv-kv is not implemented yet\n');
+process.exitCode = 1;

@@ -1,0 +1,3 @@
+// eraftkv-meta: not built yet; see the README for what works today.
+process.stderr.write('eraftkv-meta is not implemented yet\n');
+process.exitCode = 1;

@@ -1,0 +1,2 @@
+// @eraftkv/meta-server (see package.json for what it is).
+export const packageName = '@eraftkv/meta-server';

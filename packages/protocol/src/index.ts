@@ -1,0 +1,14 @@
+// @eraftkv/protocol: the wire contract of eraftkv (generated from protos/ by ts-proto) and the few
+// helpers that every side of the wire shares. Generated code lives in ./generated and is never
+// edited by hand; run `npm run generate` after changing protos/.
+export * from './generated/eraftkv';
+export {
+  HealthCheckRequest,
+  HealthCheckResponse,
+  HealthCheckResponse_ServingStatus,
+  HealthClient,
+  HealthService,
+  type HealthServer,
+} from './generated/grpc/health/v1/health';
+export * from './slot';
+export * from './safe-integer';
