@@ -1,3 +1,49 @@
 // @eraftkv/raft-core: the Raft protocol as a deterministic state machine (./core) and the
-// RaftServer runtime that drives it with a clock, a log store, snapshots and a gRPC transport.
-export const raftCorePackage = '@eraftkv/raft-core';
+// RaftServer runtime that drives it with a clock, a two-tier log store on RocksDB, snapshots in
+// blocks and a gRPC transport.
+export * from './core';
+export {
+  BusyError,
+  NotLeaderError,
+  ProposalDroppedError,
+  RejectedError,
+  StoppedError,
+} from './errors';
+export {
+  startHttpEndpoint,
+  type HealthReport,
+  type HttpEndpoint,
+  type HttpEndpointOptions,
+} from './http-endpoint';
+export { LogStore, LogStoreCorruptError, type LogStoreOptions } from './log-store';
+export {
+  isLogLevel,
+  jsonLogger,
+  silentLogger,
+  type LogFields,
+  type Logger,
+  type LogLevel,
+} from './logger';
+export { RaftMetrics } from './metrics';
+export {
+  protobufMembershipCodec,
+  RaftServer,
+  type RaftServerOptions,
+  type RaftServerStatus,
+} from './raft-server';
+export { SnapshotStore, type SnapshotFile } from './snapshot';
+export type { StateMachine } from './state-machine';
+export {
+  openRocksEngine,
+  StorageEngineError,
+  type KeyRange,
+  type StorageEngine,
+  type WriteOp,
+} from './storage-engine';
+export {
+  peerServiceHandlers,
+  type PeerInbox,
+  type PeerRpc,
+  type PeerServiceHandlers,
+  type PeerTransportOptions,
+} from './transport';

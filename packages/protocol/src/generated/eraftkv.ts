@@ -670,11 +670,11 @@ export interface SnapshotBlock {
   data: Buffer;
   blockSize: number;
   isLastChunk: boolean;
-  /** CRC-32C of this block's data. */
-  blockCrc32c: number;
-  /** On the last block: the size and CRC-32C of the whole file, verified before installing. */
+  /** CRC-32 (IEEE, as zlib computes it) of this block's data. */
+  blockCrc32: number;
+  /** On the last block: the size and CRC-32 of the whole file, verified before installing. */
   fileSize: number;
-  fileCrc32c: number;
+  fileCrc32: number;
 }
 
 /** A snapshot being sent block by block by the leader to a follower that lacks compacted entries. */
@@ -2220,9 +2220,9 @@ function createBaseSnapshotBlock(): SnapshotBlock {
     data: Buffer.alloc(0),
     blockSize: 0,
     isLastChunk: false,
-    blockCrc32c: 0,
+    blockCrc32: 0,
     fileSize: 0,
-    fileCrc32c: 0,
+    fileCrc32: 0,
   };
 }
 
@@ -2240,14 +2240,14 @@ export const SnapshotBlock: MessageFns<SnapshotBlock> = {
     if (message.isLastChunk !== false) {
       writer.uint32(32).bool(message.isLastChunk);
     }
-    if (message.blockCrc32c !== 0) {
-      writer.uint32(45).fixed32(message.blockCrc32c);
+    if (message.blockCrc32 !== 0) {
+      writer.uint32(45).fixed32(message.blockCrc32);
     }
     if (message.fileSize !== 0) {
       writer.uint32(48).int64(message.fileSize);
     }
-    if (message.fileCrc32c !== 0) {
-      writer.uint32(61).fixed32(message.fileCrc32c);
+    if (message.fileCrc32 !== 0) {
+      writer.uint32(61).fixed32(message.fileCrc32);
     }
     return writer;
   },
@@ -2302,7 +2302,7 @@ export const SnapshotBlock: MessageFns<SnapshotBlock> = {
               break;
             }
 
-            message.blockCrc32c = reader.fixed32();
+            message.blockCrc32 = reader.fixed32();
             continue;
           }
           case 6: {
@@ -2318,7 +2318,7 @@ export const SnapshotBlock: MessageFns<SnapshotBlock> = {
               break;
             }
 
-            message.fileCrc32c = reader.fixed32();
+            message.fileCrc32 = reader.fixed32();
             continue;
           }
         }
@@ -2347,20 +2347,20 @@ export const SnapshotBlock: MessageFns<SnapshotBlock> = {
         : isSet(object.is_last_chunk)
         ? globalThis.Boolean(object.is_last_chunk)
         : false,
-      blockCrc32c: isSet(object.blockCrc32c)
-        ? globalThis.Number(object.blockCrc32c)
-        : isSet(object.block_crc32c)
-        ? globalThis.Number(object.block_crc32c)
+      blockCrc32: isSet(object.blockCrc32)
+        ? globalThis.Number(object.blockCrc32)
+        : isSet(object.block_crc32)
+        ? globalThis.Number(object.block_crc32)
         : 0,
       fileSize: isSet(object.fileSize)
         ? globalThis.Number(object.fileSize)
         : isSet(object.file_size)
         ? globalThis.Number(object.file_size)
         : 0,
-      fileCrc32c: isSet(object.fileCrc32c)
-        ? globalThis.Number(object.fileCrc32c)
-        : isSet(object.file_crc32c)
-        ? globalThis.Number(object.file_crc32c)
+      fileCrc32: isSet(object.fileCrc32)
+        ? globalThis.Number(object.fileCrc32)
+        : isSet(object.file_crc32)
+        ? globalThis.Number(object.file_crc32)
         : 0,
     };
   },
@@ -2379,14 +2379,14 @@ export const SnapshotBlock: MessageFns<SnapshotBlock> = {
     if (message.isLastChunk !== false) {
       obj.isLastChunk = message.isLastChunk;
     }
-    if (message.blockCrc32c !== 0) {
-      obj.blockCrc32c = Math.round(message.blockCrc32c);
+    if (message.blockCrc32 !== 0) {
+      obj.blockCrc32 = Math.round(message.blockCrc32);
     }
     if (message.fileSize !== 0) {
       obj.fileSize = Math.round(message.fileSize);
     }
-    if (message.fileCrc32c !== 0) {
-      obj.fileCrc32c = Math.round(message.fileCrc32c);
+    if (message.fileCrc32 !== 0) {
+      obj.fileCrc32 = Math.round(message.fileCrc32);
     }
     return obj;
   },
@@ -2400,9 +2400,9 @@ export const SnapshotBlock: MessageFns<SnapshotBlock> = {
     message.data = object.data ?? Buffer.alloc(0);
     message.blockSize = object.blockSize ?? 0;
     message.isLastChunk = object.isLastChunk ?? false;
-    message.blockCrc32c = object.blockCrc32c ?? 0;
+    message.blockCrc32 = object.blockCrc32 ?? 0;
     message.fileSize = object.fileSize ?? 0;
-    message.fileCrc32c = object.fileCrc32c ?? 0;
+    message.fileCrc32 = object.fileCrc32 ?? 0;
     return message;
   },
 };

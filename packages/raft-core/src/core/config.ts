@@ -64,7 +64,9 @@ export type RaftConfigInput = Pick<RaftConfig, 'id' | 'rng' | 'membershipCodec'>
 
 /** Fills defaults and rejects a configuration that cannot work, saying why. */
 export function resolveRaftConfig(input: RaftConfigInput): RaftConfig {
-  const config: RaftConfig = { ...raftConfigDefaults, ...input };
+  // An option passed as undefined takes its default, like one left out: a plain spread would
+  // let the undefined override the default (and silently turn off preVote and checkQuorum).
+  const config: RaftConfig = { ...raftConfigDefaults, ...withoutUndefined(input) };
   const positive = [
     'id',
     'electionTicks',
@@ -97,4 +99,13 @@ export function resolveRaftConfig(input: RaftConfigInput): RaftConfig {
     throw new RangeError('raft config: applied must be a non-negative integer');
   }
   return config;
+}
+
+/** A shallow copy of `input` without the properties whose value is undefined. */
+function withoutUndefined<T extends object>(input: T): T {
+  const copy = { ...input };
+  for (const key of Object.keys(copy) as (keyof T)[]) {
+    if (copy[key] === undefined) delete copy[key];
+  }
+  return copy;
 }

@@ -12,7 +12,7 @@ import {
   type MembershipChange,
   type NodeId,
   type ReadState,
-  type Role,
+  Role,
   type SnapshotMeta,
   type SoftState,
 } from './types';
@@ -135,6 +135,14 @@ export class RawNode {
   /** Hands leadership to `target` (a caught-up voter); observe the outcome in softState. */
   transferLeader(target: NodeId): RequestResult {
     return this.raft.transferLeader(target);
+  }
+
+  /**
+   * Entries that storage reported unavailable have been loaded: a leader retries the appends it
+   * skipped (the apply path retries on its own through hasReady).
+   */
+  entriesAvailable(): void {
+    if (this.raft.role === Role.Leader) this.raft.broadcastAppend();
   }
 
   reportUnreachable(id: NodeId): void {

@@ -1,0 +1,7 @@
+export {
+  checksumFile,
+  SnapshotStore,
+  type IncomingBlock,
+  type ReceiveResult,
+  type SnapshotFile,
+} from './snapshot-store';

@@ -1,0 +1,7 @@
+export { openRocksEngine } from './rocks-engine';
+export {
+  StorageEngineError,
+  type KeyRange,
+  type StorageEngine,
+  type WriteOp,
+} from './storage-engine';

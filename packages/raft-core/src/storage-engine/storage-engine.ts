@@ -1,0 +1,41 @@
+// Our own small interface to an ordered key-value store on disk. Everything in eraftkv that
+// touches RocksDB goes through it, so that the binding (level-rocksdb today, unmaintained since
+// 2024) can be replaced in one place.
+
+export interface WriteOp {
+  readonly type: 'put' | 'del';
+  readonly key: Buffer;
+  /** For puts. */
+  readonly value?: Buffer;
+}
+
+export interface KeyRange {
+  readonly gte?: Buffer;
+  readonly lt?: Buffer;
+  readonly limit?: number;
+  readonly reverse?: boolean;
+}
+
+export interface StorageEngine {
+  /** The directory the engine stores its files in. */
+  readonly path: string;
+  /** The value of `key`, or undefined when it is absent. */
+  get(key: Buffer): Promise<Buffer | undefined>;
+  /**
+   * Applies every op atomically. With `sync`, the write is on disk (fsync of the write-ahead log)
+   * when the promise resolves; without it, it survives a process crash but maybe not a power cut.
+   */
+  write(ops: readonly WriteOp[], options: { readonly sync: boolean }): Promise<void>;
+  /** Key-value pairs in key-byte order (reverse on request), over an implicit snapshot. */
+  iterate(range: KeyRange): AsyncIterable<[Buffer, Buffer]>;
+  /** Deletes every key in the range (not atomically with other writes). */
+  deleteRange(range: KeyRange): Promise<void>;
+  /** The approximate on-disk size of a key range. */
+  approximateSizeBytes(range: { gte: Buffer; lt: Buffer }): Promise<number>;
+  close(): Promise<void>;
+}
+
+/** The engine failed in a way that must stop the node (for example a failed sync). */
+export class StorageEngineError extends Error {
+  override name = 'StorageEngineError';
+}
