@@ -132,9 +132,24 @@ export class Raft {
     return votersOf(this.membership.current());
   }
 
-  /** A node may campaign only if it is a voter and is not installing a snapshot. */
+  /**
+   * A node may campaign if it is a voter and is not installing a snapshot. A voter whose removal
+   * is appended but not yet committed may campaign too (counting only the new configuration's
+   * votes): it may hold the only copy of the removal, and without it the others could never
+   * elect a leader (a leader that removed itself and lost leadership before the removal
+   * committed would otherwise deadlock a two-voter group).
+   */
   promotable(): boolean {
-    return isVoter(this.membership.current(), this.id) && this.log.unstable.snapshot === null;
+    if (this.log.unstable.snapshot !== null) return false;
+    const membership = this.membership.current();
+    if (isVoter(membership, this.id)) return true;
+    const lastChange = this.membership.lastChangeIndex();
+    return (
+      memberOf(membership, this.id) === undefined &&
+      lastChange > this.log.committed &&
+      isVoter(this.membership.at(lastChange - 1), this.id) &&
+      votersOf(membership).length > 0
+    );
   }
 
   private reset(term: number): void {
@@ -788,6 +803,10 @@ export class Raft {
       this.readStates.push(...released);
       this.maybeStartReadRound();
     }
+    // A learner that caught up while its promotion had to wait (its join, or another change, had
+    // not committed yet) sends no more acks that advance its match in an idle group: its
+    // heartbeat answers are the next chance to promote it.
+    this.maybePromoteLearner(m.from, pr);
   }
 
   private sendTimeoutNow(to: NodeId): void {
