@@ -232,6 +232,27 @@ describe('Raft 6 membership changes', () => {
     expect(net.node(1).basicStatus().role).toBe(Role.Follower);
   });
 
+  it('a new leader changes membership only once an entry of its own term has committed', () => {
+    // Otherwise leaders of two terms could each append a change to the same base configuration,
+    // and the two new configurations would not need to share a majority.
+    const net = cluster();
+    net.node(2).campaign();
+    // Node 2 wins, but its NO_OP has not reached anyone yet.
+    net.stabilize((m) => m.type !== MessageType.Append && m.type !== MessageType.AppendResponse);
+    expect(net.node(2).basicStatus().role).toBe(Role.Leader);
+    const early = net.node(2).proposeMembershipChange(MembershipChangeKind.AddLearner, {
+      nodeId: 4,
+      address: 'n4',
+    });
+    expect(early).toEqual({ ok: false, refusal: RaftRefusal.MembershipChangePending });
+    net.stabilize();
+    const later = net.node(2).proposeMembershipChange(MembershipChangeKind.AddLearner, {
+      nodeId: 4,
+      address: 'n4',
+    });
+    expect(later.ok).toBe(true);
+  });
+
   it('a membership entry that is truncated takes its change back', () => {
     const net = cluster({ autoPromoteLearners: false });
     net.isolate(1);

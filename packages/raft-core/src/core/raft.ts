@@ -841,6 +841,17 @@ export class Raft {
     }
   }
 
+  /**
+   * One change at a time (Raft thesis 4.1): the previous change must have committed. And a new
+   * leader changes nothing until an entry of its own term has committed: otherwise two leaders
+   * of different terms can each append a change to the same base configuration, and the two
+   * resulting configurations need not share a majority (the single-server change bug found
+   * after the thesis; the simulation found it here too, seed 11203 with 5 nodes).
+   */
+  private membershipChangeAllowed(): boolean {
+    return this.pendingMembershipIndex <= this.log.committed && this.committedInCurrentTerm();
+  }
+
   private committedInCurrentTerm(): boolean {
     return this.log.term(this.log.committed) === this.term;
   }
@@ -850,7 +861,7 @@ export class Raft {
     const member = memberOf(this.membership.current(), id);
     if (member === undefined || !member.learner) return;
     if (this.log.lastIndex() - pr.match > this.config.learnerCatchUpEntriesMax) return;
-    if (this.pendingMembershipIndex > this.log.committed || this.leadTransferee !== noNode) return;
+    if (!this.membershipChangeAllowed() || this.leadTransferee !== noNode) return;
     this.appendEntries([
       {
         type: EntryType.JoinNode,
@@ -909,8 +920,7 @@ export class Raft {
   proposeMembershipChange(kind: MembershipChangeKind, change: MembershipChange): ProposeResult {
     const refusal = this.proposalRefusal();
     if (refusal !== undefined) return { ok: false, refusal };
-    // One change at a time (Raft thesis 4.1): the previous one must have committed.
-    if (this.pendingMembershipIndex > this.log.committed) {
+    if (!this.membershipChangeAllowed()) {
       return { ok: false, refusal: RaftRefusal.MembershipChangePending };
     }
     const membership = this.membership.current();

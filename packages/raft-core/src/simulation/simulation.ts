@@ -343,6 +343,7 @@ export class Simulation {
         violation = `crash: ${err instanceof Error ? (err.stack ?? err.message) : String(err)}`;
       }
       this.trace(() => `VIOLATION ${violation}`);
+      this.trace(() => this.describeNodes());
     }
     return {
       seed: this.options.seed,
@@ -354,6 +355,27 @@ export class Simulation {
       committedIndex: this.checker.committedIndexMax(),
       ...this.stats,
     };
+  }
+
+  /** Every node's state, for the trace of a failed run. */
+  private describeNodes(): string {
+    const lines: string[] = ['nodes:'];
+    for (const sim of this.nodes.values()) {
+      const storage = sim.disk.storage;
+      const terms: string[] = [];
+      for (let i = Math.max(storage.firstIndex(), storage.lastIndex() - 15); i <= storage.lastIndex(); i++) {
+        terms.push(`${i}:${storage.term(i)}`);
+      }
+      const st = sim.node?.status();
+      lines.push(
+        `  node ${sim.id} ${st ? `${st.role} term=${st.term} lead=${st.leader} commit=${st.commit}` : 'down'}` +
+          ` hard=${JSON.stringify(storage.hardState)} applied=${sim.disk.applied.length}` +
+          ` snap=${storage.currentSnapshot().index}/${storage.currentSnapshot().term}` +
+          ` members=${st ? st.membership.map((m) => `${m.id}${m.learner ? 'L' : ''}`).join(',') : '?'}` +
+          ` log=[${terms.join(' ')}]`,
+      );
+    }
+    return lines.join('\n');
   }
 
   private runTick(): void {
