@@ -47,3 +47,4 @@ export {
   type PeerServiceHandlers,
   type PeerTransportOptions,
 } from './transport';
+export * from './server-kit';

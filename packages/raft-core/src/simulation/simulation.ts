@@ -363,7 +363,11 @@ export class Simulation {
     for (const sim of this.nodes.values()) {
       const storage = sim.disk.storage;
       const terms: string[] = [];
-      for (let i = Math.max(storage.firstIndex(), storage.lastIndex() - 15); i <= storage.lastIndex(); i++) {
+      for (
+        let i = Math.max(storage.firstIndex(), storage.lastIndex() - 15);
+        i <= storage.lastIndex();
+        i++
+      ) {
         terms.push(`${i}:${storage.term(i)}`);
       }
       const st = sim.node?.status();

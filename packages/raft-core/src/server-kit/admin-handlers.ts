@@ -1,0 +1,139 @@
+// The administration RPCs every eraftkv process answers for its own Raft group: membership
+// changes, leadership transfer and status. A follower answers NOT_LEADER with the leader's
+// address, so a tool can send them to any member and follow the hint.
+import {
+  ErrorCode,
+  MemberChangeType,
+  type ERaftKvServer,
+  type MemberChangeReq,
+  type MemberChangeResp,
+  type StatusReq,
+  type StatusResp,
+  type TransferLeaderReq,
+  type TransferLeaderResp,
+} from '@eraftkv/protocol';
+import type { Membership } from '../core';
+import type { RaftServer } from '../raft-server';
+import { errorAnswer, unaryHandler } from './error-mapping';
+import { splitHostPort } from './peers';
+
+export interface AdminInfo {
+  readonly serverType: 'meta' | 'kv';
+  readonly version: string;
+  /** The topology version this node knows. */
+  readonly configVersion: () => number;
+  /** The approximate size of the node's data on disk. */
+  readonly dbSizeBytes: () => Promise<number>;
+  readonly onInternalError?: (err: Error) => void;
+}
+
+function membershipToWire(m: Membership): MemberChangeResp['membership'] {
+  return { members: m.map((x) => ({ id: x.id, address: x.address, learner: x.learner })) };
+}
+
+export function adminHandlers<R>(
+  raft: RaftServer<R>,
+  info: AdminInfo,
+): Pick<ERaftKvServer, 'memberChange' | 'transferLeader' | 'status'> {
+  const groupCheck = (groupId: number): void => {
+    if (groupId !== raft.identity.groupId) {
+      throw new RangeError(`this node serves group ${raft.identity.groupId}, not group ${groupId}`);
+    }
+  };
+  return {
+    memberChange: unaryHandler<MemberChangeReq, MemberChangeResp>(async (req) => {
+      groupCheck(req.groupId);
+      if (!Number.isSafeInteger(req.nodeId) || req.nodeId <= 0) {
+        throw new RangeError(`node id must be a positive integer, got ${req.nodeId}`);
+      }
+      const needsAddress =
+        req.changeType === MemberChangeType.ADD_LEARNER ||
+        req.changeType === MemberChangeType.ADD_VOTER;
+      if (needsAddress) splitHostPort(req.address, 'address');
+      try {
+        let membership: Membership;
+        switch (req.changeType) {
+          case MemberChangeType.ADD_LEARNER:
+            membership = await raft.addLearner(req.nodeId, req.address);
+            break;
+          case MemberChangeType.ADD_VOTER:
+            membership = await raft.addVoter(req.nodeId, req.address);
+            break;
+          case MemberChangeType.PROMOTE:
+            membership = await raft.promote(req.nodeId);
+            break;
+          case MemberChangeType.REMOVE:
+            membership = await raft.removeMember(req.nodeId);
+            break;
+          case MemberChangeType.UNRECOGNIZED:
+          default:
+            throw new RangeError(`unknown member change type ${String(req.changeType)}`);
+        }
+        return {
+          errorCode: ErrorCode.OK,
+          leaderAddress: raft.addressOf(raft.leaderId()),
+          errorMessage: '',
+          membership: membershipToWire(membership),
+        };
+      } catch (err) {
+        const a = errorAnswer(err);
+        return {
+          errorCode: a.errorCode,
+          leaderAddress: a.leaderAddress,
+          errorMessage: a.errorMessage,
+          membership: membershipToWire(raft.status().membership),
+        };
+      }
+    }, info.onInternalError),
+    transferLeader: unaryHandler<TransferLeaderReq, TransferLeaderResp>(async (req) => {
+      groupCheck(req.groupId);
+      try {
+        await raft.transferLeader(req.targetId);
+        return {
+          errorCode: ErrorCode.OK,
+          leaderAddress: raft.addressOf(req.targetId),
+          errorMessage: '',
+          leaderId: req.targetId,
+        };
+      } catch (err) {
+        const a = errorAnswer(err);
+        return {
+          errorCode: a.errorCode,
+          leaderAddress: a.leaderAddress,
+          errorMessage: a.errorMessage,
+          leaderId: a.leaderId,
+        };
+      }
+    }, info.onInternalError),
+    status: unaryHandler<StatusReq, StatusResp>(async () => {
+      const s = raft.status();
+      const self = s.membership.find((m) => m.id === s.id);
+      return {
+        nodeId: s.id,
+        groupId: s.groupId,
+        address: self?.address ?? '',
+        role: s.role,
+        term: s.term,
+        leaderId: s.leader,
+        leaderAddress: s.leaderAddress,
+        commitIndex: s.commit,
+        appliedIndex: s.applied,
+        lastLogIndex: s.lastIndex,
+        snapshotIndex: s.snapshotIndex,
+        membership: membershipToWire(s.membership),
+        progress: s.progress.map((p) => ({
+          id: p.id,
+          matchIndex: p.match,
+          nextIndex: p.next,
+          state: p.state,
+          recentActive: p.recentActive,
+        })),
+        configVersion: info.configVersion(),
+        version: info.version,
+        serverType: info.serverType,
+        dbSizeBytes: await info.dbSizeBytes(),
+        isLearner: self?.learner ?? false,
+      };
+    }, info.onInternalError),
+  };
+}
