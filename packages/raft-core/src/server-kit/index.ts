@@ -6,3 +6,4 @@ export { startGrpcHost, type GrpcHost, type GrpcHostOptions } from './grpc-host'
 export { commonNodeOptions, validateCommonArgs, type CommonNodeArgs } from './node-options';
 export { formatPeers, parsePeers, splitHostPort } from './peers';
 export { installLifecycle, type Lifecycle } from './process-lifecycle';
+export { GroupCallError, GroupCaller, type LeaderHint, type UnaryMethod } from './group-caller';
