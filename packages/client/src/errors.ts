@@ -1,0 +1,103 @@
+// The errors EraftKvClient rejects with. Every message says what happened and what to do next.
+import { ErrorCode } from '@eraftkv/protocol';
+
+export abstract class EraftKvError extends Error {
+  abstract readonly kind:
+    'invalid-argument' | 'unavailable' | 'timeout' | 'cluster' | 'wrong-shard' | 'not-leader';
+}
+
+/** The request is malformed or exceeds a limit; retrying it unchanged cannot succeed. */
+export class InvalidArgumentError extends EraftKvError {
+  override name = 'InvalidArgumentError';
+  readonly kind = 'invalid-argument';
+}
+
+/** No node answered (the cluster is down, unreachable, or --endpoints is wrong). */
+export class UnavailableError extends EraftKvError {
+  override name = 'UnavailableError';
+  readonly kind = 'unavailable';
+}
+
+/**
+ * The call's deadline passed before it completed. For a write the outcome is unknown: it may or
+ * may not have been applied (retrying through the same client applies it at most once).
+ */
+export class TimeoutError extends EraftKvError {
+  override name = 'TimeoutError';
+  readonly kind = 'timeout';
+}
+
+/** The cluster refused the request (for example GROUP_EXISTS or SLOT_NOT_EMPTY). */
+export class ClusterError extends EraftKvError {
+  override name = 'ClusterError';
+  readonly kind = 'cluster';
+  constructor(
+    readonly code: ErrorCode,
+    message: string,
+  ) {
+    super(message);
+  }
+}
+
+/** Routing kept failing: the key's group changed faster than the client could follow. */
+export class WrongShardError extends EraftKvError {
+  override name = 'WrongShardError';
+  readonly kind = 'wrong-shard';
+}
+
+/** The node is not the leader and the deadline ran out before a leader was found. */
+export class NotLeaderError extends EraftKvError {
+  override name = 'NotLeaderError';
+  readonly kind = 'not-leader';
+  constructor(
+    readonly leaderAddress: string,
+    message: string,
+  ) {
+    super(message);
+  }
+}
+
+/** What an ErrorCode means to a user, for messages. */
+export function describeErrorCode(code: ErrorCode): string {
+  switch (code) {
+    case ErrorCode.OK:
+      return 'ok';
+    case ErrorCode.NOT_LEADER:
+      return 'not the leader';
+    case ErrorCode.WRONG_SHARD:
+      return 'the key belongs to another group (stale topology)';
+    case ErrorCode.SNAPSHOTTING:
+      return 'the node is installing a snapshot';
+    case ErrorCode.BUSY:
+      return 'the node is busy';
+    case ErrorCode.NO_LEADER:
+      return 'the group has no leader right now';
+    case ErrorCode.NOT_INITIALIZED:
+      return "the cluster is not initialized (run 'eraftkv-ctl init' or use npm start)";
+    case ErrorCode.ALREADY_INITIALIZED:
+      return 'the cluster is already initialized';
+    case ErrorCode.GROUP_NOT_FOUND:
+      return 'no such group';
+    case ErrorCode.GROUP_EXISTS:
+      return 'the group already exists';
+    case ErrorCode.GROUP_HAS_SLOTS:
+      return 'the group still owns slots (move them away first)';
+    case ErrorCode.SLOT_NOT_EMPTY:
+      return 'a slot holds data and cannot move (data migration does not exist yet)';
+    case ErrorCode.MEMBERSHIP_CHANGE_PENDING:
+      return 'another membership change is still in progress; retry when it has committed';
+    case ErrorCode.NODE_NOT_FOUND:
+      return 'no such member';
+    case ErrorCode.NODE_EXISTS:
+      return 'the node is already a member';
+    case ErrorCode.TRANSFER_FAILED:
+      return 'the leadership transfer failed';
+    case ErrorCode.REJECTED:
+      return 'the request was rejected';
+    case ErrorCode.STALE_SERVER_CONFIG:
+      return 'the server is catching up with the topology';
+    case ErrorCode.UNRECOGNIZED:
+    default:
+      return `error code ${String(code)}`;
+  }
+}

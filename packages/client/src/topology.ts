@@ -1,0 +1,92 @@
+// The client's cached view of the cluster: which group owns each slot, and the servers of every
+// group. Built from a ShardsQuery answer; replaced whenever a server says WRONG_SHARD.
+import { slotOfKey, SlotStatus, type ClusterConfigChangeResp } from '@eraftkv/protocol';
+
+export interface GroupInfo {
+  readonly id: number;
+  readonly servers: readonly { id: number; address: string }[];
+  /** Slot ids owned by the group, ascending. */
+  readonly slots: readonly number[];
+  /** Slots currently being moved away (frozen). */
+  readonly migratingSlots: readonly number[];
+}
+
+export class Topology {
+  readonly version: number;
+  readonly slotCount: number;
+  /** The meta group (id 0) and every kv group, by id. */
+  readonly groups: ReadonlyMap<number, GroupInfo>;
+  private readonly owner: Int32Array;
+
+  constructor(resp: ClusterConfigChangeResp) {
+    this.version = resp.configVersion;
+    this.slotCount = resp.slotCount;
+    this.owner = new Int32Array(Math.max(0, resp.slotCount));
+    const groups = new Map<number, GroupInfo>();
+    for (const g of resp.shardGroup) {
+      const slots = g.slots.map((s) => s.id).sort((a, b) => a - b);
+      for (const slot of slots) if (slot >= 0 && slot < this.owner.length) this.owner[slot] = g.id;
+      groups.set(g.id, {
+        id: g.id,
+        servers: g.servers.map((s) => ({ id: s.id, address: s.address })),
+        slots,
+        migratingSlots: g.slots
+          .filter((s) => s.slotStatus === SlotStatus.Migrating)
+          .map((s) => s.id),
+      });
+    }
+    this.groups = groups;
+  }
+
+  initialized(): boolean {
+    return this.slotCount > 0;
+  }
+
+  slotOf(key: Uint8Array): number {
+    return slotOfKey(key, this.slotCount);
+  }
+
+  /** The group that owns `key`'s slot, or 0 when no group owns it. */
+  groupOf(key: Uint8Array): number {
+    return this.owner[this.slotOf(key)];
+  }
+
+  /** The kv groups (without the meta group), ascending by id. */
+  dataGroups(): GroupInfo[] {
+    return [...this.groups.values()].filter((g) => g.id !== 0).sort((a, b) => a.id - b.id);
+  }
+}
+
+/** Compresses sorted slot ids into ranges: [0,1,2,5] -> "0-2,5". */
+export function formatSlotRanges(slots: readonly number[]): string {
+  const parts: string[] = [];
+  let i = 0;
+  while (i < slots.length) {
+    let j = i;
+    while (j + 1 < slots.length && slots[j + 1] === slots[j] + 1) j++;
+    parts.push(i === j ? `${slots[i]}` : `${slots[i]}-${slots[j]}`);
+    i = j + 1;
+  }
+  return parts.join(',');
+}
+
+/** Parses "0-511" or "3" or "0-9,20-29" into slot ids; throws RangeError on nonsense. */
+export function parseSlotRanges(text: string, slotCount?: number): number[] {
+  const slots = new Set<number>();
+  for (const part of text
+    .split(',')
+    .map((p) => p.trim())
+    .filter((p) => p !== '')) {
+    const m = /^(\d+)(?:-(\d+))?$/.exec(part);
+    if (m === null) throw new RangeError(`"${part}" is not a slot or a range like 0-511`);
+    const from = Number(m[1]);
+    const to = m[2] === undefined ? from : Number(m[2]);
+    if (to < from) throw new RangeError(`slot range ${part} runs backwards`);
+    if (slotCount !== undefined && to >= slotCount) {
+      throw new RangeError(`slot ${to} is out of range: the cluster has slots 0-${slotCount - 1}`);
+    }
+    for (let s = from; s <= to; s++) slots.add(s);
+  }
+  if (slots.size === 0) throw new RangeError('no slots given');
+  return [...slots].sort((a, b) => a - b);
+}

@@ -1,0 +1,421 @@
+// EraftKvClient against scripted fake servers on 127.0.0.1 (real gRPC): routing, redirects,
+// topology refresh, retries that keep their request id, deadlines and typed errors. The real
+// servers are exercised end to end in scripts/test.
+import * as grpc from '@grpc/grpc-js';
+import {
+  ChangeType,
+  ClientOpType,
+  ERaftKvService,
+  ErrorCode,
+  slotOfKey,
+  SlotStatus,
+  type ClientOperationReq,
+  type ClientOperationResp,
+  type ClusterConfigChangeReq,
+  type ClusterConfigChangeResp,
+  type ERaftKvServer,
+  type KvOpPair,
+} from '@eraftkv/protocol';
+import {
+  ClusterError,
+  EraftKvClient,
+  InvalidArgumentError,
+  TimeoutError,
+  UnavailableError,
+} from '../src';
+
+const slotCount = 16;
+
+interface FakeKv {
+  address: string;
+  server: grpc.Server;
+  calls: ClientOperationReq[];
+  /** Scripted answer for the next calls; null = behave as a leader holding `data`. */
+  script: ((req: ClientOperationReq) => ClientOperationResp | grpc.ServiceError | null)[];
+  data: Map<string, Buffer>;
+  applied: Map<string, ClientOperationResp>;
+}
+
+function unimplemented(_call: unknown, callback: grpc.sendUnaryData<never>): void {
+  callback({ code: grpc.status.UNIMPLEMENTED, details: 'not in this fake' }, null);
+}
+
+function resp(fields: Partial<ClientOperationResp>): ClientOperationResp {
+  return {
+    ops: [],
+    errorCode: ErrorCode.OK,
+    leaderAddress: '',
+    configVersion: 1,
+    errorMessage: '',
+    leaderId: 0,
+    groupId: 1,
+    ...fields,
+  };
+}
+
+function answerOp(op: KvOpPair, data: Map<string, Buffer>): KvOpPair {
+  const key = op.key.toString('latin1');
+  switch (op.opType) {
+    case ClientOpType.Put:
+      data.set(key, op.value);
+      return { ...op, success: true };
+    case ClientOpType.Get: {
+      const value = data.get(key);
+      return { ...op, success: true, found: value !== undefined, value: value ?? Buffer.alloc(0) };
+    }
+    case ClientOpType.Del:
+      return { ...op, success: true, deleted: data.delete(key) ? 1 : 0 };
+    case ClientOpType.Scan: {
+      const end = op.endKey.length === 0 ? null : op.endKey.toString('latin1');
+      const keys = [...data.keys()].filter((k) => k >= key && (end === null || k < end)).sort();
+      const kvs = keys
+        .slice(0, op.limit)
+        .map((k) => ({ key: Buffer.from(k, 'latin1'), value: data.get(k)! }));
+      return { ...op, success: true, kvs, more: keys.length > op.limit };
+    }
+    default:
+      return op;
+  }
+}
+
+async function startKv(): Promise<FakeKv> {
+  const fake: FakeKv = {
+    address: '',
+    server: new grpc.Server(),
+    calls: [],
+    script: [],
+    data: new Map(),
+    applied: new Map(),
+  };
+  const impl: ERaftKvServer = {
+    processRwOperation: (call, callback) => {
+      const req = call.request;
+      fake.calls.push(req);
+      const scripted = fake.script.shift()?.(req) ?? null;
+      if (scripted !== null && 'code' in scripted) {
+        callback(scripted);
+        return;
+      }
+      if (scripted !== null) {
+        callback(null, scripted);
+        return;
+      }
+      const id = `${req.clientId}/${req.commandId}`;
+      const previous = req.clientId !== '' ? fake.applied.get(id) : undefined;
+      if (previous !== undefined) {
+        callback(null, previous);
+        return;
+      }
+      const answer = resp({ ops: req.kvs.map((op) => answerOp(op, fake.data)) });
+      if (req.clientId !== '') fake.applied.set(id, answer);
+      callback(null, answer);
+    },
+    requestVote: unimplemented,
+    appendEntries: unimplemented,
+    snapshot: unimplemented,
+    timeoutNow: unimplemented,
+    clusterConfigChange: unimplemented,
+    memberChange: unimplemented,
+    transferLeader: unimplemented,
+    status: unimplemented,
+  };
+  fake.server.addService(ERaftKvService, impl);
+  const port = await new Promise<number>((ok, fail) =>
+    fake.server.bindAsync('127.0.0.1:0', grpc.ServerCredentials.createInsecure(), (e, p) =>
+      e ? fail(e) : ok(p),
+    ),
+  );
+  fake.address = `127.0.0.1:${port}`;
+  return fake;
+}
+
+interface FakeMeta {
+  address: string;
+  server: grpc.Server;
+  queries: number;
+  /** group id -> { servers, slots } */
+  groups: Map<number, { servers: string[]; slots: number[] }>;
+  version: number;
+  requests: ClusterConfigChangeReq[];
+}
+
+async function startMeta(): Promise<FakeMeta> {
+  const fake: FakeMeta = {
+    address: '',
+    server: new grpc.Server(),
+    queries: 0,
+    groups: new Map(),
+    version: 1,
+    requests: [],
+  };
+  const topology = (): ClusterConfigChangeResp => ({
+    success: true,
+    shardGroup: [
+      {
+        id: 0,
+        slots: [],
+        servers: [{ id: 1, address: fake.address, serverStatus: 0 }],
+        leaderId: 1,
+      },
+      ...[...fake.groups].map(([id, g]) => ({
+        id,
+        slots: g.slots.map((s) => ({ id: s, slotStatus: SlotStatus.Running, statusModifyTime: 0 })),
+        servers: g.servers.map((address, i) => ({ id: i + 1, address, serverStatus: 0 })),
+        leaderId: 0,
+      })),
+    ],
+    configVersion: fake.version,
+    errorCode: ErrorCode.OK,
+    leaderAddress: '',
+    errorMessage: '',
+    slotCount,
+    leaderId: 1,
+  });
+  const impl: ERaftKvServer = {
+    clusterConfigChange: (call, callback) => {
+      fake.requests.push(call.request);
+      if (call.request.changeType === ChangeType.ShardsQuery) fake.queries++;
+      if (
+        call.request.changeType === ChangeType.ShardJoin &&
+        fake.groups.has(call.request.shardId)
+      ) {
+        callback(null, {
+          ...topology(),
+          success: false,
+          errorCode: ErrorCode.GROUP_EXISTS,
+          errorMessage: 'group 1 exists',
+        });
+        return;
+      }
+      callback(null, topology());
+    },
+    processRwOperation: unimplemented,
+    requestVote: unimplemented,
+    appendEntries: unimplemented,
+    snapshot: unimplemented,
+    timeoutNow: unimplemented,
+    memberChange: unimplemented,
+    transferLeader: unimplemented,
+    status: unimplemented,
+  };
+  fake.server.addService(ERaftKvService, impl);
+  const port = await new Promise<number>((ok, fail) =>
+    fake.server.bindAsync('127.0.0.1:0', grpc.ServerCredentials.createInsecure(), (e, p) =>
+      e ? fail(e) : ok(p),
+    ),
+  );
+  fake.address = `127.0.0.1:${port}`;
+  return fake;
+}
+
+describe('EraftKvClient', () => {
+  let meta: FakeMeta;
+  let follower: FakeKv;
+  let leader: FakeKv;
+  let other: FakeKv;
+  const clients: EraftKvClient[] = [];
+  const newClient = (deadlineMs = 3000): EraftKvClient => {
+    const c = new EraftKvClient({ endpoints: [meta.address], deadlineMs, attemptTimeoutMs: 500 });
+    clients.push(c);
+    return c;
+  };
+  const allSlots = Array.from({ length: slotCount }, (_, i) => i);
+
+  beforeAll(async () => {
+    [meta, follower, leader, other] = await Promise.all([
+      startMeta(),
+      startKv(),
+      startKv(),
+      startKv(),
+    ]);
+  });
+  beforeEach(() => {
+    meta.groups = new Map([[1, { servers: [follower.address, leader.address], slots: allSlots }]]);
+    meta.version = 1;
+    for (const kv of [follower, leader, other]) {
+      kv.calls = [];
+      kv.script = [];
+      kv.data.clear();
+      kv.applied.clear();
+    }
+    // The follower redirects every request to the leader.
+    follower.script = Array.from(
+      { length: 100 },
+      () => () => resp({ errorCode: ErrorCode.NOT_LEADER, leaderAddress: leader.address }),
+    );
+  });
+  afterAll(() => {
+    for (const c of clients) c.close();
+    for (const s of [meta, follower, leader, other]) s.server.forceShutdown();
+  });
+
+  it('follows a NOT_LEADER hint to the leader and then goes there directly', async () => {
+    const client = newClient();
+    await client.put('hello', 'world');
+    expect(follower.calls).toHaveLength(1);
+    expect(leader.calls).toHaveLength(1);
+    expect((await client.get('hello'))?.toString()).toBe('world');
+    expect(follower.calls).toHaveLength(1);
+    expect(await client.get('missing')).toBeUndefined();
+    await client.put('empty', '');
+    expect((await client.get('empty'))?.length).toBe(0);
+    expect(await client.del('hello')).toBe(true);
+    expect(await client.del('hello')).toBe(false);
+  });
+
+  it('retries a write whose answer was lost with the same request id, so it applies once', async () => {
+    const client = newClient();
+    await client.put('warm-up', 'x');
+    const before = leader.calls.length;
+    // The leader applies the write but the answer is lost (UNAVAILABLE), once.
+    leader.script = [
+      (req) => {
+        answerOp(req.kvs[0], leader.data);
+        leader.applied.set(`${req.clientId}/${req.commandId}`, resp({ ops: req.kvs }));
+        return {
+          code: grpc.status.UNAVAILABLE,
+          details: 'connection reset',
+          message: 'reset',
+          name: 'Error',
+          metadata: new grpc.Metadata(),
+        };
+      },
+    ];
+    await client.put('counter', 'once');
+    const attempts = leader.calls
+      .slice(before)
+      .filter((r) => r.kvs[0]?.key.toString() === 'counter');
+    expect(attempts.length).toBeGreaterThanOrEqual(2);
+    expect(new Set(attempts.map((r) => `${r.clientId}/${r.commandId}`)).size).toBe(1);
+    expect(attempts[0].clientId).toBe(client.clientId);
+  });
+
+  it('refreshes the topology on WRONG_SHARD and routes to the new owner', async () => {
+    const client = newClient();
+    await client.put('k', 'v1');
+    const queries = meta.queries;
+    // The slots move to group 2 (served by `other`); the old leader says WRONG_SHARD.
+    meta.groups = new Map([
+      [1, { servers: [follower.address, leader.address], slots: [] }],
+      [2, { servers: [other.address], slots: allSlots }],
+    ]);
+    meta.version = 2;
+    leader.script = [() => resp({ errorCode: ErrorCode.WRONG_SHARD, configVersion: 2 })];
+    await client.put('k', 'v2');
+    expect(meta.queries).toBeGreaterThan(queries);
+    expect(other.data.get('k')?.toString()).toBe('v2');
+  });
+
+  it('merges a scan over every group in key order and honours the limit', async () => {
+    const half = allSlots.length / 2;
+    meta.groups = new Map([
+      [1, { servers: [leader.address], slots: allSlots.slice(0, half) }],
+      [2, { servers: [other.address], slots: allSlots.slice(half) }],
+    ]);
+    const client = newClient();
+    const keys = Array.from({ length: 20 }, (_, i) => `key-${String(i).padStart(2, '0')}`);
+    for (const k of keys) {
+      const owner = slotOfKey(Buffer.from(k), slotCount) < half ? leader : other;
+      owner.data.set(k, Buffer.from(`v-${k}`));
+    }
+    expect(leader.data.size).toBeGreaterThan(0);
+    expect(other.data.size).toBeGreaterThan(0);
+    const all = await client.scan('key-', 'key-99', { limit: 100 });
+    expect(all.kvs.map((kv) => kv.key.toString())).toEqual(keys);
+    expect(all.more).toBe(false);
+    const first = await client.scan('key-', undefined, { limit: 5 });
+    expect(first.kvs.map((kv) => kv.key.toString())).toEqual(keys.slice(0, 5));
+    expect(first.more).toBe(true);
+  });
+
+  it('refuses a batch whose keys belong to different groups', async () => {
+    const half = allSlots.length / 2;
+    meta.groups = new Map([
+      [1, { servers: [leader.address], slots: allSlots.slice(0, half) }],
+      [2, { servers: [other.address], slots: allSlots.slice(half) }],
+    ]);
+    const client = newClient();
+    const a = Array.from({ length: 50 }, (_, i) => `a${i}`).find(
+      (k) => slotOfKey(Buffer.from(k), slotCount) < half,
+    )!;
+    const b = Array.from({ length: 50 }, (_, i) => `b${i}`).find(
+      (k) => slotOfKey(Buffer.from(k), slotCount) >= half,
+    )!;
+    await expect(
+      client.batch([
+        { type: 'put', key: a, value: '1' },
+        { type: 'put', key: b, value: '2' },
+      ]),
+    ).rejects.toThrow(InvalidArgumentError);
+    const results = await client.batch([
+      { type: 'put', key: a, value: '1' },
+      { type: 'get', key: a },
+      { type: 'del', key: a },
+    ]);
+    expect(results[1]).toEqual({ type: 'get', value: Buffer.from('1') });
+    expect(results[2]).toEqual({ type: 'del', deleted: true });
+  });
+
+  it('passes INVALID_ARGUMENT through at once, without retrying', async () => {
+    const client = newClient();
+    await client.put('x', 'y');
+    const before = leader.calls.length;
+    leader.script = [
+      () => ({
+        code: grpc.status.INVALID_ARGUMENT,
+        details: 'value is 2097152 bytes, the limit is 1048576',
+        message: 'bad',
+        name: 'Error',
+        metadata: new grpc.Metadata(),
+      }),
+    ];
+    await expect(client.put('x', 'too big')).rejects.toThrow(/the limit is 1048576/);
+    expect(leader.calls.length - before).toBe(1);
+  });
+
+  it('surfaces cluster refusals as ClusterError with the code', async () => {
+    const client = newClient();
+    await expect(client.addGroup(1, ['127.0.0.1:1'])).rejects.toMatchObject({
+      code: ErrorCode.GROUP_EXISTS,
+    });
+    await expect(client.addGroup(1, ['127.0.0.1:1'])).rejects.toThrow(ClusterError);
+  });
+
+  it('gives up with UnavailableError when no endpoint answers, within the deadline', async () => {
+    const [deadPort] = await new Promise<number[]>((ok) => {
+      const s = new grpc.Server();
+      s.bindAsync('127.0.0.1:0', grpc.ServerCredentials.createInsecure(), (_e, p) => {
+        s.forceShutdown();
+        ok([p]);
+      });
+    });
+    const client = new EraftKvClient({
+      endpoints: [`127.0.0.1:${deadPort}`],
+      deadlineMs: 800,
+      attemptTimeoutMs: 200,
+    });
+    clients.push(client);
+    const started = Date.now();
+    const err = await client.get('x').catch((e: unknown) => e);
+    expect(err).toBeInstanceOf(UnavailableError);
+    expect((err as Error).message).toMatch(/check that the cluster is running/);
+    expect(Date.now() - started).toBeLessThan(3000);
+  });
+
+  it('times out with TimeoutError when the leader never answers usefully', async () => {
+    const client = newClient(600);
+    await client.put('t', '1');
+    leader.script = Array.from(
+      { length: 1000 },
+      () => () => resp({ errorCode: ErrorCode.NO_LEADER }),
+    );
+    const err = await client.put('t', '2').catch((e: unknown) => e);
+    expect(err).toBeInstanceOf(TimeoutError);
+    expect((err as Error).message).toMatch(/may or may not have been applied/);
+  });
+
+  it('rejects malformed options before sending anything', () => {
+    expect(() => new EraftKvClient({ endpoints: [] })).toThrow(InvalidArgumentError);
+    expect(() => new EraftKvClient({ endpoints: ['not an address'] })).toThrow(/host:port/);
+  });
+});

@@ -1,0 +1,317 @@
+// A local eraftkv cluster of real processes on 127.0.0.1: a meta group and kv groups, each node an
+// ordinary `eraftkv-meta` / `eraftkv-kv` command with its own data dir and log file. Used by
+// `npm start`, the end-to-end tests, the benchmark and the chaos runner.
+//
+// The exact command line of every process is written to <dataDir>/cluster.json, so an operator
+// (or a test) can stop one node and start it again by hand with its data intact.
+import { spawn, type ChildProcess } from 'node:child_process';
+import { createWriteStream, existsSync, type WriteStream } from 'node:fs';
+import { mkdir, writeFile } from 'node:fs/promises';
+import { createServer } from 'node:net';
+import { dirname, join } from 'node:path';
+
+/** The repository root (this file runs from scripts/ under jest and from scripts/dist when built). */
+function repositoryRoot(from: string): string {
+  let dir = from;
+  while (!existsSync(join(dir, 'packages', 'raft-core'))) {
+    const parent = dirname(dir);
+    if (parent === dir) throw new Error(`cannot find the eraftkv repository above ${from}`);
+    dir = parent;
+  }
+  return dir;
+}
+
+export const repositoryDir = repositoryRoot(__dirname);
+const root = repositoryDir;
+export const metaBin = join(root, 'packages/meta-server/bin/eraftkv-meta.js');
+export const kvBin = join(root, 'packages/kv-server/bin/eraftkv-kv.js');
+
+export type NodeKind = 'meta' | 'kv';
+
+export interface NodeSpec {
+  /** meta-<id> or kv-<group>-<id>. */
+  readonly name: string;
+  readonly kind: NodeKind;
+  readonly group: number;
+  readonly id: number;
+  readonly grpcAddress: string;
+  readonly metricsAddress: string;
+  readonly dataDir: string;
+  readonly args: readonly string[];
+}
+
+export interface ClusterLayout {
+  readonly dataDir: string;
+  readonly meta: readonly NodeSpec[];
+  /** kv nodes by group id. */
+  readonly kv: ReadonlyMap<number, readonly NodeSpec[]>;
+}
+
+export interface LayoutOptions {
+  readonly dataDir: string;
+  readonly metaNodes: number;
+  readonly kvGroups: number;
+  readonly kvNodesPerGroup: number;
+  /**
+   * Where ports come from: 'fixed' uses DESIGN.md's defaults (meta 8088+, kv 7088+, metrics
+   * 9188+ / 9288+, 10 apart per kv group); 'free' asks the OS for free ports (tests).
+   */
+  readonly ports: 'fixed' | 'free';
+  /** Extra flags for every process (timing, log level...). */
+  readonly extraArgs?: readonly string[];
+}
+
+/** Asks the OS for `count` free ports on 127.0.0.1 (bound together, then released). */
+export async function freePorts(count: number): Promise<number[]> {
+  const servers = await Promise.all(
+    Array.from(
+      { length: count },
+      () =>
+        new Promise<import('node:net').Server>((ok, fail) => {
+          const s = createServer();
+          s.once('error', fail);
+          s.listen(0, '127.0.0.1', () => ok(s));
+        }),
+    ),
+  );
+  const ports = servers.map((s) => (s.address() as import('node:net').AddressInfo).port);
+  await Promise.all(servers.map((s) => new Promise((ok) => s.close(ok))));
+  return ports;
+}
+
+/** Plans every node of a cluster: names, addresses, data dirs and command lines. */
+export async function planCluster(o: LayoutOptions): Promise<ClusterLayout> {
+  const total = o.metaNodes + o.kvGroups * o.kvNodesPerGroup;
+  const free = o.ports === 'free' ? await freePorts(total * 2) : [];
+  let nextFree = 0;
+  const port = (fixed: number): number => (o.ports === 'free' ? free[nextFree++] : fixed);
+  const extra = o.extraArgs ?? [];
+  const metaAddresses: string[] = [];
+  const metaPlans: { id: number; grpc: string; metrics: string }[] = [];
+  for (let id = 1; id <= o.metaNodes; id++) {
+    const grpc = `127.0.0.1:${port(8087 + id)}`;
+    const metrics = `127.0.0.1:${port(9187 + id)}`;
+    metaAddresses.push(grpc);
+    metaPlans.push({ id, grpc, metrics });
+  }
+  const metaPeers = metaPlans.map((p) => `${p.id}=${p.grpc}`).join(',');
+  const meta: NodeSpec[] = metaPlans.map((p) => {
+    const dataDir = join(o.dataDir, `meta-${p.id}`);
+    return {
+      name: `meta-${p.id}`,
+      kind: 'meta',
+      group: 0,
+      id: p.id,
+      grpcAddress: p.grpc,
+      metricsAddress: p.metrics,
+      dataDir,
+      args: [
+        '--id',
+        String(p.id),
+        '--listen',
+        p.grpc,
+        '--peers',
+        metaPeers,
+        '--data-dir',
+        dataDir,
+        '--metrics-listen',
+        p.metrics,
+        ...extra,
+      ],
+    };
+  });
+  const kv = new Map<number, NodeSpec[]>();
+  for (let group = 1; group <= o.kvGroups; group++) {
+    const plans: { id: number; grpc: string; metrics: string }[] = [];
+    for (let id = 1; id <= o.kvNodesPerGroup; id++) {
+      const offset = (group - 1) * 10 + id - 1;
+      plans.push({
+        id,
+        grpc: `127.0.0.1:${port(7088 + offset)}`,
+        metrics: `127.0.0.1:${port(9288 + offset)}`,
+      });
+    }
+    const peers = plans.map((p) => `${p.id}=${p.grpc}`).join(',');
+    kv.set(
+      group,
+      plans.map((p) => {
+        const dataDir = join(o.dataDir, `kv-${group}-${p.id}`);
+        return {
+          name: `kv-${group}-${p.id}`,
+          kind: 'kv',
+          group,
+          id: p.id,
+          grpcAddress: p.grpc,
+          metricsAddress: p.metrics,
+          dataDir,
+          args: [
+            '--id',
+            String(p.id),
+            '--group',
+            String(group),
+            '--listen',
+            p.grpc,
+            '--peers',
+            peers,
+            '--meta',
+            metaAddresses.join(','),
+            '--data-dir',
+            dataDir,
+            '--metrics-listen',
+            p.metrics,
+            ...extra,
+          ],
+        };
+      }),
+    );
+  }
+  return { dataDir: o.dataDir, meta, kv };
+}
+
+export interface RunningNode {
+  readonly spec: NodeSpec;
+  readonly process: ChildProcess;
+  readonly exited: Promise<number | null>;
+}
+
+/** Runs and supervises the processes of a planned cluster. */
+export class LocalCluster {
+  private readonly running = new Map<string, RunningNode>();
+  private readonly logs = new Map<string, WriteStream>();
+
+  constructor(readonly layout: ClusterLayout) {}
+
+  allSpecs(): NodeSpec[] {
+    return [...this.layout.meta, ...[...this.layout.kv.values()].flat()];
+  }
+
+  spec(name: string): NodeSpec {
+    const spec = this.allSpecs().find((s) => s.name === name);
+    if (spec === undefined) throw new Error(`no node named ${name}`);
+    return spec;
+  }
+
+  metaEndpoints(): string[] {
+    return this.layout.meta.map((m) => m.grpcAddress);
+  }
+
+  /** Writes cluster.json: every node's exact command line, to stop and restart one by hand. */
+  async writeManifest(): Promise<void> {
+    await mkdir(this.layout.dataDir, { recursive: true });
+    const nodes = this.allSpecs().map((s) => ({
+      name: s.name,
+      kind: s.kind,
+      group: s.group,
+      id: s.id,
+      grpc: s.grpcAddress,
+      metrics: s.metricsAddress,
+      dataDir: s.dataDir,
+      command: [process.execPath, s.kind === 'meta' ? metaBin : kvBin, ...s.args],
+    }));
+    await writeFile(
+      join(this.layout.dataDir, 'cluster.json'),
+      `${JSON.stringify({ nodes }, null, 2)}\n`,
+    );
+  }
+
+  /** Starts one node; its output goes to <dataDir>/<name>.log. */
+  async start(name: string): Promise<RunningNode> {
+    if (this.running.has(name)) throw new Error(`${name} is already running`);
+    const spec = this.spec(name);
+    await mkdir(this.layout.dataDir, { recursive: true });
+    let log = this.logs.get(name);
+    if (log === undefined) {
+      log = createWriteStream(join(this.layout.dataDir, `${name}.log`), { flags: 'a' });
+      this.logs.set(name, log);
+    }
+    const child = spawn(process.execPath, [spec.kind === 'meta' ? metaBin : kvBin, ...spec.args], {
+      stdio: ['ignore', 'pipe', 'pipe'],
+    });
+    child.stdout?.pipe(log, { end: false });
+    child.stderr?.pipe(log, { end: false });
+    const exited = new Promise<number | null>((ok) =>
+      child.once('exit', (code, signal) => ok(code ?? (signal ? -1 : null))),
+    );
+    const node: RunningNode = { spec, process: child, exited };
+    this.running.set(name, node);
+    void exited.then(() => {
+      if (this.running.get(name) === node) this.running.delete(name);
+    });
+    return node;
+  }
+
+  async startAll(): Promise<void> {
+    for (const spec of this.allSpecs()) await this.start(spec.name);
+  }
+
+  isRunning(name: string): boolean {
+    return this.running.has(name);
+  }
+
+  runningNodes(): RunningNode[] {
+    return [...this.running.values()];
+  }
+
+  /** Sends a signal to a node; with SIGKILL or SIGTERM waits until it has exited. */
+  async signal(name: string, signal: NodeJS.Signals): Promise<number | null> {
+    const node = this.running.get(name);
+    if (node === undefined) return null;
+    node.process.kill(signal);
+    if (signal === 'SIGKILL' || signal === 'SIGTERM' || signal === 'SIGINT') return node.exited;
+    return null;
+  }
+
+  /** Stops every node (SIGTERM, then SIGKILL after `graceMs`). */
+  async stopAll(graceMs = 10_000): Promise<void> {
+    const nodes = [...this.running.values()];
+    for (const node of nodes) node.process.kill('SIGTERM');
+    await Promise.all(
+      nodes.map(async (node) => {
+        const timer = setTimeout(() => node.process.kill('SIGKILL'), graceMs);
+        await node.exited;
+        clearTimeout(timer);
+      }),
+    );
+    for (const log of this.logs.values()) log.end();
+    this.logs.clear();
+  }
+
+  /** Kills every node at once (tests' afterAll safety net). */
+  killAll(): void {
+    for (const node of this.running.values()) node.process.kill('SIGKILL');
+  }
+}
+
+/** Polls `check` until it returns a value (not undefined/false) or the deadline passes. */
+export async function waitUntil<T>(
+  check: () => T | undefined | false | Promise<T | undefined | false>,
+  timeoutMs: number,
+  what: string,
+): Promise<T> {
+  const deadline = Date.now() + timeoutMs;
+  let lastError = '';
+  for (;;) {
+    try {
+      const value = await check();
+      if (value !== undefined && value !== false) return value;
+    } catch (err) {
+      lastError = ` (last error: ${(err as Error).message})`;
+    }
+    if (Date.now() > deadline)
+      throw new Error(`timed out after ${timeoutMs} ms waiting for ${what}${lastError}`);
+    await new Promise((ok) => setTimeout(ok, 50));
+  }
+}
+
+/** GET http://<address><path>: status and body, or null when nothing answers. */
+export async function httpGet(
+  address: string,
+  path: string,
+): Promise<{ status: number; body: string } | null> {
+  try {
+    const res = await fetch(`http://${address}${path}`, { signal: AbortSignal.timeout(2000) });
+    return { status: res.status, body: await res.text() };
+  } catch {
+    return null;
+  }
+}
