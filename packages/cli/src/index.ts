@@ -1,2 +1,4 @@
-// @eraftkv/cli (see package.json for what it is).
-export const packageName = '@eraftkv/cli';
+// @eraftkv/cli: eraftkv-ctl, the command-line tool (see ctl.ts).
+export { runCtl, ctlVersion } from './ctl';
+export { exitCodes } from './exit-codes';
+export type { Io, WriteOut } from './output';

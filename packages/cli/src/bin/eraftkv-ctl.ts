@@ -1,3 +1,6 @@
-// eraftkv-ctl: not built yet; see the README for what works today.
-process.stderr.write('eraftkv-ctl is not implemented yet\n');
-process.exitCode = 1;
+// eraftkv-ctl: see ctl.ts.
+import { runCtl } from '../ctl';
+
+void runCtl(process.argv.slice(2)).then((code) => {
+  process.exitCode = code;
+});

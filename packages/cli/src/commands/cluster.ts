@@ -1,0 +1,182 @@
+// init, group add/remove/list, slot move (and the ERaftKV aliases add_group, remove_group,
+// query_groups, set_slot).
+import type { Argv } from 'yargs';
+import { formatSlotRanges, parseSlotRanges, type ClusterView } from '@eraftkv/client';
+import { positiveInt, textArg, type Context, type Runner } from '../context';
+import { exitCodes, UsageError } from '../exit-codes';
+import { json, renderTable } from '../output';
+
+function printCluster(ctx: Context, view: ClusterView): void {
+  const groups = [...view.groups].sort((a, b) => a.id - b.id);
+  if (ctx.writeOut === 'json') {
+    ctx.io.out(
+      json({
+        configVersion: view.configVersion,
+        slotCount: view.slotCount,
+        groups: groups.map((g) => ({
+          id: g.id,
+          role: g.id === 0 ? 'meta' : 'kv',
+          servers: g.servers,
+          slots: formatSlotRanges(g.slots),
+          slotCount: g.slots.length,
+          migrating: formatSlotRanges(g.migratingSlots),
+        })),
+      }),
+    );
+    return;
+  }
+  const rows = groups.map((g) => [
+    g.id === 0 ? '0 (meta)' : String(g.id),
+    g.servers.map((s) => `${s.id}=${s.address}`).join(','),
+    g.id === 0 ? '-' : `${formatSlotRanges(g.slots) || 'none'} (${g.slots.length})`,
+    formatSlotRanges(g.migratingSlots) || '-',
+  ]);
+  if (ctx.writeOut === 'table') {
+    ctx.io.out(renderTable(['GROUP', 'SERVERS', 'SLOTS', 'MIGRATING'], rows));
+  } else {
+    for (const r of rows)
+      ctx.io.out(
+        `group ${r[0]}: servers ${r[1]}; slots ${r[2]}${r[3] !== '-' ? `; migrating ${r[3]}` : ''}\n`,
+      );
+  }
+  ctx.io.out(
+    ctx.writeOut === 'table'
+      ? `config version ${view.configVersion}, ${view.slotCount} slots\n`
+      : `config version ${view.configVersion}, ${view.slotCount} slots\n`,
+  );
+}
+
+export function clusterCommands(yargs: Argv, run: Runner): Argv {
+  return yargs
+    .command(
+      'init',
+      'Initialise a new cluster (once): fixes the number of slots',
+      (y) =>
+        y
+          .option('slots', {
+            type: 'number',
+            default: 1024,
+            describe: 'number of slots (1..65536)',
+          })
+          .example('$0 init --slots 1024', ''),
+      run(async (ctx, args) => {
+        const view = await ctx.client().initCluster(positiveInt(args.slots, '--slots'));
+        printCluster(ctx, view);
+        return exitCodes.success;
+      }),
+    )
+    .command(
+      'group <command>',
+      'Manage kv groups: add, remove, list',
+      (y) =>
+        y
+          .command(
+            'add <gid> <addresses>',
+            'Register kv group <gid> served by <addresses> (host:port,... of its nodes 1..n)',
+            (yy) =>
+              yy
+                .positional('gid', { type: 'number', describe: 'the group id (>= 1)' })
+                .positional('addresses', {
+                  type: 'string',
+                  describe: 'comma-separated host:port of its nodes',
+                })
+                .example('$0 group add 2 127.0.0.1:7098,127.0.0.1:7099,127.0.0.1:7100', ''),
+            run(async (ctx, args) => addGroup(ctx, args)),
+          )
+          .command(
+            'remove <gid>',
+            'Unregister kv group <gid> (it must own no slots)',
+            (yy) => yy.positional('gid', { type: 'number' }).example('$0 group remove 2', ''),
+            run(async (ctx, args) => {
+              printCluster(ctx, await ctx.client().removeGroup(positiveInt(args.gid, '<gid>')));
+              return exitCodes.success;
+            }),
+          )
+          .command(
+            'list',
+            'Show every group, its servers and its slots',
+            (yy) => yy.example('$0 group list -w table', ''),
+            run(async (ctx) => {
+              printCluster(ctx, await ctx.client().cluster());
+              return exitCodes.success;
+            }),
+          )
+          .demandCommand(1, 'group needs a subcommand: add, remove or list'),
+      () => {},
+    )
+    .command(
+      ['add_group <gid> <addresses>'],
+      false,
+      (y) => y.positional('gid', { type: 'number' }).positional('addresses', { type: 'string' }),
+      run(async (ctx, args) => addGroup(ctx, args)),
+    )
+    .command(
+      ['remove_group <gid>'],
+      false,
+      (y) => y.positional('gid', { type: 'number' }),
+      run(async (ctx, args) => {
+        printCluster(ctx, await ctx.client().removeGroup(positiveInt(args.gid, '<gid>')));
+        return exitCodes.success;
+      }),
+    )
+    .command(
+      ['query_groups'],
+      false,
+      (y) => y,
+      run(async (ctx) => {
+        printCluster(ctx, await ctx.client().cluster());
+        return exitCodes.success;
+      }),
+    )
+    .command(
+      'slot <command>',
+      'Manage slots: move',
+      (y) =>
+        y
+          .command(
+            'move <gid> <range>',
+            'Give slots to group <gid>; refused for slots that hold data',
+            (yy) =>
+              yy
+                .positional('gid', { type: 'number', describe: 'the group that gets the slots' })
+                .positional('range', {
+                  type: 'string',
+                  describe: 'slots: 0-511, or 7, or 0-9,20-29',
+                })
+                .example('$0 slot move 2 512-1023', 'group 2 takes over slots 512..1023'),
+            run(async (ctx, args) => moveSlots(ctx, args)),
+          )
+          .demandCommand(1, 'slot needs a subcommand: move'),
+      () => {},
+    )
+    .command(
+      ['set_slot <gid> <range>'],
+      false,
+      (y) => y.positional('gid', { type: 'number' }).positional('range', { type: 'string' }),
+      run(async (ctx, args) => moveSlots(ctx, args)),
+    );
+}
+
+async function addGroup(ctx: Context, args: Record<string, unknown>): Promise<number> {
+  const addresses = textArg(args.addresses, '<addresses>')
+    .split(',')
+    .map((a) => a.trim())
+    .filter((a) => a !== '');
+  if (addresses.length === 0) throw new UsageError('<addresses> is empty');
+  for (const a of addresses)
+    if (!/^[^\s:]+:\d{1,5}$/.test(a)) throw new UsageError(`"${a}" is not host:port`);
+  printCluster(ctx, await ctx.client().addGroup(positiveInt(args.gid, '<gid>'), addresses));
+  return exitCodes.success;
+}
+
+async function moveSlots(ctx: Context, args: Record<string, unknown>): Promise<number> {
+  const gid = positiveInt(args.gid, '<gid>');
+  let slots: number[];
+  try {
+    slots = parseSlotRanges(textArg(args.range, '<range>'));
+  } catch (err) {
+    throw new UsageError(`<range>: ${(err as Error).message}`);
+  }
+  printCluster(ctx, await ctx.client().moveSlots(gid, slots));
+  return exitCodes.success;
+}

@@ -1,0 +1,160 @@
+// endpoint status / endpoint health: per node, as etcdctl shows them. With --cluster, every node
+// of every group (found through the topology); otherwise the --endpoints.
+import type { Argv } from 'yargs';
+import type { StatusResp } from '@eraftkv/protocol';
+import type { Context, Runner } from '../context';
+import { exitCodes } from '../exit-codes';
+import { json, renderTable } from '../output';
+
+async function targets(ctx: Context, cluster: boolean): Promise<string[]> {
+  if (!cluster) return ctx.endpoints;
+  const view = await ctx.client().cluster({ serializable: true });
+  const addresses = new Set<string>(ctx.endpoints);
+  for (const g of view.groups) for (const s of g.servers) addresses.add(s.address);
+  return [...addresses];
+}
+
+function sizeText(bytes: number): string {
+  if (bytes < 1024) return `${bytes} B`;
+  if (bytes < 1024 * 1024) return `${(bytes / 1024).toFixed(1)} kB`;
+  return `${(bytes / 1024 / 1024).toFixed(1)} MB`;
+}
+
+export function endpointCommands(yargs: Argv, run: Runner): Argv {
+  return yargs.command(
+    'endpoint <command>',
+    'Check nodes: status, health',
+    (y) =>
+      y
+        .command(
+          'status',
+          "Show each node's group, role, term, indexes and size",
+          (yy) =>
+            yy
+              .option('cluster', {
+                type: 'boolean',
+                default: false,
+                describe: 'every node of every group, not only --endpoints',
+              })
+              .example('$0 endpoint status --cluster -w table', ''),
+          run(async (ctx, args) => {
+            const addresses = await targets(ctx, args.cluster === true);
+            const results = await Promise.all(
+              addresses.map(async (address) => {
+                try {
+                  return { address, status: await ctx.client().status(address), error: null };
+                } catch (err) {
+                  return {
+                    address,
+                    status: null as StatusResp | null,
+                    error: (err as Error).message,
+                  };
+                }
+              }),
+            );
+            if (ctx.writeOut === 'json') {
+              ctx.io.out(
+                json(
+                  results.map((r) =>
+                    r.status
+                      ? { endpoint: r.address, ...r.status }
+                      : { endpoint: r.address, error: r.error },
+                  ),
+                ),
+              );
+            } else {
+              const rows = results.map((r) => {
+                const s = r.status;
+                if (s === null)
+                  return [r.address, 'unreachable', '', '', '', '', '', '', '', r.error ?? ''];
+                return [
+                  r.address,
+                  s.serverType === 'meta' ? 'meta' : `kv ${s.groupId}`,
+                  String(s.nodeId),
+                  s.isLearner ? 'learner' : s.role,
+                  String(s.term),
+                  String(s.leaderId),
+                  String(s.commitIndex),
+                  String(s.appliedIndex),
+                  sizeText(s.dbSizeBytes),
+                  s.version,
+                ];
+              });
+              const header = [
+                'ENDPOINT',
+                'GROUP',
+                'ID',
+                'ROLE',
+                'TERM',
+                'LEADER',
+                'COMMIT',
+                'APPLIED',
+                'DB SIZE',
+                'VERSION',
+              ];
+              if (ctx.writeOut === 'table') ctx.io.out(renderTable(header, rows));
+              else for (const row of rows) ctx.io.out(`${row.join(', ')}\n`);
+            }
+            return results.some((r) => r.status === null)
+              ? exitCodes.badConnection
+              : exitCodes.success;
+          }),
+        )
+        .command(
+          'health',
+          'Check that each node is serving (grpc.health.v1)',
+          (yy) =>
+            yy
+              .option('cluster', {
+                type: 'boolean',
+                default: false,
+                describe: 'every node of every group, not only --endpoints',
+              })
+              .example('$0 endpoint health --cluster', ''),
+          run(async (ctx, args) => {
+            const addresses = await targets(ctx, args.cluster === true);
+            const results = await Promise.all(
+              addresses.map(async (address) => {
+                const started = Date.now();
+                try {
+                  const healthy = await ctx.client().health(address);
+                  return {
+                    endpoint: address,
+                    health: healthy,
+                    took: `${Date.now() - started}ms`,
+                    error: healthy ? '' : 'not serving',
+                  };
+                } catch (err) {
+                  return {
+                    endpoint: address,
+                    health: false,
+                    took: `${Date.now() - started}ms`,
+                    error: (err as Error).message,
+                  };
+                }
+              }),
+            );
+            if (ctx.writeOut === 'json') ctx.io.out(json(results));
+            else if (ctx.writeOut === 'table') {
+              ctx.io.out(
+                renderTable(
+                  ['ENDPOINT', 'HEALTH', 'TOOK', 'ERROR'],
+                  results.map((r) => [r.endpoint, String(r.health), r.took, r.error]),
+                ),
+              );
+            } else {
+              for (const r of results) {
+                ctx.io.out(
+                  r.health
+                    ? `${r.endpoint} is healthy: took = ${r.took}\n`
+                    : `${r.endpoint} is unhealthy: ${r.error}\n`,
+                );
+              }
+            }
+            return results.every((r) => r.health) ? exitCodes.success : exitCodes.error;
+          }),
+        )
+        .demandCommand(1, 'endpoint needs a subcommand: status or health'),
+    () => {},
+  );
+}

@@ -1,0 +1,137 @@
+// put, get, del, scan (and the ERaftKV aliases put_kv, get_kv).
+import type { Argv } from 'yargs';
+import { positiveInt, textArg, type Runner } from '../context';
+import { exitCodes } from '../exit-codes';
+import { json, jsonBytes, printable, renderTable } from '../output';
+
+export function kvCommands(yargs: Argv, run: Runner): Argv {
+  return yargs
+    .command(
+      ['put <key> <value>', 'put_kv <key> <value>'],
+      'Write a value under a key',
+      (y) =>
+        y
+          .positional('key', { type: 'string', describe: 'the key' })
+          .positional('value', { type: 'string', describe: 'the value (may be empty)' })
+          .example('$0 put hello world', 'prints OK'),
+      run(async (ctx, args) => {
+        const key = textArg(args.key, '<key>');
+        await ctx.client().put(key, textArg(args.value ?? '', '<value>'));
+        if (ctx.writeOut === 'json') ctx.io.out(json({ ok: true, key }));
+        else ctx.io.out('OK\n');
+        return exitCodes.success;
+      }),
+    )
+    .command(
+      ['get <key>', 'get_kv <key>'],
+      'Read the value of a key (exit code 1 when it does not exist)',
+      (y) =>
+        y
+          .positional('key', { type: 'string', describe: 'the key' })
+          .option('consistency', {
+            choices: ['l', 's'],
+            default: 'l',
+            describe:
+              'l: linearizable (through the leader), s: serializable (any replica, may be stale)',
+          })
+          .example('$0 get hello', 'prints the value')
+          .example('$0 get hello -w json', 'prints {"key": ..., "found": ..., "value": ...}'),
+      run(async (ctx, args) => {
+        const key = textArg(args.key, '<key>');
+        const value = await ctx.client().get(key, { serializable: args.consistency === 's' });
+        if (ctx.writeOut === 'json') {
+          ctx.io.out(
+            json(
+              value === undefined
+                ? { key, found: false }
+                : {
+                    key,
+                    found: true,
+                    value: jsonBytes(value).text,
+                    valueBase64: jsonBytes(value).base64,
+                  },
+            ),
+          );
+        } else if (value !== undefined) {
+          ctx.io.out(
+            ctx.writeOut === 'table'
+              ? renderTable(['KEY', 'VALUE'], [[key, printable(value)]])
+              : `${printable(value)}\n`,
+          );
+        }
+        if (value === undefined) {
+          if (ctx.writeOut !== 'json') ctx.io.err('key not found\n');
+          return exitCodes.error;
+        }
+        return exitCodes.success;
+      }),
+    )
+    .command(
+      'del <key>',
+      'Delete a key (prints how many keys were deleted: 0 or 1)',
+      (y) =>
+        y
+          .positional('key', { type: 'string', describe: 'the key' })
+          .example('$0 del hello', 'prints 1'),
+      run(async (ctx, args) => {
+        const key = textArg(args.key, '<key>');
+        const deleted = await ctx.client().del(key);
+        if (ctx.writeOut === 'json') ctx.io.out(json({ key, deleted: deleted ? 1 : 0 }));
+        else ctx.io.out(`${deleted ? 1 : 0}\n`);
+        return exitCodes.success;
+      }),
+    )
+    .command(
+      'scan <start> [end]',
+      'List the keys in [start, end) in key-byte order, with their values',
+      (y) =>
+        y
+          .positional('start', { type: 'string', describe: 'the first key (inclusive)' })
+          .positional('end', { type: 'string', describe: 'the end (exclusive); omit for no end' })
+          .option('limit', { type: 'number', default: 1000, describe: 'at most this many pairs' })
+          .option('keys-only', {
+            type: 'boolean',
+            default: false,
+            describe: 'print keys without values',
+          })
+          .example('$0 scan user: user;', 'every key starting with "user:"')
+          .example('$0 scan a --limit 10 -w table', 'the first 10 keys from "a" on'),
+      run(async (ctx, args) => {
+        const limit = positiveInt(args.limit, '--limit');
+        const end = args.end === undefined ? undefined : textArg(args.end, '[end]');
+        const result = await ctx.client().scan(textArg(args.start, '<start>'), end, { limit });
+        const keysOnly = args.keysOnly === true;
+        if (ctx.writeOut === 'json') {
+          ctx.io.out(
+            json({
+              count: result.kvs.length,
+              more: result.more,
+              kvs: result.kvs.map((kv) => ({
+                key: jsonBytes(kv.key).text,
+                keyBase64: jsonBytes(kv.key).base64,
+                ...(keysOnly
+                  ? {}
+                  : { value: jsonBytes(kv.value).text, valueBase64: jsonBytes(kv.value).base64 }),
+              })),
+            }),
+          );
+        } else if (ctx.writeOut === 'table') {
+          ctx.io.out(
+            renderTable(
+              keysOnly ? ['KEY'] : ['KEY', 'VALUE'],
+              result.kvs.map((kv) =>
+                keysOnly ? [printable(kv.key)] : [printable(kv.key), printable(kv.value)],
+              ),
+            ),
+          );
+          if (result.more) ctx.io.out(`(more keys follow; raise --limit)\n`);
+        } else {
+          for (const kv of result.kvs) {
+            ctx.io.out(`${printable(kv.key)}\n`);
+            if (!keysOnly) ctx.io.out(`${printable(kv.value)}\n`);
+          }
+        }
+        return exitCodes.success;
+      }),
+    );
+}

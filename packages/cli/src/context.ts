@@ -1,0 +1,77 @@
+// What every eraftkv-ctl command gets: the global flags, a lazily created client and the output.
+import { EraftKvClient } from '@eraftkv/client';
+import { UsageError } from './exit-codes';
+import type { Io, WriteOut } from './output';
+
+export const defaultEndpoints = '127.0.0.1:8088,127.0.0.1:8089,127.0.0.1:8090';
+
+export interface GlobalArgs {
+  readonly endpoints: string;
+  readonly writeOut: WriteOut;
+  readonly commandTimeout: string;
+}
+
+export class Context {
+  private clientInstance: EraftKvClient | null = null;
+  readonly endpoints: string[];
+  readonly timeoutMs: number;
+
+  constructor(
+    readonly args: GlobalArgs,
+    readonly io: Io,
+  ) {
+    this.endpoints = args.endpoints
+      .split(',')
+      .map((e) => e.trim())
+      .filter((e) => e !== '');
+    if (this.endpoints.length === 0) throw new UsageError('--endpoints is empty');
+    this.timeoutMs = parseDuration(args.commandTimeout, '--command-timeout');
+  }
+
+  get writeOut(): WriteOut {
+    return this.args.writeOut;
+  }
+
+  client(): EraftKvClient {
+    this.clientInstance ??= new EraftKvClient({
+      endpoints: this.endpoints,
+      deadlineMs: this.timeoutMs,
+    });
+    return this.clientInstance;
+  }
+
+  close(): void {
+    this.clientInstance?.close();
+  }
+}
+
+/** Parses "5s", "500ms", "2m" or a plain number of milliseconds. */
+export function parseDuration(text: string, flag: string): number {
+  const m = /^(\d+(?:\.\d+)?)(ms|s|m)?$/.exec(text.trim());
+  if (m === null) throw new UsageError(`${flag}: "${text}" is not a duration like 5s, 500ms or 2m`);
+  const value = Number(m[1]);
+  const unit = m[2] ?? 'ms';
+  const ms = unit === 'm' ? value * 60_000 : unit === 's' ? value * 1000 : value;
+  if (ms <= 0) throw new UsageError(`${flag} must be positive`);
+  return Math.round(ms);
+}
+
+/** A positive integer argument, or a UsageError naming it. */
+export function positiveInt(value: unknown, name: string): number {
+  const n = Number(value);
+  if (!Number.isSafeInteger(n) || n <= 0)
+    throw new UsageError(`${name} must be a positive integer, got ${String(value)}`);
+  return n;
+}
+
+/** Wraps a command's work: builds the context, runs it, prints errors, sets the exit code. */
+export type Runner = (
+  work: (ctx: Context, args: Record<string, unknown>) => Promise<number>,
+) => (args: Record<string, unknown>) => Promise<void>;
+
+/** A text argument (yargs may hand over numbers for numeric-looking text). */
+export function textArg(value: unknown, name: string): string {
+  if (typeof value === 'string') return value;
+  if (typeof value === 'number') return String(value);
+  throw new UsageError(`${name} is missing`);
+}

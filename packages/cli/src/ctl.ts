@@ -1,0 +1,100 @@
+// eraftkv-ctl: the command-line tool, in etcdctl's conventions (global --endpoints, -w simple|json|
+// table, --command-timeout, etcdctl's exit codes). runCtl never exits the process itself, so that
+// tests can run it in process.
+import yargs, { type Argv } from 'yargs';
+import { benchCommands } from './commands/bench';
+import { clusterCommands } from './commands/cluster';
+import { endpointCommands } from './commands/endpoint';
+import { kvCommands } from './commands/kv';
+import { membershipCommands } from './commands/membership';
+import { Context, defaultEndpoints, type GlobalArgs, type Runner } from './context';
+import { exitCodeOf, exitCodes, UsageError } from './exit-codes';
+import { processIo, writeOutChoices, type Io, type WriteOut } from './output';
+
+export const ctlVersion = '0.1.0';
+
+export async function runCtl(argv: readonly string[], io: Io = processIo): Promise<number> {
+  let exitCode: number = exitCodes.success;
+  const run: Runner = (work) => async (args) => {
+    let ctx: Context | null = null;
+    try {
+      ctx = new Context(
+        {
+          endpoints: String(args.endpoints),
+          writeOut: args.writeOut as WriteOut,
+          commandTimeout: String(args.commandTimeout),
+        } satisfies GlobalArgs,
+        io,
+      );
+      exitCode = await work(ctx, args);
+    } catch (err) {
+      io.err(`Error: ${(err as Error).message}\n`);
+      exitCode = exitCodeOf(err);
+    } finally {
+      ctx?.close();
+    }
+  };
+  let parser: Argv = yargs([...argv])
+    .scriptName('eraftkv-ctl')
+    .usage('$0 <command> [options]\n\nTalk to an eraftkv cluster (meta servers at --endpoints).')
+    .env('ERAFTKV')
+    .option('endpoints', {
+      type: 'string',
+      default: defaultEndpoints,
+      describe: 'meta server addresses, comma-separated (env ERAFTKV_ENDPOINTS)',
+      global: true,
+    })
+    .option('write-out', {
+      alias: 'w',
+      choices: writeOutChoices,
+      default: 'simple',
+      describe: 'output format',
+      global: true,
+    })
+    .option('command-timeout', {
+      type: 'string',
+      default: '5s',
+      describe: 'how long a command may take, retries included (5s, 500ms, 2m)',
+      global: true,
+    });
+  parser = kvCommands(parser, run);
+  parser = clusterCommands(parser, run);
+  parser = membershipCommands(parser, run);
+  parser = endpointCommands(parser, run);
+  parser = benchCommands(parser, run);
+  parser = parser
+    .demandCommand(1, 'name a command (see --help)')
+    .strict()
+    .recommendCommands()
+    .help()
+    .alias('h', 'help')
+    .version(ctlVersion)
+    .wrap(Math.min(110, process.stdout.columns || 100))
+    .epilogue(
+      [
+        'Examples:',
+        '  eraftkv-ctl put hello world && eraftkv-ctl get hello',
+        '  eraftkv-ctl scan a z --limit 10 -w table',
+        '  eraftkv-ctl group list -w table',
+        '  eraftkv-ctl member list --group 1',
+        '  eraftkv-ctl endpoint health --cluster',
+        '',
+        'Exit codes: 0 ok, 1 error (for get: key not found), 2 cluster unavailable or bad connection,',
+        '3 invalid input, 128 bad arguments.',
+      ].join('\n'),
+    )
+    .exitProcess(false)
+    .fail((message, err) => {
+      // Stop at the first usage error: nothing runs after it.
+      throw err ?? new UsageError(message);
+    });
+  try {
+    await parser.parseAsync();
+  } catch (err) {
+    io.err(
+      `Error: ${(err as Error).message}\nRun 'eraftkv-ctl --help' (or '<command> --help') for usage.\n`,
+    );
+    exitCode = exitCodes.badArgs;
+  }
+  return exitCode;
+}
