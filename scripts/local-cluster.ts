@@ -225,7 +225,8 @@ export class LocalCluster {
       this.logs.set(name, log);
     }
     const child = spawn(process.execPath, [spec.kind === 'meta' ? metaBin : kvBin, ...spec.args], {
-      stdio: ['ignore', 'pipe', 'pipe'],
+      // The IPC channel lets a node notice when its launcher is gone (it then stops itself).
+      stdio: ['ignore', 'pipe', 'pipe', 'ipc'],
     });
     child.stdout?.pipe(log, { end: false });
     child.stderr?.pipe(log, { end: false });

@@ -34,6 +34,13 @@ export function installLifecycle(options: {
   };
   process.on('SIGTERM', onSignal);
   process.on('SIGINT', onSignal);
+  // Started by a launcher with an IPC channel (npm start): when the launcher goes away, so do
+  // we, gracefully, instead of lingering as an orphan.
+  if (process.send !== undefined) {
+    process.on('disconnect', () => {
+      if (!stopping) onSignal('SIGTERM');
+    });
+  }
   return {
     fatal: (err) => {
       options.logger.error('fatal error: exiting', { error: err.message });
