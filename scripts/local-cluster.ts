@@ -9,6 +9,8 @@ import { createWriteStream, existsSync, type WriteStream } from 'node:fs';
 import { mkdir, writeFile } from 'node:fs/promises';
 import { createServer } from 'node:net';
 import { dirname, join } from 'node:path';
+import { ClusterError, type EraftKvClient } from '@eraftkv/client';
+import { ErrorCode } from '@eraftkv/protocol';
 
 /** The repository root (this file runs from scripts/ under jest and from scripts/dist when built). */
 function repositoryRoot(from: string): string {
@@ -177,12 +179,56 @@ export interface RunningNode {
 /** Runs and supervises the processes of a planned cluster. */
 export class LocalCluster {
   private readonly running = new Map<string, RunningNode>();
+  /** Nodes added after planning (new members joining a group). */
+  private readonly extra: NodeSpec[] = [];
   private readonly logs = new Map<string, WriteStream>();
 
   constructor(readonly layout: ClusterLayout) {}
 
   allSpecs(): NodeSpec[] {
-    return [...this.layout.meta, ...[...this.layout.kv.values()].flat()];
+    return [...this.layout.meta, ...[...this.layout.kv.values()].flat(), ...this.extra];
+  }
+
+  /**
+   * Plans one more kv node for `group` that starts with an empty --peers: it joins the running
+   * group once a member add names it. Returns its spec (start it with start(spec.name)).
+   */
+  async planJoiningKvNode(
+    group: number,
+    id: number,
+    extraArgs: readonly string[] = [],
+  ): Promise<NodeSpec> {
+    const [grpcPort, metricsPort] = await freePorts(2);
+    const name = `kv-${group}-${id}`;
+    const dataDir = join(this.layout.dataDir, name);
+    const spec: NodeSpec = {
+      name,
+      kind: 'kv',
+      group,
+      id,
+      grpcAddress: `127.0.0.1:${grpcPort}`,
+      metricsAddress: `127.0.0.1:${metricsPort}`,
+      dataDir,
+      args: [
+        '--id',
+        String(id),
+        '--group',
+        String(group),
+        '--listen',
+        `127.0.0.1:${grpcPort}`,
+        '--peers',
+        '',
+        '--meta',
+        this.metaEndpoints().join(','),
+        '--data-dir',
+        dataDir,
+        '--metrics-listen',
+        `127.0.0.1:${metricsPort}`,
+        ...extraArgs,
+      ],
+    };
+    this.extra.push(spec);
+    return spec;
   }
 
   spec(name: string): NodeSpec {
@@ -314,5 +360,47 @@ export async function httpGet(
     return { status: res.status, body: await res.text() };
   } catch {
     return null;
+  }
+}
+
+/**
+ * Brings a new cluster into service, as npm start does: initialises it (1024 slots), registers
+ * every kv group of the layout and gives group 1 every slot that has no owner. Steps a previous
+ * run already did are skipped, so it is safe on a restarted cluster.
+ */
+export async function initializeCluster(
+  client: EraftKvClient,
+  cluster: LocalCluster,
+  say: (line: string) => void = () => {},
+  slotCount = 1024,
+): Promise<void> {
+  let view = await client.cluster().catch((err: unknown) => {
+    if (err instanceof ClusterError && err.code === ErrorCode.NOT_INITIALIZED) return null;
+    throw err;
+  });
+  if (view === null || view.slotCount === 0) {
+    view = await client.initCluster(slotCount).catch(async (err: unknown) => {
+      if (err instanceof ClusterError && err.code === ErrorCode.ALREADY_INITIALIZED)
+        return client.cluster();
+      throw err;
+    });
+    say(`cluster initialised with ${view.slotCount} slots`);
+  }
+  for (const [group, nodes] of cluster.layout.kv) {
+    if (!view.groups.some((g) => g.id === group)) {
+      view = await client.addGroup(
+        group,
+        nodes.map((n) => n.grpcAddress),
+      );
+      say(`kv group ${group} registered`);
+    }
+  }
+  const assigned = new Set(view.groups.flatMap((g) => g.slots));
+  const unassigned = Array.from({ length: view.slotCount }, (_, i) => i).filter(
+    (s) => !assigned.has(s),
+  );
+  if (unassigned.length > 0) {
+    await client.moveSlots(1, unassigned);
+    say(`group 1 owns ${unassigned.length} slots`);
   }
 }

@@ -7,9 +7,15 @@
 import { existsSync } from 'node:fs';
 import { readFile, rm } from 'node:fs/promises';
 import { join, resolve } from 'node:path';
-import { ClusterError, EraftKvClient } from '@eraftkv/client';
-import { ErrorCode } from '@eraftkv/protocol';
-import { httpGet, LocalCluster, planCluster, repositoryDir, waitUntil } from './local-cluster';
+import { EraftKvClient } from '@eraftkv/client';
+import {
+  httpGet,
+  initializeCluster,
+  LocalCluster,
+  planCluster,
+  repositoryDir,
+  waitUntil,
+} from './local-cluster';
 
 interface StartOptions {
   fresh: boolean;
@@ -101,7 +107,7 @@ async function main(): Promise<void> {
   }
   const client = new EraftKvClient({ endpoints: cluster.metaEndpoints(), deadlineMs: 20_000 });
   try {
-    await setUp(client, cluster);
+    await initializeCluster(client, cluster, (line) => console.log(line));
     await waitUntil(
       async () => {
         const answers = await Promise.all(
@@ -121,39 +127,6 @@ async function main(): Promise<void> {
   }
   client.close();
   printWelcome(cluster);
-}
-
-/** Initialises the cluster and registers the kv groups, unless a previous run did. */
-async function setUp(client: EraftKvClient, cluster: LocalCluster): Promise<void> {
-  let view = await client.cluster().catch(async (err: unknown) => {
-    if (err instanceof ClusterError && err.code === ErrorCode.NOT_INITIALIZED) return null;
-    throw err;
-  });
-  if (view === null || view.slotCount === 0) {
-    view = await client.initCluster(1024).catch(async (err: unknown) => {
-      if (err instanceof ClusterError && err.code === ErrorCode.ALREADY_INITIALIZED)
-        return client.cluster();
-      throw err;
-    });
-    console.log(`cluster initialised with ${view.slotCount} slots`);
-  }
-  for (const [group, nodes] of cluster.layout.kv) {
-    if (!view.groups.some((g) => g.id === group)) {
-      view = await client.addGroup(
-        group,
-        nodes.map((n) => n.grpcAddress),
-      );
-      console.log(`kv group ${group} registered`);
-    }
-  }
-  const assigned = new Set(view.groups.flatMap((g) => g.slots));
-  const unassigned = Array.from({ length: view.slotCount }, (_, i) => i).filter(
-    (s) => !assigned.has(s),
-  );
-  if (unassigned.length > 0) {
-    view = await client.moveSlots(1, unassigned);
-    console.log(`group 1 owns ${unassigned.length} slots`);
-  }
 }
 
 function printWelcome(cluster: LocalCluster): void {

@@ -1,2 +1,40 @@
-// @eraftkv/kv-server (see package.json for what it is).
-export const packageName = '@eraftkv/kv-server';
+// @eraftkv/kv-server: the data state machine of a kv group on raft-core, and the KvServer that
+// the eraftkv-kv binary runs (exported for tests and tools).
+export { ConfigWatcher, type ConfigWatcherOptions } from './config-watcher';
+export {
+  DataStateMachine,
+  type DataStateMachineOptions,
+  type KvApplyResult,
+  type KvReadResult,
+} from './data-state-machine';
+export {
+  CommandDecodeError,
+  CommandKind,
+  configFromTopology,
+  decodeCommand,
+  encodeClientRequest,
+  encodeConfig,
+  parseConfigJson,
+  slotStatusFromName,
+  slotStatusName,
+  type AppliedConfig,
+  type ConfigServer,
+  type ConfigSlot,
+  type KvCommand,
+  type SlotStatusName,
+} from './kv-commands';
+export { parseKvCommandLine, UsageError, type KvCommandLine } from './kv-node-options';
+export { KvServer, type KvServerOptions } from './kv-server';
+export { kvServiceHandlers, type KvServiceHandlers, type KvServiceOptions } from './kv-service';
+export {
+  checkEntrySize,
+  defaultKvLimits,
+  effectiveScanLimit,
+  entryBytesMaxFor,
+  kvLimits,
+  scanLimitDefault,
+  validateClientRequest,
+  type KvLimits,
+  type RequestKind,
+} from './request-validation';
+export { readSnapshotFile, SnapshotFormatError, writeSnapshotFile } from './snapshot-file';

@@ -1,3 +1,69 @@
-// eraftkv-meta: not built yet; see the README for what works today.
-process.stderr.write('eraftkv-meta is not implemented yet\n');
-process.exitCode = 1;
+// eraftkv-meta: one node of the meta group. Flags are in ../cli-options.ts; the node itself is
+// MetaServer. Logs one JSON line per event on stderr; SIGTERM/SIGINT stop it gracefully (exit 0),
+// a fatal Raft failure exits 1, bad flags exit 2.
+import { readFileSync } from 'node:fs';
+import { join } from 'node:path';
+import { installLifecycle, jsonLogger } from '@eraftkv/raft-core';
+import { parseMetaArgs } from '../cli-options';
+import { MetaServer } from '../meta-server';
+
+function packageVersion(): string {
+  // From dist/bin or src/bin alike, the package root is two levels up.
+  const pkg = JSON.parse(readFileSync(join(__dirname, '..', '..', 'package.json'), 'utf8')) as {
+    version?: string;
+  };
+  return pkg.version ?? '0.0.0';
+}
+
+async function main(): Promise<void> {
+  const version = packageVersion();
+  const parsed = parseMetaArgs(process.argv.slice(2), version);
+  if (parsed.kind === 'exit') {
+    (parsed.code === 0 ? process.stdout : process.stderr).write(parsed.output);
+    process.exitCode = parsed.code;
+    return;
+  }
+  const args = parsed.args;
+  const logger = jsonLogger(args.logLevel, { service: 'eraftkv-meta' });
+  // The closures below run only after both constants exist.
+  const lifecycle = installLifecycle({ logger, stop: () => server.stop() });
+  const server = new MetaServer({
+    id: args.id,
+    listen: args.listen,
+    dataDir: args.dataDir,
+    metricsListen: args.metricsListen,
+    clusterId: args.clusterId,
+    logger,
+    raft: {
+      tickMs: args.tickMs,
+      electionTicks: args.electionTicks,
+      heartbeatTicks: args.heartbeatTicks,
+      snapshotEntries: args.snapshotEntries,
+      logMemoryBytesMax: args.logMemoryMb * 1024 * 1024,
+    },
+    shutdownGraceMs: args.shutdownGraceMs,
+    dedupWindowEntries: args.dedupWindowEntries,
+    slotMoveDeadlineMs: args.slotMoveDeadlineMs,
+    version,
+    onFatal: (err) => lifecycle.fatal(err),
+  });
+  try {
+    const { address, metricsAddress } = await server.listen();
+    await server.start(args.peerList);
+    const status = server.raft.status();
+    logger.info('started', {
+      id: args.id,
+      listen: address,
+      metrics: metricsAddress,
+      dataDir: args.dataDir,
+      members: status.membership.map((m) => `${m.id}=${m.address}`).join(','),
+      version,
+    });
+  } catch (err) {
+    logger.error('cannot start', { error: (err as Error).message });
+    await server.abort().catch(() => undefined);
+    process.exit(1);
+  }
+}
+
+void main();

@@ -1,0 +1,332 @@
+// How a kv group follows the topology (docs/servers-contract.md, "Config watch" and "Moving slots
+// without losing a key"). Only the group's leader acts:
+//
+// - every `pollMs` it reads the topology from the meta group (ShardsQuery) and, when the meta
+//   config_version is newer than the group's applied config, proposes the group's record as a
+//   config entry, so that ownership changes at one point of the group's log;
+// - it keeps the meta group's record of the group's servers in step with the Raft membership
+//   (ServerJoin / ServerLeave with DataServer);
+// - it serves the meta leader's SlotMove hand-over: make the given config part of the log, wait
+//   until it is applied here, then say whether the frozen (Migrating) slots hold any key.
+import {
+  ChangeType,
+  ClusterConfigChangeReq,
+  ClusterConfigChangeResp,
+  ErrorCode,
+  HandleServerType,
+  ServerStatus,
+  ShardGroup,
+  Slot,
+  SlotStatus,
+  slotCountMax,
+  type ERaftKvClient,
+} from '@eraftkv/protocol';
+import {
+  errorAnswer,
+  NotLeaderError,
+  type GroupCaller,
+  type Logger,
+  type Member,
+  type RaftServer,
+} from '@eraftkv/raft-core';
+import type { DataStateMachine, KvApplyResult } from './data-state-machine';
+import { configFromTopology, encodeConfig } from './kv-commands';
+
+export interface ConfigWatcherOptions {
+  readonly groupId: number;
+  readonly raft: RaftServer<KvApplyResult>;
+  readonly stateMachine: DataStateMachine;
+  /** Calls the meta group's leader. */
+  readonly meta: GroupCaller;
+  readonly pollMs: number;
+  readonly logger: Logger;
+}
+
+// Bound, as GroupCaller calls it with the client as `this` anyway.
+const metaMethod = (client: ERaftKvClient) => client.clusterConfigChange.bind(client);
+
+/** NOT_LEADER / NO_LEADER answers carry the leader's address; anything else is an answer. */
+function metaLeaderHint(resp: ClusterConfigChangeResp): string | null {
+  return resp.errorCode === ErrorCode.NOT_LEADER || resp.errorCode === ErrorCode.NO_LEADER
+    ? resp.leaderAddress
+    : null;
+}
+
+export class ConfigWatcher {
+  private timer: NodeJS.Timeout | null = null;
+  private stopped = false;
+  private polling: Promise<void> = Promise.resolve();
+  /** Whether the last poll reached the meta group (problems are logged once per streak). */
+  private metaReachable = true;
+
+  constructor(private readonly options: ConfigWatcherOptions) {}
+
+  start(): void {
+    this.schedule(0);
+  }
+
+  /** Stops polling; a poll in flight finishes without acting on its answer. */
+  async stop(): Promise<void> {
+    this.stopped = true;
+    if (this.timer !== null) clearTimeout(this.timer);
+    this.timer = null;
+    this.options.meta.close();
+    await this.polling;
+  }
+
+  private schedule(delayMs: number): void {
+    if (this.stopped) return;
+    this.timer = setTimeout(() => {
+      this.timer = null;
+      this.polling = this.pollOnce().finally(() => this.schedule(this.options.pollMs));
+    }, delayMs);
+    // The gRPC server keeps a server process alive; the poll timer alone should not.
+    this.timer.unref();
+  }
+
+  /** One round: read the topology, propose a newer config, sync the server record. */
+  async pollOnce(): Promise<void> {
+    const { raft, stateMachine, groupId, logger } = this.options;
+    if (this.stopped || !raft.isLeader()) return;
+    let topology: ClusterConfigChangeResp;
+    try {
+      topology = await this.callMeta({ changeType: ChangeType.ShardsQuery });
+      this.noteMeta(true, '');
+    } catch (err) {
+      this.noteMeta(false, (err as Error).message);
+      return;
+    }
+    if (this.stopped || !raft.isLeader()) return;
+    if (topology.errorCode !== ErrorCode.OK) {
+      // NOT_INITIALIZED before ClusterInit: nothing to follow yet.
+      logger.debug('topology query answered without a topology', {
+        errorCode: ErrorCode[topology.errorCode] ?? topology.errorCode,
+        error: topology.errorMessage,
+      });
+      return;
+    }
+    if (topology.configVersion > stateMachine.configVersion()) {
+      try {
+        const config = configFromTopology({
+          groupId,
+          version: topology.configVersion,
+          slotCount: topology.slotCount,
+          groups: topology.shardGroup,
+        });
+        const result = await raft.propose(encodeConfig(config));
+        if (result?.kind === 'config' && result.applied) {
+          logger.info('config applied', {
+            version: config.version,
+            slots: config.slots.length,
+            servers: config.servers.length,
+          });
+        }
+      } catch (err) {
+        logger.warn('could not propose the new config', {
+          version: topology.configVersion,
+          error: (err as Error).message,
+        });
+        return;
+      }
+    }
+    const record = topology.shardGroup.find((g) => g.id === groupId);
+    if (record !== undefined) await this.syncServers(record);
+  }
+
+  /** Makes the meta record of this group's servers match the Raft membership. */
+  private async syncServers(record: ShardGroup): Promise<void> {
+    const { raft, groupId, logger } = this.options;
+    const members: readonly Member[] = raft.status().membership;
+    const changes: {
+      change: ChangeType.ServerJoin | ChangeType.ServerLeave;
+      id: number;
+      address: string;
+    }[] = [];
+    for (const m of members) {
+      const recorded = record.servers.find((s) => s.id === m.id);
+      if (recorded !== undefined && recorded.address === m.address) continue;
+      if (recorded !== undefined)
+        changes.push({ change: ChangeType.ServerLeave, id: m.id, address: recorded.address });
+      changes.push({ change: ChangeType.ServerJoin, id: m.id, address: m.address });
+    }
+    for (const s of record.servers) {
+      if (!members.some((m) => m.id === s.id))
+        changes.push({ change: ChangeType.ServerLeave, id: s.id, address: s.address });
+    }
+    for (const c of changes) {
+      if (this.stopped || !raft.isLeader()) return;
+      try {
+        const resp = await this.callMeta({
+          changeType: c.change,
+          handleServerType: HandleServerType.DataServer,
+          shardId: groupId,
+          server: { id: c.id, address: c.address, serverStatus: ServerStatus.Up },
+        });
+        const done =
+          resp.errorCode === ErrorCode.OK ||
+          (c.change === ChangeType.ServerJoin && resp.errorCode === ErrorCode.NODE_EXISTS) ||
+          (c.change === ChangeType.ServerLeave && resp.errorCode === ErrorCode.NODE_NOT_FOUND);
+        if (done) {
+          logger.info('meta record of the group servers updated', {
+            change: ChangeType[c.change],
+            server: c.id,
+            address: c.address,
+          });
+        } else {
+          logger.warn('meta refused to update the group servers', {
+            change: ChangeType[c.change],
+            server: c.id,
+            errorCode: ErrorCode[resp.errorCode] ?? resp.errorCode,
+            error: resp.errorMessage,
+          });
+          return;
+        }
+      } catch (err) {
+        this.noteMeta(false, (err as Error).message);
+        return;
+      }
+    }
+  }
+
+  private callMeta(fields: Partial<ClusterConfigChangeReq>): Promise<ClusterConfigChangeResp> {
+    return this.options.meta.call(
+      metaMethod,
+      ClusterConfigChangeReq.fromPartial(fields),
+      metaLeaderHint,
+      { deadlineMs: Math.max(2000, 4 * this.options.pollMs) },
+    );
+  }
+
+  private noteMeta(reachable: boolean, problem: string): void {
+    if (reachable && !this.metaReachable) this.options.logger.info('meta group reachable again');
+    if (!reachable && this.metaReachable)
+      this.options.logger.warn('cannot reach the meta group leader', { error: problem });
+    this.metaReachable = reachable;
+  }
+
+  // ---------------------------------------------------------------------------------------------
+  // SlotMove hand-over (step 2 of a slot move, sent by the meta leader)
+  // ---------------------------------------------------------------------------------------------
+
+  /**
+   * Makes the source's record at `config_version` part of this group's log, waits until it is
+   * applied here (from then on the Migrating slots are frozen in log order), and answers whether
+   * those slots hold any key. Idempotent: a retry at the same version proposes nothing new.
+   */
+  async handOver(req: ClusterConfigChangeReq): Promise<ClusterConfigChangeResp> {
+    const { raft, stateMachine, groupId } = this.options;
+    const record = checkHandOver(req);
+    const answer = (fields: Partial<ClusterConfigChangeResp>): ClusterConfigChangeResp => {
+      const leaderId = raft.leaderId();
+      return ClusterConfigChangeResp.fromPartial({
+        configVersion: stateMachine.configVersion(),
+        slotCount: stateMachine.appliedConfig()?.slotCount ?? 0,
+        leaderId,
+        leaderAddress: raft.addressOf(leaderId),
+        ...fields,
+      });
+    };
+    const failure = (err: unknown): ClusterConfigChangeResp => {
+      const a = errorAnswer(err);
+      return answer({
+        success: false,
+        errorCode: a.errorCode,
+        errorMessage: a.errorMessage,
+        leaderId: a.leaderId,
+        leaderAddress: a.leaderAddress,
+      });
+    };
+    if (req.shardId !== groupId) {
+      return answer({
+        success: false,
+        errorCode: ErrorCode.REJECTED,
+        errorMessage: `this server belongs to group ${groupId}, not to group ${req.shardId}`,
+      });
+    }
+    if (!raft.isLeader()) {
+      const leader = raft.leaderId();
+      return failure(new NotLeaderError(leader, raft.addressOf(leader)));
+    }
+    try {
+      // After the read index this node has applied everything committed so far: a config at
+      // this version already in the log is then visible in the applied config.
+      await raft.readIndex();
+      if (req.configVersion > stateMachine.configVersion()) {
+        const config = configFromTopology({
+          groupId,
+          version: req.configVersion,
+          slotCount: req.slotCount,
+          groups: [record],
+        });
+        await raft.propose(encodeConfig(config));
+      }
+    } catch (err) {
+      return failure(err);
+    }
+    if (stateMachine.configVersion() < req.configVersion) {
+      // propose() resolves once the entry is applied here, so this is not expected to happen.
+      return answer({
+        success: false,
+        errorCode: ErrorCode.REJECTED,
+        errorMessage: `config version ${req.configVersion} is not applied yet (applied: ${stateMachine.configVersion()}); retry`,
+      });
+    }
+    const migrating = record.slots
+      .filter((s) => s.slotStatus === SlotStatus.Migrating)
+      .map((s) => s.id);
+    const holding = await stateMachine.slotsHoldingKeys(migrating, req.slotCount);
+    if (holding.length > 0) {
+      return answer({
+        success: false,
+        errorCode: ErrorCode.SLOT_NOT_EMPTY,
+        errorMessage: `slot${holding.length > 1 ? 's' : ''} ${holding.join(', ')} of group ${groupId} hold${holding.length > 1 ? '' : 's'} data and cannot change owner (data migration does not exist yet)`,
+        shardGroup: [
+          ShardGroup.fromPartial({
+            id: groupId,
+            slots: holding.map((id) => Slot.fromPartial({ id, slotStatus: SlotStatus.Migrating })),
+            leaderId: raft.leaderId(),
+          }),
+        ],
+      });
+    }
+    return answer({ success: true, errorCode: ErrorCode.OK });
+  }
+}
+
+/** Checks the shape of a hand-over request; throws a RangeError (INVALID_ARGUMENT). */
+function checkHandOver(req: ClusterConfigChangeReq): ShardGroup {
+  if (req.handleServerType !== HandleServerType.DataServer) {
+    throw new RangeError('a SlotMove sent to a kv server must have handle_server_type DataServer');
+  }
+  const record = req.shardGroup;
+  if (record === undefined) {
+    throw new RangeError("a SlotMove hand-over must carry the group's record in shard_group");
+  }
+  if (record.id !== req.shardId) {
+    throw new RangeError(
+      `shard_group.id (${record.id}) must equal shard_id (${req.shardId}) in a hand-over`,
+    );
+  }
+  if (!Number.isSafeInteger(req.configVersion) || req.configVersion < 1) {
+    throw new RangeError(`config_version must be at least 1, got ${req.configVersion}`);
+  }
+  if (!Number.isInteger(req.slotCount) || req.slotCount < 1 || req.slotCount > slotCountMax) {
+    throw new RangeError(`slot_count must be in [1, ${slotCountMax}], got ${req.slotCount}`);
+  }
+  const seen = new Set<number>();
+  for (const s of record.slots) {
+    if (!Number.isInteger(s.id) || s.id < 0 || s.id >= req.slotCount)
+      throw new RangeError(`slot ${s.id} is outside [0, ${req.slotCount})`);
+    if (seen.has(s.id)) throw new RangeError(`slot ${s.id} is listed twice`);
+    seen.add(s.id);
+    if (
+      s.slotStatus !== SlotStatus.Running &&
+      s.slotStatus !== SlotStatus.Migrating &&
+      s.slotStatus !== SlotStatus.Importing &&
+      s.slotStatus !== SlotStatus.Init
+    ) {
+      throw new RangeError(`slot ${s.id} has unknown status ${String(s.slotStatus)}`);
+    }
+  }
+  return record;
+}

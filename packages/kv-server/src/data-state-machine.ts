@@ -1,0 +1,606 @@
+// The kv group's replicated state on RocksDB (<data-dir>/state): the user's keys and values, the
+// group's applied config and the dedup table, with the applied index stored in the same atomic
+// write as the data each apply batch produced (see state-layout.ts for the keys).
+//
+// Everything `apply` decides depends only on the entries and the state before them, never on the
+// clock, the node or how entries happen to be batched, so that every replica (and every replay
+// after a restart) reaches the same state: ownership is checked against the config applied so
+// far in log order, and a dedup record counts only while its index is within the window of the
+// entry that looks it up.
+import {
+  ClientOperationResp,
+  ClientOpType,
+  KvOpPair,
+  slotOfKey,
+  type ClientOperationReq,
+  type KeyValue,
+} from '@eraftkv/protocol';
+import {
+  EntryType,
+  openRocksEngine,
+  StoppedError,
+  type Entry,
+  type Logger,
+  type StateMachine,
+  type StorageEngine,
+  type WriteOp,
+} from '@eraftkv/raft-core';
+import {
+  CommandDecodeError,
+  CommandKind,
+  decodeCommand,
+  parseConfigJson,
+  type AppliedConfig,
+} from './kv-commands';
+import { ReadWriteGate } from './read-write-gate';
+import { effectiveScanLimit, type KvLimits } from './request-validation';
+import { readSnapshotFile, writeSnapshotFile } from './snapshot-file';
+import {
+  appliedKey,
+  configKey,
+  dataEnd,
+  dataKey,
+  dataStart,
+  dedupKey,
+  expiryKey,
+  dedupEnd,
+  dedupStart,
+  readU64,
+  u64,
+  userKey,
+} from './state-layout';
+
+/** What applying one normal entry produced (handed to whoever proposed it). */
+export type KvApplyResult =
+  | {
+      readonly kind: 'applied';
+      readonly ops: KvOpPair[];
+      readonly configVersion: number;
+      /** The request was a retry of one already applied: `ops` is the stored response. */
+      readonly duplicate: boolean;
+    }
+  | { readonly kind: 'wrong-shard'; readonly configVersion: number; readonly message: string }
+  | { readonly kind: 'rejected'; readonly configVersion: number; readonly message: string }
+  | { readonly kind: 'config'; readonly applied: boolean; readonly configVersion: number };
+
+/** What a read request produced. */
+export type KvReadResult =
+  | { readonly kind: 'read'; readonly ops: KvOpPair[]; readonly configVersion: number }
+  | { readonly kind: 'wrong-shard'; readonly configVersion: number; readonly message: string }
+  | { readonly kind: 'too-large'; readonly configVersion: number; readonly message: string }
+  | { readonly kind: 'snapshotting'; readonly configVersion: number; readonly message: string };
+
+export interface DataStateMachineOptions {
+  /** The RocksDB directory (<data-dir>/state). */
+  readonly path: string;
+  /**
+   * A write request's response is kept for retries while its log index is within this many
+   * entries of the applied index. Every member of a group must use the same value, since the
+   * window decides whether a retry applies again.
+   */
+  readonly dedupWindowEntries: number;
+  readonly logger?: Logger;
+}
+
+/** The config the state machine decides ownership with, and the slots it serves. */
+interface Ownership {
+  readonly config: AppliedConfig | null;
+  /** Slots listed with status Running: the only ones read or written. */
+  readonly served: ReadonlySet<number>;
+}
+
+const noOwnership: Ownership = { config: null, served: new Set() };
+
+function ownershipOf(config: AppliedConfig | null): Ownership {
+  if (config === null) return noOwnership;
+  return {
+    config,
+    served: new Set(config.slots.filter((s) => s.status === 'Running').map((s) => s.id)),
+  };
+}
+
+function configVersionOf(o: Ownership): number {
+  return o.config?.version ?? 0;
+}
+
+/** Why a key is not served, for WRONG_SHARD messages. */
+function notServedMessage(o: Ownership, key: Uint8Array): string | null {
+  if (o.config === null) return 'this group has applied no config yet';
+  const slot = slotOfKey(key, o.config.slotCount);
+  if (o.served.has(slot)) return null;
+  const listed = o.config.slots.find((s) => s.id === slot);
+  return listed === undefined
+    ? `slot ${slot} is not owned by this group at config version ${o.config.version}`
+    : `slot ${slot} is ${listed.status} at config version ${o.config.version} and is not served until it is Running`;
+}
+
+/**
+ * The writes of one apply batch, gathered into one atomic RocksDB write. Reads see the batch's
+ * own earlier writes first, so that entry n+1 observes entry n before anything reaches disk.
+ */
+class ApplyBatch {
+  readonly ops: WriteOp[] = [];
+  private readonly overlay = new Map<string, Buffer | null>();
+  /** Dedup expiry keys written in this batch, with their index. */
+  readonly expiries: { readonly index: number; readonly key: Buffer }[] = [];
+
+  constructor(private readonly engine: StorageEngine) {}
+
+  async get(key: Buffer): Promise<Buffer | undefined> {
+    const id = key.toString('latin1');
+    if (this.overlay.has(id)) return this.overlay.get(id) ?? undefined;
+    return this.engine.get(key);
+  }
+
+  put(key: Buffer, value: Buffer): void {
+    this.overlay.set(key.toString('latin1'), value);
+    this.ops.push({ type: 'put', key, value });
+  }
+
+  del(key: Buffer): void {
+    this.overlay.set(key.toString('latin1'), null);
+    this.ops.push({ type: 'del', key });
+  }
+}
+
+function resultOp(op: KvOpPair, fields: Partial<KvOpPair>): KvOpPair {
+  return KvOpPair.fromPartial({ opType: op.opType, key: op.key, opSign: op.opSign, ...fields });
+}
+
+export class DataStateMachine implements StateMachine<KvApplyResult> {
+  private applied: number;
+  private ownership: Ownership;
+  private restoring = false;
+  private closed = false;
+  /** Expiry records at or below this index are gone (a hint that keeps pruning scans short). */
+  private prunedThrough = 0;
+  private readonly gate = new ReadWriteGate();
+
+  private constructor(
+    private readonly engine: StorageEngine,
+    private readonly options: DataStateMachineOptions,
+    applied: number,
+    config: AppliedConfig | null,
+  ) {
+    if (!Number.isSafeInteger(options.dedupWindowEntries) || options.dedupWindowEntries < 1)
+      throw new RangeError(`dedupWindowEntries must be a positive integer`);
+    this.applied = applied;
+    this.ownership = ownershipOf(config);
+  }
+
+  static async open(options: DataStateMachineOptions): Promise<DataStateMachine> {
+    const engine = await openRocksEngine(options.path);
+    try {
+      const { applied, config } = await DataStateMachine.load(engine);
+      return new DataStateMachine(engine, options, applied, config);
+    } catch (err) {
+      await engine.close();
+      throw err;
+    }
+  }
+
+  private static async load(
+    engine: StorageEngine,
+  ): Promise<{ applied: number; config: AppliedConfig | null }> {
+    const [appliedRaw, configRaw] = await Promise.all([
+      engine.get(appliedKey),
+      engine.get(configKey),
+    ]);
+    return {
+      applied: appliedRaw === undefined ? 0 : readU64(appliedRaw),
+      config: configRaw === undefined ? null : parseConfigJson(configRaw.toString('utf8')),
+    };
+  }
+
+  // ---------------------------------------------------------------------------------------------
+  // StateMachine
+  // ---------------------------------------------------------------------------------------------
+
+  appliedIndex(): Promise<number> {
+    return Promise.resolve(this.applied);
+  }
+
+  apply(entries: readonly Entry[]): Promise<(KvApplyResult | undefined)[]> {
+    if (entries.length === 0) return Promise.resolve([]);
+    return this.gate.exclusive(async () => {
+      this.assertOpen();
+      const first = entries[0].index;
+      if (first <= this.applied) {
+        // The Raft runtime hands each entry over once, in order; anything else is a bug.
+        throw new Error(`apply got entry ${first} but the state has applied ${this.applied}`);
+      }
+      const batch = new ApplyBatch(this.engine);
+      let ownership = this.ownership;
+      const results: (KvApplyResult | undefined)[] = [];
+      for (const entry of entries) {
+        if (entry.type !== EntryType.Normal) {
+          results.push(undefined);
+          continue;
+        }
+        const outcome = await this.applyEntry(entry, batch, ownership);
+        ownership = outcome.ownership;
+        results.push(outcome.result);
+      }
+      const last = entries[entries.length - 1].index;
+      await this.pruneDedup(batch, last);
+      batch.put(appliedKey, u64(last));
+      await this.engine.write(batch.ops, { sync: false });
+      this.applied = last;
+      this.ownership = ownership;
+      return results;
+    });
+  }
+
+  private async applyEntry(
+    entry: Entry,
+    batch: ApplyBatch,
+    ownership: Ownership,
+  ): Promise<{ result: KvApplyResult; ownership: Ownership }> {
+    let command;
+    try {
+      command = decodeCommand(entry.data);
+    } catch (err) {
+      // The same bytes are replayed on every replica and after every restart: stopping here would
+      // stop the group for good, so a malformed entry is refused the same way everywhere.
+      if (!(err instanceof CommandDecodeError)) throw err;
+      this.options.logger?.error('log entry refused: it does not decode', {
+        index: entry.index,
+        error: err.message,
+      });
+      return {
+        result: {
+          kind: 'rejected',
+          configVersion: configVersionOf(ownership),
+          message: `log entry ${entry.index} does not decode: ${err.message}`,
+        },
+        ownership,
+      };
+    }
+    switch (command.kind) {
+      case CommandKind.Config: {
+        const current = configVersionOf(ownership);
+        if (command.config.version <= current) {
+          return {
+            result: { kind: 'config', applied: false, configVersion: current },
+            ownership,
+          };
+        }
+        batch.put(configKey, Buffer.from(JSON.stringify(command.config), 'utf8'));
+        return {
+          result: { kind: 'config', applied: true, configVersion: command.config.version },
+          ownership: ownershipOf(command.config),
+        };
+      }
+      case CommandKind.ClientRequest:
+        return {
+          result: await this.applyRequest(entry.index, command.request, batch, ownership),
+          ownership,
+        };
+    }
+  }
+
+  private async applyRequest(
+    index: number,
+    req: ClientOperationReq,
+    batch: ApplyBatch,
+    ownership: Ownership,
+  ): Promise<KvApplyResult> {
+    const configVersion = configVersionOf(ownership);
+    const dedup =
+      req.clientId !== '' && req.commandId > 0 ? dedupKey(req.clientId, req.commandId) : null;
+    let staleRecordIndex: number | null = null;
+    if (dedup !== null) {
+      const record = await batch.get(dedup);
+      if (record !== undefined) {
+        const recordIndex = readU64(record);
+        if (recordIndex > index - this.options.dedupWindowEntries) {
+          return {
+            kind: 'applied',
+            ops: ClientOperationResp.decode(record.subarray(8)).ops,
+            configVersion,
+            duplicate: true,
+          };
+        }
+        // Out of the window (pruning runs at the end of a batch): it is replaced below.
+        staleRecordIndex = recordIndex;
+      }
+    }
+    for (const [i, op] of req.kvs.entries()) {
+      if (
+        op.opType !== ClientOpType.Put &&
+        op.opType !== ClientOpType.Get &&
+        op.opType !== ClientOpType.Del
+      ) {
+        return {
+          kind: 'rejected',
+          configVersion,
+          message: `op ${i} has op type ${op.opType}, which a write request cannot carry`,
+        };
+      }
+    }
+    if (req.kvs.length === 0) return { kind: 'rejected', configVersion, message: 'no operations' };
+    // Ownership of every op first: a request applies entirely or not at all.
+    for (const op of req.kvs) {
+      const problem = notServedMessage(ownership, op.key);
+      if (problem !== null) return { kind: 'wrong-shard', configVersion, message: problem };
+    }
+    const ops: KvOpPair[] = [];
+    for (const op of req.kvs) {
+      const key = dataKey(op.key);
+      switch (op.opType) {
+        case ClientOpType.Put:
+          batch.put(key, Buffer.from(op.value));
+          ops.push(resultOp(op, { success: true }));
+          break;
+        case ClientOpType.Get: {
+          const value = await batch.get(key);
+          ops.push(
+            resultOp(op, {
+              success: true,
+              found: value !== undefined,
+              value: value ?? Buffer.alloc(0),
+            }),
+          );
+          break;
+        }
+        case ClientOpType.Del: {
+          const existed = (await batch.get(key)) !== undefined;
+          if (existed) batch.del(key);
+          ops.push(resultOp(op, { success: true, deleted: existed ? 1 : 0 }));
+          break;
+        }
+        default:
+          throw new Error(`unreachable op type ${op.opType}`);
+      }
+    }
+    if (dedup !== null) {
+      if (staleRecordIndex !== null) batch.del(expiryKey(staleRecordIndex));
+      const stored = ClientOperationResp.encode(ClientOperationResp.fromPartial({ ops })).finish();
+      batch.put(dedup, Buffer.concat([u64(index), stored]));
+      const expiry = expiryKey(index);
+      batch.put(expiry, dedup);
+      batch.expiries.push({ index, key: expiry });
+    }
+    return { kind: 'applied', ops, configVersion, duplicate: false };
+  }
+
+  /**
+   * Drops dedup records that left the window at `last`. Each expiry record names the dedup record
+   * written at its index (a replaced record's expiry is deleted when it is replaced), so both go
+   * together without reading the dedup record.
+   */
+  private async pruneDedup(batch: ApplyBatch, last: number): Promise<void> {
+    const floor = last - this.options.dedupWindowEntries;
+    if (floor <= this.prunedThrough) return;
+    const expired: Buffer[] = [];
+    for await (const [key] of this.engine.iterate({
+      gte: expiryKey(this.prunedThrough + 1),
+      lt: expiryKey(floor + 1),
+    })) {
+      expired.push(key);
+    }
+    for (const e of batch.expiries) if (e.index <= floor) expired.push(e.key);
+    for (const key of expired) {
+      // Read through the batch: an expiry this batch already deleted (its record was replaced by
+      // a newer one under the same key) must not take the newer record with it.
+      const record = await batch.get(key);
+      if (record === undefined) continue;
+      batch.del(record);
+      batch.del(key);
+    }
+    this.prunedThrough = floor;
+  }
+
+  async writeSnapshot(path: string): Promise<number> {
+    this.assertOpen();
+    // One iterator reads every record, applied index included, from one implicit RocksDB
+    // snapshot: the file is one point in time even while applies continue.
+    const seen: { applied: number | null } = { applied: null };
+    const engine = this.engine;
+    async function* records(): AsyncGenerator<readonly [Buffer, Buffer]> {
+      for await (const [key, value] of engine.iterate({})) {
+        if (key.equals(appliedKey)) seen.applied = readU64(value);
+        yield [key, value];
+      }
+    }
+    await writeSnapshotFile(path, records());
+    if (seen.applied === null) throw new Error('cannot snapshot a state that has applied nothing');
+    return seen.applied;
+  }
+
+  async restoreSnapshot(path: string, index: number): Promise<void> {
+    this.restoring = true;
+    try {
+      await this.gate.exclusive(async () => {
+        this.assertOpen();
+        // The applied index goes first and comes back last: a crash in between leaves a state
+        // that has applied nothing, which the Raft runtime restores from the snapshot again.
+        await this.engine.write([{ type: 'del', key: appliedKey }], { sync: true });
+        await this.engine.deleteRange({});
+        let snapshotApplied: number | null = null;
+        let ops: WriteOp[] = [];
+        let opsBytes = 0;
+        for await (const [key, value] of readSnapshotFile(path)) {
+          if (key.equals(appliedKey)) {
+            snapshotApplied = readU64(value);
+            continue;
+          }
+          ops.push({ type: 'put', key, value });
+          opsBytes += key.length + value.length;
+          if (opsBytes >= 4 * 1024 * 1024) {
+            await this.engine.write(ops, { sync: false });
+            ops = [];
+            opsBytes = 0;
+          }
+        }
+        if (snapshotApplied !== index) {
+          throw new Error(
+            `snapshot ${path} covers applied index ${String(snapshotApplied)}, but it was installed as ${index}`,
+          );
+        }
+        ops.push({ type: 'put', key: appliedKey, value: u64(index) });
+        await this.engine.write(ops, { sync: true });
+        const loaded = await DataStateMachine.load(this.engine);
+        this.applied = loaded.applied;
+        this.ownership = ownershipOf(loaded.config);
+        this.prunedThrough = 0;
+      });
+    } finally {
+      this.restoring = false;
+    }
+  }
+
+  async close(): Promise<void> {
+    if (this.closed) return;
+    await this.gate.exclusive(async () => {
+      this.closed = true;
+      await this.engine.close();
+    });
+  }
+
+  private assertOpen(): void {
+    if (this.closed) throw new StoppedError('the kv state is closed (the server is stopping)');
+  }
+
+  // ---------------------------------------------------------------------------------------------
+  // Reads
+  // ---------------------------------------------------------------------------------------------
+
+  /** The applied config (null before the first one). */
+  appliedConfig(): AppliedConfig | null {
+    return this.ownership.config;
+  }
+
+  configVersion(): number {
+    return configVersionOf(this.ownership);
+  }
+
+  /**
+   * Serves the Gets and Scans of a read-only request from the applied state, all from one point
+   * of it (no apply runs in between). Gets of unserved slots make the whole request WRONG_SHARD;
+   * Scans return only keys of served slots.
+   */
+  async read(ops: readonly KvOpPair[], limits: KvLimits): Promise<KvReadResult> {
+    if (this.restoring) {
+      return {
+        kind: 'snapshotting',
+        configVersion: this.configVersion(),
+        message: 'this replica is installing a snapshot; retry shortly or ask another replica',
+      };
+    }
+    return this.gate.shared(async () => {
+      this.assertOpen();
+      const ownership = this.ownership;
+      const configVersion = configVersionOf(ownership);
+      if (ownership.config === null) {
+        return {
+          kind: 'wrong-shard',
+          configVersion,
+          message: 'this group has applied no config yet',
+        };
+      }
+      for (const op of ops) {
+        if (op.opType !== ClientOpType.Get) continue;
+        const problem = notServedMessage(ownership, op.key);
+        if (problem !== null) return { kind: 'wrong-shard', configVersion, message: problem };
+      }
+      const budget = { bytesLeft: limits.responseBytesMax, pairs: 0 };
+      const results: KvOpPair[] = [];
+      for (const [i, op] of ops.entries()) {
+        if (op.opType === ClientOpType.Get) {
+          const value = await this.engine.get(dataKey(op.key));
+          const size = op.key.length + (value?.length ?? 0);
+          if (size > budget.bytesLeft && budget.pairs > 0) {
+            return {
+              kind: 'too-large',
+              configVersion,
+              message: `the response would exceed ${limits.responseBytesMax} bytes at op ${i}; read fewer keys per request`,
+            };
+          }
+          budget.bytesLeft -= size;
+          budget.pairs++;
+          results.push(
+            resultOp(op, {
+              success: true,
+              found: value !== undefined,
+              value: value ?? Buffer.alloc(0),
+            }),
+          );
+        } else if (op.opType === ClientOpType.Scan) {
+          results.push(
+            await this.scan(op, ownership, effectiveScanLimit(op.limit, limits), budget),
+          );
+        } else {
+          throw new RangeError(`op ${i} is not a read (op type ${op.opType})`);
+        }
+      }
+      return { kind: 'read', ops: results, configVersion };
+    });
+  }
+
+  private async scan(
+    op: KvOpPair,
+    ownership: Ownership,
+    limit: number,
+    budget: { bytesLeft: number; pairs: number },
+  ): Promise<KvOpPair> {
+    const config = ownership.config as AppliedConfig;
+    const start = dataKey(op.key);
+    const end = op.endKey.length === 0 ? dataEnd : dataKey(op.endKey);
+    const kvs: KeyValue[] = [];
+    let more = false;
+    if (Buffer.compare(start, end) < 0) {
+      for await (const [key, value] of this.engine.iterate({ gte: start, lt: end })) {
+        const user = userKey(key);
+        if (!ownership.served.has(slotOfKey(user, config.slotCount))) continue;
+        const size = user.length + value.length;
+        // The first pair of a response is always taken, so that a scan always makes progress.
+        if (kvs.length >= limit || (size > budget.bytesLeft && budget.pairs > 0)) {
+          more = true;
+          break;
+        }
+        budget.bytesLeft -= size;
+        budget.pairs++;
+        kvs.push({ key: Buffer.from(user), value });
+      }
+    }
+    return resultOp(op, { success: true, kvs, more });
+  }
+
+  /**
+   * Which of `slots` hold at least one key. This walks every data key and computes its slot:
+   * the state keeps no per-slot index, and the check runs only when a slot is about to change
+   * owner, which is rare. The walk reads one RocksDB snapshot.
+   */
+  async slotsHoldingKeys(slots: readonly number[], slotCount: number): Promise<number[]> {
+    this.assertOpen();
+    const wanted = new Set(slots);
+    const found = new Set<number>();
+    if (wanted.size === 0) return [];
+    for await (const [key] of this.engine.iterate({ gte: dataStart, lt: dataEnd })) {
+      const slot = slotOfKey(userKey(key), slotCount);
+      if (wanted.has(slot)) {
+        found.add(slot);
+        if (found.size === wanted.size) break;
+      }
+    }
+    return [...found].sort((a, b) => a - b);
+  }
+
+  /** How many dedup records the state holds (for status and tests; it walks the table). */
+  async dedupRecordCount(): Promise<number> {
+    this.assertOpen();
+    let count = 0;
+    for await (const [key] of this.engine.iterate({ gte: dedupStart, lt: dedupEnd })) {
+      if (key[0] !== dedupStart[0]) throw new Error('a non-dedup key in the dedup range');
+      count++;
+    }
+    return count;
+  }
+
+  /** The approximate size of the state on disk. */
+  dbSizeBytes(): Promise<number> {
+    if (this.closed) return Promise.resolve(0);
+    return this.engine.approximateSizeBytes({ gte: Buffer.from([0]), lt: Buffer.from([0xff]) });
+  }
+}

@@ -1,0 +1,206 @@
+// What a kv group's log carries (docs/servers-contract.md): the first byte of a normal entry says
+// what follows. Kind 1 is a client write request (the rest is a protobuf ClientOperationReq);
+// kind 2 is the group's config as the leader learned it from the meta group (the rest is the
+// JSON of AppliedConfig). Config travels in the log, not beside it, so that every replica decides
+// slot ownership for every write at the same point of the log.
+import { ClientOperationReq, SlotStatus, slotCountMax, type ShardGroup } from '@eraftkv/protocol';
+
+export enum CommandKind {
+  ClientRequest = 1,
+  Config = 2,
+}
+
+/** The status of a slot as a kv group stores it: the SlotStatus names of the wire contract. */
+export type SlotStatusName = 'Running' | 'Migrating' | 'Importing' | 'Init';
+
+export interface ConfigSlot {
+  readonly id: number;
+  readonly status: SlotStatusName;
+}
+
+export interface ConfigServer {
+  readonly id: number;
+  readonly address: string;
+}
+
+/**
+ * The group's record in the topology at `version`: the slots the meta group lists for this group
+ * (a slot is served only while its status is Running) and the servers it records. Slots and
+ * servers are kept sorted by id so that equal configs encode to equal bytes.
+ */
+export interface AppliedConfig {
+  readonly version: number;
+  readonly slotCount: number;
+  readonly slots: readonly ConfigSlot[];
+  readonly servers: readonly ConfigServer[];
+}
+
+/** A decoded log command: what the state machine applies. */
+export type KvCommand =
+  | { readonly kind: CommandKind.ClientRequest; readonly request: ClientOperationReq }
+  | { readonly kind: CommandKind.Config; readonly config: AppliedConfig };
+
+/** A log entry that cannot be decoded. Every replica reaches the same verdict on the same bytes. */
+export class CommandDecodeError extends Error {
+  override name = 'CommandDecodeError';
+}
+
+const statusNames: Record<SlotStatusName, SlotStatus> = {
+  Running: SlotStatus.Running,
+  Migrating: SlotStatus.Migrating,
+  Importing: SlotStatus.Importing,
+  Init: SlotStatus.Init,
+};
+
+export function slotStatusName(status: SlotStatus): SlotStatusName {
+  switch (status) {
+    case SlotStatus.Running:
+      return 'Running';
+    case SlotStatus.Migrating:
+      return 'Migrating';
+    case SlotStatus.Importing:
+      return 'Importing';
+    case SlotStatus.Init:
+      return 'Init';
+    case SlotStatus.UNRECOGNIZED:
+    default:
+      throw new RangeError(`unknown slot status ${String(status)}`);
+  }
+}
+
+export function slotStatusFromName(name: SlotStatusName): SlotStatus {
+  return statusNames[name];
+}
+
+/**
+ * Encodes a client write request. Only the fields a write needs are kept (ids and, per op, the
+ * type, key, value and op_sign): response-only fields a client may have filled in would only
+ * take room in every replica's log.
+ */
+export function encodeClientRequest(req: ClientOperationReq): Buffer {
+  const body = ClientOperationReq.encode(
+    ClientOperationReq.fromPartial({
+      clientId: req.clientId,
+      commandId: req.commandId,
+      kvs: req.kvs.map((op) => ({
+        opType: op.opType,
+        key: op.key,
+        value: op.value,
+        opSign: op.opSign,
+      })),
+    }),
+  ).finish();
+  return Buffer.concat([Buffer.from([CommandKind.ClientRequest]), body]);
+}
+
+/** Encodes a config entry (canonical: sorted slots and servers, fixed key order). */
+export function encodeConfig(config: AppliedConfig): Buffer {
+  const canonical = normalizeConfig(config);
+  return Buffer.concat([
+    Buffer.from([CommandKind.Config]),
+    Buffer.from(JSON.stringify(canonical), 'utf8'),
+  ]);
+}
+
+export function decodeCommand(data: Uint8Array): KvCommand {
+  if (data.length === 0) throw new CommandDecodeError('empty command');
+  const body = data.subarray(1);
+  switch (data[0] as CommandKind) {
+    case CommandKind.ClientRequest: {
+      let request: ClientOperationReq;
+      try {
+        request = ClientOperationReq.decode(body);
+      } catch (err) {
+        throw new CommandDecodeError(`client request does not decode: ${(err as Error).message}`);
+      }
+      return { kind: CommandKind.ClientRequest, request };
+    }
+    case CommandKind.Config:
+      return { kind: CommandKind.Config, config: parseConfigJson(Buffer.from(body).toString()) };
+    default:
+      throw new CommandDecodeError(`unknown command kind ${data[0]}`);
+  }
+}
+
+/** Parses and checks the JSON of an AppliedConfig (a log entry or the stored copy). */
+export function parseConfigJson(text: string): AppliedConfig {
+  let raw: unknown;
+  try {
+    raw = JSON.parse(text);
+  } catch (err) {
+    throw new CommandDecodeError(`config is not JSON: ${(err as Error).message}`);
+  }
+  if (typeof raw !== 'object' || raw === null)
+    throw new CommandDecodeError('config is not an object');
+  const o = raw as Record<string, unknown>;
+  const version = o.version;
+  const slotCount = o.slotCount;
+  if (!isNonNegativeInteger(version) || version < 1)
+    throw new CommandDecodeError(
+      `config version must be a positive integer, got ${String(version)}`,
+    );
+  if (!isNonNegativeInteger(slotCount) || slotCount < 1 || slotCount > slotCountMax)
+    throw new CommandDecodeError(
+      `config slotCount must be an integer in [1, ${slotCountMax}], got ${String(slotCount)}`,
+    );
+  if (!Array.isArray(o.slots) || !Array.isArray(o.servers))
+    throw new CommandDecodeError('config slots and servers must be arrays');
+  const slots = (o.slots as unknown[]).map((s): ConfigSlot => {
+    const slot = s as Record<string, unknown>;
+    if (!isNonNegativeInteger(slot.id) || slot.id >= slotCount)
+      throw new CommandDecodeError(`config slot id ${String(slot.id)} is not below ${slotCount}`);
+    if (typeof slot.status !== 'string' || !(slot.status in statusNames))
+      throw new CommandDecodeError(
+        `config slot ${slot.id} has unknown status ${String(slot.status)}`,
+      );
+    return { id: slot.id, status: slot.status as SlotStatusName };
+  });
+  const servers = (o.servers as unknown[]).map((s): ConfigServer => {
+    const server = s as Record<string, unknown>;
+    if (!isNonNegativeInteger(server.id) || typeof server.address !== 'string')
+      throw new CommandDecodeError('config servers must be {id, address}');
+    return { id: server.id, address: server.address };
+  });
+  return normalizeConfig({ version, slotCount, slots, servers });
+}
+
+/** Sorts and de-duplicates; a slot listed twice is a malformed config. */
+function normalizeConfig(config: AppliedConfig): AppliedConfig {
+  const slots = [...config.slots]
+    .map((s) => ({ id: s.id, status: s.status }))
+    .sort((a, b) => a.id - b.id);
+  for (let i = 1; i < slots.length; i++) {
+    if (slots[i].id === slots[i - 1].id)
+      throw new CommandDecodeError(`config lists slot ${slots[i].id} twice`);
+  }
+  const servers = [...config.servers]
+    .map((s) => ({ id: s.id, address: s.address }))
+    .sort((a, b) => a.id - b.id);
+  return { version: config.version, slotCount: config.slotCount, slots, servers };
+}
+
+function isNonNegativeInteger(value: unknown): value is number {
+  return typeof value === 'number' && Number.isSafeInteger(value) && value >= 0;
+}
+
+/**
+ * The config of group `groupId` at `version` from the meta group's topology: the group's record
+ * (its slots and servers), or an empty record when the topology has no such group (it owns
+ * nothing yet, or any more).
+ */
+export function configFromTopology(options: {
+  readonly groupId: number;
+  readonly version: number;
+  readonly slotCount: number;
+  readonly groups: readonly ShardGroup[];
+}): AppliedConfig {
+  const record = options.groups.find((g) => g.id === options.groupId);
+  const config: AppliedConfig = {
+    version: options.version,
+    slotCount: options.slotCount,
+    slots: (record?.slots ?? []).map((s) => ({ id: s.id, status: slotStatusName(s.slotStatus) })),
+    servers: (record?.servers ?? []).map((s) => ({ id: s.id, address: s.address })),
+  };
+  // The same checks as on apply, so that a config the replicas would refuse never enters the log.
+  return parseConfigJson(JSON.stringify(config));
+}

@@ -1,0 +1,194 @@
+// The eraftkv-kv command line: raft-core's common node flags plus the kv flags of
+// docs/servers-contract.md, parsed with yargs 17 (every flag may also come from ERAFTKV_<NAME>).
+// Parsing is separate from the binary so that tests can check what is refused and why.
+import yargs from 'yargs';
+import {
+  commonNodeOptions,
+  parsePeers,
+  splitHostPort,
+  validateCommonArgs,
+  type LogLevel,
+  type Member,
+} from '@eraftkv/raft-core';
+import type { KvServerOptions } from './kv-server';
+import { kvLimits } from './request-validation';
+
+export const kvNodeOptions = {
+  group: {
+    type: 'number',
+    describe: 'The kv group (shard group) this node belongs to (1 or more)',
+    demandOption: true,
+  },
+  meta: {
+    type: 'string',
+    describe: "The meta group's gRPC addresses as host:port,...",
+    demandOption: true,
+  },
+  'config-poll-ms': {
+    type: 'number',
+    describe: 'How often the group leader reads the topology from the meta group',
+    default: 500,
+    group: 'Kv:',
+  },
+  'key-bytes-max': {
+    type: 'number',
+    describe: 'The longest key accepted',
+    default: 4096,
+    group: 'Kv:',
+  },
+  'value-bytes-max': {
+    type: 'number',
+    describe: 'The longest value accepted',
+    default: 1048576,
+    group: 'Kv:',
+  },
+  'ops-per-request-max': {
+    type: 'number',
+    describe: 'The most operations in one request',
+    default: 128,
+    group: 'Kv:',
+  },
+  'scan-limit-max': {
+    type: 'number',
+    describe: 'The most pairs one Scan returns',
+    default: 10000,
+    group: 'Kv:',
+  },
+  'dedup-window-entries': {
+    type: 'number',
+    describe:
+      'Retried writes (same client_id and command_id) within this many log entries return the stored answer; must be equal on every member',
+    default: 100000,
+    group: 'Kv:',
+  },
+} as const;
+
+/** A command line that cannot run; the binary prints the message and exits 2. */
+export class UsageError extends Error {
+  override name = 'UsageError';
+}
+
+export interface KvCommandLine {
+  readonly server: Omit<KvServerOptions, 'logger'>;
+  /** The bootstrap members from --peers (empty: join an existing group). */
+  readonly peers: Member[];
+  readonly logLevel: LogLevel;
+}
+
+// One flag per line: the command is too long for yargs' two-column example table.
+const example = [
+  'Example: node 1 of kv group 1 of the local cluster',
+  '  eraftkv-kv --id 1 --group 1 --listen 127.0.0.1:7088 \\',
+  '    --peers 1=127.0.0.1:7088,2=127.0.0.1:7089,3=127.0.0.1:7090 \\',
+  '    --meta 127.0.0.1:8088,127.0.0.1:8089,127.0.0.1:8090 \\',
+  '    --data-dir ./data/kv-1-1 --metrics-listen 127.0.0.1:9288',
+].join('\n');
+
+/**
+ * Parses `argv` (without the node and script names). --help and --version print and, with
+ * `exitProcess`, exit 0; anything wrong throws a UsageError that names the flag.
+ */
+export function parseKvCommandLine(
+  argv: readonly string[],
+  options: { readonly exitProcess: boolean; readonly version: string },
+): KvCommandLine {
+  const args = yargs([...argv])
+    .scriptName('eraftkv-kv')
+    .usage('$0 [options]\n\nA kv server: one member of a kv group (shard group) of eraftkv.')
+    .options(commonNodeOptions)
+    .options(kvNodeOptions)
+    .env('ERAFTKV')
+    .epilogue(example)
+    .strict()
+    .version(options.version)
+    .help()
+    .alias('help', 'h')
+    .wrap(Math.min(110, process.stdout.columns ?? 110))
+    .exitProcess(options.exitProcess)
+    .fail((message: string | undefined, err: Error | undefined) => {
+      throw new UsageError(message ?? err?.message ?? 'invalid command line');
+    })
+    .parseSync();
+  // yargs turns a repeated flag into an array; which one was meant is anyone's guess.
+  for (const name of [...Object.keys(commonNodeOptions), ...Object.keys(kvNodeOptions)]) {
+    if (Array.isArray((args as Record<string, unknown>)[name]))
+      throw new UsageError(`--${name} is given more than once`);
+  }
+  try {
+    validateCommonArgs(args);
+  } catch (err) {
+    throw new UsageError((err as Error).message);
+  }
+  const positive: [string, number][] = [
+    ['--group', args.group],
+    ['--config-poll-ms', args.configPollMs],
+    ['--key-bytes-max', args.keyBytesMax],
+    ['--value-bytes-max', args.valueBytesMax],
+    ['--ops-per-request-max', args.opsPerRequestMax],
+    ['--scan-limit-max', args.scanLimitMax],
+    ['--dedup-window-entries', args.dedupWindowEntries],
+    ['--shutdown-grace-ms', args.shutdownGraceMs],
+  ];
+  for (const [flag, value] of positive) {
+    if (!Number.isSafeInteger(value) || value <= 0)
+      throw new UsageError(`${flag} must be a positive integer, got ${value}`);
+  }
+  const ceilings: [string, number, number][] = [
+    ['--key-bytes-max', args.keyBytesMax, 64 * 1024],
+    ['--value-bytes-max', args.valueBytesMax, 16 * 1024 * 1024],
+    ['--ops-per-request-max', args.opsPerRequestMax, 10_000],
+    ['--scan-limit-max', args.scanLimitMax, 1_000_000],
+    ['--dedup-window-entries', args.dedupWindowEntries, 100_000_000],
+  ];
+  for (const [flag, value, max] of ceilings) {
+    if (value > max) throw new UsageError(`${flag} must be at most ${max}, got ${value}`);
+  }
+  let peers: Member[];
+  let metaAddresses: string[];
+  try {
+    splitHostPort(args.listen, '--listen');
+    if (args.metricsListen !== '') splitHostPort(args.metricsListen, '--metrics-listen');
+    peers = parsePeers(args.peers);
+    metaAddresses = args.meta
+      .split(',')
+      .map((a) => a.trim())
+      .filter((a) => a !== '');
+    for (const address of metaAddresses) splitHostPort(address, '--meta');
+  } catch (err) {
+    throw new UsageError((err as Error).message);
+  }
+  if (metaAddresses.length === 0) throw new UsageError('--meta must name at least one host:port');
+  if (peers.length > 0 && !peers.some((p) => p.id === args.id)) {
+    throw new UsageError(
+      `--peers must include this node (id ${args.id}), or be empty to join an existing group`,
+    );
+  }
+  return {
+    peers,
+    logLevel: args.logLevel,
+    server: {
+      id: args.id,
+      groupId: args.group,
+      listen: args.listen,
+      metaAddresses,
+      dataDir: args.dataDir,
+      metricsListen: args.metricsListen,
+      clusterId: args.clusterId,
+      tickMs: args.tickMs,
+      electionTicks: args.electionTicks,
+      heartbeatTicks: args.heartbeatTicks,
+      snapshotEntries: args.snapshotEntries,
+      logMemoryBytesMax: args.logMemoryMb * 1024 * 1024,
+      shutdownGraceMs: args.shutdownGraceMs,
+      configPollMs: args.configPollMs,
+      dedupWindowEntries: args.dedupWindowEntries,
+      limits: kvLimits({
+        keyBytesMax: args.keyBytesMax,
+        valueBytesMax: args.valueBytesMax,
+        opsPerRequestMax: args.opsPerRequestMax,
+        scanLimitMax: args.scanLimitMax,
+      }),
+      version: options.version,
+    },
+  };
+}

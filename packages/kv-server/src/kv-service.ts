@@ -1,0 +1,139 @@
+// The kv server's own RPCs (docs/servers-contract.md, "ProcessRWOperation"): client reads and
+// writes, and the meta leader's SlotMove hand-over. Malformed input is INVALID_ARGUMENT before
+// anything is read or proposed; routing outcomes travel as error codes with the leader's address
+// and the applied config version; overload and stops become gRPC statuses through errorAnswer.
+import * as grpc from '@grpc/grpc-js';
+import {
+  ChangeType,
+  ErrorCode,
+  ReadConsistency,
+  type ClientOperationReq,
+  type ClientOperationResp,
+  type ClusterConfigChangeReq,
+  type ClusterConfigChangeResp,
+  type ERaftKvServer,
+  type KvOpPair,
+} from '@eraftkv/protocol';
+import { errorAnswer, StatusError, unaryHandler, type RaftServer } from '@eraftkv/raft-core';
+import type { ConfigWatcher } from './config-watcher';
+import type { DataStateMachine, KvApplyResult } from './data-state-machine';
+import { encodeClientRequest } from './kv-commands';
+import { checkEntrySize, validateClientRequest, type KvLimits } from './request-validation';
+
+export interface KvServiceOptions {
+  readonly groupId: number;
+  readonly raft: RaftServer<KvApplyResult>;
+  readonly stateMachine: DataStateMachine;
+  readonly watcher: ConfigWatcher;
+  readonly limits: KvLimits;
+  /** Called with errors that become INTERNAL (bugs), so that they are logged. */
+  readonly onInternalError?: (err: Error) => void;
+}
+
+export type KvServiceHandlers = Pick<ERaftKvServer, 'processRwOperation' | 'clusterConfigChange'>;
+
+interface Outcome {
+  readonly ops?: KvOpPair[];
+  readonly errorCode?: ErrorCode;
+  readonly errorMessage?: string;
+  /** Overrides of the leader hint (from a NotLeaderError, which knows best). */
+  readonly leaderId?: number;
+  readonly leaderAddress?: string;
+}
+
+export function kvServiceHandlers(options: KvServiceOptions): KvServiceHandlers {
+  const { raft, stateMachine, limits, groupId } = options;
+
+  /** Every response names the group, the applied config version and the leader. */
+  const respond = (outcome: Outcome): ClientOperationResp => {
+    const leaderId = outcome.leaderId ?? raft.leaderId();
+    return {
+      ops: outcome.ops ?? [],
+      errorCode: outcome.errorCode ?? ErrorCode.OK,
+      leaderAddress: outcome.leaderAddress ?? raft.addressOf(leaderId),
+      configVersion: stateMachine.configVersion(),
+      errorMessage: outcome.errorMessage ?? '',
+      leaderId,
+      groupId,
+    };
+  };
+
+  /** A RaftServer refusal as a routing answer (or a gRPC status, thrown by errorAnswer). */
+  const refused = (err: unknown): ClientOperationResp => {
+    const a = errorAnswer(err);
+    return respond({
+      errorCode: a.errorCode,
+      errorMessage: a.errorMessage,
+      leaderId: a.leaderId,
+      leaderAddress: a.leaderAddress,
+    });
+  };
+
+  const read = async (req: ClientOperationReq): Promise<ClientOperationResp> => {
+    if (req.readConsistency === ReadConsistency.LINEARIZABLE) {
+      // A follower refuses at once (NOT_LEADER with the leader's address); the leader resolves
+      // once its applied state includes every write acknowledged before this read began.
+      try {
+        await raft.readIndex();
+      } catch (err) {
+        return refused(err);
+      }
+    }
+    let result;
+    try {
+      result = await stateMachine.read(req.kvs, limits);
+    } catch (err) {
+      return refused(err);
+    }
+    switch (result.kind) {
+      case 'read':
+        return respond({ ops: result.ops });
+      case 'wrong-shard':
+        return respond({ errorCode: ErrorCode.WRONG_SHARD, errorMessage: result.message });
+      case 'snapshotting':
+        return respond({ errorCode: ErrorCode.SNAPSHOTTING, errorMessage: result.message });
+      case 'too-large':
+        throw new StatusError(grpc.status.RESOURCE_EXHAUSTED, result.message);
+    }
+  };
+
+  const write = async (req: ClientOperationReq): Promise<ClientOperationResp> => {
+    const entry = encodeClientRequest(req);
+    checkEntrySize(entry.length, limits);
+    let result: KvApplyResult | undefined;
+    try {
+      result = await raft.propose(entry);
+    } catch (err) {
+      return refused(err);
+    }
+    if (result === undefined) throw new Error('a client request was applied without a result');
+    switch (result.kind) {
+      case 'applied':
+        return respond({ ops: result.ops });
+      case 'wrong-shard':
+        return respond({ errorCode: ErrorCode.WRONG_SHARD, errorMessage: result.message });
+      case 'rejected':
+        throw new RangeError(result.message);
+      case 'config':
+        throw new Error('a client request was applied as a config entry');
+    }
+  };
+
+  return {
+    processRwOperation: unaryHandler<ClientOperationReq, ClientOperationResp>(async (req) => {
+      const kind = validateClientRequest(req, limits);
+      return kind === 'read' ? read(req) : write(req);
+    }, options.onInternalError),
+    clusterConfigChange: unaryHandler<ClusterConfigChangeReq, ClusterConfigChangeResp>(
+      async (req) => {
+        if (req.changeType !== ChangeType.SlotMove) {
+          throw new RangeError(
+            `a kv server answers only the SlotMove hand-over of the meta leader, not ${ChangeType[req.changeType] ?? String(req.changeType)}; send topology requests to the meta group`,
+          );
+        }
+        return options.watcher.handOver(req);
+      },
+      options.onInternalError,
+    ),
+  };
+}

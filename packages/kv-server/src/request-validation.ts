@@ -1,0 +1,153 @@
+// Limits of a kv request and the checks that refuse malformed ones before anything is proposed or
+// read (docs/servers-contract.md, DESIGN.md section 9). Every refusal is a RangeError, which the
+// gRPC handler turns into INVALID_ARGUMENT; its message says what is wrong and what the limit is.
+import {
+  ClientOpType,
+  ReadConsistency,
+  type ClientOperationReq,
+  type KvOpPair,
+} from '@eraftkv/protocol';
+
+export interface KvLimits {
+  readonly keyBytesMax: number;
+  readonly valueBytesMax: number;
+  readonly opsPerRequestMax: number;
+  /** The most pairs one Scan returns, whatever it asks for. */
+  readonly scanLimitMax: number;
+  /** The most bytes of one encoded write request, which becomes one log entry. */
+  readonly entryBytesMax: number;
+  readonly clientIdBytesMax: number;
+  /** The most key and value bytes one read request returns (scans stop early, with `more`). */
+  readonly responseBytesMax: number;
+}
+
+/** What a Scan returns when its limit is 0. */
+export const scanLimitDefault = 1000;
+
+/**
+ * The largest write request: one maximal key and value plus room for a few small ops. RaftServer
+ * sends an entry larger than its append budget on its own, and its peer messages may be the
+ * append budget plus 1 MiB, so the server sets that budget to this value and an entry always fits.
+ */
+export function entryBytesMaxFor(keyBytesMax: number, valueBytesMax: number): number {
+  return Math.max(1024 * 1024, keyBytesMax + valueBytesMax + 64 * 1024);
+}
+
+export function kvLimits(options: {
+  readonly keyBytesMax: number;
+  readonly valueBytesMax: number;
+  readonly opsPerRequestMax: number;
+  readonly scanLimitMax: number;
+}): KvLimits {
+  return {
+    ...options,
+    entryBytesMax: entryBytesMaxFor(options.keyBytesMax, options.valueBytesMax),
+    clientIdBytesMax: 256,
+    responseBytesMax: 32 * 1024 * 1024,
+  };
+}
+
+/** The defaults of the eraftkv-kv flags. */
+export const defaultKvLimits: KvLimits = kvLimits({
+  keyBytesMax: 4096,
+  valueBytesMax: 1024 * 1024,
+  opsPerRequestMax: 128,
+  scanLimitMax: 10_000,
+});
+
+/** Whether a valid request only reads (Get, Scan) or also writes (any Put or Del). */
+export type RequestKind = 'read' | 'write';
+
+function opName(op: KvOpPair, index: number): string {
+  return `op ${index} (${ClientOpType[op.opType] ?? String(op.opType)})`;
+}
+
+/** Checks a ProcessRWOperation request; throws a RangeError naming the problem and the limit. */
+export function validateClientRequest(req: ClientOperationReq, limits: KvLimits): RequestKind {
+  if (req.kvs.length === 0) throw new RangeError('the request has no operations');
+  if (req.kvs.length > limits.opsPerRequestMax) {
+    throw new RangeError(
+      `the request has ${req.kvs.length} operations; the limit is ${limits.opsPerRequestMax}`,
+    );
+  }
+  if (
+    req.readConsistency !== ReadConsistency.LINEARIZABLE &&
+    req.readConsistency !== ReadConsistency.SERIALIZABLE
+  ) {
+    throw new RangeError(`unknown read_consistency ${String(req.readConsistency)}`);
+  }
+  const clientIdBytes = Buffer.byteLength(req.clientId, 'utf8');
+  if (clientIdBytes > limits.clientIdBytesMax) {
+    throw new RangeError(
+      `client_id is ${clientIdBytes} bytes; the limit is ${limits.clientIdBytesMax}`,
+    );
+  }
+  if (req.commandId < 0)
+    throw new RangeError(`command_id must not be negative, got ${req.commandId}`);
+  let writes = 0;
+  let scans = 0;
+  req.kvs.forEach((op, i) => {
+    switch (op.opType) {
+      case ClientOpType.Put:
+      case ClientOpType.Del:
+        writes++;
+        break;
+      case ClientOpType.Get:
+        break;
+      case ClientOpType.Scan:
+        scans++;
+        checkScan(op, i, limits);
+        break;
+      case ClientOpType.Noop:
+      case ClientOpType.UNRECOGNIZED:
+      default:
+        throw new RangeError(
+          `op ${i} has op type ${String(op.opType)}; use Put (1), Get (2), Del (3) or Scan (4)`,
+        );
+    }
+    // A Scan starts at its key; an empty start key means the beginning of the key space. Every
+    // other op names one key, and an empty key names nothing.
+    if (op.key.length === 0 && op.opType !== ClientOpType.Scan)
+      throw new RangeError(`${opName(op, i)} has an empty key`);
+    if (op.key.length > limits.keyBytesMax) {
+      throw new RangeError(
+        `${opName(op, i)} has a key of ${op.key.length} bytes; the limit is ${limits.keyBytesMax}`,
+      );
+    }
+    if (op.value.length > limits.valueBytesMax) {
+      throw new RangeError(
+        `${opName(op, i)} has a value of ${op.value.length} bytes; the limit is ${limits.valueBytesMax}`,
+      );
+    }
+  });
+  if (writes > 0 && scans > 0) {
+    throw new RangeError(
+      'a Scan cannot share a request with writes (Put, Del); send the scan on its own',
+    );
+  }
+  return writes > 0 ? 'write' : 'read';
+}
+
+function checkScan(op: KvOpPair, i: number, limits: KvLimits): void {
+  if (op.endKey.length > limits.keyBytesMax) {
+    throw new RangeError(
+      `${opName(op, i)} has an end_key of ${op.endKey.length} bytes; the limit is ${limits.keyBytesMax}`,
+    );
+  }
+  if (!Number.isSafeInteger(op.limit) || op.limit < 0)
+    throw new RangeError(`${opName(op, i)} has limit ${op.limit}; it must be 0 or more`);
+}
+
+/** Refuses a write request whose encoded form (one log entry) exceeds the entry limit. */
+export function checkEntrySize(entryBytes: number, limits: KvLimits): void {
+  if (entryBytes > limits.entryBytesMax) {
+    throw new RangeError(
+      `the write request is ${entryBytes} bytes; one request may carry at most ${limits.entryBytesMax} bytes (split it into several requests)`,
+    );
+  }
+}
+
+/** How many pairs a Scan returns at most: its limit (0 means the default), capped by the server. */
+export function effectiveScanLimit(limit: number, limits: KvLimits): number {
+  return Math.min(limit === 0 ? scanLimitDefault : limit, limits.scanLimitMax);
+}

@@ -1,0 +1,61 @@
+// How the data state machine lays out its RocksDB keys. One byte of prefix separates the kinds of
+// records, so that the user's keys keep their byte order under their prefix and a snapshot is one
+// ordered walk over everything:
+//
+//   'a'                                   -> applied index (u64 BE)
+//   'c'                                   -> applied config (JSON of AppliedConfig)
+//   'd' u32 len(client_id) client_id u64 command_id -> dedup record: u64 BE log index, then the
+//                                            stored ClientOperationResp (its ops)
+//   'k' key                               -> value
+//   'x' u64 BE log index                  -> the dedup record key written at that index (so that
+//                                            records leaving the window are found in index order)
+
+export const appliedKey = Buffer.from('a');
+export const configKey = Buffer.from('c');
+const dedupPrefix = 0x64; // 'd'
+const dataPrefix = 0x6b; // 'k'
+const expiryPrefix = 0x78; // 'x'
+
+/** The first key after every data key ('k' + 1). */
+export const dataEnd = Buffer.from([dataPrefix + 1]);
+export const dataStart = Buffer.from([dataPrefix]);
+
+/** Writes a non-negative safe integer as 8 bytes big-endian (order-preserving). */
+export function u64(value: number): Buffer {
+  if (!Number.isSafeInteger(value) || value < 0)
+    throw new RangeError(`not a non-negative safe integer: ${value}`);
+  const b = Buffer.alloc(8);
+  b.writeUInt32BE(Math.floor(value / 0x1_0000_0000), 0);
+  b.writeUInt32BE(value % 0x1_0000_0000, 4);
+  return b;
+}
+
+export function readU64(b: Buffer, offset = 0): number {
+  const value = b.readUInt32BE(offset) * 0x1_0000_0000 + b.readUInt32BE(offset + 4);
+  if (!Number.isSafeInteger(value)) throw new RangeError(`stored integer ${value} is not safe`);
+  return value;
+}
+
+export function dataKey(key: Uint8Array): Buffer {
+  return Buffer.concat([Buffer.from([dataPrefix]), key]);
+}
+
+/** The user's key of a stored data key. */
+export function userKey(stored: Buffer): Buffer {
+  return stored.subarray(1);
+}
+
+export function dedupKey(clientId: string, commandId: number): Buffer {
+  const id = Buffer.from(clientId, 'utf8');
+  const len = Buffer.alloc(4);
+  len.writeUInt32BE(id.length);
+  return Buffer.concat([Buffer.from([dedupPrefix]), len, id, u64(commandId)]);
+}
+
+/** The range of every dedup record. */
+export const dedupStart = Buffer.from([dedupPrefix]);
+export const dedupEnd = Buffer.from([dedupPrefix + 1]);
+
+export function expiryKey(index: number): Buffer {
+  return Buffer.concat([Buffer.from([expiryPrefix]), u64(index)]);
+}

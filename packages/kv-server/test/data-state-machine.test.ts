@@ -1,0 +1,424 @@
+// The data state machine on real RocksDB in a temp dir: what apply decides, what reads return,
+// dedup, configs, snapshots and restarts.
+import { readFile, rm, writeFile } from 'node:fs/promises';
+import { join } from 'node:path';
+import { slotOfKey, type KvOpPair } from '@eraftkv/protocol';
+import {
+  DataStateMachine,
+  defaultKvLimits,
+  kvLimits,
+  SnapshotFormatError,
+  type KvApplyResult,
+  type KvReadResult,
+} from '../src';
+import {
+  b,
+  config,
+  configEntry,
+  del,
+  get,
+  keyInSlot,
+  noopEntry,
+  put,
+  request,
+  scan,
+  tempDir,
+  writeEntry,
+} from './common';
+
+const slotCount = 8;
+const allSlots = [0, 1, 2, 3, 4, 5, 6, 7];
+
+describe('DataStateMachine', () => {
+  let root: string;
+  const open: DataStateMachine[] = [];
+  let next = 0;
+
+  beforeAll(async () => {
+    root = await tempDir('sm');
+  });
+  afterAll(async () => {
+    for (const sm of open) await sm.close();
+    await rm(root, { recursive: true, force: true });
+  });
+
+  /** A fresh state machine in its own directory. */
+  async function fresh(
+    dedupWindowEntries = 1000,
+    name = `sm-${++next}`,
+  ): Promise<DataStateMachine> {
+    const sm = await DataStateMachine.open({ path: join(root, name), dedupWindowEntries });
+    open.push(sm);
+    return sm;
+  }
+
+  /** Applies one entry after the last applied one and returns its result. */
+  async function applyOne(
+    sm: DataStateMachine,
+    make: (index: number) => Parameters<DataStateMachine['apply']>[0][number],
+  ): Promise<KvApplyResult | undefined> {
+    const index = (await sm.appliedIndex()) + 1;
+    const [result] = await sm.apply([make(index)]);
+    return result;
+  }
+
+  const write = (
+    sm: DataStateMachine,
+    ops: KvOpPair[],
+    ids: { clientId?: string; commandId?: number } = {},
+  ) => applyOne(sm, (i) => writeEntry(i, request(ops, ids)));
+
+  const setConfig = (sm: DataStateMachine, c: ReturnType<typeof config>) =>
+    applyOne(sm, (i) => configEntry(i, c));
+
+  async function readOk(sm: DataStateMachine, ops: KvOpPair[]): Promise<KvOpPair[]> {
+    const result = await sm.read(ops, defaultKvLimits);
+    if (result.kind !== 'read') throw new Error(`expected a read, got ${JSON.stringify(result)}`);
+    return result.ops;
+  }
+
+  function applied(result: KvApplyResult | undefined): KvOpPair[] {
+    if (result?.kind !== 'applied')
+      throw new Error(`expected applied, got ${JSON.stringify(result)}`);
+    return result.ops;
+  }
+
+  async function ready(dedupWindowEntries = 1000): Promise<DataStateMachine> {
+    const sm = await fresh(dedupWindowEntries);
+    await sm.apply([noopEntry(2)]);
+    await setConfig(sm, config(1, slotCount, allSlots));
+    return sm;
+  }
+
+  it('puts, gets and deletes keys; a Get sees the earlier writes of its own request', async () => {
+    const sm = await ready();
+    const ops = applied(await write(sm, [put('a', '1'), get('a'), put('e', ''), del('zz')]));
+    expect(ops.map((op) => op.success)).toEqual([true, true, true, true]);
+    expect(ops[1].found).toBe(true);
+    expect(ops[1].value.toString()).toBe('1');
+    expect(ops[3].deleted).toBe(0);
+
+    const [a, e, missing] = await readOk(sm, [get('a'), get('e'), get('nope')]);
+    expect([a.found, a.value.toString()]).toEqual([true, '1']);
+    // An empty value is a value: the key is found.
+    expect([e.found, e.value.length]).toEqual([true, 0]);
+    expect(missing.found).toBe(false);
+
+    const deleted = applied(await write(sm, [del('a'), del('a')]));
+    expect(deleted.map((op) => op.deleted)).toEqual([1, 0]);
+    expect((await readOk(sm, [get('a')]))[0].found).toBe(false);
+  });
+
+  it('scans in key-byte order over [key, end_key) with limit and more, binary keys included', async () => {
+    const sm = await ready();
+    const keys = [
+      Buffer.from([0x00]),
+      Buffer.from([0x00, 0x00]),
+      Buffer.from([0x01, 0xff]),
+      b('a'),
+      b('ab'),
+      b('b'),
+      Buffer.from([0x7f]),
+      Buffer.from([0x80]),
+      Buffer.from([0xff, 0xfe]),
+      Buffer.from([0xff, 0xff, 0xff]),
+    ];
+    // Written in reverse, so that order comes from the store, not from the writes.
+    applied(
+      await write(
+        sm,
+        [...keys].reverse().map((k) => put(k, Buffer.concat([b('v:'), k]))),
+      ),
+    );
+    const sorted = [...keys].sort((x, y) => Buffer.compare(x, y));
+
+    const [all] = await readOk(sm, [scan('')]);
+    expect(all.kvs.map((kv) => kv.key.toString('hex'))).toEqual(
+      sorted.map((k) => k.toString('hex')),
+    );
+    expect(all.kvs[3].value.toString('hex')).toBe(
+      Buffer.concat([b('v:'), sorted[3]]).toString('hex'),
+    );
+    expect(all.more).toBe(false);
+
+    const [range] = await readOk(sm, [scan('a', 'b')]);
+    expect(range.kvs.map((kv) => kv.key.toString())).toEqual(['a', 'ab']);
+
+    const [limited] = await readOk(sm, [scan(Buffer.from([0x01]), '', 3)]);
+    expect(limited.kvs.map((kv) => kv.key.toString('hex'))).toEqual(['01ff', '61', '6162']);
+    expect(limited.more).toBe(true);
+
+    const [exact] = await readOk(sm, [scan(Buffer.from([0x80]), '', 3)]);
+    expect(exact.kvs).toHaveLength(3);
+    expect(exact.more).toBe(false);
+
+    const [empty] = await readOk(sm, [scan('b', 'a')]);
+    expect(empty.kvs).toEqual([]);
+
+    // The server's cap wins over a larger limit.
+    const small = kvLimits({ ...defaultKvLimits, scanLimitMax: 2 });
+    const capped = await sm.read([scan('', '', 100)], small);
+    if (capped.kind !== 'read') throw new Error(capped.kind);
+    expect(capped.ops[0].kvs).toHaveLength(2);
+    expect(capped.ops[0].more).toBe(true);
+  });
+
+  it('answers WRONG_SHARD at version 0 before any config, for reads and writes', async () => {
+    const sm = await fresh();
+    expect(await write(sm, [put('a', '1')])).toEqual({
+      kind: 'wrong-shard',
+      configVersion: 0,
+      message: 'this group has applied no config yet',
+    });
+    const read = await sm.read([get('a')], defaultKvLimits);
+    expect(read.kind).toBe('wrong-shard');
+    expect(read.configVersion).toBe(0);
+  });
+
+  it('applies a multi-op request entirely or not at all when one key is not served', async () => {
+    const sm = await fresh();
+    await setConfig(sm, config(1, slotCount, [0, 1, 2, 3]));
+    const served = keyInSlot(1, slotCount);
+    const notServed = keyInSlot(6, slotCount);
+    const result = await write(sm, [put(served, 'x'), del(served), put(notServed, 'y')]);
+    expect(result).toEqual({
+      kind: 'wrong-shard',
+      configVersion: 1,
+      message: 'slot 6 is not owned by this group at config version 1',
+    });
+    expect((await readOk(sm, [get(served)]))[0].found).toBe(false);
+    const read = await sm.read([get(served), get(notServed)], defaultKvLimits);
+    expect(read.kind).toBe('wrong-shard');
+  });
+
+  it('scans return only keys of slots the group serves', async () => {
+    const sm = await fresh();
+    await setConfig(sm, config(1, slotCount, allSlots));
+    const keys = allSlots.map((s) => keyInSlot(s, slotCount, 'scan'));
+    applied(
+      await write(
+        sm,
+        keys.map((k) => put(k, 'v')),
+      ),
+    );
+    await setConfig(sm, config(2, slotCount, [0, 1, 2, 3], [4]));
+    const [result] = await readOk(sm, [scan('')]);
+    expect(result.kvs.map((kv) => slotOfKey(kv.key, slotCount)).sort()).toEqual([0, 1, 2, 3]);
+  });
+
+  it('applies a retried (client_id, command_id) once and returns the stored response', async () => {
+    const sm = await ready();
+    const ids = { clientId: 'client-a', commandId: 1 };
+    const first = applied(await write(sm, [put('k', 'first'), get('k')], ids));
+    applied(await write(sm, [put('k', 'second')]));
+    const retry = await write(sm, [put('k', 'first'), get('k')], ids);
+    expect(retry).toEqual({ kind: 'applied', ops: first, configVersion: 1, duplicate: true });
+    expect((await readOk(sm, [get('k')]))[0].value.toString()).toBe('second');
+    // Another command id of the same client is a new write.
+    applied(await write(sm, [put('k', 'third')], { clientId: 'client-a', commandId: 2 }));
+    expect((await readOk(sm, [get('k')]))[0].value.toString()).toBe('third');
+  });
+
+  it('applies a retry twice in one batch once', async () => {
+    const sm = await ready();
+    const base = (await sm.appliedIndex()) + 1;
+    const req = request([put('n', '1')], { clientId: 'batch', commandId: 9 });
+    const results = await sm.apply([writeEntry(base, req), writeEntry(base + 1, req)]);
+    expect(results.map((r) => (r?.kind === 'applied' ? r.duplicate : r?.kind))).toEqual([
+      false,
+      true,
+    ]);
+  });
+
+  it('keeps the dedup table within its window of log entries', async () => {
+    const window = 3;
+    const sm = await ready(window);
+    const ids = { clientId: 'c', commandId: 1 };
+    applied(await write(sm, [put('x', '1')], ids));
+    // Within the window: a retry returns the stored answer.
+    applied(await write(sm, [put('x', '2')]));
+    expect(await write(sm, [put('x', '1')], ids)).toMatchObject({ duplicate: true });
+    // Past the window: the record is gone and the request applies again.
+    applied(await write(sm, [put('x', '3')]));
+    applied(await write(sm, [put('x', '4')]));
+    expect(await write(sm, [put('x', '1')], ids)).toMatchObject({
+      kind: 'applied',
+      duplicate: false,
+    });
+    expect((await readOk(sm, [get('x')]))[0].value.toString()).toBe('1');
+
+    for (let i = 10; i < 40; i++) {
+      applied(await write(sm, [put('y', String(i))], { clientId: 'c', commandId: i }));
+      expect(await sm.dedupRecordCount()).toBeLessThanOrEqual(window);
+    }
+    // A batch larger than the window prunes its own records too.
+    const base = (await sm.appliedIndex()) + 1;
+    await sm.apply(
+      Array.from({ length: 10 }, (_, i) =>
+        writeEntry(base + i, request([put('z', String(i))], { clientId: 'd', commandId: i + 1 })),
+      ),
+    );
+    expect(await sm.dedupRecordCount()).toBe(window);
+  });
+
+  it('ignores a config whose version is not above the applied one', async () => {
+    const sm = await fresh();
+    expect(await setConfig(sm, config(5, slotCount, [1]))).toEqual({
+      kind: 'config',
+      applied: true,
+      configVersion: 5,
+    });
+    expect(await setConfig(sm, config(5, slotCount, allSlots))).toEqual({
+      kind: 'config',
+      applied: false,
+      configVersion: 5,
+    });
+    expect(await setConfig(sm, config(3, slotCount, allSlots))).toMatchObject({ applied: false });
+    expect(sm.appliedConfig()?.slots).toEqual([{ id: 1, status: 'Running' }]);
+    expect(sm.configVersion()).toBe(5);
+  });
+
+  it('freezes Migrating slots: neither read nor written until Running again', async () => {
+    const sm = await ready();
+    const key = keyInSlot(2, slotCount, 'frozen');
+    applied(await write(sm, [put(key, 'before')]));
+    await setConfig(sm, config(2, slotCount, [0, 1, 3, 4, 5, 6, 7], [2]));
+    expect(await write(sm, [put(key, 'during')])).toEqual({
+      kind: 'wrong-shard',
+      configVersion: 2,
+      message: 'slot 2 is Migrating at config version 2 and is not served until it is Running',
+    });
+    expect((await sm.read([get(key)], defaultKvLimits)).kind).toBe('wrong-shard');
+    await setConfig(sm, config(3, slotCount, allSlots));
+    expect((await readOk(sm, [get(key)]))[0].value.toString()).toBe('before');
+  });
+
+  it('tells which slots hold keys', async () => {
+    const sm = await ready();
+    applied(
+      await write(sm, [put(keyInSlot(3, slotCount), 'v'), put(keyInSlot(5, slotCount), 'v')]),
+    );
+    expect(await sm.slotsHoldingKeys([1, 3, 5, 7], slotCount)).toEqual([3, 5]);
+    expect(await sm.slotsHoldingKeys([0, 1], slotCount)).toEqual([]);
+    expect(await sm.slotsHoldingKeys([], slotCount)).toEqual([]);
+  });
+
+  it('moves the applied index over entries of every type and refuses undecodable ones', async () => {
+    const sm = await fresh();
+    const results = await sm.apply([
+      noopEntry(2),
+      { index: 3, term: 1, type: 0, data: Buffer.from([9, 9]) },
+      noopEntry(4),
+    ]);
+    expect(results[0]).toBeUndefined();
+    expect(results[1]).toMatchObject({ kind: 'rejected' });
+    expect(results[2]).toBeUndefined();
+    expect(await sm.appliedIndex()).toBe(4);
+    await expect(sm.apply([noopEntry(4)])).rejects.toThrow(
+      'apply got entry 4 but the state has applied 4',
+    );
+  });
+
+  it('restores identical state from a snapshot, replacing what was there', async () => {
+    const source = await ready(5);
+    for (let i = 0; i < 20; i++) {
+      applied(
+        await write(source, [put(`key-${i}`, `value-${i}`), put(Buffer.from([0xff, i]), '')], {
+          clientId: 'snap',
+          commandId: i + 1,
+        }),
+      );
+    }
+    await setConfig(source, config(2, slotCount, [0, 1, 2, 3, 4, 5], [6]));
+    const file = join(root, 'snapshot-1.dat');
+    const index = await source.writeSnapshot(file);
+    expect(index).toBe(await source.appliedIndex());
+
+    const target = await ready(5);
+    const onlyInTarget = keyInSlot(0, slotCount, 'only-in-target');
+    applied(await write(target, [put(onlyInTarget, 'x')]));
+    await target.restoreSnapshot(file, index);
+    expect(await target.appliedIndex()).toBe(index);
+    expect(target.appliedConfig()).toEqual(source.appliedConfig());
+    expect(await target.dedupRecordCount()).toBe(await source.dedupRecordCount());
+
+    // Identical state writes an identical snapshot.
+    const again = join(root, 'snapshot-2.dat');
+    expect(await target.writeSnapshot(again)).toBe(index);
+    expect((await readFile(again)).equals(await readFile(file))).toBe(true);
+    expect((await readOk(target, [get(onlyInTarget)]))[0].found).toBe(false);
+
+    // The restored dedup table still answers retries.
+    expect(
+      await write(target, [put('key-19', 'value-19'), put(Buffer.from([0xff, 19]), '')], {
+        clientId: 'snap',
+        commandId: 20,
+      }),
+    ).toMatchObject({ duplicate: true });
+  });
+
+  it('writes a snapshot of one point in time while applies continue', async () => {
+    const sm = await ready();
+    const base = await sm.appliedIndex();
+    for (let i = 1; i <= 200; i++)
+      applied(await write(sm, [put(`p-${String(i).padStart(4, '0')}`, `${i}`)]));
+    const file = join(root, 'snapshot-concurrent.dat');
+    const snapshotting = sm.writeSnapshot(file);
+    // Issued at once with their indexes: they queue behind each other and race the snapshot.
+    const more: Promise<unknown>[] = [];
+    for (let i = 201; i <= 260; i++) {
+      const req = request([put(`p-${String(i).padStart(4, '0')}`, `${i}`)]);
+      more.push(sm.apply([writeEntry(base + i, req)]));
+    }
+    const index = await snapshotting;
+    await Promise.all(more);
+
+    const restored = await fresh();
+    await restored.restoreSnapshot(file, index);
+    const [all] = await readOk(restored, [scan('p-', '', 1000)]);
+    // Exactly the puts applied up to the snapshot's index: entry base + i wrote p-i.
+    expect(all.kvs).toHaveLength(index - base);
+    expect(all.kvs[all.kvs.length - 1].value.toString()).toBe(String(index - base));
+  });
+
+  it('refuses a truncated snapshot file and keeps nothing half-loaded as applied', async () => {
+    const source = await ready();
+    applied(await write(source, [put('a', '1'), put('b', '2')]));
+    const file = join(root, 'snapshot-truncated.dat');
+    const index = await source.writeSnapshot(file);
+    const bytes = await readFile(file);
+    await writeFile(file, bytes.subarray(0, bytes.length - 5));
+    const target = await fresh();
+    await expect(target.restoreSnapshot(file, index)).rejects.toThrow(SnapshotFormatError);
+    expect(await target.appliedIndex()).toBe(0);
+  });
+
+  it('keeps its state across a restart', async () => {
+    const name = 'restart';
+    const sm = await fresh(1000, name);
+    await sm.apply([noopEntry(2)]);
+    await setConfig(sm, config(1, slotCount, allSlots));
+    applied(await write(sm, [put('durable', 'yes')], { clientId: 'r', commandId: 1 }));
+    const index = await sm.appliedIndex();
+    await sm.close();
+    open.splice(open.indexOf(sm), 1);
+
+    const reopened = await fresh(1000, name);
+    expect(await reopened.appliedIndex()).toBe(index);
+    expect(reopened.configVersion()).toBe(1);
+    expect((await readOk(reopened, [get('durable')]))[0].value.toString()).toBe('yes');
+    expect(
+      await write(reopened, [put('durable', 'yes')], { clientId: 'r', commandId: 1 }),
+    ).toMatchObject({
+      duplicate: true,
+    });
+  });
+
+  it('refuses reads once closed', async () => {
+    const sm = await fresh();
+    await sm.close();
+    open.splice(open.indexOf(sm), 1);
+    const attempt: Promise<KvReadResult> = sm.read([get('a')], defaultKvLimits);
+    await expect(attempt).rejects.toThrow('closed');
+  });
+});

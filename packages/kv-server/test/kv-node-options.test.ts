@@ -1,0 +1,102 @@
+// The eraftkv-kv command line: what it accepts, and what it refuses with which message.
+import { parseKvCommandLine, UsageError } from '../src';
+
+const required = [
+  '--id',
+  '1',
+  '--group',
+  '1',
+  '--listen',
+  '127.0.0.1:7088',
+  '--meta',
+  '127.0.0.1:8088,127.0.0.1:8089',
+  '--data-dir',
+  '/tmp/kv-1-1',
+];
+
+/** `required` with `flag` set to `value` (replaced when it is there, appended otherwise). */
+function withFlag(flag: string, value: string): string[] {
+  const i = required.indexOf(flag);
+  if (i < 0) return [...required, flag, value];
+  const argv = [...required];
+  argv[i + 1] = value;
+  return argv;
+}
+
+const parse = (argv: string[]) =>
+  parseKvCommandLine(argv, { exitProcess: false, version: '0.1.0' });
+
+describe('parseKvCommandLine', () => {
+  afterEach(() => {
+    delete process.env.ERAFTKV_CONFIG_POLL_MS;
+  });
+
+  it('parses the flags of the contract with their defaults', () => {
+    const line = parse([...required, '--peers', '1=127.0.0.1:7088,2=127.0.0.1:7089']);
+    expect(line.peers.map((p) => p.id)).toEqual([1, 2]);
+    expect(line.logLevel).toBe('info');
+    expect(line.server).toMatchObject({
+      id: 1,
+      groupId: 1,
+      listen: '127.0.0.1:7088',
+      metaAddresses: ['127.0.0.1:8088', '127.0.0.1:8089'],
+      dataDir: '/tmp/kv-1-1',
+      configPollMs: 500,
+      dedupWindowEntries: 100000,
+      shutdownGraceMs: 5000,
+      logMemoryBytesMax: 64 * 1024 * 1024,
+    });
+    expect(line.server.limits).toMatchObject({
+      keyBytesMax: 4096,
+      valueBytesMax: 1048576,
+      opsPerRequestMax: 128,
+      scanLimitMax: 10000,
+    });
+  });
+
+  it('takes flags from ERAFTKV_ environment variables', () => {
+    process.env.ERAFTKV_CONFIG_POLL_MS = '250';
+    expect(parse(required).server.configPollMs).toBe(250);
+  });
+
+  it('treats an empty --peers as joining an existing group', () => {
+    expect(parse(required).peers).toEqual([]);
+  });
+
+  it.each([
+    [
+      'a missing --group',
+      required.filter((_, i) => i !== 2 && i !== 3),
+      'Missing required argument: group',
+    ],
+    ['an unknown flag', [...required, '--bogus', '1'], 'Unknown argument'],
+    ['group 0', withFlag('--group', '0'), '--group must be a positive integer, got 0'],
+    ['a flag given twice', [...required, '--group', '2'], '--group is given more than once'],
+    ['a bad --meta address', withFlag('--meta', 'nowhere'), '--meta: "nowhere" is not host:port'],
+    [
+      'a bad --peers entry',
+      [...required, '--peers', '1=x'],
+      '--peers: address "x" of node 1 is not host:port',
+    ],
+    [
+      '--peers without this node',
+      [...required, '--peers', '2=127.0.0.1:7089'],
+      '--peers must include this node (id 1)',
+    ],
+    [
+      'a zero poll interval',
+      [...required, '--config-poll-ms', '0'],
+      '--config-poll-ms must be a positive integer',
+    ],
+    [
+      'a huge value limit',
+      [...required, '--value-bytes-max', String(64 * 1024 * 1024)],
+      '--value-bytes-max must be at most 16777216',
+    ],
+    ['a bad log level', [...required, '--log-level', 'loud'], 'Invalid values'],
+    ['a non-numeric id', withFlag('--id', 'one'), '--id must be a positive integer'],
+  ])('refuses %s with a UsageError', (_what, argv, message) => {
+    expect(() => parse(argv)).toThrow(UsageError);
+    expect(() => parse(argv)).toThrow(message);
+  });
+});

@@ -1,0 +1,186 @@
+// The three-step slot move of docs/servers-contract.md, driven by the meta leader:
+//
+//   1. propose slot-move-begin: slots without an owner are assigned at once; owned slots become
+//      Migrating (owner unchanged), which freezes them in the source group once it applies that
+//      config;
+//   2. hand each source group its frozen config (ClusterConfigChange{SlotMove, DataServer}) and
+//      ask whether the migrating slots hold any key;
+//   3. propose slot-move-finish: commit (owner = target) when every source said "empty", roll
+//      back otherwise. A move is all or nothing: the request either moved every slot or none.
+//
+// Moves run one at a time on a leader, so a source group never sees the Migrating slots of two
+// moves in one check. Slots left Migrating by a meta leader that died between steps 1 and 3 are
+// resumed from step 2 (which is idempotent): when this node gains leadership, periodically while
+// it leads, and before every new move (so a retried request finds its slots settled).
+import { ChangeType, ClusterConfigChangeReq, ErrorCode, HandleServerType } from '@eraftkv/protocol';
+import type { Logger } from '@eraftkv/raft-core';
+import type { SourceGroupClient, SourceVerdict } from './source-group-client';
+import type { CommandOutcome, MovingSlot, RequestId, Topology, TopologyCommand } from './topology';
+import { groupToWire } from './topology-wire';
+
+export interface SlotMoveDeps {
+  /** Proposes a command and resolves with its outcome once applied here (RaftServer.propose). */
+  readonly propose: (command: TopologyCommand) => Promise<CommandOutcome>;
+  /** The applied topology on this node. */
+  readonly topology: () => Topology;
+  readonly isLeader: () => boolean;
+  /** Resolves once this node's state is as new as the group's (RaftServer.readIndex). */
+  readonly confirmLeadership: () => Promise<void>;
+  readonly sources: SourceGroupClient;
+  readonly logger: Logger;
+  readonly nowMs: () => number;
+  /** Counts finished moves (metrics). */
+  readonly onSettled?: (committed: boolean, slotCount: number) => void;
+}
+
+export class SlotMoveCoordinator {
+  /** The tail of the chain of moves: each waits for the previous one. */
+  private tail: Promise<unknown> = Promise.resolve();
+  private running = 0;
+  private timer: NodeJS.Timeout | null = null;
+  private wasLeader = false;
+  private stopped = false;
+
+  constructor(private readonly deps: SlotMoveDeps) {}
+
+  /**
+   * Gives `slots` to group `target` (a SlotMove request). Rejects with RaftServer's errors
+   * (NotLeaderError, ...) when this node cannot propose.
+   */
+  move(
+    target: number,
+    slots: readonly number[],
+    request: RequestId | null,
+  ): Promise<CommandOutcome> {
+    return this.exclusive(async () => {
+      await this.resumeLocked();
+      const begin = await this.deps.propose({
+        kind: 'slot-move-begin',
+        target,
+        slots,
+        nowMs: this.deps.nowMs(),
+        request,
+      });
+      if (begin.code !== ErrorCode.OK || begin.moving.length === 0) return begin;
+      return this.settle(target, begin.moving, request);
+    });
+  }
+
+  /** Finishes every move left Migrating (a no-op when there is none). */
+  resume(): Promise<void> {
+    return this.exclusive(() => this.resumeLocked());
+  }
+
+  /**
+   * Checks every `intervalMs` whether this node leads with moves left Migrating, and resumes
+   * them; a node that just became leader checks at once.
+   */
+  watch(intervalMs: number): void {
+    this.timer = setInterval(() => this.tick(), intervalMs);
+    this.timer.unref();
+  }
+
+  stop(): void {
+    this.stopped = true;
+    if (this.timer !== null) clearInterval(this.timer);
+    this.timer = null;
+  }
+
+  private tick(): void {
+    const leader = this.deps.isLeader();
+    const gained = leader && !this.wasLeader;
+    this.wasLeader = leader;
+    if (!leader || this.stopped || this.running > 0) return;
+    // A new leader may not have applied the last leader's begin yet: confirm first, then look.
+    if (!gained && this.deps.topology().migratingSlots().length === 0) return;
+    this.deps
+      .confirmLeadership()
+      .then(() => this.resume())
+      .catch((err: unknown) => {
+        // Lost leadership or stopping: whoever leads next resumes the moves.
+        this.deps.logger.debug('slot move resume deferred', { error: (err as Error).message });
+      });
+  }
+
+  private exclusive<T>(work: () => Promise<T>): Promise<T> {
+    this.running++;
+    const run = this.tail.then(work).finally(() => this.running--);
+    this.tail = run.catch(() => undefined);
+    return run;
+  }
+
+  private async resumeLocked(): Promise<void> {
+    const migrating = this.deps.topology().migratingSlots();
+    if (migrating.length === 0) return;
+    const byTarget = new Map<number, MovingSlot[]>();
+    for (const m of migrating) byTarget.set(m.target, [...(byTarget.get(m.target) ?? []), m]);
+    for (const [target, moves] of byTarget) {
+      if (this.stopped) return;
+      this.deps.logger.info('resuming a slot move left unfinished', {
+        target,
+        slots: moves.length,
+      });
+      await this.settle(target, moves, null);
+    }
+  }
+
+  /** Steps 2 and 3 for slots already Migrating to `target`. */
+  private async settle(
+    target: number,
+    moving: readonly MovingSlot[],
+    request: RequestId | null,
+  ): Promise<CommandOutcome> {
+    const bySource = new Map<number, number>();
+    for (const m of moving) bySource.set(m.source, (bySource.get(m.source) ?? 0) + 1);
+    const sources = [...bySource.keys()].sort((a, b) => a - b);
+    const verdicts = await Promise.all(sources.map((source) => this.askSource(source)));
+    const failures = verdicts.filter((v): v is Extract<SourceVerdict, { ok: false }> => !v.ok);
+    const commit = failures.length === 0;
+    const slotList = moving.map((m) => m.slot);
+    const failure = commit
+      ? null
+      : {
+          code: failures[0].code,
+          message: `the move of ${slotList.length} slot(s) to group ${target} was rolled back: ${failures
+            .map((f) => f.message)
+            .join('; ')}`,
+        };
+    const outcome = await this.deps.propose({
+      kind: 'slot-move-finish',
+      target,
+      moves: moving.map((m) => ({ slot: m.slot, sinceVersion: m.sinceVersion })),
+      commit,
+      failure,
+      nowMs: this.deps.nowMs(),
+      request,
+    });
+    this.deps.onSettled?.(commit, slotList.length);
+    const fields = { target, slots: slotList.length, sources: sources.join(',') };
+    if (commit) this.deps.logger.info('slot move committed', fields);
+    else this.deps.logger.warn('slot move rolled back', { ...fields, reason: failure?.message });
+    return outcome;
+  }
+
+  /** Step 2 for one source group: its record at the current config version, frozen slots included. */
+  private askSource(source: number): Promise<SourceVerdict> {
+    const topology = this.deps.topology();
+    const record = groupToWire(topology, source);
+    if (record === undefined) {
+      // ShardLeave refuses a group that owns slots, so only a bug gets here.
+      throw new Error(`source group ${source} of a migrating slot does not exist`);
+    }
+    const req = ClusterConfigChangeReq.fromPartial({
+      changeType: ChangeType.SlotMove,
+      handleServerType: HandleServerType.DataServer,
+      shardId: source,
+      configVersion: topology.configVersion,
+      slotCount: topology.slotCount,
+      shardGroup: record,
+    });
+    return this.deps.sources.check(
+      source,
+      record.servers.map((s) => s.address),
+      req,
+    );
+  }
+}

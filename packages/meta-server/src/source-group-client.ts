@@ -1,0 +1,139 @@
+// Step 2 of a slot move on the wire: hand a kv group (the source of the moving slots) its frozen
+// config through ClusterConfigChange{SlotMove, DataServer} and read its verdict. One GroupCaller
+// per kv group finds that group's leader and follows its NOT_LEADER hints within a deadline.
+import * as grpc from '@grpc/grpc-js';
+import {
+  ErrorCode,
+  type ClusterConfigChangeReq,
+  type ClusterConfigChangeResp,
+} from '@eraftkv/protocol';
+import { GroupCallError, GroupCaller, type LeaderHint } from '@eraftkv/raft-core';
+
+/** What a source group said about its migrating slots. */
+export type SourceVerdict =
+  | { readonly ok: true }
+  | { readonly ok: false; readonly code: ErrorCode; readonly message: string };
+
+/** How the coordinator reaches a source group (an interface, so tests can replace the network). */
+export interface SourceGroupClient {
+  /** Sends the frozen config to `groupId`'s leader among `addresses`; never rejects. */
+  check(
+    groupId: number,
+    addresses: readonly string[],
+    req: ClusterConfigChangeReq,
+  ): Promise<SourceVerdict>;
+  close(): void;
+}
+
+/**
+ * Answers that mean "ask elsewhere or again": NOT_LEADER names the leader; the others have no
+ * hint, so the GroupCaller tries the next address after a short pause, until the deadline.
+ */
+const sourceLeaderHint: LeaderHint<ClusterConfigChangeResp> = (resp) => {
+  switch (resp.errorCode) {
+    case ErrorCode.NOT_LEADER:
+      return resp.leaderAddress;
+    case ErrorCode.NO_LEADER:
+    case ErrorCode.BUSY:
+    case ErrorCode.SNAPSHOTTING:
+      return '';
+    default:
+      return null;
+  }
+};
+
+export class GrpcSourceGroupClient implements SourceGroupClient {
+  private readonly callers = new Map<number, GroupCaller>();
+  private closed = false;
+  private readonly whenClosed: Promise<SourceVerdict>;
+  private markClosed: () => void = () => {};
+
+  constructor(
+    private readonly options: {
+      /** The whole of step 2 for one source group, all retries included. */
+      readonly deadlineMs: number;
+      /** One attempt against one address. */
+      readonly attemptMs: number;
+    },
+  ) {
+    this.whenClosed = new Promise<SourceVerdict>((resolve) => {
+      this.markClosed = () =>
+        resolve({
+          ok: false,
+          code: ErrorCode.REJECTED,
+          message: 'the meta server is stopping; the move was not checked',
+        });
+    });
+  }
+
+  async check(
+    groupId: number,
+    addresses: readonly string[],
+    req: ClusterConfigChangeReq,
+  ): Promise<SourceVerdict> {
+    if (this.closed) return this.whenClosed;
+    if (addresses.length === 0) {
+      return {
+        ok: false,
+        code: ErrorCode.REJECTED,
+        message: `source group ${groupId} has no servers recorded, so nobody can confirm that its slots are empty`,
+      };
+    }
+    let caller = this.callers.get(groupId);
+    if (caller === undefined) {
+      caller = new GroupCaller(addresses);
+      this.callers.set(groupId, caller);
+    } else {
+      caller.setAddresses(addresses);
+    }
+    const call = caller
+      .call((client) => client.clusterConfigChange.bind(client), req, sourceLeaderHint, {
+        deadlineMs: this.options.deadlineMs,
+        attemptMs: this.options.attemptMs,
+      })
+      .then(
+        (resp) => verdictOf(groupId, resp),
+        (err: unknown) => failureOf(groupId, err, this.options.deadlineMs),
+      );
+    // GroupCaller cannot cancel a call: once it ends, close again whatever a call that outlived
+    // close() reopened.
+    const owner = caller;
+    void call.finally(() => {
+      if (this.closed) owner.close();
+    });
+    // A stop does not wait for a slow source: the move stays Migrating and the next leader resumes it.
+    return Promise.race([call, this.whenClosed]);
+  }
+
+  close(): void {
+    this.closed = true;
+    this.markClosed();
+    for (const caller of this.callers.values()) caller.close();
+    this.callers.clear();
+  }
+}
+
+function verdictOf(groupId: number, resp: ClusterConfigChangeResp): SourceVerdict {
+  // Both fields must say so: a default-valued (empty) answer must never count as "empty slots".
+  if (resp.success && resp.errorCode === ErrorCode.OK) return { ok: true };
+  const code = resp.errorCode === ErrorCode.OK ? ErrorCode.REJECTED : resp.errorCode;
+  const detail = resp.errorMessage || `error code ${ErrorCode[code] ?? code}`;
+  return { ok: false, code, message: `source group ${groupId}: ${detail}` };
+}
+
+function failureOf(groupId: number, err: unknown, deadlineMs: number): SourceVerdict {
+  if (err instanceof GroupCallError) {
+    return {
+      ok: false,
+      code: ErrorCode.REJECTED,
+      message: `source group ${groupId} was unreachable for ${deadlineMs} ms (${err.message})`,
+    };
+  }
+  const e = err as Partial<grpc.ServiceError>;
+  const status = e.code !== undefined ? (grpc.status[e.code] ?? String(e.code)) : 'error';
+  return {
+    ok: false,
+    code: ErrorCode.REJECTED,
+    message: `source group ${groupId} refused the frozen config (${status}: ${e.details ?? e.message ?? String(err)})`,
+  };
+}

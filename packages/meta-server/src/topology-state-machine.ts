@@ -1,0 +1,269 @@
+// The meta group's state machine: the topology model (topology.ts) kept in memory and persisted
+// in RocksDB under <data-dir>/state, one key per record, so that an apply writes only what it
+// changed. Each apply batch is one atomic RocksDB write that also stores the applied index, so a
+// crash never leaves data and index out of step (a restart re-applies what came after the index).
+//
+// Keys (all values JSON unless said otherwise):
+//   "a"                    the applied index (8-byte big-endian unsigned)
+//   "c"                    the ConfigRecord
+//   "g" + id (8-byte BE)   a GroupRecord
+//   "s" + slot (4-byte BE) a slot that differs from the default (no owner, Running)
+//   "d" + seq (8-byte BE)  a DedupRecord
+//
+// A snapshot is one JSON file: {"format":"eraftkv-meta-topology/1","appliedIndex":N,"records":R}
+// with R the canonical TopologyRecords (the snapshot store adds its own checksum).
+import { readFile, writeFile } from 'node:fs/promises';
+import {
+  assertNever,
+  EntryType,
+  openRocksEngine,
+  type Entry,
+  type StateMachine,
+  type StorageEngine,
+  type WriteOp,
+} from '@eraftkv/raft-core';
+import { decodeCommand } from './topology-command-codec';
+import {
+  Topology,
+  TopologyInvariantError,
+  type CommandOutcome,
+  type ConfigRecord,
+  type DedupRecord,
+  type GroupRecord,
+  type SlotEntry,
+  type SlotRecord,
+  type TopologyChanges,
+  type TopologyRecords,
+} from './topology';
+
+const snapshotFormat = 'eraftkv-meta-topology/1';
+
+const prefix = {
+  applied: 0x61, // 'a'
+  config: 0x63, // 'c'
+  group: 0x67, // 'g'
+  slot: 0x73, // 's'
+  dedup: 0x64, // 'd'
+} as const;
+
+const appliedKey = Buffer.from([prefix.applied]);
+const configKey = Buffer.from([prefix.config]);
+
+function key64(p: number, n: number): Buffer {
+  const b = Buffer.alloc(9);
+  b[0] = p;
+  b.writeBigUInt64BE(BigInt(n), 1);
+  return b;
+}
+
+function slotKey(slot: number): Buffer {
+  const b = Buffer.alloc(5);
+  b[0] = prefix.slot;
+  b.writeUInt32BE(slot, 1);
+  return b;
+}
+
+function json(value: unknown): Buffer {
+  return Buffer.from(JSON.stringify(value), 'utf8');
+}
+
+function parse<T>(value: Buffer): T {
+  return JSON.parse(value.toString('utf8')) as T;
+}
+
+function encodeIndex(index: number): Buffer {
+  const b = Buffer.alloc(8);
+  b.writeBigUInt64BE(BigInt(index));
+  return b;
+}
+
+function changesToOps(changes: TopologyChanges): WriteOp[] {
+  const ops: WriteOp[] = [];
+  if (changes.config !== null)
+    ops.push({ type: 'put', key: configKey, value: json(changes.config) });
+  for (const [id, group] of changes.groups) {
+    const key = key64(prefix.group, id);
+    ops.push(group === null ? { type: 'del', key } : { type: 'put', key, value: json(group) });
+  }
+  for (const [slot, record] of changes.slots) {
+    const key = slotKey(slot);
+    ops.push(record === null ? { type: 'del', key } : { type: 'put', key, value: json(record) });
+  }
+  for (const seq of changes.dedupDelete) ops.push({ type: 'del', key: key64(prefix.dedup, seq) });
+  for (const d of changes.dedupPut) {
+    ops.push({ type: 'put', key: key64(prefix.dedup, d.seq), value: json(d) });
+  }
+  return ops;
+}
+
+function recordsToOps(records: TopologyRecords): WriteOp[] {
+  const ops: WriteOp[] = [{ type: 'put', key: configKey, value: json(records.config) }];
+  for (const g of records.groups) {
+    ops.push({ type: 'put', key: key64(prefix.group, g.id), value: json(g) });
+  }
+  for (const { slot, ...record } of records.slots) {
+    ops.push({ type: 'put', key: slotKey(slot), value: json(record) });
+  }
+  for (const d of records.dedup) {
+    ops.push({ type: 'put', key: key64(prefix.dedup, d.seq), value: json(d) });
+  }
+  return ops;
+}
+
+interface SnapshotFileContent {
+  readonly format: string;
+  readonly appliedIndex: number;
+  readonly records: TopologyRecords;
+}
+
+export class TopologyStateMachine implements StateMachine<CommandOutcome> {
+  private constructor(
+    private readonly engine: StorageEngine,
+    private model: Topology,
+    private applied: number,
+  ) {}
+
+  /** Opens (or creates) the state under `path` and loads it into memory. */
+  static async open(path: string): Promise<TopologyStateMachine> {
+    const engine = await openRocksEngine(path);
+    try {
+      const { topology, applied } = await load(engine);
+      return new TopologyStateMachine(engine, topology, applied);
+    } catch (err) {
+      await engine.close();
+      throw err;
+    }
+  }
+
+  /** The current topology (read-only use; replaced wholesale when a snapshot is restored). */
+  get topology(): Topology {
+    return this.model;
+  }
+
+  appliedIndex(): Promise<number> {
+    return Promise.resolve(this.applied);
+  }
+
+  async apply(entries: readonly Entry[]): Promise<(CommandOutcome | undefined)[]> {
+    if (entries.length === 0) return [];
+    const results: (CommandOutcome | undefined)[] = [];
+    for (const e of entries) {
+      if (e.index <= this.applied) {
+        throw new TopologyInvariantError(
+          `entry ${e.index} arrived after entry ${this.applied} was applied`,
+        );
+      }
+      switch (e.type) {
+        case EntryType.Normal:
+          results.push(this.model.apply(decodeCommand(e.data, e.index)));
+          break;
+        case EntryType.JoinNoVoteNode:
+        case EntryType.JoinNode:
+        case EntryType.LeaveNode:
+          this.model.noteMetaMembershipChange();
+          results.push(undefined);
+          break;
+        case EntryType.NoOp:
+          results.push(undefined);
+          break;
+        default:
+          assertNever(e.type, 'entry type');
+      }
+      this.applied = e.index;
+    }
+    const ops = changesToOps(this.model.takeChanges());
+    ops.push({ type: 'put', key: appliedKey, value: encodeIndex(this.applied) });
+    // Not synced: the Raft log is, and a restart re-applies whatever this write lost.
+    await this.engine.write(ops, { sync: false });
+    return results;
+  }
+
+  /**
+   * Serializes the in-memory state in one synchronous step, so the file is one point in time
+   * even while applies continue, then writes it.
+   */
+  async writeSnapshot(path: string): Promise<number> {
+    const index = this.applied;
+    const content: SnapshotFileContent = {
+      format: snapshotFormat,
+      appliedIndex: index,
+      records: this.model.toRecords(),
+    };
+    await writeFile(path, JSON.stringify(content));
+    return index;
+  }
+
+  async restoreSnapshot(path: string, index: number): Promise<void> {
+    const content = JSON.parse(await readFile(path, 'utf8')) as SnapshotFileContent;
+    if (content.format !== snapshotFormat) {
+      throw new Error(
+        `snapshot ${path} has format "${content.format}", expected "${snapshotFormat}"`,
+      );
+    }
+    if (content.appliedIndex !== index) {
+      throw new Error(`snapshot ${path} covers index ${content.appliedIndex}, expected ${index}`);
+    }
+    const topology = Topology.fromRecords(content.records);
+    // deleteRange is not atomic with the write below; a crash in between leaves no applied index
+    // (0), and RaftServer then restores this snapshot again at start.
+    await this.engine.deleteRange({});
+    const ops = recordsToOps(topology.toRecords());
+    ops.push({ type: 'put', key: appliedKey, value: encodeIndex(index) });
+    await this.engine.write(ops, { sync: true });
+    topology.takeChanges();
+    this.model = topology;
+    this.applied = index;
+  }
+
+  /** The approximate size of the state on disk. */
+  sizeBytes(): Promise<number> {
+    return this.engine.approximateSizeBytes({
+      gte: Buffer.alloc(0),
+      lt: Buffer.from([0xff]),
+    });
+  }
+
+  close(): Promise<void> {
+    return this.engine.close();
+  }
+}
+
+/** Reads every record back; refuses keys it does not know (the store belongs to something else). */
+async function load(engine: StorageEngine): Promise<{ topology: Topology; applied: number }> {
+  let applied = 0;
+  let config: ConfigRecord | null = null;
+  const groups: GroupRecord[] = [];
+  const slots: SlotEntry[] = [];
+  const dedup: DedupRecord[] = [];
+  for await (const [key, value] of engine.iterate({})) {
+    switch (key[0]) {
+      case prefix.applied:
+        applied = Number(value.readBigUInt64BE(0));
+        break;
+      case prefix.config:
+        config = parse<ConfigRecord>(value);
+        break;
+      case prefix.group:
+        groups.push(parse<GroupRecord>(value));
+        break;
+      case prefix.slot:
+        slots.push({ slot: key.readUInt32BE(1), ...parse<SlotRecord>(value) });
+        break;
+      case prefix.dedup:
+        dedup.push(parse<DedupRecord>(value));
+        break;
+      default:
+        throw new Error(
+          `${engine.path}: unknown key ${key.toString('hex')}; this is not an eraftkv-meta state store`,
+        );
+    }
+  }
+  if (config === null) {
+    // No command has changed the config yet (only no-ops and membership entries were applied).
+    if (groups.length + slots.length + dedup.length > 0) {
+      throw new Error(`${engine.path}: records without a config record; the store is damaged`);
+    }
+    return { topology: Topology.empty(), applied };
+  }
+  return { topology: Topology.fromRecords({ config, groups, slots, dedup }), applied };
+}

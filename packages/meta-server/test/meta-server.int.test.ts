@@ -1,0 +1,423 @@
+// Three MetaServers in this process on 127.0.0.1 port 0, driven through a bare generated
+// ERaftKvClient exactly as any gRPC client would drive them.
+import * as grpc from '@grpc/grpc-js';
+import { request as httpGet } from 'node:http';
+import {
+  ChangeType,
+  ErrorCode,
+  HandleServerType,
+  SlotStatus,
+  StatusReq,
+  type ERaftKvClient,
+  type StatusResp,
+} from '@eraftkv/protocol';
+import { jsonLogger } from '@eraftkv/raft-core';
+import { MetaServer } from '../src';
+import {
+  configChange,
+  groupOf,
+  MetaGroup,
+  slotIdsOf,
+  statusOf,
+  waitFor,
+  type ConfigChangeFields as Fields,
+} from './common';
+
+jest.setTimeout(60_000);
+
+function fetchText(address: string, path: string): Promise<{ status: number; body: string }> {
+  const [host, port] = address.split(':');
+  return new Promise((resolve, reject) => {
+    const req = httpGet({ host, port: Number(port), path }, (res) => {
+      let body = '';
+      res.on('data', (chunk: Buffer) => (body += chunk.toString()));
+      res.on('end', () => resolve({ status: res.statusCode ?? 0, body }));
+    });
+    req.on('error', reject);
+    req.end();
+  });
+}
+
+function status(client: ERaftKvClient): Promise<StatusResp> {
+  return new Promise((resolve, reject) =>
+    client.status(StatusReq.fromPartial({}), (err, resp) => (err ? reject(err) : resolve(resp))),
+  );
+}
+
+describe('MetaServer: a group of three over gRPC', () => {
+  const group = new MetaGroup();
+  let servers: MetaServer[] = [];
+  let leaderClient: ERaftKvClient;
+  let followerClient: ERaftKvClient;
+  let leader: MetaServer;
+
+  /** Sends to the leader, following one redirect if leadership moved meanwhile. */
+  const toLeader = async (fields: Fields): Promise<Awaited<ReturnType<typeof configChange>>> => {
+    const resp = await configChange(leaderClient, fields);
+    if (resp.errorCode !== ErrorCode.NOT_LEADER && resp.errorCode !== ErrorCode.NO_LEADER)
+      return resp;
+    leader = await group.waitForLeader();
+    leaderClient = group.client(leader);
+    return configChange(leaderClient, fields);
+  };
+
+  beforeAll(async () => {
+    await group.init();
+    servers = await group.start(3);
+    leader = await group.waitForLeader();
+    leaderClient = group.client(leader);
+    const follower = servers.find((s) => s !== leader);
+    if (follower === undefined) throw new Error('no follower');
+    followerClient = group.client(follower);
+  });
+  afterAll(() => group.close());
+
+  it('answers a query before ClusterInit with the meta group only', async () => {
+    const resp = await toLeader({ changeType: ChangeType.ShardsQuery });
+    expect(resp.success).toBe(true);
+    expect(resp.slotCount).toBe(0);
+    expect(resp.shardGroup.map((g) => g.id)).toEqual([0]);
+    expect(resp.shardGroup[0].servers.map((s) => s.address).sort()).toEqual(
+      servers.map((s) => s.address).sort(),
+    );
+  });
+
+  it('refuses a topology change before ClusterInit with NOT_INITIALIZED', async () => {
+    const resp = await toLeader({
+      changeType: ChangeType.ShardJoin,
+      shardGroup: { id: 1, servers: [] },
+    });
+    expect(resp.success).toBe(false);
+    expect(ErrorCode[resp.errorCode]).toBe('NOT_INITIALIZED');
+  });
+
+  it('initializes the cluster once', async () => {
+    const resp = await toLeader({ changeType: ChangeType.ClusterInit, slotCount: 64 });
+    expect(resp.success).toBe(true);
+    expect(resp.slotCount).toBe(64);
+    expect(resp.configVersion).toBe(1);
+    const again = await toLeader({ changeType: ChangeType.ClusterInit });
+    expect(ErrorCode[again.errorCode]).toBe('ALREADY_INITIALIZED');
+    expect(again.slotCount).toBe(64);
+  });
+
+  it('adds a shard group and shows it in ShardsQuery, meta group first', async () => {
+    const joined = await toLeader({
+      changeType: ChangeType.ShardJoin,
+      shardGroup: {
+        id: 1,
+        servers: [
+          { id: 1, address: '127.0.0.1:7088' },
+          { id: 2, address: '127.0.0.1:7089' },
+        ],
+      },
+    });
+    expect(joined.success).toBe(true);
+    const query = await toLeader({ changeType: ChangeType.ShardsQuery });
+    expect(query.shardGroup.map((g) => g.id)).toEqual([0, 1]);
+    expect(query.shardGroup[0].leaderId).toBe(leader.raft.selfId);
+    expect(groupOf(query, 1)?.servers.map((s) => [s.id, s.address])).toEqual([
+      [1, '127.0.0.1:7088'],
+      [2, '127.0.0.1:7089'],
+    ]);
+    expect(query.configVersion).toBe(joined.configVersion);
+    expect(query.leaderAddress).toBe(leader.address);
+  });
+
+  it('numbers servers 1..n when a ShardJoin gives addresses only', async () => {
+    const resp = await toLeader({
+      changeType: ChangeType.ShardJoin,
+      shardGroup: { id: 7, servers: [{ address: 'h1:1' }, { address: 'h2:1' }] },
+    });
+    expect(groupOf(resp, 7)?.servers.map((s) => s.id)).toEqual([1, 2]);
+    expect((await toLeader({ changeType: ChangeType.ShardLeave, shardId: 7 })).success).toBe(true);
+  });
+
+  it('answers NOT_LEADER with the leader address from a follower', async () => {
+    const resp = await configChange(followerClient, { changeType: ChangeType.ShardsQuery });
+    expect(resp.success).toBe(false);
+    expect(ErrorCode[resp.errorCode]).toBe('NOT_LEADER');
+    expect(resp.leaderAddress).toBe(leader.address);
+    expect(resp.leaderId).toBe(leader.raft.selfId);
+    const change = await configChange(followerClient, {
+      changeType: ChangeType.ShardJoin,
+      shardGroup: { id: 9, servers: [] },
+    });
+    expect(ErrorCode[change.errorCode]).toBe('NOT_LEADER');
+    expect(change.leaderAddress).toBe(leader.address);
+  });
+
+  it('serves a serializable query from a follower', async () => {
+    const version = (await toLeader({ changeType: ChangeType.ShardsQuery })).configVersion;
+    const resp = await waitFor(
+      async () => {
+        const r = await configChange(followerClient, {
+          changeType: ChangeType.ShardsQuery,
+          serializable: true,
+        });
+        return r.configVersion === version ? r : undefined;
+      },
+      5000,
+      'the follower to apply the latest config',
+    );
+    expect(resp.success).toBe(true);
+    expect(groupOf(resp, 1)).toBeDefined();
+  });
+
+  it('applies a duplicate (client_id, command_id) once', async () => {
+    const fields: Fields = {
+      changeType: ChangeType.ShardJoin,
+      shardGroup: { id: 2, servers: [{ id: 1, address: '127.0.0.1:7188' }] },
+      clientId: 'int-test',
+      commandId: 1,
+    };
+    const first = await toLeader(fields);
+    const second = await toLeader(fields);
+    expect(first.success).toBe(true);
+    expect(second.success).toBe(true);
+    expect(second.configVersion).toBe(first.configVersion);
+    expect(second.shardGroup.filter((g) => g.id === 2)).toHaveLength(1);
+    // Without a request id, the same change is applied again and refused.
+    const third = await toLeader({ ...fields, clientId: '', commandId: 0 });
+    expect(ErrorCode[third.errorCode]).toBe('GROUP_EXISTS');
+  });
+
+  it('gives slots without an owner to a group directly', async () => {
+    const before = (await toLeader({ changeType: ChangeType.ShardsQuery })).configVersion;
+    const resp = await toLeader({
+      changeType: ChangeType.SlotMove,
+      shardId: 1,
+      shardGroup: { slots: [0, 1, 2, 3].map((id) => ({ id })) },
+    });
+    expect(resp.success).toBe(true);
+    expect(resp.configVersion).toBe(before + 1);
+    expect(slotIdsOf(resp, 1)).toEqual([0, 1, 2, 3]);
+    expect(groupOf(resp, 1)?.slots.every((s) => s.slotStatus === SlotStatus.Running)).toBe(true);
+    expect(groupOf(resp, 1)?.slots[0].statusModifyTime).toBeGreaterThan(0);
+  });
+
+  it('refuses ShardLeave while the group owns slots, and removes an empty group', async () => {
+    const refused = await toLeader({ changeType: ChangeType.ShardLeave, shardId: 1 });
+    expect(refused.success).toBe(false);
+    expect(ErrorCode[refused.errorCode]).toBe('GROUP_HAS_SLOTS');
+    expect(refused.errorMessage).toMatch(/4 slot\(s\)/);
+    expect(groupOf(refused, 1)).toBeDefined();
+    const missing = await toLeader({ changeType: ChangeType.ShardLeave, shardId: 42 });
+    expect(ErrorCode[missing.errorCode]).toBe('GROUP_NOT_FOUND');
+    const left = await toLeader({ changeType: ChangeType.ShardLeave, shardId: 2 });
+    expect(left.success).toBe(true);
+    expect(groupOf(left, 2)).toBeUndefined();
+  });
+
+  it('records and drops data servers of a group', async () => {
+    const server = { id: 3, address: '127.0.0.1:7090' };
+    const joined = await toLeader({
+      changeType: ChangeType.ServerJoin,
+      handleServerType: HandleServerType.DataServer,
+      shardId: 1,
+      server,
+    });
+    expect(groupOf(joined, 1)?.servers.map((s) => s.id)).toEqual([1, 2, 3]);
+    const again = await toLeader({
+      changeType: ChangeType.ServerJoin,
+      handleServerType: HandleServerType.DataServer,
+      shardId: 1,
+      server,
+    });
+    expect(ErrorCode[again.errorCode]).toBe('NODE_EXISTS');
+    const left = await toLeader({
+      changeType: ChangeType.ServerLeave,
+      handleServerType: HandleServerType.DataServer,
+      shardId: 1,
+      server: { id: 3 },
+    });
+    expect(groupOf(left, 1)?.servers.map((s) => s.id)).toEqual([1, 2]);
+    const gone = await toLeader({
+      changeType: ChangeType.ServerLeave,
+      handleServerType: HandleServerType.DataServer,
+      shardId: 1,
+      server: { id: 3 },
+    });
+    expect(ErrorCode[gone.errorCode]).toBe('NODE_NOT_FOUND');
+  });
+
+  it('refuses malformed requests with INVALID_ARGUMENT', async () => {
+    const cases: Fields[] = [
+      { changeType: ChangeType.ClusterInit, slotCount: 70000 },
+      { changeType: ChangeType.ShardJoin, shardGroup: { id: 0, servers: [] } },
+      { changeType: ChangeType.ShardJoin },
+      {
+        changeType: ChangeType.ShardJoin,
+        shardGroup: { id: 3, servers: [{ id: 1, address: 'no-port' }] },
+      },
+      { changeType: ChangeType.SlotMove, shardId: 1, shardGroup: { slots: [{ id: 64 }] } },
+      { changeType: ChangeType.SlotMove, shardId: 1, shardGroup: { slots: [] } },
+      { changeType: ChangeType.SlotMove, shardId: 0, shardGroup: { slots: [{ id: 1 }] } },
+      {
+        changeType: ChangeType.ServerJoin,
+        handleServerType: HandleServerType.DataServer,
+        shardId: 1,
+      },
+      { changeType: ChangeType.ShardsQuery, clientId: 'x'.repeat(300), commandId: 1 },
+    ];
+    for (const fields of cases) {
+      expect(grpc.status[await statusOf(configChange(leaderClient, fields))]).toBe(
+        'INVALID_ARGUMENT',
+      );
+    }
+  });
+
+  it('lists the meta members with MembersQuery', async () => {
+    const resp = await toLeader({ changeType: ChangeType.MembersQuery });
+    expect(resp.success).toBe(true);
+    expect(resp.shardGroup[0].id).toBe(0);
+    expect(resp.shardGroup[0].servers.map((s) => s.id)).toEqual([1, 2, 3]);
+    expect(resp.shardGroup[0].slots).toEqual([]);
+  });
+
+  it('adds a fourth meta node as a learner, promotes it, and removes it again', async () => {
+    const fourth = await group.bind(4);
+    await fourth.start(null);
+    const before = (await toLeader({ changeType: ChangeType.ShardsQuery })).configVersion;
+    const joined = await toLeader({
+      changeType: ChangeType.ServerJoin,
+      handleServerType: HandleServerType.MetaServer,
+      server: { id: 4, address: fourth.address },
+    });
+    expect(joined.success).toBe(true);
+    expect(joined.shardGroup[0].servers.map((s) => s.id)).toEqual([1, 2, 3, 4]);
+    expect(joined.configVersion).toBeGreaterThan(before);
+    expect(leader.raft.status().membership.find((m) => m.id === 4)).toBeDefined();
+    await waitFor(
+      () => leader.raft.status().membership.find((m) => m.id === 4 && !m.learner),
+      20_000,
+      'node 4 to be promoted to voter',
+    );
+    // It caught up through a snapshot or the log and holds the same topology.
+    await waitFor(
+      () => fourth.topology.configVersion === leader.topology.configVersion,
+      10_000,
+      'node 4 to apply the topology',
+    );
+    expect(fourth.topology.toRecords()).toEqual(leader.topology.toRecords());
+    const exists = await toLeader({
+      changeType: ChangeType.ServerJoin,
+      server: { id: 4, address: fourth.address },
+    });
+    expect(ErrorCode[exists.errorCode]).toBe('NODE_EXISTS');
+
+    const left = await toLeader({
+      changeType: ChangeType.ServerLeave,
+      handleServerType: HandleServerType.MetaServer,
+      server: { id: 4 },
+    });
+    expect(left.success).toBe(true);
+    expect(left.shardGroup[0].servers.map((s) => s.id)).toEqual([1, 2, 3]);
+    const missing = await toLeader({ changeType: ChangeType.ServerLeave, server: { id: 4 } });
+    expect(ErrorCode[missing.errorCode]).toBe('NODE_NOT_FOUND');
+    await fourth.stop();
+  });
+
+  it('answers the Status RPC as a meta server with its config version', async () => {
+    const s = await status(leaderClient);
+    expect(s.serverType).toBe('meta');
+    expect(s.groupId).toBe(0);
+    expect(s.role).toBe('leader');
+    expect(s.configVersion).toBe(leader.topology.configVersion);
+  });
+
+  it('refuses data operations as UNIMPLEMENTED', async () => {
+    const code = await statusOf(
+      new Promise((resolve, reject) =>
+        leaderClient.processRwOperation(
+          {
+            opTimestamp: 0,
+            clientId: '',
+            commandId: 0,
+            kvs: [],
+            readConsistency: 0,
+            configVersion: 0,
+          },
+          (err, resp) => (err ? reject(err) : resolve(resp)),
+        ),
+      ),
+    );
+    expect(grpc.status[code]).toBe('UNIMPLEMENTED');
+  });
+
+  it('keeps its topology across a restart of a follower', async () => {
+    const follower = servers.find((s) => s !== leader && !s.raft.status().stopped);
+    if (follower === undefined) throw new Error('no follower');
+    const id = follower.raft.selfId;
+    const records = leader.topology.toRecords();
+    await waitFor(
+      () => follower.topology.configVersion === records.config.configVersion,
+      5000,
+      'follower caught up',
+    );
+    await follower.stop();
+    group.servers.delete(id);
+    const lines: string[] = [];
+    const logger = jsonLogger('info', {}, (line) => lines.push(line));
+    const restarted = await group.bind(id, { listen: follower.address, logger });
+    // A --peers that disagrees with the stored membership is only reported: the data dir wins.
+    await restarted.start([{ id, address: follower.address, learner: false }]);
+    expect(restarted.topology.toRecords()).toEqual(records);
+    expect(restarted.raft.status().membership.map((m) => m.id)).toEqual([1, 2, 3]);
+    const warning = lines
+      .map((l) => JSON.parse(l) as Record<string, unknown>)
+      .find((l) => l.level === 'warn' && String(l.msg).includes('--peers disagrees'));
+    expect(warning).toMatchObject({ peers: `${id}=${follower.address}` });
+  });
+});
+
+describe('MetaServer: /metrics and /health', () => {
+  const group = new MetaGroup();
+  afterAll(() => group.close());
+
+  it('serves /health once it leads and /metrics with the meta gauges', async () => {
+    await group.init();
+    const server = await group.bind(1, { metricsListen: '127.0.0.1:0', defaultMetrics: true });
+    await server.start([{ id: 1, address: server.address, learner: false }]);
+    await group.waitForLeader();
+    const health = await waitFor(
+      async () => {
+        const r = await fetchText(server.metricsAddress, '/health');
+        return r.status === 200 ? r : undefined;
+      },
+      5000,
+      '/health to answer 200',
+    );
+    expect(JSON.parse(health.body)).toMatchObject({ health: 'true' });
+    const metrics = await fetchText(server.metricsAddress, '/metrics');
+    expect(metrics.body).toMatch(/eraftkv_meta_config_version\{group_id="0",node_id="1"\} 0/);
+    expect(metrics.body).toMatch(/eraftkv_server_is_leader\{[^}]*\} 1/);
+    expect(metrics.body).toMatch(/process_cpu_user_seconds_total/);
+  });
+});
+
+describe('MetaServer: linearizable queries', () => {
+  const group = new MetaGroup();
+  afterAll(() => group.close());
+
+  it('does not answer a query from a leader cut off from its quorum', async () => {
+    await group.init();
+    const servers = await group.start(3);
+    const leader = await group.waitForLeader();
+    const client = group.client(leader);
+    expect((await configChange(client, { changeType: ChangeType.ClusterInit })).success).toBe(true);
+    await Promise.all(servers.filter((s) => s !== leader).map((s) => s.stop()));
+    // The leader still believes it leads; only ReadIndex finds out that nobody follows.
+    const resp = await configChange(client, { changeType: ChangeType.ShardsQuery });
+    expect(resp.success).toBe(false);
+    expect(['NOT_LEADER', 'NO_LEADER']).toContain(ErrorCode[resp.errorCode]);
+    expect(resp.shardGroup).toEqual([]);
+    // A serializable query still reads the local state.
+    const local = await configChange(client, {
+      changeType: ChangeType.ShardsQuery,
+      serializable: true,
+    });
+    expect(local.success).toBe(true);
+    expect(local.slotCount).toBe(1024);
+  });
+});

@@ -1,0 +1,360 @@
+// The slot-move coordinator against fake source groups: tiny gRPC servers on 127.0.0.1 port 0
+// that implement only ClusterConfigChange and answer as each test tells them (success,
+// SLOT_NOT_EMPTY, NOT_LEADER with a hint, an empty answer, or nothing at all).
+import * as grpc from '@grpc/grpc-js';
+import {
+  ChangeType,
+  ClusterConfigChangeResp,
+  ERaftKvService,
+  ErrorCode,
+  HandleServerType,
+  SlotStatus,
+  type ClusterConfigChangeReq,
+  type ERaftKvClient,
+  type ERaftKvServer,
+} from '@eraftkv/protocol';
+import { encodeCommand, type MetaServer } from '../src';
+import { configChange, groupOf, MetaGroup, slotIdsOf, waitFor } from './common';
+
+jest.setTimeout(60_000);
+
+type Answer = Partial<ClusterConfigChangeResp> | 'hang';
+
+/** A fake kv node: records every ClusterConfigChange and answers with `answer(req)`. */
+class FakeKvNode {
+  readonly received: ClusterConfigChangeReq[] = [];
+  answer: (req: ClusterConfigChangeReq) => Answer = () => ({ success: true });
+  private readonly server = new grpc.Server();
+  address = '';
+
+  async start(): Promise<this> {
+    const unimplemented = (_call: unknown, callback: grpc.sendUnaryData<never>): void =>
+      callback({ code: grpc.status.UNIMPLEMENTED, details: 'fake kv node' }, null);
+    const service: ERaftKvServer = {
+      requestVote: unimplemented,
+      appendEntries: unimplemented,
+      snapshot: unimplemented,
+      timeoutNow: unimplemented,
+      processRwOperation: unimplemented,
+      memberChange: unimplemented,
+      transferLeader: unimplemented,
+      status: unimplemented,
+      clusterConfigChange: (call, callback) => {
+        this.received.push(call.request);
+        const a = this.answer(call.request);
+        // 'hang' never answers: the caller's deadline (or a stop) has to end the call.
+        if (a !== 'hang') callback(null, ClusterConfigChangeResp.fromPartial(a));
+      },
+    };
+    this.server.addService(ERaftKvService, service);
+    const port = await new Promise<number>((resolve, reject) =>
+      this.server.bindAsync('127.0.0.1:0', grpc.ServerCredentials.createInsecure(), (err, p) =>
+        err ? reject(err) : resolve(p),
+      ),
+    );
+    this.address = `127.0.0.1:${port}`;
+    return this;
+  }
+
+  stop(): void {
+    this.server.forceShutdown();
+  }
+}
+
+/** A port nothing listens on: bound once, then released. */
+async function closedAddress(): Promise<string> {
+  const fake = await new FakeKvNode().start();
+  fake.stop();
+  return fake.address;
+}
+
+const slots = (...ids: number[]): { slots: { id: number }[] } => ({
+  slots: ids.map((id) => ({ id })),
+});
+
+describe('SlotMove between kv groups (one meta node, fake source groups)', () => {
+  const meta = new MetaGroup({ slotMoveDeadlineMs: 1500 });
+  const fakes: FakeKvNode[] = [];
+  let client: ERaftKvClient;
+  let server: MetaServer;
+  let source: FakeKvNode;
+  let unreachable = '';
+
+  const fake = async (): Promise<FakeKvNode> => {
+    const f = await new FakeKvNode().start();
+    fakes.push(f);
+    return f;
+  };
+
+  const version = async (): Promise<number> =>
+    (await configChange(client, { changeType: ChangeType.ShardsQuery })).configVersion;
+
+  beforeAll(async () => {
+    await meta.init();
+    [server] = await meta.start(1);
+    await meta.waitForLeader();
+    client = meta.client(server);
+    source = await fake();
+    const target = await fake();
+    unreachable = await closedAddress();
+    const ok = (r: ClusterConfigChangeResp): void => {
+      if (!r.success) throw new Error(`setup failed: ${r.errorMessage}`);
+    };
+    ok(await configChange(client, { changeType: ChangeType.ClusterInit, slotCount: 16 }));
+    ok(
+      await configChange(client, {
+        changeType: ChangeType.ShardJoin,
+        shardGroup: { id: 1, servers: [{ id: 1, address: source.address }] },
+      }),
+    );
+    ok(
+      await configChange(client, {
+        changeType: ChangeType.ShardJoin,
+        shardGroup: { id: 2, servers: [{ id: 1, address: target.address }] },
+      }),
+    );
+    ok(
+      await configChange(client, {
+        changeType: ChangeType.ShardJoin,
+        shardGroup: { id: 4, servers: [{ id: 1, address: unreachable }] },
+      }),
+    );
+    ok(
+      await configChange(client, {
+        changeType: ChangeType.SlotMove,
+        shardId: 1,
+        shardGroup: slots(0, 1, 2, 3, 4, 5, 6, 7),
+      }),
+    );
+    ok(
+      await configChange(client, {
+        changeType: ChangeType.SlotMove,
+        shardId: 4,
+        shardGroup: slots(12),
+      }),
+    );
+  });
+
+  afterAll(async () => {
+    await meta.close();
+    for (const f of fakes) f.stop();
+  });
+
+  beforeEach(() => {
+    source.received.length = 0;
+    source.answer = () => ({ success: true });
+  });
+
+  it('commits when the source group says its slots are empty', async () => {
+    const before = await version();
+    const resp = await configChange(client, {
+      changeType: ChangeType.SlotMove,
+      shardId: 2,
+      shardGroup: slots(0, 1),
+    });
+    expect(resp.errorMessage).toBe('');
+    expect(resp.success).toBe(true);
+    // Begin and finish: two changes.
+    expect(resp.configVersion).toBe(before + 2);
+    expect(slotIdsOf(resp, 2)).toEqual([0, 1]);
+    expect(slotIdsOf(resp, 1)).toEqual([2, 3, 4, 5, 6, 7]);
+    expect(groupOf(resp, 2)?.slots.every((s) => s.slotStatus === SlotStatus.Running)).toBe(true);
+
+    // Step 2 handed the source its record at the begin version, with the slots frozen.
+    expect(source.received).toHaveLength(1);
+    const req = source.received[0];
+    expect(req.changeType).toBe(ChangeType.SlotMove);
+    expect(req.handleServerType).toBe(HandleServerType.DataServer);
+    expect(req.shardId).toBe(1);
+    expect(req.configVersion).toBe(before + 1);
+    expect(req.slotCount).toBe(16);
+    expect(req.shardGroup?.id).toBe(1);
+    expect(req.shardGroup?.servers.map((s) => s.address)).toEqual([source.address]);
+    const status = new Map(req.shardGroup?.slots.map((s) => [s.id, s.slotStatus]));
+    expect(status.get(0)).toBe(SlotStatus.Migrating);
+    expect(status.get(1)).toBe(SlotStatus.Migrating);
+    expect(status.get(2)).toBe(SlotStatus.Running);
+  });
+
+  it('rolls back and answers SLOT_NOT_EMPTY when a slot holds data', async () => {
+    source.answer = () => ({
+      success: false,
+      errorCode: ErrorCode.SLOT_NOT_EMPTY,
+      errorMessage: 'slot 3 holds keys',
+    });
+    const before = await version();
+    const resp = await configChange(client, {
+      changeType: ChangeType.SlotMove,
+      shardId: 2,
+      shardGroup: slots(2, 3),
+    });
+    expect(resp.success).toBe(false);
+    expect(ErrorCode[resp.errorCode]).toBe('SLOT_NOT_EMPTY');
+    expect(resp.errorMessage).toMatch(/rolled back: source group 1: slot 3 holds keys/);
+    expect(resp.configVersion).toBe(before + 2);
+    expect(slotIdsOf(resp, 1)).toEqual([2, 3, 4, 5, 6, 7]);
+    expect(groupOf(resp, 1)?.slots.every((s) => s.slotStatus === SlotStatus.Running)).toBe(true);
+    expect(server.topology.migratingSlots()).toEqual([]);
+  });
+
+  it('does not take an empty (default-valued) answer for success', async () => {
+    source.answer = () => ({});
+    const resp = await configChange(client, {
+      changeType: ChangeType.SlotMove,
+      shardId: 2,
+      shardGroup: slots(4),
+    });
+    expect(ErrorCode[resp.errorCode]).toBe('REJECTED');
+    expect(slotIdsOf(resp, 1)).toContain(4);
+  });
+
+  it('follows a NOT_LEADER hint to the source group leader', async () => {
+    const follower = await fake();
+    const leader = await fake();
+    follower.answer = () => ({ errorCode: ErrorCode.NOT_LEADER, leaderAddress: leader.address });
+    await configChange(client, {
+      changeType: ChangeType.ShardJoin,
+      shardGroup: {
+        id: 3,
+        servers: [
+          { id: 1, address: follower.address },
+          { id: 2, address: leader.address },
+        ],
+      },
+    });
+    await configChange(client, {
+      changeType: ChangeType.SlotMove,
+      shardId: 3,
+      shardGroup: slots(8),
+    });
+    const resp = await configChange(client, {
+      changeType: ChangeType.SlotMove,
+      shardId: 2,
+      shardGroup: slots(8),
+    });
+    expect(resp.success).toBe(true);
+    expect(slotIdsOf(resp, 2)).toContain(8);
+    expect(follower.received).toHaveLength(1);
+    expect(leader.received).toHaveLength(1);
+  });
+
+  it('rolls back with REJECTED when the source group is unreachable', async () => {
+    const started = Date.now();
+    const before = await version();
+    const resp = await configChange(client, {
+      changeType: ChangeType.SlotMove,
+      shardId: 2,
+      shardGroup: slots(12),
+    });
+    expect(resp.success).toBe(false);
+    expect(ErrorCode[resp.errorCode]).toBe('REJECTED');
+    expect(resp.errorMessage).toMatch(/rolled back: source group 4 was unreachable/);
+    expect(slotIdsOf(resp, 4)).toEqual([12]);
+    expect(resp.configVersion).toBe(before + 2);
+    // Within the configured deadline (1.5 s), plus the two proposals.
+    expect(Date.now() - started).toBeLessThan(5000);
+  });
+
+  it('applies a retried request once: the source is not asked again', async () => {
+    const request = { clientId: 'slot-move-test', commandId: 1 };
+    const fields = {
+      changeType: ChangeType.SlotMove,
+      shardId: 2,
+      shardGroup: slots(5),
+      ...request,
+    };
+    const first = await configChange(client, fields);
+    expect(first.success).toBe(true);
+    const second = await configChange(client, fields);
+    expect(second.success).toBe(true);
+    expect(second.configVersion).toBe(first.configVersion);
+    expect(source.received).toHaveLength(1);
+  });
+
+  it('resumes a move left Migrating without any request', async () => {
+    // As a meta leader that died after step 1 would leave it: begin committed, no finish.
+    const begin = await server.raft.propose(
+      encodeCommand({
+        kind: 'slot-move-begin',
+        target: 2,
+        slots: [6],
+        nowMs: Date.now(),
+        request: null,
+      }),
+    );
+    expect(begin?.moving).toHaveLength(1);
+    await waitFor(
+      () =>
+        server.topology.slot(6).owner === 2 &&
+        server.topology.slot(6).status === SlotStatus.Running,
+      10_000,
+      'the leader to resume and commit the move of slot 6',
+    );
+    expect(source.received.map((r) => r.shardId)).toEqual([1]);
+  });
+});
+
+describe('SlotMove resumed by a new meta leader', () => {
+  const meta = new MetaGroup({ slotMoveDeadlineMs: 3000 });
+  let source: FakeKvNode;
+  let target: FakeKvNode;
+
+  beforeAll(async () => {
+    source = await new FakeKvNode().start();
+    target = await new FakeKvNode().start();
+    await meta.init();
+    await meta.start(3);
+  });
+  afterAll(async () => {
+    await meta.close();
+    source.stop();
+    target.stop();
+  });
+
+  it('finishes a move whose leader crashed during step 2', async () => {
+    const leader = await meta.waitForLeader();
+    const client = meta.client(leader);
+    await configChange(client, { changeType: ChangeType.ClusterInit, slotCount: 8 });
+    await configChange(client, {
+      changeType: ChangeType.ShardJoin,
+      shardGroup: { id: 1, servers: [{ id: 1, address: source.address }] },
+    });
+    await configChange(client, {
+      changeType: ChangeType.ShardJoin,
+      shardGroup: { id: 2, servers: [{ id: 1, address: target.address }] },
+    });
+    await configChange(client, {
+      changeType: ChangeType.SlotMove,
+      shardId: 1,
+      shardGroup: slots(0, 1),
+    });
+
+    // The first leader's question is never answered; the next one's is.
+    source.answer = () => (source.received.length === 1 ? 'hang' : { success: true });
+    const pending = configChange(client, {
+      changeType: ChangeType.SlotMove,
+      shardId: 2,
+      shardGroup: slots(0, 1),
+    }).catch((err: Error) => err);
+    await waitFor(() => source.received.length === 1, 10_000, 'step 2 to reach the source');
+    await leader.abort();
+    expect(await pending).toBeInstanceOf(Error);
+
+    const next = await meta.waitForLeader();
+    expect(next).not.toBe(leader);
+    await waitFor(
+      () => next.topology.slot(0).owner === 2 && next.topology.slot(1).owner === 2,
+      15_000,
+      'the new leader to resume and commit the move',
+    );
+    expect(next.topology.migratingSlots()).toEqual([]);
+    expect(source.received.length).toBeGreaterThanOrEqual(2);
+    // Every step 2 carried the frozen slots.
+    for (const req of source.received) {
+      const frozen = req.shardGroup?.slots
+        .filter((s) => s.slotStatus === SlotStatus.Migrating)
+        .map((s) => s.id);
+      expect(frozen).toEqual([0, 1]);
+    }
+  });
+});

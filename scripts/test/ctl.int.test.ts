@@ -1,0 +1,245 @@
+// eraftkv-ctl, the built binary, against a cluster started the way `npm start` starts it: the
+// data commands and their exit codes, membership on a kv group, a second kv group taking over an
+// empty slot range, and a bench that keeps going while its leader is killed.
+import { execFile } from 'node:child_process';
+import { join } from 'node:path';
+import { EraftKvClient } from '@eraftkv/client';
+import { ClientOpType, ErrorCode, ReadConsistency, slotOfKey } from '@eraftkv/protocol';
+import { initializeCluster, repositoryDir, waitUntil, type LocalCluster } from '../local-cluster';
+import { BareClients, fastTiming, op, startTestCluster } from './helpers';
+
+jest.setTimeout(240_000);
+
+const ctlBin = join(repositoryDir, 'packages/cli/bin/eraftkv-ctl.js');
+
+interface CtlResult {
+  code: number;
+  stdout: string;
+  stderr: string;
+}
+
+function ctl(
+  endpoints: readonly string[],
+  args: readonly string[],
+  timeoutMs = 60_000,
+): Promise<CtlResult> {
+  return new Promise((resolve) => {
+    execFile(
+      process.execPath,
+      [ctlBin, '--endpoints', endpoints.join(','), ...args],
+      { timeout: timeoutMs, maxBuffer: 16 * 1024 * 1024 },
+      (err, stdout, stderr) => {
+        const code = err === null ? 0 : typeof err.code === 'number' ? err.code : -1;
+        resolve({ code, stdout, stderr });
+      },
+    );
+  });
+}
+
+describe('eraftkv-ctl against a local cluster', () => {
+  let cluster: LocalCluster;
+  let cleanup: () => Promise<void>;
+  let client: EraftKvClient;
+  let endpoints: string[];
+
+  beforeAll(async () => {
+    ({ cluster, cleanup } = await startTestCluster({ kvGroups: 2 }));
+    endpoints = cluster.metaEndpoints();
+    client = new EraftKvClient({ endpoints, deadlineMs: 20_000 });
+    await initializeCluster(client, cluster);
+  });
+  afterAll(async () => {
+    client.close();
+    await cleanup();
+  });
+
+  it('puts, gets, deletes and scans, with json output and etcdctl exit codes', async () => {
+    const put = await ctl(endpoints, ['put', 'hello', 'world']);
+    expect(put).toMatchObject({ code: 0, stdout: 'OK\n' });
+    expect(await ctl(endpoints, ['get', 'hello'])).toMatchObject({ code: 0, stdout: 'world\n' });
+    const json = await ctl(endpoints, ['get', 'hello', '-w', 'json']);
+    expect(JSON.parse(json.stdout)).toMatchObject({ key: 'hello', found: true, value: 'world' });
+    // An empty value is a value, not a missing key.
+    expect((await ctl(endpoints, ['put', 'empty', ''])).code).toBe(0);
+    expect(await ctl(endpoints, ['get', 'empty'])).toMatchObject({ code: 0, stdout: '\n' });
+    // A missing key: nothing on stdout, "key not found" on stderr, exit 1; json says found: false.
+    const missing = await ctl(endpoints, ['get', 'nope']);
+    expect(missing).toMatchObject({ code: 1, stdout: '', stderr: 'key not found\n' });
+    const missingJson = await ctl(endpoints, ['get', 'nope', '-w', 'json']);
+    expect(missingJson.code).toBe(1);
+    expect(JSON.parse(missingJson.stdout)).toEqual({ key: 'nope', found: false });
+    for (const k of ['scan-a', 'scan-b', 'scan-c', 'scan-d'])
+      expect((await ctl(endpoints, ['put', k, `v-${k}`])).code).toBe(0);
+    const scan = await ctl(endpoints, ['scan', 'scan-', 'scan-z', '-w', 'json']);
+    expect(scan.code).toBe(0);
+    const parsed = JSON.parse(scan.stdout) as {
+      count: number;
+      more: boolean;
+      kvs: { key: string; value: string }[];
+    };
+    expect(parsed.kvs.map((kv) => kv.key)).toEqual(['scan-a', 'scan-b', 'scan-c', 'scan-d']);
+    expect(parsed.kvs[2].value).toBe('v-scan-c');
+    const limited = await ctl(endpoints, ['scan', 'scan-', '--limit', '2']);
+    expect(limited.stdout).toBe('scan-a\nv-scan-a\nscan-b\nv-scan-b\n');
+    expect(await ctl(endpoints, ['del', 'scan-a'])).toMatchObject({ code: 0, stdout: '1\n' });
+    expect(await ctl(endpoints, ['del', 'scan-a'])).toMatchObject({ code: 0, stdout: '0\n' });
+    const table = await ctl(endpoints, ['group', 'list', '-w', 'table']);
+    expect(table.code).toBe(0);
+    expect(table.stdout).toMatch(/GROUP.*SERVERS.*SLOTS/);
+    // Bad arguments: 128. Invalid input (a key over the 4 KiB limit): 3. No cluster there: 2.
+    expect((await ctl(endpoints, ['put', 'only-a-key'])).code).toBe(128);
+    expect((await ctl(endpoints, ['frobnicate'])).code).toBe(128);
+    const tooLong = await ctl(endpoints, ['put', 'k'.repeat(5000), 'v']);
+    expect(tooLong.code).toBe(3);
+    expect(tooLong.stderr).toMatch(/key/i);
+    const unreachable = await ctl(['127.0.0.1:1'], ['get', 'hello', '--command-timeout', '1s']);
+    expect(unreachable.code).toBe(2);
+    expect(unreachable.stderr).toMatch(/check that the cluster is running/);
+  });
+
+  it('adds a learner to a kv group (promoted automatically), transfers leadership and removes a member', async () => {
+    const joining = await cluster.planJoiningKvNode(1, 4, fastTiming);
+    await cluster.start(joining.name);
+    const added = await ctl(endpoints, [
+      'member',
+      'add',
+      '--group',
+      '1',
+      '4',
+      joining.grpcAddress,
+      '--learner',
+      '-w',
+      'json',
+    ]);
+    expect(added.code).toBe(0);
+    await waitUntil(
+      async () => {
+        const list = await ctl(endpoints, ['member', 'list', '--group', '1', '-w', 'json']);
+        const members = (JSON.parse(list.stdout) as { members: { id: number; learner: boolean }[] })
+          .members;
+        return members.some((m) => m.id === 4 && !m.learner);
+      },
+      30_000,
+      'node 4 to be promoted to voter',
+    );
+    const before = JSON.parse(
+      (await ctl(endpoints, ['member', 'list', '--group', '1', '-w', 'json'])).stdout,
+    ) as { leaderId: number };
+    const target = before.leaderId === 2 ? 3 : 2;
+    const transfer = await ctl(endpoints, ['leader', 'transfer', '--group', '1', String(target)]);
+    expect(transfer.code).toBe(0);
+    const after = JSON.parse(
+      (await ctl(endpoints, ['member', 'list', '--group', '1', '-w', 'json'])).stdout,
+    ) as { leaderId: number };
+    expect(after.leaderId).toBe(target);
+    const removed = await ctl(endpoints, ['member', 'remove', '--group', '1', '4']);
+    expect(removed.code).toBe(0);
+    const final = JSON.parse(
+      (await ctl(endpoints, ['member', 'list', '--group', '1', '-w', 'json'])).stdout,
+    ) as { members: { id: number }[] };
+    expect(final.members.map((m) => m.id).sort()).toEqual([1, 2, 3]);
+    await cluster.signal(joining.name, 'SIGTERM');
+    // The data still flows through the group.
+    expect((await ctl(endpoints, ['put', 'after-membership', 'ok'])).code).toBe(0);
+  });
+
+  it('moves an empty slot range to a second kv group, and keys route there afterwards', async () => {
+    const view = await client.cluster();
+    const slotCount = view.slotCount;
+    // A window of 64 slots that none of the keys written so far falls into.
+    const written = ['hello', 'empty', 'scan-a', 'scan-b', 'scan-c', 'scan-d', 'after-membership'];
+    const used = new Set(written.map((k) => slotOfKey(Buffer.from(k), slotCount)));
+    let first = 0;
+    while ([...used].some((slot) => slot >= first && slot < first + 64)) first++;
+    const range = `${first}-${first + 63}`;
+    const inRange = (k: string): boolean => {
+      const slot = slotOfKey(Buffer.from(k), slotCount);
+      return slot >= first && slot < first + 64;
+    };
+    const moved = await ctl(endpoints, ['slot', 'move', '2', range, '-w', 'json']);
+    expect(moved.code).toBe(0);
+    const groups = (JSON.parse(moved.stdout) as { groups: { id: number; slotCount: number }[] })
+      .groups;
+    expect(groups.find((g) => g.id === 2)?.slotCount).toBe(64);
+    // Keys in the moved range now live in group 2; the others stay in group 1.
+    // Eight keys of the moved range and eight of the rest (each ctl call is a process: few).
+    const candidates = Array.from({ length: 5000 }, (_, i) => `route-${i}`);
+    const keys = [
+      ...candidates.filter(inRange).slice(0, 8),
+      ...candidates.filter((k) => !inRange(k)).slice(0, 8),
+    ];
+    expect(keys.filter(inRange)).toHaveLength(8);
+    for (const k of keys) expect((await ctl(endpoints, ['put', k, `v-${k}`])).code).toBe(0);
+    for (const k of keys) expect((await ctl(endpoints, ['get', k])).stdout).toBe(`v-${k}\n`);
+    // Ask a node of group 2 directly (serializable, its local state): it holds the keys of the
+    // moved range and refuses the others with WRONG_SHARD.
+    const bare = new BareClients();
+    try {
+      const node = cluster.layout.kv.get(2)![0].grpcAddress;
+      const mine = keys.find(inRange)!;
+      const theirs = keys.find((k) => !inRange(k))!;
+      const serializable = ReadConsistency.SERIALIZABLE;
+      await waitUntil(
+        async () => {
+          const r = await bare.rw(node, {
+            kvs: [op(ClientOpType.Get, mine)],
+            readConsistency: serializable,
+          });
+          return r.errorCode === ErrorCode.OK && r.ops[0].found;
+        },
+        10_000,
+        `group 2 to hold ${mine}`,
+      );
+      const other = await bare.rw(node, {
+        kvs: [op(ClientOpType.Get, theirs)],
+        readConsistency: serializable,
+      });
+      expect(other.errorCode).toBe(ErrorCode.WRONG_SHARD);
+    } finally {
+      bare.closeAll();
+    }
+    // A range that now holds data cannot move back.
+    const refused = await ctl(endpoints, ['slot', 'move', '1', range]);
+    expect(refused.code).toBe(1);
+    expect(refused.stderr).toMatch(/holds data|SLOT_NOT_EMPTY|not empty/i);
+  });
+
+  it('completes a bench while the kv leader is killed, and every acknowledged write is there', async () => {
+    const total = 3000;
+    const bench = ctl(
+      endpoints,
+      [
+        'bench',
+        'put',
+        '--clients',
+        '16',
+        '--total',
+        String(total),
+        '--prefix',
+        'kill-',
+        '--command-timeout',
+        '15s',
+        '-w',
+        'json',
+      ],
+      120_000,
+    );
+    // Kill group 1's leader once the bench is under way.
+    await waitUntil(
+      async () => (await client.get('kill-200').catch(() => undefined)) !== undefined,
+      30_000,
+      'the bench to write',
+    );
+    const members = await client.members(1);
+    const leader = cluster.layout.kv.get(1)!.find((n) => n.id === members.leaderId)!;
+    await cluster.signal(leader.name, 'SIGKILL');
+    const result = await bench;
+    expect(result.code).toBe(0);
+    const summary = JSON.parse(result.stdout) as { ok: number; errors: number };
+    expect(summary).toMatchObject({ ok: total, errors: 0 });
+    // Every write the bench saw acknowledged is readable (linearizably, through the new leader).
+    const scan = await client.scan('kill-', 'kill.', { limit: 10_000 });
+    expect(scan.kvs.length).toBe(total);
+    await cluster.start(leader.name);
+  });
+});

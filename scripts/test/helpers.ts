@@ -1,0 +1,211 @@
+// Shared pieces of the end-to-end tests: a cluster of real processes on free ports, a bare
+// generated gRPC client, and a Prometheus text check (promtool when installed, else a parser).
+import * as grpc from '@grpc/grpc-js';
+import { execFile } from 'node:child_process';
+import { mkdtemp, rm } from 'node:fs/promises';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
+import {
+  ClientOpType,
+  ERaftKvClient,
+  ReadConsistency,
+  type ClientOperationReq,
+  type ClientOperationResp,
+  type ClusterConfigChangeReq,
+  type ClusterConfigChangeResp,
+  type KvOpPair,
+  type StatusResp,
+} from '@eraftkv/protocol';
+import { LocalCluster, planCluster } from '../local-cluster';
+
+/** Faster timing than the defaults, so that elections in tests take under a second. */
+export const fastTiming = ['--tick-ms', '50', '--log-level', 'info'];
+
+export async function startTestCluster(options: {
+  kvGroups?: number;
+  nodes?: number;
+  extraArgs?: string[];
+}): Promise<{ cluster: LocalCluster; dir: string; cleanup: () => Promise<void> }> {
+  const dir = await mkdtemp(join(tmpdir(), 'eraftkv-e2e-'));
+  const layout = await planCluster({
+    dataDir: dir,
+    metaNodes: options.nodes ?? 3,
+    kvGroups: options.kvGroups ?? 1,
+    kvNodesPerGroup: options.nodes ?? 3,
+    ports: 'free',
+    extraArgs: options.extraArgs ?? fastTiming,
+  });
+  const cluster = new LocalCluster(layout);
+  await cluster.writeManifest();
+  await cluster.startAll();
+  return {
+    cluster,
+    dir,
+    cleanup: async () => {
+      await cluster.stopAll(5000).catch(() => cluster.killAll());
+      await rm(dir, { recursive: true, force: true });
+    },
+  };
+}
+
+/** A bare generated client per address (no client library), closed by closeAll. */
+export class BareClients {
+  private readonly clients = new Map<string, ERaftKvClient>();
+
+  get(address: string): ERaftKvClient {
+    let c = this.clients.get(address);
+    if (c === undefined) {
+      c = new ERaftKvClient(address, grpc.credentials.createInsecure(), {
+        'grpc.initial_reconnect_backoff_ms': 100,
+        'grpc.max_reconnect_backoff_ms': 500,
+      });
+      this.clients.set(address, c);
+    }
+    return c;
+  }
+
+  rw(
+    address: string,
+    req: Partial<ClientOperationReq>,
+    timeoutMs = 3000,
+  ): Promise<ClientOperationResp> {
+    const client = this.get(address);
+    const full: ClientOperationReq = {
+      opTimestamp: 0,
+      clientId: '',
+      commandId: 0,
+      kvs: [],
+      readConsistency: ReadConsistency.LINEARIZABLE,
+      configVersion: 0,
+      ...req,
+    };
+    return new Promise((resolve, reject) =>
+      client.processRwOperation(
+        full,
+        new grpc.Metadata(),
+        { deadline: Date.now() + timeoutMs },
+        (err, resp) => (err ? reject(err) : resolve(resp)),
+      ),
+    );
+  }
+
+  config(
+    address: string,
+    req: Partial<ClusterConfigChangeReq>,
+    timeoutMs = 10_000,
+  ): Promise<ClusterConfigChangeResp> {
+    const client = this.get(address);
+    const full: ClusterConfigChangeReq = {
+      changeType: 0,
+      handleServerType: 0,
+      shardId: 0,
+      server: undefined,
+      configVersion: 0,
+      opSign: 0,
+      commandId: 0,
+      clientId: '',
+      shardGroup: undefined,
+      slotCount: 0,
+      serializable: false,
+      ...req,
+    };
+    return new Promise((resolve, reject) =>
+      client.clusterConfigChange(
+        full,
+        new grpc.Metadata(),
+        { deadline: Date.now() + timeoutMs },
+        (err, resp) => (err ? reject(err) : resolve(resp)),
+      ),
+    );
+  }
+
+  status(address: string, timeoutMs = 2000): Promise<StatusResp> {
+    const client = this.get(address);
+    return new Promise((resolve, reject) =>
+      client.status({}, new grpc.Metadata(), { deadline: Date.now() + timeoutMs }, (err, resp) =>
+        err ? reject(err) : resolve(resp),
+      ),
+    );
+  }
+
+  closeAll(): void {
+    for (const c of this.clients.values()) c.close();
+    this.clients.clear();
+  }
+}
+
+export function op(type: ClientOpType, key: string, value = ''): KvOpPair {
+  return {
+    opType: type,
+    key: Buffer.from(key),
+    value: Buffer.from(value),
+    success: false,
+    opSign: 0,
+    endKey: Buffer.alloc(0),
+    limit: 0,
+    found: false,
+    kvs: [],
+    more: false,
+    deleted: 0,
+  };
+}
+
+/** True when promtool is on the PATH. */
+export function havePromtool(): Promise<boolean> {
+  return new Promise((resolve) =>
+    execFile('promtool', ['--version'], (err) => resolve(err === null)),
+  );
+}
+
+/**
+ * Checks Prometheus text format: with promtool (`promtool check metrics`) when installed, and
+ * always with a strict parser. Returns the samples (name{labels} -> value).
+ */
+export async function checkMetricsText(text: string): Promise<Map<string, number>> {
+  if (await havePromtool()) {
+    const output = await new Promise<string>((resolve) => {
+      const child = execFile('promtool', ['check', 'metrics'], (err, stdout, stderr) =>
+        resolve(err ? `${stdout}${stderr}` : ''),
+      );
+      child.stdin?.end(text);
+    });
+    // A parse error fails, and so does any lint finding about our own metrics. prom-client's
+    // default nodejs_* gauges are named *_total, which promtool's linter dislikes: tolerated.
+    const problems = output
+      .split('\n')
+      .filter((line) => line.trim() !== '' && !/^nodejs_\w+ /.test(line));
+    if (problems.length > 0)
+      throw new Error(`promtool check metrics failed:\n${problems.join('\n')}`);
+  }
+  const samples = new Map<string, number>();
+  const typed = new Set<string>();
+  for (const line of text.split('\n')) {
+    if (line === '') continue;
+    if (line.startsWith('# TYPE ')) {
+      const [, , name, type] = line.split(' ');
+      if (!['counter', 'gauge', 'histogram', 'summary', 'untyped'].includes(type))
+        throw new Error(`bad TYPE line: ${line}`);
+      typed.add(name);
+      continue;
+    }
+    if (line.startsWith('#')) continue;
+    const m = /^([a-zA-Z_:][a-zA-Z0-9_:]*)(\{[^}]*\})? (-?[0-9.eE+-]+|NaN|\+Inf|-Inf)$/.exec(line);
+    if (m === null) throw new Error(`not a Prometheus sample line: ${line}`);
+    const base = m[1].replace(/_(bucket|sum|count|total)$/, '');
+    if (
+      !typed.has(m[1]) &&
+      !typed.has(base) &&
+      !typed.has(m[1].replace(/_(bucket|sum|count)$/, ''))
+    ) {
+      throw new Error(`sample ${m[1]} has no TYPE line`);
+    }
+    samples.set(`${m[1]}${m[2] ?? ''}`, Number(m[3]));
+  }
+  return samples;
+}
+
+/** The value of the first sample of `name` (any labels). */
+export function sample(samples: Map<string, number>, name: string): number | undefined {
+  for (const [key, value] of samples) if (key === name || key.startsWith(`${name}{`)) return value;
+  return undefined;
+}

@@ -1,0 +1,377 @@
+// The meta and kv servers as real processes on 127.0.0.1 (3 meta + 3 kv), driven through a bare
+// generated gRPC client, no client library: setup, routing, crashes, limits, exactly-once writes,
+// slot ownership and metrics.
+import * as grpc from '@grpc/grpc-js';
+import {
+  ChangeType,
+  ClientOpType,
+  ErrorCode,
+  HandleServerType,
+  slotOfKey,
+} from '@eraftkv/protocol';
+import { httpGet, waitUntil, type LocalCluster } from '../local-cluster';
+import { BareClients, checkMetricsText, op, sample, startTestCluster } from './helpers';
+
+jest.setTimeout(180_000);
+
+describe('meta and kv servers as processes', () => {
+  let cluster: LocalCluster;
+  let cleanup: () => Promise<void>;
+  const clients = new BareClients();
+  let slotCount = 0;
+  /** A slot left without an owner, and a key that lives in it. */
+  let orphanSlot = 0;
+  let orphanKey = '';
+  const acknowledged = new Map<string, string>();
+
+  const kvAddresses = (): string[] => cluster.layout.kv.get(1)!.map((n) => n.grpcAddress);
+
+  /** Finds the kv leader by asking every node's status. */
+  async function kvLeader(): Promise<string> {
+    return waitUntil(
+      async () => {
+        for (const address of kvAddresses()) {
+          const name = cluster.allSpecs().find((s) => s.grpcAddress === address)!.name;
+          if (!cluster.isRunning(name)) continue;
+          const status = await clients.status(address).catch(() => null);
+          if (status?.role === 'leader') return address;
+        }
+        return undefined;
+      },
+      15_000,
+      'a kv leader',
+    );
+  }
+
+  /** Sends a config change to the meta leader, following NOT_LEADER hints. */
+  async function meta(req: Parameters<BareClients['config']>[1]) {
+    let address = cluster.metaEndpoints()[0];
+    return waitUntil(
+      async () => {
+        const resp = await clients.config(address, req).catch(() => null);
+        if (resp === null) {
+          address = cluster.metaEndpoints()[(cluster.metaEndpoints().indexOf(address) + 1) % 3];
+          return undefined;
+        }
+        if (resp.errorCode === ErrorCode.NOT_LEADER || resp.errorCode === ErrorCode.NO_LEADER) {
+          address =
+            resp.leaderAddress ||
+            cluster.metaEndpoints()[(cluster.metaEndpoints().indexOf(address) + 1) % 3];
+          return undefined;
+        }
+        return resp;
+      },
+      20_000,
+      `the meta leader to answer ${ChangeType[req.changeType ?? 0]}`,
+    );
+  }
+
+  beforeAll(async () => {
+    ({ cluster, cleanup } = await startTestCluster({}));
+  });
+  afterAll(async () => {
+    clients.closeAll();
+    await cleanup();
+  });
+
+  it('initialises the cluster, adds group 1 and gives it every slot but one', async () => {
+    const init = await meta({
+      changeType: ChangeType.ClusterInit,
+      slotCount: 64,
+      clientId: 'test',
+      commandId: 1,
+    });
+    expect(init.errorCode).toBe(ErrorCode.OK);
+    expect(init.slotCount).toBe(64);
+    slotCount = init.slotCount;
+    const again = await meta({
+      changeType: ChangeType.ClusterInit,
+      slotCount: 64,
+      clientId: 'test',
+      commandId: 2,
+    });
+    expect(again.errorCode).toBe(ErrorCode.ALREADY_INITIALIZED);
+    const join = await meta({
+      changeType: ChangeType.ShardJoin,
+      handleServerType: HandleServerType.DataServer,
+      shardId: 1,
+      shardGroup: {
+        id: 1,
+        slots: [],
+        servers: kvAddresses().map((address, i) => ({ id: i + 1, address, serverStatus: 0 })),
+        leaderId: 0,
+      },
+      clientId: 'test',
+      commandId: 3,
+    });
+    expect(join.errorCode).toBe(ErrorCode.OK);
+    orphanKey = Array.from({ length: 100 }, (_, i) => `orphan-${i}`).find(
+      (k) => slotOfKey(Buffer.from(k), slotCount) === 0,
+    )!;
+    orphanSlot = 0;
+    const move = await meta({
+      changeType: ChangeType.SlotMove,
+      shardId: 1,
+      shardGroup: {
+        id: 1,
+        slots: Array.from({ length: slotCount - 1 }, (_, i) => ({
+          id: i + 1,
+          slotStatus: 0,
+          statusModifyTime: 0,
+        })),
+        servers: [],
+        leaderId: 0,
+      },
+      clientId: 'test',
+      commandId: 4,
+    });
+    expect(move.errorCode).toBe(ErrorCode.OK);
+    const group = move.shardGroup.find((g) => g.id === 1)!;
+    expect(group.slots.map((s) => s.id).sort((a, b) => a - b)).toEqual(
+      Array.from({ length: slotCount - 1 }, (_, i) => i + 1),
+    );
+    expect(move.configVersion).toBeGreaterThan(join.configVersion);
+    // The meta group itself is listed as group 0.
+    expect(move.shardGroup[0].id).toBe(0);
+    expect(move.shardGroup[0].servers.map((s) => s.address).sort()).toEqual(
+      [...cluster.metaEndpoints()].sort(),
+    );
+  });
+
+  it('serves puts and gets through the kv leader, and redirects from a follower', async () => {
+    const leader = await kvLeader();
+    const follower = kvAddresses().find((a) => a !== leader)!;
+    const put = await waitUntil(
+      async () => {
+        const resp = await clients.rw(leader, {
+          kvs: [op(ClientOpType.Put, 'hello', 'world')],
+          clientId: 'c1',
+          commandId: 1,
+        });
+        // The group may still be adopting the new config.
+        return resp.errorCode === ErrorCode.WRONG_SHARD ? undefined : resp;
+      },
+      15_000,
+      'group 1 to own its slots',
+    );
+    expect(put.errorCode).toBe(ErrorCode.OK);
+    acknowledged.set('hello', 'world');
+    const redirected = await clients.rw(follower, { kvs: [op(ClientOpType.Get, 'hello')] });
+    expect(redirected.errorCode).toBe(ErrorCode.NOT_LEADER);
+    expect(redirected.leaderAddress).toBe(leader);
+    const got = await clients.rw(redirected.leaderAddress, {
+      kvs: [op(ClientOpType.Get, 'hello')],
+    });
+    expect(got.errorCode).toBe(ErrorCode.OK);
+    expect(got.ops[0].found).toBe(true);
+    expect(got.ops[0].value.toString()).toBe('world');
+    for (let i = 0; i < 50; i++) {
+      // Keys of the slot left without an owner are refused (tested below).
+      if (slotOfKey(Buffer.from(`k${i}`), slotCount) === orphanSlot) continue;
+      const resp = await clients.rw(leader, {
+        kvs: [op(ClientOpType.Put, `k${i}`, `v${i}`)],
+        clientId: 'c1',
+        commandId: 100 + i,
+      });
+      expect(resp.errorCode).toBe(ErrorCode.OK);
+      acknowledged.set(`k${i}`, `v${i}`);
+    }
+  });
+
+  it('answers WRONG_SHARD with the config version for a slot the group does not own', async () => {
+    const leader = await kvLeader();
+    const resp = await clients.rw(leader, { kvs: [op(ClientOpType.Put, orphanKey, 'x')] });
+    expect(resp.errorCode).toBe(ErrorCode.WRONG_SHARD);
+    expect(resp.configVersion).toBeGreaterThan(0);
+    const read = await clients.rw(leader, { kvs: [op(ClientOpType.Get, orphanKey)] });
+    expect(read.errorCode).toBe(ErrorCode.WRONG_SHARD);
+  });
+
+  it('refuses an oversized value with INVALID_ARGUMENT and keeps serving', async () => {
+    const leader = await kvLeader();
+    const err = await clients
+      .rw(leader, {
+        kvs: [op(ClientOpType.Put, 'big', 'x'.repeat(1024 * 1024 + 1))],
+        clientId: 'c1',
+        commandId: 999,
+      })
+      .then(
+        () => null,
+        (e: grpc.ServiceError) => e,
+      );
+    expect(err?.code).toBe(grpc.status.INVALID_ARGUMENT);
+    expect(err?.details).toMatch(/value/i);
+    const ok = await clients.rw(leader, { kvs: [op(ClientOpType.Get, 'hello')] });
+    expect(ok.ops[0].value.toString()).toBe('world');
+    const absent = await clients.rw(leader, { kvs: [op(ClientOpType.Get, 'big')] });
+    expect(absent.ops[0].found).toBe(false);
+  });
+
+  it('applies a duplicate (client_id, command_id) once', async () => {
+    const leader = await kvLeader();
+    const first = await clients.rw(leader, {
+      kvs: [op(ClientOpType.Put, 'dup', 'first')],
+      clientId: 'dedup',
+      commandId: 1,
+    });
+    expect(first.errorCode).toBe(ErrorCode.OK);
+    const second = await clients.rw(leader, {
+      kvs: [op(ClientOpType.Put, 'dup', 'second')],
+      clientId: 'dedup',
+      commandId: 2,
+    });
+    expect(second.errorCode).toBe(ErrorCode.OK);
+    // A retry of command 1 (its answer was "lost") must not write 'first' again.
+    const retry = await clients.rw(leader, {
+      kvs: [op(ClientOpType.Put, 'dup', 'first')],
+      clientId: 'dedup',
+      commandId: 1,
+    });
+    expect(retry.errorCode).toBe(ErrorCode.OK);
+    const read = await clients.rw(leader, { kvs: [op(ClientOpType.Get, 'dup')] });
+    expect(read.ops[0].value.toString()).toBe('second');
+    acknowledged.set('dup', 'second');
+  });
+
+  it('refuses to move a slot that holds data, and loses no key', async () => {
+    // A second group that never runs: the move is decided by the source alone.
+    const join2 = await meta({
+      changeType: ChangeType.ShardJoin,
+      handleServerType: HandleServerType.DataServer,
+      shardId: 2,
+      shardGroup: {
+        id: 2,
+        slots: [],
+        servers: [{ id: 1, address: '127.0.0.1:1', serverStatus: 0 }],
+        leaderId: 0,
+      },
+      clientId: 'test',
+      commandId: 10,
+    });
+    expect(join2.errorCode).toBe(ErrorCode.OK);
+    const busySlot = slotOfKey(Buffer.from('hello'), slotCount);
+    const refused = await meta({
+      changeType: ChangeType.SlotMove,
+      shardId: 2,
+      shardGroup: {
+        id: 2,
+        slots: [{ id: busySlot, slotStatus: 0, statusModifyTime: 0 }],
+        servers: [],
+        leaderId: 0,
+      },
+      clientId: 'test',
+      commandId: 11,
+    });
+    expect(refused.errorCode).toBe(ErrorCode.SLOT_NOT_EMPTY);
+    expect(refused.shardGroup.find((g) => g.id === 1)!.slots.map((s) => s.id)).toContain(busySlot);
+    // Every acknowledged key is still there, served by group 1.
+    const leader = await kvLeader();
+    for (const [key, value] of acknowledged) {
+      const resp = await waitUntil(
+        async () => {
+          const r = await clients.rw(leader, { kvs: [op(ClientOpType.Get, key)] });
+          return r.errorCode === ErrorCode.OK ? r : undefined;
+        },
+        10_000,
+        `${key} to be readable after the refused move`,
+      );
+      expect(resp.ops[0].value.toString()).toBe(value);
+    }
+    // The orphan slot holds nothing: it moves.
+    const moved = await meta({
+      changeType: ChangeType.SlotMove,
+      shardId: 2,
+      shardGroup: {
+        id: 2,
+        slots: [{ id: orphanSlot, slotStatus: 0, statusModifyTime: 0 }],
+        servers: [],
+        leaderId: 0,
+      },
+      clientId: 'test',
+      commandId: 12,
+    });
+    expect(moved.errorCode).toBe(ErrorCode.OK);
+    expect(moved.shardGroup.find((g) => g.id === 2)!.slots.map((s) => s.id)).toEqual([orphanSlot]);
+  });
+
+  it('survives kill -9 of the kv leader: a new leader serves and every acknowledged write is there', async () => {
+    const leader = await kvLeader();
+    const victim = cluster.allSpecs().find((s) => s.grpcAddress === leader)!;
+    await cluster.signal(victim.name, 'SIGKILL');
+    const started = Date.now();
+    const newLeader = await kvLeader();
+    expect(newLeader).not.toBe(leader);
+    expect(Date.now() - started).toBeLessThan(10_000);
+    for (const [key, value] of acknowledged) {
+      const resp = await clients.rw(newLeader, { kvs: [op(ClientOpType.Get, key)] });
+      expect(resp.errorCode).toBe(ErrorCode.OK);
+      expect(resp.ops[0].value.toString()).toBe(value);
+    }
+    const after = await clients.rw(newLeader, {
+      kvs: [op(ClientOpType.Put, 'after-kill', 'yes')],
+      clientId: 'c2',
+      commandId: 1,
+    });
+    expect(after.errorCode).toBe(ErrorCode.OK);
+    // The killed node restarts from its data dir and catches up.
+    await cluster.start(victim.name);
+    await waitUntil(
+      async () => {
+        const r = await clients
+          .rw(leader, { kvs: [op(ClientOpType.Get, 'after-kill')], readConsistency: 1 })
+          .catch(() => null);
+        return r?.errorCode === ErrorCode.OK && r.ops[0].found;
+      },
+      20_000,
+      'the restarted node to catch up',
+    );
+  });
+
+  it('serves Prometheus metrics on every process, with has_leader 1 everywhere', async () => {
+    await waitUntil(
+      async () => {
+        for (const spec of cluster.allSpecs()) {
+          const res = await httpGet(spec.metricsAddress, '/metrics');
+          if (res === null || res.status !== 200) return false;
+          const samples = await checkMetricsText(res.body);
+          if (sample(samples, 'eraftkv_server_has_leader') !== 1) return false;
+        }
+        return true;
+      },
+      20_000,
+      'every process to report has_leader 1',
+    );
+    for (const spec of cluster.allSpecs()) {
+      const res = await httpGet(spec.metricsAddress, '/metrics');
+      const samples = await checkMetricsText(res!.body);
+      for (const name of [
+        'eraftkv_server_is_leader',
+        'eraftkv_server_term',
+        'eraftkv_server_commit_index',
+        'eraftkv_server_applied_index',
+        'grpc_server_handled_total',
+        'process_resident_memory_bytes',
+      ]) {
+        expect({ node: spec.name, name, present: sample(samples, name) !== undefined }).toEqual({
+          node: spec.name,
+          name,
+          present: true,
+        });
+      }
+      const health = await httpGet(spec.metricsAddress, '/health');
+      expect({ node: spec.name, status: health?.status }).toEqual({ node: spec.name, status: 200 });
+    }
+    const leaders = await Promise.all(
+      cluster
+        .allSpecs()
+        .map(async (spec) =>
+          sample(
+            await checkMetricsText((await httpGet(spec.metricsAddress, '/metrics'))!.body),
+            'eraftkv_server_is_leader',
+          ),
+        ),
+    );
+    // One leader in the meta group and one in the kv group.
+    expect(leaders.reduce((a, b) => (a ?? 0) + (b ?? 0), 0)).toBe(2);
+  });
+});
