@@ -77,7 +77,14 @@ type ToChild =
 type FromChild =
   | { kind: 'bound'; address: string }
   | { kind: 'leader'; isLeader: boolean }
-  | { kind: 'result'; seconds: number; latenciesMs: number[]; syncs: number; proposals: number }
+  | {
+      kind: 'result';
+      seconds: number;
+      latenciesMs: number[];
+      syncs: number;
+      syncSeconds: number;
+      proposals: number;
+    }
   | { kind: 'cpu'; micros: number };
 
 async function child(): Promise<void> {
@@ -145,6 +152,7 @@ async function child(): Promise<void> {
         const payload = Buffer.alloc(entryBytes, 0x61);
         const latenciesMs: number[] = [];
         const syncsBefore = await fsyncCount(s);
+        const syncSecondsBefore = await fsyncSeconds(s);
         let next = 0;
         const started = process.hrtime.bigint();
         await Promise.all(
@@ -163,6 +171,7 @@ async function child(): Promise<void> {
           seconds,
           latenciesMs,
           syncs: (await fsyncCount(s)) - syncsBefore,
+          syncSeconds: (await fsyncSeconds(s)) - syncSecondsBefore,
           proposals: entries,
         });
       } else if (msg.kind === 'stop') {
@@ -174,6 +183,18 @@ async function child(): Promise<void> {
       }
     })();
   });
+}
+
+async function fsyncSeconds(server: RaftServer<number>): Promise<number> {
+  const metric = await server.registry
+    .getSingleMetric('eraftkv_disk_log_fsync_duration_seconds')
+    ?.get();
+  return (
+    metric?.values.find(
+      (v) =>
+        (v as { metricName?: string }).metricName === 'eraftkv_disk_log_fsync_duration_seconds_sum',
+    )?.value ?? 0
+  );
 }
 
 async function fsyncCount(server: RaftServer<number>): Promise<number> {
@@ -259,6 +280,9 @@ async function parent(options: Options): Promise<void> {
           p99Ms: Number(percentile(sorted, 99).toFixed(2)),
           leaderFsyncsPerSecond: Math.round(result.syncs / result.seconds),
           proposalsPerFsync: Number((result.proposals / Math.max(1, result.syncs)).toFixed(1)),
+          leaderFsyncMeanMs: Number(
+            ((result.syncSeconds / Math.max(1, result.syncs)) * 1000).toFixed(2),
+          ),
           cpuMicrosPerProposalAllNodes: Math.round(
             cpu.reduce((a, b) => a + b, 0) / result.proposals,
           ),

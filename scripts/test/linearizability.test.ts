@@ -1,11 +1,16 @@
 // The linearizability checker of the fault-tolerance suite, on hand-written histories (legal ones
 // pass, each classic anomaly fails with an explanation naming the culprit), against a brute-force
 // oracle on small random histories, and on 10,000 operations from a simulated correct register.
+import { mkdtemp, rm } from 'node:fs/promises';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
 import { performance } from 'node:perf_hooks';
 import {
   HistoryRecorder,
   InvalidHistoryError,
+  loadHistory,
   parseHistory,
+  saveHistory,
   serializeHistory,
   splitHistoryByKey,
   type Operation,
@@ -183,7 +188,11 @@ describe('checkLinearizability on legal histories', () => {
 });
 
 describe('checkLinearizability on violations', () => {
+  /** Checks that both the real-time proofs and the search alone reject the history. */
   function violationOf(history: Operation[]): { result: CheckResult; text: string } {
+    const searched = checkLinearizability(history, { searchOnly: true });
+    expect(searched.result).toBe('violation');
+    expect(searched.perKey[0].steps).toBeGreaterThan(0);
     const result = checkLinearizability(history);
     expect(result.ok).toBe(false);
     expect(result.result).toBe('violation');
@@ -239,6 +248,9 @@ describe('checkLinearizability on violations', () => {
   it('fails a read from the future and a delete that did not stick', () => {
     const future = read(2, 'later', 0, 10);
     expect(violationOf([future, write(1, 'later', 20, 30)]).text).toContain('from the future');
+    // An unknown outcome does not help: the write may take effect late, never early.
+    const early = read(2, 'unsure', 0, 10);
+    expect(violationOf([early, write(1, 'unsure', 20, null)]).text).toContain('from the future');
     const history = [write(1, 'a', 0, 10), write(1, null, 20, 30), read(2, 'a', 40, 50)];
     expect(violationOf(history).result.violations[0].explanation).toContain('stale');
   });
@@ -249,7 +261,29 @@ describe('checkLinearizability on violations', () => {
     const b = write(2, 'b', 0, 100);
     const history = [a, b, read(3, 'a', 10, 20), read(3, 'b', 30, 40), read(4, 'a', 50, 60)];
     const { result } = violationOf(history);
-    expect(result.violations[0].explanation).toContain('values possible at that point');
+    const violation = result.violations[0];
+    expect(result.perKey[0].steps).toBeGreaterThan(0);
+    // The search gets stuck on the read of "b", whose write cannot overwrite "a" while a later
+    // read of "a" is still to come.
+    expect(violation.failedOperation).toBe(history[3]);
+    expect(violation.explanation).toContain(`reads of "a" (#${history[4].id} invoked at 50)`);
+    expect(violation.possibleValues.map((p) => [p.value, p.current])).toEqual([
+      ['a', true],
+      ['b', false],
+    ]);
+    expect(violation.operations).toEqual(expect.arrayContaining(history));
+  });
+
+  it('explains a stale read the search finds without the real-time proofs', () => {
+    const w1 = write(1, 'v1', 0, 10);
+    const w2 = write(1, 'v2', 20, 30);
+    const stale = read(2, 'v1', 40, 50);
+    const result = checkLinearizability([w1, w2, stale], { searchOnly: true });
+    const violation = result.violations[0];
+    expect(violation.failedOperation).toBe(w2);
+    expect(violation.linearizedTail).toEqual([w1]);
+    expect(violation.explanation).toContain(`reads of "v1" (#${stale.id} invoked at 40)`);
+    expect(violation.operations).toEqual([w1, w2, stale]);
   });
 });
 
@@ -295,9 +329,13 @@ describe('checkLinearizability against a brute-force oracle', () => {
         );
       }
       const expected = bruteForce(history);
-      const result = checkLinearizability(history);
       if (!expected) violations++;
+      const result = checkLinearizability(history);
       expect(`seed ${seed}: ${result.ok}`).toBe(`seed ${seed}: ${expected}`);
+      const searched = checkLinearizability(history, { searchOnly: true });
+      expect(`seed ${seed}, search only: ${searched.ok}`).toBe(
+        `seed ${seed}, search only: ${expected}`,
+      );
     }
     // Both answers must be well represented for the agreement to mean anything.
     expect(violations).toBeGreaterThan(50);
@@ -366,7 +404,7 @@ function simulateRegisterHistory(seed: number, options: SimulationOptions): Oper
   }
   const register = new Map<string, string | null>();
   const history: Operation[] = [];
-  const effective = pending.filter((p) => p.at !== null) as { op: Operation; at: number }[];
+  const effective = pending.flatMap(({ op, at }) => (at === null ? [] : [{ op, at }]));
   effective.sort((a, b) => a.at - b.at);
   for (const { op } of effective) {
     if (op.kind === 'write') register.set(op.key, op.value);
@@ -454,6 +492,14 @@ describe('checkLinearizability on simulated runs', () => {
     expect(violation.explanation).toContain('stale');
     expect(violation.operations.length).toBeLessThan(80);
     expect(result.perKey.filter((k) => k.result === 'ok')).toHaveLength(19);
+
+    // The search alone finds it too, and its window shows the read.
+    const searched = checkLinearizability(corrupted, { searchOnly: true });
+    expect(`${where}: ${searched.result}`).toBe(`${where}: violation`);
+    const found = searched.violations[0];
+    expect(`${where}: ${found.key}`).toBe(`${where}: ${stale.key}`);
+    expect(found.operations.map((op) => op.id)).toContain(stale.id);
+    expect(found.operations.length).toBeLessThan(80);
   });
 
   it('passes and fails the same way on other seeds and on one hot key', () => {
@@ -499,6 +545,18 @@ describe('history', () => {
     expect(text.trimEnd().split('\n')).toHaveLength(3);
     expect(parseHistory(text)).toEqual(history);
     expect(() => parseHistory('{"id":1}\n')).toThrow('history line 1');
+  });
+
+  it('saves to and loads from a file', async () => {
+    const dir = await mkdtemp(join(tmpdir(), 'eraftkv-history-'));
+    try {
+      const history = [write(1, 'a', 0, 1), read(2, 'a', 2, 3)];
+      const path = join(dir, 'run-1', 'history.jsonl');
+      await saveHistory(path, history);
+      expect(await loadHistory(path)).toEqual(history);
+    } finally {
+      await rm(dir, { recursive: true, force: true });
+    }
   });
 
   it('splits a history by key, keeping the order', () => {

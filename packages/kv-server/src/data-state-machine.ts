@@ -32,6 +32,7 @@ import {
   parseConfigJson,
   type AppliedConfig,
 } from './kv-commands';
+import { DedupTable } from './dedup-table';
 import { ReadWriteGate } from './read-write-gate';
 import { effectiveScanLimit, type KvLimits } from './request-validation';
 import { readSnapshotFile, writeSnapshotFile } from './snapshot-file';
@@ -42,9 +43,6 @@ import {
   dataKey,
   dataStart,
   dedupKey,
-  expiryKey,
-  dedupEnd,
-  dedupStart,
   readU64,
   u64,
   userKey,
@@ -121,9 +119,6 @@ function notServedMessage(o: Ownership, key: Uint8Array): string | null {
 class ApplyBatch {
   readonly ops: WriteOp[] = [];
   private readonly overlay = new Map<string, Buffer | null>();
-  /** Dedup expiry keys written in this batch, with their index. */
-  readonly expiries: { readonly index: number; readonly key: Buffer }[] = [];
-
   constructor(private readonly engine: StorageEngine) {}
 
   async get(key: Buffer): Promise<Buffer | undefined> {
@@ -152,8 +147,6 @@ export class DataStateMachine implements StateMachine<KvApplyResult> {
   private ownership: Ownership;
   private restoring = false;
   private closed = false;
-  /** Expiry records at or below this index are gone (a hint that keeps pruning scans short). */
-  private prunedThrough = 0;
   private readonly gate = new ReadWriteGate();
 
   private constructor(
@@ -161,6 +154,7 @@ export class DataStateMachine implements StateMachine<KvApplyResult> {
     private readonly options: DataStateMachineOptions,
     applied: number,
     config: AppliedConfig | null,
+    private dedup: DedupTable,
   ) {
     if (!Number.isSafeInteger(options.dedupWindowEntries) || options.dedupWindowEntries < 1)
       throw new RangeError(`dedupWindowEntries must be a positive integer`);
@@ -172,7 +166,7 @@ export class DataStateMachine implements StateMachine<KvApplyResult> {
     const engine = await openRocksEngine(options.path);
     try {
       const { applied, config } = await DataStateMachine.load(engine);
-      return new DataStateMachine(engine, options, applied, config);
+      return new DataStateMachine(engine, options, applied, config, await DedupTable.load(engine));
     } catch (err) {
       await engine.close();
       throw err;
@@ -222,7 +216,7 @@ export class DataStateMachine implements StateMachine<KvApplyResult> {
         results.push(outcome.result);
       }
       const last = entries[entries.length - 1].index;
-      await this.pruneDedup(batch, last);
+      this.dedup.prune(batch.ops, last - this.options.dedupWindowEntries);
       batch.put(appliedKey, u64(last));
       await this.engine.write(batch.ops, { sync: false });
       this.applied = last;
@@ -288,21 +282,15 @@ export class DataStateMachine implements StateMachine<KvApplyResult> {
     const configVersion = configVersionOf(ownership);
     const dedup =
       req.clientId !== '' && req.commandId > 0 ? dedupKey(req.clientId, req.commandId) : null;
-    let staleRecordIndex: number | null = null;
     if (dedup !== null) {
-      const record = await batch.get(dedup);
-      if (record !== undefined) {
-        const recordIndex = readU64(record);
-        if (recordIndex > index - this.options.dedupWindowEntries) {
-          return {
-            kind: 'applied',
-            ops: ClientOperationResp.decode(record.subarray(8)).ops,
-            configVersion,
-            duplicate: true,
-          };
-        }
-        // Out of the window (pruning runs at the end of a batch): it is replaced below.
-        staleRecordIndex = recordIndex;
+      const stored = this.dedup.lookup(dedup, index, this.options.dedupWindowEntries);
+      if (stored !== null) {
+        return {
+          kind: 'applied',
+          ops: ClientOperationResp.decode(stored).ops,
+          configVersion,
+          duplicate: true,
+        };
       }
     }
     for (const [i, op] of req.kvs.entries()) {
@@ -354,41 +342,10 @@ export class DataStateMachine implements StateMachine<KvApplyResult> {
       }
     }
     if (dedup !== null) {
-      if (staleRecordIndex !== null) batch.del(expiryKey(staleRecordIndex));
       const stored = ClientOperationResp.encode(ClientOperationResp.fromPartial({ ops })).finish();
-      batch.put(dedup, Buffer.concat([u64(index), stored]));
-      const expiry = expiryKey(index);
-      batch.put(expiry, dedup);
-      batch.expiries.push({ index, key: expiry });
+      this.dedup.record(batch.ops, dedup, index, Buffer.from(stored));
     }
     return { kind: 'applied', ops, configVersion, duplicate: false };
-  }
-
-  /**
-   * Drops dedup records that left the window at `last`. Each expiry record names the dedup record
-   * written at its index (a replaced record's expiry is deleted when it is replaced), so both go
-   * together without reading the dedup record.
-   */
-  private async pruneDedup(batch: ApplyBatch, last: number): Promise<void> {
-    const floor = last - this.options.dedupWindowEntries;
-    if (floor <= this.prunedThrough) return;
-    const expired: Buffer[] = [];
-    for await (const [key] of this.engine.iterate({
-      gte: expiryKey(this.prunedThrough + 1),
-      lt: expiryKey(floor + 1),
-    })) {
-      expired.push(key);
-    }
-    for (const e of batch.expiries) if (e.index <= floor) expired.push(e.key);
-    for (const key of expired) {
-      // Read through the batch: an expiry this batch already deleted (its record was replaced by
-      // a newer one under the same key) must not take the newer record with it.
-      const record = await batch.get(key);
-      if (record === undefined) continue;
-      batch.del(record);
-      batch.del(key);
-    }
-    this.prunedThrough = floor;
   }
 
   async writeSnapshot(path: string): Promise<number> {
@@ -443,7 +400,7 @@ export class DataStateMachine implements StateMachine<KvApplyResult> {
         const loaded = await DataStateMachine.load(this.engine);
         this.applied = loaded.applied;
         this.ownership = ownershipOf(loaded.config);
-        this.prunedThrough = 0;
+        this.dedup = await DedupTable.load(this.engine);
       });
     } finally {
       this.restoring = false;
@@ -587,15 +544,10 @@ export class DataStateMachine implements StateMachine<KvApplyResult> {
     return [...found].sort((a, b) => a - b);
   }
 
-  /** How many dedup records the state holds (for status and tests; it walks the table). */
-  async dedupRecordCount(): Promise<number> {
+  /** How many dedup records the state holds. */
+  dedupRecordCount(): Promise<number> {
     this.assertOpen();
-    let count = 0;
-    for await (const [key] of this.engine.iterate({ gte: dedupStart, lt: dedupEnd })) {
-      if (key[0] !== dedupStart[0]) throw new Error('a non-dedup key in the dedup range');
-      count++;
-    }
-    return count;
+    return Promise.resolve(this.dedup.size());
   }
 
   /** The approximate size of the state on disk. */

@@ -7,14 +7,13 @@
 //   'd' u32 len(client_id) client_id u64 command_id -> dedup record: u64 BE log index, then the
 //                                            stored ClientOperationResp (its ops)
 //   'k' key                               -> value
-//   'x' u64 BE log index                  -> the dedup record key written at that index (so that
-//                                            records leaving the window are found in index order)
+//
+// The dedup records are mirrored in memory (dedup-table.ts), which also keeps their index order.
 
 export const appliedKey = Buffer.from('a');
 export const configKey = Buffer.from('c');
 const dedupPrefix = 0x64; // 'd'
 const dataPrefix = 0x6b; // 'k'
-const expiryPrefix = 0x78; // 'x'
 
 /** The first key after every data key ('k' + 1). */
 export const dataEnd = Buffer.from([dataPrefix + 1]);
@@ -55,7 +54,3 @@ export function dedupKey(clientId: string, commandId: number): Buffer {
 /** The range of every dedup record. */
 export const dedupStart = Buffer.from([dedupPrefix]);
 export const dedupEnd = Buffer.from([dedupPrefix + 1]);
-
-export function expiryKey(index: number): Buffer {
-  return Buffer.concat([Buffer.from([expiryPrefix]), u64(index)]);
-}

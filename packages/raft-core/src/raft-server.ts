@@ -421,8 +421,15 @@ export class RaftServer<R> implements PeerInbox {
   // The Ready loop
   // ---------------------------------------------------------------------------------------------
 
+  /**
+   * Called after every input to the core. A leader's appends and heartbeats leave at once (they
+   * need nothing persisted), so that a long persist or apply never delays them; everything else
+   * waits for the Ready loop.
+   */
   private schedule(): void {
-    if (this.loopRunning || this.stopping || !this.started) return;
+    if (this.stopping || !this.started) return;
+    for (const m of this.node.takeMessagesSendableNow()) this.transport.send(m);
+    if (this.loopRunning) return;
     this.loopRunning = true;
     this.loopDone = new Promise<void>((resolve) => {
       setImmediate(() => {

@@ -1,6 +1,6 @@
 // RawNode: the API of the Raft core (see index.ts for the Ready contract).
 import { resolveRaftConfig, type RaftConfig, type RaftConfigInput } from './config';
-import type { Message } from './message';
+import { mayBeSentBeforePersist, type Message } from './message';
 import type { ProgressState } from './progress';
 import { MembershipChangeKind, Raft, type ProposeResult, type RequestResult } from './raft';
 import { entrySizeBytes, type LogStorage } from './storage';
@@ -159,6 +159,20 @@ export class RawNode {
 
   private hardState(): HardState {
     return { term: this.raft.term, vote: this.raft.vote, commit: this.raft.log.committed };
+  }
+
+  /**
+   * Removes and returns the queued messages that may leave at once, without waiting for the next
+   * Ready: a leader's Append and Heartbeat messages (see mayBeSentBeforePersist). A runtime calls
+   * it after every input so that heartbeats and replication keep flowing while it is still busy
+   * with an earlier Ready (persisting or applying a large batch).
+   */
+  takeMessagesSendableNow(): Message[] {
+    const raft = this.raft;
+    if (!raft.messages.some(mayBeSentBeforePersist)) return [];
+    const now = raft.messages.filter(mayBeSentBeforePersist);
+    raft.messages = raft.messages.filter((m) => !mayBeSentBeforePersist(m));
+    return now;
   }
 
   /** True when there is something to do. Always false while a Ready awaits its advance(). */

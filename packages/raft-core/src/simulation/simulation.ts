@@ -397,6 +397,7 @@ export class Simulation {
       for (const sim of this.liveNodes()) {
         sim.node?.tick();
         this.observeRole(sim);
+        this.maybeSendEarly(sim);
       }
     }
     this.processReadies();
@@ -525,6 +526,7 @@ export class Simulation {
     }
     const result = sim.node.propose(datas);
     this.observeRole(sim);
+    this.maybeSendEarly(sim);
     this.trace(
       () =>
         `propose at ${sim.id} x${count}: ${result.ok ? `index ${result.index}` : result.refusal}`,
@@ -690,6 +692,13 @@ export class Simulation {
     }
     target.node.step(m);
     this.observeRole(target);
+    this.maybeSendEarly(target);
+  }
+
+  /** Like a runtime busy with an earlier Ready: sends a leader's appends and heartbeats at once. */
+  private maybeSendEarly(sim: SimNode): void {
+    if (sim.node === null || !this.rng.chance(0.5)) return;
+    for (const m of sim.node.takeMessagesSendableNow()) this.send(sim, m);
   }
 
   private deliverSnapshotReports(): void {

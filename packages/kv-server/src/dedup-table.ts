@@ -1,0 +1,77 @@
+// The dedup table in memory: the stored response of every write request applied with a
+// (client_id, command_id) within the last `window` log entries. It mirrors the 'd' records in
+// RocksDB (written in the same apply batch as the data) so that applying a request never has to
+// read the disk to find out whether it is a retry; it is rebuilt from RocksDB at start and after
+// a snapshot is installed. Records leave in log-index order, so pruning is a walk from the front.
+import type { StorageEngine, WriteOp } from '@eraftkv/raft-core';
+import { dedupEnd, dedupStart, readU64, u64 } from './state-layout';
+
+interface DedupRecord {
+  readonly index: number;
+  readonly response: Buffer;
+  readonly dbKey: Buffer;
+}
+
+export class DedupTable {
+  private readonly records = new Map<string, DedupRecord>();
+  /** Every record ever written that may still be live, oldest first (a queue with a head). */
+  private order: { index: number; id: string }[] = [];
+  private head = 0;
+
+  /** Reads every dedup record of the state. */
+  static async load(engine: StorageEngine): Promise<DedupTable> {
+    const table = new DedupTable();
+    for await (const [key, value] of engine.iterate({ gte: dedupStart, lt: dedupEnd })) {
+      const index = readU64(value);
+      const id = key.toString('latin1');
+      table.records.set(id, {
+        index,
+        response: Buffer.from(value.subarray(8)),
+        dbKey: Buffer.from(key),
+      });
+      table.order.push({ index, id });
+    }
+    table.order.sort((a, b) => a.index - b.index);
+    return table;
+  }
+
+  /**
+   * The stored response of the request `dbKey` if it was applied within the window before
+   * `index`, else null (never applied, or so long ago that it counts as new).
+   */
+  lookup(dbKey: Buffer, index: number, window: number): Buffer | null {
+    const record = this.records.get(dbKey.toString('latin1'));
+    if (record === undefined || record.index <= index - window) return null;
+    return record.response;
+  }
+
+  /** Records the response of the request applied at `index` (in memory and in `ops`). */
+  record(ops: WriteOp[], dbKey: Buffer, index: number, response: Buffer): void {
+    const id = dbKey.toString('latin1');
+    this.records.set(id, { index, response, dbKey });
+    this.order.push({ index, id });
+    ops.push({ type: 'put', key: dbKey, value: Buffer.concat([u64(index), response]) });
+  }
+
+  /** Drops every record at or below `floor` (in memory and from RocksDB through `ops`). */
+  prune(ops: WriteOp[], floor: number): void {
+    while (this.head < this.order.length && this.order[this.head].index <= floor) {
+      const { index, id } = this.order[this.head++];
+      const record = this.records.get(id);
+      // A request retried after it left the window was recorded again: that newer record stays.
+      if (record !== undefined && record.index === index) {
+        this.records.delete(id);
+        ops.push({ type: 'del', key: record.dbKey });
+      }
+    }
+    if (this.head > 4096 && this.head * 2 > this.order.length) {
+      this.order = this.order.slice(this.head);
+      this.head = 0;
+    }
+  }
+
+  /** The number of live records. */
+  size(): number {
+    return this.records.size;
+  }
+}
