@@ -122,8 +122,11 @@ export class BareClients {
   status(address: string, timeoutMs = 2000): Promise<StatusResp> {
     const client = this.get(address);
     return new Promise((resolve, reject) =>
-      client.status({}, new grpc.Metadata(), { deadline: Date.now() + timeoutMs }, (err, resp) =>
-        err ? reject(err) : resolve(resp),
+      client.status(
+        { withDigest: false },
+        new grpc.Metadata(),
+        { deadline: Date.now() + timeoutMs },
+        (err, resp) => (err ? reject(err) : resolve(resp)),
       ),
     );
   }

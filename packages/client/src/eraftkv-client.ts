@@ -701,13 +701,19 @@ export class EraftKvClient {
     this.leaders.set(groupId, resp.leaderAddress);
   }
 
-  /** One node's own status (no leadership check). */
-  async status(address: string, options: CallOptions = {}): Promise<StatusResp> {
+  /**
+   * One node's own status (no leadership check). With `withDigest`, also a digest of its whole
+   * state machine (a full scan: for consistency checks, not for monitoring).
+   */
+  async status(
+    address: string,
+    options: CallOptions & { withDigest?: boolean } = {},
+  ): Promise<StatusResp> {
     try {
       return await this.connections.unary(
         address,
         (c) => c.status.bind(c),
-        {},
+        { withDigest: options.withDigest === true },
         options.deadlineMs ?? this.attemptTimeoutMs,
       );
     } catch (err) {
@@ -754,7 +760,7 @@ export class EraftKvClient {
         status = await this.connections.unary(
           address,
           (c) => c.status.bind(c),
-          {},
+          { withDigest: false },
           this.attemptTimeout(deadline),
         );
       } catch (err) {

@@ -4,6 +4,7 @@
 import yargs from 'yargs';
 import {
   commonNodeOptions,
+  parsePeerRoutes,
   parsePeers,
   splitHostPort,
   validateCommonArgs,
@@ -145,7 +146,9 @@ export function parseKvCommandLine(
   }
   let peers: Member[];
   let metaAddresses: string[];
+  let peerRoutes: Map<number, string>;
   try {
+    peerRoutes = parsePeerRoutes(args.peerRoute);
     splitHostPort(args.listen, '--listen');
     if (args.metricsListen !== '') splitHostPort(args.metricsListen, '--metrics-listen');
     peers = parsePeers(args.peers);
@@ -182,6 +185,7 @@ export function parseKvCommandLine(
       shutdownGraceMs: args.shutdownGraceMs,
       configPollMs: args.configPollMs,
       dedupWindowEntries: args.dedupWindowEntries,
+      peerRoutes,
       limits: kvLimits({
         keyBytesMax: args.keyBytesMax,
         valueBytesMax: args.valueBytesMax,

@@ -55,6 +55,8 @@ export interface KvServerOptions {
   readonly configPollMs?: number;
   readonly limits?: KvLimits;
   readonly dedupWindowEntries?: number;
+  /** Peers to dial through other addresses than they advertise (--peer-route). */
+  readonly peerRoutes?: ReadonlyMap<number, string>;
   /** Reported by the Status RPC. */
   readonly version?: string;
 }
@@ -185,6 +187,7 @@ export class KvServer {
       // An entry larger than the append budget travels alone in a message of at most the budget
       // plus 1 MiB: with the budget at the largest request, every request fits.
       appendBytesMax: this.limits.entryBytesMax,
+      peerRoutes: o.peerRoutes,
       registry: this.registry,
       logger: this.logger,
     });
@@ -213,6 +216,7 @@ export class KvServer {
         version: o.version ?? '',
         configVersion: () => stateMachine.configVersion(),
         dbSizeBytes: () => stateMachine.dbSizeBytes(),
+        stateDigest: () => stateMachine.stateDigest(),
         onInternalError,
       }),
       ...kvServiceHandlers({

@@ -5,6 +5,7 @@
 import yargs from 'yargs';
 import {
   commonNodeOptions,
+  parsePeerRoutes,
   parsePeers,
   splitHostPort,
   validateCommonArgs,
@@ -33,6 +34,8 @@ const metaOptions = {
 export interface MetaArgs extends CommonNodeArgs {
   /** The parsed --peers (empty: join an existing group, or use the stored membership). */
   readonly peerList: Member[];
+  /** The parsed --peer-route: peers to dial through other addresses. */
+  readonly peerRoutes: Map<number, string>;
   readonly dedupWindowEntries: number;
   readonly slotMoveDeadlineMs: number;
 }
@@ -115,6 +118,7 @@ export function parseMetaArgs(argv: readonly string[], version: string): ParsedM
     snapshotEntries: parsed['snapshot-entries'],
     logMemoryMb: parsed['log-memory-mb'],
     shutdownGraceMs: parsed['shutdown-grace-ms'],
+    peerRoute: parsed['peer-route'],
   };
   try {
     validateCommonArgs(common);
@@ -131,12 +135,13 @@ export function parseMetaArgs(argv: readonly string[], version: string): ParsedM
     const slotMoveDeadlineMs = parsed['slot-move-deadline-ms'];
     positiveInteger('--slot-move-deadline-ms', slotMoveDeadlineMs);
     const peerList = parsePeers(common.peers);
+    const peerRoutes = parsePeerRoutes(common.peerRoute);
     if (peerList.length > 0 && !peerList.some((m) => m.id === common.id)) {
       throw new Error(`--peers does not list this node (--id ${common.id})`);
     }
     return {
       kind: 'run',
-      args: { ...common, peerList, dedupWindowEntries, slotMoveDeadlineMs },
+      args: { ...common, peerList, peerRoutes, dedupWindowEntries, slotMoveDeadlineMs },
     };
   } catch (err) {
     return usageError((err as Error).message);

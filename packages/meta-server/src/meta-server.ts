@@ -49,6 +49,7 @@ export type MetaRaftTuning = Partial<
     | 'logMemoryBytesMax'
     | 'learnerCatchUpEntriesMax'
     | 'rpcTimeoutMs'
+    | 'peerRoutes'
   >
 >;
 

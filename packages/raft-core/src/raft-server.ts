@@ -95,6 +95,11 @@ export interface RaftServerOptions<R> {
   readonly logger?: Logger;
   /** Election jitter (default: seeded from a cryptographic source). */
   readonly rng?: Rng;
+  /**
+   * Addresses to dial instead of the ones peers advertise in the membership (a proxy in front of
+   * a peer, or the chaos suite's per-link proxies).
+   */
+  readonly peerRoutes?: ReadonlyMap<NodeId, string>;
   /** Replaces the gRPC peer clients (tests use it to inject network faults). */
   readonly createPeerRpc?: PeerTransportOptions['createPeerRpc'];
   /** Replaces the RocksDB engine of the log (tests use it to inject disk faults). */
@@ -316,6 +321,7 @@ export class RaftServer<R> implements PeerInbox {
           this.metrics.peerRoundTrip.observe(this.metrics.peer(to), seconds);
       },
       createPeerRpc: o.createPeerRpc,
+      peerRoutes: o.peerRoutes,
     });
     this.transport.setPeers(this.node.status().membership);
     this.logStore.onEntriesLoaded = () => {

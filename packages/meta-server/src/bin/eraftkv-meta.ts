@@ -40,6 +40,7 @@ async function main(): Promise<void> {
       heartbeatTicks: args.heartbeatTicks,
       snapshotEntries: args.snapshotEntries,
       logMemoryBytesMax: args.logMemoryMb * 1024 * 1024,
+      peerRoutes: args.peerRoutes,
     },
     shutdownGraceMs: args.shutdownGraceMs,
     dedupWindowEntries: args.dedupWindowEntries,

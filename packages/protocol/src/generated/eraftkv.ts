@@ -872,6 +872,11 @@ export interface TransferLeaderResp {
 
 /** Ask a node for its own status (no leadership check; any node answers). */
 export interface StatusReq {
+  /**
+   * Also compute a digest of the node's whole state machine (costs a full scan; for checks that
+   * all replicas hold the same data, such as the chaos suite's).
+   */
+  withDigest: boolean;
 }
 
 /** Replication progress of one peer, as the leader sees it. */
@@ -906,6 +911,12 @@ export interface StatusResp {
   serverType: string;
   dbSizeBytes: number;
   isLearner: boolean;
+  /**
+   * With StatusReq.with_digest: a SHA-256 of the state machine's contents and the applied index it
+   * covers (replicas at the same index must agree); empty when not asked or not supported.
+   */
+  stateDigest: string;
+  stateDigestIndex: number;
 }
 
 function createBaseRequestVoteReq(): RequestVoteReq {
@@ -5039,11 +5050,14 @@ export const TransferLeaderResp: MessageFns<TransferLeaderResp> = {
 };
 
 function createBaseStatusReq(): StatusReq {
-  return {};
+  return { withDigest: false };
 }
 
 export const StatusReq: MessageFns<StatusReq> = {
-  encode(_: StatusReq, writer: BinaryWriter = new BinaryWriter()): BinaryWriter {
+  encode(message: StatusReq, writer: BinaryWriter = new BinaryWriter()): BinaryWriter {
+    if (message.withDigest !== false) {
+      writer.uint32(8).bool(message.withDigest);
+    }
     return writer;
   },
 
@@ -5060,6 +5074,14 @@ export const StatusReq: MessageFns<StatusReq> = {
       while (reader.pos < end) {
         const tag = reader.uint32();
         switch (tag >>> 3) {
+          case 1: {
+            if (tag !== 8) {
+              break;
+            }
+
+            message.withDigest = reader.bool();
+            continue;
+          }
         }
         if ((tag & 7) === 4 || tag === 0) {
           break;
@@ -5072,20 +5094,30 @@ export const StatusReq: MessageFns<StatusReq> = {
     }
   },
 
-  fromJSON(_: any): StatusReq {
-    return {};
+  fromJSON(object: any): StatusReq {
+    return {
+      withDigest: isSet(object.withDigest)
+        ? globalThis.Boolean(object.withDigest)
+        : isSet(object.with_digest)
+        ? globalThis.Boolean(object.with_digest)
+        : false,
+    };
   },
 
-  toJSON(_: StatusReq): unknown {
+  toJSON(message: StatusReq): unknown {
     const obj: any = {};
+    if (message.withDigest !== false) {
+      obj.withDigest = message.withDigest;
+    }
     return obj;
   },
 
   create<I extends Exact<DeepPartial<StatusReq>, I>>(base?: I): StatusReq {
     return StatusReq.fromPartial(base ?? ({} as any));
   },
-  fromPartial<I extends Exact<DeepPartial<StatusReq>, I>>(_: I): StatusReq {
+  fromPartial<I extends Exact<DeepPartial<StatusReq>, I>>(object: I): StatusReq {
     const message = createBaseStatusReq();
+    message.withDigest = object.withDigest ?? false;
     return message;
   },
 };
@@ -5255,6 +5287,8 @@ function createBaseStatusResp(): StatusResp {
     serverType: "",
     dbSizeBytes: 0,
     isLearner: false,
+    stateDigest: "",
+    stateDigestIndex: 0,
   };
 }
 
@@ -5313,6 +5347,12 @@ export const StatusResp: MessageFns<StatusResp> = {
     }
     if (message.isLearner !== false) {
       writer.uint32(144).bool(message.isLearner);
+    }
+    if (message.stateDigest !== "") {
+      writer.uint32(154).string(message.stateDigest);
+    }
+    if (message.stateDigestIndex !== 0) {
+      writer.uint32(160).int64(message.stateDigestIndex);
     }
     return writer;
   },
@@ -5474,6 +5514,22 @@ export const StatusResp: MessageFns<StatusResp> = {
             message.isLearner = reader.bool();
             continue;
           }
+          case 19: {
+            if (tag !== 154) {
+              break;
+            }
+
+            message.stateDigest = reader.string();
+            continue;
+          }
+          case 20: {
+            if (tag !== 160) {
+              break;
+            }
+
+            message.stateDigestIndex = longToNumber(reader.int64());
+            continue;
+          }
         }
         if ((tag & 7) === 4 || tag === 0) {
           break;
@@ -5556,6 +5612,16 @@ export const StatusResp: MessageFns<StatusResp> = {
         : isSet(object.is_learner)
         ? globalThis.Boolean(object.is_learner)
         : false,
+      stateDigest: isSet(object.stateDigest)
+        ? globalThis.String(object.stateDigest)
+        : isSet(object.state_digest)
+        ? globalThis.String(object.state_digest)
+        : "",
+      stateDigestIndex: isSet(object.stateDigestIndex)
+        ? globalThis.Number(object.stateDigestIndex)
+        : isSet(object.state_digest_index)
+        ? globalThis.Number(object.state_digest_index)
+        : 0,
     };
   },
 
@@ -5615,6 +5681,12 @@ export const StatusResp: MessageFns<StatusResp> = {
     if (message.isLearner !== false) {
       obj.isLearner = message.isLearner;
     }
+    if (message.stateDigest !== "") {
+      obj.stateDigest = message.stateDigest;
+    }
+    if (message.stateDigestIndex !== 0) {
+      obj.stateDigestIndex = Math.round(message.stateDigestIndex);
+    }
     return obj;
   },
 
@@ -5643,6 +5715,8 @@ export const StatusResp: MessageFns<StatusResp> = {
     message.serverType = object.serverType ?? "";
     message.dbSizeBytes = object.dbSizeBytes ?? 0;
     message.isLearner = object.isLearner ?? false;
+    message.stateDigest = object.stateDigest ?? "";
+    message.stateDigestIndex = object.stateDigestIndex ?? 0;
     return message;
   },
 };

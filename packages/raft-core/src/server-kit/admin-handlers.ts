@@ -24,6 +24,8 @@ export interface AdminInfo {
   readonly configVersion: () => number;
   /** The approximate size of the node's data on disk. */
   readonly dbSizeBytes: () => Promise<number>;
+  /** A digest of the whole state machine and the applied index it covers (optional). */
+  readonly stateDigest?: () => Promise<{ index: number; digest: string }>;
   readonly onInternalError?: (err: Error) => void;
 }
 
@@ -105,7 +107,9 @@ export function adminHandlers<R>(
         };
       }
     }, info.onInternalError),
-    status: unaryHandler<StatusReq, StatusResp>(async () => {
+    status: unaryHandler<StatusReq, StatusResp>(async (req) => {
+      const digest =
+        req.withDigest && info.stateDigest !== undefined ? await info.stateDigest() : null;
       const s = raft.status();
       const self = s.membership.find((m) => m.id === s.id);
       return {
@@ -133,6 +137,8 @@ export function adminHandlers<R>(
         serverType: info.serverType,
         dbSizeBytes: await info.dbSizeBytes(),
         isLearner: self?.learner ?? false,
+        stateDigest: digest?.digest ?? '',
+        stateDigestIndex: digest?.index ?? 0,
       };
     }, info.onInternalError),
   };

@@ -4,6 +4,6 @@ export { adminHandlers, type AdminInfo } from './admin-handlers';
 export { errorAnswer, StatusError, unaryHandler, type ErrorAnswer } from './error-mapping';
 export { startGrpcHost, type GrpcHost, type GrpcHostOptions } from './grpc-host';
 export { commonNodeOptions, validateCommonArgs, type CommonNodeArgs } from './node-options';
-export { formatPeers, parsePeers, splitHostPort } from './peers';
+export { formatPeers, parsePeerRoutes, parsePeers, splitHostPort } from './peers';
 export { installLifecycle, type Lifecycle } from './process-lifecycle';
 export { GroupCallError, GroupCaller, type LeaderHint, type UnaryMethod } from './group-caller';

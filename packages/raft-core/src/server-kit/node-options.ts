@@ -75,6 +75,12 @@ export const commonNodeOptions = {
     default: 64,
     group: 'Storage:',
   },
+  'peer-route': {
+    type: 'string',
+    describe:
+      'Reach some peers through other addresses than the ones they advertise, as id=host:port,... (for proxies; the chaos suite routes every peer link through one)',
+    default: '',
+  },
   'shutdown-grace-ms': {
     type: 'number',
     describe: 'How long a graceful stop waits for requests in flight',
@@ -97,6 +103,7 @@ export interface CommonNodeArgs {
   readonly snapshotEntries: number;
   readonly logMemoryMb: number;
   readonly shutdownGraceMs: number;
+  readonly peerRoute: string;
 }
 
 /** Checks values that yargs cannot: positive integers, sane timing. Throws with the flag name. */

@@ -38,3 +38,8 @@ export function splitHostPort(address: string, flag: string): { host: string; po
   }
   return { host: address.slice(0, colon), port };
 }
+
+/** Parses --peer-route (`id=host:port,...`) into a map from node id to the address to dial. */
+export function parsePeerRoutes(text: string, flag = '--peer-route'): Map<number, string> {
+  return new Map(parsePeers(text, flag).map((m) => [m.id, m.address]));
+}

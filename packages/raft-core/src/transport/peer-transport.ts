@@ -60,6 +60,8 @@ export interface PeerTransportOptions {
   readonly onSnapshotDone: (id: NodeId, ok: boolean) => void;
   /** Observes each RPC: its kind, the peer, seconds taken and whether it failed. */
   readonly observe?: (kind: string, to: NodeId, seconds: number, failed: boolean) => void;
+  /** Addresses to dial instead of the advertised ones, by peer id. */
+  readonly peerRoutes?: ReadonlyMap<NodeId, string>;
   /** Builds the RPC endpoint for a peer (default: grpc-js clients). */
   readonly createPeerRpc?: (address: string, options: PeerTransportOptions) => PeerRpc;
 }
@@ -129,8 +131,11 @@ export class PeerTransport {
 
   /** Follows membership: connects to new members, disconnects from removed ones. */
   setPeers(membership: Membership): void {
+    const routes = this.options.peerRoutes;
     const wanted = new Map(
-      membership.filter((m) => m.id !== this.options.selfId).map((m) => [m.id, m.address]),
+      membership
+        .filter((m) => m.id !== this.options.selfId)
+        .map((m) => [m.id, routes?.get(m.id) ?? m.address]),
     );
     for (const [id, peer] of this.peers) {
       if (wanted.get(id) !== peer.address) {
