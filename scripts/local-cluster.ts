@@ -42,6 +42,53 @@ export interface NodeSpec {
   readonly args: readonly string[];
 }
 
+/** Builds the spec (and command line) of one node. */
+export function nodeSpec(fields: {
+  readonly kind: NodeKind;
+  readonly group: number;
+  readonly id: number;
+  readonly grpcAddress: string;
+  readonly metricsAddress: string;
+  readonly dataRoot: string;
+  /** The group's first members (id=host:port,...), or '' for a node that joins later. */
+  readonly peers: string;
+  /** kv only: the meta group's addresses. */
+  readonly meta?: readonly string[];
+  /** id=host:port of peers to dial through other addresses (proxies). */
+  readonly peerRoute?: string;
+  readonly extraArgs?: readonly string[];
+}): NodeSpec {
+  const name = fields.kind === 'meta' ? `meta-${fields.id}` : `kv-${fields.group}-${fields.id}`;
+  const dataDir = join(fields.dataRoot, name);
+  const args = [
+    '--id',
+    String(fields.id),
+    ...(fields.kind === 'kv'
+      ? ['--group', String(fields.group), '--meta', (fields.meta ?? []).join(',')]
+      : []),
+    '--listen',
+    fields.grpcAddress,
+    '--peers',
+    fields.peers,
+    '--data-dir',
+    dataDir,
+    '--metrics-listen',
+    fields.metricsAddress,
+    ...(fields.peerRoute ? ['--peer-route', fields.peerRoute] : []),
+    ...(fields.extraArgs ?? []),
+  ];
+  return {
+    name,
+    kind: fields.kind,
+    group: fields.group,
+    id: fields.id,
+    grpcAddress: fields.grpcAddress,
+    metricsAddress: fields.metricsAddress,
+    dataDir,
+    args,
+  };
+}
+
 export interface ClusterLayout {
   readonly dataDir: string;
   readonly meta: readonly NodeSpec[];
@@ -97,31 +144,18 @@ export async function planCluster(o: LayoutOptions): Promise<ClusterLayout> {
     metaPlans.push({ id, grpc, metrics });
   }
   const metaPeers = metaPlans.map((p) => `${p.id}=${p.grpc}`).join(',');
-  const meta: NodeSpec[] = metaPlans.map((p) => {
-    const dataDir = join(o.dataDir, `meta-${p.id}`);
-    return {
-      name: `meta-${p.id}`,
+  const meta: NodeSpec[] = metaPlans.map((p) =>
+    nodeSpec({
       kind: 'meta',
       group: 0,
       id: p.id,
       grpcAddress: p.grpc,
       metricsAddress: p.metrics,
-      dataDir,
-      args: [
-        '--id',
-        String(p.id),
-        '--listen',
-        p.grpc,
-        '--peers',
-        metaPeers,
-        '--data-dir',
-        dataDir,
-        '--metrics-listen',
-        p.metrics,
-        ...extra,
-      ],
-    };
-  });
+      dataRoot: o.dataDir,
+      peers: metaPeers,
+      extraArgs: extra,
+    }),
+  );
   const kv = new Map<number, NodeSpec[]>();
   for (let group = 1; group <= o.kvGroups; group++) {
     const plans: { id: number; grpc: string; metrics: string }[] = [];
@@ -136,35 +170,19 @@ export async function planCluster(o: LayoutOptions): Promise<ClusterLayout> {
     const peers = plans.map((p) => `${p.id}=${p.grpc}`).join(',');
     kv.set(
       group,
-      plans.map((p) => {
-        const dataDir = join(o.dataDir, `kv-${group}-${p.id}`);
-        return {
-          name: `kv-${group}-${p.id}`,
+      plans.map((p) =>
+        nodeSpec({
           kind: 'kv',
           group,
           id: p.id,
           grpcAddress: p.grpc,
           metricsAddress: p.metrics,
-          dataDir,
-          args: [
-            '--id',
-            String(p.id),
-            '--group',
-            String(group),
-            '--listen',
-            p.grpc,
-            '--peers',
-            peers,
-            '--meta',
-            metaAddresses.join(','),
-            '--data-dir',
-            dataDir,
-            '--metrics-listen',
-            p.metrics,
-            ...extra,
-          ],
-        };
-      }),
+          dataRoot: o.dataDir,
+          peers,
+          meta: metaAddresses,
+          extraArgs: extra,
+        }),
+      ),
     );
   }
   return { dataDir: o.dataDir, meta, kv };
@@ -199,36 +217,26 @@ export class LocalCluster {
     extraArgs: readonly string[] = [],
   ): Promise<NodeSpec> {
     const [grpcPort, metricsPort] = await freePorts(2);
-    const name = `kv-${group}-${id}`;
-    const dataDir = join(this.layout.dataDir, name);
-    const spec: NodeSpec = {
-      name,
+    const spec = nodeSpec({
       kind: 'kv',
       group,
       id,
       grpcAddress: `127.0.0.1:${grpcPort}`,
       metricsAddress: `127.0.0.1:${metricsPort}`,
-      dataDir,
-      args: [
-        '--id',
-        String(id),
-        '--group',
-        String(group),
-        '--listen',
-        `127.0.0.1:${grpcPort}`,
-        '--peers',
-        '',
-        '--meta',
-        this.metaEndpoints().join(','),
-        '--data-dir',
-        dataDir,
-        '--metrics-listen',
-        `127.0.0.1:${metricsPort}`,
-        ...extraArgs,
-      ],
-    };
+      dataRoot: this.layout.dataDir,
+      peers: '',
+      meta: this.metaEndpoints(),
+      extraArgs,
+    });
     this.extra.push(spec);
     return spec;
+  }
+
+  /** Adds a node planned elsewhere (for example a spare member with its proxies ready). */
+  addNode(spec: NodeSpec): void {
+    if (this.allSpecs().some((s) => s.name === spec.name))
+      throw new Error(`${spec.name} already exists`);
+    this.extra.push(spec);
   }
 
   spec(name: string): NodeSpec {

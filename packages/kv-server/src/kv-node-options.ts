@@ -181,6 +181,7 @@ export function parseKvCommandLine(
       electionTicks: args.electionTicks,
       heartbeatTicks: args.heartbeatTicks,
       snapshotEntries: args.snapshotEntries,
+      compactionMarginEntries: args.compactionMarginEntries,
       logMemoryBytesMax: args.logMemoryMb * 1024 * 1024,
       shutdownGraceMs: args.shutdownGraceMs,
       configPollMs: args.configPollMs,

@@ -50,6 +50,7 @@ export interface KvServerOptions {
   readonly electionTicks?: number;
   readonly heartbeatTicks?: number;
   readonly snapshotEntries?: number;
+  readonly compactionMarginEntries?: number;
   readonly logMemoryBytesMax?: number;
   readonly shutdownGraceMs?: number;
   readonly configPollMs?: number;
@@ -183,6 +184,7 @@ export class KvServer {
       electionTicks: o.electionTicks,
       heartbeatTicks: o.heartbeatTicks,
       snapshotEntries: o.snapshotEntries,
+      compactionMarginEntries: o.compactionMarginEntries,
       logMemoryBytesMax: o.logMemoryBytesMax,
       // An entry larger than the append budget travels alone in a message of at most the budget
       // plus 1 MiB: with the budget at the largest request, every request fits.

@@ -119,6 +119,7 @@ export function parseMetaArgs(argv: readonly string[], version: string): ParsedM
     logMemoryMb: parsed['log-memory-mb'],
     shutdownGraceMs: parsed['shutdown-grace-ms'],
     peerRoute: parsed['peer-route'],
+    compactionMarginEntries: parsed['compaction-margin-entries'],
   };
   try {
     validateCommonArgs(common);

@@ -41,6 +41,7 @@ async function main(): Promise<void> {
       snapshotEntries: args.snapshotEntries,
       logMemoryBytesMax: args.logMemoryMb * 1024 * 1024,
       peerRoutes: args.peerRoutes,
+      compactionMarginEntries: args.compactionMarginEntries,
     },
     shutdownGraceMs: args.shutdownGraceMs,
     dedupWindowEntries: args.dedupWindowEntries,

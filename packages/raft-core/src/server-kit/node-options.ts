@@ -69,6 +69,13 @@ export const commonNodeOptions = {
     default: 10000,
     group: 'Storage:',
   },
+  'compaction-margin-entries': {
+    type: 'number',
+    describe:
+      'Log entries kept below each snapshot, so that a slightly slow follower needs no snapshot',
+    default: 1000,
+    group: 'Storage:',
+  },
   'log-memory-mb': {
     type: 'number',
     describe: 'MiB of recent log entries kept in memory',
@@ -102,6 +109,7 @@ export interface CommonNodeArgs {
   readonly heartbeatTicks: number;
   readonly snapshotEntries: number;
   readonly logMemoryMb: number;
+  readonly compactionMarginEntries: number;
   readonly shutdownGraceMs: number;
   readonly peerRoute: string;
 }
@@ -119,6 +127,11 @@ export function validateCommonArgs(args: CommonNodeArgs): void {
   for (const [flag, value] of positive) {
     if (!Number.isSafeInteger(value) || value <= 0)
       throw new Error(`${flag} must be a positive integer, got ${value}`);
+  }
+  if (!Number.isSafeInteger(args.compactionMarginEntries) || args.compactionMarginEntries < 0) {
+    throw new Error(
+      `--compaction-margin-entries must be a non-negative integer, got ${args.compactionMarginEntries}`,
+    );
   }
   if (args.heartbeatTicks >= args.electionTicks) {
     throw new Error(

@@ -1,0 +1,404 @@
+// The nemeses: faults the chaos suite injects while the clients run, each started and later healed,
+// scheduled at random from one seed and sometimes overlapping. kill -9 and restart; SIGSTOP /
+// SIGCONT pauses longer than an election timeout; partitions cut through the per-link proxies
+// (isolated leader, majority/minority, bridge, one-way) and slow links; a member removed and a new
+// one added while the clients run; leadership transfers; a follower cut off until the leader has
+// compacted past it, then healed so that it must install a snapshot in blocks.
+import type { EraftKvClient } from '@eraftkv/client';
+import { rm } from 'node:fs/promises';
+import type { NodeSpec } from '../local-cluster';
+import type { ChaosCluster } from './chaos-cluster';
+import type { ChaosRng } from './chaos-rng';
+
+export const nemesisKinds = [
+  'kill',
+  'pause',
+  'partition',
+  'delay',
+  'membership',
+  'transfer',
+  'snapshot',
+] as const;
+export type NemesisKind = (typeof nemesisKinds)[number];
+
+export interface NemesisEvent {
+  /** Seconds since the run started. */
+  readonly at: number;
+  readonly kind: NemesisKind;
+  readonly phase: 'start' | 'heal' | 'skip';
+  readonly description: string;
+}
+
+interface ActiveFault {
+  readonly kind: NemesisKind;
+  readonly description: string;
+  heal(): Promise<void>;
+}
+
+export interface NemesisContext {
+  readonly cluster: ChaosCluster;
+  /** An admin client (members, leader transfer). */
+  readonly client: EraftKvClient;
+  readonly rng: ChaosRng;
+  readonly compactionMarginEntries: number;
+  readonly log: (line: string) => void;
+}
+
+export class Nemesis {
+  readonly events: NemesisEvent[] = [];
+  private readonly active = new Set<ActiveFault>();
+  /** kv members of group 1 by id (changes with the membership nemesis). */
+  private readonly members: Set<number>;
+  private readonly paused = new Set<string>();
+  private readonly started = Date.now();
+  readonly stats = {
+    snapshotsForced: 0,
+    membershipChanges: 0,
+    transfers: 0,
+    kills: 0,
+    pauses: 0,
+    partitions: 0,
+  };
+
+  constructor(
+    private readonly ctx: NemesisContext,
+    private readonly kinds: readonly NemesisKind[],
+  ) {
+    this.members = new Set([1, 2, 3]);
+  }
+
+  private note(kind: NemesisKind, phase: NemesisEvent['phase'], description: string): void {
+    const at = Number(((Date.now() - this.started) / 1000).toFixed(1));
+    this.events.push({ at, kind, phase, description });
+    this.ctx.log(`[nemesis ${at}s] ${phase} ${kind}: ${description}`);
+  }
+
+  /** What is broken right now, for the progress line. */
+  describeActive(): string {
+    return [...this.active].map((f) => `${f.kind}(${f.description})`).join(' + ') || 'none';
+  }
+
+  memberSpecs(): NodeSpec[] {
+    return this.ctx.cluster.kvNodes.filter((n) => this.members.has(n.id));
+  }
+
+  /**
+   * Runs faults until `untilMs` (Date.now() based): every kind once in a shuffled order first,
+   * then at random; each held for a few seconds; now and then a second one overlaps.
+   */
+  async run(untilMs: number, shouldStop: () => boolean): Promise<void> {
+    const rng = this.ctx.rng;
+    const order = [...rng.sample(this.kinds, this.kinds.length)];
+    const retried = new Set<NemesisKind>();
+    while (Date.now() < untilMs && !shouldStop()) {
+      const kind = order.shift() ?? rng.pick(this.kinds);
+      const fault = await this.startFault(kind);
+      // A fault that could not start now (no leader during an election...) gets another turn.
+      if (fault === null && !retried.has(kind)) {
+        retried.add(kind);
+        order.push(kind);
+      }
+      if (fault !== null && rng.chance(0.3) && Date.now() < untilMs - 4000) {
+        const other = rng.pick(
+          this.kinds.filter((k) => k !== kind && k !== 'membership' && k !== 'snapshot'),
+        );
+        await this.startFault(other);
+      }
+      const hold = fault?.kind === 'snapshot' ? 0 : rng.between(2000, 5000);
+      await this.sleepUntil(Math.min(untilMs, Date.now() + hold), shouldStop);
+      await this.healAll();
+      await this.sleepUntil(Math.min(untilMs, Date.now() + rng.between(800, 2500)), shouldStop);
+    }
+    await this.healAll();
+  }
+
+  private async sleepUntil(when: number, shouldStop: () => boolean): Promise<void> {
+    while (Date.now() < when && !shouldStop()) {
+      await new Promise((resolve) => setTimeout(resolve, Math.min(200, when - Date.now())));
+    }
+  }
+
+  /** Heals every active fault (restarts killed nodes, resumes paused ones, reconnects links). */
+  async healAll(): Promise<void> {
+    for (const fault of [...this.active]) {
+      this.active.delete(fault);
+      try {
+        await fault.heal();
+        this.note(fault.kind, 'heal', fault.description);
+      } catch (err) {
+        this.note(
+          fault.kind,
+          'heal',
+          `${fault.description} (heal failed: ${(err as Error).message})`,
+        );
+      }
+    }
+    // Belt and braces: everything a fault might have left behind.
+    for (const name of this.paused)
+      this.ctx.cluster.local
+        .runningNodes()
+        .find((n) => n.spec.name === name)
+        ?.process.kill('SIGCONT');
+    this.paused.clear();
+    this.ctx.cluster.healLinks();
+    for (const spec of [...this.ctx.cluster.metaNodes, ...this.memberSpecs()]) {
+      if (!this.ctx.cluster.local.isRunning(spec.name))
+        await this.ctx.cluster.local.start(spec.name);
+    }
+  }
+
+  private async startFault(kind: NemesisKind): Promise<ActiveFault | null> {
+    let fault: ActiveFault | null = null;
+    try {
+      switch (kind) {
+        case 'kill':
+          fault = await this.kill();
+          break;
+        case 'pause':
+          fault = await this.pause();
+          break;
+        case 'partition':
+          fault = this.partition();
+          break;
+        case 'delay':
+          fault = this.delay();
+          break;
+        case 'membership':
+          fault = await this.membership();
+          break;
+        case 'transfer':
+          fault = await this.transfer();
+          break;
+        case 'snapshot':
+          fault = await this.snapshot();
+          break;
+      }
+    } catch (err) {
+      this.note(kind, 'skip', `could not start: ${(err as Error).message}`);
+      return null;
+    }
+    if (fault === null) return null;
+    this.active.add(fault);
+    this.note(kind, 'start', fault.description);
+    return fault;
+  }
+
+  private async kvLeader(): Promise<NodeSpec | undefined> {
+    const { leaderId } = await this.ctx.client.members(1, { deadlineMs: 3000 });
+    return this.ctx.cluster.kvNodes.find((n) => n.id === leaderId);
+  }
+
+  /** A target for kill and pause: often the kv leader, sometimes any kv member or a meta node. */
+  private async target(): Promise<NodeSpec> {
+    const rng = this.ctx.rng;
+    const roll = rng.float();
+    const running = (s: NodeSpec): boolean =>
+      this.ctx.cluster.local.isRunning(s.name) && !this.paused.has(s.name);
+    if (roll < 0.5) {
+      const leader = await this.kvLeader().catch(() => undefined);
+      if (leader !== undefined && running(leader)) return leader;
+    }
+    const pool = roll < 0.8 ? this.memberSpecs() : [...this.ctx.cluster.metaNodes];
+    const candidates = pool.filter(running);
+    if (candidates.length === 0) throw new Error('no running node to target');
+    return rng.pick(candidates);
+  }
+
+  private async kill(): Promise<ActiveFault> {
+    const victim = await this.target();
+    await this.ctx.cluster.local.signal(victim.name, 'SIGKILL');
+    this.stats.kills++;
+    return {
+      kind: 'kill',
+      description: `kill -9 ${victim.name}`,
+      heal: async () => {
+        if (
+          !this.ctx.cluster.local.isRunning(victim.name) &&
+          (victim.kind === 'meta' || this.members.has(victim.id))
+        ) {
+          await this.ctx.cluster.local.start(victim.name);
+        }
+      },
+    };
+  }
+
+  private async pause(): Promise<ActiveFault> {
+    const victim = await this.target();
+    const node = this.ctx.cluster.local.runningNodes().find((n) => n.spec.name === victim.name);
+    if (node === undefined) throw new Error(`${victim.name} is not running`);
+    node.process.kill('SIGSTOP');
+    this.paused.add(victim.name);
+    this.stats.pauses++;
+    return {
+      kind: 'pause',
+      description: `SIGSTOP ${victim.name}`,
+      heal: () => {
+        node.process.kill('SIGCONT');
+        this.paused.delete(victim.name);
+        return Promise.resolve();
+      },
+    };
+  }
+
+  /** Cuts links of the kv group (usually) or the meta group in one of several shapes. */
+  private partition(): ActiveFault {
+    const rng = this.ctx.rng;
+    const cluster = this.ctx.cluster;
+    const nodes = rng.chance(0.8) ? this.memberSpecs() : [...cluster.metaNodes];
+    const mode = rng.chance(0.7) ? ({ kind: 'blackhole' } as const) : ({ kind: 'drop' } as const);
+    const shuffled = rng.sample(nodes, nodes.length);
+    const shape = rng.pick(['isolate', 'split', 'bridge', 'one-way'] as const);
+    let description: string;
+    switch (shape) {
+      case 'isolate':
+      case 'split': {
+        const size = shape === 'isolate' ? 1 : Math.max(1, Math.floor(shuffled.length / 2));
+        const side = shuffled.slice(0, size);
+        const rest = shuffled.slice(size);
+        cluster.cut(side, rest, mode);
+        cluster.cut(rest, side, mode);
+        description = `${shape} {${side.map((n) => n.name).join(',')}} | {${rest.map((n) => n.name).join(',')}} (${mode.kind})`;
+        break;
+      }
+      case 'bridge': {
+        // a and c cannot talk; b talks to both.
+        const [a, b, ...others] = shuffled;
+        if (others.length === 0) throw new Error('a bridge needs three nodes');
+        cluster.cut([a], others, mode);
+        cluster.cut(others, [a], mode);
+        description = `bridge ${a.name} <-> ${b.name} <-> {${others.map((n) => n.name).join(',')}} (${mode.kind})`;
+        break;
+      }
+      case 'one-way': {
+        const [a, ...others] = shuffled;
+        cluster.cut([a], others, mode);
+        description = `one-way ${a.name} -/-> {${others.map((n) => n.name).join(',')}} (${mode.kind})`;
+        break;
+      }
+    }
+    this.stats.partitions++;
+    return { kind: 'partition', description, heal: () => Promise.resolve(cluster.healLinks()) };
+  }
+
+  private delay(): ActiveFault {
+    const rng = this.ctx.rng;
+    const nodes = this.memberSpecs();
+    const victim = rng.pick(nodes);
+    const ms = rng.between(50, 200);
+    this.ctx.cluster.cut([victim], nodes, { kind: 'delay', ms });
+    this.ctx.cluster.cut(nodes, [victim], { kind: 'delay', ms });
+    return {
+      kind: 'delay',
+      description: `${ms} ms on every link of ${victim.name}`,
+      heal: () => Promise.resolve(this.ctx.cluster.healLinks()),
+    };
+  }
+
+  /** Removes a kv member and adds a brand-new node (a spare) as a learner; it is promoted. */
+  private async membership(): Promise<ActiveFault | null> {
+    const rng = this.ctx.rng;
+    const spare = this.ctx.cluster.kvNodes.find(
+      (n) => !this.members.has(n.id) && !this.ctx.cluster.local.isRunning(n.name) && n.id > 3,
+    );
+    if (spare === undefined) {
+      this.note('membership', 'skip', 'no spare node left');
+      return null;
+    }
+    const victim = rng.pick(this.memberSpecs());
+    await this.ctx.client.removeMember(1, victim.id, { deadlineMs: 10_000 });
+    this.members.delete(victim.id);
+    this.stats.membershipChanges++;
+    await this.ctx.cluster.local.signal(victim.name, 'SIGTERM');
+    await rm(victim.dataDir, { recursive: true, force: true });
+    await this.ctx.cluster.local.start(spare.name);
+    // The removal must commit before the next change may start: retry while it is pending.
+    for (let attempt = 1; ; attempt++) {
+      try {
+        await this.ctx.client.addMember(1, spare.id, spare.grpcAddress, true, { deadlineMs: 5000 });
+        break;
+      } catch (err) {
+        if (attempt >= 5) throw err;
+        await new Promise((resolve) => setTimeout(resolve, 500));
+      }
+    }
+    this.members.add(spare.id);
+    this.stats.membershipChanges++;
+    return {
+      kind: 'membership',
+      description: `removed ${victim.name}, added ${spare.name} as a learner`,
+      heal: () => Promise.resolve(),
+    };
+  }
+
+  private async transfer(): Promise<ActiveFault | null> {
+    const leader = await this.kvLeader();
+    const { members } = await this.ctx.client.members(1, { deadlineMs: 3000 });
+    const voters = members.filter(
+      (m) => !m.learner && m.id !== leader?.id && this.ctx.cluster.local.isRunning(`kv-1-${m.id}`),
+    );
+    if (leader === undefined || voters.length === 0) {
+      this.note('transfer', 'skip', 'no leader or no other voter');
+      return null;
+    }
+    const target = this.ctx.rng.pick(voters);
+    await this.ctx.client
+      .transferLeader(1, target.id, { deadlineMs: 5000 })
+      .catch((err: unknown) => {
+        this.note(
+          'transfer',
+          'skip',
+          `transfer to kv-1-${target.id} failed: ${(err as Error).message}`,
+        );
+      });
+    this.stats.transfers++;
+    return {
+      kind: 'transfer',
+      description: `kv-1-${leader.id} -> kv-1-${target.id}`,
+      heal: () => Promise.resolve(),
+    };
+  }
+
+  /**
+   * Cuts a follower off and keeps the clients writing until the leader has compacted its log past
+   * the follower's last entry; healed, the follower can only catch up through a snapshot.
+   */
+  private async snapshot(): Promise<ActiveFault | null> {
+    const cluster = this.ctx.cluster;
+    const leader = await this.kvLeader();
+    const followers = this.memberSpecs().filter(
+      (n) => n.id !== leader?.id && cluster.local.isRunning(n.name),
+    );
+    if (leader === undefined || followers.length === 0) {
+      this.note('snapshot', 'skip', 'no leader or no follower');
+      return null;
+    }
+    const follower = this.ctx.rng.pick(followers);
+    const before = await this.ctx.client.status(follower.grpcAddress);
+    const others = this.memberSpecs().filter((n) => n !== follower);
+    cluster.cut([follower], others, { kind: 'blackhole' });
+    cluster.cut(others, [follower], { kind: 'blackhole' });
+    this.ctx.log(`[nemesis] snapshot: cut ${follower.name} off at index ${before.lastLogIndex}`);
+    const deadline = Date.now() + 25_000;
+    let compacted = false;
+    while (Date.now() < deadline) {
+      const status = await this.ctx.client.status(leader.grpcAddress).catch(() => null);
+      if (
+        status !== null &&
+        status.snapshotIndex - this.ctx.compactionMarginEntries > before.lastLogIndex + 1
+      ) {
+        compacted = true;
+        break;
+      }
+      await new Promise((resolve) => setTimeout(resolve, 200));
+    }
+    cluster.healLinks();
+    if (compacted) this.stats.snapshotsForced++;
+    return {
+      kind: 'snapshot',
+      description: compacted
+        ? `${follower.name} healed after ${leader.name} compacted past it: it must install a snapshot`
+        : `${follower.name} healed, but ${leader.name} did not compact in time`,
+      heal: () => Promise.resolve(),
+    };
+  }
+}

@@ -1,0 +1,350 @@
+// `npm run chaos -- [--duration 120] [--nemesis all|kill,pause,...] [--seed S] [--clients 6]
+//                   [--keys 8] [--out ./chaos-results] [--keep-data]`
+//
+// The fault-tolerance suite: a real cluster with a proxy on every peer link, clients recording a
+// history of every operation, nemeses breaking things for --duration seconds; then everything is
+// healed, every key is read once more, the history is checked for linearizability per key, and
+// every replica of the kv group must hold the same state (a digest at the same applied index).
+// Writes the history, a readable report and a summary to --out/<time>-seed<S>/. Exit code 0 only
+// when the history is linearizable and the replicas agree.
+import { mkdir, mkdtemp, rm, writeFile } from 'node:fs/promises';
+import { tmpdir } from 'node:os';
+import { join, resolve } from 'node:path';
+import { EraftKvClient } from '@eraftkv/client';
+import { httpGet, initializeCluster, repositoryDir, waitUntil } from '../local-cluster';
+import { ChaosCluster } from './chaos-cluster';
+import { ChaosRng } from './chaos-rng';
+import { saveHistory } from './history';
+import { checkLinearizability, formatReport, type CheckResult } from './linearizability';
+import { Nemesis, nemesisKinds, type NemesisKind } from './nemesis';
+import { Workload } from './workload';
+
+interface ChaosOptions {
+  durationS: number;
+  nemeses: NemesisKind[];
+  seed: number;
+  clients: number;
+  keys: number;
+  out: string;
+  keepData: boolean;
+}
+
+const usage = `usage: npm run chaos -- [options]
+  --duration S     seconds of faults (default 120)
+  --nemesis LIST   all, or a comma list of: ${nemesisKinds.join(', ')} (default all)
+  --seed S         the seed of the fault schedule and the workload (default: random, printed)
+  --clients N      concurrent clients, at least 5 (default 6)
+  --keys N         keys the clients fight over (default 8)
+  --out DIR        where results go (default ./chaos-results)
+  --keep-data      keep the cluster's data dir (its path is printed)`;
+
+function parseArgs(argv: readonly string[]): ChaosOptions {
+  const o: ChaosOptions = {
+    durationS: 120,
+    nemeses: [...nemesisKinds],
+    seed: Math.floor(Math.random() * 2 ** 31),
+    clients: 6,
+    keys: 8,
+    out: join(repositoryDir, 'chaos-results'),
+    keepData: false,
+  };
+  for (let i = 0; i < argv.length; i++) {
+    const arg = argv[i];
+    const value = (): string => {
+      const v = argv[++i];
+      if (v === undefined) throw new Error(`${arg} needs a value\n${usage}`);
+      return v;
+    };
+    const int = (min: number): number => {
+      const n = Number(value());
+      if (!Number.isSafeInteger(n) || n < min) throw new Error(`${arg} needs an integer >= ${min}`);
+      return n;
+    };
+    switch (arg) {
+      case '--duration':
+        o.durationS = int(5);
+        break;
+      case '--nemesis': {
+        const list = value();
+        o.nemeses =
+          list === 'all'
+            ? [...nemesisKinds]
+            : list.split(',').map((k) => {
+                if (!(nemesisKinds as readonly string[]).includes(k))
+                  throw new Error(`unknown nemesis ${k}\n${usage}`);
+                return k as NemesisKind;
+              });
+        break;
+      }
+      case '--seed':
+        o.seed = int(0);
+        break;
+      case '--clients':
+        o.clients = int(5);
+        break;
+      case '--keys':
+        o.keys = int(1);
+        break;
+      case '--out':
+        o.out = resolve(value());
+        break;
+      case '--keep-data':
+        o.keepData = true;
+        break;
+      case '--help':
+      case '-h':
+        console.log(usage);
+        process.exit(0);
+        break;
+      default:
+        throw new Error(`unknown option ${arg}\n${usage}`);
+    }
+  }
+  return o;
+}
+
+/** Timing and storage flags of every process: fast elections, frequent snapshots. */
+const compactionMarginEntries = 50;
+const chaosNodeArgs = [
+  '--tick-ms',
+  '50',
+  '--snapshot-entries',
+  '300',
+  '--compaction-margin-entries',
+  String(compactionMarginEntries),
+  '--log-level',
+  'info',
+];
+
+export interface ChaosSummary {
+  readonly seed: number;
+  readonly durationS: number;
+  readonly nemeses: NemesisKind[];
+  readonly verdict: 'ok' | 'violation' | 'unknown' | 'replicas-differ' | 'error';
+  readonly operations: { ok: number; fail: number; unknown: number; recorded: number };
+  readonly faults: Record<string, number>;
+  readonly snapshots: { sent: number; installed: number };
+  readonly linearizable: CheckResult['result'];
+  readonly replicas: { node: string; applied: number; digest: string }[];
+  readonly resultsDir: string;
+  readonly error: string | null;
+}
+
+async function main(): Promise<number> {
+  const o = parseArgs(process.argv.slice(2));
+  const stamp = new Date().toISOString().replace(/[:.]/g, '-');
+  const resultsDir = join(o.out, `${stamp}-seed${o.seed}`);
+  await mkdir(resultsDir, { recursive: true });
+  const dataDir = await mkdtemp(join(tmpdir(), 'eraftkv-chaos-'));
+  const lines: string[] = [];
+  const log = (line: string): void => {
+    lines.push(line);
+    if (!process.stderr.isTTY) process.stderr.write(`${line}\n`);
+  };
+  console.log(
+    `chaos: seed ${o.seed}, ${o.durationS} s, nemeses ${o.nemeses.join(',')}, results in ${resultsDir}`,
+  );
+  console.log(
+    `replay this schedule: npm run chaos -- --duration ${o.durationS} --nemesis ${o.nemeses.join(',')} --seed ${o.seed}`,
+  );
+  const cluster = await ChaosCluster.create({ dataDir, spareKvNodes: 3, extraArgs: chaosNodeArgs });
+  const local = cluster.local;
+  const admin = new EraftKvClient({ endpoints: local.metaEndpoints(), deadlineMs: 20_000 });
+  const workload = new Workload({
+    endpoints: local.metaEndpoints(),
+    clients: o.clients,
+    keys: o.keys,
+    seed: o.seed,
+    thinkMsMax: 5,
+    deadlineMs: 4000,
+  });
+  const rng = new ChaosRng(o.seed);
+  const nemesis = new Nemesis(
+    { cluster, client: admin, rng, compactionMarginEntries, log },
+    o.nemeses,
+  );
+  let summary: ChaosSummary;
+  let progress: NodeJS.Timeout | null = null;
+  let interrupted = false;
+  process.once('SIGINT', () => {
+    interrupted = true;
+  });
+  try {
+    await local.writeManifest();
+    for (const spec of [...cluster.metaNodes, ...cluster.kvNodes.slice(0, 3)])
+      await local.start(spec.name);
+    await initializeCluster(admin, local, log);
+    await waitUntil(
+      async () => (await admin.put('chaos-ready', 'yes').then(() => true)) || undefined,
+      30_000,
+      'the first write',
+    );
+
+    const started = Date.now();
+    const until = started + o.durationS * 1000;
+    workload.start();
+    progress = setInterval(() => {
+      const c = workload.counts;
+      const elapsed = Math.round((Date.now() - started) / 1000);
+      const line =
+        `[chaos ${elapsed}/${o.durationS}s] ops ${c.ok} ok / ${c.fail} fail / ${c.unknown} unknown ` +
+        `(${Math.round(c.ok / Math.max(1, elapsed))}/s) | faults: ${nemesis.describeActive()}`;
+      if (process.stderr.isTTY)
+        process.stderr.write(`\r\x1b[K${line.slice(0, (process.stderr.columns || 120) - 1)}`);
+      else lines.push(line);
+    }, 1000);
+    await nemesis.run(until, () => interrupted);
+    if (process.stderr.isTTY) process.stderr.write('\n');
+    log('healing: every node up, every link open');
+    await nemesis.healAll();
+    // Let the cluster recover while the clients keep going, then stop them.
+    await waitUntil(
+      async () => (await admin.put('chaos-healed', 'yes').then(() => true)) || undefined,
+      60_000,
+      'a write after healing',
+    );
+    await new Promise((r) => setTimeout(r, 2000));
+    await workload.stop();
+    if (progress) clearInterval(progress);
+    progress = null;
+    const finals = await workload.finalReads();
+    for (const f of finals) if (f.error !== null) log(`final read of ${f.key} failed: ${f.error}`);
+
+    // Every replica of the kv group must reach the same applied index with the same state.
+    const members = nemesis.memberSpecs();
+    const replicas = await waitUntil(
+      async () => {
+        const statuses = await Promise.all(
+          members.map((m) => admin.status(m.grpcAddress, { withDigest: true })),
+        );
+        const indexes = new Set(statuses.map((s) => s.stateDigestIndex));
+        if (indexes.size !== 1) return undefined;
+        return statuses.map((s, i) => ({
+          node: members[i].name,
+          applied: s.stateDigestIndex,
+          digest: s.stateDigest,
+        }));
+      },
+      60_000,
+      'every kv replica to apply the same index',
+    );
+    const replicasAgree = new Set(replicas.map((r) => r.digest)).size === 1;
+    // Snapshots that really travelled: sent by leaders and installed by followers (counters of
+    // processes that were restarted start over, so these are lower bounds).
+    const snapshotCounts = { sent: 0, installed: 0 };
+    for (const m of members) {
+      const text = (await httpGet(m.metricsAddress, '/metrics'))?.body ?? '';
+      for (const line of text.split('\n')) {
+        if (/^eraftkv_snapshot_send_total\{[^}]*outcome="ok"/.test(line))
+          snapshotCounts.sent += Number(line.split(' ').pop());
+        if (line.startsWith('eraftkv_snapshot_install_duration_seconds_count')) {
+          snapshotCounts.installed += Number(line.split(' ').pop());
+        }
+      }
+    }
+
+    const history = workload.history();
+    await saveHistory(join(resultsDir, 'history.jsonl'), history);
+    const checkStarted = Date.now();
+    const check = checkLinearizability(history);
+    const checkMs = Date.now() - checkStarted;
+    const c = workload.counts;
+    const verdict: ChaosSummary['verdict'] =
+      check.result === 'violation'
+        ? 'violation'
+        : !replicasAgree
+          ? 'replicas-differ'
+          : check.result === 'unknown'
+            ? 'unknown'
+            : 'ok';
+    summary = {
+      seed: o.seed,
+      durationS: o.durationS,
+      nemeses: o.nemeses,
+      verdict,
+      operations: { ok: c.ok, fail: c.fail, unknown: c.unknown, recorded: history.length },
+      faults: { ...nemesis.stats },
+      snapshots: snapshotCounts,
+      linearizable: check.result,
+      replicas,
+      resultsDir,
+      error: null,
+    };
+    const report = [
+      `eraftkv chaos run: seed ${o.seed}, ${o.durationS} s of ${o.nemeses.join(', ')}`,
+      `verdict: ${verdict}`,
+      '',
+      `operations: ${c.ok} ok, ${c.fail} failed (refused), ${c.unknown} unknown outcome; ${history.length} recorded per key`,
+      `  reads ${c.reads}, writes ${c.writes}, batches ${c.batches}`,
+      `  client errors: ${[...c.errors].map(([k, n]) => `${k} x${n}`).join(', ') || 'none'}`,
+      `faults: ${Object.entries(nemesis.stats)
+        .map(([k, n]) => `${k} ${n}`)
+        .join(', ')}`,
+      '',
+      `linearizability (${checkMs} ms, ${check.keys} keys, ${check.operations} operations): ${check.result}`,
+      formatReport(check),
+      '',
+      'replicas of kv group 1:',
+      ...replicas.map((r) => `  ${r.node}: applied ${r.applied}, state ${r.digest.slice(0, 16)}`),
+      replicasAgree ? '  all replicas hold the same state' : '  REPLICAS DIFFER',
+      '',
+      'final reads:',
+      ...finals.map((f) => `  ${f.key} = ${f.error ?? JSON.stringify(f.value)}`),
+      '',
+      'timeline:',
+      ...nemesis.events.map(
+        (e) => `  ${e.at.toFixed(1).padStart(6)}s ${e.phase.padEnd(5)} ${e.kind}: ${e.description}`,
+      ),
+      '',
+      'log:',
+      ...lines.map((l) => `  ${l}`),
+    ].join('\n');
+    await writeFile(join(resultsDir, 'report.txt'), `${report}\n`);
+  } catch (err) {
+    summary = {
+      seed: o.seed,
+      durationS: o.durationS,
+      nemeses: o.nemeses,
+      verdict: 'error',
+      operations: { ...workload.counts, recorded: 0 },
+      faults: { ...nemesis.stats },
+      snapshots: { sent: 0, installed: 0 },
+      linearizable: 'unknown',
+      replicas: [],
+      resultsDir,
+      error: (err as Error).stack ?? String(err),
+    };
+    await writeFile(
+      join(resultsDir, 'report.txt'),
+      `chaos run failed: ${summary.error}\n\n${lines.join('\n')}\n`,
+    );
+  } finally {
+    if (progress) clearInterval(progress);
+    await workload.stop().catch(() => undefined);
+    workload.close();
+    admin.close();
+    await local.stopAll(5000).catch(() => local.killAll());
+    await cluster.close();
+    if (o.keepData) console.log(`cluster data kept in ${dataDir}`);
+    else await rm(dataDir, { recursive: true, force: true });
+  }
+  await writeFile(join(resultsDir, 'summary.json'), `${JSON.stringify(summary, null, 2)}\n`);
+  const s = summary;
+  console.log(
+    `chaos verdict: ${s.verdict} | ${s.operations.ok} ok, ${s.operations.fail} fail, ${s.operations.unknown} unknown | ` +
+      `faults ${Object.entries(s.faults)
+        .map(([k, n]) => `${k} ${n}`)
+        .join(', ')}`,
+  );
+  if (s.error !== null) console.log(s.error);
+  console.log(`report: ${join(resultsDir, 'report.txt')}`);
+  return s.verdict === 'ok' ? 0 : 1;
+}
+
+main().then(
+  (code) => process.exit(code),
+  (err: unknown) => {
+    console.error(`chaos failed: ${(err as Error).message}`);
+    process.exit(2);
+  },
+);

@@ -1,0 +1,210 @@
+// The chaos suite's clients: several independent EraftKvClients doing random puts, gets, deletes
+// and multi-op batches on a small key set (so that operations conflict), every written value
+// unique. Every operation is recorded as an invocation, then ok, fail (refused before anything was
+// applied: only invalid input) or unknown (timeouts, lost connections, anything else: a write may
+// have been applied).
+import { EraftKvClient, InvalidArgumentError, type BatchOp } from '@eraftkv/client';
+import { HistoryRecorder, type Operation } from './history';
+import { ChaosRng } from './chaos-rng';
+
+export interface WorkloadOptions {
+  readonly endpoints: readonly string[];
+  readonly clients: number;
+  readonly keys: number;
+  readonly seed: number;
+  /** Pause between a client's operations, at most this long (random). */
+  readonly thinkMsMax: number;
+  /** Deadline of one operation (retries included). */
+  readonly deadlineMs: number;
+}
+
+export interface WorkloadCounts {
+  ok: number;
+  fail: number;
+  unknown: number;
+  reads: number;
+  writes: number;
+  batches: number;
+  /** The first few error messages by kind, for the report. */
+  errors: Map<string, number>;
+}
+
+const monotonicMs = (): number => Number(process.hrtime.bigint()) / 1e6;
+
+export class Workload {
+  readonly recorder = new HistoryRecorder({ now: monotonicMs });
+  readonly counts: WorkloadCounts = {
+    ok: 0,
+    fail: 0,
+    unknown: 0,
+    reads: 0,
+    writes: 0,
+    batches: 0,
+    errors: new Map(),
+  };
+  private running = false;
+  private loops: Promise<void>[] = [];
+  private readonly clients: EraftKvClient[] = [];
+  private readonly keys: string[];
+
+  constructor(private readonly options: WorkloadOptions) {
+    if (options.clients < 1) throw new RangeError('at least one client');
+    this.keys = Array.from({ length: options.keys }, (_, i) => `k${i}`);
+  }
+
+  start(): void {
+    this.running = true;
+    for (let c = 0; c < this.options.clients; c++) {
+      const client = new EraftKvClient({
+        endpoints: this.options.endpoints,
+        deadlineMs: this.options.deadlineMs,
+        attemptTimeoutMs: Math.min(1000, this.options.deadlineMs),
+      });
+      this.clients.push(client);
+      this.loops.push(this.clientLoop(c, client, new ChaosRng(this.options.seed * 1000 + c)));
+    }
+  }
+
+  /** Stops issuing operations and waits for those in flight to end (or time out). */
+  async stop(): Promise<void> {
+    this.running = false;
+    await Promise.all(this.loops);
+    this.loops = [];
+  }
+
+  /** Reads every key once more through a fresh client (recorded like any other read). */
+  async finalReads(): Promise<{ key: string; value: string | null; error: string | null }[]> {
+    const client = new EraftKvClient({ endpoints: this.options.endpoints, deadlineMs: 10_000 });
+    try {
+      const out: { key: string; value: string | null; error: string | null }[] = [];
+      for (const key of this.keys) {
+        const id = this.recorder.invokeRead(this.options.clients, key);
+        try {
+          const value = await client.get(key);
+          const text = value === undefined ? null : value.toString();
+          this.recorder.ok(id, text);
+          out.push({ key, value: text, error: null });
+        } catch (err) {
+          this.recorder.unknown(id);
+          out.push({ key, value: null, error: (err as Error).message });
+        }
+      }
+      return out;
+    } finally {
+      client.close();
+    }
+  }
+
+  history(): Operation[] {
+    return this.recorder.history();
+  }
+
+  close(): void {
+    for (const c of this.clients) c.close();
+  }
+
+  private noteError(err: unknown): void {
+    const name = err instanceof Error ? err.name : 'Error';
+    this.counts.errors.set(name, (this.counts.errors.get(name) ?? 0) + 1);
+  }
+
+  private async clientLoop(c: number, client: EraftKvClient, rng: ChaosRng): Promise<void> {
+    let seq = 0;
+    const value = (): string => `c${c}-${++seq}`;
+    while (this.running) {
+      const roll = rng.float();
+      const key = rng.pick(this.keys);
+      if (roll < 0.4) {
+        const written = value();
+        await this.write(c, key, written, () => client.put(key, written));
+      } else if (roll < 0.75) {
+        await this.read(c, key, client);
+      } else if (roll < 0.85) {
+        await this.write(c, key, null, () => client.del(key).then(() => undefined));
+      } else {
+        await this.batch(c, client, rng, value);
+      }
+      const think = rng.int(this.options.thinkMsMax + 1);
+      if (think > 0) await new Promise((resolve) => setTimeout(resolve, think));
+    }
+  }
+
+  private async write(
+    c: number,
+    key: string,
+    written: string | null,
+    run: () => Promise<void>,
+  ): Promise<void> {
+    const id = this.recorder.invokeWrite(c, key, written);
+    this.counts.writes++;
+    try {
+      await run();
+      this.recorder.ok(id);
+      this.counts.ok++;
+    } catch (err) {
+      this.noteError(err);
+      if (err instanceof InvalidArgumentError) {
+        this.recorder.fail(id);
+        this.counts.fail++;
+      } else {
+        this.recorder.unknown(id);
+        this.counts.unknown++;
+      }
+    }
+  }
+
+  private async read(c: number, key: string, client: EraftKvClient): Promise<void> {
+    const id = this.recorder.invokeRead(c, key);
+    this.counts.reads++;
+    try {
+      const value = await client.get(key);
+      this.recorder.ok(id, value === undefined ? null : value.toString());
+      this.counts.ok++;
+    } catch (err) {
+      this.noteError(err);
+      this.recorder.unknown(id);
+      this.counts.unknown++;
+    }
+  }
+
+  /** A batch of 2-3 operations on distinct keys, applied atomically; one record per key. */
+  private async batch(
+    c: number,
+    client: EraftKvClient,
+    rng: ChaosRng,
+    value: () => string,
+  ): Promise<void> {
+    const keys = rng.sample(this.keys, 2 + rng.int(2));
+    const ops: BatchOp[] = [];
+    const ids: { id: number; kind: 'read' | 'write' }[] = [];
+    for (const key of keys) {
+      if (rng.float() < 0.6) {
+        const v = value();
+        ops.push({ type: 'put', key, value: v });
+        ids.push({ id: this.recorder.invokeWrite(c, key, v), kind: 'write' });
+      } else {
+        ops.push({ type: 'get', key });
+        ids.push({ id: this.recorder.invokeRead(c, key), kind: 'read' });
+      }
+    }
+    this.counts.batches++;
+    try {
+      const results = await client.batch(ops);
+      results.forEach((r, i) => {
+        if (r.type === 'get')
+          this.recorder.ok(ids[i].id, r.value === undefined ? null : r.value.toString());
+        else this.recorder.ok(ids[i].id);
+      });
+      this.counts.ok++;
+    } catch (err) {
+      this.noteError(err);
+      const definite = err instanceof InvalidArgumentError;
+      for (const { id } of ids) {
+        if (definite) this.recorder.fail(id);
+        else this.recorder.unknown(id);
+      }
+      if (definite) this.counts.fail++;
+      else this.counts.unknown++;
+    }
+  }
+}

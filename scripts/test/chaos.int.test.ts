@@ -1,0 +1,85 @@
+// The short chaos run of CI: every nemesis for about a minute against a real cluster, then the
+// history must be linearizable and every replica must hold the same state. A longer run is
+// `npm run chaos -- --duration 600`.
+import { execFile } from 'node:child_process';
+import { mkdtemp, readdir, readFile, rm } from 'node:fs/promises';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
+import { repositoryDir } from '../local-cluster';
+
+jest.setTimeout(300_000);
+
+interface Summary {
+  seed: number;
+  verdict: string;
+  operations: { ok: number; fail: number; unknown: number; recorded: number };
+  faults: Record<string, number>;
+  snapshots: { sent: number; installed: number };
+  replicas: { node: string; applied: number; digest: string }[];
+  resultsDir: string;
+}
+
+describe('chaos (short run)', () => {
+  let out: string;
+  beforeAll(async () => {
+    out = await mkdtemp(join(tmpdir(), 'eraftkv-chaos-results-'));
+  });
+  afterAll(async () => {
+    await rm(out, { recursive: true, force: true });
+  });
+
+  it('stays linearizable and consistent through a minute of every nemesis', async () => {
+    const seed = Number(process.env.ERAFTKV_CHAOS_SEED ?? Math.floor(Math.random() * 1_000_000));
+    const result = await new Promise<{ code: number; stdout: string; stderr: string }>(
+      (resolve) => {
+        execFile(
+          process.execPath,
+          [
+            join(repositoryDir, 'scripts/dist/chaos/run-chaos.js'),
+            '--duration',
+            '60',
+            '--seed',
+            String(seed),
+            '--out',
+            out,
+          ],
+          { timeout: 280_000, maxBuffer: 64 * 1024 * 1024 },
+          (err, stdout, stderr) =>
+            resolve({
+              code: err === null ? 0 : typeof err.code === 'number' ? err.code : -1,
+              stdout,
+              stderr,
+            }),
+        );
+      },
+    );
+    const dirs = await readdir(out);
+    expect(dirs).toHaveLength(1);
+    const summary = JSON.parse(
+      await readFile(join(out, dirs[0], 'summary.json'), 'utf8'),
+    ) as Summary;
+    const report = await readFile(join(out, dirs[0], 'report.txt'), 'utf8');
+    // On failure, the seed and the report say everything.
+    expect({ seed, verdict: summary.verdict, code: result.code }).toEqual({
+      seed,
+      verdict: 'ok',
+      code: 0,
+    });
+    expect(report).toMatch(/linearizability .*: ok/);
+    expect(summary.operations.ok).toBeGreaterThan(1000);
+    expect(summary.operations.recorded).toBeGreaterThan(1000);
+    // Every kind of fault really happened.
+    for (const kind of [
+      'kills',
+      'pauses',
+      'partitions',
+      'transfers',
+      'membershipChanges',
+      'snapshotsForced',
+    ]) {
+      expect({ kind, happened: (summary.faults[kind] ?? 0) > 0 }).toEqual({ kind, happened: true });
+    }
+    expect(new Set(summary.replicas.map((r) => r.digest)).size).toBe(1);
+    expect(summary.replicas.length).toBeGreaterThanOrEqual(3);
+  });
+});
