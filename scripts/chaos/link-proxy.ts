@@ -1,8 +1,10 @@
 // A TCP proxy for one directed peer link (node a dialing node b). The chaos suite puts one in
-// front of every link and turns them into partitions: `blackhole` swallows bytes in both
-// directions and keeps connections open (requests hang until their deadline, as behind a real
-// partition), `drop` refuses and resets connections, `delay` holds every chunk back, `pass`
-// forwards. Modes apply to connections already open, not only to new ones.
+// front of every link and turns them into partitions: `blackhole` stops moving bytes in both
+// directions but keeps connections open and loses nothing (requests hang until their deadline;
+// once healed, what was held back arrives late, as TCP would deliver it after a partition),
+// `drop` refuses and resets connections, `delay` holds every chunk back, `pass` forwards. Modes
+// apply to connections already open, not only to new ones. Bytes are never silently discarded:
+// that would corrupt the HTTP/2 stream, which no real network does.
 import { connect, createServer, type AddressInfo, type Server, type Socket } from 'node:net';
 
 export type LinkMode =
@@ -24,7 +26,14 @@ export class LinkProxy {
   private server: Server | null = null;
   private listenPort = 0;
   /** Bytes forwarded (both directions) and swallowed, for the report. */
-  readonly stats = { forwarded: 0, swallowed: 0, refused: 0 };
+  readonly stats = { forwarded: 0, held: 0, refused: 0 };
+  private flowWaiters: (() => void)[] = [];
+
+  /** Resolves once the link is no longer a blackhole. */
+  private untilFlowing(): Promise<void> {
+    if (this.mode.kind !== 'blackhole') return Promise.resolve();
+    return new Promise((resolve) => this.flowWaiters.push(resolve));
+  }
 
   constructor(
     /** For messages: "kv-1-1 -> kv-1-2". */
@@ -61,10 +70,18 @@ export class LinkProxy {
 
   setMode(mode: LinkMode): void {
     this.mode = mode;
-    if (mode.kind === 'drop') {
-      for (const pair of this.pairs) {
+    if (mode.kind !== 'blackhole') for (const wake of this.flowWaiters.splice(0)) wake();
+    for (const pair of this.pairs) {
+      if (mode.kind === 'drop') {
         pair.client.destroy();
         pair.upstream.destroy();
+      } else if (mode.kind === 'blackhole') {
+        // Stop reading: the bytes wait in the sockets, the senders see no progress.
+        pair.client.pause();
+        pair.upstream.pause();
+      } else {
+        pair.client.resume();
+        pair.upstream.resume();
       }
     }
   }
@@ -89,6 +106,10 @@ export class LinkProxy {
     upstream.on('error', close).on('close', close);
     this.forward(client, upstream);
     this.forward(upstream, client);
+    if (this.mode.kind === 'blackhole') {
+      client.pause();
+      upstream.pause();
+    }
   }
 
   /** Copies `from` to `to` through the current mode, keeping the order of chunks. */
@@ -104,8 +125,16 @@ export class LinkProxy {
           });
           return;
         case 'blackhole':
+          // Read before the pause took effect: hold it until the link heals.
+          this.stats.held += chunk.length;
+          queue = queue
+            .then(() => this.untilFlowing())
+            .then(() => {
+              if (!to.destroyed) to.write(chunk);
+            });
+          return;
         case 'drop':
-          this.stats.swallowed += chunk.length;
+          // The connection is being reset: nothing more goes through it.
           return;
         case 'delay': {
           // Each chunk is due `ms` after it arrived; order is kept, delays do not add up.

@@ -7,7 +7,7 @@
 // every replica of the kv group must hold the same state (a digest at the same applied index).
 // Writes the history, a readable report and a summary to --out/<time>-seed<S>/. Exit code 0 only
 // when the history is linearizable and the replicas agree.
-import { mkdir, mkdtemp, rm, writeFile } from 'node:fs/promises';
+import { copyFile, mkdir, mkdtemp, rm, writeFile } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import { join, resolve } from 'node:path';
 import { EraftKvClient } from '@eraftkv/client';
@@ -130,6 +130,28 @@ export interface ChaosSummary {
   readonly error: string | null;
 }
 
+/** Every node's Raft status, for reports (a node that does not answer says so). */
+async function describeNodes(cluster: ChaosCluster, client: EraftKvClient): Promise<string[]> {
+  const lines: string[] = [];
+  for (const spec of [...cluster.metaNodes, ...cluster.kvNodes]) {
+    if (!cluster.local.isRunning(spec.name)) continue;
+    try {
+      const s = await client.status(spec.grpcAddress, { deadlineMs: 2000 });
+      lines.push(
+        `  ${spec.name}: ${s.role} term ${s.term} leader ${s.leaderId} commit ${s.commitIndex} ` +
+          `applied ${s.appliedIndex} last ${s.lastLogIndex} snapshot ${s.snapshotIndex} ` +
+          `members ${(s.membership?.members ?? []).map((m) => `${m.id}${m.learner ? 'L' : ''}`).join(',')}` +
+          (s.progress.length > 0
+            ? ` progress ${s.progress.map((p) => `${p.id}:${p.state}/${p.matchIndex}/${p.nextIndex}${p.recentActive ? '' : '(inactive)'}`).join(' ')}`
+            : ''),
+      );
+    } catch (err) {
+      lines.push(`  ${spec.name}: no answer (${(err as Error).message})`);
+    }
+  }
+  return lines;
+}
+
 async function main(): Promise<number> {
   const o = parseArgs(process.argv.slice(2));
   const stamp = new Date().toISOString().replace(/[:.]/g, '-');
@@ -163,7 +185,7 @@ async function main(): Promise<number> {
     { cluster, client: admin, rng, compactionMarginEntries, log },
     o.nemeses,
   );
-  let summary: ChaosSummary;
+  let summary: ChaosSummary | null = null;
   let progress: NodeJS.Timeout | null = null;
   let interrupted = false;
   process.once('SIGINT', () => {
@@ -301,6 +323,8 @@ async function main(): Promise<number> {
     ].join('\n');
     await writeFile(join(resultsDir, 'report.txt'), `${report}\n`);
   } catch (err) {
+    const nodes = await describeNodes(cluster, admin).catch(() => []);
+    lines.push('nodes when the run failed:', ...nodes);
     summary = {
       seed: o.seed,
       durationS: o.durationS,
@@ -325,11 +349,21 @@ async function main(): Promise<number> {
     admin.close();
     await local.stopAll(5000).catch(() => local.killAll());
     await cluster.close();
+    // A failed run keeps every node's log next to its report.
+    if (summary?.verdict !== 'ok') {
+      for (const spec of local.allSpecs()) {
+        await copyFile(
+          join(dataDir, `${spec.name}.log`),
+          join(resultsDir, `${spec.name}.log`),
+        ).catch(() => undefined);
+      }
+    }
     if (o.keepData) console.log(`cluster data kept in ${dataDir}`);
     else await rm(dataDir, { recursive: true, force: true });
   }
-  await writeFile(join(resultsDir, 'summary.json'), `${JSON.stringify(summary, null, 2)}\n`);
   const s = summary;
+  if (s === null) throw new Error('the chaos run ended without a summary');
+  await writeFile(join(resultsDir, 'summary.json'), `${JSON.stringify(s, null, 2)}\n`);
   console.log(
     `chaos verdict: ${s.verdict} | ${s.operations.ok} ok, ${s.operations.fail} fail, ${s.operations.unknown} unknown | ` +
       `faults ${Object.entries(s.faults)

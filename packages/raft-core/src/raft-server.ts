@@ -758,7 +758,8 @@ export class RaftServer<R> implements PeerInbox {
 
   /** Steps a peer's request; resolves with the core's answer after it is durable. */
   stepRequest(m: Message): Promise<Message | null> {
-    if (this.stopping) return Promise.reject(new StoppedError('node is stopping'));
+    const stopped = this.stoppedError();
+    if (stopped !== null) return Promise.reject(stopped);
     return new Promise((resolve) => {
       this.node.step(m);
       this.waiters.push({ from: m.from, request: m.type, seq: this.stepSeq++, resolve });

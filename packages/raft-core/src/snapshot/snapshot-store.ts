@@ -75,7 +75,8 @@ export async function checksumFile(path: string): Promise<{ crc32: number; sizeB
   let size = 0;
   for await (const chunk of createReadStream(path, { highWaterMark: 1 << 20 })) {
     const buf = chunk as Buffer;
-    crc = crc32(buf, crc);
+    // zlib.crc32 restarts from 0 for an empty buffer that has no memory behind it: skip those.
+    if (buf.length > 0) crc = crc32(buf, crc);
     size += buf.length;
   }
   return { crc32: crc, sizeBytes: size };
@@ -269,7 +270,7 @@ export class SnapshotStore {
     }
     await incoming.handle.write(block.data, 0, block.data.length, incoming.size);
     incoming.size += block.data.length;
-    incoming.crc = crc32(block.data, incoming.crc);
+    if (block.data.length > 0) incoming.crc = crc32(block.data, incoming.crc);
     if (!block.isLast) return { kind: 'next', offset: incoming.size };
     if (incoming.size !== block.fileSizeBytes || incoming.crc !== block.fileCrc32) {
       const reason =

@@ -119,9 +119,18 @@ export function createGrpcPeerRpc(address: string, options: PeerTransportOptions
 interface Peer {
   readonly id: NodeId;
   readonly address: string;
-  readonly rpc: PeerRpc;
+  rpc: PeerRpc;
   snapshotInFlight: boolean;
+  /** RPCs that failed in a row (reset by any success). */
+  failuresInARow: number;
 }
+
+/**
+ * After this many failed RPCs in a row, a peer's channels are closed and opened anew: a connection
+ * that went silently dead (a middlebox, a peer resumed after a long pause) is not trusted to heal
+ * itself through keepalives.
+ */
+const reconnectAfterFailures = 20;
 
 export class PeerTransport {
   private readonly peers = new Map<NodeId, Peer>();
@@ -151,6 +160,7 @@ export class PeerTransport {
         address,
         rpc: create(address, this.options),
         snapshotInFlight: false,
+        failuresInARow: 0,
       });
     }
   }
@@ -171,6 +181,7 @@ export class PeerTransport {
     const started = process.hrtime.bigint();
     const done = (kind: string, failed: boolean): void => {
       o.observe?.(kind, m.to, Number(process.hrtime.bigint() - started) / 1e9, failed);
+      this.countOutcome(peer, failed);
     };
     switch (m.type) {
       case MessageType.Vote:
@@ -216,6 +227,18 @@ export class PeerTransport {
         // Responses ride back on the reply of the request they answer.
         return;
     }
+  }
+
+  private countOutcome(peer: Peer, failed: boolean): void {
+    if (!failed) {
+      peer.failuresInARow = 0;
+      return;
+    }
+    if (++peer.failuresInARow < reconnectAfterFailures || this.closed) return;
+    peer.failuresInARow = 0;
+    if (this.peers.get(peer.id) !== peer) return;
+    peer.rpc.close();
+    peer.rpc = (this.options.createPeerRpc ?? createGrpcPeerRpc)(peer.address, this.options);
   }
 
   private deliver(m: Message | null): void {
@@ -288,8 +311,10 @@ export class PeerTransport {
       try {
         resp = await peer.rpc.snapshot(req, o.rpcTimeoutMs);
         o.observe?.('snapshot', m.to, Number(process.hrtime.bigint() - started) / 1e9, false);
+        this.countOutcome(peer, false);
       } catch {
         o.observe?.('snapshot', m.to, Number(process.hrtime.bigint() - started) / 1e9, true);
+        this.countOutcome(peer, true);
         if (++failures > o.snapshotRetriesMax) return false;
         // Back off a little, then resume: the follower answers with the offset it has.
         await new Promise((resolve) => setTimeout(resolve, 100 * failures));
