@@ -570,10 +570,4 @@ export class DataStateMachine implements StateMachine<KvApplyResult> {
       return { index: this.applied, digest: hash.digest('hex') };
     });
   }
-
-  /** The approximate size of the state on disk. */
-  dbSizeBytes(): Promise<number> {
-    if (this.closed) return Promise.resolve(0);
-    return this.engine.approximateSizeBytes({ gte: Buffer.from([0]), lt: Buffer.from([0xff]) });
-  }
 }

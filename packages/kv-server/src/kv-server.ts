@@ -17,6 +17,7 @@ import type { ERaftKvServer } from '@eraftkv/protocol';
 import {
   adminHandlers,
   formatPeers,
+  directorySizeBytes,
   GroupCaller,
   peerServiceHandlers,
   RaftServer,
@@ -217,7 +218,7 @@ export class KvServer {
         serverType: 'kv',
         version: o.version ?? '',
         configVersion: () => stateMachine.configVersion(),
-        dbSizeBytes: () => stateMachine.dbSizeBytes(),
+        dbSizeBytes: () => directorySizeBytes(o.dataDir),
         stateDigest: () => stateMachine.stateDigest(),
         onInternalError,
       }),

@@ -9,6 +9,7 @@ import { collectDefaultMetrics, Registry } from 'prom-client';
 import type { ERaftKvServer } from '@eraftkv/protocol';
 import {
   adminHandlers,
+  directorySizeBytes,
   formatPeers,
   peerServiceHandlers,
   RaftServer,
@@ -255,7 +256,7 @@ export class MetaServer {
         serverType: 'meta',
         version: o.version ?? '',
         configVersion: () => stateMachine.topology.configVersion,
-        dbSizeBytes: () => stateMachine.sizeBytes(),
+        dbSizeBytes: () => directorySizeBytes(o.dataDir),
         onInternalError,
       }),
       clusterConfigChange: clusterConfigChangeHandler({

@@ -215,14 +215,6 @@ export class TopologyStateMachine implements StateMachine<CommandOutcome> {
     this.applied = index;
   }
 
-  /** The approximate size of the state on disk. */
-  sizeBytes(): Promise<number> {
-    return this.engine.approximateSizeBytes({
-      gte: Buffer.alloc(0),
-      lt: Buffer.from([0xff]),
-    });
-  }
-
   close(): Promise<void> {
     return this.engine.close();
   }

@@ -34,6 +34,7 @@ export {
 export { SnapshotStore, type SnapshotFile } from './snapshot';
 export type { StateMachine } from './state-machine';
 export {
+  directorySizeBytes,
   openRocksEngine,
   StorageEngineError,
   type KeyRange,

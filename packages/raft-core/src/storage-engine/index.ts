@@ -1,4 +1,4 @@
-export { openRocksEngine } from './rocks-engine';
+export { directorySizeBytes, openRocksEngine } from './rocks-engine';
 export {
   StorageEngineError,
   type KeyRange,

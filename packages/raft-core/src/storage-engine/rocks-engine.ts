@@ -1,5 +1,6 @@
 // StorageEngine on RocksDB through level-rocksdb.
-import { mkdir } from 'node:fs/promises';
+import { mkdir, readdir, stat } from 'node:fs/promises';
+import { join } from 'node:path';
 import level from 'level-rocksdb';
 import {
   StorageEngineError,
@@ -81,4 +82,25 @@ export async function openRocksEngine(path: string): Promise<StorageEngine> {
     throw new StorageEngineError(`cannot open RocksDB at ${path}: ${message}`, { cause: err });
   });
   return new RocksEngine(path, db);
+}
+
+/** The bytes of every file under `dir` (a data dir's size on disk, as `du` would count it). */
+export async function directorySizeBytes(dir: string): Promise<number> {
+  let total = 0;
+  let entries;
+  try {
+    entries = await readdir(dir, { withFileTypes: true });
+  } catch {
+    return 0;
+  }
+  for (const entry of entries) {
+    const path = join(dir, entry.name);
+    if (entry.isDirectory()) total += await directorySizeBytes(path);
+    else if (entry.isFile())
+      total += await stat(path).then(
+        (s) => s.size,
+        () => 0,
+      );
+  }
+  return total;
 }
