@@ -91,7 +91,10 @@ async function child(): Promise<void> {
   let server: RaftServer<number> | null = null;
   let cpuMark = process.cpuUsage();
   const holder: { inbox: PeerInbox | null } = { inbox: null };
-  const grpcServer = new grpc.Server({ 'grpc.max_receive_message_length': 8 << 20 });
+  const grpcServer = new grpc.Server({
+    'grpc.max_receive_message_length': 8 << 20,
+    'grpc.enable_channelz': 0,
+  });
   const inbox: PeerInbox = {
     get selfId() {
       return holder.inbox!.selfId;
@@ -108,6 +111,7 @@ async function child(): Promise<void> {
   const service: ERaftKvServer = {
     ...peerServiceHandlers(inbox),
     processRwOperation: unimplemented,
+    processRwOperationStream: (call) => call.end(),
     clusterConfigChange: unimplemented,
     memberChange: unimplemented,
     transferLeader: unimplemented,

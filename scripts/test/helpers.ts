@@ -77,6 +77,7 @@ export class BareClients {
       kvs: [],
       readConsistency: ReadConsistency.LINEARIZABLE,
       configVersion: 0,
+      requestId: 0,
       ...req,
     };
     return new Promise((resolve, reject) =>

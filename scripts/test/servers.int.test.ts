@@ -8,6 +8,7 @@ import {
   ErrorCode,
   HandleServerType,
   slotOfKey,
+  type ClientOperationResp,
 } from '@eraftkv/protocol';
 import { httpGet, waitUntil, type LocalCluster } from '../local-cluster';
 import { BareClients, checkMetricsText, op, sample, startTestCluster } from './helpers';
@@ -205,6 +206,56 @@ describe('meta and kv servers as processes', () => {
     expect(ok.ops[0].value.toString()).toBe('world');
     const absent = await clients.rw(leader, { kvs: [op(ClientOpType.Get, 'big')] });
     expect(absent.ops[0].found).toBe(false);
+  });
+
+  it('serves many requests over one ProcessRWOperationStream, each answered by its request id', async () => {
+    const leader = await kvLeader();
+    const call = clients.get(leader).processRwOperationStream();
+    const answers = new Map<number, ClientOperationResp>();
+    const done = new Promise<void>((resolve, reject) => {
+      call.on('data', (resp: ClientOperationResp) => {
+        answers.set(resp.requestId, resp);
+        if (answers.size === 41) resolve();
+      });
+      call.on('error', reject);
+    });
+    const base = { opTimestamp: 0, commandId: 0, readConsistency: 0, configVersion: 0 };
+    const keys = Array.from({ length: 40 }, (_, i) => `stream-${i}`).filter(
+      (k) => slotOfKey(Buffer.from(k), slotCount) !== orphanSlot,
+    );
+    keys.forEach((k, i) =>
+      call.write({
+        ...base,
+        clientId: 'stream',
+        commandId: i + 1,
+        kvs: [op(ClientOpType.Put, k, `v-${k}`)],
+        requestId: 1000 + i,
+      }),
+    );
+    // One bad request among them fails alone, with the status a unary call would have had.
+    call.write({ ...base, clientId: '', kvs: [], requestId: 7 });
+    for (let i = keys.length; i < 40; i++)
+      call.write({
+        ...base,
+        clientId: '',
+        kvs: [op(ClientOpType.Get, 'hello')],
+        requestId: 1000 + i,
+      });
+    await done;
+    call.end();
+    expect(answers.get(7)?.statusCode).toBe(grpc.status.INVALID_ARGUMENT);
+    for (let i = 0; i < 40; i++) {
+      const resp = answers.get(1000 + i);
+      expect({ i, statusCode: resp?.statusCode, errorCode: resp?.errorCode }).toEqual({
+        i,
+        statusCode: 0,
+        errorCode: ErrorCode.OK,
+      });
+    }
+    for (const k of keys) {
+      const read = await clients.rw(leader, { kvs: [op(ClientOpType.Get, k)] });
+      expect(read.ops[0].value.toString()).toBe(`v-${k}`);
+    }
   });
 
   it('applies a duplicate (client_id, command_id) once', async () => {

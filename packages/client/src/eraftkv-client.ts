@@ -108,8 +108,6 @@ export function toBytes(value: Bytes): Buffer {
 
 type Method<Req, Resp> = (client: ERaftKvClient) => UnaryCall<Req, Resp>;
 
-const processRw: Method<ClientOperationReq, ClientOperationResp> = (c) =>
-  c.processRwOperation.bind(c);
 const configChange: Method<ClusterConfigChangeReq, ClusterConfigChangeResp> = (c) =>
   c.clusterConfigChange.bind(c);
 
@@ -379,12 +377,7 @@ export class EraftKvClient {
       );
       let resp: ClientOperationResp;
       try {
-        resp = await this.connections.unary(
-          address,
-          processRw,
-          request,
-          this.attemptTimeout(deadline),
-        );
+        resp = await this.connections.processRw(address, request, this.attemptTimeout(deadline));
       } catch (err) {
         await this.afterRpcError(err, address, attempt);
         continue;
@@ -941,6 +934,7 @@ function emptyRequest(): ClientOperationReq {
     kvs: [],
     readConsistency: ReadConsistency.LINEARIZABLE,
     configVersion: 0,
+    requestId: 0,
   };
 }
 

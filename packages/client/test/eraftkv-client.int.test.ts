@@ -49,6 +49,8 @@ function resp(fields: Partial<ClientOperationResp>): ClientOperationResp {
     errorMessage: '',
     leaderId: 0,
     groupId: 1,
+    requestId: 0,
+    statusCode: 0,
     ...fields,
   };
 }
@@ -87,28 +89,40 @@ async function startKv(): Promise<FakeKv> {
     data: new Map(),
     applied: new Map(),
   };
+  /** One request, as the fake leader answers it: a scripted answer or the fake data. */
+  const answer = (req: ClientOperationReq): ClientOperationResp | grpc.ServiceError => {
+    fake.calls.push(req);
+    const scripted = fake.script.shift()?.(req) ?? null;
+    if (scripted !== null) return scripted;
+    const id = `${req.clientId}/${req.commandId}`;
+    const previous = req.clientId !== '' ? fake.applied.get(id) : undefined;
+    if (previous !== undefined) return previous;
+    const result = resp({ ops: req.kvs.map((op) => answerOp(op, fake.data)) });
+    if (req.clientId !== '') fake.applied.set(id, result);
+    return result;
+  };
   const impl: ERaftKvServer = {
     processRwOperation: (call, callback) => {
-      const req = call.request;
-      fake.calls.push(req);
-      const scripted = fake.script.shift()?.(req) ?? null;
-      if (scripted !== null && 'code' in scripted) {
-        callback(scripted);
-        return;
-      }
-      if (scripted !== null) {
-        callback(null, scripted);
-        return;
-      }
-      const id = `${req.clientId}/${req.commandId}`;
-      const previous = req.clientId !== '' ? fake.applied.get(id) : undefined;
-      if (previous !== undefined) {
-        callback(null, previous);
-        return;
-      }
-      const answer = resp({ ops: req.kvs.map((op) => answerOp(op, fake.data)) });
-      if (req.clientId !== '') fake.applied.set(id, answer);
-      callback(null, answer);
+      const result = answer(call.request);
+      if ('code' in result) callback(result);
+      else callback(null, result);
+    },
+    processRwOperationStream: (call) => {
+      call.on('data', (req: ClientOperationReq) => {
+        const result = answer(req);
+        if ('code' in result) {
+          call.write(
+            resp({
+              requestId: req.requestId,
+              statusCode: result.code ?? grpc.status.UNKNOWN,
+              errorMessage: result.details,
+            }),
+          );
+        } else {
+          call.write({ ...result, requestId: req.requestId, statusCode: 0 });
+        }
+      });
+      call.on('end', () => call.end());
     },
     requestVote: unimplemented,
     appendEntries: unimplemented,
@@ -190,6 +204,7 @@ async function startMeta(): Promise<FakeMeta> {
       callback(null, topology());
     },
     processRwOperation: unimplemented,
+    processRwOperationStream: (call) => call.end(),
     requestVote: unimplemented,
     appendEntries: unimplemented,
     snapshot: unimplemented,

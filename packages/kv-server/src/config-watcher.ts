@@ -136,7 +136,7 @@ export class ConfigWatcher {
   /** Makes the meta record of this group's servers match the Raft membership. */
   private async syncServers(record: ShardGroup): Promise<void> {
     const { raft, groupId, logger } = this.options;
-    const members: readonly Member[] = raft.status().membership;
+    const members: readonly Member[] = raft.membership();
     const changes: {
       change: ChangeType.ServerJoin | ChangeType.ServerLeave;
       id: number;

@@ -144,6 +144,15 @@ export class KvServer {
         (running.service[name] as unknown as AnyUnaryHandler)(call, callback);
       }) satisfies AnyUnaryHandler;
     }
+    const stream: ERaftKvServer['processRwOperationStream'] = (call) => {
+      const running = this.running;
+      if (running === null) {
+        call.emit('error', { code: grpc.status.UNAVAILABLE, details: 'the kv server is starting' });
+        return;
+      }
+      running.service.processRwOperationStream(call);
+    };
+    dispatch.processRwOperationStream = stream as grpc.UntypedHandleCall;
     // The limits of one message: a whole read response, or a log entry with room to spare.
     const messageBytesMax = Math.max(
       this.limits.responseBytesMax * 2,
@@ -201,7 +210,7 @@ export class KvServer {
       await stateMachine.close().catch(() => undefined);
       throw err;
     }
-    this.warnIfPeersDisagree(peers, raft.status().membership);
+    this.warnIfPeersDisagree(peers, raft.membership());
     const watcher = new ConfigWatcher({
       groupId: o.groupId,
       raft,
@@ -252,7 +261,7 @@ export class KvServer {
       listen: this.address,
       metrics: http?.address ?? '',
       meta: o.metaAddresses.join(','),
-      members: formatPeers(raft.status().membership),
+      members: formatPeers(raft.membership()),
     });
   }
 

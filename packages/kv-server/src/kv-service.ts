@@ -30,7 +30,13 @@ export interface KvServiceOptions {
   readonly onInternalError?: (err: Error) => void;
 }
 
-export type KvServiceHandlers = Pick<ERaftKvServer, 'processRwOperation' | 'clusterConfigChange'>;
+export type KvServiceHandlers = Pick<
+  ERaftKvServer,
+  'processRwOperation' | 'processRwOperationStream' | 'clusterConfigChange'
+>;
+
+/** Requests one stream may have in flight before more are refused with RESOURCE_EXHAUSTED. */
+const streamRequestsInFlightMax = 4096;
 
 interface Outcome {
   readonly ops?: KvOpPair[];
@@ -55,6 +61,8 @@ export function kvServiceHandlers(options: KvServiceOptions): KvServiceHandlers 
       errorMessage: outcome.errorMessage ?? '',
       leaderId,
       groupId,
+      requestId: 0,
+      statusCode: 0,
     };
   };
 
@@ -119,11 +127,72 @@ export function kvServiceHandlers(options: KvServiceOptions): KvServiceHandlers 
     }
   };
 
+  const handle = (req: ClientOperationReq): Promise<ClientOperationResp> => {
+    const kind = validateClientRequest(req, limits);
+    return kind === 'read' ? read(req) : write(req);
+  };
+
+  /** What a unary call would have ended with, as a response on the stream. */
+  const failedOnStream = (err: unknown, requestId: number): ClientOperationResp => {
+    let code: grpc.status;
+    let message: string;
+    if (err instanceof StatusError) {
+      code = err.code;
+      message = err.message;
+    } else if (err instanceof RangeError) {
+      code = grpc.status.INVALID_ARGUMENT;
+      message = err.message;
+    } else {
+      const e = err instanceof Error ? err : new Error(String(err));
+      options.onInternalError?.(e);
+      code = grpc.status.INTERNAL;
+      message = e.message;
+    }
+    return { ...respond({ errorMessage: message }), requestId, statusCode: code };
+  };
+
   return {
-    processRwOperation: unaryHandler<ClientOperationReq, ClientOperationResp>(async (req) => {
-      const kind = validateClientRequest(req, limits);
-      return kind === 'read' ? read(req) : write(req);
-    }, options.onInternalError),
+    processRwOperation: unaryHandler<ClientOperationReq, ClientOperationResp>(
+      handle,
+      options.onInternalError,
+    ),
+    processRwOperationStream: (call) => {
+      let inFlight = 0;
+      let ended = false;
+      const finishIfDone = (): void => {
+        if (ended && inFlight === 0) call.end();
+      };
+      call.on('data', (req: ClientOperationReq) => {
+        if (inFlight >= streamRequestsInFlightMax) {
+          const busy = new StatusError(
+            grpc.status.RESOURCE_EXHAUSTED,
+            `${streamRequestsInFlightMax} requests are already in flight on this stream; wait for answers`,
+          );
+          call.write(failedOnStream(busy, req.requestId));
+          return;
+        }
+        inFlight++;
+        Promise.resolve(req)
+          .then(handle)
+          .then(
+            (resp) => ({ ...resp, requestId: req.requestId, statusCode: 0 }),
+            (err: unknown) => failedOnStream(err, req.requestId),
+          )
+          .then((resp) => {
+            inFlight--;
+            if (!call.cancelled && !call.writableEnded) call.write(resp);
+            finishIfDone();
+          })
+          .catch((err: unknown) => options.onInternalError?.(err as Error));
+      });
+      call.on('end', () => {
+        ended = true;
+        finishIfDone();
+      });
+      call.on('error', () => {
+        ended = true;
+      });
+    },
     clusterConfigChange: unaryHandler<ClusterConfigChangeReq, ClusterConfigChangeResp>(
       async (req) => {
         if (req.changeType !== ChangeType.SlotMove) {

@@ -184,6 +184,7 @@ export class FakeMeta {
       snapshot: unimplemented,
       timeoutNow: unimplemented,
       processRwOperation: unimplemented,
+      processRwOperationStream: (call) => call.end(),
       memberChange: unimplemented,
       transferLeader: unimplemented,
       status: unimplemented,

@@ -10,6 +10,7 @@ import type { ERaftKvServer } from '@eraftkv/protocol';
 import {
   adminHandlers,
   directorySizeBytes,
+  unimplementedStream,
   formatPeers,
   peerServiceHandlers,
   RaftServer,
@@ -155,6 +156,9 @@ export class MetaServer {
       snapshot: delegate('snapshot'),
       timeoutNow: delegate('timeoutNow'),
       processRwOperation: delegate('processRwOperation'),
+      processRwOperationStream: unimplementedStream(
+        'ProcessRWOperationStream (a kv server operation)',
+      ),
       clusterConfigChange: delegate('clusterConfigChange'),
       memberChange: delegate('memberChange'),
       transferLeader: delegate('transferLeader'),
@@ -272,6 +276,9 @@ export class MetaServer {
           code: grpc.status.UNIMPLEMENTED,
           details: 'this is a meta server; send data operations to a kv server',
         }),
+      processRwOperationStream: unimplementedStream(
+        'ProcessRWOperationStream (a kv server operation)',
+      ),
     };
     this.slotMoves.watch(o.slotMoveCheckIntervalMs ?? 1000);
     this.reportMembership(bootstrap);
@@ -287,7 +294,7 @@ export class MetaServer {
 
   /** Warns when --peers disagrees with the membership the data dir holds (which wins). */
   private reportMembership(bootstrap: Membership | null): void {
-    const stored = this.raft.status().membership;
+    const stored = this.raft.membership();
     if (stored.length === 0) {
       this.logger.info(
         'empty data dir and no --peers: waiting for the meta leader to add this node (ServerJoin)',

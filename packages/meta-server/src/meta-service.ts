@@ -201,7 +201,7 @@ export function clusterConfigChangeHandler(
       success: outcome.code === ErrorCode.OK,
       errorCode: outcome.code,
       errorMessage: outcome.message,
-      shardGroup: topologyToWire(topology, raft.status().membership, leaderId),
+      shardGroup: topologyToWire(topology, raft.membership(), leaderId),
       configVersion: topology.configVersion,
       slotCount: topology.slotCount,
       leaderId,

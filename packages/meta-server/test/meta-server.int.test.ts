@@ -337,6 +337,7 @@ describe('MetaServer: a group of three over gRPC', () => {
             kvs: [],
             readConsistency: 0,
             configVersion: 0,
+            requestId: 0,
           },
           (err, resp) => (err ? reject(err) : resolve(resp)),
         ),

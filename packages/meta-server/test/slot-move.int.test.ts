@@ -36,6 +36,7 @@ class FakeKvNode {
       snapshot: unimplemented,
       timeoutNow: unimplemented,
       processRwOperation: unimplemented,
+      processRwOperationStream: (call) => call.end(),
       memberChange: unimplemented,
       transferLeader: unimplemented,
       status: unimplemented,

@@ -38,6 +38,7 @@ describe('ERaftKv over grpc-js', () => {
       snapshot: unimplemented,
       timeoutNow: unimplemented,
       processRwOperation: unimplemented,
+      processRwOperationStream: (call) => call.end(),
       clusterConfigChange: unimplemented,
       memberChange: unimplemented,
       transferLeader: unimplemented,

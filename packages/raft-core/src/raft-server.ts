@@ -323,7 +323,7 @@ export class RaftServer<R> implements PeerInbox {
       createPeerRpc: o.createPeerRpc,
       peerRoutes: o.peerRoutes,
     });
-    this.transport.setPeers(this.node.status().membership);
+    this.transport.setPeers(this.node.membership());
     this.logStore.onEntriesLoaded = () => {
       this.node.entriesAvailable();
       this.schedule();
@@ -551,7 +551,7 @@ export class RaftServer<R> implements PeerInbox {
     });
     this.appliedIndex = entries[entries.length - 1].index;
     if (membershipChanged) {
-      const membership = this.node.status().membership;
+      const membership = this.node.membership();
       this.transport.setPeers(membership);
       this.logger.info('membership changed', {
         members: membership
@@ -903,7 +903,7 @@ export class RaftServer<R> implements PeerInbox {
     await new Promise<R | undefined>((resolve, reject) => {
       this.proposals.set(result.index, { term: result.term, resolve, reject });
     });
-    return this.node.status().membership;
+    return this.node.membership();
   }
 
   addLearner(nodeId: NodeId, address: string): Promise<Membership> {
@@ -958,7 +958,7 @@ export class RaftServer<R> implements PeerInbox {
 
   addressOf(id: NodeId): string {
     if (id === noNode) return '';
-    return this.node.status().membership.find((m) => m.id === id)?.address ?? '';
+    return this.node.membership().find((m) => m.id === id)?.address ?? '';
   }
 
   leaderId(): NodeId {
@@ -967,6 +967,11 @@ export class RaftServer<R> implements PeerInbox {
 
   isLeader(): boolean {
     return this.role === Role.Leader;
+  }
+
+  /** The group's membership as this node sees it now. */
+  membership(): Membership {
+    return this.node.membership();
   }
 
   status(): RaftServerStatus {

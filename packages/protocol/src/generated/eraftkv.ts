@@ -10,8 +10,10 @@ import {
   type CallOptions,
   type ChannelCredentials,
   Client,
+  type ClientDuplexStream,
   type ClientOptions,
   type ClientUnaryCall,
+  type handleBidiStreamingCall,
   type handleUnaryCall,
   makeGenericClientConstructor,
   type Metadata,
@@ -824,6 +826,8 @@ export interface ClientOperationReq {
   readConsistency: ReadConsistency;
   /** The topology version the client routed with (0 when unknown). */
   configVersion: number;
+  /** On ProcessRWOperationStream: the client's number for this request, echoed in its response. */
+  requestId: number;
 }
 
 /** The kv group's answer to ClientOperationReq. */
@@ -837,6 +841,13 @@ export interface ClientOperationResp {
   errorMessage: string;
   leaderId: number;
   groupId: number;
+  /** On ProcessRWOperationStream: the request_id of the request this answers. */
+  requestId: number;
+  /**
+   * On ProcessRWOperationStream: the gRPC status code this request alone ended with (0: OK), what
+   * a unary call would have returned as its status; error_message then carries its message.
+   */
+  statusCode: number;
 }
 
 /** A membership change of the group that the receiving node belongs to. */
@@ -4206,7 +4217,7 @@ export const KvOpPair: MessageFns<KvOpPair> = {
 };
 
 function createBaseClientOperationReq(): ClientOperationReq {
-  return { opTimestamp: 0, clientId: "", commandId: 0, kvs: [], readConsistency: 0, configVersion: 0 };
+  return { opTimestamp: 0, clientId: "", commandId: 0, kvs: [], readConsistency: 0, configVersion: 0, requestId: 0 };
 }
 
 export const ClientOperationReq: MessageFns<ClientOperationReq> = {
@@ -4228,6 +4239,9 @@ export const ClientOperationReq: MessageFns<ClientOperationReq> = {
     }
     if (message.configVersion !== 0) {
       writer.uint32(48).int64(message.configVersion);
+    }
+    if (message.requestId !== 0) {
+      writer.uint32(56).uint64(message.requestId);
     }
     return writer;
   },
@@ -4293,6 +4307,14 @@ export const ClientOperationReq: MessageFns<ClientOperationReq> = {
             message.configVersion = longToNumber(reader.int64());
             continue;
           }
+          case 7: {
+            if (tag !== 56) {
+              break;
+            }
+
+            message.requestId = longToNumber(reader.uint64());
+            continue;
+          }
         }
         if ((tag & 7) === 4 || tag === 0) {
           break;
@@ -4333,6 +4355,11 @@ export const ClientOperationReq: MessageFns<ClientOperationReq> = {
         : isSet(object.config_version)
         ? globalThis.Number(object.config_version)
         : 0,
+      requestId: isSet(object.requestId)
+        ? globalThis.Number(object.requestId)
+        : isSet(object.request_id)
+        ? globalThis.Number(object.request_id)
+        : 0,
     };
   },
 
@@ -4356,6 +4383,9 @@ export const ClientOperationReq: MessageFns<ClientOperationReq> = {
     if (message.configVersion !== 0) {
       obj.configVersion = Math.round(message.configVersion);
     }
+    if (message.requestId !== 0) {
+      obj.requestId = Math.round(message.requestId);
+    }
     return obj;
   },
 
@@ -4370,12 +4400,23 @@ export const ClientOperationReq: MessageFns<ClientOperationReq> = {
     message.kvs = object.kvs?.map((e) => KvOpPair.fromPartial(e)) || [];
     message.readConsistency = object.readConsistency ?? 0;
     message.configVersion = object.configVersion ?? 0;
+    message.requestId = object.requestId ?? 0;
     return message;
   },
 };
 
 function createBaseClientOperationResp(): ClientOperationResp {
-  return { ops: [], errorCode: 0, leaderAddress: "", configVersion: 0, errorMessage: "", leaderId: 0, groupId: 0 };
+  return {
+    ops: [],
+    errorCode: 0,
+    leaderAddress: "",
+    configVersion: 0,
+    errorMessage: "",
+    leaderId: 0,
+    groupId: 0,
+    requestId: 0,
+    statusCode: 0,
+  };
 }
 
 export const ClientOperationResp: MessageFns<ClientOperationResp> = {
@@ -4400,6 +4441,12 @@ export const ClientOperationResp: MessageFns<ClientOperationResp> = {
     }
     if (message.groupId !== 0) {
       writer.uint32(56).int64(message.groupId);
+    }
+    if (message.requestId !== 0) {
+      writer.uint32(64).uint64(message.requestId);
+    }
+    if (message.statusCode !== 0) {
+      writer.uint32(72).uint32(message.statusCode);
     }
     return writer;
   },
@@ -4473,6 +4520,22 @@ export const ClientOperationResp: MessageFns<ClientOperationResp> = {
             message.groupId = longToNumber(reader.int64());
             continue;
           }
+          case 8: {
+            if (tag !== 64) {
+              break;
+            }
+
+            message.requestId = longToNumber(reader.uint64());
+            continue;
+          }
+          case 9: {
+            if (tag !== 72) {
+              break;
+            }
+
+            message.statusCode = reader.uint32();
+            continue;
+          }
         }
         if ((tag & 7) === 4 || tag === 0) {
           break;
@@ -4518,6 +4581,16 @@ export const ClientOperationResp: MessageFns<ClientOperationResp> = {
         : isSet(object.group_id)
         ? globalThis.Number(object.group_id)
         : 0,
+      requestId: isSet(object.requestId)
+        ? globalThis.Number(object.requestId)
+        : isSet(object.request_id)
+        ? globalThis.Number(object.request_id)
+        : 0,
+      statusCode: isSet(object.statusCode)
+        ? globalThis.Number(object.statusCode)
+        : isSet(object.status_code)
+        ? globalThis.Number(object.status_code)
+        : 0,
     };
   },
 
@@ -4544,6 +4617,12 @@ export const ClientOperationResp: MessageFns<ClientOperationResp> = {
     if (message.groupId !== 0) {
       obj.groupId = Math.round(message.groupId);
     }
+    if (message.requestId !== 0) {
+      obj.requestId = Math.round(message.requestId);
+    }
+    if (message.statusCode !== 0) {
+      obj.statusCode = Math.round(message.statusCode);
+    }
     return obj;
   },
 
@@ -4559,6 +4638,8 @@ export const ClientOperationResp: MessageFns<ClientOperationResp> = {
     message.errorMessage = object.errorMessage ?? "";
     message.leaderId = object.leaderId ?? 0;
     message.groupId = object.groupId ?? 0;
+    message.requestId = object.requestId ?? 0;
+    message.statusCode = object.statusCode ?? 0;
     return message;
   },
 };
@@ -5770,6 +5851,19 @@ export const ERaftKvService = {
     responseSerialize: (value: ClientOperationResp): Buffer => Buffer.from(ClientOperationResp.encode(value).finish()),
     responseDeserialize: (value: Buffer): ClientOperationResp => ClientOperationResp.decode(value),
   },
+  /**
+   * The same operations, many in flight over one stream (cheaper per request than unary calls):
+   * responses carry their request's request_id and may come back in any order.
+   */
+  processRwOperationStream: {
+    path: "/eraftkv.ERaftKv/ProcessRWOperationStream" as const,
+    requestStream: true as const,
+    responseStream: true as const,
+    requestSerialize: (value: ClientOperationReq): Buffer => Buffer.from(ClientOperationReq.encode(value).finish()),
+    requestDeserialize: (value: Buffer): ClientOperationReq => ClientOperationReq.decode(value),
+    responseSerialize: (value: ClientOperationResp): Buffer => Buffer.from(ClientOperationResp.encode(value).finish()),
+    responseDeserialize: (value: Buffer): ClientOperationResp => ClientOperationResp.decode(value),
+  },
   /** Topology changes and queries (meta servers). */
   clusterConfigChange: {
     path: "/eraftkv.ERaftKv/ClusterConfigChange" as const,
@@ -5820,6 +5914,11 @@ export interface ERaftKvServer extends UntypedServiceImplementation {
   timeoutNow: handleUnaryCall<TimeoutNowReq, TimeoutNowResp>;
   /** Data operations (kv servers). */
   processRwOperation: handleUnaryCall<ClientOperationReq, ClientOperationResp>;
+  /**
+   * The same operations, many in flight over one stream (cheaper per request than unary calls):
+   * responses carry their request's request_id and may come back in any order.
+   */
+  processRwOperationStream: handleBidiStreamingCall<ClientOperationReq, ClientOperationResp>;
   /** Topology changes and queries (meta servers). */
   clusterConfigChange: handleUnaryCall<ClusterConfigChangeReq, ClusterConfigChangeResp>;
   /** Administration of any group. */
@@ -5906,6 +6005,16 @@ export interface ERaftKvClient extends Client {
     options: Partial<CallOptions>,
     callback: (error: ServiceError | null, response: ClientOperationResp) => void,
   ): ClientUnaryCall;
+  /**
+   * The same operations, many in flight over one stream (cheaper per request than unary calls):
+   * responses carry their request's request_id and may come back in any order.
+   */
+  processRwOperationStream(): ClientDuplexStream<ClientOperationReq, ClientOperationResp>;
+  processRwOperationStream(options: Partial<CallOptions>): ClientDuplexStream<ClientOperationReq, ClientOperationResp>;
+  processRwOperationStream(
+    metadata: Metadata,
+    options?: Partial<CallOptions>,
+  ): ClientDuplexStream<ClientOperationReq, ClientOperationResp>;
   /** Topology changes and queries (meta servers). */
   clusterConfigChange(
     request: ClusterConfigChangeReq,

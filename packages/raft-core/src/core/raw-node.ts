@@ -306,6 +306,11 @@ export class RawNode {
     };
   }
 
+  /** The membership in effect now (as appended, committed or not). */
+  membership(): Membership {
+    return this.raft.currentMembership();
+  }
+
   /** The membership in effect at `index` (for the snapshot the runtime writes at that index). */
   membershipAt(index: number): Membership {
     return this.raft.membership.at(index);

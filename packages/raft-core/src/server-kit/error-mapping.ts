@@ -91,3 +91,12 @@ export function unaryHandler<Req, Resp>(
       );
   };
 }
+
+/** A streaming method this server does not offer: the stream ends with UNIMPLEMENTED. */
+export function unimplementedStream(
+  what: string,
+): (call: grpc.ServerDuplexStream<unknown, unknown>) => void {
+  return (call) => {
+    call.emit('error', { code: grpc.status.UNIMPLEMENTED, details: `${what} is not served here` });
+  };
+}

@@ -48,6 +48,7 @@ export class GroupCaller {
     let client = this.clients.get(address);
     if (client === undefined) {
       client = new ERaftKvClient(address, grpc.credentials.createInsecure(), {
+        'grpc.enable_channelz': 0,
         'grpc.initial_reconnect_backoff_ms': 100,
         'grpc.min_reconnect_backoff_ms': 100,
         'grpc.max_reconnect_backoff_ms': 1000,

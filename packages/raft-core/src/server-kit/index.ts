@@ -1,7 +1,13 @@
 // Pieces both server binaries are made of: the gRPC host, the admin RPCs, error mapping, the
 // shared command-line options, peer lists and the process life cycle.
 export { adminHandlers, type AdminInfo } from './admin-handlers';
-export { errorAnswer, StatusError, unaryHandler, type ErrorAnswer } from './error-mapping';
+export {
+  errorAnswer,
+  StatusError,
+  unaryHandler,
+  unimplementedStream,
+  type ErrorAnswer,
+} from './error-mapping';
 export { startGrpcHost, type GrpcHost, type GrpcHostOptions } from './grpc-host';
 export { commonNodeOptions, validateCommonArgs, type CommonNodeArgs } from './node-options';
 export { formatPeers, parsePeerRoutes, parsePeers, splitHostPort } from './peers';

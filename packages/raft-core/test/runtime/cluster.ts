@@ -61,6 +61,7 @@ export class TestCluster {
     const service: ERaftKvServer = {
       ...peerServiceHandlers(inbox),
       processRwOperation: unimplemented,
+      processRwOperationStream: (call) => call.end(),
       clusterConfigChange: unimplemented,
       memberChange: unimplemented,
       transferLeader: unimplemented,
