@@ -85,7 +85,7 @@ type FromChild =
       syncSeconds: number;
       proposals: number;
     }
-  | { kind: 'cpu'; micros: number };
+  | { kind: 'cpu'; micros: number; systemMicros: number };
 
 async function child(): Promise<void> {
   let server: RaftServer<number> | null = null;
@@ -180,7 +180,7 @@ async function child(): Promise<void> {
         });
       } else if (msg.kind === 'stop') {
         const usage = process.cpuUsage(cpuMark);
-        send({ kind: 'cpu', micros: usage.user + usage.system });
+        send({ kind: 'cpu', micros: usage.user + usage.system, systemMicros: usage.system });
         await server?.stop();
         grpcServer.forceShutdown();
         process.exit(0);
@@ -267,9 +267,19 @@ async function parent(options: Options): Promise<void> {
     leader.send({ kind: 'run', options } satisfies ToChild);
     const result = (await next(leader, 'result')) as Extract<FromChild, { kind: 'result' }>;
     for (const c of children) c.send({ kind: 'stop' } satisfies ToChild);
-    const cpu = await Promise.all(
-      children.map(async (c) => ((await next(c, 'cpu')) as { micros: number }).micros),
+    const usage = await Promise.all(
+      children.map(async (c) => (await next(c, 'cpu')) as Extract<FromChild, { kind: 'cpu' }>),
     );
+    const cpu = usage.map((u) => u.micros);
+    // Let the children exit on their own (a CPU profile is written at exit), bounded.
+    await Promise.race([
+      Promise.all(
+        children.map((c) =>
+          c.exitCode !== null ? Promise.resolve() : new Promise((r) => c.once('exit', r)),
+        ),
+      ),
+      new Promise((r) => setTimeout(r, 10_000).unref()),
+    ]);
     const sorted = result.latenciesMs.sort((a, b) => a - b);
     const rate = result.proposals / result.seconds;
     console.log(
@@ -292,7 +302,7 @@ async function parent(options: Options): Promise<void> {
           ),
           cpuMicrosPerProposalByNode: cpu.map(
             (c, i) =>
-              `node ${i + 1}${children[i] === leader ? ' (leader)' : ''}: ${Math.round(c / result.proposals)}`,
+              `node ${i + 1}${children[i] === leader ? ' (leader)' : ''}: ${Math.round(c / result.proposals)} (system ${Math.round(usage[i].systemMicros / result.proposals)})`,
           ),
         },
         null,

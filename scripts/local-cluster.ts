@@ -278,7 +278,14 @@ export class LocalCluster {
       log = createWriteStream(join(this.layout.dataDir, `${name}.log`), { flags: 'a' });
       this.logs.set(name, log);
     }
-    const child = spawn(process.execPath, [spec.kind === 'meta' ? metaBin : kvBin, ...spec.args], {
+    // ERAFTKV_PROFILE_DIR=<dir> writes a V8 CPU profile of every node there when it stops.
+    const profileDir = process.env.ERAFTKV_PROFILE_DIR;
+    const profile = profileDir ? ['--cpu-prof', '--cpu-prof-dir', profileDir] : [];
+    const bin = spec.kind === 'meta' ? metaBin : kvBin;
+    const env = { ...process.env };
+    delete env.ERAFTKV_PROFILE_DIR; // not a node flag (ERAFTKV_<FLAG> variables are)
+    const child = spawn(process.execPath, [...profile, bin, ...spec.args], {
+      env,
       // The IPC channel lets a node notice when its launcher is gone (it then stops itself).
       stdio: ['ignore', 'pipe', 'pipe', 'ipc'],
     });

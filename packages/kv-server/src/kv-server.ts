@@ -144,15 +144,20 @@ export class KvServer {
         (running.service[name] as unknown as AnyUnaryHandler)(call, callback);
       }) satisfies AnyUnaryHandler;
     }
-    const stream: ERaftKvServer['processRwOperationStream'] = (call) => {
-      const running = this.running;
-      if (running === null) {
-        call.emit('error', { code: grpc.status.UNAVAILABLE, details: 'the kv server is starting' });
-        return;
-      }
-      running.service.processRwOperationStream(call);
-    };
-    dispatch.processRwOperationStream = stream as grpc.UntypedHandleCall;
+    for (const name of ['processRwOperationStream', 'appendEntriesStream'] as const) {
+      const stream = (call: grpc.ServerDuplexStream<unknown, unknown>): void => {
+        const running = this.running;
+        if (running === null) {
+          call.emit('error', {
+            code: grpc.status.UNAVAILABLE,
+            details: 'the kv server is starting',
+          });
+          return;
+        }
+        running.service[name](call);
+      };
+      dispatch[name] = stream;
+    }
     // The limits of one message: a whole read response, or a log entry with room to spare.
     const messageBytesMax = Math.max(
       this.limits.responseBytesMax * 2,

@@ -181,6 +181,7 @@ export class FakeMeta {
     const service: ERaftKvServer = {
       requestVote: unimplemented,
       appendEntries: unimplemented,
+      appendEntriesStream: (call) => call.end(),
       snapshot: unimplemented,
       timeoutNow: unimplemented,
       processRwOperation: unimplemented,

@@ -153,6 +153,15 @@ export class MetaServer {
     const service: ERaftKvServer = {
       requestVote: delegate('requestVote'),
       appendEntries: delegate('appendEntries'),
+      appendEntriesStream: (call) => {
+        const handlers = this.handlers;
+        if (handlers === null || this.stopping) {
+          call.emit('error', {
+            code: grpc.status.UNAVAILABLE,
+            details: 'the meta server is starting or stopping',
+          });
+        } else handlers.appendEntriesStream(call);
+      },
       snapshot: delegate('snapshot'),
       timeoutNow: delegate('timeoutNow'),
       processRwOperation: delegate('processRwOperation'),

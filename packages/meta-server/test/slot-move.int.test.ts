@@ -33,6 +33,7 @@ class FakeKvNode {
     const service: ERaftKvServer = {
       requestVote: unimplemented,
       appendEntries: unimplemented,
+      appendEntriesStream: (call) => call.end(),
       snapshot: unimplemented,
       timeoutNow: unimplemented,
       processRwOperation: unimplemented,

@@ -35,6 +35,7 @@ describe('ERaftKv over grpc-js', () => {
         });
       },
       appendEntries: unimplemented,
+      appendEntriesStream: (call) => call.end(),
       snapshot: unimplemented,
       timeoutNow: unimplemented,
       processRwOperation: unimplemented,

@@ -5823,6 +5823,20 @@ export const ERaftKvService = {
     responseSerialize: (value: AppendEntriesResp): Buffer => Buffer.from(AppendEntriesResp.encode(value).finish()),
     responseDeserialize: (value: Buffer): AppendEntriesResp => AppendEntriesResp.decode(value),
   },
+  /**
+   * The same appends pipelined over one long-lived stream (what peers use: a new HTTP/2 stream per
+   * append costs more than the append). One response per request, in request order; a request
+   * that cannot be served ends the stream with its status.
+   */
+  appendEntriesStream: {
+    path: "/eraftkv.ERaftKv/AppendEntriesStream" as const,
+    requestStream: true as const,
+    responseStream: true as const,
+    requestSerialize: (value: AppendEntriesReq): Buffer => Buffer.from(AppendEntriesReq.encode(value).finish()),
+    requestDeserialize: (value: Buffer): AppendEntriesReq => AppendEntriesReq.decode(value),
+    responseSerialize: (value: AppendEntriesResp): Buffer => Buffer.from(AppendEntriesResp.encode(value).finish()),
+    responseDeserialize: (value: Buffer): AppendEntriesResp => AppendEntriesResp.decode(value),
+  },
   snapshot: {
     path: "/eraftkv.ERaftKv/Snapshot" as const,
     requestStream: false as const,
@@ -5910,6 +5924,12 @@ export interface ERaftKvServer extends UntypedServiceImplementation {
   /** Raft peer RPCs. */
   requestVote: handleUnaryCall<RequestVoteReq, RequestVoteResp>;
   appendEntries: handleUnaryCall<AppendEntriesReq, AppendEntriesResp>;
+  /**
+   * The same appends pipelined over one long-lived stream (what peers use: a new HTTP/2 stream per
+   * append costs more than the append). One response per request, in request order; a request
+   * that cannot be served ends the stream with its status.
+   */
+  appendEntriesStream: handleBidiStreamingCall<AppendEntriesReq, AppendEntriesResp>;
   snapshot: handleUnaryCall<SnapshotReq, SnapshotResp>;
   timeoutNow: handleUnaryCall<TimeoutNowReq, TimeoutNowResp>;
   /** Data operations (kv servers). */
@@ -5959,6 +5979,17 @@ export interface ERaftKvClient extends Client {
     options: Partial<CallOptions>,
     callback: (error: ServiceError | null, response: AppendEntriesResp) => void,
   ): ClientUnaryCall;
+  /**
+   * The same appends pipelined over one long-lived stream (what peers use: a new HTTP/2 stream per
+   * append costs more than the append). One response per request, in request order; a request
+   * that cannot be served ends the stream with its status.
+   */
+  appendEntriesStream(): ClientDuplexStream<AppendEntriesReq, AppendEntriesResp>;
+  appendEntriesStream(options: Partial<CallOptions>): ClientDuplexStream<AppendEntriesReq, AppendEntriesResp>;
+  appendEntriesStream(
+    metadata: Metadata,
+    options?: Partial<CallOptions>,
+  ): ClientDuplexStream<AppendEntriesReq, AppendEntriesResp>;
   snapshot(
     request: SnapshotReq,
     callback: (error: ServiceError | null, response: SnapshotResp) => void,

@@ -1,5 +1,5 @@
-// Inbound peer RPCs: the ERaftKv methods RequestVote, AppendEntries, Snapshot and TimeoutNow,
-// checked for group, cluster and receiver, turned into core messages, and answered with the
+// Inbound peer RPCs: the ERaftKv methods RequestVote, AppendEntries (unary and streamed),
+// Snapshot and TimeoutNow, checked for group, cluster and receiver, turned into core messages, and answered with the
 // core's response once it is durable (see RaftServer.stepRequest).
 import * as grpc from '@grpc/grpc-js';
 import type {
@@ -36,8 +36,14 @@ export interface PeerInbox {
 
 export type PeerServiceHandlers = Pick<
   ERaftKvServer,
-  'requestVote' | 'appendEntries' | 'snapshot' | 'timeoutNow'
+  'requestVote' | 'appendEntries' | 'appendEntriesStream' | 'snapshot' | 'timeoutNow'
 >;
+
+/**
+ * Appends read from one stream before answers are written; beyond it the stream is paused (the
+ * sender's in-flight window is far smaller, so this only bounds a misbehaving peer).
+ */
+const streamAppendsInFlightMax = 1024;
 
 class PeerRequestError extends Error {
   constructor(
@@ -70,6 +76,15 @@ function checkIdentity(inbox: PeerInbox, groupId: number, clusterId: string, toI
   }
 }
 
+function statusOf(err: unknown): grpc.StatusObject {
+  const metadata = new grpc.Metadata();
+  if (err instanceof PeerRequestError) return { code: err.code, details: err.message, metadata };
+  if (err instanceof RangeError) {
+    return { code: grpc.status.INVALID_ARGUMENT, details: err.message, metadata };
+  }
+  return { code: grpc.status.UNAVAILABLE, details: (err as Error).message, metadata };
+}
+
 function handle<Req, Resp>(
   work: (req: Req) => Promise<Resp>,
 ): (call: grpc.ServerUnaryCall<Req, Resp>, callback: grpc.sendUnaryData<Resp>) => void {
@@ -79,21 +94,58 @@ function handle<Req, Resp>(
       .then(work)
       .then(
         (resp) => callback(null, resp),
-        (err: unknown) => {
-          if (err instanceof PeerRequestError) {
-            callback({ code: err.code, details: err.message });
-          } else if (err instanceof RangeError) {
-            callback({ code: grpc.status.INVALID_ARGUMENT, details: err.message });
-          } else {
-            callback({ code: grpc.status.UNAVAILABLE, details: (err as Error).message });
-          }
-        },
+        (err: unknown) => callback(statusOf(err)),
       );
+  };
+}
+
+/**
+ * Serves AppendEntriesStream: each append is stepped as it arrives (so they pipeline through the
+ * node's Ready cycles) and answered in arrival order. The first failure ends the stream.
+ */
+function appendEntriesStream(
+  inbox: PeerInbox,
+): (call: grpc.ServerDuplexStream<AppendEntriesReq, AppendEntriesResp>) => void {
+  return (call) => {
+    let answered: Promise<void> = Promise.resolve();
+    let inFlight = 0;
+    let closed = false;
+    const fail = (err: unknown): void => {
+      if (closed) return;
+      closed = true;
+      call.emit('error', statusOf(err));
+    };
+    call.on('data', (req: AppendEntriesReq) => {
+      if (closed) return;
+      if (++inFlight >= streamAppendsInFlightMax) call.pause();
+      const answer = Promise.resolve(req).then(async (r) => {
+        checkIdentity(inbox, r.groupId, r.clusterId, r.toId);
+        return appendResponseToWire(await inbox.stepRequest(appendRequestFromWire(r)));
+      });
+      answered = answered
+        .then(() => answer)
+        .then((resp) => {
+          if (closed || call.cancelled) return;
+          call.write(resp);
+          if (--inFlight === streamAppendsInFlightMax - 1) call.resume();
+        }, fail);
+    });
+    call.on('end', () => {
+      void answered.then(() => {
+        if (closed) return;
+        closed = true;
+        call.end();
+      });
+    });
+    call.on('error', () => {
+      closed = true;
+    });
   };
 }
 
 export function peerServiceHandlers(inbox: PeerInbox): PeerServiceHandlers {
   return {
+    appendEntriesStream: appendEntriesStream(inbox),
     requestVote: handle<RequestVoteReq, RequestVoteResp>(async (req) => {
       checkIdentity(inbox, req.groupId, req.clusterId, req.toId);
       const response = await inbox.stepRequest(voteRequestFromWire(req));

@@ -1,6 +1,6 @@
 // Outbound peer traffic over grpc-js: one pair of channels per peer (replication, and control for
-// heartbeats, votes and TimeoutNow, so that a large append never delays a heartbeat), per-call
-// deadlines, short reconnect backoff, a maximum message size. Replies come back as core messages
+// heartbeats, votes and TimeoutNow, so that a large append never delays a heartbeat), appends
+// pipelined over one AppendEntriesStream per channel, per-request deadlines, short reconnect backoff, a maximum message size. Replies come back as core messages
 // through onResponse; failures are reported to the core as unreachable peers, never retried in a
 // tight loop (the core decides when to send again).
 import * as grpc from '@grpc/grpc-js';
@@ -16,6 +16,7 @@ import {
   type TimeoutNowResp,
 } from '@eraftkv/protocol';
 import { crc32 } from 'node:zlib';
+import { AppendStream } from './append-stream';
 import { message, MessageType, type Membership, type Message, type NodeId } from '../core';
 import type { SnapshotFile, SnapshotStore } from '../snapshot';
 import {
@@ -103,15 +104,17 @@ export function createGrpcPeerRpc(address: string, options: PeerTransportOptions
     ...channelOptions,
     'grpc.use_local_subchannel_pool': 1,
   });
+  const replicationAppends = new AppendStream(replication);
+  const controlAppends = new AppendStream(control);
   return {
     requestVote: (req, deadlineMs) => unary(control.requestVote.bind(control), req, deadlineMs),
-    appendEntries: (req, deadlineMs, onControl) => {
-      const client = onControl ? control : replication;
-      return unary(client.appendEntries.bind(client), req, deadlineMs);
-    },
+    appendEntries: (req, deadlineMs, onControl) =>
+      (onControl ? controlAppends : replicationAppends).send(req, deadlineMs),
     snapshot: (req, deadlineMs) => unary(replication.snapshot.bind(replication), req, deadlineMs),
     timeoutNow: (req, deadlineMs) => unary(control.timeoutNow.bind(control), req, deadlineMs),
     close: () => {
+      replicationAppends.close();
+      controlAppends.close();
       replication.close();
       control.close();
     },
