@@ -1,4 +1,5 @@
-// `npm run bench [-- --quick] [--no-etcd] [--only put1,put16,put64,put256,get64]`
+// `npm run bench [-- --quick] [--no-etcd] [--only put1,put16,put64,put256,get64]
+//   [--systems eraftkv,eraftkv-client,etcd]`
 //
 // eraftkv against etcd on the same machine, the way DESIGN.md section 11 measured etcd: a 3-node
 // cluster of each, one Node.js gRPC load generator (this process, plain unary calls, no client
@@ -6,6 +7,9 @@
 // put with 1, 16, 64 and 256 requests in flight, and linearizable get with 64. Reports ops/s, p50
 // and p99 latency, and the servers' CPU time per operation (every process of the cluster, read
 // from /proc). etcd runs only when the `etcd` binary is installed (apt-get install etcd-server).
+// A third system, `eraftkv-client`, is the same eraftkv cluster driven through EraftKvClient, the
+// way an application uses it: requests routed by slot and multiplexed over one
+// ProcessRWOperationStream per server instead of one HTTP/2 stream per request.
 // Results also go to bench-results/<time>.json.
 import * as grpc from '@grpc/grpc-js';
 import { loadSync } from '@grpc/proto-loader';
@@ -23,7 +27,7 @@ import {
   ReadConsistency,
   type ClientOperationReq,
   type ClientOperationResp,
-  type KvOpPair,
+  KvOpPair,
 } from '@eraftkv/protocol';
 import {
   freePorts,
@@ -151,22 +155,11 @@ function unary<Req, Resp>(
 // ---------------------------------------------------------------------------------------------
 
 function kvOp(type: ClientOpType, key: Buffer, value?: Buffer): KvOpPair {
-  return {
-    opType: type,
-    key,
-    value: value ?? Buffer.alloc(0),
-    success: false,
-    opSign: 0,
-    endKey: Buffer.alloc(0),
-    limit: 0,
-    found: false,
-    kvs: [],
-    more: false,
-    deleted: 0,
-  };
+  return KvOpPair.fromPartial({ opType: type, key, value: value ?? Buffer.alloc(0) });
 }
 
-async function startEraftkv(dir: string): Promise<Target> {
+/** eraftkv through plain unary ProcessRWOperation calls, or through the client library. */
+async function startEraftkv(dir: string, via: 'unary' | 'client'): Promise<Target> {
   const layout = await planCluster({
     dataDir: dir,
     metaNodes: 3,
@@ -188,6 +181,34 @@ async function startEraftkv(dir: string): Promise<Target> {
     30_000,
     'a kv leader',
   );
+  const pids = (): number[] =>
+    cluster
+      .runningNodes()
+      .map((n) => n.process.pid ?? 0)
+      .filter((pid) => pid > 0);
+  if (via === 'client') {
+    await waitUntil(
+      () =>
+        admin.put('warm', 'up').then(
+          () => true,
+          () => false,
+        ),
+      30_000,
+      'the kv group to serve',
+    );
+    return {
+      system: 'eraftkv-client',
+      put: (key, value) => admin.put(key, value),
+      get: async (key) => {
+        await admin.get(key);
+      },
+      pids,
+      close: async () => {
+        admin.close();
+        await cluster.stopAll();
+      },
+    };
+  }
   admin.close();
   const leader = cluster.layout.kv.get(1)!.find((n) => n.id === leaderId)!;
   const client = new ERaftKvClient(leader.grpcAddress, grpc.credentials.createInsecure(), {
@@ -236,11 +257,7 @@ async function startEraftkv(dir: string): Promise<Target> {
         readConsistency: ReadConsistency.LINEARIZABLE,
       });
     },
-    pids: () =>
-      cluster
-        .runningNodes()
-        .map((n) => n.process.pid ?? 0)
-        .filter((pid) => pid > 0),
+    pids,
     close: async () => {
       client.close();
       await cluster.stopAll();
@@ -390,13 +407,16 @@ async function main(): Promise<void> {
   if (quick)
     workloads = workloads.map((w) => ({ ...w, total: Math.max(500, Math.round(w.total / 5)) }));
   const systems: { name: string; start: (dir: string) => Promise<Target> }[] = [
-    { name: 'eraftkv', start: startEraftkv },
+    { name: 'eraftkv', start: (dir) => startEraftkv(dir, 'unary') },
+    { name: 'eraftkv-client', start: (dir) => startEraftkv(dir, 'client') },
   ];
   if (!noEtcd && etcdInstalled()) systems.push({ name: 'etcd', start: startEtcd });
   else if (!noEtcd)
     console.log('etcd is not installed (apt-get install etcd-server): measuring eraftkv alone');
+  const systemsIndex = args.indexOf('--systems');
+  const chosen = systemsIndex >= 0 ? (args[systemsIndex + 1] ?? '').split(',') : null;
   const results: Result[] = [];
-  for (const system of systems) {
+  for (const system of systems.filter((x) => chosen === null || chosen.includes(x.name))) {
     const dir = await mkdtemp(join(tmpdir(), `eraftkv-bench-${system.name}-`));
     console.log(`starting a 3-node ${system.name} cluster...`);
     const target = await system.start(dir);
@@ -405,7 +425,7 @@ async function main(): Promise<void> {
         const r = await runWorkload(target, w);
         results.push(r);
         console.log(
-          `${system.name.padEnd(8)} ${w.name.padEnd(24)} ${String(r.opsPerSecond).padStart(6)} ops/s  p50 ${r.p50Ms.toFixed(1).padStart(6)} ms  p99 ${r.p99Ms.toFixed(1).padStart(6)} ms  server CPU ${String(r.serverCpuMicrosPerOp).padStart(5)} µs/op${r.errors > 0 ? `  (${r.errors} errors)` : ''}`,
+          `${system.name.padEnd(14)} ${w.name.padEnd(24)} ${String(r.opsPerSecond).padStart(6)} ops/s  p50 ${r.p50Ms.toFixed(1).padStart(6)} ms  p99 ${r.p99Ms.toFixed(1).padStart(6)} ms  server CPU ${String(r.serverCpuMicrosPerOp).padStart(5)} µs/op${r.errors > 0 ? `  (${r.errors} errors)` : ''}`,
         );
       }
     } finally {

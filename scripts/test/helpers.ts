@@ -13,7 +13,7 @@ import {
   type ClientOperationResp,
   type ClusterConfigChangeReq,
   type ClusterConfigChangeResp,
-  type KvOpPair,
+  KvOpPair,
   type StatusResp,
 } from '@eraftkv/protocol';
 import { LocalCluster, planCluster } from '../local-cluster';
@@ -139,19 +139,7 @@ export class BareClients {
 }
 
 export function op(type: ClientOpType, key: string, value = ''): KvOpPair {
-  return {
-    opType: type,
-    key: Buffer.from(key),
-    value: Buffer.from(value),
-    success: false,
-    opSign: 0,
-    endKey: Buffer.alloc(0),
-    limit: 0,
-    found: false,
-    kvs: [],
-    more: false,
-    deleted: 0,
-  };
+  return KvOpPair.fromPartial({ opType: type, key: Buffer.from(key), value: Buffer.from(value) });
 }
 
 /** True when promtool is on the PATH. */

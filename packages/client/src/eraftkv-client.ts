@@ -22,7 +22,7 @@ import {
   type ClusterConfigChangeReq,
   type ClusterConfigChangeResp,
   type ERaftKvClient,
-  type KvOpPair,
+  KvOpPair,
   type StatusResp,
 } from '@eraftkv/protocol';
 import { backoffMs, sleep, type BackoffOptions } from './backoff';
@@ -911,19 +911,7 @@ function positiveId(value: number, what: string): void {
 }
 
 function emptyOp(): KvOpPair {
-  return {
-    opType: ClientOpType.Noop,
-    key: Buffer.alloc(0),
-    value: Buffer.alloc(0),
-    success: false,
-    opSign: 0,
-    endKey: Buffer.alloc(0),
-    limit: 0,
-    found: false,
-    kvs: [],
-    more: false,
-    deleted: 0,
-  };
+  return KvOpPair.fromPartial({});
 }
 
 function emptyRequest(): ClientOperationReq {
