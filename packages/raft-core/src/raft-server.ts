@@ -44,7 +44,7 @@ import type { HealthReport } from './http-endpoint';
 import { LogStore } from './log-store';
 import { silentLogger, type Logger } from './logger';
 import { RaftMetrics } from './metrics';
-import { SnapshotStore } from './snapshot';
+import { SnapshotStore, type SnapshotFile } from './snapshot';
 import type { StateMachine } from './state-machine';
 import { openRocksEngine, type StorageEngine } from './storage-engine';
 import {
@@ -206,6 +206,13 @@ export class RaftServer<R> implements PeerInbox {
   }[] = [];
   private appliedIndex = 0;
   private snapshotInProgress = false;
+  /**
+   * Switching the snapshot in use (a local snapshot adopted and the log compacted below it, or a
+   * leader's snapshot installed) happens one switch at a time, in this chain: a local snapshot
+   * finishing while a newer one from the leader is being installed must see the newer one and
+   * stand down, not replace it (and remove its file) halfway through the install.
+   */
+  private snapshotSwitch: Promise<void> = Promise.resolve();
   private lastSnapshotIndex = 0;
   private leader: NodeId = noNode;
   private role: Role = Role.Follower;
@@ -613,6 +620,16 @@ export class RaftServer<R> implements PeerInbox {
       });
   }
 
+  /** Runs `fn` once every earlier snapshot switch has finished, and before any later one. */
+  private switchSnapshot<T>(fn: () => Promise<T>): Promise<T> {
+    const run = this.snapshotSwitch.then(fn);
+    this.snapshotSwitch = run.then(
+      () => undefined,
+      () => undefined,
+    );
+    return run;
+  }
+
   private async takeSnapshot(): Promise<void> {
     const started = process.hrtime.bigint();
     const file = await this.snapshots.create(
@@ -623,10 +640,14 @@ export class RaftServer<R> implements PeerInbox {
         return { term, membership: this.node.membershipAt(index) };
       },
     );
-    if (this.stopping) return;
+    await this.switchSnapshot(() => this.adoptLocalSnapshot(file, started));
+  }
+
+  private async adoptLocalSnapshot(file: SnapshotFile, started: bigint): Promise<void> {
+    if (this.stopping || this.aborted) return;
     if (file.meta.index <= this.logStore.latestSnapshot().index) {
       // A newer snapshot arrived from the leader meanwhile: this one is of no use.
-      await this.snapshots.adopt(this.snapshots.latest());
+      await this.snapshots.discard(file);
       return;
     }
     await this.snapshots.adopt(file);
@@ -660,7 +681,11 @@ export class RaftServer<R> implements PeerInbox {
   }
 
   /** Installs a snapshot received from the leader: log store first, then the state machine. */
-  private async installSnapshot(rd: Ready): Promise<void> {
+  private installSnapshot(rd: Ready): Promise<void> {
+    return this.switchSnapshot(() => this.installLeaderSnapshot(rd));
+  }
+
+  private async installLeaderSnapshot(rd: Ready): Promise<void> {
     const meta = rd.snapshot;
     if (meta === null) return;
     const started = process.hrtime.bigint();

@@ -133,13 +133,27 @@ export class SnapshotStore {
 
   /**
    * Makes `file` the snapshot in use; every other snapshot is removed (once no one reads it).
-   * Pass null to keep none (a new node).
+   * Pass null to keep none (a new node). A snapshot older than the one in use is refused: the
+   * log store may already refer to the newer one, whose file must stay.
    */
   async adopt(file: SnapshotFile | null): Promise<void> {
+    const current = this.latestFile;
+    if (file !== null && current !== null && file.meta.index < current.meta.index) {
+      throw new Error(
+        `snapshot ${file.meta.index} is older than the snapshot in use (${current.meta.index})`,
+      );
+    }
     this.latestFile = file;
     for (const other of this.files.values()) {
       if (other.path !== file?.path) this.retired.add(other.path);
     }
+    await this.removeRetired();
+  }
+
+  /** Removes a complete snapshot that will not be used (once no one reads it). */
+  async discard(file: SnapshotFile): Promise<void> {
+    if (file.path === this.latestFile?.path) throw new Error(`${file.path} is in use`);
+    this.retired.add(file.path);
     await this.removeRetired();
   }
 
