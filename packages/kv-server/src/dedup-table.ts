@@ -3,13 +3,17 @@
 // RocksDB (written in the same apply batch as the data) so that applying a request never has to
 // read the disk to find out whether it is a retry; it is rebuilt from RocksDB at start and after
 // a snapshot is installed. Records leave in log-index order, so pruning is a walk from the front.
+//
+// A record keeps its request id and response as one-byte strings, not Buffers: the table holds up
+// to a whole window of records (100,000 by default), and a small Buffer is a slice of an 8 KiB
+// pool slab that it keeps alive whole, so Buffers here cost kilobytes per record instead of bytes.
 import type { StorageEngine, WriteOp } from '@eraftkv/raft-core';
 import { dedupEnd, dedupStart, readU64, u64 } from './state-layout';
 
 interface DedupRecord {
   readonly index: number;
-  readonly response: Buffer;
-  readonly dbKey: Buffer;
+  /** The encoded response, latin1. */
+  readonly response: string;
 }
 
 export class DedupTable {
@@ -24,11 +28,7 @@ export class DedupTable {
     for await (const [key, value] of engine.iterate({ gte: dedupStart, lt: dedupEnd })) {
       const index = readU64(value);
       const id = key.toString('latin1');
-      table.records.set(id, {
-        index,
-        response: Buffer.from(value.subarray(8)),
-        dbKey: Buffer.from(key),
-      });
+      table.records.set(id, { index, response: value.toString('latin1', 8) });
       table.order.push({ index, id });
     }
     table.order.sort((a, b) => a.index - b.index);
@@ -42,13 +42,13 @@ export class DedupTable {
   lookup(dbKey: Buffer, index: number, window: number): Buffer | null {
     const record = this.records.get(dbKey.toString('latin1'));
     if (record === undefined || record.index <= index - window) return null;
-    return record.response;
+    return Buffer.from(record.response, 'latin1');
   }
 
   /** Records the response of the request applied at `index` (in memory and in `ops`). */
   record(ops: WriteOp[], dbKey: Buffer, index: number, response: Buffer): void {
     const id = dbKey.toString('latin1');
-    this.records.set(id, { index, response, dbKey });
+    this.records.set(id, { index, response: response.toString('latin1') });
     this.order.push({ index, id });
     ops.push({ type: 'put', key: dbKey, value: Buffer.concat([u64(index), response]) });
   }
@@ -61,7 +61,7 @@ export class DedupTable {
       // A request retried after it left the window was recorded again: that newer record stays.
       if (record !== undefined && record.index === index) {
         this.records.delete(id);
-        ops.push({ type: 'del', key: record.dbKey });
+        ops.push({ type: 'del', key: Buffer.from(id, 'latin1') });
       }
     }
     if (this.head > 4096 && this.head * 2 > this.order.length) {
