@@ -83,6 +83,22 @@ export class Nemesis {
   }
 
   /**
+   * Takes the kv group's members from its leader. A membership call that failed (its answer
+   * lost, its deadline passed) may still have taken effect, so the suite's own record of the
+   * members is corrected from the group after every failed change and before the final checks.
+   */
+  async syncMembers(): Promise<void> {
+    const { members } = await this.ctx.client.members(1, { deadlineMs: 10_000 });
+    const ids = new Set(members.map((m) => m.id));
+    const before = [...this.members].sort().join(',');
+    const after = [...ids].sort().join(',');
+    if (before === after) return;
+    this.ctx.log(`[nemesis] the group's members are ${after} (the suite had recorded ${before})`);
+    this.members.clear();
+    for (const id of ids) this.members.add(id);
+  }
+
+  /**
    * Runs faults until `untilMs` (Date.now() based): every kind once in a shuffled order first,
    * then at random; each held for a few seconds; now and then a second one overlaps.
    */
@@ -305,7 +321,12 @@ export class Nemesis {
       return null;
     }
     const victim = rng.pick(this.memberSpecs());
-    await this.ctx.client.removeMember(1, victim.id, { deadlineMs: 10_000 });
+    try {
+      await this.ctx.client.removeMember(1, victim.id, { deadlineMs: 10_000 });
+    } catch (err) {
+      await this.syncMembers().catch(() => undefined);
+      if (this.members.has(victim.id)) throw err;
+    }
     this.members.delete(victim.id);
     this.stats.membershipChanges++;
     await this.ctx.cluster.local.signal(victim.name, 'SIGTERM');

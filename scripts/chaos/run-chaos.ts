@@ -233,6 +233,7 @@ async function main(): Promise<number> {
     for (const f of finals) if (f.error !== null) log(`final read of ${f.key} failed: ${f.error}`);
 
     // Every replica of the kv group must reach the same applied index with the same state.
+    await nemesis.syncMembers();
     const members = nemesis.memberSpecs();
     const replicas = await waitUntil(
       async () => {

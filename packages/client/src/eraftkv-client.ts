@@ -98,6 +98,35 @@ export interface MemberView {
   readonly learner: boolean;
 }
 
+/**
+ * Whether a membership change refused as NODE_NOT_FOUND / NODE_EXISTS is in fact already in
+ * effect (the membership in the answer shows it), as after a retry of a change that was applied.
+ */
+function alreadyDone(
+  changeType: MemberChangeType,
+  nodeId: number,
+  address: string,
+  code: ErrorCode,
+  members: readonly { id: number; address: string; learner: boolean }[],
+): boolean {
+  const member = members.find((m) => m.id === nodeId);
+  switch (changeType) {
+    case MemberChangeType.REMOVE:
+      return code === ErrorCode.NODE_NOT_FOUND && member === undefined;
+    case MemberChangeType.ADD_LEARNER:
+    case MemberChangeType.ADD_VOTER:
+    case MemberChangeType.PROMOTE:
+      return (
+        code === ErrorCode.NODE_EXISTS &&
+        member !== undefined &&
+        (address === '' || member.address === address) &&
+        (changeType === MemberChangeType.ADD_LEARNER || !member.learner)
+      );
+    default:
+      return false;
+  }
+}
+
 /** Turns user input into bytes: strings are UTF-8. */
 export function toBytes(value: Bytes): Buffer {
   if (typeof value === 'string') return Buffer.from(value, 'utf8');
@@ -648,6 +677,7 @@ export class EraftKvClient {
     options: CallOptions,
   ): Promise<MemberView[]> {
     const deadline = Date.now() + (options.deadlineMs ?? this.deadlineMs);
+    const outcome = { uncertain: false };
     const resp = await this.adminCall(
       groupId,
       (c) => c.memberChange.bind(c),
@@ -657,7 +687,13 @@ export class EraftKvClient {
           ? r.leaderAddress
           : null,
       deadline,
+      outcome,
     );
+    const members = resp.membership?.members ?? [];
+    if (outcome.uncertain && alreadyDone(changeType, nodeId, address, resp.errorCode, members)) {
+      // An earlier attempt whose answer was lost made the change: the group is as asked.
+      return members.map((m) => ({ id: m.id, address: m.address, learner: m.learner }));
+    }
     if (resp.errorCode !== ErrorCode.OK) {
       throw new ClusterError(
         resp.errorCode,
@@ -775,6 +811,8 @@ export class EraftKvClient {
     request: Req,
     leaderHint: (resp: Resp) => string | null,
     deadline: number,
+    /** Set when an attempt's outcome is unknown (no answer): it may have taken effect. */
+    outcome: { uncertain: boolean } = { uncertain: false },
   ): Promise<Resp> {
     const addresses = await this.groupAddresses(groupId, { deadlineMs: deadline - Date.now() });
     const attempt: Attempt = { groupId, write: true, deadline, attempts: 0, lastProblem: '' };
@@ -789,6 +827,7 @@ export class EraftKvClient {
           this.attemptTimeout(deadline),
         );
       } catch (err) {
+        outcome.uncertain = true;
         await this.afterRpcError(err, address, attempt);
         continue;
       }

@@ -7,6 +7,7 @@ import {
   ClientOpType,
   ERaftKvService,
   ErrorCode,
+  MemberChangeType,
   slotOfKey,
   SlotStatus,
   type ClientOperationReq,
@@ -34,6 +35,11 @@ interface FakeKv {
   script: ((req: ClientOperationReq) => ClientOperationResp | grpc.ServiceError | null)[];
   data: Map<string, Buffer>;
   applied: Map<string, ClientOperationResp>;
+  /** The group's members as this fake leader keeps them (MemberChange). */
+  members: { id: number; address: string; learner: boolean }[];
+  memberCalls: number;
+  /** The next MemberChange takes effect but its answer is lost. */
+  loseNextMemberAnswer: boolean;
 }
 
 function unimplemented(_call: unknown, callback: grpc.sendUnaryData<never>): void {
@@ -88,6 +94,9 @@ async function startKv(): Promise<FakeKv> {
     script: [],
     data: new Map(),
     applied: new Map(),
+    members: [],
+    memberCalls: 0,
+    loseNextMemberAnswer: false,
   };
   /** One request, as the fake leader answers it: a scripted answer or the fake data. */
   const answer = (req: ClientOperationReq): ClientOperationResp | grpc.ServiceError => {
@@ -130,7 +139,30 @@ async function startKv(): Promise<FakeKv> {
     snapshot: unimplemented,
     timeoutNow: unimplemented,
     clusterConfigChange: unimplemented,
-    memberChange: unimplemented,
+    memberChange: (call, callback) => {
+      const req = call.request;
+      fake.memberCalls++;
+      const i = fake.members.findIndex((m) => m.id === req.nodeId);
+      let errorCode = ErrorCode.OK;
+      if (req.changeType === MemberChangeType.REMOVE) {
+        if (i < 0) errorCode = ErrorCode.NODE_NOT_FOUND;
+        else fake.members.splice(i, 1);
+      } else if (req.changeType === MemberChangeType.ADD_LEARNER) {
+        if (i >= 0) errorCode = ErrorCode.NODE_EXISTS;
+        else fake.members.push({ id: req.nodeId, address: req.address, learner: true });
+      }
+      if (fake.loseNextMemberAnswer) {
+        fake.loseNextMemberAnswer = false;
+        callback({ code: grpc.status.UNAVAILABLE, details: 'connection reset' });
+        return;
+      }
+      callback(null, {
+        errorCode,
+        leaderAddress: fake.address,
+        errorMessage: errorCode === ErrorCode.OK ? '' : 'refused by the fake',
+        membership: { members: fake.members.map((m) => ({ ...m })) },
+      });
+    },
     transferLeader: unimplemented,
     status: unimplemented,
   };
@@ -254,6 +286,9 @@ describe('EraftKvClient', () => {
       kv.script = [];
       kv.data.clear();
       kv.applied.clear();
+      kv.members = [];
+      kv.memberCalls = 0;
+      kv.loseNextMemberAnswer = false;
     }
     // The follower redirects every request to the leader.
     follower.script = Array.from(
@@ -388,6 +423,35 @@ describe('EraftKvClient', () => {
     ];
     await expect(client.put('x', 'too big')).rejects.toThrow(/the limit is 1048576/);
     expect(leader.calls.length - before).toBe(1);
+  });
+
+  it('takes a membership change whose answer was lost as done when the retry finds it in effect', async () => {
+    meta.groups = new Map([[1, { servers: [leader.address], slots: allSlots }]]);
+    leader.members = [1, 2, 3].map((id) => ({ id, address: `127.0.0.1:${id}`, learner: false }));
+    const client = newClient();
+    leader.loseNextMemberAnswer = true;
+    const afterRemove = await client.removeMember(1, 3);
+    expect(afterRemove.map((m) => m.id)).toEqual([1, 2]);
+    expect(leader.memberCalls).toBe(2);
+    leader.loseNextMemberAnswer = true;
+    const afterAdd = await client.addMember(1, 4, '127.0.0.1:4', true);
+    expect(afterAdd.find((m) => m.id === 4)).toEqual({
+      id: 4,
+      address: '127.0.0.1:4',
+      learner: true,
+    });
+    // Without a lost answer the same refusals are errors: the change was not the caller's.
+    await expect(client.removeMember(1, 3)).rejects.toMatchObject({
+      code: ErrorCode.NODE_NOT_FOUND,
+    });
+    await expect(client.addMember(1, 4, '127.0.0.1:4', true)).rejects.toMatchObject({
+      code: ErrorCode.NODE_EXISTS,
+    });
+    // A lost answer does not turn a different member at that id into success.
+    leader.loseNextMemberAnswer = true;
+    await expect(client.addMember(1, 4, '127.0.0.1:9', true)).rejects.toMatchObject({
+      code: ErrorCode.NODE_EXISTS,
+    });
   });
 
   it('surfaces cluster refusals as ClusterError with the code', async () => {
