@@ -72,7 +72,10 @@ export interface RaftServerOptions<R> {
   readonly heartbeatTicks?: number;
   /** Bytes of log entries kept in memory (tier 1; default 64 MiB). */
   readonly logMemoryBytesMax?: number;
-  /** Take a snapshot every this many applied entries (default 10,000). */
+  /**
+   * Take a snapshot every this many applied entries (default 100,000, etcd's --snapshot-count):
+   * a snapshot writes the whole state, so taking them often costs more than it saves.
+   */
   readonly snapshotEntries?: number;
   /** Entries kept in the log below a snapshot for slightly slow followers (default 1,000). */
   readonly compactionMarginEntries?: number;
@@ -606,7 +609,7 @@ export class RaftServer<R> implements PeerInbox {
 
   /** Starts writing a snapshot when enough entries were applied (or when a follower needs one). */
   private maybeSnapshot(needed: boolean): void {
-    const every = this.options.snapshotEntries ?? 10_000;
+    const every = this.options.snapshotEntries ?? 100_000;
     if (this.snapshotInProgress || this.stopping) return;
     if (!needed && this.appliedIndex - this.lastSnapshotIndex < every) return;
     if (this.appliedIndex <= 1) return;

@@ -44,6 +44,19 @@ export interface LogStoreOptions {
 }
 
 /** The log store refuses to open: the data on disk is damaged or inconsistent. */
+/**
+ * The entry with its data in memory of its own when the data is a view into a larger buffer (an
+ * 8 KiB pool slab, or a whole AppendEntries message): kept in the tail for a long time, such a view
+ * would keep the whole larger buffer alive with it.
+ */
+function withOwnData(entry: Entry): Entry {
+  const data = entry.data;
+  if (data.byteLength === data.buffer.byteLength) return entry;
+  const own = Buffer.allocUnsafeSlow(data.byteLength);
+  own.set(data);
+  return { ...entry, data: own };
+}
+
 export class LogStoreCorruptError extends Error {
   override name = 'LogStoreCorruptError';
 }
@@ -209,7 +222,7 @@ export class LogStore implements LogStorage {
 
   private pushTail(entry: Entry): void {
     if (this.tail.length === 0) this.tailFirst = entry.index;
-    this.tail.push(entry);
+    this.tail.push(withOwnData(entry));
     this.tailBytes += entry.data.length;
   }
 

@@ -66,7 +66,7 @@ export const commonNodeOptions = {
   'snapshot-entries': {
     type: 'number',
     describe: 'Take a snapshot every this many applied entries',
-    default: 10000,
+    default: 100000,
     group: 'Storage:',
   },
   'compaction-margin-entries': {

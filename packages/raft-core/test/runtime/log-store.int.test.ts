@@ -80,6 +80,27 @@ describe('LogStore', () => {
     await store.close();
   });
 
+  it('keeps entry data in memory of its own, not views that pin a larger buffer', async () => {
+    const store = await open();
+    // Two entries whose data are views into one 64 KiB buffer (as entries decoded from one
+    // AppendEntries message are, or small Buffers cut from the 8 KiB pool).
+    const message = Buffer.alloc(64 * 1024, 7);
+    const appended: Entry[] = [2, 3].map((index) => ({
+      index,
+      term: 1,
+      type: EntryType.Normal,
+      data: message.subarray(index * 100, index * 100 + 50),
+    }));
+    await store.persist(appended, { term: 1, vote: 1, commit: 1 }, true);
+    const read = store.entries(2, 4, 1 << 20)!;
+    expect(read.map((e) => e.index)).toEqual([2, 3]);
+    for (const e of read) {
+      expect(e.data).toEqual(Buffer.alloc(50, 7));
+      expect(e.data.buffer.byteLength).toBe(50);
+    }
+    await store.close();
+  });
+
   it('truncates a conflicting suffix across the memory/RocksDB boundary', async () => {
     const store = await open(100);
     await store.persist(entries(2, 41, 1), null, true);
