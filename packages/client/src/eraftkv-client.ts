@@ -907,8 +907,10 @@ export class EraftKvClient {
   private deadlineError(attempt: Attempt): Error {
     const what = attempt.groupId === 0 ? 'the meta group' : `group ${attempt.groupId}`;
     const last = attempt.lastProblem || 'nothing answered';
+    // "Waiting for LB pick": the call timed out before any connection was ready, so it never
+    // left this process; like a refused connection, that means nothing answered.
     if (
-      /UNAVAILABLE|No connection|ECONNREFUSED|connect/i.test(last) ||
+      /UNAVAILABLE|No connection|ECONNREFUSED|connect|Waiting for LB pick/i.test(last) ||
       attempt.lastProblem === ''
     ) {
       return new UnavailableError(

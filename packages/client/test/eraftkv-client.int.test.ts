@@ -2,6 +2,7 @@
 // topology refresh, retries that keep their request id, deadlines and typed errors. The real
 // servers are exercised end to end in scripts/test.
 import * as grpc from '@grpc/grpc-js';
+import { createServer, type AddressInfo, type Socket } from 'node:net';
 import {
   ChangeType,
   ClientOpType,
@@ -481,6 +482,28 @@ describe('EraftKvClient', () => {
     expect(err).toBeInstanceOf(UnavailableError);
     expect((err as Error).message).toMatch(/check that the cluster is running/);
     expect(Date.now() - started).toBeLessThan(3000);
+  });
+
+  it('reports a server that accepts connections but never speaks HTTP/2 as unavailable', async () => {
+    // The TCP connection opens but never becomes a gRPC channel: calls time out waiting for a
+    // connection, never leave this process, and nothing answered.
+    const sockets: Socket[] = [];
+    const mute = createServer((socket) => sockets.push(socket));
+    await new Promise<void>((ok) => mute.listen(0, '127.0.0.1', ok));
+    const client = new EraftKvClient({
+      endpoints: [`127.0.0.1:${(mute.address() as AddressInfo).port}`],
+      deadlineMs: 800,
+      attemptTimeoutMs: 200,
+    });
+    clients.push(client);
+    try {
+      const err = await client.get('x').catch((e: unknown) => e);
+      expect(err).toBeInstanceOf(UnavailableError);
+      expect((err as Error).message).toMatch(/check that the cluster is running/);
+    } finally {
+      for (const s of sockets) s.destroy();
+      mute.close();
+    }
   });
 
   it('times out with TimeoutError when the leader never answers usefully', async () => {
