@@ -4,6 +4,7 @@
 //
 // The exact command line of every process is written to <dataDir>/cluster.json, so an operator
 // (or a test) can stop one node and start it again by hand with its data intact.
+import { waitUntil } from '@eraftkv/raft-core';
 import { spawn, type ChildProcess } from 'node:child_process';
 import { createWriteStream, existsSync, type WriteStream } from 'node:fs';
 import { mkdir, writeFile } from 'node:fs/promises';
@@ -344,26 +345,7 @@ export class LocalCluster {
   }
 }
 
-/** Polls `check` until it returns a value (not undefined/false) or the deadline passes. */
-export async function waitUntil<T>(
-  check: () => T | undefined | false | Promise<T | undefined | false>,
-  timeoutMs: number,
-  what: string,
-): Promise<T> {
-  const deadline = Date.now() + timeoutMs;
-  let lastError = '';
-  for (;;) {
-    try {
-      const value = await check();
-      if (value !== undefined && value !== false) return value;
-    } catch (err) {
-      lastError = ` (last error: ${(err as Error).message})`;
-    }
-    if (Date.now() > deadline)
-      throw new Error(`timed out after ${timeoutMs} ms waiting for ${what}${lastError}`);
-    await new Promise((ok) => setTimeout(ok, 50));
-  }
-}
+export { waitUntil };
 
 /** GET http://<address><path>: status and body, or null when nothing answers. */
 export async function httpGet(

@@ -21,33 +21,15 @@ import {
   type ClusterConfigChangeReq,
   type ERaftKvServer,
 } from '@eraftkv/protocol';
-import { EntryType, type Entry } from '@eraftkv/raft-core';
+import { EntryType, waitUntil, type Entry } from '@eraftkv/raft-core';
 import { encodeClientRequest, encodeConfig, type AppliedConfig } from '../src';
 
 export function tempDir(prefix: string): Promise<string> {
   return mkdtemp(join(tmpdir(), `eraftkv-kv-${prefix}-`));
 }
 
-/** Polls `check` until it returns a value (not undefined/false) or the deadline passes. */
-export async function waitFor<T>(
-  check: () => T | undefined | false | Promise<T | undefined | false>,
-  timeoutMs: number,
-  what: string,
-): Promise<T> {
-  const deadline = Date.now() + timeoutMs;
-  let lastError = '';
-  for (;;) {
-    try {
-      const value = await check();
-      if (value !== undefined && value !== false) return value;
-    } catch (err) {
-      lastError = ` (last error: ${(err as Error).message})`;
-    }
-    if (Date.now() > deadline)
-      throw new Error(`timed out after ${timeoutMs} ms waiting for ${what}${lastError}`);
-    await new Promise((resolve) => setTimeout(resolve, 20));
-  }
-}
+/** Polls a condition with a deadline (raft-core's waitUntil). */
+export const waitFor = waitUntil;
 
 // -------------------------------------------------------------------------------------------------
 // Requests and log entries

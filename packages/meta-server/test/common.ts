@@ -1,5 +1,6 @@
 // Shared helpers for the meta server's tests: polling with a deadline, temp dirs, in-process meta
 // groups on 127.0.0.1 port 0, and a bare generated ERaftKvClient.
+import { waitUntil } from '@eraftkv/raft-core';
 import * as grpc from '@grpc/grpc-js';
 import { mkdtemp, rm } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
@@ -14,21 +15,8 @@ import {
 } from '@eraftkv/protocol';
 import { MetaServer, type MetaServerOptions } from '../src';
 
-/** Polls `check` until it returns a value (not undefined/false) or the deadline passes. */
-export async function waitFor<T>(
-  check: () => T | undefined | false | Promise<T | undefined | false>,
-  timeoutMs: number,
-  what: string,
-): Promise<T> {
-  const deadline = Date.now() + timeoutMs;
-  for (;;) {
-    const value = await check();
-    if (value !== undefined && value !== false) return value;
-    if (Date.now() > deadline)
-      throw new Error(`timed out after ${timeoutMs} ms waiting for ${what}`);
-    await new Promise((resolve) => setTimeout(resolve, 10));
-  }
-}
+/** Polls a condition with a deadline (raft-core's waitUntil). */
+export const waitFor = waitUntil;
 
 export async function makeTempDir(prefix: string): Promise<string> {
   return mkdtemp(join(tmpdir(), prefix));

@@ -49,3 +49,4 @@ export {
   type PeerTransportOptions,
 } from './transport';
 export * from './server-kit';
+export { waitUntil } from './wait-until';

@@ -11,6 +11,7 @@ import {
   type Member,
   type PeerInbox,
   type RaftServerOptions,
+  waitUntil,
 } from '../../src';
 import { RecordingStateMachine } from './test-state-machine';
 
@@ -155,18 +156,5 @@ export class TestCluster {
   }
 }
 
-/** Polls `check` until it returns a value (not undefined/false) or the deadline passes. */
-export async function waitFor<T>(
-  check: () => T | undefined | false | Promise<T | undefined | false>,
-  timeoutMs: number,
-  what: string,
-): Promise<T> {
-  const deadline = Date.now() + timeoutMs;
-  for (;;) {
-    const value = await check();
-    if (value !== undefined && value !== false) return value;
-    if (Date.now() > deadline)
-      throw new Error(`timed out after ${timeoutMs} ms waiting for ${what}`);
-    await new Promise((resolve) => setTimeout(resolve, 10));
-  }
-}
+/** Polls a condition with a deadline (raft-core's waitUntil). */
+export const waitFor = waitUntil;
