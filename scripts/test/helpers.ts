@@ -181,7 +181,11 @@ export async function checkMetricsText(text: string): Promise<Map<string, number
       continue;
     }
     if (line.startsWith('#')) continue;
-    const m = /^([a-zA-Z_:][a-zA-Z0-9_:]*)(\{[^}]*\})? (-?[0-9.eE+-]+|NaN|\+Inf|-Inf)$/.exec(line);
+    // Prometheus parses values with Go's ParseFloat, which takes NaN in any case; prom-client
+    // writes an empty event-loop-lag summary as "Nan".
+    const m = /^([a-zA-Z_:][a-zA-Z0-9_:]*)(\{[^}]*\})? (-?[0-9.eE+-]+|[Nn]a[Nn]|\+Inf|-Inf)$/.exec(
+      line,
+    );
     if (m === null) throw new Error(`not a Prometheus sample line: ${line}`);
     const base = m[1].replace(/_(bucket|sum|count|total)$/, '');
     if (
