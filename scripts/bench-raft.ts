@@ -16,7 +16,7 @@ import {
   RaftServer,
   type Entry,
   type Member,
-  type PeerInbox,
+  DeferredPeerInbox,
   type StateMachine,
   type StorageEngine,
 } from '@eraftkv/raft-core';
@@ -90,22 +90,11 @@ type FromChild =
 async function child(): Promise<void> {
   let server: RaftServer<number> | null = null;
   let cpuMark = process.cpuUsage();
-  const holder: { inbox: PeerInbox | null } = { inbox: null };
+  const inbox = new DeferredPeerInbox();
   const grpcServer = new grpc.Server({
     'grpc.max_receive_message_length': 8 << 20,
     'grpc.enable_channelz': 0,
   });
-  const inbox: PeerInbox = {
-    get selfId() {
-      return holder.inbox!.selfId;
-    },
-    get identity() {
-      return holder.inbox!.identity;
-    },
-    stepRequest: (m) => holder.inbox!.stepRequest(m),
-    stepOneWay: (m) => holder.inbox!.stepOneWay(m),
-    receiveSnapshotBlock: (r) => holder.inbox!.receiveSnapshotBlock(r),
-  };
   const unimplemented = (_call: unknown, callback: grpc.sendUnaryData<never>): void =>
     callback({ code: grpc.status.UNIMPLEMENTED }, null);
   const service: ERaftKvServer = {
@@ -136,11 +125,12 @@ async function child(): Promise<void> {
           groupId: 1,
           clusterId: 'bench',
           dataDir: msg.dir,
+          incarnation: msg.id,
           bootstrap: msg.members,
           stateMachine: new IndexStateMachine(engine),
           snapshotEntries: 1e12,
         });
-        holder.inbox = server;
+        inbox.target = server;
         await server.start();
         const timer = setInterval(() => {
           if (server?.isLeader()) {
@@ -253,6 +243,7 @@ async function parent(options: Options): Promise<void> {
       id: i + 1,
       address,
       learner: false,
+      incarnation: 0,
     }));
     children.forEach((c, i) =>
       c.send({

@@ -96,6 +96,12 @@ export interface MemberView {
   readonly id: number;
   readonly address: string;
   readonly learner: boolean;
+  /** Which data dir of the node is the member (it changes when a node is re-created). */
+  readonly incarnation: number;
+}
+
+function memberView(m: MemberView): MemberView {
+  return { id: m.id, address: m.address, learner: m.learner, incarnation: m.incarnation };
 }
 
 /**
@@ -625,11 +631,7 @@ export class EraftKvClient {
     );
     return {
       leaderId: status.leaderId,
-      members: (status.membership?.members ?? []).map((m) => ({
-        id: m.id,
-        address: m.address,
-        learner: m.learner,
-      })),
+      members: (status.membership?.members ?? []).map(memberView),
     };
   }
 
@@ -692,7 +694,7 @@ export class EraftKvClient {
     const members = resp.membership?.members ?? [];
     if (outcome.uncertain && alreadyDone(changeType, nodeId, address, resp.errorCode, members)) {
       // An earlier attempt whose answer was lost made the change: the group is as asked.
-      return members.map((m) => ({ id: m.id, address: m.address, learner: m.learner }));
+      return members.map(memberView);
     }
     if (resp.errorCode !== ErrorCode.OK) {
       throw new ClusterError(
@@ -700,11 +702,7 @@ export class EraftKvClient {
         `${describeErrorCode(resp.errorCode)}: ${resp.errorMessage}`,
       );
     }
-    return (resp.membership?.members ?? []).map((m) => ({
-      id: m.id,
-      address: m.address,
-      learner: m.learner,
-    }));
+    return (resp.membership?.members ?? []).map(memberView);
   }
 
   /** Hands the leadership of a group to node `nodeId`; resolves once it leads. */

@@ -37,7 +37,7 @@ interface FakeKv {
   data: Map<string, Buffer>;
   applied: Map<string, ClientOperationResp>;
   /** The group's members as this fake leader keeps them (MemberChange). */
-  members: { id: number; address: string; learner: boolean }[];
+  members: { id: number; address: string; learner: boolean; incarnation: number }[];
   memberCalls: number;
   /** The next MemberChange takes effect but its answer is lost. */
   loseNextMemberAnswer: boolean;
@@ -139,6 +139,7 @@ async function startKv(): Promise<FakeKv> {
     appendEntriesStream: (call) => call.end(),
     snapshot: unimplemented,
     timeoutNow: unimplemented,
+    identify: unimplemented,
     clusterConfigChange: unimplemented,
     memberChange: (call, callback) => {
       const req = call.request;
@@ -150,7 +151,13 @@ async function startKv(): Promise<FakeKv> {
         else fake.members.splice(i, 1);
       } else if (req.changeType === MemberChangeType.ADD_LEARNER) {
         if (i >= 0) errorCode = ErrorCode.NODE_EXISTS;
-        else fake.members.push({ id: req.nodeId, address: req.address, learner: true });
+        else
+          fake.members.push({
+            id: req.nodeId,
+            address: req.address,
+            learner: true,
+            incarnation: 0,
+          });
       }
       if (fake.loseNextMemberAnswer) {
         fake.loseNextMemberAnswer = false;
@@ -244,6 +251,7 @@ async function startMeta(): Promise<FakeMeta> {
     appendEntriesStream: (call) => call.end(),
     snapshot: unimplemented,
     timeoutNow: unimplemented,
+    identify: unimplemented,
     memberChange: unimplemented,
     transferLeader: unimplemented,
     status: unimplemented,
@@ -428,7 +436,12 @@ describe('EraftKvClient', () => {
 
   it('takes a membership change whose answer was lost as done when the retry finds it in effect', async () => {
     meta.groups = new Map([[1, { servers: [leader.address], slots: allSlots }]]);
-    leader.members = [1, 2, 3].map((id) => ({ id, address: `127.0.0.1:${id}`, learner: false }));
+    leader.members = [1, 2, 3].map((id) => ({
+      id,
+      address: `127.0.0.1:${id}`,
+      learner: false,
+      incarnation: 0,
+    }));
     const client = newClient();
     leader.loseNextMemberAnswer = true;
     const afterRemove = await client.removeMember(1, 3);
@@ -440,6 +453,7 @@ describe('EraftKvClient', () => {
       id: 4,
       address: '127.0.0.1:4',
       learner: true,
+      incarnation: 0,
     });
     // Without a lost answer the same refusals are errors: the change was not the caller's.
     await expect(client.removeMember(1, 3)).rejects.toMatchObject({

@@ -19,6 +19,7 @@ import {
   formatPeers,
   directorySizeBytes,
   GroupCaller,
+  openNodeIdentity,
   peerServiceHandlers,
   RaftServer,
   silentLogger,
@@ -26,6 +27,7 @@ import {
   startGrpcHost,
   startHttpEndpoint,
   type GrpcHost,
+  type HealthReport,
   type HttpEndpoint,
   type Logger,
   type Member,
@@ -79,6 +81,11 @@ type AnyUnaryHandler = (
 export class KvServer {
   private host: GrpcHost | null = null;
   private running: Running | null = null;
+  /**
+   * The Raft node while it starts: it answers Identify (a new group's members ask each other who
+   * they are before bootstrapping) before anything else is served.
+   */
+  private booting: RaftServer<KvApplyResult> | null = null;
   private stopping = false;
   private readonly logger: Logger;
   private readonly limits: KvLimits;
@@ -129,6 +136,7 @@ export class KvServer {
       'appendEntries',
       'snapshot',
       'timeoutNow',
+      'identify',
       'processRwOperation',
       'clusterConfigChange',
       'memberChange',
@@ -138,6 +146,11 @@ export class KvServer {
       dispatch[name] = ((call, callback) => {
         const running = this.running;
         if (running === null) {
+          const booting = this.booting;
+          if (name === 'identify' && booting !== null) {
+            (peerServiceHandlers(booting).identify as unknown as AnyUnaryHandler)(call, callback);
+            return;
+          }
           callback({ code: grpc.status.UNAVAILABLE, details: 'the kv server is starting' }, null);
           return;
         }
@@ -168,7 +181,7 @@ export class KvServer {
       messageBytesMax,
       registry: this.registry,
       service: dispatch as ERaftKvServer,
-      serving: () => this.running !== null && !this.stopping,
+      serving: () => !this.stopping && this.health().healthy,
     });
     return this.host.address;
   }
@@ -182,6 +195,14 @@ export class KvServer {
     if (this.host === null) await this.listen();
     if (this.running !== null) throw new Error('the kv server is already started');
     const o = this.options;
+    const clusterId = o.clusterId ?? 'eraftkv';
+    // First of all: the data dir must be this node's (or new).
+    const { identity } = await openNodeIdentity(o.dataDir, {
+      clusterId,
+      kind: 'kv',
+      groupId: o.groupId,
+      nodeId: o.id,
+    });
     collectDefaultMetrics({ register: this.registry });
     const stateMachine = await DataStateMachine.open({
       path: join(o.dataDir, 'state'),
@@ -191,8 +212,9 @@ export class KvServer {
     const raft = new RaftServer<KvApplyResult>({
       id: o.id,
       groupId: o.groupId,
-      clusterId: o.clusterId ?? 'eraftkv',
+      clusterId,
       dataDir: o.dataDir,
+      incarnation: identity.incarnation,
       bootstrap: peers.length > 0 ? peers : null,
       stateMachine,
       tickMs: o.tickMs,
@@ -209,11 +231,14 @@ export class KvServer {
       logger: this.logger,
     });
     raft.onFatal = (err) => this.onFatal(err);
+    this.booting = raft;
     try {
       await raft.start();
     } catch (err) {
       await stateMachine.close().catch(() => undefined);
       throw err;
+    } finally {
+      this.booting = null;
     }
     this.warnIfPeersDisagree(peers, raft.membership());
     const watcher = new ConfigWatcher({
@@ -253,7 +278,7 @@ export class KvServer {
           host,
           port,
           registry: this.registry,
-          health: () => raft.health(),
+          health: () => this.health(),
         });
       } catch (err) {
         await raft.stop();
@@ -268,6 +293,13 @@ export class KvServer {
       meta: o.metaAddresses.join(','),
       members: formatPeers(raft.membership()),
     });
+  }
+
+  /** Whether this node can serve correctly (/health and grpc.health.v1), and why not. */
+  health(): HealthReport {
+    const raft = this.running?.raft ?? this.booting;
+    if (raft === null) return { healthy: false, reason: 'starting' };
+    return raft.health();
   }
 
   private warnIfPeersDisagree(peers: readonly Member[], stored: readonly Member[]): void {
@@ -294,6 +326,7 @@ export class KvServer {
     if (this.stopping) return;
     this.stopping = true;
     const running = this.running;
+    await this.booting?.stop();
     if (running !== null) await running.watcher.stop();
     if (this.host !== null) await this.host.shutdown(this.options.shutdownGraceMs ?? 5000);
     if (running !== null) {

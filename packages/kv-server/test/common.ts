@@ -166,6 +166,7 @@ export class FakeMeta {
       appendEntriesStream: (call) => call.end(),
       snapshot: unimplemented,
       timeoutNow: unimplemented,
+      identify: unimplemented,
       processRwOperation: unimplemented,
       processRwOperationStream: (call) => call.end(),
       memberChange: unimplemented,

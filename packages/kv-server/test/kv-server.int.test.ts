@@ -149,8 +149,13 @@ describe('KvServer: a group of three with a fake meta group', () => {
     setTopology(topologyOf({ 1: groupOneSlots, 2: groupTwoSlots }));
     for (let id = 1; id <= 3; id++) servers.push(makeServer(id, '127.0.0.1:0'));
     for (const s of servers) await s.listen();
-    const peers = servers.map((s, i) => ({ id: i + 1, address: s.address, learner: false }));
-    for (const s of servers) await s.start(peers);
+    const peers = servers.map((s, i) => ({
+      id: i + 1,
+      address: s.address,
+      learner: false,
+      incarnation: 0,
+    }));
+    await Promise.all(servers.map((s) => s.start(peers)));
   });
 
   afterAll(async () => {
@@ -451,7 +456,7 @@ describe('KvServer: a group of three with a fake meta group', () => {
     stopped.delete(away);
     await restarted.listen();
     await restarted.start(
-      servers.map((s, i) => ({ id: i + 1, address: s.address, learner: false })),
+      servers.map((s, i) => ({ id: i + 1, address: s.address, learner: false, incarnation: 0 })),
     );
     const l = await leader();
     await waitFor(

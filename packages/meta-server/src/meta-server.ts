@@ -10,6 +10,7 @@ import type { ERaftKvServer } from '@eraftkv/protocol';
 import {
   adminHandlers,
   directorySizeBytes,
+  openNodeIdentity,
   unimplementedStream,
   formatPeers,
   peerServiceHandlers,
@@ -107,6 +108,12 @@ export class MetaServer {
   private sources: SourceGroupClient | null = null;
   /** The handlers once started; until then every call is UNAVAILABLE. */
   private handlers: ERaftKvServer | null = null;
+  /**
+   * The Raft node while it starts: it answers Identify (a new group's members ask each other who
+   * they are before bootstrapping) and reports health, before anything else is served.
+   */
+  private booting: RaftServer<CommandOutcome> | null = null;
+  private bootHandlers: Pick<ERaftKvServer, 'identify'> | null = null;
   private stopping = false;
 
   constructor(private readonly options: MetaServerOptions) {
@@ -146,9 +153,10 @@ export class MetaServer {
     if (o.defaultMetrics ?? true) collectDefaultMetrics({ register: this.registry });
     const delegate = <K extends keyof ERaftKvServer>(name: K): ERaftKvServer[K] =>
       ((call: never, callback: never) => {
-        const handlers = this.handlers;
-        if (handlers === null || this.stopping) unavailable(call, callback);
-        else (handlers[name] as (call: never, callback: never) => void)(call, callback);
+        const handlers: Partial<ERaftKvServer> | null = this.handlers ?? this.bootHandlers;
+        const handler = handlers?.[name];
+        if (handler === undefined || this.stopping) unavailable(call, callback);
+        else (handler as (call: never, callback: never) => void)(call, callback);
       }) as ERaftKvServer[K];
     const service: ERaftKvServer = {
       requestVote: delegate('requestVote'),
@@ -164,6 +172,7 @@ export class MetaServer {
       },
       snapshot: delegate('snapshot'),
       timeoutNow: delegate('timeoutNow'),
+      identify: delegate('identify'),
       processRwOperation: delegate('processRwOperation'),
       processRwOperationStream: unimplementedStream(
         'ProcessRWOperationStream (a kv server operation)',
@@ -214,25 +223,39 @@ export class MetaServer {
         `--peers (${formatPeers(bootstrap)}) does not list this node (--id ${o.id})`,
       );
     }
+    const clusterId = o.clusterId ?? 'eraftkv';
+    // First of all: the data dir must be this node's (or new).
+    const { identity } = await openNodeIdentity(o.dataDir, {
+      clusterId,
+      kind: 'meta',
+      groupId: metaGroupId,
+      nodeId: o.id,
+    });
     const stateMachine = await TopologyStateMachine.open(join(o.dataDir, 'state'));
     const raft = new RaftServer<CommandOutcome>({
       ...o.raft,
       id: o.id,
       groupId: metaGroupId,
-      clusterId: o.clusterId ?? 'eraftkv',
+      clusterId,
       dataDir: o.dataDir,
+      incarnation: identity.incarnation,
       bootstrap,
       stateMachine,
       registry: this.registry,
       logger: this.logger,
     });
     raft.onFatal = (err) => o.onFatal?.(err);
+    this.booting = raft;
+    this.bootHandlers = { identify: peerServiceHandlers(raft).identify };
     try {
       await raft.start();
     } catch (err) {
       // RaftServer closes the state machine only once started.
       await stateMachine.close();
       throw err;
+    } finally {
+      this.booting = null;
+      this.bootHandlers = null;
     }
     this.stateMachine = stateMachine;
     this.raftServer = raft;
@@ -328,8 +351,9 @@ export class MetaServer {
   }
 
   health(): HealthReport {
-    if (this.raftServer === null) return { healthy: false, reason: 'starting' };
-    return this.raftServer.health();
+    const raft = this.raftServer ?? this.booting;
+    if (raft === null) return { healthy: false, reason: 'starting' };
+    return raft.health();
   }
 
   /**
@@ -342,7 +366,7 @@ export class MetaServer {
     this.slotMoves?.stop();
     await this.grpcHost?.shutdown(this.options.shutdownGraceMs ?? 5000);
     this.sources?.close();
-    await this.raftServer?.stop();
+    await (this.raftServer ?? this.booting)?.stop();
     await this.http?.close();
   }
 
@@ -352,7 +376,7 @@ export class MetaServer {
     this.slotMoves?.stop();
     this.grpcHost?.forceShutdown();
     this.sources?.close();
-    await this.raftServer?.abort();
+    await (this.raftServer ?? this.booting)?.abort();
     await this.http?.close();
   }
 }

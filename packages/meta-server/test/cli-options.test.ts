@@ -44,8 +44,8 @@ describe('eraftkv-meta flags', () => {
   it('parses --peers into members', () => {
     const args = run([...base, '--peers', '1=127.0.0.1:8088,2=127.0.0.1:8089']);
     expect(args.peerList).toEqual([
-      { id: 1, address: '127.0.0.1:8088', learner: false },
-      { id: 2, address: '127.0.0.1:8089', learner: false },
+      { id: 1, address: '127.0.0.1:8088', learner: false, incarnation: 0 },
+      { id: 2, address: '127.0.0.1:8089', learner: false, incarnation: 0 },
     ]);
   });
 

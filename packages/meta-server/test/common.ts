@@ -122,7 +122,12 @@ export class MetaGroup {
   async start(count: number): Promise<MetaServer[]> {
     const servers: MetaServer[] = [];
     for (let id = 1; id <= count; id++) servers.push(await this.bind(id));
-    const members = servers.map((s, i) => ({ id: i + 1, address: s.address, learner: false }));
+    const members = servers.map((s, i) => ({
+      id: i + 1,
+      address: s.address,
+      learner: false,
+      incarnation: 0,
+    }));
     await Promise.all(servers.map((s) => s.start(members)));
     return servers;
   }

@@ -362,7 +362,7 @@ describe('MetaServer: a group of three over gRPC', () => {
     const logger = jsonLogger('info', {}, (line) => lines.push(line));
     const restarted = await group.bind(id, { listen: follower.address, logger });
     // A --peers that disagrees with the stored membership is only reported: the data dir wins.
-    await restarted.start([{ id, address: follower.address, learner: false }]);
+    await restarted.start([{ id, address: follower.address, learner: false, incarnation: 0 }]);
     expect(restarted.topology.toRecords()).toEqual(records);
     expect(restarted.raft.status().membership.map((m) => m.id)).toEqual([1, 2, 3]);
     const warning = lines
@@ -379,7 +379,7 @@ describe('MetaServer: /metrics and /health', () => {
   it('serves /health once it leads and /metrics with the meta gauges', async () => {
     await group.init();
     const server = await group.bind(1, { metricsListen: '127.0.0.1:0', defaultMetrics: true });
-    await server.start([{ id: 1, address: server.address, learner: false }]);
+    await server.start([{ id: 1, address: server.address, learner: false, incarnation: 0 }]);
     await group.waitForLeader();
     const health = await waitFor(
       async () => {

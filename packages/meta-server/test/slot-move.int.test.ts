@@ -36,6 +36,7 @@ class FakeKvNode {
       appendEntriesStream: (call) => call.end(),
       snapshot: unimplemented,
       timeoutNow: unimplemented,
+      identify: unimplemented,
       processRwOperation: unimplemented,
       processRwOperationStream: (call) => call.end(),
       memberChange: unimplemented,

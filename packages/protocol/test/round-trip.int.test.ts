@@ -38,6 +38,7 @@ describe('ERaftKv over grpc-js', () => {
       appendEntriesStream: (call) => call.end(),
       snapshot: unimplemented,
       timeoutNow: unimplemented,
+      identify: unimplemented,
       processRwOperation: unimplemented,
       processRwOperationStream: (call) => call.end(),
       clusterConfigChange: unimplemented,

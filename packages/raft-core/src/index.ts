@@ -26,6 +26,15 @@ export {
 } from './logger';
 export { RaftMetrics } from './metrics';
 export {
+  DataDirError,
+  identityFileName,
+  openNodeIdentity,
+  type NodeClaim,
+  type NodeIdentity,
+  type NodeKind,
+} from './node-identity';
+export {
+  BootstrapRefusedError,
   protobufMembershipCodec,
   RaftServer,
   type RaftServerOptions,
@@ -42,6 +51,9 @@ export {
   type WriteOp,
 } from './storage-engine';
 export {
+  DeferredPeerInbox,
+  peerNumberMax,
+  PeerRefusal,
   peerServiceHandlers,
   type PeerInbox,
   type PeerRpc,

@@ -28,6 +28,8 @@ export class RaftMetrics {
   readonly snapshotInstallDuration: Histogram;
   readonly peerRoundTrip: Histogram;
   readonly peerSentFailures: Counter;
+  readonly peerSentRefused: Counter;
+  readonly peerReceivedRefused: Counter;
   private readonly labels: { group_id: string; node_id: string };
 
   constructor(registry: Registry, groupId: number, nodeId: NodeId, source: RaftMetricsSource) {
@@ -128,6 +130,18 @@ export class RaftMetrics {
       name: 'eraftkv_network_peer_sent_failures_total',
       help: 'Peer RPCs that failed, by peer.',
       labelNames: ['group_id', 'node_id', 'to'],
+      registers,
+    });
+    this.peerSentRefused = new Counter({
+      name: 'eraftkv_network_peer_sent_refused_total',
+      help: 'Peer requests that the peer refused on principle (another incarnation, group or cluster, or a field out of range), by peer.',
+      labelNames: ['group_id', 'node_id', 'to'],
+      registers,
+    });
+    this.peerReceivedRefused = new Counter({
+      name: 'eraftkv_network_peer_received_refused_total',
+      help: 'Peer messages this node refused, by reason: invalid (a field out of range), misaddressed, receiver-incarnation (for an earlier incarnation of this node), sender-incarnation, lost-entries (this node lost acknowledged entries), peer-lost-entries, contradiction (impossible in a correct group).',
+      labelNames: ['group_id', 'node_id', 'reason'],
       registers,
     });
   }

@@ -4,11 +4,13 @@
 // store, the snapshot store, the transport and the metrics, and offers the servers an API:
 // propose, readIndex, membership changes, leadership transfer, status.
 import { randomInt } from 'node:crypto';
+import * as grpc from '@grpc/grpc-js';
 import { join } from 'node:path';
 import { Registry } from 'prom-client';
 import {
-  Membership as MembershipProto,
   MembershipChange as MembershipChangeProto,
+  type IdentifyReq,
+  type IdentifyResp,
   type SnapshotReq,
   type SnapshotResp,
 } from '@eraftkv/protocol';
@@ -22,6 +24,7 @@ import {
   noNode,
   RaftRefusal,
   RawNode,
+  RefusalKind,
   Role,
   type Entry,
   type Membership,
@@ -31,6 +34,7 @@ import {
   type RaftConfigInput,
   type RaftStatus,
   type Ready,
+  type RefusedMessage,
   type Rng,
 } from './core';
 import {
@@ -42,12 +46,18 @@ import {
 } from './errors';
 import type { HealthReport } from './http-endpoint';
 import { LogStore } from './log-store';
-import { silentLogger, type Logger } from './logger';
+import { storedNumberMax } from './log-store/entry-codec';
+import { DataDirError } from './node-identity';
+import { silentLogger, type LogFields, type Logger } from './logger';
 import { RaftMetrics } from './metrics';
 import { SnapshotStore, type SnapshotFile } from './snapshot';
 import type { StateMachine } from './state-machine';
 import { openRocksEngine, type StorageEngine } from './storage-engine';
 import {
+  checkPeerNumber,
+  membershipFromWire,
+  membershipToWire,
+  PeerRefusal,
   PeerTransport,
   type PeerIdentity,
   type PeerInbox,
@@ -60,11 +70,16 @@ export interface RaftServerOptions<R> {
   /** Peers of another cluster id are refused. */
   readonly clusterId: string;
   readonly dataDir: string;
+  /** The incarnation of the data dir (from its identity, see node-identity.ts). */
+  readonly incarnation: number;
   /**
-   * The membership a brand-new group starts with (used only when the data dir is empty);
+   * The members a brand-new group starts with (--peers; used only when the data dir holds no log
+   * yet; their incarnations are learned from them before bootstrapping, see discoverBootstrap);
    * null for a node that joins an existing group and learns its membership from the leader.
    */
   readonly bootstrap: Membership | null;
+  /** How often a bootstrapping node asks peers that have not answered yet (default 300 ms). */
+  readonly bootstrapRetryMs?: number;
   readonly stateMachine: StateMachine<R>;
   /** One tick of the core (default 100 ms: elections after 1-2 s, heartbeats every 100 ms). */
   readonly tickMs?: number;
@@ -112,6 +127,7 @@ export interface RaftServerOptions<R> {
 /** A snapshot of the node's state for status RPCs and tools. */
 export interface RaftServerStatus extends RaftStatus {
   readonly groupId: number;
+  readonly incarnation: number;
   readonly leaderAddress: string;
   readonly snapshotIndex: number;
   readonly stopped: boolean;
@@ -120,12 +136,34 @@ export interface RaftServerStatus extends RaftStatus {
 /** The protobuf codec for membership entries: what JOIN/LEAVE entries carry on the wire. */
 export const protobufMembershipCodec: MembershipChangeCodec = {
   encode: (change) =>
-    MembershipChangeProto.encode({ nodeId: change.nodeId, address: change.address }).finish(),
+    MembershipChangeProto.encode({
+      nodeId: change.nodeId,
+      address: change.address,
+      incarnation: change.incarnation,
+    }).finish(),
   decode: (data) => {
     const decoded = MembershipChangeProto.decode(data);
-    return { nodeId: decoded.nodeId, address: decoded.address };
+    return {
+      nodeId: checkPeerNumber(decoded.nodeId, 'membership change node_id', 1),
+      address: decoded.address,
+      incarnation: checkPeerNumber(decoded.incarnation, 'membership change incarnation'),
+    };
   },
 };
+
+/**
+ * A node with a new data dir and --peers found that the group already exists and knows this node
+ * as another incarnation (the data dir was wiped), or without this node at all.
+ */
+export class BootstrapRefusedError extends DataDirError {
+  override name = 'BootstrapRefusedError';
+}
+
+/** How long a node being added may take to answer who it is (it may be starting). */
+const newNodeWaitMs = 3000;
+
+/** How long a repeated warning about the same thing stays quiet. */
+const warningIntervalMs = 10_000;
 
 interface PendingProposal<R> {
   readonly term: number;
@@ -186,7 +224,17 @@ export class RaftServer<R> implements PeerInbox {
   private transport!: PeerTransport;
   private metrics!: RaftMetrics;
   private ticker: NodeJS.Timeout | null = null;
+  private starting = false;
   private started = false;
+  /** Waiting for the --peers members to answer before bootstrapping (see discoverBootstrap). */
+  private discovering = false;
+  /** Set when a peer addressed another incarnation of this node: why /health is false. */
+  private notThisIncarnation: string | null = null;
+  /** Set when this node found it lost entries it had acknowledged: why /health is false. */
+  private lostEntries: string | null = null;
+  /** The highest commit index a leader has told this node of (health: how far behind it is). */
+  private groupCommitSeen = 0;
+  private readonly lastWarned = new Map<string, number>();
   private stopping = false;
   /** Stopped without finishing the Ready in progress (abort() or a fatal failure). */
   private aborted = false;
@@ -222,7 +270,11 @@ export class RaftServer<R> implements PeerInbox {
 
   constructor(private readonly options: RaftServerOptions<R>) {
     this.selfId = options.id;
-    this.identity = { groupId: options.groupId, clusterId: options.clusterId };
+    this.identity = {
+      groupId: options.groupId,
+      clusterId: options.clusterId,
+      incarnation: options.incarnation,
+    };
     this.registry = options.registry ?? new Registry();
     this.logger = (options.logger ?? silentLogger).child({
       group: options.groupId,
@@ -236,23 +288,38 @@ export class RaftServer<R> implements PeerInbox {
   // Life cycle
   // ---------------------------------------------------------------------------------------------
 
-  /** Opens the data dir, recovers, and starts ticking. */
+  /**
+   * Opens the data dir, recovers, and starts ticking. A new data dir with `bootstrap` members first
+   * learns their incarnations (discoverBootstrap), which may wait for them to start.
+   */
   async start(): Promise<void> {
-    if (this.started) throw new Error('RaftServer already started');
+    if (this.started || this.starting) throw new Error('RaftServer already started');
+    this.starting = true;
     const o = this.options;
     const engine = await openRocksEngine(join(o.dataDir, 'raft-log'));
     const description = `data dir ${o.dataDir} (raft log)`;
+    let snapshots: SnapshotStore | null = null;
+    let transport: PeerTransport | null = null;
     try {
+      snapshots = await SnapshotStore.open(join(o.dataDir, 'snapshots'));
+      this.snapshots = snapshots;
+      transport = new PeerTransport(this.transportOptions(snapshots));
+      this.transport = transport;
+      let bootstrap: Membership | null = null;
+      if (o.bootstrap !== null && o.bootstrap.length > 0 && (await LogStore.isNew(engine))) {
+        bootstrap = await this.discoverBootstrap(o.bootstrap);
+      }
       this.logStore = await LogStore.open(
         o.wrapLogEngine ? o.wrapLogEngine(engine) : engine,
         { memoryBytesMax: o.logMemoryBytesMax ?? 64 * 1024 * 1024, description },
-        o.bootstrap,
+        bootstrap,
       );
     } catch (err) {
+      transport?.close();
+      await snapshots?.close();
       await engine.close();
       throw err;
     }
-    this.snapshots = await SnapshotStore.open(join(o.dataDir, 'snapshots'));
     const snapshotMeta = this.logStore.latestSnapshot();
     const snapshotFile = this.snapshots.find(snapshotMeta.index, snapshotMeta.term) ?? null;
     await this.snapshots.adopt(snapshotFile);
@@ -289,6 +356,7 @@ export class RaftServer<R> implements PeerInbox {
         autoPromoteLearners: o.autoPromoteLearners ?? true,
         learnerCatchUpEntriesMax: o.learnerCatchUpEntriesMax ?? 1000,
         applied: Math.max(applied, compacted),
+        termMax: storedNumberMax,
         rng: o.rng ?? { nextInt: (bound) => randomInt(bound) },
         membershipCodec: protobufMembershipCodec,
       } satisfies RaftConfigInput,
@@ -301,37 +369,6 @@ export class RaftServer<R> implements PeerInbox {
       commitIndex: () => this.node.basicStatus().commit,
       appliedIndex: () => this.appliedIndex,
       pendingProposals: () => this.proposals.size + this.proposalQueue.length,
-    });
-    const messageBytesMax =
-      Math.max(o.appendBytesMax ?? 1024 * 1024, o.snapshotBlockBytesMax ?? 1024 * 1024) +
-      1024 * 1024;
-    this.transport = new PeerTransport({
-      selfId: o.id,
-      identity: this.identity,
-      messageBytesMax,
-      rpcTimeoutMs: o.rpcTimeoutMs ?? 5000,
-      controlTimeoutMs: this.tickMs * this.electionTicks,
-      snapshotBlockBytesMax: o.snapshotBlockBytesMax ?? 1024 * 1024,
-      snapshotRetriesMax: 10,
-      snapshotStore: this.snapshots,
-      onResponse: (m) => this.stepLocal(m),
-      onUnreachable: (id) => {
-        this.node.reportUnreachable(id);
-        this.schedule();
-      },
-      onSnapshotDone: (id, ok) => {
-        this.metrics.snapshotSend.inc({ ...this.metrics.base, outcome: ok ? 'ok' : 'failed' });
-        this.logger.info(ok ? 'snapshot sent' : 'snapshot transfer abandoned', { to: id });
-        this.node.reportSnapshot(id, ok);
-        this.schedule();
-      },
-      observe: (kind, to, seconds, failed) => {
-        if (failed) this.metrics.peerSentFailures.inc(this.metrics.peer(to));
-        else if (kind === 'heartbeat')
-          this.metrics.peerRoundTrip.observe(this.metrics.peer(to), seconds);
-      },
-      createPeerRpc: o.createPeerRpc,
-      peerRoutes: o.peerRoutes,
     });
     this.transport.setPeers(this.node.membership());
     this.logStore.onEntriesLoaded = () => {
@@ -358,11 +395,285 @@ export class RaftServer<R> implements PeerInbox {
     this.schedule();
   }
 
+  private transportOptions(snapshots: SnapshotStore): PeerTransportOptions {
+    const o = this.options;
+    const messageBytesMax =
+      Math.max(o.appendBytesMax ?? 1024 * 1024, o.snapshotBlockBytesMax ?? 1024 * 1024) +
+      1024 * 1024;
+    return {
+      selfId: o.id,
+      identity: this.identity,
+      messageBytesMax,
+      rpcTimeoutMs: o.rpcTimeoutMs ?? 5000,
+      controlTimeoutMs: this.tickMs * this.electionTicks,
+      snapshotBlockBytesMax: o.snapshotBlockBytesMax ?? 1024 * 1024,
+      snapshotRetriesMax: 10,
+      snapshotStore: snapshots,
+      onResponse: (m) => this.stepLocal(m),
+      onUnreachable: (id) => {
+        this.node.reportUnreachable(id);
+        this.schedule();
+      },
+      onSnapshotDone: (id, ok) => {
+        this.metrics.snapshotSend.inc({ ...this.metrics.base, outcome: ok ? 'ok' : 'failed' });
+        this.logger.info(ok ? 'snapshot sent' : 'snapshot transfer abandoned', { to: id });
+        this.node.reportSnapshot(id, ok);
+        this.schedule();
+      },
+      onPeerRefusal: (id, detail) => {
+        this.metrics.peerSentRefused.inc(this.metrics.peer(id));
+        this.warnEvery(`refused-by-${id}`, 'a peer refused a request', { to: id, reason: detail });
+      },
+      observe: (kind, to, seconds, failed) => {
+        if (failed) this.metrics.peerSentFailures.inc(this.metrics.peer(to));
+        else if (kind === 'heartbeat')
+          this.metrics.peerRoundTrip.observe(this.metrics.peer(to), seconds);
+      },
+      createPeerRpc: o.createPeerRpc,
+      peerRoutes: o.peerRoutes,
+    };
+  }
+
+  // ---------------------------------------------------------------------------------------------
+  // Bootstrapping a new group
+  // ---------------------------------------------------------------------------------------------
+
+  /**
+   * Before a new data dir bootstraps a group from --peers, every other peer is asked who it is
+   * (Identify) until all have answered, so that the first membership records each member's
+   * incarnation, the same on every member. If a peer already belongs to the group, the group
+   * exists: this node must not bootstrap it again. If the group knows this node as this very
+   * incarnation (this node crashed after answering and before bootstrapping), it joins empty and
+   * the leader brings it up to date; if the group knows it as another incarnation, this data dir
+   * was created anew (the node lost its data) and start-up is refused with what to do about it.
+   * Returns the membership to bootstrap with, or null to join the existing group.
+   */
+  private async discoverBootstrap(peers: Membership): Promise<Membership | null> {
+    const o = this.options;
+    const others = peers.filter((p) => p.id !== o.id);
+    const answers = new Map<NodeId, IdentifyResp>();
+    const waitingFor = new Map<NodeId, string>();
+    this.discovering = true;
+    const started = Date.now();
+    let reported = started;
+    try {
+      for (;;) {
+        if (this.stopping) throw new StoppedError('the raft server stopped while bootstrapping');
+        await Promise.all(
+          others
+            .filter((p) => !answers.has(p.id))
+            .map(async (p) => {
+              const answer = await this.askIdentity(p.id, p.address, '--peers');
+              if (typeof answer === 'string') waitingFor.set(p.id, answer);
+              else {
+                waitingFor.delete(p.id);
+                answers.set(p.id, answer);
+              }
+            }),
+        );
+        for (const [id, answer] of answers) {
+          const membership = membershipFromWire(answer.membership, `node ${id}'s membership`);
+          if (membership.length > 0) {
+            const first = membershipFromWire(
+              answer.bootstrapMembership,
+              `node ${id}'s bootstrap membership`,
+            );
+            return this.joinExistingGroup(id, membership, first);
+          }
+          if (!answer.bootstrapping) {
+            answers.delete(id);
+            waitingFor.set(
+              id,
+              'it was started with an empty --peers (to join an existing group), not to bootstrap this one',
+            );
+          }
+        }
+        if (answers.size === others.length) {
+          const incarnation = (id: NodeId): number =>
+            id === o.id ? o.incarnation : (answers.get(id)?.incarnation ?? 0);
+          return peers.map((p) => ({ ...p, incarnation: incarnation(p.id) }));
+        }
+        if (Date.now() - reported >= 5000) {
+          reported = Date.now();
+          this.logger.warn('waiting for every --peers member to answer before bootstrapping', {
+            waitingMs: reported - started,
+            waitingFor: [...waitingFor].map(([id, why]) => `${id}: ${why}`).join('; '),
+          });
+        }
+        await new Promise((resolve) => setTimeout(resolve, o.bootstrapRetryMs ?? 300));
+      }
+    } finally {
+      this.discovering = false;
+    }
+  }
+
+  /**
+   * Asks node `id` at `address` who it is. Returns its answer, or why it did not answer (it may
+   * not be up yet). A node that refuses on principle (another cluster, group or id at that
+   * address) is a configuration error named after `flag`.
+   */
+  private async askIdentity(
+    id: NodeId,
+    address: string,
+    flag: string,
+  ): Promise<IdentifyResp | string> {
+    const o = this.options;
+    try {
+      return await this.transport.identify(
+        id,
+        address,
+        {
+          groupId: o.groupId,
+          clusterId: o.clusterId,
+          toId: id,
+          fromId: o.id,
+          fromIncarnation: o.incarnation,
+        },
+        this.tickMs * this.electionTicks,
+      );
+    } catch (err) {
+      const e = err as Partial<{ code: number; details: string; message: string }>;
+      if (e.code === grpc.status.FAILED_PRECONDITION) {
+        throw new DataDirError(`${flag}: node ${id} at ${address} refused: ${e.details ?? ''}`);
+      }
+      return e.details ?? e.message ?? String(err);
+    }
+  }
+
+  /**
+   * The group exists (node `from` belongs to it with `membership`). Returns the membership to
+   * bootstrap with when `first`, the one the group was bootstrapped with, already counts this
+   * very data dir (the peers answered before this node bootstrapped itself), or null to join
+   * empty and be brought up to date by the leader.
+   */
+  private joinExistingGroup(
+    from: NodeId,
+    membership: Membership,
+    first: Membership,
+  ): Membership | null {
+    const o = this.options;
+    const members = membership.map((m) => `${m.id}`).join(',');
+    const self = membership.find((m) => m.id === o.id);
+    const group = `group ${o.groupId}`;
+    if (self === undefined) {
+      throw new BootstrapRefusedError(
+        `${group} already exists (node ${from} has members ${members}) and node ${o.id} is not one of them: ` +
+          `a running group is never bootstrapped again. To add this node, start it with an empty --peers ` +
+          `and run: eraftkv-ctl member add --group ${o.groupId} ${o.id} <its address> --learner`,
+      );
+    }
+    if (self.incarnation !== o.incarnation) {
+      throw new BootstrapRefusedError(
+        `${group} already has a node ${o.id}, incarnation ${self.incarnation} (says node ${from}), but data dir ${o.dataDir} ` +
+          `was created anew as incarnation ${o.incarnation}: this node lost its data, and it must not be counted as the member it was. ` +
+          `Remove it and add it again: eraftkv-ctl member remove --group ${o.groupId} ${o.id}; then start it with an empty --peers; ` +
+          `then eraftkv-ctl member add --group ${o.groupId} ${o.id} ${self.address} --learner`,
+      );
+    }
+    const firstSelf = first.find((m) => m.id === o.id);
+    if (firstSelf !== undefined && firstSelf.incarnation === o.incarnation) {
+      return first;
+    }
+    this.logger.info('the group already exists and counts this data dir as a member: joining', {
+      from,
+      members,
+    });
+    return null;
+  }
+
+  /** The Identify RPC: who this node is, and the membership it knows (empty when none). */
+  identify(req: IdentifyReq): IdentifyResp {
+    const known = this.incarnationOf(req.fromId);
+    if (known !== undefined && known !== 0 && known !== req.fromIncarnation) {
+      this.warnEvery(
+        `identify-${req.fromId}`,
+        'a node with a new data dir asks to join the group under the id of a member: it lost its data and is refused until it is removed and added again',
+        { node: req.fromId, incarnation: req.fromIncarnation, memberIncarnation: known },
+      );
+    }
+    return {
+      nodeId: this.options.id,
+      groupId: this.options.groupId,
+      clusterId: this.options.clusterId,
+      incarnation: this.options.incarnation,
+      bootstrapping: this.discovering,
+      membership: membershipToWire(this.started ? this.node.membership() : []),
+      bootstrapMembership: membershipToWire(this.bootstrapMembership()),
+    };
+  }
+
+  /**
+   * The membership this group was bootstrapped with, while the log still starts there (a log
+   * starting at index 1, term 1 starts from a bootstrap); empty otherwise.
+   */
+  private bootstrapMembership(): Membership {
+    if (!this.started) return [];
+    const snapshot = this.logStore.latestSnapshot();
+    return snapshot.index === 1 && snapshot.term === 1 ? snapshot.membership : [];
+  }
+
+  /** The incarnation the membership records for `id`, undefined when it is not a member. */
+  incarnationOf(id: NodeId): number | undefined {
+    if (!this.started) return undefined;
+    return this.node.membership().find((m) => m.id === id)?.incarnation;
+  }
+
+  /** A peer request refused before it reached the core (see peer-service.ts). */
+  refused(reason: PeerRefusal, from: NodeId, detail: string): void {
+    if (this.started) this.metrics.peerReceivedRefused.inc({ ...this.metrics.base, reason });
+    if (reason === PeerRefusal.ReceiverIncarnation) this.notThisIncarnation = detail;
+    this.warnEvery(`refused-${reason}-${from}`, 'refused a peer request', {
+      from,
+      reason,
+      detail,
+    });
+  }
+
+  private reportRefused(refused: readonly RefusedMessage[]): void {
+    for (const r of refused) {
+      this.metrics.peerReceivedRefused.inc({ ...this.metrics.base, reason: r.kind });
+      if (r.kind === RefusalKind.LostEntries) this.lostEntries = r.reason;
+      const lost = r.kind === RefusalKind.LostEntries || r.kind === RefusalKind.PeerLostEntries;
+      const log = lost ? 'log lost' : 'refused a peer message';
+      this.errorEvery(`${r.kind}-${r.message.from}`, log, {
+        from: r.message.from,
+        type: r.message.type,
+        term: r.message.term,
+        reason: r.reason,
+      });
+    }
+  }
+
+  /** Logs a warning, at most once per warningIntervalMs for the same key. */
+  private warnEvery(key: string, message: string, fields: LogFields): void {
+    if (this.quiet(key)) return;
+    this.logger.warn(message, fields);
+  }
+
+  private errorEvery(key: string, message: string, fields: LogFields): void {
+    if (this.quiet(key)) return;
+    this.logger.error(message, fields);
+  }
+
+  private quiet(key: string): boolean {
+    const now = Date.now();
+    const last = this.lastWarned.get(key);
+    if (last !== undefined && now - last < warningIntervalMs) return true;
+    if (this.lastWarned.size > 1000) this.lastWarned.clear();
+    this.lastWarned.set(key, now);
+    return false;
+  }
+
   /**
    * Stops ticking and taking requests, lets the Ready in progress finish (so that nothing
    * acknowledged is lost), fails everything still pending with StoppedError and closes storage.
    */
   async stop(): Promise<void> {
+    if (this.discovering) {
+      // start() sees this, gives up bootstrapping and closes what it opened.
+      this.stopping = true;
+      return;
+    }
     if (!this.started || this.stopping) return;
     this.logger.info('raft server stopping');
     this.stopping = true;
@@ -387,6 +698,10 @@ export class RaftServer<R> implements PeerInbox {
    * failure does the same.
    */
   async abort(): Promise<void> {
+    if (this.discovering) {
+      this.stopping = true;
+      return;
+    }
     if (!this.started || this.aborted) return;
     this.aborted = true;
     this.stopping = true;
@@ -475,6 +790,8 @@ export class RaftServer<R> implements PeerInbox {
     // A leader's appends and heartbeats may leave before its own write (Raft thesis 10.2.1).
     const early = rd.messages.filter(mayBeSentBeforePersist);
     for (const m of early) this.transport.send(m);
+
+    if (rd.refused.length > 0) this.reportRefused(rd.refused);
 
     // 1. Persist.
     if (rd.snapshot !== null) {
@@ -732,17 +1049,23 @@ export class RaftServer<R> implements PeerInbox {
       isLastChunk: false,
       ...fields,
     });
+    checkPeerNumber(req.term, 'term', 1);
     if (req.term < term) return reply({ success: false });
     const block = req.block;
     if (block === undefined) throw new RangeError('snapshot request without a block');
-    const membership: Membership = (req.membership ?? MembershipProto.fromPartial({})).members.map(
-      (m) => ({
-        id: m.id,
-        address: m.address,
-        learner: m.learner,
-      }),
-    );
-    const meta = { index: req.snapshotIndex, term: req.snapshotTerm, membership };
+    const membership = membershipFromWire(req.membership, 'membership');
+    const meta = {
+      index: checkPeerNumber(req.snapshotIndex, 'snapshot_index', 1),
+      term: checkPeerNumber(req.snapshotTerm, 'snapshot_term', 1),
+      membership,
+    };
+    if (meta.term > req.term) {
+      throw new RangeError(`snapshot_term ${meta.term} is above the leader's term ${req.term}`);
+    }
+    checkPeerNumber(req.leaderId, 'leader_id', 1);
+    checkPeerNumber(block.offset, 'block.offset');
+    checkPeerNumber(block.fileSize, 'block.file_size');
+    if (meta.index > this.groupCommitSeen) this.groupCommitSeen = meta.index;
     const result = await this.snapshots.receive({
       token: req.messageToken,
       meta,
@@ -788,6 +1111,11 @@ export class RaftServer<R> implements PeerInbox {
   stepRequest(m: Message): Promise<Message | null> {
     const stopped = this.stoppedError();
     if (stopped !== null) return Promise.reject(stopped);
+    // It passed the incarnation check: the group knows this node as this data dir again.
+    this.notThisIncarnation = null;
+    if (m.type === MessageType.Append && m.commit > this.groupCommitSeen) {
+      this.groupCommitSeen = m.commit;
+    }
     return new Promise((resolve) => {
       this.node.step(m);
       this.waiters.push({ from: m.from, request: m.type, seq: this.stepSeq++, resolve });
@@ -918,20 +1246,57 @@ export class RaftServer<R> implements PeerInbox {
     });
   }
 
-  /** Proposes a membership change; resolves with the membership once the change is applied. */
+  /**
+   * Proposes a membership change; resolves with the membership once the change is applied. A
+   * node that is not a member yet is first asked who it is, so that the membership records the
+   * incarnation of its data dir: it must be running (with an empty --peers) to be added.
+   */
   async changeMembership(
     kind: MembershipChangeKind,
     nodeId: NodeId,
     address: string,
   ): Promise<Membership> {
     this.assertRunning();
-    const result = this.node.proposeMembershipChange(kind, { nodeId, address });
+    let incarnation = 0;
+    const adding =
+      kind === MembershipChangeKind.AddLearner || kind === MembershipChangeKind.AddVoter;
+    if (adding && this.isLeader() && this.incarnationOf(nodeId) === undefined) {
+      incarnation = await this.incarnationOfNewNode(nodeId, address);
+      this.assertRunning();
+    }
+    const result = this.node.proposeMembershipChange(kind, { nodeId, address, incarnation });
     if (!result.ok) throw this.refusalError(result.refusal);
     this.schedule();
     await new Promise<R | undefined>((resolve, reject) => {
       this.proposals.set(result.index, { term: result.term, resolve, reject });
     });
     return this.node.membership();
+  }
+
+  /**
+   * Asks a node about to be added who it is. A node that was just started may not listen yet:
+   * it is asked again for a few seconds before the change is refused.
+   */
+  private async incarnationOfNewNode(nodeId: NodeId, address: string): Promise<number> {
+    const deadline = Date.now() + newNodeWaitMs;
+    let answer = await this.askIdentity(nodeId, address, 'member add');
+    while (typeof answer === 'string' && Date.now() < deadline && !this.stopping) {
+      await new Promise((resolve) => setTimeout(resolve, 200));
+      answer = await this.askIdentity(nodeId, address, 'member add');
+    }
+    if (typeof answer === 'string') {
+      throw new RejectedError(
+        'new-node-unreachable',
+        `cannot ask node ${nodeId} at ${address} who it is (${answer}): start it first, with an empty --peers, then add it`,
+      );
+    }
+    if (answer.bootstrapping) {
+      throw new RejectedError(
+        'new-node-bootstrapping',
+        `node ${nodeId} at ${address} is waiting to bootstrap a new group with its --peers: restart it with an empty --peers to add it to this group`,
+      );
+    }
+    return checkPeerNumber(answer.incarnation, `incarnation of node ${nodeId}`, 1);
   }
 
   addLearner(nodeId: NodeId, address: string): Promise<Membership> {
@@ -1008,21 +1373,46 @@ export class RaftServer<R> implements PeerInbox {
       ...s,
       applied: this.appliedIndex,
       groupId: this.options.groupId,
+      incarnation: this.options.incarnation,
       leaderAddress: this.addressOf(s.leader),
       snapshotIndex: this.lastSnapshotIndex,
       stopped: this.stopping,
     };
   }
 
+  /**
+   * Whether this node can serve correctly, and why not: it must be running, know a leader, be a
+   * member the group counts (not a wiped data dir under an old id, not a log that lost entries),
+   * and have applied what its group committed, give or take healthApplyLagEntriesMax.
+   */
   health(): HealthReport {
     if (this.failure !== null) return { healthy: false, reason: `failed: ${this.failure.message}` };
+    if (this.discovering) {
+      return {
+        healthy: false,
+        reason: 'bootstrapping: waiting for every --peers member to answer',
+      };
+    }
     if (this.stopping || !this.started) return { healthy: false, reason: 'not running' };
+    if (this.notThisIncarnation !== null) {
+      return { healthy: false, reason: `not a member: ${this.notThisIncarnation}` };
+    }
+    if (this.lostEntries !== null) {
+      return {
+        healthy: false,
+        reason: `lost data: a leader's heartbeat says ${this.lostEntries}; remove this node from its group and add it again`,
+      };
+    }
     const s = this.node.basicStatus();
     if (s.leader === noNode) return { healthy: false, reason: 'no leader' };
-    const lag = s.commit - this.appliedIndex;
     const max = this.options.healthApplyLagEntriesMax ?? 1000;
-    if (lag > max)
-      return { healthy: false, reason: `applying: ${lag} committed entries not yet applied` };
+    const behind = Math.max(s.commit, this.groupCommitSeen) - this.appliedIndex;
+    if (behind > max) {
+      return {
+        healthy: false,
+        reason: `catching up: applied ${this.appliedIndex}, the group has committed ${Math.max(s.commit, this.groupCommitSeen)}`,
+      };
+    }
     return { healthy: true, reason: `leader ${s.leader}, applied ${this.appliedIndex}` };
   }
 }

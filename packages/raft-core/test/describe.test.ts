@@ -11,6 +11,7 @@ import {
   EntryType,
   message,
   MessageType,
+  RefusalKind,
   Role,
   type Entry,
   type Ready,
@@ -25,9 +26,9 @@ const snapshot: SnapshotMeta = {
   index: 40,
   term: 6,
   membership: [
-    { id: 1, address: 'a', learner: false },
-    { id: 2, address: 'b', learner: false },
-    { id: 4, address: 'd', learner: true },
+    { id: 1, address: 'a', learner: false, incarnation: 0 },
+    { id: 2, address: 'b', learner: false, incarnation: 0 },
+    { id: 4, address: 'd', learner: true, incarnation: 0 },
   ],
 };
 
@@ -39,6 +40,7 @@ const emptyReady: Ready = {
   committedEntries: [],
   messages: [],
   readStates: [],
+  refused: [],
   mustSync: false,
 };
 
@@ -191,6 +193,13 @@ describe('describeReady', () => {
         message({ type: MessageType.Heartbeat, from: 1, to: 2, term: 2, commit: 3, context: 0 }),
       ],
       readStates: [{ requestId: 7, index: 3 }],
+      refused: [
+        {
+          message: message({ type: MessageType.Heartbeat, from: 3, to: 1, term: 2, commit: 9 }),
+          kind: RefusalKind.Contradiction,
+          reason: 'node 3 claims to lead term 2',
+        },
+      ],
       mustSync: true,
     };
     expect(describeReady(rd).split('\n')).toEqual([
@@ -200,6 +209,7 @@ describe('describeReady', () => {
       'apply: [1/3 normal 2B]',
       'send: 1->2 Heartbeat term=2 commit=3 round=0',
       'read: #7 at 3',
+      'refused: 3->1 Heartbeat term=2 commit=9 round=0: node 3 claims to lead term 2',
       'sync',
     ]);
   });

@@ -14,13 +14,18 @@ import {
 import { jsonMembershipCodec } from '../src/simulation';
 
 const base: Membership = [
-  { id: 1, address: 'n1:7000', learner: false },
-  { id: 2, address: 'n2:7000', learner: false },
-  { id: 3, address: 'n3:7000', learner: false },
+  { id: 1, address: 'n1:7000', learner: false, incarnation: 0 },
+  { id: 2, address: 'n2:7000', learner: false, incarnation: 0 },
+  { id: 3, address: 'n3:7000', learner: false, incarnation: 0 },
 ];
 
 function changeEntry(index: number, type: EntryType, nodeId: number, address = ''): Entry {
-  return { index, term: 1, type, data: jsonMembershipCodec.encode({ nodeId, address }) };
+  return {
+    index,
+    term: 1,
+    type,
+    data: jsonMembershipCodec.encode({ nodeId, address, incarnation: 0 }),
+  };
 }
 
 function normalEntry(index: number): Entry {
@@ -37,25 +42,42 @@ describe('applyMembershipChange', () => {
     const next = applyMembershipChange(base, EntryType.JoinNoVoteNode, {
       nodeId: 4,
       address: 'n4:7000',
+      incarnation: 0,
     });
-    expect(next).toEqual([...base, { id: 4, address: 'n4:7000', learner: true }]);
+    expect(next).toEqual([...base, { id: 4, address: 'n4:7000', learner: true, incarnation: 0 }]);
   });
 
   it('adds a voter directly', () => {
-    const next = applyMembershipChange(base, EntryType.JoinNode, { nodeId: 4, address: 'n4:7000' });
-    expect(memberOf(next, 4)).toEqual({ id: 4, address: 'n4:7000', learner: false });
+    const next = applyMembershipChange(base, EntryType.JoinNode, {
+      nodeId: 4,
+      address: 'n4:7000',
+      incarnation: 0,
+    });
+    expect(memberOf(next, 4)).toEqual({
+      id: 4,
+      address: 'n4:7000',
+      learner: false,
+      incarnation: 0,
+    });
   });
 
   it('promotes a learner and keeps its address when the change names none', () => {
     const withLearner = applyMembershipChange(base, EntryType.JoinNoVoteNode, {
       nodeId: 4,
       address: 'n4:7000',
+      incarnation: 0,
     });
     const promoted = applyMembershipChange(withLearner, EntryType.JoinNode, {
       nodeId: 4,
       address: '',
+      incarnation: 0,
     });
-    expect(memberOf(promoted, 4)).toEqual({ id: 4, address: 'n4:7000', learner: false });
+    expect(memberOf(promoted, 4)).toEqual({
+      id: 4,
+      address: 'n4:7000',
+      learner: false,
+      incarnation: 0,
+    });
     expect(promoted).toHaveLength(4);
   });
 
@@ -63,52 +85,71 @@ describe('applyMembershipChange', () => {
     const withLearner = applyMembershipChange(base, EntryType.JoinNoVoteNode, {
       nodeId: 4,
       address: 'n4:7000',
+      incarnation: 0,
     });
     const promoted = applyMembershipChange(withLearner, EntryType.JoinNode, {
       nodeId: 4,
       address: 'n4:8000',
+      incarnation: 0,
     });
     expect(memberOf(promoted, 4)?.address).toBe('n4:8000');
   });
 
   it('removes a member', () => {
-    const next = applyMembershipChange(base, EntryType.LeaveNode, { nodeId: 2, address: '' });
+    const next = applyMembershipChange(base, EntryType.LeaveNode, {
+      nodeId: 2,
+      address: '',
+      incarnation: 0,
+    });
     expect(next.map((m) => m.id)).toEqual([1, 3]);
   });
 
   it('leaves the membership as is when removing an unknown node', () => {
-    const next = applyMembershipChange(base, EntryType.LeaveNode, { nodeId: 9, address: '' });
+    const next = applyMembershipChange(base, EntryType.LeaveNode, {
+      nodeId: 9,
+      address: '',
+      incarnation: 0,
+    });
     expect(next).toEqual(base);
   });
 
   it('ignores normal and no-op entries', () => {
-    const change = { nodeId: 4, address: 'n4:7000' };
+    const change = { nodeId: 4, address: 'n4:7000', incarnation: 0 };
     expect(applyMembershipChange(base, EntryType.Normal, change)).toBe(base);
     expect(applyMembershipChange(base, EntryType.NoOp, change)).toBe(base);
   });
 
   it('keeps members in ascending id order', () => {
-    const small: Membership = [{ id: 5, address: 'n5', learner: false }];
+    const small: Membership = [{ id: 5, address: 'n5', learner: false, incarnation: 0 }];
     const next = applyMembershipChange(small, EntryType.JoinNoVoteNode, {
       nodeId: 2,
       address: 'n2',
+      incarnation: 0,
     });
     expect(next.map((m) => m.id)).toEqual([2, 5]);
   });
 
   it('does not modify the membership it is given', () => {
     const copy = base.map((m) => ({ ...m }));
-    applyMembershipChange(base, EntryType.LeaveNode, { nodeId: 1, address: '' });
-    applyMembershipChange(base, EntryType.JoinNoVoteNode, { nodeId: 4, address: 'x' });
+    applyMembershipChange(base, EntryType.LeaveNode, {
+      nodeId: 1,
+      address: '',
+      incarnation: 0,
+    });
+    applyMembershipChange(base, EntryType.JoinNoVoteNode, {
+      nodeId: 4,
+      address: 'x',
+      incarnation: 0,
+    });
     expect(base).toEqual(copy);
   });
 });
 
 describe('votersOf, memberOf and isVoter', () => {
   const mixed: Membership = [
-    { id: 1, address: 'a', learner: false },
-    { id: 2, address: 'b', learner: true },
-    { id: 3, address: 'c', learner: false },
+    { id: 1, address: 'a', learner: false, incarnation: 0 },
+    { id: 2, address: 'b', learner: true, incarnation: 0 },
+    { id: 3, address: 'c', learner: false, incarnation: 0 },
   ];
 
   it('lists the voters only', () => {
@@ -123,7 +164,7 @@ describe('votersOf, memberOf and isVoter', () => {
   });
 
   it('finds a member by id', () => {
-    expect(memberOf(mixed, 2)).toEqual({ id: 2, address: 'b', learner: true });
+    expect(memberOf(mixed, 2)).toEqual({ id: 2, address: 'b', learner: true, incarnation: 0 });
     expect(memberOf(mixed, 9)).toBeUndefined();
   });
 });
@@ -220,7 +261,9 @@ describe('MembershipHistory', () => {
   it('restarts from a snapshot on restore', () => {
     const h = history();
     h.appended([changeEntry(6, EntryType.JoinNoVoteNode, 4, 'n4')]);
-    const snapshotMembership: Membership = [{ id: 7, address: 'n7', learner: false }];
+    const snapshotMembership: Membership = [
+      { id: 7, address: 'n7', learner: false, incarnation: 0 },
+    ];
     h.restore(20, snapshotMembership);
     expect(h.current()).toBe(snapshotMembership);
     expect(h.lastChangeIndex()).toBe(20);

@@ -45,6 +45,15 @@ function makeLog(setup: LogSetup = {}): { log: RaftLog; storage: MemoryStorage }
   return { log, storage };
 }
 
+/** The successful outcome of maybeAppend; fails the test on a refusal. */
+function ok(result: ReturnType<RaftLog['maybeAppend']>): {
+  lastNewIndex: number;
+  appended: readonly Entry[];
+} {
+  if (typeof result === 'string') throw new Error(`append refused: ${result}`);
+  return result;
+}
+
 describe('RaftLog', () => {
   describe('construction', () => {
     it('starts with the commit index of the hard state and the given applied index', () => {
@@ -158,22 +167,22 @@ describe('RaftLog', () => {
   describe('maybeAppend', () => {
     it('rejects an append whose prev term differs', () => {
       const { log } = makeLog({ stable: entries(1, [1, 1, 2]) });
-      expect(log.maybeAppend(3, 1, 3, [entry(4, 2)])).toBeUndefined();
+      expect(log.maybeAppend(3, 1, 3, [entry(4, 2)])).toBe('mismatch');
       expect(log.lastIndex()).toBe(3);
       expect(log.committed).toBe(0);
     });
 
     it('rejects an append whose prev index is beyond the log', () => {
       const { log } = makeLog({ stable: entries(1, [1, 1]) });
-      expect(log.maybeAppend(5, 1, 0, [entry(6, 1)])).toBeUndefined();
+      expect(log.maybeAppend(5, 1, 0, [entry(6, 1)])).toBe('mismatch');
       expect(log.lastIndex()).toBe(2);
     });
 
     it('appends entries that follow a matching prev entry', () => {
       const { log } = makeLog({ stable: entries(1, [1, 1]) });
       const result = log.maybeAppend(2, 1, 0, entries(3, [2, 2]));
-      expect(result?.lastNewIndex).toBe(4);
-      expect(indexTerms(result?.appended ?? null)).toEqual([
+      expect(ok(result).lastNewIndex).toBe(4);
+      expect(indexTerms(ok(result).appended)).toEqual([
         [3, 2],
         [4, 2],
       ]);
@@ -194,16 +203,16 @@ describe('RaftLog', () => {
     it('appends only the entries after those already present', () => {
       const { log } = makeLog({ stable: entries(1, [1, 1, 2]) });
       const result = log.maybeAppend(1, 1, 0, entries(2, [1, 2, 3]));
-      expect(result?.lastNewIndex).toBe(4);
-      expect(indexTerms(result?.appended ?? null)).toEqual([[4, 3]]);
+      expect(ok(result).lastNewIndex).toBe(4);
+      expect(indexTerms(ok(result).appended)).toEqual([[4, 3]]);
       expect(log.lastIndex()).toBe(4);
     });
 
     it('truncates the conflicting suffix from the first conflicting entry', () => {
       const { log } = makeLog({ stable: entries(1, [1, 1, 2, 2, 2]) });
       const result = log.maybeAppend(2, 1, 0, entries(3, [2, 3]));
-      expect(result?.lastNewIndex).toBe(4);
-      expect(indexTerms(result?.appended ?? null)).toEqual([[4, 3]]);
+      expect(ok(result).lastNewIndex).toBe(4);
+      expect(indexTerms(ok(result).appended)).toEqual([[4, 3]]);
       // Entry 5 of term 2 followed the conflict and is gone.
       expect(log.lastIndex()).toBe(4);
       expect(log.term(3)).toBe(2);
@@ -226,11 +235,9 @@ describe('RaftLog', () => {
         stable: entries(1, [1, 1, 1]),
         hardState: { term: 1, vote: 0, commit: 3 },
       });
-      expect(() => log.maybeAppend(2, 1, 3, [entry(3, 2)])).toThrow(RaftInvariantError);
-      expect(() => log.maybeAppend(2, 1, 3, [entry(3, 2)])).toThrow(
-        'entry 3 conflicts with a committed entry (committed 3)',
-      );
+      expect(log.maybeAppend(2, 1, 3, [entry(3, 2)])).toBe('conflicts-with-committed');
       expect(log.term(3)).toBe(1);
+      expect(log.lastIndex()).toBe(3);
     });
 
     it('accepts a conflict just after the commit index', () => {
@@ -238,7 +245,7 @@ describe('RaftLog', () => {
         stable: entries(1, [1, 1, 1]),
         hardState: { term: 1, vote: 0, commit: 2 },
       });
-      expect(log.maybeAppend(2, 1, 2, [entry(3, 2)])?.lastNewIndex).toBe(3);
+      expect(ok(log.maybeAppend(2, 1, 2, [entry(3, 2)])).lastNewIndex).toBe(3);
       expect(log.term(3)).toBe(2);
     });
 
@@ -252,7 +259,7 @@ describe('RaftLog', () => {
       // Our log holds 5 entries, but this append only vouches for those up to 3.
       const { log } = makeLog({ stable: entries(1, [1, 1, 1, 1, 1]) });
       const result = log.maybeAppend(1, 1, 10, entries(2, [1, 1]));
-      expect(result?.lastNewIndex).toBe(3);
+      expect(ok(result).lastNewIndex).toBe(3);
       expect(log.committed).toBe(3);
     });
 
@@ -592,7 +599,7 @@ describe('RaftLog', () => {
     it('accepts entries that follow the snapshot', () => {
       const { log } = makeLog({ stable: entries(1, [1, 1, 1]) });
       log.restore(snapshot);
-      expect(log.maybeAppend(8, 3, 9, [entry(9, 3)])?.lastNewIndex).toBe(9);
+      expect(ok(log.maybeAppend(8, 3, 9, [entry(9, 3)])).lastNewIndex).toBe(9);
       expect(log.lastIndex()).toBe(9);
       expect(log.committed).toBe(9);
       expect(indexTerms(log.slice(9, 10, 1000))).toEqual([[9, 3]]);

@@ -35,7 +35,9 @@ function join(net: Network, id: NodeId, config: TestConfig = {}): void {
 }
 
 function change(net: Network, kind: MembershipChangeKind, nodeId: NodeId): number {
-  const result = net.node(1).proposeMembershipChange(kind, { nodeId, address: `n${nodeId}` });
+  const result = net
+    .node(1)
+    .proposeMembershipChange(kind, { nodeId, address: `n${nodeId}`, incarnation: 0 });
   if (!result.ok) throw new Error(`membership change refused: ${result.refusal}`);
   net.flush(1);
   return result.index;
@@ -62,16 +64,20 @@ describe('Raft 6 membership changes', () => {
   it('only one change at a time: a second is refused with MembershipChangePending until the first commits', () => {
     const net = cluster({ autoPromoteLearners: false });
     change(net, MembershipChangeKind.AddLearner, 4);
-    const second = net
-      .node(1)
-      .proposeMembershipChange(MembershipChangeKind.AddLearner, { nodeId: 5, address: 'n5' });
+    const second = net.node(1).proposeMembershipChange(MembershipChangeKind.AddLearner, {
+      nodeId: 5,
+      address: 'n5',
+      incarnation: 0,
+    });
     expect(second).toEqual({ ok: false, refusal: RaftRefusal.MembershipChangePending });
     // Ordinary proposals are not held up.
     expect(net.node(1).propose([bytes('x')]).ok).toBe(true);
     net.stabilize();
-    const third = net
-      .node(1)
-      .proposeMembershipChange(MembershipChangeKind.AddLearner, { nodeId: 5, address: 'n5' });
+    const third = net.node(1).proposeMembershipChange(MembershipChangeKind.AddLearner, {
+      nodeId: 5,
+      address: 'n5',
+      incarnation: 0,
+    });
     expect(third.ok).toBe(true);
     expect(membershipOf(net, 1)).toBe('1,2,3,4L,5L');
   });
@@ -243,12 +249,14 @@ describe('Raft 6 membership changes', () => {
     const early = net.node(2).proposeMembershipChange(MembershipChangeKind.AddLearner, {
       nodeId: 4,
       address: 'n4',
+      incarnation: 0,
     });
     expect(early).toEqual({ ok: false, refusal: RaftRefusal.MembershipChangePending });
     net.stabilize();
     const later = net.node(2).proposeMembershipChange(MembershipChangeKind.AddLearner, {
       nodeId: 4,
       address: 'n4',
+      incarnation: 0,
     });
     expect(later.ok).toBe(true);
   });
@@ -282,19 +290,33 @@ describe('Raft 6 membership changes', () => {
     const solo = cluster({ autoPromoteLearners: false }, members([1], [2]));
     const node = solo.node(1);
     expect(
-      node.proposeMembershipChange(MembershipChangeKind.Remove, { nodeId: 1, address: '' }),
+      node.proposeMembershipChange(MembershipChangeKind.Remove, {
+        nodeId: 1,
+        address: '',
+        incarnation: 0,
+      }),
     ).toEqual({ ok: false, refusal: RaftRefusal.LastVoter });
     expect(
-      node.proposeMembershipChange(MembershipChangeKind.AddLearner, { nodeId: 2, address: '' }),
+      node.proposeMembershipChange(MembershipChangeKind.AddLearner, {
+        nodeId: 2,
+        address: '',
+        incarnation: 0,
+      }),
     ).toEqual({ ok: false, refusal: RaftRefusal.NodeExists });
     expect(
-      node.proposeMembershipChange(MembershipChangeKind.Promote, { nodeId: 9, address: '' }),
+      node.proposeMembershipChange(MembershipChangeKind.Promote, {
+        nodeId: 9,
+        address: '',
+        incarnation: 0,
+      }),
     ).toEqual({ ok: false, refusal: RaftRefusal.NodeNotFound });
     const net = cluster();
     expect(
-      net
-        .node(2)
-        .proposeMembershipChange(MembershipChangeKind.AddLearner, { nodeId: 4, address: '' }),
+      net.node(2).proposeMembershipChange(MembershipChangeKind.AddLearner, {
+        nodeId: 4,
+        address: '',
+        incarnation: 0,
+      }),
     ).toEqual({ ok: false, refusal: RaftRefusal.NotLeader });
   });
 });

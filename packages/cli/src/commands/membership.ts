@@ -30,8 +30,10 @@ function printMembers(
     m.address,
     m.learner ? 'learner' : 'voter',
     m.id === leaderId ? 'yes' : 'no',
+    String(m.incarnation),
   ]);
-  if (ctx.writeOut === 'table') ctx.io.out(renderTable(['ID', 'ADDRESS', 'ROLE', 'LEADER'], rows));
+  if (ctx.writeOut === 'table')
+    ctx.io.out(renderTable(['ID', 'ADDRESS', 'ROLE', 'LEADER', 'INCARNATION'], rows));
   else
     for (const r of rows)
       ctx.io.out(`${r[0]}, ${r[1]}, ${r[2]}${r[3] === 'yes' ? ', leader' : ''}\n`);

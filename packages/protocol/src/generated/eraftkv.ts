@@ -577,6 +577,9 @@ export interface RequestVoteReq {
    * ignores its leader lease (leader stickiness), because the current leader asked for this.
    */
   leaderTransfer: boolean;
+  /** The sender's incarnation, and the receiver's as the sender's membership records it. */
+  fromIncarnation: number;
+  toIncarnation: number;
 }
 
 /** The answer of a voter to RequestVoteReq, returned as the reply of the same RPC. */
@@ -610,6 +613,11 @@ export interface Entry {
 export interface MembershipChange {
   nodeId: number;
   address: string;
+  /**
+   * The incarnation of the node's data dir (see Identify); 0 on a promotion or removal, which
+   * keep the member's recorded incarnation.
+   */
+  incarnation: number;
 }
 
 /** One member of a Raft group. */
@@ -618,6 +626,11 @@ export interface Member {
   address: string;
   /** A learner receives the log but does not vote and does not count towards a quorum. */
   learner: boolean;
+  /**
+   * The incarnation of the member's data dir: a node whose data dir was created anew has another
+   * one and is not this member.
+   */
+  incarnation: number;
 }
 
 /** The membership of a Raft group at some log index; travels with snapshots and in status replies. */
@@ -640,6 +653,8 @@ export interface AppendEntriesReq {
   groupId: number;
   clusterId: string;
   toId: number;
+  fromIncarnation: number;
+  toIncarnation: number;
 }
 
 /** The follower's answer to AppendEntriesReq, returned as the reply of the same RPC. */
@@ -693,6 +708,8 @@ export interface SnapshotReq {
   toId: number;
   /** The group membership at snapshot_index: it travels with the snapshot. */
   membership: Membership | undefined;
+  fromIncarnation: number;
+  toIncarnation: number;
 }
 
 /** The follower's acknowledgement of one snapshot block, returned as the reply of the same RPC. */
@@ -716,6 +733,41 @@ export interface TimeoutNowReq {
   groupId: number;
   clusterId: string;
   toId: number;
+  fromIncarnation: number;
+  toIncarnation: number;
+}
+
+/**
+ * Asks a node who it is: sent by a node with a new data dir to every member of --peers before it
+ * bootstraps a group with them, and by a leader before it adds a node (the membership records the
+ * incarnation it learns). Answered without any change of state.
+ */
+export interface IdentifyReq {
+  groupId: number;
+  clusterId: string;
+  /** The node id the asker expects at this address. */
+  toId: number;
+  fromId: number;
+  fromIncarnation: number;
+}
+
+/** Who the node is and whether it belongs to a group yet. */
+export interface IdentifyResp {
+  nodeId: number;
+  groupId: number;
+  clusterId: string;
+  incarnation: number;
+  /** The node has a new data dir and waits for its --peers to answer before it bootstraps. */
+  bootstrapping: boolean;
+  /** The group's membership as this node knows it; empty while it belongs to no group yet. */
+  membership:
+    | Membership
+    | undefined;
+  /**
+   * The membership the group was bootstrapped with, while this node's log still starts there (no
+   * snapshot replaced it yet): a member that has not bootstrapped yet starts from the same one.
+   */
+  bootstrapMembership: Membership | undefined;
 }
 
 /** Acknowledges TimeoutNowReq; the real outcome is the election that follows. */
@@ -928,6 +980,8 @@ export interface StatusResp {
    */
   stateDigest: string;
   stateDigestIndex: number;
+  /** The incarnation of this node's data dir (see Identify). */
+  incarnation: number;
 }
 
 function createBaseRequestVoteReq(): RequestVoteReq {
@@ -941,6 +995,8 @@ function createBaseRequestVoteReq(): RequestVoteReq {
     clusterId: "",
     toId: 0,
     leaderTransfer: false,
+    fromIncarnation: 0,
+    toIncarnation: 0,
   };
 }
 
@@ -972,6 +1028,12 @@ export const RequestVoteReq: MessageFns<RequestVoteReq> = {
     }
     if (message.leaderTransfer !== false) {
       writer.uint32(72).bool(message.leaderTransfer);
+    }
+    if (message.fromIncarnation !== 0) {
+      writer.uint32(80).int64(message.fromIncarnation);
+    }
+    if (message.toIncarnation !== 0) {
+      writer.uint32(88).int64(message.toIncarnation);
     }
     return writer;
   },
@@ -1061,6 +1123,22 @@ export const RequestVoteReq: MessageFns<RequestVoteReq> = {
             message.leaderTransfer = reader.bool();
             continue;
           }
+          case 10: {
+            if (tag !== 80) {
+              break;
+            }
+
+            message.fromIncarnation = longToNumber(reader.int64());
+            continue;
+          }
+          case 11: {
+            if (tag !== 88) {
+              break;
+            }
+
+            message.toIncarnation = longToNumber(reader.int64());
+            continue;
+          }
         }
         if ((tag & 7) === 4 || tag === 0) {
           break;
@@ -1112,6 +1190,16 @@ export const RequestVoteReq: MessageFns<RequestVoteReq> = {
         : isSet(object.leader_transfer)
         ? globalThis.Boolean(object.leader_transfer)
         : false,
+      fromIncarnation: isSet(object.fromIncarnation)
+        ? globalThis.Number(object.fromIncarnation)
+        : isSet(object.from_incarnation)
+        ? globalThis.Number(object.from_incarnation)
+        : 0,
+      toIncarnation: isSet(object.toIncarnation)
+        ? globalThis.Number(object.toIncarnation)
+        : isSet(object.to_incarnation)
+        ? globalThis.Number(object.to_incarnation)
+        : 0,
     };
   },
 
@@ -1144,6 +1232,12 @@ export const RequestVoteReq: MessageFns<RequestVoteReq> = {
     if (message.leaderTransfer !== false) {
       obj.leaderTransfer = message.leaderTransfer;
     }
+    if (message.fromIncarnation !== 0) {
+      obj.fromIncarnation = Math.round(message.fromIncarnation);
+    }
+    if (message.toIncarnation !== 0) {
+      obj.toIncarnation = Math.round(message.toIncarnation);
+    }
     return obj;
   },
 
@@ -1161,6 +1255,8 @@ export const RequestVoteReq: MessageFns<RequestVoteReq> = {
     message.clusterId = object.clusterId ?? "";
     message.toId = object.toId ?? 0;
     message.leaderTransfer = object.leaderTransfer ?? false;
+    message.fromIncarnation = object.fromIncarnation ?? 0;
+    message.toIncarnation = object.toIncarnation ?? 0;
     return message;
   },
 };
@@ -1468,7 +1564,7 @@ export const Entry: MessageFns<Entry> = {
 };
 
 function createBaseMembershipChange(): MembershipChange {
-  return { nodeId: 0, address: "" };
+  return { nodeId: 0, address: "", incarnation: 0 };
 }
 
 export const MembershipChange: MessageFns<MembershipChange> = {
@@ -1478,6 +1574,9 @@ export const MembershipChange: MessageFns<MembershipChange> = {
     }
     if (message.address !== "") {
       writer.uint32(18).string(message.address);
+    }
+    if (message.incarnation !== 0) {
+      writer.uint32(24).int64(message.incarnation);
     }
     return writer;
   },
@@ -1511,6 +1610,14 @@ export const MembershipChange: MessageFns<MembershipChange> = {
             message.address = reader.string();
             continue;
           }
+          case 3: {
+            if (tag !== 24) {
+              break;
+            }
+
+            message.incarnation = longToNumber(reader.int64());
+            continue;
+          }
         }
         if ((tag & 7) === 4 || tag === 0) {
           break;
@@ -1531,6 +1638,7 @@ export const MembershipChange: MessageFns<MembershipChange> = {
         ? globalThis.Number(object.node_id)
         : 0,
       address: isSet(object.address) ? globalThis.String(object.address) : "",
+      incarnation: isSet(object.incarnation) ? globalThis.Number(object.incarnation) : 0,
     };
   },
 
@@ -1542,6 +1650,9 @@ export const MembershipChange: MessageFns<MembershipChange> = {
     if (message.address !== "") {
       obj.address = message.address;
     }
+    if (message.incarnation !== 0) {
+      obj.incarnation = Math.round(message.incarnation);
+    }
     return obj;
   },
 
@@ -1552,12 +1663,13 @@ export const MembershipChange: MessageFns<MembershipChange> = {
     const message = createBaseMembershipChange();
     message.nodeId = object.nodeId ?? 0;
     message.address = object.address ?? "";
+    message.incarnation = object.incarnation ?? 0;
     return message;
   },
 };
 
 function createBaseMember(): Member {
-  return { id: 0, address: "", learner: false };
+  return { id: 0, address: "", learner: false, incarnation: 0 };
 }
 
 export const Member: MessageFns<Member> = {
@@ -1570,6 +1682,9 @@ export const Member: MessageFns<Member> = {
     }
     if (message.learner !== false) {
       writer.uint32(24).bool(message.learner);
+    }
+    if (message.incarnation !== 0) {
+      writer.uint32(32).int64(message.incarnation);
     }
     return writer;
   },
@@ -1611,6 +1726,14 @@ export const Member: MessageFns<Member> = {
             message.learner = reader.bool();
             continue;
           }
+          case 4: {
+            if (tag !== 32) {
+              break;
+            }
+
+            message.incarnation = longToNumber(reader.int64());
+            continue;
+          }
         }
         if ((tag & 7) === 4 || tag === 0) {
           break;
@@ -1628,6 +1751,7 @@ export const Member: MessageFns<Member> = {
       id: isSet(object.id) ? globalThis.Number(object.id) : 0,
       address: isSet(object.address) ? globalThis.String(object.address) : "",
       learner: isSet(object.learner) ? globalThis.Boolean(object.learner) : false,
+      incarnation: isSet(object.incarnation) ? globalThis.Number(object.incarnation) : 0,
     };
   },
 
@@ -1642,6 +1766,9 @@ export const Member: MessageFns<Member> = {
     if (message.learner !== false) {
       obj.learner = message.learner;
     }
+    if (message.incarnation !== 0) {
+      obj.incarnation = Math.round(message.incarnation);
+    }
     return obj;
   },
 
@@ -1653,6 +1780,7 @@ export const Member: MessageFns<Member> = {
     message.id = object.id ?? 0;
     message.address = object.address ?? "";
     message.learner = object.learner ?? false;
+    message.incarnation = object.incarnation ?? 0;
     return message;
   },
 };
@@ -1739,6 +1867,8 @@ function createBaseAppendEntriesReq(): AppendEntriesReq {
     groupId: 0,
     clusterId: "",
     toId: 0,
+    fromIncarnation: 0,
+    toIncarnation: 0,
   };
 }
 
@@ -1776,6 +1906,12 @@ export const AppendEntriesReq: MessageFns<AppendEntriesReq> = {
     }
     if (message.toId !== 0) {
       writer.uint32(88).int64(message.toId);
+    }
+    if (message.fromIncarnation !== 0) {
+      writer.uint32(96).int64(message.fromIncarnation);
+    }
+    if (message.toIncarnation !== 0) {
+      writer.uint32(104).int64(message.toIncarnation);
     }
     return writer;
   },
@@ -1881,6 +2017,22 @@ export const AppendEntriesReq: MessageFns<AppendEntriesReq> = {
             message.toId = longToNumber(reader.int64());
             continue;
           }
+          case 12: {
+            if (tag !== 96) {
+              break;
+            }
+
+            message.fromIncarnation = longToNumber(reader.int64());
+            continue;
+          }
+          case 13: {
+            if (tag !== 104) {
+              break;
+            }
+
+            message.toIncarnation = longToNumber(reader.int64());
+            continue;
+          }
         }
         if ((tag & 7) === 4 || tag === 0) {
           break;
@@ -1944,6 +2096,16 @@ export const AppendEntriesReq: MessageFns<AppendEntriesReq> = {
         : isSet(object.to_id)
         ? globalThis.Number(object.to_id)
         : 0,
+      fromIncarnation: isSet(object.fromIncarnation)
+        ? globalThis.Number(object.fromIncarnation)
+        : isSet(object.from_incarnation)
+        ? globalThis.Number(object.from_incarnation)
+        : 0,
+      toIncarnation: isSet(object.toIncarnation)
+        ? globalThis.Number(object.toIncarnation)
+        : isSet(object.to_incarnation)
+        ? globalThis.Number(object.to_incarnation)
+        : 0,
     };
   },
 
@@ -1982,6 +2144,12 @@ export const AppendEntriesReq: MessageFns<AppendEntriesReq> = {
     if (message.toId !== 0) {
       obj.toId = Math.round(message.toId);
     }
+    if (message.fromIncarnation !== 0) {
+      obj.fromIncarnation = Math.round(message.fromIncarnation);
+    }
+    if (message.toIncarnation !== 0) {
+      obj.toIncarnation = Math.round(message.toIncarnation);
+    }
     return obj;
   },
 
@@ -2001,6 +2169,8 @@ export const AppendEntriesReq: MessageFns<AppendEntriesReq> = {
     message.groupId = object.groupId ?? 0;
     message.clusterId = object.clusterId ?? "";
     message.toId = object.toId ?? 0;
+    message.fromIncarnation = object.fromIncarnation ?? 0;
+    message.toIncarnation = object.toIncarnation ?? 0;
     return message;
   },
 };
@@ -2441,6 +2611,8 @@ function createBaseSnapshotReq(): SnapshotReq {
     clusterId: "",
     toId: 0,
     membership: undefined,
+    fromIncarnation: 0,
+    toIncarnation: 0,
   };
 }
 
@@ -2475,6 +2647,12 @@ export const SnapshotReq: MessageFns<SnapshotReq> = {
     }
     if (message.membership !== undefined) {
       Membership.encode(message.membership, writer.uint32(82).fork()).join();
+    }
+    if (message.fromIncarnation !== 0) {
+      writer.uint32(88).int64(message.fromIncarnation);
+    }
+    if (message.toIncarnation !== 0) {
+      writer.uint32(96).int64(message.toIncarnation);
     }
     return writer;
   },
@@ -2572,6 +2750,22 @@ export const SnapshotReq: MessageFns<SnapshotReq> = {
             message.membership = Membership.decode(reader, reader.uint32());
             continue;
           }
+          case 11: {
+            if (tag !== 88) {
+              break;
+            }
+
+            message.fromIncarnation = longToNumber(reader.int64());
+            continue;
+          }
+          case 12: {
+            if (tag !== 96) {
+              break;
+            }
+
+            message.toIncarnation = longToNumber(reader.int64());
+            continue;
+          }
         }
         if ((tag & 7) === 4 || tag === 0) {
           break;
@@ -2624,6 +2818,16 @@ export const SnapshotReq: MessageFns<SnapshotReq> = {
         ? globalThis.Number(object.to_id)
         : 0,
       membership: isSet(object.membership) ? Membership.fromJSON(object.membership) : undefined,
+      fromIncarnation: isSet(object.fromIncarnation)
+        ? globalThis.Number(object.fromIncarnation)
+        : isSet(object.from_incarnation)
+        ? globalThis.Number(object.from_incarnation)
+        : 0,
+      toIncarnation: isSet(object.toIncarnation)
+        ? globalThis.Number(object.toIncarnation)
+        : isSet(object.to_incarnation)
+        ? globalThis.Number(object.to_incarnation)
+        : 0,
     };
   },
 
@@ -2659,6 +2863,12 @@ export const SnapshotReq: MessageFns<SnapshotReq> = {
     if (message.membership !== undefined) {
       obj.membership = Membership.toJSON(message.membership);
     }
+    if (message.fromIncarnation !== 0) {
+      obj.fromIncarnation = Math.round(message.fromIncarnation);
+    }
+    if (message.toIncarnation !== 0) {
+      obj.toIncarnation = Math.round(message.toIncarnation);
+    }
     return obj;
   },
 
@@ -2681,6 +2891,8 @@ export const SnapshotReq: MessageFns<SnapshotReq> = {
     message.membership = (object.membership !== undefined && object.membership !== null)
       ? Membership.fromPartial(object.membership)
       : undefined;
+    message.fromIncarnation = object.fromIncarnation ?? 0;
+    message.toIncarnation = object.toIncarnation ?? 0;
     return message;
   },
 };
@@ -2827,7 +3039,7 @@ export const SnapshotResp: MessageFns<SnapshotResp> = {
 };
 
 function createBaseTimeoutNowReq(): TimeoutNowReq {
-  return { term: 0, leaderId: 0, groupId: 0, clusterId: "", toId: 0 };
+  return { term: 0, leaderId: 0, groupId: 0, clusterId: "", toId: 0, fromIncarnation: 0, toIncarnation: 0 };
 }
 
 export const TimeoutNowReq: MessageFns<TimeoutNowReq> = {
@@ -2846,6 +3058,12 @@ export const TimeoutNowReq: MessageFns<TimeoutNowReq> = {
     }
     if (message.toId !== 0) {
       writer.uint32(40).int64(message.toId);
+    }
+    if (message.fromIncarnation !== 0) {
+      writer.uint32(48).int64(message.fromIncarnation);
+    }
+    if (message.toIncarnation !== 0) {
+      writer.uint32(56).int64(message.toIncarnation);
     }
     return writer;
   },
@@ -2903,6 +3121,22 @@ export const TimeoutNowReq: MessageFns<TimeoutNowReq> = {
             message.toId = longToNumber(reader.int64());
             continue;
           }
+          case 6: {
+            if (tag !== 48) {
+              break;
+            }
+
+            message.fromIncarnation = longToNumber(reader.int64());
+            continue;
+          }
+          case 7: {
+            if (tag !== 56) {
+              break;
+            }
+
+            message.toIncarnation = longToNumber(reader.int64());
+            continue;
+          }
         }
         if ((tag & 7) === 4 || tag === 0) {
           break;
@@ -2938,6 +3172,16 @@ export const TimeoutNowReq: MessageFns<TimeoutNowReq> = {
         : isSet(object.to_id)
         ? globalThis.Number(object.to_id)
         : 0,
+      fromIncarnation: isSet(object.fromIncarnation)
+        ? globalThis.Number(object.fromIncarnation)
+        : isSet(object.from_incarnation)
+        ? globalThis.Number(object.from_incarnation)
+        : 0,
+      toIncarnation: isSet(object.toIncarnation)
+        ? globalThis.Number(object.toIncarnation)
+        : isSet(object.to_incarnation)
+        ? globalThis.Number(object.to_incarnation)
+        : 0,
     };
   },
 
@@ -2958,6 +3202,12 @@ export const TimeoutNowReq: MessageFns<TimeoutNowReq> = {
     if (message.toId !== 0) {
       obj.toId = Math.round(message.toId);
     }
+    if (message.fromIncarnation !== 0) {
+      obj.fromIncarnation = Math.round(message.fromIncarnation);
+    }
+    if (message.toIncarnation !== 0) {
+      obj.toIncarnation = Math.round(message.toIncarnation);
+    }
     return obj;
   },
 
@@ -2971,6 +3221,354 @@ export const TimeoutNowReq: MessageFns<TimeoutNowReq> = {
     message.groupId = object.groupId ?? 0;
     message.clusterId = object.clusterId ?? "";
     message.toId = object.toId ?? 0;
+    message.fromIncarnation = object.fromIncarnation ?? 0;
+    message.toIncarnation = object.toIncarnation ?? 0;
+    return message;
+  },
+};
+
+function createBaseIdentifyReq(): IdentifyReq {
+  return { groupId: 0, clusterId: "", toId: 0, fromId: 0, fromIncarnation: 0 };
+}
+
+export const IdentifyReq: MessageFns<IdentifyReq> = {
+  encode(message: IdentifyReq, writer: BinaryWriter = new BinaryWriter()): BinaryWriter {
+    if (message.groupId !== 0) {
+      writer.uint32(8).int64(message.groupId);
+    }
+    if (message.clusterId !== "") {
+      writer.uint32(18).string(message.clusterId);
+    }
+    if (message.toId !== 0) {
+      writer.uint32(24).int64(message.toId);
+    }
+    if (message.fromId !== 0) {
+      writer.uint32(32).int64(message.fromId);
+    }
+    if (message.fromIncarnation !== 0) {
+      writer.uint32(40).int64(message.fromIncarnation);
+    }
+    return writer;
+  },
+
+  decode(input: BinaryReader | Uint8Array, length?: number): IdentifyReq {
+    const reader = input instanceof BinaryReader ? input : new BinaryReader(input);
+    const previousRecursionDepth = (reader as any).__tsProtoDecodeDepth ?? 0;
+    if (previousRecursionDepth >= 100) {
+      throw new globalThis.Error("protobuf decode recursion limit exceeded");
+    }
+    (reader as any).__tsProtoDecodeDepth = previousRecursionDepth + 1;
+    try {
+      const end = length === undefined ? reader.len : reader.pos + length;
+      const message = createBaseIdentifyReq();
+      while (reader.pos < end) {
+        const tag = reader.uint32();
+        switch (tag >>> 3) {
+          case 1: {
+            if (tag !== 8) {
+              break;
+            }
+
+            message.groupId = longToNumber(reader.int64());
+            continue;
+          }
+          case 2: {
+            if (tag !== 18) {
+              break;
+            }
+
+            message.clusterId = reader.string();
+            continue;
+          }
+          case 3: {
+            if (tag !== 24) {
+              break;
+            }
+
+            message.toId = longToNumber(reader.int64());
+            continue;
+          }
+          case 4: {
+            if (tag !== 32) {
+              break;
+            }
+
+            message.fromId = longToNumber(reader.int64());
+            continue;
+          }
+          case 5: {
+            if (tag !== 40) {
+              break;
+            }
+
+            message.fromIncarnation = longToNumber(reader.int64());
+            continue;
+          }
+        }
+        if ((tag & 7) === 4 || tag === 0) {
+          break;
+        }
+        reader.skip(tag & 7);
+      }
+      return message;
+    } finally {
+      (reader as any).__tsProtoDecodeDepth = previousRecursionDepth;
+    }
+  },
+
+  fromJSON(object: any): IdentifyReq {
+    return {
+      groupId: isSet(object.groupId)
+        ? globalThis.Number(object.groupId)
+        : isSet(object.group_id)
+        ? globalThis.Number(object.group_id)
+        : 0,
+      clusterId: isSet(object.clusterId)
+        ? globalThis.String(object.clusterId)
+        : isSet(object.cluster_id)
+        ? globalThis.String(object.cluster_id)
+        : "",
+      toId: isSet(object.toId)
+        ? globalThis.Number(object.toId)
+        : isSet(object.to_id)
+        ? globalThis.Number(object.to_id)
+        : 0,
+      fromId: isSet(object.fromId)
+        ? globalThis.Number(object.fromId)
+        : isSet(object.from_id)
+        ? globalThis.Number(object.from_id)
+        : 0,
+      fromIncarnation: isSet(object.fromIncarnation)
+        ? globalThis.Number(object.fromIncarnation)
+        : isSet(object.from_incarnation)
+        ? globalThis.Number(object.from_incarnation)
+        : 0,
+    };
+  },
+
+  toJSON(message: IdentifyReq): unknown {
+    const obj: any = {};
+    if (message.groupId !== 0) {
+      obj.groupId = Math.round(message.groupId);
+    }
+    if (message.clusterId !== "") {
+      obj.clusterId = message.clusterId;
+    }
+    if (message.toId !== 0) {
+      obj.toId = Math.round(message.toId);
+    }
+    if (message.fromId !== 0) {
+      obj.fromId = Math.round(message.fromId);
+    }
+    if (message.fromIncarnation !== 0) {
+      obj.fromIncarnation = Math.round(message.fromIncarnation);
+    }
+    return obj;
+  },
+
+  create<I extends Exact<DeepPartial<IdentifyReq>, I>>(base?: I): IdentifyReq {
+    return IdentifyReq.fromPartial(base ?? ({} as any));
+  },
+  fromPartial<I extends Exact<DeepPartial<IdentifyReq>, I>>(object: I): IdentifyReq {
+    const message = createBaseIdentifyReq();
+    message.groupId = object.groupId ?? 0;
+    message.clusterId = object.clusterId ?? "";
+    message.toId = object.toId ?? 0;
+    message.fromId = object.fromId ?? 0;
+    message.fromIncarnation = object.fromIncarnation ?? 0;
+    return message;
+  },
+};
+
+function createBaseIdentifyResp(): IdentifyResp {
+  return {
+    nodeId: 0,
+    groupId: 0,
+    clusterId: "",
+    incarnation: 0,
+    bootstrapping: false,
+    membership: undefined,
+    bootstrapMembership: undefined,
+  };
+}
+
+export const IdentifyResp: MessageFns<IdentifyResp> = {
+  encode(message: IdentifyResp, writer: BinaryWriter = new BinaryWriter()): BinaryWriter {
+    if (message.nodeId !== 0) {
+      writer.uint32(8).int64(message.nodeId);
+    }
+    if (message.groupId !== 0) {
+      writer.uint32(16).int64(message.groupId);
+    }
+    if (message.clusterId !== "") {
+      writer.uint32(26).string(message.clusterId);
+    }
+    if (message.incarnation !== 0) {
+      writer.uint32(32).int64(message.incarnation);
+    }
+    if (message.bootstrapping !== false) {
+      writer.uint32(40).bool(message.bootstrapping);
+    }
+    if (message.membership !== undefined) {
+      Membership.encode(message.membership, writer.uint32(50).fork()).join();
+    }
+    if (message.bootstrapMembership !== undefined) {
+      Membership.encode(message.bootstrapMembership, writer.uint32(58).fork()).join();
+    }
+    return writer;
+  },
+
+  decode(input: BinaryReader | Uint8Array, length?: number): IdentifyResp {
+    const reader = input instanceof BinaryReader ? input : new BinaryReader(input);
+    const previousRecursionDepth = (reader as any).__tsProtoDecodeDepth ?? 0;
+    if (previousRecursionDepth >= 100) {
+      throw new globalThis.Error("protobuf decode recursion limit exceeded");
+    }
+    (reader as any).__tsProtoDecodeDepth = previousRecursionDepth + 1;
+    try {
+      const end = length === undefined ? reader.len : reader.pos + length;
+      const message = createBaseIdentifyResp();
+      while (reader.pos < end) {
+        const tag = reader.uint32();
+        switch (tag >>> 3) {
+          case 1: {
+            if (tag !== 8) {
+              break;
+            }
+
+            message.nodeId = longToNumber(reader.int64());
+            continue;
+          }
+          case 2: {
+            if (tag !== 16) {
+              break;
+            }
+
+            message.groupId = longToNumber(reader.int64());
+            continue;
+          }
+          case 3: {
+            if (tag !== 26) {
+              break;
+            }
+
+            message.clusterId = reader.string();
+            continue;
+          }
+          case 4: {
+            if (tag !== 32) {
+              break;
+            }
+
+            message.incarnation = longToNumber(reader.int64());
+            continue;
+          }
+          case 5: {
+            if (tag !== 40) {
+              break;
+            }
+
+            message.bootstrapping = reader.bool();
+            continue;
+          }
+          case 6: {
+            if (tag !== 50) {
+              break;
+            }
+
+            message.membership = Membership.decode(reader, reader.uint32());
+            continue;
+          }
+          case 7: {
+            if (tag !== 58) {
+              break;
+            }
+
+            message.bootstrapMembership = Membership.decode(reader, reader.uint32());
+            continue;
+          }
+        }
+        if ((tag & 7) === 4 || tag === 0) {
+          break;
+        }
+        reader.skip(tag & 7);
+      }
+      return message;
+    } finally {
+      (reader as any).__tsProtoDecodeDepth = previousRecursionDepth;
+    }
+  },
+
+  fromJSON(object: any): IdentifyResp {
+    return {
+      nodeId: isSet(object.nodeId)
+        ? globalThis.Number(object.nodeId)
+        : isSet(object.node_id)
+        ? globalThis.Number(object.node_id)
+        : 0,
+      groupId: isSet(object.groupId)
+        ? globalThis.Number(object.groupId)
+        : isSet(object.group_id)
+        ? globalThis.Number(object.group_id)
+        : 0,
+      clusterId: isSet(object.clusterId)
+        ? globalThis.String(object.clusterId)
+        : isSet(object.cluster_id)
+        ? globalThis.String(object.cluster_id)
+        : "",
+      incarnation: isSet(object.incarnation) ? globalThis.Number(object.incarnation) : 0,
+      bootstrapping: isSet(object.bootstrapping) ? globalThis.Boolean(object.bootstrapping) : false,
+      membership: isSet(object.membership) ? Membership.fromJSON(object.membership) : undefined,
+      bootstrapMembership: isSet(object.bootstrapMembership)
+        ? Membership.fromJSON(object.bootstrapMembership)
+        : isSet(object.bootstrap_membership)
+        ? Membership.fromJSON(object.bootstrap_membership)
+        : undefined,
+    };
+  },
+
+  toJSON(message: IdentifyResp): unknown {
+    const obj: any = {};
+    if (message.nodeId !== 0) {
+      obj.nodeId = Math.round(message.nodeId);
+    }
+    if (message.groupId !== 0) {
+      obj.groupId = Math.round(message.groupId);
+    }
+    if (message.clusterId !== "") {
+      obj.clusterId = message.clusterId;
+    }
+    if (message.incarnation !== 0) {
+      obj.incarnation = Math.round(message.incarnation);
+    }
+    if (message.bootstrapping !== false) {
+      obj.bootstrapping = message.bootstrapping;
+    }
+    if (message.membership !== undefined) {
+      obj.membership = Membership.toJSON(message.membership);
+    }
+    if (message.bootstrapMembership !== undefined) {
+      obj.bootstrapMembership = Membership.toJSON(message.bootstrapMembership);
+    }
+    return obj;
+  },
+
+  create<I extends Exact<DeepPartial<IdentifyResp>, I>>(base?: I): IdentifyResp {
+    return IdentifyResp.fromPartial(base ?? ({} as any));
+  },
+  fromPartial<I extends Exact<DeepPartial<IdentifyResp>, I>>(object: I): IdentifyResp {
+    const message = createBaseIdentifyResp();
+    message.nodeId = object.nodeId ?? 0;
+    message.groupId = object.groupId ?? 0;
+    message.clusterId = object.clusterId ?? "";
+    message.incarnation = object.incarnation ?? 0;
+    message.bootstrapping = object.bootstrapping ?? false;
+    message.membership = (object.membership !== undefined && object.membership !== null)
+      ? Membership.fromPartial(object.membership)
+      : undefined;
+    message.bootstrapMembership = (object.bootstrapMembership !== undefined && object.bootstrapMembership !== null)
+      ? Membership.fromPartial(object.bootstrapMembership)
+      : undefined;
     return message;
   },
 };
@@ -5370,6 +5968,7 @@ function createBaseStatusResp(): StatusResp {
     isLearner: false,
     stateDigest: "",
     stateDigestIndex: 0,
+    incarnation: 0,
   };
 }
 
@@ -5434,6 +6033,9 @@ export const StatusResp: MessageFns<StatusResp> = {
     }
     if (message.stateDigestIndex !== 0) {
       writer.uint32(160).int64(message.stateDigestIndex);
+    }
+    if (message.incarnation !== 0) {
+      writer.uint32(168).int64(message.incarnation);
     }
     return writer;
   },
@@ -5611,6 +6213,14 @@ export const StatusResp: MessageFns<StatusResp> = {
             message.stateDigestIndex = longToNumber(reader.int64());
             continue;
           }
+          case 21: {
+            if (tag !== 168) {
+              break;
+            }
+
+            message.incarnation = longToNumber(reader.int64());
+            continue;
+          }
         }
         if ((tag & 7) === 4 || tag === 0) {
           break;
@@ -5703,6 +6313,7 @@ export const StatusResp: MessageFns<StatusResp> = {
         : isSet(object.state_digest_index)
         ? globalThis.Number(object.state_digest_index)
         : 0,
+      incarnation: isSet(object.incarnation) ? globalThis.Number(object.incarnation) : 0,
     };
   },
 
@@ -5768,6 +6379,9 @@ export const StatusResp: MessageFns<StatusResp> = {
     if (message.stateDigestIndex !== 0) {
       obj.stateDigestIndex = Math.round(message.stateDigestIndex);
     }
+    if (message.incarnation !== 0) {
+      obj.incarnation = Math.round(message.incarnation);
+    }
     return obj;
   },
 
@@ -5798,6 +6412,7 @@ export const StatusResp: MessageFns<StatusResp> = {
     message.isLearner = object.isLearner ?? false;
     message.stateDigest = object.stateDigest ?? "";
     message.stateDigestIndex = object.stateDigestIndex ?? 0;
+    message.incarnation = object.incarnation ?? 0;
     return message;
   },
 };
@@ -5854,6 +6469,15 @@ export const ERaftKvService = {
     requestDeserialize: (value: Buffer): TimeoutNowReq => TimeoutNowReq.decode(value),
     responseSerialize: (value: TimeoutNowResp): Buffer => Buffer.from(TimeoutNowResp.encode(value).finish()),
     responseDeserialize: (value: Buffer): TimeoutNowResp => TimeoutNowResp.decode(value),
+  },
+  identify: {
+    path: "/eraftkv.ERaftKv/Identify" as const,
+    requestStream: false as const,
+    responseStream: false as const,
+    requestSerialize: (value: IdentifyReq): Buffer => Buffer.from(IdentifyReq.encode(value).finish()),
+    requestDeserialize: (value: Buffer): IdentifyReq => IdentifyReq.decode(value),
+    responseSerialize: (value: IdentifyResp): Buffer => Buffer.from(IdentifyResp.encode(value).finish()),
+    responseDeserialize: (value: Buffer): IdentifyResp => IdentifyResp.decode(value),
   },
   /** Data operations (kv servers). */
   processRwOperation: {
@@ -5932,6 +6556,7 @@ export interface ERaftKvServer extends UntypedServiceImplementation {
   appendEntriesStream: handleBidiStreamingCall<AppendEntriesReq, AppendEntriesResp>;
   snapshot: handleUnaryCall<SnapshotReq, SnapshotResp>;
   timeoutNow: handleUnaryCall<TimeoutNowReq, TimeoutNowResp>;
+  identify: handleUnaryCall<IdentifyReq, IdentifyResp>;
   /** Data operations (kv servers). */
   processRwOperation: handleUnaryCall<ClientOperationReq, ClientOperationResp>;
   /**
@@ -6019,6 +6644,21 @@ export interface ERaftKvClient extends Client {
     metadata: Metadata,
     options: Partial<CallOptions>,
     callback: (error: ServiceError | null, response: TimeoutNowResp) => void,
+  ): ClientUnaryCall;
+  identify(
+    request: IdentifyReq,
+    callback: (error: ServiceError | null, response: IdentifyResp) => void,
+  ): ClientUnaryCall;
+  identify(
+    request: IdentifyReq,
+    metadata: Metadata,
+    callback: (error: ServiceError | null, response: IdentifyResp) => void,
+  ): ClientUnaryCall;
+  identify(
+    request: IdentifyReq,
+    metadata: Metadata,
+    options: Partial<CallOptions>,
+    callback: (error: ServiceError | null, response: IdentifyResp) => void,
   ): ClientUnaryCall;
   /** Data operations (kv servers). */
   processRwOperation(

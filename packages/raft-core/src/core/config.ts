@@ -34,6 +34,17 @@ export interface RaftConfig {
   readonly autoPromoteLearners: boolean;
   /** A learner counts as caught up when it is at most this many entries behind the leader. */
   readonly learnerCatchUpEntriesMax: number;
+  /**
+   * The largest term this node may reach: it never campaigns beyond it (the runtime sets what its
+   * log store can hold). Messages with larger terms must be refused before they reach the core.
+   */
+  readonly termMax: number;
+  /**
+   * A message whose term is more than this above the node's own is refused (Ready.refused): no
+   * correct group advances that far while a member is away, and taking such a term from a forged
+   * or corrupted message would bring the group near termMax, where it could elect no more.
+   */
+  readonly termJumpMax: number;
   /** The highest index the application has applied (for a restart); 0 for a new node. */
   readonly applied: number;
   /** The source of election jitter. */
@@ -56,6 +67,8 @@ export const raftConfigDefaults = {
   pendingReadsMax: 65536,
   autoPromoteLearners: true,
   learnerCatchUpEntriesMax: 100,
+  termMax: Number.MAX_SAFE_INTEGER,
+  termJumpMax: 2 ** 32,
   applied: 0,
 } as const;
 
@@ -77,6 +90,8 @@ export function resolveRaftConfig(input: RaftConfigInput): RaftConfig {
     'uncommittedBytesMax',
     'committedEntriesPerReadyBytesMax',
     'pendingReadsMax',
+    'termMax',
+    'termJumpMax',
   ] as const;
   for (const key of positive) {
     const value = config[key];

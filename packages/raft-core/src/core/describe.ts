@@ -55,7 +55,9 @@ export function describeMessage(m: Message): string {
     case MessageType.Heartbeat:
       return `${head} commit=${m.commit} round=${m.context}`;
     case MessageType.HeartbeatResponse:
-      return `${head} round=${m.context}`;
+      return m.reject
+        ? `${head} round=${m.context} rejected (log ends at ${m.index})`
+        : `${head} round=${m.context}`;
     case MessageType.Snapshot:
       return `${head} ${m.snapshot ? describeSnapshot(m.snapshot) : 'none'}`;
     case MessageType.TimeoutNow:
@@ -73,6 +75,7 @@ export function describeReady(rd: Ready): string {
   if (rd.committedEntries.length > 0) lines.push(`apply: ${describeEntries(rd.committedEntries)}`);
   for (const m of rd.messages) lines.push(`send: ${describeMessage(m)}`);
   for (const r of rd.readStates) lines.push(`read: #${r.requestId} at ${r.index}`);
+  for (const r of rd.refused) lines.push(`refused: ${describeMessage(r.message)}: ${r.reason}`);
   if (rd.mustSync) lines.push('sync');
   return lines.join('\n');
 }

@@ -18,6 +18,10 @@
 //      atomically with the data they produce; answer `readStates` once their index is applied.
 //   4. Call advance(). Only then may ready() be called again.
 //
+// `refused` lists messages the core would not act on because no correct peer could have sent
+// them (a follower that lost acknowledged entries, a forged message): report them; they changed
+// nothing.
+//
 // A crash at any point loses only what step 1 had not made durable; a restarted node is built
 // from its storage (hard state, snapshot, entries) and the state machine's applied index.
 export {
@@ -43,7 +47,15 @@ export {
   MembershipHistory,
   votersOf,
 } from './membership';
-export { isResponse, mayBeSentBeforePersist, message, MessageType, type Message } from './message';
+export {
+  isResponse,
+  mayBeSentBeforePersist,
+  message,
+  MessageType,
+  RefusalKind,
+  type Message,
+  type RefusedMessage,
+} from './message';
 export { Inflights, Progress, ProgressState } from './progress';
 export { committedIndex, hasQuorum, quorumSize, voteResult, VoteResult } from './quorum';
 export {

@@ -61,24 +61,24 @@ export class RaftLog {
 
   /**
    * Appends `entries` that follow (prevIndex, prevTerm) if our log matches there, dropping any
-   * conflicting suffix. Returns the index of the last new entry and the entries actually written,
-   * or undefined when the log does not match (the leader must back up).
+   * conflicting suffix. Returns the index of the last new entry and the entries actually written;
+   * 'mismatch' when the log does not match at prevIndex (the leader must back up); and
+   * 'conflicts-with-committed' when an entry differs from one we know is committed, which no
+   * correct leader can send (the append changes nothing).
    */
   maybeAppend(
     prevIndex: number,
     prevTerm: number,
     leaderCommit: number,
     entries: readonly Entry[],
-  ): { lastNewIndex: number; appended: readonly Entry[] } | undefined {
-    if (!this.matchTerm(prevIndex, prevTerm)) return undefined;
+  ):
+    { lastNewIndex: number; appended: readonly Entry[] } | 'mismatch' | 'conflicts-with-committed' {
+    if (!this.matchTerm(prevIndex, prevTerm)) return 'mismatch';
     const lastNewIndex = prevIndex + entries.length;
     const conflict = this.findConflict(entries);
     let appended: readonly Entry[] = [];
     if (conflict !== 0) {
-      invariant(
-        conflict > this.committed,
-        () => `entry ${conflict} conflicts with a committed entry (committed ${this.committed})`,
-      );
+      if (conflict <= this.committed) return 'conflicts-with-committed';
       appended = entries.slice(conflict - entries[0].index);
       this.append(appended);
     }

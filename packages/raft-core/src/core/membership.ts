@@ -24,12 +24,25 @@ export function applyMembershipChange(
   let next: Member[];
   switch (type) {
     case EntryType.JoinNoVoteNode:
-      next = [...others, { id: change.nodeId, address: change.address, learner: true }];
+      next = [
+        ...others,
+        {
+          id: change.nodeId,
+          address: change.address,
+          learner: true,
+          incarnation: change.incarnation,
+        },
+      ];
       break;
     case EntryType.JoinNode:
       next = [
         ...others,
-        { id: change.nodeId, address: change.address || existing?.address || '', learner: false },
+        {
+          id: change.nodeId,
+          address: change.address || existing?.address || '',
+          learner: false,
+          incarnation: change.incarnation || existing?.incarnation || 0,
+        },
       ];
       break;
     case EntryType.LeaveNode:

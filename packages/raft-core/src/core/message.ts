@@ -18,6 +18,10 @@ export enum MessageType {
   AppendResponse = 'AppendResponse',
   /** Leader -> follower: I am alive; `commit` is safe for you; `context` is a read round. */
   Heartbeat = 'Heartbeat',
+  /**
+   * Follower -> leader. `reject` means the heartbeat's commit index is beyond the follower's log,
+   * whose last index is `index`: the follower lost entries it had acknowledged.
+   */
   HeartbeatResponse = 'HeartbeatResponse',
   /** Leader -> follower: install the snapshot described by `snapshot`. */
   Snapshot = 'Snapshot',
@@ -45,6 +49,32 @@ export interface Message {
   readonly snapshot: SnapshotMeta | null;
   /** Vote: the campaign was started by a leadership transfer. */
   readonly leaderTransfer: boolean;
+}
+
+/**
+ * A message the core refused because it contradicts what this node knows, something that cannot
+ * happen in a correct group: a peer that lost entries it acknowledged, or a forged or corrupted
+ * message. The message changed nothing; the runtime reports it (log and metric).
+ */
+export interface RefusedMessage {
+  readonly message: Message;
+  readonly kind: RefusalKind;
+  /** What was wrong, in words (for the log). */
+  readonly reason: string;
+}
+
+export enum RefusalKind {
+  /** A heartbeat's commit index is beyond this node's log: this node lost acknowledged entries. */
+  LostEntries = 'lost-entries',
+  /** A follower answered that it lost entries it had acknowledged (see LostEntries). */
+  PeerLostEntries = 'peer-lost-entries',
+  /** The message's term is more than RaftConfig.termJumpMax above this node's. */
+  TermJump = 'term-jump',
+  /**
+   * The message contradicts what this node knows: another leader in its own term, an append
+   * that conflicts with committed entries, an acknowledgement of entries the leader never had.
+   */
+  Contradiction = 'contradiction',
 }
 
 /** Builds a message, filling every field the caller does not name with its zero value. */

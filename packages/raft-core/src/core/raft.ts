@@ -8,7 +8,14 @@
 import type { RaftConfig } from './config';
 import { RaftLog } from './log';
 import { isVoter, memberOf, MembershipHistory, votersOf } from './membership';
-import { message, MessageType, voteResponseType, type Message } from './message';
+import {
+  message,
+  MessageType,
+  voteResponseType,
+  RefusalKind,
+  type Message,
+  type RefusedMessage,
+} from './message';
 import { Progress, ProgressState } from './progress';
 import { committedIndex, hasQuorum, voteResult, VoteResult } from './quorum';
 import { ReadIndexQueue } from './read-index';
@@ -84,6 +91,8 @@ export class Raft {
   messages: Message[] = [];
   /** Reads confirmed since the last Ready. */
   readStates: ReadState[] = [];
+  /** Messages refused since the last Ready (see RefusedMessage). */
+  refused: RefusedMessage[] = [];
 
   private readonly votes = new Map<NodeId, boolean>();
   private electionElapsed = 0;
@@ -313,6 +322,8 @@ export class Raft {
   /** Starts an election (with a pre-vote round when configured), unless this node leads. */
   hup(): void {
     if (this.role === Role.Leader || !this.promotable()) return;
+    // Storage could not record the next term (never reached by a correct group: see termJumpMax).
+    if (this.term >= this.config.termMax) return;
     this.campaign(this.config.preVote ? CampaignType.PreElection : CampaignType.Election);
   }
 
@@ -393,6 +404,14 @@ export class Raft {
 
   step(m: Message): void {
     invariant(m.to === this.id, () => `message for ${m.to} stepped into ${this.id}`);
+    if (m.term - this.term > this.config.termJumpMax) {
+      this.refuse(
+        m,
+        RefusalKind.TermJump,
+        `its term ${m.term} is more than ${this.config.termJumpMax} above this node's term ${this.term}`,
+      );
+      return;
+    }
     if (m.term > this.term) {
       if (m.type === MessageType.Vote || m.type === MessageType.PreVote) {
         // Leader stickiness (Raft thesis 4.2.3): a node that heard from a live leader within the
@@ -538,10 +557,12 @@ export class Raft {
       case MessageType.Append:
       case MessageType.Heartbeat:
       case MessageType.Snapshot:
-        // Another leader in our own term would break election safety.
-        invariant(
-          false,
-          () => `leader ${this.id} got ${m.type} from ${m.from} in its term ${m.term}`,
+        // Another leader in our own term would break election safety: no correct node sends
+        // this, so it is forged or corrupted, and it must change nothing.
+        this.refuse(
+          m,
+          RefusalKind.Contradiction,
+          `node ${m.from} claims to lead term ${m.term}, which this node leads`,
         );
         return;
       case MessageType.TimeoutNow:
@@ -566,7 +587,17 @@ export class Raft {
       return;
     }
     const result = this.log.maybeAppend(m.index, m.logTerm, m.commit, m.entries);
-    if (result !== undefined) {
+    if (result === 'conflicts-with-committed') {
+      // Leader completeness says every leader holds every committed entry: this append was not
+      // sent by a correct leader (or this node's log is damaged). It changes nothing.
+      this.refuse(
+        m,
+        RefusalKind.Contradiction,
+        `its entries conflict with entries committed here (up to ${this.log.committed})`,
+      );
+      return;
+    }
+    if (result !== 'mismatch') {
       this.membership.appended(result.appended);
       this.respondAppend(m.from, { index: result.lastNewIndex });
       return;
@@ -592,7 +623,29 @@ export class Raft {
   }
 
   private handleHeartbeat(m: Message): void {
-    // The leader sends min(our match, its commit), so this never passes our log.
+    const lastIndex = this.log.lastIndex();
+    if (m.commit > lastIndex) {
+      // The leader sends min(our match, its commit): a commit beyond our log means we lost
+      // entries we acknowledged in this term (storage lost synced writes, or this log is not the
+      // one that acknowledged them). Nothing is committed, no read round is confirmed, and the
+      // leader is told, so that it treats this follower as broken rather than as progress.
+      this.refuse(
+        m,
+        RefusalKind.LostEntries,
+        `it asks to commit ${m.commit}, beyond this node's last index ${lastIndex}: this node lost entries it had acknowledged`,
+      );
+      this.send(
+        message({
+          type: MessageType.HeartbeatResponse,
+          from: this.id,
+          to: m.from,
+          term: this.term,
+          reject: true,
+          index: lastIndex,
+        }),
+      );
+      return;
+    }
     this.log.commitTo(m.commit);
     this.send(
       message({
@@ -736,6 +789,15 @@ export class Raft {
   private handleAppendResponse(m: Message): void {
     const pr = this.progress.get(m.from);
     if (pr === undefined) return;
+    if (!m.reject && m.index > this.log.lastIndex()) {
+      // An acknowledgement of entries this leader never had: forged or corrupted.
+      this.refuse(
+        m,
+        RefusalKind.Contradiction,
+        `it acknowledges index ${m.index}, beyond the leader's last index ${this.log.lastIndex()}`,
+      );
+      return;
+    }
     pr.recentActive = true;
     if (m.reject) {
       // Fast backtracking: with a hint term, skip to the last index of ours whose term is not
@@ -785,6 +847,17 @@ export class Raft {
   private handleHeartbeatResponse(m: Message): void {
     const pr = this.progress.get(m.from);
     if (pr === undefined) return;
+    if (m.reject) {
+      // The follower's log ends below what it acknowledged (see handleHeartbeat): an error, not
+      // progress. It confirms no read round, and its match stays where it was, so it never
+      // counts again for entries it does not hold; an operator must remove it and add it again.
+      this.refuse(
+        m,
+        RefusalKind.PeerLostEntries,
+        `node ${m.from} lost entries it acknowledged: its log ends at ${m.index}, below its match index ${pr.match}`,
+      );
+      return;
+    }
     pr.recentActive = true;
     pr.probeSent = false;
     if (pr.match < this.log.lastIndex()) {
@@ -865,7 +938,11 @@ export class Raft {
     this.appendEntries([
       {
         type: EntryType.JoinNode,
-        data: this.config.membershipCodec.encode({ nodeId: id, address: member.address }),
+        data: this.config.membershipCodec.encode({
+          nodeId: id,
+          address: member.address,
+          incarnation: member.incarnation,
+        }),
       },
     ]);
     this.broadcastAppend();
@@ -953,8 +1030,12 @@ export class Raft {
         assertNever(kind, 'membership change');
     }
     const address = change.address || existing?.address || '';
+    const incarnation = change.incarnation || existing?.incarnation || 0;
     const index = this.appendEntries([
-      { type, data: this.config.membershipCodec.encode({ nodeId: change.nodeId, address }) },
+      {
+        type,
+        data: this.config.membershipCodec.encode({ nodeId: change.nodeId, address, incarnation }),
+      },
     ]);
     this.broadcastAppend();
     return { ok: true, index, term: this.term };
@@ -1025,5 +1106,9 @@ export class Raft {
 
   private send(m: Message): void {
     this.messages.push(m);
+  }
+
+  private refuse(m: Message, kind: RefusalKind, reason: string): void {
+    this.refused.push({ message: m, kind, reason });
   }
 }

@@ -1,6 +1,6 @@
 // RawNode: the API of the Raft core (see index.ts for the Ready contract).
 import { resolveRaftConfig, type RaftConfig, type RaftConfigInput } from './config';
-import { mayBeSentBeforePersist, type Message } from './message';
+import { mayBeSentBeforePersist, type Message, type RefusedMessage } from './message';
 import type { ProgressState } from './progress';
 import { MembershipChangeKind, Raft, type ProposeResult, type RequestResult } from './raft';
 import { entrySizeBytes, type LogStorage } from './storage';
@@ -42,6 +42,11 @@ export interface Ready {
   readonly messages: readonly Message[];
   /** Confirmed reads: answer each once the state machine has applied its index. */
   readonly readStates: readonly ReadState[];
+  /**
+   * Messages the core refused as impossible in a correct group (a peer that lost entries it had
+   * acknowledged, a forged or corrupted message). They changed nothing; report them (log, metric).
+   */
+  readonly refused: readonly RefusedMessage[];
   /** The write must be synced to disk (entries, or a term or vote change) before sending. */
   readonly mustSync: boolean;
 }
@@ -188,7 +193,9 @@ export class RawNode {
     }
     if (!hardStateEquals(this.hardState(), this.previousHardState)) return true;
     if (raft.log.unstable.snapshot !== null) return true;
-    if (raft.messages.length > 0 || raft.readStates.length > 0) return true;
+    if (raft.messages.length > 0 || raft.readStates.length > 0 || raft.refused.length > 0) {
+      return true;
+    }
     if (raft.log.unstableEntries().length > 0) return true;
     return this.committedEntriesAvailable();
   }
@@ -228,6 +235,7 @@ export class RawNode {
       committedEntries,
       messages: raft.messages,
       readStates: raft.readStates,
+      refused: raft.refused,
       mustSync:
         entries.length > 0 ||
         snapshot !== null ||
@@ -236,6 +244,7 @@ export class RawNode {
     };
     raft.messages = [];
     raft.readStates = [];
+    raft.refused = [];
     if (softChanged) this.previousSoftState = soft;
     if (hardChanged) this.previousHardState = hard;
     if (committedEntries.length > 0) {

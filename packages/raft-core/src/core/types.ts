@@ -47,20 +47,27 @@ export function hardStateEquals(a: HardState, b: HardState): boolean {
   return a.term === b.term && a.vote === b.vote && a.commit === b.commit;
 }
 
-/** One member of the group. `address` is opaque to the core; the runtime routes by it. */
+/**
+ * One member of the group. `address` and `incarnation` are opaque to the core: the runtime routes
+ * by the address, and stamps the incarnation (which data dir of the node is the member; 0 when
+ * unknown) on every message it sends the member, so that a node whose storage was wiped is never
+ * taken for the member it used to be.
+ */
 export interface Member {
   readonly id: NodeId;
   readonly address: string;
   readonly learner: boolean;
+  readonly incarnation: number;
 }
 
 /** The members of a group, voters and learners, in ascending id order. */
 export type Membership = readonly Member[];
 
-/** What a membership entry carries. */
+/** What a membership entry carries (incarnation 0: keep the member's recorded one). */
 export interface MembershipChange {
   readonly nodeId: NodeId;
   readonly address: string;
+  readonly incarnation: number;
 }
 
 /**

@@ -7,11 +7,26 @@ import { EntryType, type Entry } from '../core';
 export const entryKeyPrefix = 0x65; // 'e'
 const headerBytes = 4 + 8 + 8 + 1;
 
+/**
+ * The largest term, index or node id the log store holds: numbers are stored in six bytes. The
+ * transport refuses larger ones from peers (peerNumberMax), the core never campaigns past it
+ * (RaftConfig.termMax), and a write beyond it is refused before it reaches the disk.
+ */
+export const storedNumberMax = 2 ** 48 - 1;
+
+/** Throws unless `value` fits the six bytes it is stored in; `field` names it in the error. */
+export function checkStoredNumber(value: number, field: string): number {
+  if (!Number.isSafeInteger(value) || value < 0 || value > storedNumberMax) {
+    throw new RangeError(`${field} ${value} cannot be stored: the log store holds 0 to 2^48-1`);
+  }
+  return value;
+}
+
 export function entryKey(index: number): Buffer {
   const key = Buffer.allocUnsafe(9);
   key[0] = entryKeyPrefix;
   key.writeUIntBE(0, 1, 2);
-  key.writeUIntBE(index, 3, 6);
+  key.writeUIntBE(checkStoredNumber(index, 'entry index'), 3, 6);
   return key;
 }
 
@@ -25,9 +40,9 @@ export const entryKeyEnd = Buffer.from([entryKeyPrefix + 1]);
 export function encodeEntry(e: Entry): Buffer {
   const value = Buffer.allocUnsafe(headerBytes + e.data.length);
   value.writeUIntBE(0, 4, 2);
-  value.writeUIntBE(e.index, 6, 6);
+  value.writeUIntBE(checkStoredNumber(e.index, 'entry index'), 6, 6);
   value.writeUIntBE(0, 12, 2);
-  value.writeUIntBE(e.term, 14, 6);
+  value.writeUIntBE(checkStoredNumber(e.term, `term of entry ${e.index}`), 14, 6);
   value[20] = e.type;
   value.set(e.data, headerBytes);
   value.writeUInt32BE(crc32(value.subarray(4)), 0);

@@ -7,6 +7,7 @@
 // Writes happen only through persist(), installSnapshot() and compact(); the in-memory view
 // changes only after the write is durable, so the core never counts an entry as stored early.
 import { Membership as MembershipProto } from '@eraftkv/protocol';
+import { membershipFromWire, membershipToWire } from '../transport/message-codec';
 import {
   emptyHardState,
   invariant,
@@ -21,6 +22,7 @@ import {
 } from '../core';
 import type { StorageEngine, WriteOp } from '../storage-engine';
 import {
+  checkStoredNumber,
   CorruptEntryError,
   decodeEntry,
   encodeEntry,
@@ -43,7 +45,6 @@ export interface LogStoreOptions {
   readonly description: string;
 }
 
-/** The log store refuses to open: the data on disk is damaged or inconsistent. */
 /**
  * The entry with its data in memory of its own when the data is a view into a larger buffer (an
  * 8 KiB pool slab, or a whole AppendEntries message): kept in the tail for a long time, such a view
@@ -57,6 +58,7 @@ function withOwnData(entry: Entry): Entry {
   return { ...entry, data: own };
 }
 
+/** The log store refuses to open: the data on disk is damaged or inconsistent. */
 export class LogStoreCorruptError extends Error {
   override name = 'LogStoreCorruptError';
 }
@@ -66,44 +68,63 @@ interface LoadedChunk {
   readonly entries: readonly Entry[];
 }
 
+// The log's metadata records. Each is checked on the way out (every number fits its six bytes)
+// and on the way in (the record has its size and decodes), and an error names the record.
+
 function encodeHardState(h: HardState): Buffer {
   const b = Buffer.allocUnsafe(18);
-  b.writeUIntBE(h.term, 0, 6);
-  b.writeUIntBE(h.vote, 6, 6);
-  b.writeUIntBE(h.commit, 12, 6);
+  b.writeUIntBE(checkStoredNumber(h.term, 'hard state term'), 0, 6);
+  b.writeUIntBE(checkStoredNumber(h.vote, 'hard state vote'), 6, 6);
+  b.writeUIntBE(checkStoredNumber(h.commit, 'hard state commit'), 12, 6);
   return b;
 }
 
-function decodeHardState(b: Buffer): HardState {
+function decodeHardState(b: Buffer, where: string): HardState {
+  if (b.length !== 18) {
+    throw new LogStoreCorruptError(
+      `${where}: the hard state record (key m:hard) has ${b.length} bytes, not 18`,
+    );
+  }
   return { term: b.readUIntBE(0, 6), vote: b.readUIntBE(6, 6), commit: b.readUIntBE(12, 6) };
 }
 
 function encodeStart(index: number, term: number): Buffer {
   const b = Buffer.allocUnsafe(12);
-  b.writeUIntBE(index, 0, 6);
-  b.writeUIntBE(term, 6, 6);
+  b.writeUIntBE(checkStoredNumber(index, 'log start index'), 0, 6);
+  b.writeUIntBE(checkStoredNumber(term, 'log start term'), 6, 6);
   return b;
 }
 
+function decodeStart(b: Buffer, where: string): { index: number; term: number } {
+  if (b.length !== 12) {
+    throw new LogStoreCorruptError(
+      `${where}: the log start record (key m:start) has ${b.length} bytes, not 12`,
+    );
+  }
+  return { index: b.readUIntBE(0, 6), term: b.readUIntBE(6, 6) };
+}
+
 export function encodeSnapshotMeta(s: SnapshotMeta): Buffer {
-  const membership = Buffer.from(
-    MembershipProto.encode({
-      members: s.membership.map((m) => ({ id: m.id, address: m.address, learner: m.learner })),
-    }).finish(),
-  );
+  const membership = Buffer.from(MembershipProto.encode(membershipToWire(s.membership)).finish());
   const b = Buffer.allocUnsafe(12 + membership.length);
-  b.writeUIntBE(s.index, 0, 6);
-  b.writeUIntBE(s.term, 6, 6);
+  b.writeUIntBE(checkStoredNumber(s.index, 'snapshot index'), 0, 6);
+  b.writeUIntBE(checkStoredNumber(s.term, 'snapshot term'), 6, 6);
   membership.copy(b, 12);
   return b;
 }
 
-export function decodeSnapshotMeta(b: Buffer): SnapshotMeta {
-  const membership: Membership = MembershipProto.decode(b.subarray(12)).members.map((m) => ({
-    id: m.id,
-    address: m.address,
-    learner: m.learner,
-  }));
+export function decodeSnapshotMeta(b: Buffer, where = 'snapshot metadata'): SnapshotMeta {
+  if (b.length < 12) {
+    throw new LogStoreCorruptError(`${where}: the record has ${b.length} bytes, fewer than 12`);
+  }
+  let membership: Membership;
+  try {
+    membership = membershipFromWire(MembershipProto.decode(b.subarray(12)), 'membership');
+  } catch (err) {
+    throw new LogStoreCorruptError(
+      `${where}: the membership does not decode: ${(err as Error).message}`,
+    );
+  }
   return { index: b.readUIntBE(0, 6), term: b.readUIntBE(6, 6), membership };
 }
 
@@ -141,6 +162,11 @@ export class LogStore implements LogStorage {
     this.snapshotMeta = snapshot;
     this.terms.reset(start.index, start.term);
     this.tailFirst = start.index + 1;
+  }
+
+  /** True when the engine holds no log yet (a new data dir). */
+  static async isNew(engine: StorageEngine): Promise<boolean> {
+    return (await engine.get(startKey)) === undefined;
   }
 
   /**
@@ -182,9 +208,10 @@ export class LogStore implements LogStorage {
         `${where}: log metadata is incomplete (missing ${snapRaw === undefined ? 'snapshot' : 'hard state'})`,
       );
     }
-    const start = { index: startRaw.readUIntBE(0, 6), term: startRaw.readUIntBE(6, 6) };
-    store = new LogStore(engine, options, start, decodeSnapshotMeta(snapRaw));
-    store.hardState = decodeHardState(hardRaw);
+    const start = decodeStart(startRaw, where);
+    const snapshot = decodeSnapshotMeta(snapRaw, `${where}: the snapshot record (key m:snap)`);
+    store = new LogStore(engine, options, start, snapshot);
+    store.hardState = decodeHardState(hardRaw, where);
     await store.scan(where);
     return store;
   }

@@ -13,6 +13,7 @@ import {
   type TransferLeaderResp,
 } from '@eraftkv/protocol';
 import type { Membership } from '../core';
+import { checkPeerNumber, membershipToWire } from '../transport/message-codec';
 import type { RaftServer } from '../raft-server';
 import { errorAnswer, unaryHandler } from './error-mapping';
 import { splitHostPort } from './peers';
@@ -29,10 +30,6 @@ export interface AdminInfo {
   readonly onInternalError?: (err: Error) => void;
 }
 
-function membershipToWire(m: Membership): MemberChangeResp['membership'] {
-  return { members: m.map((x) => ({ id: x.id, address: x.address, learner: x.learner })) };
-}
-
 export function adminHandlers<R>(
   raft: RaftServer<R>,
   info: AdminInfo,
@@ -45,9 +42,7 @@ export function adminHandlers<R>(
   return {
     memberChange: unaryHandler<MemberChangeReq, MemberChangeResp>(async (req) => {
       groupCheck(req.groupId);
-      if (!Number.isSafeInteger(req.nodeId) || req.nodeId <= 0) {
-        throw new RangeError(`node id must be a positive integer, got ${req.nodeId}`);
-      }
+      checkPeerNumber(req.nodeId, 'node_id', 1);
       const needsAddress =
         req.changeType === MemberChangeType.ADD_LEARNER ||
         req.changeType === MemberChangeType.ADD_VOTER;
@@ -139,6 +134,7 @@ export function adminHandlers<R>(
         isLearner: self?.learner ?? false,
         stateDigest: digest?.digest ?? '',
         stateDigestIndex: digest?.index ?? 0,
+        incarnation: s.incarnation,
       };
     }, info.onInternalError),
   };

@@ -2,6 +2,7 @@
 // raft-core does not depend on yargs). Every option can also come from ERAFTKV_<NAME> in the
 // environment (the binaries call yargs' .env('ERAFTKV')).
 import type { LogLevel } from '../logger';
+import { peerNumberMax } from '../transport/message-codec';
 
 interface OptionSpec {
   readonly type: 'string' | 'number' | 'boolean';
@@ -128,6 +129,7 @@ export function validateCommonArgs(args: CommonNodeArgs): void {
     if (!Number.isSafeInteger(value) || value <= 0)
       throw new Error(`${flag} must be a positive integer, got ${value}`);
   }
+  if (args.id > peerNumberMax) throw new Error(`--id must be at most 2^48-1, got ${args.id}`);
   if (!Number.isSafeInteger(args.compactionMarginEntries) || args.compactionMarginEntries < 0) {
     throw new Error(
       `--compaction-margin-entries must be a non-negative integer, got ${args.compactionMarginEntries}`,

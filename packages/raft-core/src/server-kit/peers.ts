@@ -1,5 +1,6 @@
 // Parsing of peer lists as operators write them: `1=127.0.0.1:8088,2=127.0.0.1:8089`.
 import type { Member } from '../core';
+import { peerNumberMax } from '../transport/message-codec';
 
 /** Parses `id=host:port,...` into voters; throws an Error that says what is wrong. */
 export function parsePeers(text: string, flag = '--peers'): Member[] {
@@ -12,14 +13,17 @@ export function parsePeers(text: string, flag = '--peers'): Member[] {
     if (eq <= 0) throw new Error(`${flag}: "${part}" is not id=host:port`);
     const id = Number(part.slice(0, eq));
     const address = part.slice(eq + 1);
-    if (!Number.isSafeInteger(id) || id <= 0)
-      throw new Error(`${flag}: node id "${part.slice(0, eq)}" must be a positive integer`);
+    if (!Number.isSafeInteger(id) || id <= 0 || id > peerNumberMax)
+      throw new Error(
+        `${flag}: node id "${part.slice(0, eq)}" must be a positive integer below 2^48`,
+      );
     if (!/^[^\s:]+:\d{1,5}$/.test(address))
       throw new Error(`${flag}: address "${address}" of node ${id} is not host:port`);
     if (members.some((m) => m.id === id)) throw new Error(`${flag}: node id ${id} appears twice`);
     if (members.some((m) => m.address === address))
       throw new Error(`${flag}: address ${address} appears twice`);
-    members.push({ id, address, learner: false });
+    // The incarnation is learned from the node itself before a group is bootstrapped.
+    members.push({ id, address, learner: false, incarnation: 0 });
   }
   return members.sort((a, b) => a.id - b.id);
 }

@@ -260,7 +260,7 @@ export class Simulation {
     this.rng = new SeededRng(options.seed);
     const members: Member[] = [];
     for (let id = 1; id <= options.nodes; id++) {
-      members.push({ id, address: `sim-${id}`, learner: false });
+      members.push({ id, address: `sim-${id}`, learner: false, incarnation: id });
     }
     for (const m of members) {
       this.addNode(m.id, MemoryStorage.bootstrap(members), [`1:${EntryType.NoOp}:bootstrap`]);
@@ -562,7 +562,11 @@ export class Simulation {
       const kind = this.rng.chance(0.8)
         ? MembershipChangeKind.AddLearner
         : MembershipChangeKind.AddVoter;
-      result = leader.node.proposeMembershipChange(kind, { nodeId: id, address: `sim-${id}` });
+      result = leader.node.proposeMembershipChange(kind, {
+        nodeId: id,
+        address: `sim-${id}`,
+        incarnation: id,
+      });
       what = `${kind} ${id}`;
     } else {
       const removable = membership.filter((m) => m.learner || voters.length > 2);
@@ -571,6 +575,7 @@ export class Simulation {
       result = leader.node.proposeMembershipChange(MembershipChangeKind.Remove, {
         nodeId: victim.id,
         address: '',
+        incarnation: 0,
       });
       what = `remove ${victim.id}`;
     }
@@ -762,6 +767,13 @@ export class Simulation {
   private handleReady(sim: SimNode, rd: Ready): void {
     const node = sim.node!;
     this.trace(() => `ready ${sim.id}\n${describeReady(rd)}`);
+    // Every simulated node is correct and keeps what it persisted, so the core never has a reason
+    // to refuse a message: a refusal means a peer broke the protocol (or the core is wrong).
+    for (const r of rd.refused) {
+      throw new SafetyViolation(
+        `node ${sim.id} refused ${describeMessage(r.message)} (${r.kind}): ${r.reason}`,
+      );
+    }
     const early = this.rng.chance(0.5) ? rd.messages.filter(mayBeSentBeforePersist) : [];
     for (const m of early) this.send(sim, m);
     if (this.faultsOn && this.rng.chance(this.options.faults.crashInReady)) {

@@ -1,5 +1,11 @@
 export * from './message-codec';
-export { peerServiceHandlers, type PeerInbox, type PeerServiceHandlers } from './peer-service';
+export {
+  DeferredPeerInbox,
+  PeerRefusal,
+  peerServiceHandlers,
+  type PeerInbox,
+  type PeerServiceHandlers,
+} from './peer-service';
 export {
   createGrpcPeerRpc,
   PeerTransport,

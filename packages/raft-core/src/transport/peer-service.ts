@@ -1,11 +1,15 @@
 // Inbound peer RPCs: the ERaftKv methods RequestVote, AppendEntries (unary and streamed),
-// Snapshot and TimeoutNow, checked for group, cluster and receiver, turned into core messages, and answered with the
-// core's response once it is durable (see RaftServer.stepRequest).
+// Snapshot, TimeoutNow and Identify, checked for cluster, group, receiver and both incarnations,
+// turned into core messages (message-codec checks every field), and answered with the core's
+// response once it is durable (see RaftServer.stepRequest). A request that fails a check never
+// reaches the core: it is answered with an error status and reported to the node, which counts it.
 import * as grpc from '@grpc/grpc-js';
 import type {
   AppendEntriesReq,
   AppendEntriesResp,
   ERaftKvServer,
+  IdentifyReq,
+  IdentifyResp,
   RequestVoteReq,
   RequestVoteResp,
   SnapshotReq,
@@ -23,20 +27,38 @@ import {
   type PeerIdentity,
 } from './message-codec';
 
+/** Why a peer request was refused before it reached the core. */
+export enum PeerRefusal {
+  /** A field is out of range or the message is malformed (INVALID_ARGUMENT). */
+  Invalid = 'invalid',
+  /** For another cluster, group or node id (FAILED_PRECONDITION). */
+  Misaddressed = 'misaddressed',
+  /** For another incarnation of this node: its data dir was created anew (FAILED_PRECONDITION). */
+  ReceiverIncarnation = 'receiver-incarnation',
+  /** From a node whose incarnation is not the member this node knows (FAILED_PRECONDITION). */
+  SenderIncarnation = 'sender-incarnation',
+}
+
 /** What the peer service needs from the node it serves. */
 export interface PeerInbox {
   readonly selfId: NodeId;
   readonly identity: PeerIdentity;
+  /** The incarnation the membership records for node `id`; undefined when it is not a member. */
+  incarnationOf(id: NodeId): number | undefined;
   /** Steps a request into the core; resolves with the core's answer, or null if it dropped it. */
   stepRequest(m: Message): Promise<Message | null>;
   /** Steps a message that expects no answer (TimeoutNow). */
   stepOneWay(m: Message): void;
   receiveSnapshotBlock(req: SnapshotReq): Promise<SnapshotResp>;
+  /** Who this node is (the Identify RPC); changes nothing. */
+  identify(req: IdentifyReq): IdentifyResp;
+  /** A request was refused before it reached the core (the node counts and logs it). */
+  refused(reason: PeerRefusal, from: NodeId, detail: string): void;
 }
 
 export type PeerServiceHandlers = Pick<
   ERaftKvServer,
-  'requestVote' | 'appendEntries' | 'appendEntriesStream' | 'snapshot' | 'timeoutNow'
+  'requestVote' | 'appendEntries' | 'appendEntriesStream' | 'snapshot' | 'timeoutNow' | 'identify'
 >;
 
 /**
@@ -47,38 +69,91 @@ const streamAppendsInFlightMax = 1024;
 
 class PeerRequestError extends Error {
   constructor(
-    readonly code: grpc.status,
+    readonly reason: PeerRefusal,
     message: string,
   ) {
     super(message);
   }
 }
 
-function checkIdentity(inbox: PeerInbox, groupId: number, clusterId: string, toId: number): void {
+/** The fields every peer request carries to say who sends it to whom. */
+interface Addressing {
+  readonly groupId: number;
+  readonly clusterId: string;
+  readonly toId: number;
+  readonly fromIncarnation: number;
+  readonly toIncarnation: number;
+}
+
+function checkAddress(
+  inbox: PeerInbox,
+  req: Omit<Addressing, 'fromIncarnation' | 'toIncarnation'>,
+): void {
   const self = inbox.identity;
-  if (clusterId !== self.clusterId) {
-    throw new PeerRequestError(
-      grpc.status.FAILED_PRECONDITION,
-      `message for cluster "${clusterId}" reached a node of cluster "${self.clusterId}"`,
+  const misaddressed = (text: string): PeerRequestError =>
+    new PeerRequestError(PeerRefusal.Misaddressed, text);
+  if (req.clusterId !== self.clusterId) {
+    throw misaddressed(
+      `message for cluster "${req.clusterId}" reached a node of cluster "${self.clusterId}"`,
     );
   }
-  if (groupId !== self.groupId) {
-    throw new PeerRequestError(
-      grpc.status.FAILED_PRECONDITION,
-      `message for group ${groupId} reached a node of group ${self.groupId}`,
+  if (req.groupId !== self.groupId) {
+    throw misaddressed(`message for group ${req.groupId} reached a node of group ${self.groupId}`);
+  }
+  if (req.toId !== inbox.selfId) {
+    throw misaddressed(
+      `message for node ${req.toId} reached node ${inbox.selfId} of group ${self.groupId}`,
     );
   }
-  if (toId !== inbox.selfId) {
+}
+
+/**
+ * Checks that the request is for this very incarnation of this node, and that its sender is the
+ * incarnation this node's membership records (when the sender is a member). A node whose data
+ * dir was wiped has a new incarnation: it must not answer for the votes and entries the old one
+ * promised, and it is not counted until it has been removed from the group and added again.
+ */
+function checkIdentity(inbox: PeerInbox, req: Addressing, from: NodeId): void {
+  checkAddress(inbox, req);
+  const self = inbox.identity;
+  if (req.toIncarnation !== self.incarnation) {
     throw new PeerRequestError(
-      grpc.status.FAILED_PRECONDITION,
-      `message for node ${toId} reached node ${inbox.selfId} of group ${self.groupId}`,
+      PeerRefusal.ReceiverIncarnation,
+      `message for incarnation ${req.toIncarnation} of node ${inbox.selfId} (group ${self.groupId}) reached incarnation ${self.incarnation}: ` +
+        `this node's data dir was created anew, so it no longer holds what the group's member ${inbox.selfId} held; ` +
+        `remove node ${inbox.selfId} from the group and add it again`,
     );
+  }
+  const known = inbox.incarnationOf(from);
+  if (known !== undefined && known !== 0 && known !== req.fromIncarnation) {
+    throw new PeerRequestError(
+      PeerRefusal.SenderIncarnation,
+      `message from incarnation ${req.fromIncarnation} of node ${from}, but the group's member ${from} is incarnation ${known}: ` +
+        `node ${from}'s data dir was created anew; remove it from the group and add it again`,
+    );
+  }
+}
+
+/** Runs `work` on a request; a refusal is reported to the node and becomes the error status. */
+async function checked<T>(inbox: PeerInbox, from: number, work: () => Promise<T>): Promise<T> {
+  try {
+    return await work();
+  } catch (err) {
+    if (err instanceof PeerRequestError) inbox.refused(err.reason, from, err.message);
+    else if (err instanceof RangeError) inbox.refused(PeerRefusal.Invalid, from, err.message);
+    throw err;
   }
 }
 
 function statusOf(err: unknown): grpc.StatusObject {
   const metadata = new grpc.Metadata();
-  if (err instanceof PeerRequestError) return { code: err.code, details: err.message, metadata };
+  if (err instanceof PeerRequestError) {
+    const code =
+      err.reason === PeerRefusal.Invalid
+        ? grpc.status.INVALID_ARGUMENT
+        : grpc.status.FAILED_PRECONDITION;
+    return { code, details: err.message, metadata };
+  }
   if (err instanceof RangeError) {
     return { code: grpc.status.INVALID_ARGUMENT, details: err.message, metadata };
   }
@@ -118,9 +193,9 @@ function appendEntriesStream(
     call.on('data', (req: AppendEntriesReq) => {
       if (closed) return;
       if (++inFlight >= streamAppendsInFlightMax) call.pause();
-      const answer = Promise.resolve(req).then(async (r) => {
-        checkIdentity(inbox, r.groupId, r.clusterId, r.toId);
-        return appendResponseToWire(await inbox.stepRequest(appendRequestFromWire(r)));
+      const answer = checked(inbox, req.leaderId, async () => {
+        checkIdentity(inbox, req, req.leaderId);
+        return appendResponseToWire(await inbox.stepRequest(appendRequestFromWire(req)));
       });
       answered = answered
         .then(() => answer)
@@ -146,24 +221,84 @@ function appendEntriesStream(
 export function peerServiceHandlers(inbox: PeerInbox): PeerServiceHandlers {
   return {
     appendEntriesStream: appendEntriesStream(inbox),
-    requestVote: handle<RequestVoteReq, RequestVoteResp>(async (req) => {
-      checkIdentity(inbox, req.groupId, req.clusterId, req.toId);
-      const response = await inbox.stepRequest(voteRequestFromWire(req));
-      return voteResponseToWire(response, req);
-    }),
-    appendEntries: handle<AppendEntriesReq, AppendEntriesResp>(async (req) => {
-      checkIdentity(inbox, req.groupId, req.clusterId, req.toId);
-      const response = await inbox.stepRequest(appendRequestFromWire(req));
-      return appendResponseToWire(response);
-    }),
-    snapshot: handle<SnapshotReq, SnapshotResp>(async (req) => {
-      checkIdentity(inbox, req.groupId, req.clusterId, req.toId);
-      return inbox.receiveSnapshotBlock(req);
-    }),
-    timeoutNow: handle<TimeoutNowReq, TimeoutNowResp>((req) => {
-      checkIdentity(inbox, req.groupId, req.clusterId, req.toId);
-      inbox.stepOneWay(timeoutNowFromWire(req));
-      return Promise.resolve({ term: req.term });
-    }),
+    requestVote: handle<RequestVoteReq, RequestVoteResp>((req) =>
+      checked(inbox, req.candidateId, async () => {
+        checkIdentity(inbox, req, req.candidateId);
+        const response = await inbox.stepRequest(voteRequestFromWire(req));
+        return voteResponseToWire(response, req);
+      }),
+    ),
+    appendEntries: handle<AppendEntriesReq, AppendEntriesResp>((req) =>
+      checked(inbox, req.leaderId, async () => {
+        checkIdentity(inbox, req, req.leaderId);
+        const response = await inbox.stepRequest(appendRequestFromWire(req));
+        return appendResponseToWire(response);
+      }),
+    ),
+    snapshot: handle<SnapshotReq, SnapshotResp>((req) =>
+      checked(inbox, req.leaderId, () => {
+        checkIdentity(inbox, req, req.leaderId);
+        return inbox.receiveSnapshotBlock(req);
+      }),
+    ),
+    timeoutNow: handle<TimeoutNowReq, TimeoutNowResp>((req) =>
+      checked(inbox, req.leaderId, () => {
+        checkIdentity(inbox, req, req.leaderId);
+        inbox.stepOneWay(timeoutNowFromWire(req));
+        return Promise.resolve({ term: req.term });
+      }),
+    ),
+    identify: handle<IdentifyReq, IdentifyResp>((req) =>
+      checked(inbox, req.fromId, () => {
+        checkAddress(inbox, req);
+        return Promise.resolve(inbox.identify(req));
+      }),
+    ),
   };
+}
+
+/**
+ * A PeerInbox whose node is set later: for a gRPC server bound before its RaftServer exists (so
+ * that a group's members can learn each other's ports first), or kept across restarts of the
+ * node. Until a node is set, every request is answered UNAVAILABLE.
+ */
+export class DeferredPeerInbox implements PeerInbox {
+  target: PeerInbox | null = null;
+
+  private node(): PeerInbox {
+    if (this.target === null) throw new Error('the node is not started yet');
+    return this.target;
+  }
+
+  get selfId(): NodeId {
+    return this.node().selfId;
+  }
+
+  get identity(): PeerIdentity {
+    return this.node().identity;
+  }
+
+  incarnationOf(id: NodeId): number | undefined {
+    return this.node().incarnationOf(id);
+  }
+
+  stepRequest(m: Message): Promise<Message | null> {
+    return this.node().stepRequest(m);
+  }
+
+  stepOneWay(m: Message): void {
+    this.node().stepOneWay(m);
+  }
+
+  receiveSnapshotBlock(req: SnapshotReq): Promise<SnapshotResp> {
+    return this.node().receiveSnapshotBlock(req);
+  }
+
+  identify(req: IdentifyReq): IdentifyResp {
+    return this.node().identify(req);
+  }
+
+  refused(reason: PeerRefusal, from: NodeId, detail: string): void {
+    this.target?.refused(reason, from, detail);
+  }
 }

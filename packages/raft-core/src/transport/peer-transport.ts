@@ -8,6 +8,8 @@ import {
   ERaftKvClient,
   type AppendEntriesReq,
   type AppendEntriesResp,
+  type IdentifyReq,
+  type IdentifyResp,
   type RequestVoteReq,
   type RequestVoteResp,
   type SnapshotReq,
@@ -22,6 +24,8 @@ import type { SnapshotFile, SnapshotStore } from '../snapshot';
 import {
   appendRequestToWire,
   appendResponseFromWire,
+  checkPeerNumber,
+  membershipToWire,
   timeoutNowToWire,
   voteRequestToWire,
   voteResponseFromWire,
@@ -38,6 +42,7 @@ export interface PeerRpc {
   ): Promise<AppendEntriesResp>;
   snapshot(req: SnapshotReq, deadlineMs: number): Promise<SnapshotResp>;
   timeoutNow(req: TimeoutNowReq, deadlineMs: number): Promise<TimeoutNowResp>;
+  identify(req: IdentifyReq, deadlineMs: number): Promise<IdentifyResp>;
   close(): void;
 }
 
@@ -59,6 +64,11 @@ export interface PeerTransportOptions {
   readonly onUnreachable: (id: NodeId) => void;
   /** A snapshot transfer finished (ok) or was abandoned. */
   readonly onSnapshotDone: (id: NodeId, ok: boolean) => void;
+  /**
+   * A peer refused a request (FAILED_PRECONDITION or INVALID_ARGUMENT: another incarnation, group
+   * or cluster, or a field it found out of range) or answered with a reply that fails the checks.
+   */
+  readonly onPeerRefusal?: (id: NodeId, detail: string) => void;
   /** Observes each RPC: its kind, the peer, seconds taken and whether it failed. */
   readonly observe?: (kind: string, to: NodeId, seconds: number, failed: boolean) => void;
   /** Addresses to dial instead of the advertised ones, by peer id. */
@@ -112,6 +122,7 @@ export function createGrpcPeerRpc(address: string, options: PeerTransportOptions
       (onControl ? controlAppends : replicationAppends).send(req, deadlineMs),
     snapshot: (req, deadlineMs) => unary(replication.snapshot.bind(replication), req, deadlineMs),
     timeoutNow: (req, deadlineMs) => unary(control.timeoutNow.bind(control), req, deadlineMs),
+    identify: (req, deadlineMs) => unary(control.identify.bind(control), req, deadlineMs),
     close: () => {
       replicationAppends.close();
       controlAppends.close();
@@ -124,6 +135,8 @@ export function createGrpcPeerRpc(address: string, options: PeerTransportOptions
 interface Peer {
   readonly id: NodeId;
   readonly address: string;
+  /** The incarnation the membership records for the peer; stamped on every request to it. */
+  incarnation: number;
   rpc: PeerRpc;
   snapshotInFlight: boolean;
   /** RPCs that failed in a row (reset by any success). */
@@ -145,28 +158,61 @@ export class PeerTransport {
 
   /** Follows membership: connects to new members, disconnects from removed ones. */
   setPeers(membership: Membership): void {
-    const routes = this.options.peerRoutes;
     const wanted = new Map(
       membership
         .filter((m) => m.id !== this.options.selfId)
-        .map((m) => [m.id, routes?.get(m.id) ?? m.address]),
+        .map((m) => [m.id, { address: this.route(m.id, m.address), incarnation: m.incarnation }]),
     );
     for (const [id, peer] of this.peers) {
-      if (wanted.get(id) !== peer.address) {
+      if (wanted.get(id)?.address !== peer.address) {
         peer.rpc.close();
         this.peers.delete(id);
       }
     }
-    for (const [id, address] of wanted) {
-      if (this.peers.has(id) || address === '') continue;
+    for (const [id, { address, incarnation }] of wanted) {
+      const existing = this.peers.get(id);
+      if (existing !== undefined) {
+        existing.incarnation = incarnation;
+        continue;
+      }
+      if (address === '') continue;
       const create = this.options.createPeerRpc ?? createGrpcPeerRpc;
       this.peers.set(id, {
         id,
         address,
+        incarnation,
         rpc: create(address, this.options),
         snapshotInFlight: false,
         failuresInARow: 0,
       });
+    }
+  }
+
+  /** The address to dial for node `id`: its route (a proxy) if one is set, else `address`. */
+  private route(id: NodeId, address: string): string {
+    return this.options.peerRoutes?.get(id) ?? address;
+  }
+
+  /**
+   * Asks the node expected at `address` who it is (the Identify RPC), through its route if one is
+   * set. Used before bootstrapping a group and before adding a node.
+   */
+  async identify(
+    nodeId: NodeId,
+    address: string,
+    req: IdentifyReq,
+    deadlineMs: number,
+  ): Promise<IdentifyResp> {
+    const target = this.route(nodeId, address);
+    const member = this.peers.get(nodeId);
+    if (member !== undefined && member.address === target) {
+      return member.rpc.identify(req, deadlineMs);
+    }
+    const rpc = (this.options.createPeerRpc ?? createGrpcPeerRpc)(target, this.options);
+    try {
+      return await rpc.identify(req, deadlineMs);
+    } finally {
+      rpc.close();
     }
   }
 
@@ -184,43 +230,50 @@ export class PeerTransport {
     }
     const o = this.options;
     const started = process.hrtime.bigint();
-    const done = (kind: string, failed: boolean): void => {
-      o.observe?.(kind, m.to, Number(process.hrtime.bigint() - started) / 1e9, failed);
-      this.countOutcome(peer, failed);
+    const done = (kind: string, err: unknown): void => {
+      o.observe?.(kind, m.to, Number(process.hrtime.bigint() - started) / 1e9, err !== null);
+      this.countOutcome(peer, err !== null);
+      if (err !== null) this.reportRefusal(m.to, err);
     };
     switch (m.type) {
       case MessageType.Vote:
       case MessageType.PreVote:
-        peer.rpc.requestVote(voteRequestToWire(m, o.identity), o.controlTimeoutMs).then(
-          (resp) => {
-            done('vote', false);
-            this.deliver(voteResponseFromWire(resp, m.to, o.selfId));
-          },
-          () => done('vote', true),
-        );
+        peer.rpc
+          .requestVote(voteRequestToWire(m, o.identity, peer.incarnation), o.controlTimeoutMs)
+          .then(
+            (resp) => {
+              done('vote', null);
+              this.deliver(m.to, () => voteResponseFromWire(resp, m.to, o.selfId));
+            },
+            (err: unknown) => done('vote', err),
+          );
         return;
       case MessageType.Append:
       case MessageType.Heartbeat: {
         const heartbeat = m.type === MessageType.Heartbeat;
         const kind = heartbeat ? 'heartbeat' : 'append';
         const deadline = heartbeat ? o.controlTimeoutMs : o.rpcTimeoutMs;
-        peer.rpc.appendEntries(appendRequestToWire(m, o.identity), deadline, heartbeat).then(
-          (resp) => {
-            done(kind, false);
-            this.deliver(appendResponseFromWire(resp, m.to, o.selfId));
-          },
-          () => {
-            done(kind, true);
-            if (!this.closed) o.onUnreachable(m.to);
-          },
-        );
+        peer.rpc
+          .appendEntries(appendRequestToWire(m, o.identity, peer.incarnation), deadline, heartbeat)
+          .then(
+            (resp) => {
+              done(kind, null);
+              this.deliver(m.to, () => appendResponseFromWire(resp, m.to, o.selfId));
+            },
+            (err: unknown) => {
+              done(kind, err);
+              if (!this.closed) o.onUnreachable(m.to);
+            },
+          );
         return;
       }
       case MessageType.TimeoutNow:
-        peer.rpc.timeoutNow(timeoutNowToWire(m, o.identity), o.controlTimeoutMs).then(
-          () => done('timeout-now', false),
-          () => done('timeout-now', true),
-        );
+        peer.rpc
+          .timeoutNow(timeoutNowToWire(m, o.identity, peer.incarnation), o.controlTimeoutMs)
+          .then(
+            () => done('timeout-now', null),
+            (err: unknown) => done('timeout-now', err),
+          );
         return;
       case MessageType.Snapshot:
         // Sent with sendSnapshot, which needs the file.
@@ -246,8 +299,26 @@ export class PeerTransport {
     peer.rpc = (this.options.createPeerRpc ?? createGrpcPeerRpc)(peer.address, this.options);
   }
 
-  private deliver(m: Message | null): void {
-    if (m !== null && !this.closed) this.options.onResponse(m);
+  /** Steps a peer's reply, unless it fails the checks (then it is reported and dropped). */
+  private deliver(from: NodeId, decode: () => Message | null): void {
+    if (this.closed) return;
+    let m: Message | null;
+    try {
+      m = decode();
+    } catch (err) {
+      if (!(err instanceof RangeError)) throw err;
+      this.options.onPeerRefusal?.(from, `invalid reply: ${err.message}`);
+      return;
+    }
+    if (m !== null) this.options.onResponse(m);
+  }
+
+  /** A peer that refused a request on principle (not a network failure) is reported. */
+  private reportRefusal(to: NodeId, err: unknown): void {
+    const code = (err as Partial<grpc.ServiceError> | null)?.code;
+    if (code !== grpc.status.FAILED_PRECONDITION && code !== grpc.status.INVALID_ARGUMENT) return;
+    if (this.closed) return;
+    this.options.onPeerRefusal?.(to, (err as grpc.ServiceError).details);
   }
 
   /**
@@ -303,13 +374,9 @@ export class PeerTransport {
         groupId: o.identity.groupId,
         clusterId: o.identity.clusterId,
         toId: m.to,
-        membership: {
-          members: meta.membership.map((x) => ({
-            id: x.id,
-            address: x.address,
-            learner: x.learner,
-          })),
-        },
+        membership: membershipToWire(meta.membership),
+        fromIncarnation: o.identity.incarnation,
+        toIncarnation: peer.incarnation,
       };
       const started = process.hrtime.bigint();
       let resp: SnapshotResp;
@@ -317,9 +384,10 @@ export class PeerTransport {
         resp = await peer.rpc.snapshot(req, o.rpcTimeoutMs);
         o.observe?.('snapshot', m.to, Number(process.hrtime.bigint() - started) / 1e9, false);
         this.countOutcome(peer, false);
-      } catch {
+      } catch (err) {
         o.observe?.('snapshot', m.to, Number(process.hrtime.bigint() - started) / 1e9, true);
         this.countOutcome(peer, true);
+        this.reportRefusal(m.to, err);
         if (++failures > o.snapshotRetriesMax) return false;
         // Back off a little, then resume: the follower answers with the offset it has.
         await new Promise((resolve) => setTimeout(resolve, 100 * failures));
@@ -327,8 +395,13 @@ export class PeerTransport {
       }
       if (resp.term > m.term) {
         // The follower knows a newer term: this leader is stale; let the core find out.
-        this.deliver(
-          message({ type: MessageType.AppendResponse, from: m.to, to: m.from, term: resp.term }),
+        this.deliver(m.to, () =>
+          message({
+            type: MessageType.AppendResponse,
+            from: m.to,
+            to: m.from,
+            term: checkPeerNumber(resp.term, 'snapshot response term'),
+          }),
         );
         return false;
       }

@@ -34,8 +34,8 @@ export const testConfigDefaults = {
 /** A membership of voters (and learners), with made-up addresses. */
 export function members(voters: readonly NodeId[], learners: readonly NodeId[] = []): Membership {
   return [
-    ...voters.map((id) => ({ id, address: `n${id}`, learner: false })),
-    ...learners.map((id) => ({ id, address: `n${id}`, learner: true })),
+    ...voters.map((id) => ({ id, address: `n${id}`, learner: false, incarnation: 0 })),
+    ...learners.map((id) => ({ id, address: `n${id}`, learner: true, incarnation: 0 })),
   ].sort((a, b) => a.id - b.id);
 }
 

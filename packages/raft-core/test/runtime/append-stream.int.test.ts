@@ -11,7 +11,7 @@ import { message, MessageType, peerServiceHandlers, type Message, type PeerInbox
 import { AppendStream } from '../../src/transport/append-stream';
 import { unimplementedStream } from '../../src/server-kit';
 
-const identity = { groupId: 3, clusterId: 'test-cluster' };
+const identity = { groupId: 3, clusterId: 'test-cluster', incarnation: 22 };
 
 function unimplemented(_call: unknown, callback: grpc.sendUnaryData<never>): void {
   callback({ code: grpc.status.UNIMPLEMENTED }, null);
@@ -39,6 +39,13 @@ class ScriptedInbox implements PeerInbox {
   receiveSnapshotBlock(): never {
     throw new Error('not used');
   }
+  incarnationOf(): number | undefined {
+    return undefined;
+  }
+  identify(): never {
+    throw new Error('not used');
+  }
+  refused(): void {}
 }
 
 function append(index: number, groupId = identity.groupId): AppendEntriesReq {
@@ -54,6 +61,8 @@ function append(index: number, groupId = identity.groupId): AppendEntriesReq {
     groupId,
     clusterId: identity.clusterId,
     toId: 2,
+    fromIncarnation: 11,
+    toIncarnation: identity.incarnation,
   };
 }
 

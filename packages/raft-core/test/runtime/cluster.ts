@@ -6,10 +6,11 @@ import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { ERaftKvService, type ERaftKvServer } from '@eraftkv/protocol';
 import {
+  DeferredPeerInbox,
+  openNodeIdentity,
   peerServiceHandlers,
   RaftServer,
   type Member,
-  type PeerInbox,
   type RaftServerOptions,
   waitUntil,
 } from '../../src';
@@ -26,7 +27,7 @@ export interface TestNode {
 }
 
 export type NodeOptions = Partial<
-  Omit<RaftServerOptions<number>, 'id' | 'dataDir' | 'stateMachine' | 'bootstrap'>
+  Omit<RaftServerOptions<number>, 'id' | 'dataDir' | 'stateMachine' | 'bootstrap' | 'incarnation'>
 >;
 
 function unimplemented(_call: unknown, callback: grpc.sendUnaryData<never>): void {
@@ -46,18 +47,7 @@ export class TestCluster {
 
   /** Binds a gRPC server for node `id`; its RaftServer is created by start(). */
   async bind(id: number): Promise<TestNode> {
-    const holder: { inbox: PeerInbox | null } = { inbox: null };
-    const inbox: PeerInbox = {
-      get selfId() {
-        return holder.inbox!.selfId;
-      },
-      get identity() {
-        return holder.inbox!.identity;
-      },
-      stepRequest: (m) => holder.inbox!.stepRequest(m),
-      stepOneWay: (m) => holder.inbox!.stepOneWay(m),
-      receiveSnapshotBlock: (r) => holder.inbox!.receiveSnapshotBlock(r),
-    };
+    const inbox = new DeferredPeerInbox();
     const grpcServer = new grpc.Server({ 'grpc.max_receive_message_length': 8 * 1024 * 1024 });
     const service: ERaftKvServer = {
       ...peerServiceHandlers(inbox),
@@ -80,8 +70,8 @@ export class TestCluster {
       dataDir: join(this.root, `node-${id}`),
       grpcServer,
       running: false,
-      holder,
-    } as unknown as TestNode & { holder: { inbox: PeerInbox | null } };
+      inbox,
+    } as unknown as TestNode & { inbox: DeferredPeerInbox };
     this.nodes.set(id, node);
     return node;
   }
@@ -92,21 +82,35 @@ export class TestCluster {
     bootstrap: Member[] | null,
     options: NodeOptions = {},
   ): Promise<TestNode> {
-    const node = this.nodes.get(id) as TestNode & { holder: { inbox: PeerInbox | null } };
+    const node = this.nodes.get(id) as TestNode & { inbox: DeferredPeerInbox };
+    const clusterId = 'test';
+    const { identity } = await openNodeIdentity(node.dataDir, {
+      clusterId,
+      kind: 'kv',
+      groupId: this.groupId,
+      nodeId: id,
+    });
     node.sm = await RecordingStateMachine.open(join(node.dataDir, 'state'));
     node.server = new RaftServer<number>({
-      clusterId: 'test',
+      clusterId,
       groupId: this.groupId,
       tickMs: 20,
       ...this.defaults,
       ...options,
       id,
       dataDir: node.dataDir,
+      incarnation: identity.incarnation,
       bootstrap,
       stateMachine: node.sm,
     });
-    node.holder.inbox = node.server;
-    await node.server.start();
+    node.inbox.target = node.server;
+    try {
+      await node.server.start();
+    } catch (err) {
+      // RaftServer closes the state machine only once started.
+      await node.sm.close();
+      throw err;
+    }
     node.running = true;
     return node;
   }
@@ -115,8 +119,14 @@ export class TestCluster {
   async startGroup(count: number, options: NodeOptions = {}): Promise<TestNode[]> {
     const nodes: TestNode[] = [];
     for (let id = 1; id <= count; id++) nodes.push(await this.bind(id));
-    const members = nodes.map((n) => ({ id: n.id, address: n.address, learner: false }));
-    for (const n of nodes) await this.start(n.id, members, options);
+    const members = nodes.map((n) => ({
+      id: n.id,
+      address: n.address,
+      learner: false,
+      incarnation: 0,
+    }));
+    // Together: each new member waits for the others to answer before it bootstraps.
+    await Promise.all(nodes.map((n) => this.start(n.id, members, options)));
     return nodes;
   }
 

@@ -16,8 +16,8 @@ import { encodeEntry, entryKey } from '../../src/log-store';
 import { waitFor } from './cluster';
 
 const members = [
-  { id: 1, address: 'a:1', learner: false },
-  { id: 2, address: 'a:2', learner: false },
+  { id: 1, address: 'a:1', learner: false, incarnation: 0 },
+  { id: 2, address: 'a:2', learner: false, incarnation: 0 },
 ];
 
 function entries(from: number, to: number, term: number, size = 10): Entry[] {
@@ -149,7 +149,11 @@ describe('LogStore', () => {
       index: 4,
       term: 2,
       type: EntryType.JoinNoVoteNode,
-      data: protobufMembershipCodec.encode({ nodeId: 3, address: 'a:3' }),
+      data: protobufMembershipCodec.encode({
+        nodeId: 3,
+        address: 'a:3',
+        incarnation: 0,
+      }),
     };
     await store.persist(
       [...entries(2, 3, 2), join3, ...entries(5, 9, 2)],

@@ -40,8 +40,12 @@ describe('RaftServer disk faults', () => {
       id,
       address: cluster.nodes.get(id)!.address,
       learner: false,
+      incarnation: 0,
     }));
-    for (const id of nodes) await cluster.start(id, members, { wrapLogEngine: faults.wrap(id) });
+    // Together: each new member waits for the others to answer before it bootstraps.
+    await Promise.all(
+      nodes.map((id) => cluster.start(id, members, { wrapLogEngine: faults.wrap(id) })),
+    );
   });
   afterAll(() => cluster.close());
 

@@ -123,10 +123,14 @@ describe('RaftServer: three nodes over gRPC', () => {
     const learner = await cluster.bind(4);
     await cluster.start(4, null);
     const membership = await leader.server.addLearner(4, learner.address);
+    // The leader asked node 4 who it is: the membership records its data dir's incarnation.
+    const incarnation = learner.server.status().incarnation;
+    expect(incarnation).toBeGreaterThan(0);
     expect(membership.find((m) => m.id === 4)).toEqual({
       id: 4,
       address: learner.address,
       learner: true,
+      incarnation,
     });
     // The leader promotes it automatically once it has caught up.
     await waitFor(

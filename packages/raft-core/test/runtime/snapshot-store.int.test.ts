@@ -8,7 +8,7 @@ import { join } from 'node:path';
 import { crc32 } from 'node:zlib';
 import { SnapshotStore, type SnapshotFile } from '../../src/snapshot';
 
-const membership = [{ id: 1, address: '127.0.0.1:1', learner: false }];
+const membership = [{ id: 1, address: '127.0.0.1:1', learner: false, incarnation: 0 }];
 
 async function writeLocal(
   store: SnapshotStore,
