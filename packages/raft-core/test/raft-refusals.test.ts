@@ -135,3 +135,48 @@ describe('the core refuses messages no correct peer sends', () => {
     expect(net.node(2).status().commit).toBe(leader.lastIndex + 1);
   });
 });
+
+describe('terms far ahead', () => {
+  const jump = 1000;
+
+  it('a node that follows a live leader refuses a term more than termJumpMax above its own', () => {
+    const net = new Network({ membership: members([1, 2, 3]), config: { termJumpMax: jump } });
+    net.elect(1);
+    const term = net.node(2).status().term;
+    const readies = net.inject({
+      type: MessageType.Vote,
+      from: 3,
+      to: 2,
+      term: term + jump + 1,
+      index: 100,
+      logTerm: term + jump + 1,
+      leaderTransfer: true,
+    });
+    expect(refusedIn(readies)).toEqual([expect.objectContaining({ kind: RefusalKind.TermJump })]);
+    expect(net.node(2).status()).toMatchObject({ term, leader: 1 });
+    // A jump of exactly termJumpMax is taken.
+    net.inject({ type: MessageType.Vote, from: 3, to: 2, term: term + jump, leaderTransfer: true });
+    expect(net.node(2).status().term).toBe(term + jump);
+  });
+
+  it('a node without a leader takes any term, so that it can catch up with its group', () => {
+    const net = new Network({ membership: members([1, 2, 3]), config: { termJumpMax: jump } });
+    const readies = net.inject({
+      type: MessageType.Heartbeat,
+      from: 1,
+      to: 2,
+      term: 5 * jump,
+      commit: 0,
+    });
+    expect(refusedIn(readies)).toEqual([]);
+    expect(net.node(2).status()).toMatchObject({ term: 5 * jump, leader: 1 });
+  });
+
+  it('a node at termMax does not campaign: storage could not record the next term', () => {
+    const net = new Network({ membership: members([1, 2, 3]), config: { termMax: 3 } });
+    net.inject({ type: MessageType.Heartbeat, from: 1, to: 2, term: 3, commit: 0 });
+    net.node(2).campaign();
+    net.flush(2);
+    expect(net.node(2).status()).toMatchObject({ term: 3, role: Role.Follower });
+  });
+});

@@ -40,9 +40,11 @@ export interface RaftConfig {
    */
   readonly termMax: number;
   /**
-   * A message whose term is more than this above the node's own is refused (Ready.refused): no
-   * correct group advances that far while a member is away, and taking such a term from a forged
-   * or corrupted message would bring the group near termMax, where it could elect no more.
+   * While a node follows a live leader (or leads), a message whose term is more than this above
+   * its own is refused (Ready.refused): no correct group gets that far while one of its members
+   * keeps hearing from its leader, and taking such a term from a forged or corrupted message would
+   * bring the group near termMax, where it could elect no more. A node without a leader takes any
+   * term, so that it can always catch up with its group.
    */
   readonly termJumpMax: number;
   /** The highest index the application has applied (for a restart); 0 for a new node. */

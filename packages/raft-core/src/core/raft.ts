@@ -381,6 +381,11 @@ export class Raft {
     return free && this.log.isUpToDate(m.index, m.logTerm);
   }
 
+  /** This node heard from a live leader (or is one) within the minimum election timeout. */
+  private inLeaderLease(): boolean {
+    return this.leader !== noNode && this.electionElapsed < this.config.electionTicks;
+  }
+
   private handleVoteRequest(m: Message): void {
     const responseType = voteResponseType(m.type as MessageType.Vote | MessageType.PreVote);
     if (this.canGrantVote(m)) {
@@ -404,11 +409,15 @@ export class Raft {
 
   step(m: Message): void {
     invariant(m.to === this.id, () => `message for ${m.to} stepped into ${this.id}`);
-    if (m.term - this.term > this.config.termJumpMax) {
+    if (m.term - this.term > this.config.termJumpMax && this.inLeaderLease()) {
+      // A node that follows a live leader has no reason to believe in a term this far ahead: no
+      // correct group gets there while one of its members keeps hearing from its leader. Taking
+      // it would bring the group near termMax, where it could elect no more. A node without a
+      // leader takes any term, as it must to catch up with wherever its group has gone.
       this.refuse(
         m,
         RefusalKind.TermJump,
-        `its term ${m.term} is more than ${this.config.termJumpMax} above this node's term ${this.term}`,
+        `its term ${m.term} is more than ${this.config.termJumpMax} above this node's term ${this.term}, and this node follows a live leader`,
       );
       return;
     }
@@ -417,11 +426,7 @@ export class Raft {
         // Leader stickiness (Raft thesis 4.2.3): a node that heard from a live leader within the
         // minimum election timeout ignores vote requests, so that a node rejoining after a
         // partition cannot depose a healthy leader. A transfer bypasses this on purpose.
-        const inLease =
-          this.config.checkQuorum &&
-          this.leader !== noNode &&
-          this.electionElapsed < this.config.electionTicks;
-        if (inLease && !m.leaderTransfer) return;
+        if (this.config.checkQuorum && this.inLeaderLease() && !m.leaderTransfer) return;
       }
       if (m.type === MessageType.PreVote) {
         // A pre-vote never changes our term.
