@@ -4,11 +4,11 @@
 //
 // The exact command line of every process is written to <dataDir>/cluster.json, so an operator
 // (or a test) can stop one node and start it again by hand with its data intact.
-import { waitUntil } from '@eraftkv/raft-core';
+import { dataDirOwner, isNodeOfDataDir, splitHostPort, waitUntil } from '@eraftkv/raft-core';
 import { spawn, type ChildProcess } from 'node:child_process';
 import { createWriteStream, existsSync, type WriteStream } from 'node:fs';
-import { mkdir, writeFile } from 'node:fs/promises';
-import { createServer } from 'node:net';
+import { mkdir, readFile, writeFile } from 'node:fs/promises';
+import { connect, createServer } from 'node:net';
 import { dirname, join } from 'node:path';
 import { ClusterError, type EraftKvClient } from '@eraftkv/client';
 import { ErrorCode } from '@eraftkv/protocol';
@@ -97,6 +97,12 @@ export interface ClusterLayout {
   readonly kv: ReadonlyMap<number, readonly NodeSpec[]>;
 }
 
+/** Where one node listens. */
+export interface NodeAddresses {
+  readonly grpcAddress: string;
+  readonly metricsAddress: string;
+}
+
 export interface LayoutOptions {
   readonly dataDir: string;
   readonly metaNodes: number;
@@ -104,9 +110,10 @@ export interface LayoutOptions {
   readonly kvNodesPerGroup: number;
   /**
    * Where ports come from: 'fixed' uses DESIGN.md's defaults (meta 8088+, kv 7088+, metrics
-   * 9188+ / 9288+, 10 apart per kv group); 'free' asks the OS for free ports (tests).
+   * 9188+ / 9288+, 10 apart per kv group); 'free' asks the OS for free ports (tests); a map gives
+   * every node's addresses by name (those of an existing cluster.json).
    */
-  readonly ports: 'fixed' | 'free';
+  readonly ports: 'fixed' | 'free' | ReadonlyMap<string, NodeAddresses>;
   /** Extra flags for every process (timing, log level...). */
   readonly extraArgs?: readonly string[];
 }
@@ -134,15 +141,25 @@ export async function planCluster(o: LayoutOptions): Promise<ClusterLayout> {
   const total = o.metaNodes + o.kvGroups * o.kvNodesPerGroup;
   const free = o.ports === 'free' ? await freePorts(total * 2) : [];
   let nextFree = 0;
-  const port = (fixed: number): number => (o.ports === 'free' ? free[nextFree++] : fixed);
+  const ports = o.ports;
+  const addresses = (name: string, grpcPort: number, metricsPort: number): NodeAddresses => {
+    if (ports === 'fixed')
+      return { grpcAddress: `127.0.0.1:${grpcPort}`, metricsAddress: `127.0.0.1:${metricsPort}` };
+    if (ports === 'free') {
+      const [grpc, metrics] = [free[nextFree++], free[nextFree++]];
+      return { grpcAddress: `127.0.0.1:${grpc}`, metricsAddress: `127.0.0.1:${metrics}` };
+    }
+    const known = ports.get(name);
+    if (known === undefined) throw new Error(`no addresses planned for node ${name}`);
+    return known;
+  };
   const extra = o.extraArgs ?? [];
   const metaAddresses: string[] = [];
   const metaPlans: { id: number; grpc: string; metrics: string }[] = [];
   for (let id = 1; id <= o.metaNodes; id++) {
-    const grpc = `127.0.0.1:${port(8087 + id)}`;
-    const metrics = `127.0.0.1:${port(9187 + id)}`;
-    metaAddresses.push(grpc);
-    metaPlans.push({ id, grpc, metrics });
+    const a = addresses(`meta-${id}`, 8087 + id, 9187 + id);
+    metaAddresses.push(a.grpcAddress);
+    metaPlans.push({ id, grpc: a.grpcAddress, metrics: a.metricsAddress });
   }
   const metaPeers = metaPlans.map((p) => `${p.id}=${p.grpc}`).join(',');
   const meta: NodeSpec[] = metaPlans.map((p) =>
@@ -162,11 +179,8 @@ export async function planCluster(o: LayoutOptions): Promise<ClusterLayout> {
     const plans: { id: number; grpc: string; metrics: string }[] = [];
     for (let id = 1; id <= o.kvNodesPerGroup; id++) {
       const offset = (group - 1) * 10 + id - 1;
-      plans.push({
-        id,
-        grpc: `127.0.0.1:${port(7088 + offset)}`,
-        metrics: `127.0.0.1:${port(9288 + offset)}`,
-      });
+      const a = addresses(`kv-${group}-${id}`, 7088 + offset, 9288 + offset);
+      plans.push({ id, grpc: a.grpcAddress, metrics: a.metricsAddress });
     }
     const peers = plans.map((p) => `${p.id}=${p.grpc}`).join(',');
     kv.set(
@@ -189,11 +203,29 @@ export async function planCluster(o: LayoutOptions): Promise<ClusterLayout> {
   return { dataDir: o.dataDir, meta, kv };
 }
 
+/** How a process ended: its exit code, or the signal that ended it. */
+export interface ExitStatus {
+  readonly code: number | null;
+  readonly signal: NodeJS.Signals | null;
+}
+
+export function describeExit(status: ExitStatus): string {
+  return status.signal !== null ? `signal ${status.signal}` : `code ${String(status.code)}`;
+}
+
 export interface RunningNode {
   readonly spec: NodeSpec;
   readonly process: ChildProcess;
+  /** The exit code (-1 when a signal ended it) once the process has exited. */
   readonly exited: Promise<number | null>;
+  /** Once the process has exited and its output has been read to the end: how it ended. */
+  readonly ended: Promise<ExitStatus>;
+  /** The last lines it wrote in this run (stdout and stderr, as in its log file), oldest first. */
+  lastLines(): string[];
 }
+
+/** How many of a node's last output lines a RunningNode keeps (for start-up failures). */
+const lastLinesMax = 20;
 
 /** Runs and supervises the processes of a planned cluster. */
 export class LocalCluster {
@@ -269,6 +301,11 @@ export class LocalCluster {
     );
   }
 
+  /** The log file of a node: <dataDir>/<name>.log. */
+  logPath(name: string): string {
+    return join(this.layout.dataDir, `${name}.log`);
+  }
+
   /** Starts one node; its output goes to <dataDir>/<name>.log. */
   async start(name: string): Promise<RunningNode> {
     if (this.running.has(name)) throw new Error(`${name} is already running`);
@@ -276,7 +313,7 @@ export class LocalCluster {
     await mkdir(this.layout.dataDir, { recursive: true });
     let log = this.logs.get(name);
     if (log === undefined) {
-      log = createWriteStream(join(this.layout.dataDir, `${name}.log`), { flags: 'a' });
+      log = createWriteStream(this.logPath(name), { flags: 'a' });
       this.logs.set(name, log);
     }
     // ERAFTKV_PROFILE_DIR=<dir> writes a V8 CPU profile of every node there when it stops.
@@ -292,10 +329,23 @@ export class LocalCluster {
     });
     child.stdout?.pipe(log, { end: false });
     child.stderr?.pipe(log, { end: false });
+    const tail = new OutputTail(lastLinesMax);
+    child.stdout?.on('data', (chunk: Buffer) => tail.add(chunk));
+    child.stderr?.on('data', (chunk: Buffer) => tail.add(chunk));
     const exited = new Promise<number | null>((ok) =>
       child.once('exit', (code, signal) => ok(code ?? (signal ? -1 : null))),
     );
-    const node: RunningNode = { spec, process: child, exited };
+    // 'close' comes after 'exit', once stdout and stderr have been read to their end.
+    const ended = new Promise<ExitStatus>((ok) =>
+      child.once('close', (code, signal) => ok({ code, signal })),
+    );
+    const node: RunningNode = {
+      spec,
+      process: child,
+      exited,
+      ended,
+      lastLines: () => tail.lines(),
+    };
     this.running.set(name, node);
     void exited.then(() => {
       if (this.running.get(name) === node) this.running.delete(name);
@@ -347,6 +397,148 @@ export class LocalCluster {
 
 export { waitUntil };
 
+/** The last lines of a stream of output chunks. */
+class OutputTail {
+  private readonly complete: string[] = [];
+  private partial = '';
+
+  constructor(private readonly linesMax: number) {}
+
+  add(chunk: Buffer): void {
+    const parts = (this.partial + chunk.toString('utf8')).split('\n');
+    this.partial = parts.pop() ?? '';
+    this.complete.push(...parts.slice(-this.linesMax));
+    if (this.complete.length > this.linesMax)
+      this.complete.splice(0, this.complete.length - this.linesMax);
+    // A line without an end that grows past 64 KiB is kept as it is, not without bound.
+    if (this.partial.length > 65_536) this.partial = this.partial.slice(-65_536);
+  }
+
+  lines(): string[] {
+    const all = this.partial === '' ? [...this.complete] : [...this.complete, this.partial];
+    return all.slice(-this.linesMax);
+  }
+}
+
+/** Whether something accepts TCP connections at host:port. */
+export function acceptsConnections(address: string): Promise<boolean> {
+  const { host, port } = splitHostPort(address, 'address');
+  return new Promise((resolve) => {
+    const socket = connect({ host, port });
+    socket.setTimeout(2000);
+    const done = (accepted: boolean): void => {
+      socket.destroy();
+      resolve(accepted);
+    };
+    socket.once('connect', () => done(true));
+    socket.once('error', () => done(false));
+    socket.once('timeout', () => done(false));
+  });
+}
+
+/**
+ * Whether this process can listen on host:port (bound, then closed at once): null when it can,
+ * otherwise the error code (EADDRINUSE when something listens there already).
+ */
+export function bindProblem(address: string): Promise<string | null> {
+  const { host, port } = splitHostPort(address, 'address');
+  return new Promise((resolve) => {
+    const server = createServer();
+    server.once('error', (err: NodeJS.ErrnoException) => resolve(err.code ?? err.message));
+    server.listen({ host, port }, () => server.close(() => resolve(null)));
+  });
+}
+
+/** The node names and addresses recorded in <dataDir>/cluster.json, or null when there is none. */
+export async function readManifest(
+  dataDir: string,
+): Promise<{ nodes: (NodeAddresses & { name: string; kind: NodeKind; group: number })[] } | null> {
+  const path = join(dataDir, 'cluster.json');
+  let text: string;
+  try {
+    text = await readFile(path, 'utf8');
+  } catch (err) {
+    if ((err as NodeJS.ErrnoException).code === 'ENOENT') return null;
+    throw new Error(`cannot read ${path}: ${(err as Error).message}`);
+  }
+  let parsed: unknown;
+  try {
+    parsed = JSON.parse(text);
+  } catch (err) {
+    throw new Error(`${path} is not JSON: ${(err as Error).message}`);
+  }
+  const nodes = (parsed as { nodes?: unknown }).nodes;
+  if (!Array.isArray(nodes)) throw new Error(`${path} has no "nodes" list`);
+  return {
+    nodes: nodes.map((n: unknown, i) => {
+      const node = n as Record<string, unknown>;
+      const { name, kind, group, grpc, metrics } = node;
+      if (
+        typeof name !== 'string' ||
+        (kind !== 'meta' && kind !== 'kv') ||
+        typeof group !== 'number' ||
+        typeof grpc !== 'string' ||
+        typeof metrics !== 'string'
+      ) {
+        throw new Error(`${path}: node ${i} lacks a name, kind, group, grpc or metrics field`);
+      }
+      return { name, kind, group, grpcAddress: grpc, metricsAddress: metrics };
+    }),
+  };
+}
+
+/** A node process found through its data dir's pid file. */
+export interface NodeProcess {
+  readonly spec: NodeSpec;
+  readonly pid: number;
+}
+
+/** The live processes of `specs` according to their pid files (see raft-core's pid-file.ts). */
+export function nodeProcesses(specs: readonly NodeSpec[]): NodeProcess[] {
+  const found: NodeProcess[] = [];
+  for (const spec of specs) {
+    const pid = dataDirOwner(spec.dataDir);
+    if (pid !== null) found.push({ spec, pid });
+  }
+  return found;
+}
+
+/**
+ * Stops processes that are not children of this one (nodes restarted by hand): SIGTERM, then
+ * SIGKILL for those still alive after `graceMs`; resolves once every one has exited (or has
+ * outlived SIGKILL by 5 s, which `say` reports). Never rejects.
+ */
+export async function stopNodeProcesses(
+  nodes: readonly NodeProcess[],
+  graceMs: number,
+  say: (line: string) => void = () => {},
+): Promise<void> {
+  await Promise.all(
+    nodes.map(async ({ spec, pid }) => {
+      say(`stopping ${spec.name} (pid ${pid}, started outside this launcher)`);
+      const signal = (name: NodeJS.Signals): void => {
+        try {
+          process.kill(pid, name);
+        } catch {
+          // Gone already.
+        }
+      };
+      signal('SIGTERM');
+      // Checked by identity, not by pid alone: once the node has exited, its pid may be reused.
+      const gone = (): boolean => !isNodeOfDataDir(pid, spec.dataDir);
+      try {
+        await waitUntil(gone, graceMs, `${spec.name} (pid ${pid}) to exit`, 50);
+      } catch {
+        say(`${spec.name} (pid ${pid}) did not stop within ${graceMs} ms: killing it`);
+        if (!gone()) signal('SIGKILL');
+        await waitUntil(gone, 5000, 'SIGKILL to take effect', 50).catch(() =>
+          say(`${spec.name} (pid ${pid}) is still running after SIGKILL`),
+        );
+      }
+    }),
+  );
+}
+
 /** GET http://<address><path>: status and body, or null when nothing answers. */
 export async function httpGet(
   address: string,
@@ -361,9 +553,10 @@ export async function httpGet(
 }
 
 /**
- * Brings a new cluster into service, as npm start does: initialises it (1024 slots), registers
- * every kv group of the layout and gives group 1 every slot that has no owner. Steps a previous
- * run already did are skipped, so it is safe on a restarted cluster.
+ * Brings a new cluster into service, as npm start does: waits until every node of the layout
+ * accepts connections, initialises the cluster (1024 slots), registers every kv group of the
+ * layout and gives group 1 every slot that has no owner. Steps a previous run already did are
+ * skipped, so it is safe on a restarted cluster.
  */
 export async function initializeCluster(
   client: EraftKvClient,
@@ -371,6 +564,24 @@ export async function initializeCluster(
   say: (line: string) => void = () => {},
   slotCount = 1024,
 ): Promise<void> {
+  // The client gives up at once when every node refuses connections, which is what nodes still
+  // starting do: wait for them to listen first.
+  const specs = [...cluster.layout.meta, ...[...cluster.layout.kv.values()].flat()];
+  let down: NodeSpec[] = [];
+  await waitUntil(
+    async () => {
+      down = specs.filter((s) => !cluster.isRunning(s.name));
+      if (down.length > 0) return true;
+      const listening = await Promise.all(specs.map((s) => acceptsConnections(s.grpcAddress)));
+      return listening.every((l) => l);
+    },
+    60_000,
+    'every node to accept connections',
+  );
+  if (down.length > 0) {
+    const logs = down.map((s) => cluster.logPath(s.name)).join(', ');
+    throw new Error(`${down.map((s) => s.name).join(', ')} not running; see ${logs}`);
+  }
   let view = await client.cluster().catch((err: unknown) => {
     if (err instanceof ClusterError && err.code === ErrorCode.NOT_INITIALIZED) return null;
     throw err;

@@ -1,20 +1,29 @@
 // `npm start`: the local cluster of DESIGN.md section 7. Starts a meta group of 3 and one kv group
 // of 3 as separate processes on 127.0.0.1, initialises the cluster, registers group 1 with every
 // slot, waits until every node is healthy, prints where everything listens and what to try next,
-// and on Ctrl-C stops every process. Data lives in ./data; a second `npm start` reuses it.
+// and stays in the foreground until Ctrl-C (or SIGTERM), which stops every node of cluster.json:
+// its own children, and nodes an operator restarted by hand (found through their pid files).
+// Data lives in ./data; a second `npm start` reuses it, on the addresses in its cluster.json.
 //
-//   npm start [-- --fresh] [-- --kv-groups N] [-- --nodes N] [-- --data-dir DIR]
-import { existsSync } from 'node:fs';
-import { readFile, rm } from 'node:fs/promises';
+//   npm start [-- --fresh] [-- --kv-groups N] [-- --nodes N] [-- --data-dir DIR] [-- --free-ports]
+import { rm } from 'node:fs/promises';
 import { join, resolve } from 'node:path';
 import { EraftKvClient } from '@eraftkv/client';
 import {
+  bindProblem,
+  describeExit,
   httpGet,
   initializeCluster,
   LocalCluster,
+  nodeProcesses,
   planCluster,
+  readManifest,
   repositoryDir,
+  stopNodeProcesses,
   waitUntil,
+  type ExitStatus,
+  type NodeAddresses,
+  type RunningNode,
 } from './local-cluster';
 
 interface StartOptions {
@@ -22,13 +31,21 @@ interface StartOptions {
   kvGroups: number;
   nodes: number;
   dataDir: string;
+  freePorts: boolean;
 }
 
 const usage = `usage: npm start [-- options]
   --fresh          wipe the data dir first (default: reuse it)
   --kv-groups N    kv groups to run (default 1; group 1 gets every slot)
   --nodes N        nodes per group, meta included (default 3)
-  --data-dir DIR   where data and logs go (default ./data)`;
+  --data-dir DIR   where data and logs go (default ./data)
+  --free-ports     listen on ports the OS picks instead of 8088... (tests; a data dir that
+                   holds a cluster.json always keeps the addresses recorded there)`;
+
+/** How long a node gets to stop after SIGTERM before it is killed. */
+const stopGraceMs = 10_000;
+/** How often the launcher looks for nodes restarted by hand (and keeps itself running). */
+const watchIntervalMs = 1000;
 
 function parseArgs(argv: readonly string[]): StartOptions {
   const o: StartOptions = {
@@ -36,6 +53,7 @@ function parseArgs(argv: readonly string[]): StartOptions {
     kvGroups: 1,
     nodes: 3,
     dataDir: join(repositoryDir, 'data'),
+    freePorts: false,
   };
   for (let i = 0; i < argv.length; i++) {
     const arg = argv[i];
@@ -49,6 +67,7 @@ function parseArgs(argv: readonly string[]): StartOptions {
     else if (arg === '--kv-groups') o.kvGroups = int();
     else if (arg === '--nodes') o.nodes = int();
     else if (arg === '--data-dir') o.dataDir = resolve(argv[++i] ?? '.');
+    else if (arg === '--free-ports') o.freePorts = true;
     else if (arg === '--help' || arg === '-h') {
       console.log(usage);
       process.exit(0);
@@ -57,14 +76,11 @@ function parseArgs(argv: readonly string[]): StartOptions {
   return o;
 }
 
-async function main(): Promise<void> {
-  const o = parseArgs(process.argv.slice(2));
-  if (o.fresh) await rm(o.dataDir, { recursive: true, force: true });
-  const manifest = join(o.dataDir, 'cluster.json');
-  if (existsSync(manifest)) {
-    const previous = JSON.parse(await readFile(manifest, 'utf8')) as {
-      nodes: { kind: string; group: number }[];
-    };
+/** Plans the cluster: a reused data dir keeps the layout and addresses of its cluster.json. */
+async function plan(o: StartOptions): Promise<LocalCluster> {
+  const previous = await readManifest(o.dataDir);
+  let ports: 'fixed' | 'free' | Map<string, NodeAddresses> = o.freePorts ? 'free' : 'fixed';
+  if (previous !== null) {
     const meta = previous.nodes.filter((n) => n.kind === 'meta').length;
     const groups = new Set(previous.nodes.filter((n) => n.kind === 'kv').map((n) => n.group)).size;
     if (meta !== o.nodes || groups !== o.kvGroups) {
@@ -73,6 +89,7 @@ async function main(): Promise<void> {
           `run 'npm start -- --fresh' to start over with a different layout`,
       );
     }
+    ports = new Map(previous.nodes.map((n) => [n.name, n]));
     console.log(`reusing the cluster in ${o.dataDir} (npm start -- --fresh starts over)`);
   }
   const layout = await planCluster({
@@ -80,15 +97,65 @@ async function main(): Promise<void> {
     metaNodes: o.nodes,
     kvGroups: o.kvGroups,
     kvNodesPerGroup: o.nodes,
-    ports: 'fixed',
+    ports,
   });
-  const cluster = new LocalCluster(layout);
+  return new LocalCluster(layout);
+}
+
+/**
+ * Why the cluster cannot start here, checked before anything is spawned: a data dir held by a
+ * live node (another npm start, or a node restarted by hand), a port something else listens on.
+ */
+async function startProblems(cluster: LocalCluster): Promise<string[]> {
+  const problems = nodeProcesses(cluster.allSpecs()).map(
+    ({ spec, pid }) => `data dir ${spec.dataDir} is in use by process ${pid} (an eraftkv node)`,
+  );
+  const ports = cluster.allSpecs().flatMap((s) => [
+    { address: s.grpcAddress, what: `${s.name} gRPC` },
+    { address: s.metricsAddress, what: `${s.name} metrics` },
+  ]);
+  const answers = await Promise.all(ports.map((p) => bindProblem(p.address)));
+  answers.forEach((code, i) => {
+    if (code === null) return;
+    const { address, what } = ports[i];
+    problems.push(
+      code === 'EADDRINUSE'
+        ? `port ${address} (${what}) is in use`
+        : `port ${address} (${what}) cannot be bound: ${code}`,
+    );
+  });
+  return problems;
+}
+
+async function main(): Promise<void> {
+  const o = parseArgs(process.argv.slice(2));
+  if (o.fresh) await rm(o.dataDir, { recursive: true, force: true });
+  const cluster = await plan(o);
+  const problems = await startProblems(cluster);
+  if (problems.length > 0) {
+    console.error(
+      `npm start: cannot start the cluster in ${o.dataDir}:\n  ${problems.join('\n  ')}\n` +
+        'Is another npm start (or a node of this cluster) running? Stop it first.',
+    );
+    process.exit(1);
+  }
+
   let stopping = false;
+  const watcher = watchRestartedNodes(cluster);
   const stop = async (code: number): Promise<void> => {
-    if (stopping) return;
+    if (stopping) {
+      console.log(`still stopping (nodes get ${stopGraceMs / 1000} s, then are killed)...`);
+      return;
+    }
     stopping = true;
+    clearInterval(watcher);
     console.log('\nstopping every node...');
-    await cluster.stopAll();
+    const own = new Set(cluster.runningNodes().map((n) => n.process.pid));
+    const restarted = nodeProcesses(cluster.allSpecs()).filter((p) => !own.has(p.pid));
+    await Promise.all([
+      cluster.stopAll(stopGraceMs),
+      stopNodeProcesses(restarted, stopGraceMs, (line) => console.log(line)),
+    ]);
     console.log('stopped');
     process.exit(code);
   };
@@ -97,36 +164,91 @@ async function main(): Promise<void> {
 
   await cluster.writeManifest();
   await cluster.startAll();
-  for (const node of cluster.runningNodes()) {
-    void node.exited.then((code) => {
+  const launched = cluster.runningNodes();
+  const firstEnd = Promise.race(
+    launched.map((node) => node.ended.then((status) => ({ node, status }))),
+  );
+  const client = new EraftKvClient({ endpoints: cluster.metaEndpoints(), deadlineMs: 20_000 });
+  const outcome = await Promise.race([
+    bringUp(client, cluster).then(
+      () => ({ kind: 'up' as const }),
+      (err: unknown) => ({ kind: 'failed' as const, err: err as Error }),
+    ),
+    firstEnd.then(({ node, status }) => ({ kind: 'exited' as const, node, status })),
+  ]);
+  client.close();
+  if (stopping) return;
+  switch (outcome.kind) {
+    case 'up':
+      break;
+    case 'failed':
+      console.error(`the cluster did not come up: ${outcome.err.message}`);
+      console.error(`logs: ${o.dataDir}/*.log`);
+      return stop(1);
+    case 'exited':
+      reportStartupExit(cluster, outcome.node, outcome.status);
+      return stop(1);
+  }
+  for (const node of launched) {
+    void node.ended.then((status) => {
       if (!stopping)
         console.error(
-          `${node.spec.name} exited (code ${code}); see ${join(o.dataDir, `${node.spec.name}.log`)}`,
+          `${node.spec.name} exited (${describeExit(status)}); its log: ${cluster.logPath(node.spec.name)}`,
         );
     });
   }
-  const client = new EraftKvClient({ endpoints: cluster.metaEndpoints(), deadlineMs: 20_000 });
-  try {
-    await initializeCluster(client, cluster, (line) => console.log(line));
-    await waitUntil(
-      async () => {
-        const answers = await Promise.all(
-          cluster.allSpecs().map((s) => httpGet(s.metricsAddress, '/health')),
-        );
-        return answers.every((a) => a?.status === 200);
-      },
-      60_000,
-      'every node to report healthy',
-    );
-  } catch (err) {
-    console.error(`the cluster did not come up: ${(err as Error).message}`);
-    console.error(`logs: ${o.dataDir}/*.log`);
-    client.close();
-    await stop(1);
-    return;
-  }
-  client.close();
   printWelcome(cluster);
+}
+
+/** Initialises the cluster and waits until every node says it is healthy. */
+async function bringUp(client: EraftKvClient, cluster: LocalCluster): Promise<void> {
+  await initializeCluster(client, cluster, (line) => console.log(line));
+  await waitUntil(
+    async () => {
+      const answers = await Promise.all(
+        cluster.allSpecs().map((s) => httpGet(s.metricsAddress, '/health')),
+      );
+      return answers.every((a) => a?.status === 200);
+    },
+    60_000,
+    'every node to report healthy',
+  );
+}
+
+function reportStartupExit(cluster: LocalCluster, node: RunningNode, status: ExitStatus): void {
+  const lines = node.lastLines();
+  console.error(
+    `${node.spec.name} exited during start-up (${describeExit(status)}); ` +
+      (lines.length === 0
+        ? `it wrote nothing (log: ${cluster.logPath(node.spec.name)})`
+        : `the last lines of ${cluster.logPath(node.spec.name)}:\n${lines.map((l) => `  | ${l}`).join('\n')}`),
+  );
+}
+
+/**
+ * Says when a node of the cluster runs again outside this launcher (restarted by hand from
+ * cluster.json) and when such a node exits. Its timer is also what keeps the launcher running
+ * once none of its own children is left, until Ctrl-C.
+ */
+function watchRestartedNodes(cluster: LocalCluster): NodeJS.Timeout {
+  const seen = new Map<string, number>();
+  return setInterval(() => {
+    const own = new Set(cluster.runningNodes().map((n) => n.process.pid));
+    const now = new Map(
+      nodeProcesses(cluster.allSpecs())
+        .filter((p) => !own.has(p.pid))
+        .map((p) => [p.spec.name, p.pid]),
+    );
+    for (const [name, pid] of now) {
+      if (seen.get(name) !== pid)
+        console.log(`${name} is running again (pid ${pid}, started by hand); Ctrl-C stops it too`);
+    }
+    for (const [name, pid] of seen) {
+      if (now.get(name) !== pid) console.log(`${name} (pid ${pid}, started by hand) exited`);
+    }
+    seen.clear();
+    for (const [name, pid] of now) seen.set(name, pid);
+  }, watchIntervalMs);
 }
 
 function printWelcome(cluster: LocalCluster): void {
@@ -138,9 +260,15 @@ function printWelcome(cluster: LocalCluster): void {
   console.log('');
   console.log(line(['NODE', 'GRPC', 'METRICS', 'DATA']));
   for (const r of rows) console.log(line(r));
+  // eraftkv-ctl's default --endpoints are the meta ports of DESIGN.md (8088-8090).
+  const endpoints = cluster.metaEndpoints();
+  const usual = ['127.0.0.1:8088', '127.0.0.1:8089', '127.0.0.1:8090'];
+  const exportEndpoints = endpoints.every((e) => usual.includes(e))
+    ? ''
+    : `\n  export ERAFTKV_ENDPOINTS=${endpoints.join(',')}`;
   console.log(`
 eraftkv is ready. In another terminal, try:
-
+${exportEndpoints}
   npx eraftkv-ctl put hello world
   npx eraftkv-ctl get hello
   npx eraftkv-ctl group list -w table
@@ -149,7 +277,7 @@ eraftkv is ready. In another terminal, try:
   npx eraftkv-ctl bench put --clients 64 --total 20000
 
 Every node's command line is in ${join(cluster.layout.dataDir, 'cluster.json')}; logs are next to it.
-Press Ctrl-C to stop every node (the data stays in ${cluster.layout.dataDir}).`);
+Press Ctrl-C to stop every node, restarted ones too (the data stays in ${cluster.layout.dataDir}).`);
 }
 
 main().catch((err: unknown) => {

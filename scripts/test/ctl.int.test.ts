@@ -1,11 +1,17 @@
 // eraftkv-ctl, the built binary, against a cluster started the way `npm start` starts it: the
 // data commands and their exit codes, membership on a kv group, a second kv group taking over an
 // empty slot range, and a bench that keeps going while its leader is killed.
-import { execFile } from 'node:child_process';
+import { execFile, spawn } from 'node:child_process';
 import { join } from 'node:path';
 import { EraftKvClient } from '@eraftkv/client';
 import { ClientOpType, ErrorCode, ReadConsistency, slotOfKey } from '@eraftkv/protocol';
-import { initializeCluster, repositoryDir, waitUntil, type LocalCluster } from '../local-cluster';
+import {
+  freePorts,
+  initializeCluster,
+  repositoryDir,
+  waitUntil,
+  type LocalCluster,
+} from '../local-cluster';
 import { BareClients, fastTiming, op, startTestCluster } from './helpers';
 
 jest.setTimeout(240_000);
@@ -34,6 +40,28 @@ function ctl(
       },
     );
   });
+}
+
+/**
+ * Runs eraftkv-ctl with its stdout (or stderr) reader gone from the start, as in
+ * `eraftkv-ctl group list | head -0`: every write to that stream fails with EPIPE.
+ */
+function ctlWithClosedReader(
+  endpoints: readonly string[],
+  args: readonly string[],
+  closed: 'stdout' | 'stderr',
+): Promise<{ code: number | null; signal: NodeJS.Signals | null; other: string }> {
+  const child = spawn(process.execPath, [ctlBin, '--endpoints', endpoints.join(','), ...args], {
+    stdio: ['ignore', 'pipe', 'pipe'],
+    timeout: 60_000,
+  });
+  child[closed].destroy();
+  let other = '';
+  const open = closed === 'stdout' ? child.stderr : child.stdout;
+  open.on('data', (d: Buffer) => (other += d.toString()));
+  return new Promise((resolve) =>
+    child.once('close', (code, signal) => resolve({ code, signal, other })),
+  );
 }
 
 describe('eraftkv-ctl against a local cluster', () => {
@@ -95,6 +123,25 @@ describe('eraftkv-ctl against a local cluster', () => {
     const unreachable = await ctl(['127.0.0.1:1'], ['get', 'hello', '--command-timeout', '1s']);
     expect(unreachable.code).toBe(2);
     expect(unreachable.stderr).toMatch(/check that the cluster is running/);
+  });
+
+  it('exits quietly, as after SIGPIPE, when the reader of its output goes away', async () => {
+    // `eraftkv-ctl group list | head -3` used to die of an unhandled EPIPE with a stack trace.
+    const list = await ctlWithClosedReader(endpoints, ['group', 'list'], 'stdout');
+    expect(list).toEqual({ code: 141, signal: null, other: '' });
+    const missing = await ctlWithClosedReader(endpoints, ['get', 'no-such-key'], 'stderr');
+    expect(missing).toEqual({ code: 141, signal: null, other: '' });
+  });
+
+  it('says at once, with exit code 2, that every endpoint refused the connection', async () => {
+    const dead = (await freePorts(2)).map((p) => `127.0.0.1:${p}`);
+    const started = Date.now();
+    const result = await ctl(dead, ['get', 'hello']);
+    // The default --command-timeout is 5 s; refused connections need not wait for it.
+    expect(Date.now() - started).toBeLessThan(4000);
+    expect(result.code).toBe(2);
+    expect(result.stderr).toMatch(/every meta endpoint refused the connection/);
+    for (const e of dead) expect(result.stderr).toContain(e);
   });
 
   it('adds a learner to a kv group (promoted automatically), transfers leadership and removes a member', async () => {

@@ -149,6 +149,19 @@ export class Connections {
   }
 
   /**
+   * Whether the last attempt to connect to `address` failed (its channel is in
+   * TRANSIENT_FAILURE: the connection was refused, or the host could not be reached). A call that
+   * then failed UNAVAILABLE never left this process.
+   */
+  cannotConnect(address: string): boolean {
+    const client = this.clients.get(address);
+    return (
+      client !== undefined &&
+      client.getChannel().getConnectivityState(false) === grpc.connectivityState.TRANSIENT_FAILURE
+    );
+  }
+
+  /**
    * One unary call to `address`, failing after `timeoutMs`. `method` picks the call from the
    * client, bound to it (for example `(c) => c.status.bind(c)`).
    */

@@ -52,6 +52,13 @@ export interface EraftKvClientOptions {
   readonly clientId?: string;
   /** The largest gRPC message sent or received (default 16 MiB). */
   readonly messageBytesMax?: number;
+  /**
+   * A call gives up with UnavailableError, without waiting for its deadline, once every server it
+   * can try (the meta endpoints, or a group's members) has refused the connection this many times
+   * and nothing else happened during the call: no server is running there (default 2). 0 turns
+   * this off, so that calls retry until their deadline (to ride out a restart of every node).
+   */
+  readonly refusedRoundsMax?: number;
 }
 
 export interface CallOptions {
@@ -164,6 +171,15 @@ interface Attempt {
   readonly deadline: number;
   attempts: number;
   lastProblem: string;
+  /**
+   * How many times each server refused the connection during this call; null once anything else
+   * happened (an answer, or a failure after which the request may have reached a server).
+   */
+  refusals: Map<string, number> | null;
+}
+
+function newAttempt(groupId: number, write: boolean, deadline: number): Attempt {
+  return { groupId, write, deadline, attempts: 0, lastProblem: '', refusals: new Map() };
 }
 
 export class EraftKvClient {
@@ -172,6 +188,7 @@ export class EraftKvClient {
   private readonly deadlineMs: number;
   private readonly attemptTimeoutMs: number;
   private readonly backoff: BackoffOptions;
+  private readonly refusedRoundsMax: number;
   private readonly connections: Connections;
   private commandSeq = 0;
   private topologyCache: Topology | null = null;
@@ -192,6 +209,12 @@ export class EraftKvClient {
     this.deadlineMs = options.deadlineMs ?? 5000;
     this.attemptTimeoutMs = options.attemptTimeoutMs ?? 2000;
     this.backoff = options.backoff ?? { baseMs: 20, maxMs: 500 };
+    this.refusedRoundsMax = options.refusedRoundsMax ?? 2;
+    if (!Number.isSafeInteger(this.refusedRoundsMax) || this.refusedRoundsMax < 0) {
+      throw new InvalidArgumentError(
+        `refusedRoundsMax must be a non-negative integer, got ${this.refusedRoundsMax}`,
+      );
+    }
     this.clientId = options.clientId ?? randomUUID();
     this.connections = new Connections(options.messageBytesMax ?? 16 * 1024 * 1024);
   }
@@ -392,7 +415,7 @@ export class EraftKvClient {
     deadline: number,
     anyReplica: boolean,
   ): Promise<ClientOperationResp> {
-    const attempt: Attempt = { groupId, write, deadline, attempts: 0, lastProblem: '' };
+    const attempt = newAttempt(groupId, write, deadline);
     let wrongShards = 0;
     for (;;) {
       this.assertOpen();
@@ -405,18 +428,16 @@ export class EraftKvClient {
           `group ${groupId} is not in the topology`,
         );
       }
-      const address = this.pickServer(
-        groupId,
-        group.servers.map((s) => s.address),
-        anyReplica,
-      );
+      const addresses = group.servers.map((s) => s.address);
+      const address = this.pickServer(groupId, addresses, anyReplica);
       let resp: ClientOperationResp;
       try {
         resp = await this.connections.processRw(address, request, this.attemptTimeout(deadline));
       } catch (err) {
-        await this.afterRpcError(err, address, attempt);
+        await this.afterRpcError(err, address, attempt, addresses);
         continue;
       }
+      attempt.refusals = null;
       switch (resp.errorCode) {
         case ErrorCode.OK:
           this.leaders.set(groupId, address);
@@ -492,7 +513,7 @@ export class EraftKvClient {
     const write =
       request.changeType !== ChangeType.ShardsQuery &&
       request.changeType !== ChangeType.MembersQuery;
-    const attempt: Attempt = { groupId: 0, write, deadline, attempts: 0, lastProblem: '' };
+    const attempt = newAttempt(0, write, deadline);
     for (;;) {
       this.assertOpen();
       const address = this.pickServer(0, this.endpoints, false);
@@ -505,9 +526,10 @@ export class EraftKvClient {
           this.attemptTimeout(deadline),
         );
       } catch (err) {
-        await this.afterRpcError(err, address, attempt);
+        await this.afterRpcError(err, address, attempt, this.endpoints);
         continue;
       }
+      attempt.refusals = null;
       if (resp.errorCode === ErrorCode.OK || acceptError(resp.errorCode)) {
         this.leaders.set(0, address);
         return resp;
@@ -779,7 +801,7 @@ export class EraftKvClient {
 
   private async leaderStatus(groupId: number, deadline: number): Promise<StatusResp> {
     const addresses = await this.groupAddresses(groupId, { deadlineMs: deadline - Date.now() });
-    const attempt: Attempt = { groupId, write: false, deadline, attempts: 0, lastProblem: '' };
+    const attempt = newAttempt(groupId, false, deadline);
     for (;;) {
       const address = this.pickServer(groupId, addresses, false);
       let status: StatusResp;
@@ -791,9 +813,10 @@ export class EraftKvClient {
           this.attemptTimeout(deadline),
         );
       } catch (err) {
-        await this.afterRpcError(err, address, attempt);
+        await this.afterRpcError(err, address, attempt, addresses);
         continue;
       }
+      attempt.refusals = null;
       if (status.role === 'leader') {
         this.leaders.set(groupId, address);
         return status;
@@ -813,7 +836,7 @@ export class EraftKvClient {
     outcome: { uncertain: boolean } = { uncertain: false },
   ): Promise<Resp> {
     const addresses = await this.groupAddresses(groupId, { deadlineMs: deadline - Date.now() });
-    const attempt: Attempt = { groupId, write: true, deadline, attempts: 0, lastProblem: '' };
+    const attempt = newAttempt(groupId, true, deadline);
     for (;;) {
       const address = this.pickServer(groupId, addresses, false);
       let resp: Resp;
@@ -826,9 +849,10 @@ export class EraftKvClient {
         );
       } catch (err) {
         outcome.uncertain = true;
-        await this.afterRpcError(err, address, attempt);
+        await this.afterRpcError(err, address, attempt, addresses);
         continue;
       }
+      attempt.refusals = null;
       const hint = leaderHint(resp);
       if (hint === null) {
         this.leaders.set(groupId, address);
@@ -880,15 +904,54 @@ export class EraftKvClient {
     if (Date.now() >= attempt.deadline) throw this.deadlineError(attempt);
   }
 
-  private async afterRpcError(err: unknown, address: string, attempt: Attempt): Promise<void> {
+  /**
+   * After a failed RPC to `address`, one of `servers` (those the call rotates over): throws when
+   * the call should end, otherwise pauses before the next try.
+   */
+  private async afterRpcError(
+    err: unknown,
+    address: string,
+    attempt: Attempt,
+    servers: readonly string[],
+  ): Promise<void> {
     if (err instanceof TimeoutError) throw this.deadlineError(attempt);
     const e = err as grpc.ServiceError;
     if (!retryable(e.code)) throw this.rpcError(err, address);
     attempt.lastProblem = `${address}: ${e.details || e.message}`;
+    this.noteRefusal(e, address, attempt, servers);
     if (e.code !== grpc.status.RESOURCE_EXHAUSTED && e.code !== grpc.status.ABORTED) {
       this.rotate(attempt.groupId);
     }
     await this.pause(attempt);
+  }
+
+  /**
+   * Counts a refused connection; throws UnavailableError once every server has refused
+   * `refusedRoundsMax` times in a call in which nothing else happened. Refused means UNAVAILABLE
+   * with the channel in TRANSIENT_FAILURE (its connect attempt failed), so the request never left
+   * this process; any other failure may have reached a server and ends the counting.
+   */
+  private noteRefusal(
+    e: grpc.ServiceError,
+    address: string,
+    attempt: Attempt,
+    servers: readonly string[],
+  ): void {
+    if (attempt.refusals === null) return;
+    if (e.code !== grpc.status.UNAVAILABLE || !this.connections.cannotConnect(address)) {
+      attempt.refusals = null;
+      return;
+    }
+    if (this.refusedRoundsMax === 0) return;
+    const refusals = attempt.refusals;
+    refusals.set(address, (refusals.get(address) ?? 0) + 1);
+    if (servers.every((s) => (refusals.get(s) ?? 0) >= this.refusedRoundsMax)) {
+      const what = attempt.groupId === 0 ? 'meta endpoint' : `member of group ${attempt.groupId}`;
+      throw new UnavailableError(
+        `every ${what} refused the connection (${servers.join(', ')}; last: ${attempt.lastProblem}); ` +
+          'check that the cluster is running and that the endpoints are right',
+      );
+    }
   }
 
   private async pause(attempt: Attempt): Promise<void> {

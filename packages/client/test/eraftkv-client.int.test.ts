@@ -266,6 +266,15 @@ async function startMeta(): Promise<FakeMeta> {
   return fake;
 }
 
+/** host:port of a port nothing listens on (bound, then closed): connections to it are refused. */
+async function deadAddress(): Promise<string> {
+  const server = createServer();
+  await new Promise<void>((ok) => server.listen(0, '127.0.0.1', ok));
+  const port = (server.address() as AddressInfo).port;
+  await new Promise<void>((ok) => server.close(() => ok()));
+  return `127.0.0.1:${port}`;
+}
+
 describe('EraftKvClient', () => {
   let meta: FakeMeta;
   let follower: FakeKv;
@@ -498,6 +507,79 @@ describe('EraftKvClient', () => {
     expect(Date.now() - started).toBeLessThan(3000);
   });
 
+  it('gives up at once, naming them, when every meta endpoint refuses the connection', async () => {
+    const endpoints = await Promise.all([deadAddress(), deadAddress(), deadAddress()]);
+    const client = new EraftKvClient({ endpoints, deadlineMs: 10_000, attemptTimeoutMs: 2000 });
+    clients.push(client);
+    const started = Date.now();
+    const err = await client.get('x').catch((e: unknown) => e);
+    // Two rounds over three refusing endpoints, with backoff: well under a second, not 10 s.
+    expect(Date.now() - started).toBeLessThan(4000);
+    expect(err).toBeInstanceOf(UnavailableError);
+    const message = (err as Error).message;
+    expect(message).toMatch(/every meta endpoint refused the connection/);
+    for (const e of endpoints) expect(message).toContain(e);
+    expect(message).toMatch(/check that the cluster is running/);
+  });
+
+  it('gives up at once when every member of a kv group refuses the connection', async () => {
+    const servers = await Promise.all([deadAddress(), deadAddress()]);
+    meta.groups = new Map([[1, { servers, slots: allSlots }]]);
+    const client = newClient(10_000);
+    const started = Date.now();
+    const err = await client.put('x', 'y').catch((e: unknown) => e);
+    expect(Date.now() - started).toBeLessThan(4000);
+    expect(err).toBeInstanceOf(UnavailableError);
+    expect((err as Error).message).toMatch(/every member of group 1 refused the connection/);
+    for (const s of servers) expect((err as Error).message).toContain(s);
+  });
+
+  it('keeps trying while some endpoint does not refuse: one that answers, or one that hangs', async () => {
+    // A refusing endpoint next to a working one: the call succeeds through the working one.
+    const client = new EraftKvClient({
+      endpoints: [await deadAddress(), meta.address],
+      deadlineMs: 3000,
+      attemptTimeoutMs: 500,
+    });
+    clients.push(client);
+    await client.put('through-the-live-one', 'v');
+    expect(leader.calls.length).toBeGreaterThan(0);
+    // A refusing endpoint next to one that accepts TCP but never answers: the second may still
+    // answer, so the call waits for its deadline.
+    const sockets: Socket[] = [];
+    const mute = createServer((socket) => sockets.push(socket));
+    await new Promise<void>((ok) => mute.listen(0, '127.0.0.1', ok));
+    const muted = new EraftKvClient({
+      endpoints: [await deadAddress(), `127.0.0.1:${(mute.address() as AddressInfo).port}`],
+      deadlineMs: 1000,
+      attemptTimeoutMs: 200,
+    });
+    clients.push(muted);
+    try {
+      const started = Date.now();
+      const err = await muted.get('x').catch((e: unknown) => e);
+      expect(err).toBeInstanceOf(UnavailableError);
+      expect(Date.now() - started).toBeGreaterThanOrEqual(950);
+    } finally {
+      for (const s of sockets) s.destroy();
+      mute.close();
+    }
+  });
+
+  it('retries refused connections until the deadline when refusedRoundsMax is 0', async () => {
+    const client = new EraftKvClient({
+      endpoints: [await deadAddress()],
+      deadlineMs: 800,
+      attemptTimeoutMs: 200,
+      refusedRoundsMax: 0,
+    });
+    clients.push(client);
+    const started = Date.now();
+    const err = await client.get('x').catch((e: unknown) => e);
+    expect(err).toBeInstanceOf(UnavailableError);
+    expect(Date.now() - started).toBeGreaterThanOrEqual(750);
+  });
+
   it('reports a server that accepts connections but never speaks HTTP/2 as unavailable', async () => {
     // The TCP connection opens but never becomes a gRPC channel: calls time out waiting for a
     // connection, never leave this process, and nothing answered.
@@ -535,5 +617,8 @@ describe('EraftKvClient', () => {
   it('rejects malformed options before sending anything', () => {
     expect(() => new EraftKvClient({ endpoints: [] })).toThrow(InvalidArgumentError);
     expect(() => new EraftKvClient({ endpoints: ['not an address'] })).toThrow(/host:port/);
+    expect(() => new EraftKvClient({ endpoints: ['a:1'], refusedRoundsMax: -1 })).toThrow(
+      /refusedRoundsMax/,
+    );
   });
 });

@@ -3,7 +3,7 @@
 // 2 on a bad command line.
 import { readFileSync } from 'node:fs';
 import { join } from 'node:path';
-import { installLifecycle, jsonLogger } from '@eraftkv/raft-core';
+import { installLifecycle, jsonLogger, writePidFile } from '@eraftkv/raft-core';
 import { KvServer } from '../kv-server';
 import { parseKvCommandLine, UsageError, type KvCommandLine } from '../kv-node-options';
 
@@ -31,6 +31,8 @@ async function main(): Promise<void> {
   try {
     await server.listen();
     await server.start(peers);
+    // <data dir>/eraftkv.pid, removed at exit: how npm start finds a node restarted by hand.
+    writePidFile(options.dataDir);
   } catch (err) {
     logger.error('cannot start', { error: (err as Error).message });
     process.exit(1);

@@ -3,7 +3,7 @@
 // a fatal Raft failure exits 1, bad flags exit 2.
 import { readFileSync } from 'node:fs';
 import { join } from 'node:path';
-import { installLifecycle, jsonLogger } from '@eraftkv/raft-core';
+import { installLifecycle, jsonLogger, writePidFile } from '@eraftkv/raft-core';
 import { parseMetaArgs } from '../cli-options';
 import { MetaServer } from '../meta-server';
 
@@ -52,6 +52,8 @@ async function main(): Promise<void> {
   try {
     const { address, metricsAddress } = await server.listen();
     await server.start(args.peerList);
+    // <data dir>/eraftkv.pid, removed at exit: how npm start finds a node restarted by hand.
+    writePidFile(args.dataDir);
     const status = server.raft.status();
     logger.info('started', {
       id: args.id,

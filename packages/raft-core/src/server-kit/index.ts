@@ -1,5 +1,5 @@
 // Pieces both server binaries are made of: the gRPC host, the admin RPCs, error mapping, the
-// shared command-line options, peer lists and the process life cycle.
+// shared command-line options, peer lists, the process life cycle and the pid file.
 export { adminHandlers, type AdminInfo } from './admin-handlers';
 export {
   errorAnswer,
@@ -12,4 +12,15 @@ export { startGrpcHost, type GrpcHost, type GrpcHostOptions } from './grpc-host'
 export { commonNodeOptions, validateCommonArgs, type CommonNodeArgs } from './node-options';
 export { formatPeers, parsePeerRoutes, parsePeers, splitHostPort } from './peers';
 export { installLifecycle, type Lifecycle } from './process-lifecycle';
+export {
+  dataDirOfProcess,
+  dataDirOwner,
+  isNodeOfDataDir,
+  isProcessAlive,
+  pidFileName,
+  pidFilePath,
+  readPidFile,
+  removePidFile,
+  writePidFile,
+} from './pid-file';
 export { GroupCallError, GroupCaller, type LeaderHint, type UnaryMethod } from './group-caller';
