@@ -15,7 +15,7 @@ import {
 import type { Membership } from '../core';
 import type { RaftServer } from '../raft-server';
 import { errorAnswer, unaryHandler } from './error-mapping';
-import { splitHostPort } from './peers';
+import { checkPeerAddress } from './peers';
 
 export interface AdminInfo {
   readonly serverType: 'meta' | 'kv';
@@ -39,19 +39,24 @@ export function adminHandlers<R>(
 ): Pick<ERaftKvServer, 'memberChange' | 'transferLeader' | 'status'> {
   const groupCheck = (groupId: number): void => {
     if (groupId !== raft.identity.groupId) {
-      throw new RangeError(`this node serves group ${raft.identity.groupId}, not group ${groupId}`);
+      throw new RangeError(
+        `group_id is ${groupId}, but this node serves group ${raft.identity.groupId}`,
+      );
+    }
+  };
+  const nodeIdCheck = (id: number, field: string): void => {
+    if (!Number.isSafeInteger(id) || id <= 0) {
+      throw new RangeError(`${field} must be a positive integer, got ${id}`);
     }
   };
   return {
     memberChange: unaryHandler<MemberChangeReq, MemberChangeResp>(async (req) => {
       groupCheck(req.groupId);
-      if (!Number.isSafeInteger(req.nodeId) || req.nodeId <= 0) {
-        throw new RangeError(`node id must be a positive integer, got ${req.nodeId}`);
-      }
+      nodeIdCheck(req.nodeId, 'node_id');
       const needsAddress =
         req.changeType === MemberChangeType.ADD_LEARNER ||
         req.changeType === MemberChangeType.ADD_VOTER;
-      if (needsAddress) splitHostPort(req.address, 'address');
+      if (needsAddress) checkPeerAddress(req.address, 'address');
       try {
         let membership: Membership;
         switch (req.changeType) {
@@ -69,7 +74,7 @@ export function adminHandlers<R>(
             break;
           case MemberChangeType.UNRECOGNIZED:
           default:
-            throw new RangeError(`unknown member change type ${String(req.changeType)}`);
+            throw new RangeError(`change_type ${String(req.changeType)} is not a MemberChangeType`);
         }
         return {
           errorCode: ErrorCode.OK,
@@ -89,6 +94,8 @@ export function adminHandlers<R>(
     }, info.onInternalError),
     transferLeader: unaryHandler<TransferLeaderReq, TransferLeaderResp>(async (req) => {
       groupCheck(req.groupId);
+      // Target 0 would "succeed" at once on a node that knows no leader (leader id 0).
+      nodeIdCheck(req.targetId, 'target_id');
       try {
         await raft.transferLeader(req.targetId);
         return {

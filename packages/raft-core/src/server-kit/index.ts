@@ -8,8 +8,14 @@ export {
   unimplementedStream,
   type ErrorAnswer,
 } from './error-mapping';
-export { startGrpcHost, type GrpcHost, type GrpcHostOptions } from './grpc-host';
+export {
+  defaultGrpcConnectionLimits,
+  startGrpcHost,
+  type GrpcConnectionLimits,
+  type GrpcHost,
+  type GrpcHostOptions,
+} from './grpc-host';
 export { commonNodeOptions, validateCommonArgs, type CommonNodeArgs } from './node-options';
-export { formatPeers, parsePeerRoutes, parsePeers, splitHostPort } from './peers';
+export { checkPeerAddress, formatPeers, parsePeerRoutes, parsePeers, splitHostPort } from './peers';
 export { installLifecycle, type Lifecycle } from './process-lifecycle';
 export { GroupCallError, GroupCaller, type LeaderHint, type UnaryMethod } from './group-caller';
