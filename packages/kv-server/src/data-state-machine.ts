@@ -8,6 +8,7 @@
 // far in log order, and a dedup record counts only while its index is within the window of the
 // entry that looks it up.
 import { createHash } from 'node:crypto';
+import { setImmediate as yieldToEventLoop } from 'node:timers/promises';
 import {
   ClientOperationResp,
   ClientOpType,
@@ -35,7 +36,7 @@ import {
 } from './kv-commands';
 import { DedupTable } from './dedup-table';
 import { ReadWriteGate } from './read-write-gate';
-import { effectiveScanLimit, type KvLimits } from './request-validation';
+import { effectiveScanLimit, pairOverheadBytes, type KvLimits } from './request-validation';
 import { readSnapshotFile, writeSnapshotFile } from './snapshot-file';
 import {
   appliedKey,
@@ -80,6 +81,17 @@ export interface DataStateMachineOptions {
   readonly dedupWindowEntries: number;
   readonly logger?: Logger;
 }
+
+/** What remains of a read response's byte bound (KvLimits.responseBytesMax). */
+interface ResponseBudget {
+  bytesLeft: number;
+  pairs: number;
+  /** A Scan stopped at the bound: later Scans of the request return nothing, with `more`. */
+  exhausted: boolean;
+}
+
+/** A Scan yields to the event loop after this many keys, so that one scan cannot hog it. */
+const scanSliceKeys = 256;
 
 /** The config the state machine decides ownership with, and the slots it serves. */
 interface Ownership {
@@ -437,6 +449,12 @@ export class DataStateMachine implements StateMachine<KvApplyResult> {
    * Serves the Gets and Scans of a read-only request from the applied state, all from one point
    * of it (no apply runs in between). Gets of unserved slots make the whole request WRONG_SHARD;
    * Scans return only keys of served slots.
+   *
+   * The response is bounded by limits.responseBytesMax (pairOverheadBytes per pair included):
+   * Gets are read first and answered whole (beyond the bound the request is too large); Scans
+   * then share what remains, in request order. The Scan that reaches the bound stops with `more`,
+   * and the Scans after it return no pairs with `more` (send them again). The first pair of a
+   * response is always taken, so that a paging client always makes progress.
    */
   async read(ops: readonly KvOpPair[], limits: KvLimits): Promise<KvReadResult> {
     if (this.restoring) {
@@ -462,35 +480,39 @@ export class DataStateMachine implements StateMachine<KvApplyResult> {
         const problem = notServedMessage(ownership, op.key);
         if (problem !== null) return { kind: 'wrong-shard', configVersion, message: problem };
       }
-      const budget = { bytesLeft: limits.responseBytesMax, pairs: 0 };
-      const results: KvOpPair[] = [];
+      const budget: ResponseBudget = {
+        bytesLeft: limits.responseBytesMax,
+        pairs: 0,
+        exhausted: false,
+      };
+      const results: KvOpPair[] = new Array<KvOpPair>(ops.length);
       for (const [i, op] of ops.entries()) {
-        if (op.opType === ClientOpType.Get) {
-          const value = await this.engine.get(dataKey(op.key));
-          const size = op.key.length + (value?.length ?? 0);
-          if (size > budget.bytesLeft && budget.pairs > 0) {
-            return {
-              kind: 'too-large',
-              configVersion,
-              message: `the response would exceed ${limits.responseBytesMax} bytes at op ${i}; read fewer keys per request`,
-            };
-          }
-          budget.bytesLeft -= size;
-          budget.pairs++;
-          results.push(
-            resultOp(op, {
-              success: true,
-              found: value !== undefined,
-              value: value ?? Buffer.alloc(0),
-            }),
-          );
-        } else if (op.opType === ClientOpType.Scan) {
-          results.push(
-            await this.scan(op, ownership, effectiveScanLimit(op.limit, limits), budget),
-          );
-        } else {
-          throw new RangeError(`op ${i} is not a read (op type ${op.opType})`);
+        if (op.opType === ClientOpType.Scan) continue;
+        if (op.opType !== ClientOpType.Get) {
+          throw new RangeError(`kvs[${i}] is not a read (op type ${op.opType})`);
         }
+        const value = await this.engine.get(dataKey(op.key));
+        const size = op.key.length + (value?.length ?? 0) + pairOverheadBytes;
+        if (size > budget.bytesLeft && budget.pairs > 0) {
+          return {
+            kind: 'too-large',
+            configVersion,
+            message: `the Gets of this request would return more than ${limits.responseBytesMax} bytes (--response-bytes-max) at kvs[${i}]; read fewer keys per request`,
+          };
+        }
+        budget.bytesLeft -= size;
+        budget.pairs++;
+        results[i] = resultOp(op, {
+          success: true,
+          found: value !== undefined,
+          value: value ?? Buffer.alloc(0),
+        });
+      }
+      for (const [i, op] of ops.entries()) {
+        if (op.opType !== ClientOpType.Scan) continue;
+        results[i] = budget.exhausted
+          ? resultOp(op, { success: true, kvs: [], more: true })
+          : await this.scan(op, ownership, effectiveScanLimit(op.limit, limits), budget);
       }
       return { kind: 'read', ops: results, configVersion };
     });
@@ -500,21 +522,28 @@ export class DataStateMachine implements StateMachine<KvApplyResult> {
     op: KvOpPair,
     ownership: Ownership,
     limit: number,
-    budget: { bytesLeft: number; pairs: number },
+    budget: ResponseBudget,
   ): Promise<KvOpPair> {
     const config = ownership.config as AppliedConfig;
     const start = dataKey(op.key);
     const end = op.endKey.length === 0 ? dataEnd : dataKey(op.endKey);
     const kvs: KeyValue[] = [];
     let more = false;
+    let examined = 0;
     if (Buffer.compare(start, end) < 0) {
       for await (const [key, value] of this.engine.iterate({ gte: start, lt: end })) {
+        // RocksDB hands over cached pairs without yielding: give other requests their turn.
+        if (++examined % scanSliceKeys === 0) await yieldToEventLoop();
         const user = userKey(key);
         if (!ownership.served.has(slotOfKey(user, config.slotCount))) continue;
-        const size = user.length + value.length;
-        // The first pair of a response is always taken, so that a scan always makes progress.
-        if (kvs.length >= limit || (size > budget.bytesLeft && budget.pairs > 0)) {
+        if (kvs.length >= limit) {
           more = true;
+          break;
+        }
+        const size = user.length + value.length + pairOverheadBytes;
+        if (size > budget.bytesLeft && budget.pairs > 0) {
+          more = true;
+          budget.exhausted = true;
           break;
         }
         budget.bytesLeft -= size;

@@ -158,10 +158,13 @@ export class KvServer {
       };
       dispatch[name] = stream;
     }
-    // The limits of one message: a whole read response, or a log entry with room to spare.
+    // The limits of one message: a whole read response, or a log entry with room to spare. The
+    // Gets that ride in a write request are not bounded by the response budget (the write is
+    // applied before their size is known), hence the floor.
     const messageBytesMax = Math.max(
       this.limits.responseBytesMax * 2,
       this.limits.entryBytesMax + 2 * 1024 * 1024,
+      64 * 1024 * 1024,
     );
     this.host = await startGrpcHost({
       listen: this.options.listen,
