@@ -8,6 +8,7 @@ import {
   ErrorCode,
   HandleServerType,
   MemberChangeType,
+  ServerStatus,
   SlotStatus,
   StatusReq,
   type ERaftKvClient,
@@ -343,16 +344,22 @@ describe('MetaServer: a group of three over gRPC', () => {
         {
           changeType: ChangeType.SlotMove,
           shardId: 1,
-          shardGroup: { slots: [{ id: 1, slotStatus: 7 }] },
+          shardGroup: { slots: [{ id: 1, slotStatus: 7 as SlotStatus }] },
         },
         /shard_group\.slots\[0\]\.slot_status is 7, which is not a SlotStatus/,
       ],
       [
-        { changeType: ChangeType.ServerJoin, server: { id: 9, address: 'h:1', serverStatus: 5 } },
+        {
+          changeType: ChangeType.ServerJoin,
+          server: { id: 9, address: 'h:1', serverStatus: 5 as ServerStatus },
+        },
         /server\.server_status is 5, which is not a ServerStatus/,
       ],
-      [{ changeType: 9 }, /change_type is 9, which is not a ChangeType/],
-      [{ handleServerType: 3 }, /handle_server_type is 3, which is not a HandleServerType/],
+      [{ changeType: 9 as ChangeType }, /change_type is 9, which is not a ChangeType/],
+      [
+        { handleServerType: 3 as HandleServerType },
+        /handle_server_type is 3, which is not a HandleServerType/,
+      ],
     ];
     for (const [fields, message] of cases) {
       const err = await refusal(configChange(leaderClient, fields));

@@ -8,12 +8,15 @@ import {
   ClusterConfigChangeReq,
   eraftKvRequestDecoders,
   Entry,
+  HandleServerType,
   healthRequestDecoders,
   InvalidRequest,
   KvOpPair,
   MemberChangeReq,
   MemberChangeType,
   ReadConsistency,
+  ServerStatus,
+  SlotStatus,
   WideInt32Reader,
 } from '../src';
 
@@ -103,11 +106,13 @@ describe('eraftKvRequestDecoders', () => {
     const encode = (req: Partial<ClusterConfigChangeReq>): Uint8Array =>
       ClusterConfigChangeReq.encode(ClusterConfigChangeReq.fromPartial(req)).finish();
     expect(d(encode({ changeType: ChangeType.SlotMove }))).not.toBeInstanceOf(InvalidRequest);
-    expect(refusal(d(encode({ changeType: 8 })))).toMatch(/change_type is 8/);
-    expect(refusal(d(encode({ handleServerType: 2 })))).toMatch(/handle_server_type is 2/);
-    expect(refusal(d(encode({ server: { id: 1, address: 'h:1', serverStatus: 2 } })))).toMatch(
-      /server\.server_status is 2/,
+    expect(refusal(d(encode({ changeType: 8 as ChangeType })))).toMatch(/change_type is 8/);
+    expect(refusal(d(encode({ handleServerType: 2 as HandleServerType })))).toMatch(
+      /handle_server_type is 2/,
     );
+    expect(
+      refusal(d(encode({ server: { id: 1, address: 'h:1', serverStatus: 2 as ServerStatus } }))),
+    ).toMatch(/server\.server_status is 2/);
     expect(
       refusal(
         d(
@@ -116,7 +121,7 @@ describe('eraftKvRequestDecoders', () => {
               id: 1,
               slots: [
                 { id: 0, slotStatus: 0, statusModifyTime: 0 },
-                { id: 1, slotStatus: 4, statusModifyTime: 0 },
+                { id: 1, slotStatus: 4 as SlotStatus, statusModifyTime: 0 },
               ],
               servers: [],
               leaderId: 0,
@@ -132,7 +137,7 @@ describe('eraftKvRequestDecoders', () => {
             shardGroup: {
               id: 1,
               slots: [],
-              servers: [{ id: 1, address: 'h:1', serverStatus: 9 }],
+              servers: [{ id: 1, address: 'h:1', serverStatus: 9 as ServerStatus }],
               leaderId: 0,
             },
           }),
