@@ -171,7 +171,8 @@ export class KvServer {
       messageBytesMax,
       registry: this.registry,
       service: dispatch as ERaftKvServer,
-      serving: () => this.running !== null && !this.stopping,
+      serving: () =>
+        this.running !== null && !this.stopping && this.running.stateMachine.corruption() === null,
     });
     return this.host.address;
   }
@@ -256,7 +257,10 @@ export class KvServer {
           host,
           port,
           registry: this.registry,
-          health: () => raft.health(),
+          health: () => {
+            const corrupt = stateMachine.corruption();
+            return corrupt === null ? raft.health() : { healthy: false, reason: corrupt };
+          },
         });
       } catch (err) {
         await raft.stop();

@@ -14,7 +14,14 @@ import {
   type ERaftKvServer,
   type KvOpPair,
 } from '@eraftkv/protocol';
-import { errorAnswer, StatusError, unaryHandler, type RaftServer } from '@eraftkv/raft-core';
+import {
+  corruptionStatus,
+  errorAnswer,
+  StatusError,
+  StorageCorruptionError,
+  unaryHandler,
+  type RaftServer,
+} from '@eraftkv/raft-core';
 import type { ConfigWatcher } from './config-watcher';
 import type { DataStateMachine, KvApplyResult } from './data-state-machine';
 import { encodeClientRequest } from './kv-commands';
@@ -160,7 +167,8 @@ export function kvServiceHandlers(options: KvServiceOptions): KvServiceHandlers 
   };
 
   /** What a unary call would have ended with, as a response on the stream. */
-  const failedOnStream = (err: unknown, requestId: number): ClientOperationResp => {
+  const failedOnStream = (caught: unknown, requestId: number): ClientOperationResp => {
+    const err = caught instanceof StorageCorruptionError ? corruptionStatus(caught) : caught;
     let code: grpc.status;
     let message: string;
     if (err instanceof StatusError) {

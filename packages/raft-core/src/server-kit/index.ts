@@ -2,6 +2,7 @@
 // shared command-line options, peer lists and the process life cycle.
 export { adminHandlers, type AdminInfo } from './admin-handlers';
 export {
+  corruptionStatus,
   errorAnswer,
   StatusError,
   unaryHandler,
