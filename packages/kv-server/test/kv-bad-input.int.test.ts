@@ -174,6 +174,43 @@ describe('KvServer: bad input and resource limits (a group of one)', () => {
     expect(answered).toEqual([1]);
   });
 
+  it('answers an undeclared op_type on ProcessRWOperationStream in its own response, and goes on', async () => {
+    const call = raw.makeBidiStreamRequest(
+      '/eraftkv.ERaftKv/ProcessRWOperationStream',
+      identity,
+      identity,
+      new grpc.Metadata(),
+      { deadline: Date.now() + 10_000 },
+    );
+    const answers = new Map<number, ClientOperationResp>();
+    const done = new Promise<void>((resolve, reject) => {
+      call.on('data', (bytes: Buffer) => {
+        const resp = ClientOperationResp.decode(bytes);
+        answers.set(resp.requestId, resp);
+        if (answers.size === 2) call.end();
+      });
+      call.on('end', resolve);
+      call.on('error', reject);
+    });
+    // request_id 5: a Put whose op_type is 2^32 + 1; request_id 6: a Get.
+    const wide = new BinaryWriter()
+      .uint32(34)
+      .bytes(rawOp(2n ** 32n + 1n, 'stream-wide', 'v'))
+      .uint32(56)
+      .uint64(5)
+      .finish();
+    call.write(Buffer.from(wide));
+    call.write(
+      Buffer.from(ClientOperationReq.encode(request([get('k')], { requestId: 6 })).finish()),
+    );
+    await done;
+    expect(answers.get(5)?.statusCode).toBe(grpc.status.INVALID_ARGUMENT);
+    expect(answers.get(5)?.errorMessage).toMatch(/^kvs\[0\]\.op_type is 4294967297/);
+    expect(answers.get(6)?.statusCode).toBe(0);
+    const read = await processRw(client, request([get('stream-wide')]));
+    expect(read.ops[0].found).toBe(false);
+  });
+
   it('refuses MemberChange with a malformed address naming the field', async () => {
     const err = await refusal(
       new Promise<MemberChangeResp>((resolve, reject) =>

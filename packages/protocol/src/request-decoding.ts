@@ -192,7 +192,10 @@ export const eraftKvRequestDecoders: ERaftKvRequestDecoders = {
   snapshot: requestDecoder('eraftkv.SnapshotReq', SnapshotReq),
   timeoutNow: requestDecoder('eraftkv.TimeoutNowReq', TimeoutNowReq),
   processRwOperation: clientOperationDecoder,
-  processRwOperationStream: clientOperationDecoder,
+  // A stream answers each request's problems in that request's own response (status_code) and
+  // goes on, so its enum values are left to the handler's validation (which sees the whole wide
+  // value, never a truncated one); only bytes that do not decode end the stream.
+  processRwOperationStream: requestDecoder('eraftkv.ClientOperationReq', ClientOperationReq),
   clusterConfigChange: requestDecoder(
     'eraftkv.ClusterConfigChangeReq',
     ClusterConfigChangeReq,

@@ -80,6 +80,16 @@ describe('eraftKvRequestDecoders', () => {
     );
   });
 
+  it('leaves enum checks of stream requests to the handler, with the whole wide value', () => {
+    const bytes = new BinaryWriter()
+      .uint32(34)
+      .bytes(rawOp(2n ** 32n + 1n))
+      .finish();
+    const req = eraftKvRequestDecoders.processRwOperationStream(bytes);
+    expect(req).not.toBeInstanceOf(InvalidRequest);
+    expect((req as ClientOperationReq).kvs[0].opType).toBe(2 ** 32 + 1);
+  });
+
   it('refuses an undeclared or negative op_type in any op', () => {
     const ok = rawOp(1n);
     const bytes = new BinaryWriter().uint32(34).bytes(ok).uint32(34).bytes(rawOp(5n)).finish();
