@@ -7,7 +7,8 @@
 // does not decode, or that carries an enum value its type does not declare, reaches the per-call
 // wrapper below as an InvalidRequest and is answered INVALID_ARGUMENT naming the message type and
 // the field (grpc-js itself would answer INTERNAL "Error deserializing request"). Handlers only
-// ever see requests that decoded.
+// ever see requests that decoded. (ProcessRWOperationStream's decoder leaves enum values to its
+// handler, which answers each request's problems in that request's response.)
 import * as grpc from '@grpc/grpc-js';
 import { Counter, type Registry } from 'prom-client';
 import {
@@ -133,7 +134,7 @@ function refuseInvalidMessages(call: grpc.ServerDuplexStream<unknown, unknown>):
 
 /**
  * Wraps each handler: an InvalidRequest is answered INVALID_ARGUMENT without reaching the
- * handler, and (with `count`) every completed call is counted with its status code.
+ * handler, and (with a `counter`) every completed call is counted with its status code.
  */
 function guardCalls(
   definitions: Record<string, MethodDefinition>,
