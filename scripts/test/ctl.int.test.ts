@@ -251,6 +251,61 @@ describe('eraftkv-ctl against a local cluster', () => {
     expect(refused.stderr).toMatch(/holds data|SLOT_NOT_EMPTY|not empty/i);
   });
 
+  it('scans past the servers per-answer bound up to --limit, and says so when the limit stops it', async () => {
+    // 12,000 keys over both groups: more than one answer of a server carries (10,000 pairs).
+    const view = await client.cluster();
+    const groupOf = new Map<number, number>();
+    for (const g of view.groups) for (const slot of g.slots) groupOf.set(slot, g.id);
+    const byGroup = new Map<number, string[]>();
+    const keyOf = (i: number): string => `page-${String(i).padStart(5, '0')}`;
+    for (let i = 0; i < 12_000; i++) {
+      const group = groupOf.get(slotOfKey(Buffer.from(keyOf(i)), view.slotCount)) ?? 0;
+      const keys = byGroup.get(group) ?? [];
+      keys.push(keyOf(i));
+      byGroup.set(group, keys);
+    }
+    expect([...byGroup.keys()].sort()).toEqual([1, 2]);
+    for (const keys of byGroup.values()) {
+      for (let i = 0; i < keys.length; i += 128) {
+        await client.batch(keys.slice(i, i + 128).map((key) => ({ type: 'put', key, value: 'v' })));
+      }
+    }
+    const all = await ctl(endpoints, [
+      'scan',
+      'page-',
+      'page.',
+      '--limit',
+      '100000',
+      '--keys-only',
+    ]);
+    expect(all.code).toBe(0);
+    expect(all.stderr).toBe('');
+    const lines = all.stdout.split('\n').filter((l) => l !== '');
+    expect(lines).toHaveLength(12_000);
+    expect(lines[0]).toBe(keyOf(0));
+    expect(lines[11_999]).toBe(keyOf(11_999));
+
+    const cut = await ctl(endpoints, ['scan', 'page-', 'page.', '--limit', '11000', '--keys-only']);
+    expect(cut.code).toBe(0);
+    expect(cut.stdout.split('\n').filter((l) => l !== '')).toHaveLength(11_000);
+    expect(cut.stderr).toBe(`more keys remain after ${keyOf(10_999)}; use --limit\n`);
+
+    const json = await ctl(endpoints, ['scan', 'page-', 'page.', '--limit', '11000', '-w', 'json']);
+    expect(json.code).toBe(0);
+    const parsed = JSON.parse(json.stdout) as { count: number; more: boolean };
+    expect([parsed.count, parsed.more]).toEqual([11_000, true]);
+    const whole = await ctl(endpoints, [
+      'scan',
+      'page-',
+      'page.',
+      '--limit',
+      '12000',
+      '-w',
+      'json',
+    ]);
+    expect(JSON.parse(whole.stdout)).toMatchObject({ count: 12_000, more: false });
+  });
+
   it('completes a bench while the kv leader is killed, and every acknowledged write is there', async () => {
     const total = 3000;
     const bench = ctl(

@@ -249,8 +249,12 @@ export class EraftKvClient {
 
   /**
    * The pairs with keys in [start, end) (end empty or omitted: no upper bound), in key-byte
-   * order, at most `limit` (default 1000). Keys live in every group, so each group is asked and
-   * the answers are merged.
+   * order, at most `limit` (default 1000); `more` says that the limit stopped the scan before the
+   * end. Keys live in every group, so each group is asked and the answers are merged. A server
+   * answers at most its own bound per request (--scan-limit-max pairs, --response-bytes-max
+   * bytes), so the scan continues in pages, each from the last key returned + 0x00, until it has
+   * `limit` pairs or the range ends. The pages are separate reads: a scan that spans several
+   * pages is not one point in time.
    */
   async scan(
     start: Bytes,
@@ -260,59 +264,96 @@ export class EraftKvClient {
     const limit = options.limit ?? 1000;
     if (!Number.isSafeInteger(limit) || limit <= 0)
       throw new InvalidArgumentError(`limit must be a positive integer, got ${limit}`);
-    const startKey = toBytes(start);
     const endKey = end === undefined ? Buffer.alloc(0) : toBytes(end);
     const deadline = Date.now() + (options.deadlineMs ?? this.deadlineMs);
-    for (let round = 0; ; round++) {
-      const result = await this.scanOnce(startKey, endKey, limit, options, deadline);
-      if (result !== null) return result;
-      // A group answered WRONG_SHARD: the topology moved under the scan; scan again.
-      if (round >= 10)
+    const kvs: KeyValue[] = [];
+    let from = toBytes(start);
+    for (let moves = 0; ; moves++) {
+      const result = await this.scanGroups(from, endKey, limit, kvs, options, deadline);
+      if (result !== null) return { kvs, more: result.more };
+      // A group answered WRONG_SHARD: the topology moved under the scan. The pairs taken so far
+      // are final (each came before every pair not yet taken); go on after the last one.
+      if (moves >= 10)
         throw new WrongShardError('the topology kept changing during the scan; retry');
+      if (kvs.length > 0) from = keyAfter(kvs[kvs.length - 1].key);
     }
   }
 
-  private async scanOnce(
-    startKey: Buffer,
+  /**
+   * Merges the groups' pages into `out` in key order until it holds `limit` pairs or every group
+   * is done. A group's next page is fetched only once its current one is used up, since its next
+   * key may come before the other groups' keys. Null when a group answered WRONG_SHARD.
+   */
+  private async scanGroups(
+    from: Buffer,
     endKey: Buffer,
     limit: number,
+    out: KeyValue[],
     options: ReadOptions,
     deadline: number,
-  ): Promise<ScanResult | null> {
+  ): Promise<{ more: boolean } | null> {
     const topology = await this.topology(false, deadline);
-    const groups = topology.dataGroups().filter((g) => g.slots.length > 0);
-    const answers = await Promise.all(
-      groups.map((g) =>
-        this.groupCall(
-          g.id,
-          {
-            ...emptyRequest(),
-            kvs: [{ ...emptyOp(), opType: ClientOpType.Scan, key: startKey, endKey, limit }],
-            readConsistency: options.serializable
-              ? ReadConsistency.SERIALIZABLE
-              : ReadConsistency.LINEARIZABLE,
-          },
-          false,
-          deadline,
-          options.serializable === true,
-        ),
-      ),
+    const pagers: ScanPager[] = topology
+      .dataGroups()
+      .filter((g) => g.slots.length > 0)
+      .map((g) => ({ groupId: g.id, page: [], taken: 0, next: from }));
+    for (;;) {
+      if (out.length === limit) {
+        return { more: pagers.some((p) => p.taken < p.page.length || p.next !== null) };
+      }
+      const used = pagers.filter((p) => p.taken === p.page.length && p.next !== null);
+      const refills = await Promise.all(
+        used.map((p) => this.scanPage(p, endKey, limit - out.length, options, deadline)),
+      );
+      if (refills.includes(false)) return null;
+      let best: ScanPager | null = null;
+      for (const p of pagers) {
+        if (p.taken === p.page.length) continue;
+        if (best === null || Buffer.compare(p.page[p.taken].key, best.page[best.taken].key) < 0)
+          best = p;
+      }
+      if (best === null) return { more: false };
+      out.push(best.page[best.taken++]);
+    }
+  }
+
+  /** Fetches a group's next page into its pager; false when the group answered WRONG_SHARD. */
+  private async scanPage(
+    pager: ScanPager,
+    endKey: Buffer,
+    wanted: number,
+    options: ReadOptions,
+    deadline: number,
+  ): Promise<boolean> {
+    const from = pager.next;
+    if (from === null) return true;
+    const resp = await this.groupCall(
+      pager.groupId,
+      {
+        ...emptyRequest(),
+        kvs: [{ ...emptyOp(), opType: ClientOpType.Scan, key: from, endKey, limit: wanted }],
+        readConsistency: options.serializable
+          ? ReadConsistency.SERIALIZABLE
+          : ReadConsistency.LINEARIZABLE,
+      },
+      false,
+      deadline,
+      options.serializable === true,
     );
-    if (answers.some((resp) => resp.errorCode === ErrorCode.WRONG_SHARD)) return null;
-    const all: KeyValue[] = [];
-    let more = false;
-    for (const resp of answers) {
-      const op = resp.ops[0];
-      if (op === undefined) continue;
-      more ||= op.more;
-      for (const kv of op.kvs) all.push({ key: kv.key, value: kv.value });
+    if (resp.errorCode === ErrorCode.WRONG_SHARD) return false;
+    const op = resp.ops[0];
+    const pairs = op?.kvs ?? [];
+    if (op?.more === true && pairs.length === 0) {
+      // A server returns at least one pair whenever more remain; anything else would loop.
+      throw new ClusterError(
+        ErrorCode.REJECTED,
+        `group ${pager.groupId} answered a Scan with more pairs to come but none returned`,
+      );
     }
-    all.sort((a, b) => Buffer.compare(a.key, b.key));
-    if (all.length > limit) {
-      all.length = limit;
-      more = true;
-    }
-    return { kvs: all, more };
+    pager.page = pairs.map((kv) => ({ key: kv.key, value: kv.value }));
+    pager.taken = 0;
+    pager.next = op?.more === true ? keyAfter(pairs[pairs.length - 1].key) : null;
+    return true;
   }
 
   /**
@@ -1010,6 +1051,20 @@ export class EraftKvClient {
 function positiveId(value: number, what: string): void {
   if (!Number.isSafeInteger(value) || value <= 0)
     throw new InvalidArgumentError(`${what} must be a positive integer, got ${value}`);
+}
+
+/** Where a group's scan goes on: its page, how much of it is merged, where its next page starts. */
+interface ScanPager {
+  readonly groupId: number;
+  page: KeyValue[];
+  taken: number;
+  /** The start of the next page; null once the group has no more pairs in the range. */
+  next: Buffer | null;
+}
+
+/** The smallest key after `key` in byte order. */
+function keyAfter(key: Buffer): Buffer {
+  return Buffer.concat([key, Buffer.from([0])]);
 }
 
 function emptyOp(): KvOpPair {

@@ -41,6 +41,8 @@ interface FakeKv {
   memberCalls: number;
   /** The next MemberChange takes effect but its answer is lost. */
   loseNextMemberAnswer: boolean;
+  /** The most pairs one Scan answer carries (the server's --scan-limit-max). */
+  scanLimitMax: number;
 }
 
 function unimplemented(_call: unknown, callback: grpc.sendUnaryData<never>): void {
@@ -62,7 +64,7 @@ function resp(fields: Partial<ClientOperationResp>): ClientOperationResp {
   };
 }
 
-function answerOp(op: KvOpPair, data: Map<string, Buffer>): KvOpPair {
+function answerOp(op: KvOpPair, data: Map<string, Buffer>, scanLimitMax = Infinity): KvOpPair {
   const key = op.key.toString('latin1');
   switch (op.opType) {
     case ClientOpType.Put:
@@ -77,10 +79,12 @@ function answerOp(op: KvOpPair, data: Map<string, Buffer>): KvOpPair {
     case ClientOpType.Scan: {
       const end = op.endKey.length === 0 ? null : op.endKey.toString('latin1');
       const keys = [...data.keys()].filter((k) => k >= key && (end === null || k < end)).sort();
+      // Like a real server, at most its own bound whatever the request asks for.
+      const limit = Math.min(op.limit, scanLimitMax);
       const kvs = keys
-        .slice(0, op.limit)
+        .slice(0, limit)
         .map((k) => ({ key: Buffer.from(k, 'latin1'), value: data.get(k)! }));
-      return { ...op, success: true, kvs, more: keys.length > op.limit };
+      return { ...op, success: true, kvs, more: keys.length > limit };
     }
     default:
       return op;
@@ -98,6 +102,7 @@ async function startKv(): Promise<FakeKv> {
     members: [],
     memberCalls: 0,
     loseNextMemberAnswer: false,
+    scanLimitMax: Infinity,
   };
   /** One request, as the fake leader answers it: a scripted answer or the fake data. */
   const answer = (req: ClientOperationReq): ClientOperationResp | grpc.ServiceError => {
@@ -107,7 +112,7 @@ async function startKv(): Promise<FakeKv> {
     const id = `${req.clientId}/${req.commandId}`;
     const previous = req.clientId !== '' ? fake.applied.get(id) : undefined;
     if (previous !== undefined) return previous;
-    const result = resp({ ops: req.kvs.map((op) => answerOp(op, fake.data)) });
+    const result = resp({ ops: req.kvs.map((op) => answerOp(op, fake.data, fake.scanLimitMax)) });
     if (req.clientId !== '') fake.applied.set(id, result);
     return result;
   };
@@ -307,6 +312,7 @@ describe('EraftKvClient', () => {
       kv.members = [];
       kv.memberCalls = 0;
       kv.loseNextMemberAnswer = false;
+      kv.scanLimitMax = Infinity;
     }
     // The follower redirects every request to the leader.
     follower.script = Array.from(
@@ -396,6 +402,62 @@ describe('EraftKvClient', () => {
     const first = await client.scan('key-', undefined, { limit: 5 });
     expect(first.kvs.map((kv) => kv.key.toString())).toEqual(keys.slice(0, 5));
     expect(first.more).toBe(true);
+  });
+
+  /** Two groups holding key-00..key-19 between them. */
+  function twoGroupsWithKeys(): string[] {
+    const half = allSlots.length / 2;
+    meta.groups = new Map([
+      [1, { servers: [leader.address], slots: allSlots.slice(0, half) }],
+      [2, { servers: [other.address], slots: allSlots.slice(half) }],
+    ]);
+    const keys = Array.from({ length: 20 }, (_, i) => `key-${String(i).padStart(2, '0')}`);
+    for (const k of keys) {
+      const owner = slotOfKey(Buffer.from(k), slotCount) < half ? leader : other;
+      owner.data.set(k, Buffer.from(`v-${k}`));
+    }
+    return keys;
+  }
+
+  it("pages a scan through each server's per-answer bound up to the limit, in key order", async () => {
+    const keys = twoGroupsWithKeys();
+    leader.scanLimitMax = 3;
+    other.scanLimitMax = 2;
+    const client = newClient();
+    const all = await client.scan('key-', 'key-99', { limit: 100 });
+    expect(all.kvs.map((kv) => kv.key.toString())).toEqual(keys);
+    expect(all.more).toBe(false);
+    // Each group was asked again from its last key + 0x00.
+    const starts = leader.calls.map((c) => c.kvs[0].key.toString('latin1'));
+    expect(starts[0]).toBe('key-');
+    expect(starts.slice(1).every((k) => k.endsWith('\u0000'))).toBe(true);
+    expect(starts.length).toBeGreaterThan(2);
+
+    const some = await client.scan('key-', undefined, { limit: 7 });
+    expect(some.kvs.map((kv) => kv.key.toString())).toEqual(keys.slice(0, 7));
+    expect(some.more).toBe(true);
+    const exact = await client.scan('key-', undefined, { limit: 20 });
+    expect(exact.kvs).toHaveLength(20);
+    expect(exact.more).toBe(false);
+  });
+
+  it('goes on after a WRONG_SHARD in the middle of a paged scan, losing and repeating nothing', async () => {
+    const keys = twoGroupsWithKeys();
+    leader.scanLimitMax = 3;
+    other.scanLimitMax = 3;
+    const client = newClient();
+    await client.scan('key-', undefined, { limit: 1 });
+    meta.version = 2;
+    // The second page of group 1 answers WRONG_SHARD once (the topology moved).
+    leader.script = [
+      () => null,
+      () => resp({ errorCode: ErrorCode.WRONG_SHARD, configVersion: 2 }),
+    ];
+    const all = await client.scan('key-', undefined, { limit: 100 });
+    expect(all.kvs.map((kv) => kv.key.toString())).toEqual(keys);
+    expect(all.more).toBe(false);
+    expect(leader.script).toHaveLength(0);
+    expect(meta.queries).toBeGreaterThan(1);
   });
 
   it('refuses a batch whose keys belong to different groups', async () => {

@@ -314,10 +314,10 @@ function checkHandOver(req: ClusterConfigChangeReq): ShardGroup {
     throw new RangeError(`slot_count must be in [1, ${slotCountMax}], got ${req.slotCount}`);
   }
   const seen = new Set<number>();
-  for (const s of record.slots) {
+  for (const [i, s] of record.slots.entries()) {
     if (!Number.isInteger(s.id) || s.id < 0 || s.id >= req.slotCount)
-      throw new RangeError(`slot ${s.id} is outside [0, ${req.slotCount})`);
-    if (seen.has(s.id)) throw new RangeError(`slot ${s.id} is listed twice`);
+      throw new RangeError(`shard_group.slots[${i}].id is ${s.id}, outside [0, ${req.slotCount})`);
+    if (seen.has(s.id)) throw new RangeError(`shard_group.slots lists slot ${s.id} twice`);
     seen.add(s.id);
     if (
       s.slotStatus !== SlotStatus.Running &&
@@ -325,7 +325,9 @@ function checkHandOver(req: ClusterConfigChangeReq): ShardGroup {
       s.slotStatus !== SlotStatus.Importing &&
       s.slotStatus !== SlotStatus.Init
     ) {
-      throw new RangeError(`slot ${s.id} has unknown status ${String(s.slotStatus)}`);
+      throw new RangeError(
+        `shard_group.slots[${i}].slot_status ${String(s.slotStatus)} is not a SlotStatus`,
+      );
     }
   }
   return record;

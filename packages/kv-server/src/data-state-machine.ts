@@ -8,6 +8,7 @@
 // far in log order, and a dedup record counts only while its index is within the window of the
 // entry that looks it up.
 import { createHash } from 'node:crypto';
+import { setImmediate as yieldToEventLoop } from 'node:timers/promises';
 import {
   ClientOperationResp,
   ClientOpType,
@@ -20,6 +21,7 @@ import {
   EntryType,
   openRocksEngine,
   StoppedError,
+  StorageCorruptionError,
   type Entry,
   type Logger,
   type StateMachine,
@@ -35,7 +37,7 @@ import {
 } from './kv-commands';
 import { DedupTable } from './dedup-table';
 import { ReadWriteGate } from './read-write-gate';
-import { effectiveScanLimit, type KvLimits } from './request-validation';
+import { effectiveScanLimit, pairOverheadBytes, type KvLimits } from './request-validation';
 import { readSnapshotFile, writeSnapshotFile } from './snapshot-file';
 import {
   appliedKey,
@@ -80,6 +82,17 @@ export interface DataStateMachineOptions {
   readonly dedupWindowEntries: number;
   readonly logger?: Logger;
 }
+
+/** What remains of a read response's byte bound (KvLimits.responseBytesMax). */
+interface ResponseBudget {
+  bytesLeft: number;
+  pairs: number;
+  /** A Scan stopped at the bound: later Scans of the request return nothing, with `more`. */
+  exhausted: boolean;
+}
+
+/** A Scan yields to the event loop after this many keys, so that one scan cannot hog it. */
+const scanSliceKeys = 256;
 
 /** The config the state machine decides ownership with, and the slots it serves. */
 interface Ownership {
@@ -148,6 +161,8 @@ export class DataStateMachine implements StateMachine<KvApplyResult> {
   private ownership: Ownership;
   private restoring = false;
   private closed = false;
+  /** The first corruption RocksDB reported in the state, if any: nothing here is trusted since. */
+  private corrupt: StorageCorruptionError | null = null;
   private readonly gate = new ReadWriteGate();
 
   private constructor(
@@ -198,31 +213,35 @@ export class DataStateMachine implements StateMachine<KvApplyResult> {
   apply(entries: readonly Entry[]): Promise<(KvApplyResult | undefined)[]> {
     if (entries.length === 0) return Promise.resolve([]);
     return this.gate.exclusive(async () => {
-      this.assertOpen();
-      const first = entries[0].index;
-      if (first <= this.applied) {
-        // The Raft runtime hands each entry over once, in order; anything else is a bug.
-        throw new Error(`apply got entry ${first} but the state has applied ${this.applied}`);
-      }
-      const batch = new ApplyBatch(this.engine);
-      let ownership = this.ownership;
-      const results: (KvApplyResult | undefined)[] = [];
-      for (const entry of entries) {
-        if (entry.type !== EntryType.Normal) {
-          results.push(undefined);
-          continue;
+      try {
+        this.assertOpen();
+        const first = entries[0].index;
+        if (first <= this.applied) {
+          // The Raft runtime hands each entry over once, in order; anything else is a bug.
+          throw new Error(`apply got entry ${first} but the state has applied ${this.applied}`);
         }
-        const outcome = await this.applyEntry(entry, batch, ownership);
-        ownership = outcome.ownership;
-        results.push(outcome.result);
+        const batch = new ApplyBatch(this.engine);
+        let ownership = this.ownership;
+        const results: (KvApplyResult | undefined)[] = [];
+        for (const entry of entries) {
+          if (entry.type !== EntryType.Normal) {
+            results.push(undefined);
+            continue;
+          }
+          const outcome = await this.applyEntry(entry, batch, ownership);
+          ownership = outcome.ownership;
+          results.push(outcome.result);
+        }
+        const last = entries[entries.length - 1].index;
+        this.dedup.prune(batch.ops, last - this.options.dedupWindowEntries);
+        batch.put(appliedKey, u64(last));
+        await this.engine.write(batch.ops, { sync: false });
+        this.applied = last;
+        this.ownership = ownership;
+        return results;
+      } catch (err) {
+        throw this.noteStorageFailure(err);
       }
-      const last = entries[entries.length - 1].index;
-      this.dedup.prune(batch.ops, last - this.options.dedupWindowEntries);
-      batch.put(appliedKey, u64(last));
-      await this.engine.write(batch.ops, { sync: false });
-      this.applied = last;
-      this.ownership = ownership;
-      return results;
     });
   }
 
@@ -349,7 +368,11 @@ export class DataStateMachine implements StateMachine<KvApplyResult> {
     return { kind: 'applied', ops, configVersion, duplicate: false };
   }
 
-  async writeSnapshot(path: string): Promise<number> {
+  writeSnapshot(path: string): Promise<number> {
+    return this.watchStorage(this.writeSnapshotFile(path));
+  }
+
+  private async writeSnapshotFile(path: string): Promise<number> {
     this.assertOpen();
     // One iterator reads every record, applied index included, from one implicit RocksDB
     // snapshot: the file is one point in time even while applies continue.
@@ -420,6 +443,34 @@ export class DataStateMachine implements StateMachine<KvApplyResult> {
     if (this.closed) throw new StoppedError('the kv state is closed (the server is stopping)');
   }
 
+  /**
+   * Why this replica's state cannot be trusted (RocksDB reported corruption in it), or null. Once
+   * set it stays: the node reports itself unhealthy and refuses reads with DATA_LOSS.
+   */
+  corruption(): string | null {
+    return this.corrupt?.message ?? null;
+  }
+
+  /** Remembers the first corruption RocksDB reports; returns `err` to be thrown on. */
+  private noteStorageFailure(err: unknown): unknown {
+    if (err instanceof StorageCorruptionError && this.corrupt === null) {
+      this.corrupt = err;
+      this.options.logger?.error('the kv state is corrupt: this replica must be replaced', {
+        error: err.message,
+      });
+    }
+    return err;
+  }
+
+  /** `work`, remembering a corruption it runs into. */
+  private async watchStorage<T>(work: Promise<T>): Promise<T> {
+    try {
+      return await work;
+    } catch (err) {
+      throw this.noteStorageFailure(err);
+    }
+  }
+
   // ---------------------------------------------------------------------------------------------
   // Reads
   // ---------------------------------------------------------------------------------------------
@@ -437,8 +488,17 @@ export class DataStateMachine implements StateMachine<KvApplyResult> {
    * Serves the Gets and Scans of a read-only request from the applied state, all from one point
    * of it (no apply runs in between). Gets of unserved slots make the whole request WRONG_SHARD;
    * Scans return only keys of served slots.
+   *
+   * The response is bounded by limits.responseBytesMax (pairOverheadBytes per pair included):
+   * Gets are read first and answered whole (beyond the bound the request is too large); Scans
+   * then share what remains, in request order. The Scan that reaches the bound stops with `more`,
+   * and the Scans after it return no pairs with `more` (send them again). The first pair of a
+   * response is always taken, so that a paging client always makes progress.
    */
   async read(ops: readonly KvOpPair[], limits: KvLimits): Promise<KvReadResult> {
+    // Nothing read from a corrupt state is trusted (RocksDB does not verify the checksums of the
+    // blocks a scan reads): every read is refused, as the first one that ran into it was.
+    if (this.corrupt !== null) throw this.corrupt;
     if (this.restoring) {
       return {
         kind: 'snapshotting',
@@ -446,53 +506,61 @@ export class DataStateMachine implements StateMachine<KvApplyResult> {
         message: 'this replica is installing a snapshot; retry shortly or ask another replica',
       };
     }
-    return this.gate.shared(async () => {
-      this.assertOpen();
-      const ownership = this.ownership;
-      const configVersion = configVersionOf(ownership);
-      if (ownership.config === null) {
-        return {
-          kind: 'wrong-shard',
-          configVersion,
-          message: 'this group has applied no config yet',
+    return this.gate.shared(async (): Promise<KvReadResult> => {
+      try {
+        this.assertOpen();
+        const ownership = this.ownership;
+        const configVersion = configVersionOf(ownership);
+        if (ownership.config === null) {
+          return {
+            kind: 'wrong-shard',
+            configVersion,
+            message: 'this group has applied no config yet',
+          };
+        }
+        for (const op of ops) {
+          if (op.opType !== ClientOpType.Get) continue;
+          const problem = notServedMessage(ownership, op.key);
+          if (problem !== null) return { kind: 'wrong-shard', configVersion, message: problem };
+        }
+        const budget: ResponseBudget = {
+          bytesLeft: limits.responseBytesMax,
+          pairs: 0,
+          exhausted: false,
         };
-      }
-      for (const op of ops) {
-        if (op.opType !== ClientOpType.Get) continue;
-        const problem = notServedMessage(ownership, op.key);
-        if (problem !== null) return { kind: 'wrong-shard', configVersion, message: problem };
-      }
-      const budget = { bytesLeft: limits.responseBytesMax, pairs: 0 };
-      const results: KvOpPair[] = [];
-      for (const [i, op] of ops.entries()) {
-        if (op.opType === ClientOpType.Get) {
+        const results: KvOpPair[] = new Array<KvOpPair>(ops.length);
+        for (const [i, op] of ops.entries()) {
+          if (op.opType === ClientOpType.Scan) continue;
+          if (op.opType !== ClientOpType.Get) {
+            throw new RangeError(`kvs[${i}] is not a read (op type ${op.opType})`);
+          }
           const value = await this.engine.get(dataKey(op.key));
-          const size = op.key.length + (value?.length ?? 0);
+          const size = op.key.length + (value?.length ?? 0) + pairOverheadBytes;
           if (size > budget.bytesLeft && budget.pairs > 0) {
             return {
               kind: 'too-large',
               configVersion,
-              message: `the response would exceed ${limits.responseBytesMax} bytes at op ${i}; read fewer keys per request`,
+              message: `the Gets of this request would return more than ${limits.responseBytesMax} bytes (--response-bytes-max) at kvs[${i}]; read fewer keys per request`,
             };
           }
           budget.bytesLeft -= size;
           budget.pairs++;
-          results.push(
-            resultOp(op, {
-              success: true,
-              found: value !== undefined,
-              value: value ?? Buffer.alloc(0),
-            }),
-          );
-        } else if (op.opType === ClientOpType.Scan) {
-          results.push(
-            await this.scan(op, ownership, effectiveScanLimit(op.limit, limits), budget),
-          );
-        } else {
-          throw new RangeError(`op ${i} is not a read (op type ${op.opType})`);
+          results[i] = resultOp(op, {
+            success: true,
+            found: value !== undefined,
+            value: value ?? Buffer.alloc(0),
+          });
         }
+        for (const [i, op] of ops.entries()) {
+          if (op.opType !== ClientOpType.Scan) continue;
+          results[i] = budget.exhausted
+            ? resultOp(op, { success: true, kvs: [], more: true })
+            : await this.scan(op, ownership, effectiveScanLimit(op.limit, limits), budget);
+        }
+        return { kind: 'read', ops: results, configVersion };
+      } catch (err) {
+        throw this.noteStorageFailure(err);
       }
-      return { kind: 'read', ops: results, configVersion };
     });
   }
 
@@ -500,21 +568,28 @@ export class DataStateMachine implements StateMachine<KvApplyResult> {
     op: KvOpPair,
     ownership: Ownership,
     limit: number,
-    budget: { bytesLeft: number; pairs: number },
+    budget: ResponseBudget,
   ): Promise<KvOpPair> {
     const config = ownership.config as AppliedConfig;
     const start = dataKey(op.key);
     const end = op.endKey.length === 0 ? dataEnd : dataKey(op.endKey);
     const kvs: KeyValue[] = [];
     let more = false;
+    let examined = 0;
     if (Buffer.compare(start, end) < 0) {
       for await (const [key, value] of this.engine.iterate({ gte: start, lt: end })) {
+        // RocksDB hands over cached pairs without yielding: give other requests their turn.
+        if (++examined % scanSliceKeys === 0) await yieldToEventLoop();
         const user = userKey(key);
         if (!ownership.served.has(slotOfKey(user, config.slotCount))) continue;
-        const size = user.length + value.length;
-        // The first pair of a response is always taken, so that a scan always makes progress.
-        if (kvs.length >= limit || (size > budget.bytesLeft && budget.pairs > 0)) {
+        if (kvs.length >= limit) {
           more = true;
+          break;
+        }
+        const size = user.length + value.length + pairOverheadBytes;
+        if (size > budget.bytesLeft && budget.pairs > 0) {
+          more = true;
+          budget.exhausted = true;
           break;
         }
         budget.bytesLeft -= size;
@@ -530,7 +605,14 @@ export class DataStateMachine implements StateMachine<KvApplyResult> {
    * the state keeps no per-slot index, and the check runs only when a slot is about to change
    * owner, which is rare. The walk reads one RocksDB snapshot.
    */
-  async slotsHoldingKeys(slots: readonly number[], slotCount: number): Promise<number[]> {
+  slotsHoldingKeys(slots: readonly number[], slotCount: number): Promise<number[]> {
+    return this.watchStorage(this.findSlotsHoldingKeys(slots, slotCount));
+  }
+
+  private async findSlotsHoldingKeys(
+    slots: readonly number[],
+    slotCount: number,
+  ): Promise<number[]> {
     this.assertOpen();
     const wanted = new Set(slots);
     const found = new Set<number>();
@@ -556,18 +638,20 @@ export class DataStateMachine implements StateMachine<KvApplyResult> {
    * covers, read with no apply in between: replicas at the same index must agree.
    */
   stateDigest(): Promise<{ index: number; digest: string }> {
-    return this.gate.shared(async () => {
-      this.assertOpen();
-      const hash = createHash('sha256');
-      const length = Buffer.alloc(4);
-      for await (const [key, value] of this.engine.iterate({})) {
-        if (key.equals(appliedKey)) continue;
-        length.writeUInt32BE(key.length);
-        hash.update(length).update(key);
-        length.writeUInt32BE(value.length);
-        hash.update(length).update(value);
-      }
-      return { index: this.applied, digest: hash.digest('hex') };
-    });
+    return this.watchStorage(
+      this.gate.shared(async () => {
+        this.assertOpen();
+        const hash = createHash('sha256');
+        const length = Buffer.alloc(4);
+        for await (const [key, value] of this.engine.iterate({})) {
+          if (key.equals(appliedKey)) continue;
+          length.writeUInt32BE(key.length);
+          hash.update(length).update(key);
+          length.writeUInt32BE(value.length);
+          hash.update(length).update(value);
+        }
+        return { index: this.applied, digest: hash.digest('hex') };
+      }),
+    );
   }
 }

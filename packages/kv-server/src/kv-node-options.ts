@@ -12,7 +12,11 @@ import {
   type Member,
 } from '@eraftkv/raft-core';
 import type { KvServerOptions } from './kv-server';
-import { kvLimits } from './request-validation';
+import {
+  kvLimits,
+  responseBytesMaxDefault,
+  scanRequestsInFlightMaxDefault,
+} from './request-validation';
 
 export const kvNodeOptions = {
   group: {
@@ -53,6 +57,19 @@ export const kvNodeOptions = {
     type: 'number',
     describe: 'The most pairs one Scan returns',
     default: 10000,
+    group: 'Kv:',
+  },
+  'response-bytes-max': {
+    type: 'number',
+    describe:
+      'The most bytes one read request returns across its ops (a Scan that reaches it stops early with `more`)',
+    default: responseBytesMaxDefault,
+    group: 'Kv:',
+  },
+  'scan-requests-in-flight-max': {
+    type: 'number',
+    describe: 'Read requests with a Scan served at once; more are refused with RESOURCE_EXHAUSTED',
+    default: scanRequestsInFlightMaxDefault,
     group: 'Kv:',
   },
   'dedup-window-entries': {
@@ -127,6 +144,8 @@ export function parseKvCommandLine(
     ['--value-bytes-max', args.valueBytesMax],
     ['--ops-per-request-max', args.opsPerRequestMax],
     ['--scan-limit-max', args.scanLimitMax],
+    ['--response-bytes-max', args.responseBytesMax],
+    ['--scan-requests-in-flight-max', args.scanRequestsInFlightMax],
     ['--dedup-window-entries', args.dedupWindowEntries],
     ['--shutdown-grace-ms', args.shutdownGraceMs],
   ];
@@ -139,6 +158,8 @@ export function parseKvCommandLine(
     ['--value-bytes-max', args.valueBytesMax, 16 * 1024 * 1024],
     ['--ops-per-request-max', args.opsPerRequestMax, 10_000],
     ['--scan-limit-max', args.scanLimitMax, 1_000_000],
+    ['--response-bytes-max', args.responseBytesMax, 256 * 1024 * 1024],
+    ['--scan-requests-in-flight-max', args.scanRequestsInFlightMax, 10_000],
     ['--dedup-window-entries', args.dedupWindowEntries, 100_000_000],
   ];
   for (const [flag, value, max] of ceilings) {
@@ -192,6 +213,8 @@ export function parseKvCommandLine(
         valueBytesMax: args.valueBytesMax,
         opsPerRequestMax: args.opsPerRequestMax,
         scanLimitMax: args.scanLimitMax,
+        responseBytesMax: args.responseBytesMax,
+        scanRequestsInFlightMax: args.scanRequestsInFlightMax,
       }),
       version: options.version,
     },

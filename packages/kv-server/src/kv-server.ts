@@ -171,10 +171,13 @@ export class KvServer {
       };
       dispatch[name] = stream;
     }
-    // The limits of one message: a whole read response, or a log entry with room to spare.
+    // The limits of one message: a whole read response, or a log entry with room to spare. The
+    // Gets that ride in a write request are not bounded by the response budget (the write is
+    // applied before their size is known), hence the floor.
     const messageBytesMax = Math.max(
       this.limits.responseBytesMax * 2,
       this.limits.entryBytesMax + 2 * 1024 * 1024,
+      64 * 1024 * 1024,
     );
     this.host = await startGrpcHost({
       listen: this.options.listen,
@@ -297,6 +300,8 @@ export class KvServer {
 
   /** Whether this node can serve correctly (/health and grpc.health.v1), and why not. */
   health(): HealthReport {
+    const corrupt = this.running?.stateMachine.corruption() ?? null;
+    if (corrupt !== null) return { healthy: false, reason: corrupt };
     const raft = this.running?.raft ?? this.booting;
     if (raft === null) return { healthy: false, reason: 'starting' };
     return raft.health();

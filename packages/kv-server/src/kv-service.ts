@@ -14,7 +14,14 @@ import {
   type ERaftKvServer,
   type KvOpPair,
 } from '@eraftkv/protocol';
-import { errorAnswer, StatusError, unaryHandler, type RaftServer } from '@eraftkv/raft-core';
+import {
+  corruptionStatus,
+  errorAnswer,
+  StatusError,
+  StorageCorruptionError,
+  unaryHandler,
+  type RaftServer,
+} from '@eraftkv/raft-core';
 import type { ConfigWatcher } from './config-watcher';
 import type { DataStateMachine, KvApplyResult } from './data-state-machine';
 import { encodeClientRequest } from './kv-commands';
@@ -127,13 +134,41 @@ export function kvServiceHandlers(options: KvServiceOptions): KvServiceHandlers 
     }
   };
 
+  /**
+   * Read requests with a Scan being served. Each may hold a response of up to
+   * limits.responseBytesMax and keeps applies waiting while it reads, so their number is bounded:
+   * beyond it a scan is RESOURCE_EXHAUSTED, which clients retry with backoff.
+   */
+  let scanRequestsInFlight = 0;
+  const scanRead = async (req: ClientOperationReq): Promise<ClientOperationResp> => {
+    if (scanRequestsInFlight >= limits.scanRequestsInFlightMax) {
+      throw new StatusError(
+        grpc.status.RESOURCE_EXHAUSTED,
+        `${scanRequestsInFlight} scan requests are already being served by this node (--scan-requests-in-flight-max); retry with backoff`,
+      );
+    }
+    scanRequestsInFlight++;
+    try {
+      return await read(req);
+    } finally {
+      scanRequestsInFlight--;
+    }
+  };
+
   const handle = (req: ClientOperationReq): Promise<ClientOperationResp> => {
-    const kind = validateClientRequest(req, limits);
-    return kind === 'read' ? read(req) : write(req);
+    switch (validateClientRequest(req, limits)) {
+      case 'read':
+        return read(req);
+      case 'scan':
+        return scanRead(req);
+      case 'write':
+        return write(req);
+    }
   };
 
   /** What a unary call would have ended with, as a response on the stream. */
-  const failedOnStream = (err: unknown, requestId: number): ClientOperationResp => {
+  const failedOnStream = (caught: unknown, requestId: number): ClientOperationResp => {
+    const err = caught instanceof StorageCorruptionError ? corruptionStatus(caught) : caught;
     let code: grpc.status;
     let message: string;
     if (err instanceof StatusError) {

@@ -17,9 +17,17 @@ export interface KvLimits {
   /** The most bytes of one encoded write request, which becomes one log entry. */
   readonly entryBytesMax: number;
   readonly clientIdBytesMax: number;
-  /** The most key and value bytes one read request returns (scans stop early, with `more`). */
+  /**
+   * The most bytes of pairs one read request returns, across all its ops (key and value bytes
+   * plus pairOverheadBytes each): Gets are answered whole, Scans stop early with `more`.
+   */
   readonly responseBytesMax: number;
+  /** Read requests with a Scan served at once; more are refused with RESOURCE_EXHAUSTED. */
+  readonly scanRequestsInFlightMax: number;
 }
+
+/** What one key-value pair costs in a response beyond its key and value bytes (field tags, lengths). */
+export const pairOverheadBytes = 16;
 
 /** What a Scan returns when its limit is 0. */
 export const scanLimitDefault = 1000;
@@ -33,17 +41,27 @@ export function entryBytesMaxFor(keyBytesMax: number, valueBytesMax: number): nu
   return Math.max(1024 * 1024, keyBytesMax + valueBytesMax + 64 * 1024);
 }
 
+/** The defaults of the eraftkv-kv flags (--response-bytes-max, --scan-requests-in-flight-max). */
+export const responseBytesMaxDefault = 4 * 1024 * 1024;
+export const scanRequestsInFlightMaxDefault = 16;
+
 export function kvLimits(options: {
   readonly keyBytesMax: number;
   readonly valueBytesMax: number;
   readonly opsPerRequestMax: number;
   readonly scanLimitMax: number;
+  readonly responseBytesMax?: number;
+  readonly scanRequestsInFlightMax?: number;
 }): KvLimits {
   return {
-    ...options,
+    keyBytesMax: options.keyBytesMax,
+    valueBytesMax: options.valueBytesMax,
+    opsPerRequestMax: options.opsPerRequestMax,
+    scanLimitMax: options.scanLimitMax,
     entryBytesMax: entryBytesMaxFor(options.keyBytesMax, options.valueBytesMax),
     clientIdBytesMax: 256,
-    responseBytesMax: 32 * 1024 * 1024,
+    responseBytesMax: options.responseBytesMax ?? responseBytesMaxDefault,
+    scanRequestsInFlightMax: options.scanRequestsInFlightMax ?? scanRequestsInFlightMaxDefault,
   };
 }
 
@@ -55,26 +73,32 @@ export const defaultKvLimits: KvLimits = kvLimits({
   scanLimitMax: 10_000,
 });
 
-/** Whether a valid request only reads (Get, Scan) or also writes (any Put or Del). */
-export type RequestKind = 'read' | 'write';
+/**
+ * What a valid request does: only Gets (read), Gets and at least one Scan (scan), or any Put or
+ * Del (write).
+ */
+export type RequestKind = 'read' | 'scan' | 'write';
 
-function opName(op: KvOpPair, index: number): string {
-  return `op ${index} (${ClientOpType[op.opType] ?? String(op.opType)})`;
+/** The op's type, for messages that name one of its fields. */
+function typeOf(op: KvOpPair): string {
+  return ClientOpType[op.opType] ?? String(op.opType);
 }
 
 /** Checks a ProcessRWOperation request; throws a RangeError naming the problem and the limit. */
 export function validateClientRequest(req: ClientOperationReq, limits: KvLimits): RequestKind {
-  if (req.kvs.length === 0) throw new RangeError('the request has no operations');
+  if (req.kvs.length === 0) throw new RangeError('kvs is empty: the request has no operations');
   if (req.kvs.length > limits.opsPerRequestMax) {
     throw new RangeError(
-      `the request has ${req.kvs.length} operations; the limit is ${limits.opsPerRequestMax}`,
+      `kvs has ${req.kvs.length} operations; the limit is ${limits.opsPerRequestMax} (--ops-per-request-max)`,
     );
   }
   if (
     req.readConsistency !== ReadConsistency.LINEARIZABLE &&
     req.readConsistency !== ReadConsistency.SERIALIZABLE
   ) {
-    throw new RangeError(`unknown read_consistency ${String(req.readConsistency)}`);
+    throw new RangeError(
+      `read_consistency ${String(req.readConsistency)} is not a ReadConsistency`,
+    );
   }
   const clientIdBytes = Buffer.byteLength(req.clientId, 'utf8');
   if (clientIdBytes > limits.clientIdBytesMax) {
@@ -102,21 +126,21 @@ export function validateClientRequest(req: ClientOperationReq, limits: KvLimits)
       case ClientOpType.UNRECOGNIZED:
       default:
         throw new RangeError(
-          `op ${i} has op type ${String(op.opType)}; use Put (1), Get (2), Del (3) or Scan (4)`,
+          `kvs[${i}].op_type is ${String(op.opType)}; use Put (1), Get (2), Del (3) or Scan (4)`,
         );
     }
     // A Scan starts at its key; an empty start key means the beginning of the key space. Every
     // other op names one key, and an empty key names nothing.
     if (op.key.length === 0 && op.opType !== ClientOpType.Scan)
-      throw new RangeError(`${opName(op, i)} has an empty key`);
+      throw new RangeError(`kvs[${i}].key is empty (${typeOf(op)})`);
     if (op.key.length > limits.keyBytesMax) {
       throw new RangeError(
-        `${opName(op, i)} has a key of ${op.key.length} bytes; the limit is ${limits.keyBytesMax}`,
+        `kvs[${i}].key is ${op.key.length} bytes (${typeOf(op)}); the limit is ${limits.keyBytesMax} (--key-bytes-max)`,
       );
     }
     if (op.value.length > limits.valueBytesMax) {
       throw new RangeError(
-        `${opName(op, i)} has a value of ${op.value.length} bytes; the limit is ${limits.valueBytesMax}`,
+        `kvs[${i}].value is ${op.value.length} bytes (${typeOf(op)}); the limit is ${limits.valueBytesMax} (--value-bytes-max)`,
       );
     }
   });
@@ -125,17 +149,18 @@ export function validateClientRequest(req: ClientOperationReq, limits: KvLimits)
       'a Scan cannot share a request with writes (Put, Del); send the scan on its own',
     );
   }
-  return writes > 0 ? 'write' : 'read';
+  if (writes > 0) return 'write';
+  return scans > 0 ? 'scan' : 'read';
 }
 
 function checkScan(op: KvOpPair, i: number, limits: KvLimits): void {
   if (op.endKey.length > limits.keyBytesMax) {
     throw new RangeError(
-      `${opName(op, i)} has an end_key of ${op.endKey.length} bytes; the limit is ${limits.keyBytesMax}`,
+      `kvs[${i}].end_key is ${op.endKey.length} bytes (Scan); the limit is ${limits.keyBytesMax} (--key-bytes-max)`,
     );
   }
   if (!Number.isSafeInteger(op.limit) || op.limit < 0)
-    throw new RangeError(`${opName(op, i)} has limit ${op.limit}; it must be 0 or more`);
+    throw new RangeError(`kvs[${i}].limit is ${op.limit} (Scan); it must be 0 or more`);
 }
 
 /** Refuses a write request whose encoded form (one log entry) exceeds the entry limit. */

@@ -163,6 +163,53 @@ describe('DataStateMachine', () => {
     expect(capped.ops[0].more).toBe(true);
   });
 
+  it('bounds the bytes of a read response: Gets whole, Scans stop with more, later Scans wait', async () => {
+    const sm = await ready();
+    // 20 pairs of 1 + 99 bytes: 116 bytes each in the response (16 of overhead).
+    const keys = Array.from({ length: 20 }, (_, i) => String.fromCharCode(0x61 + i));
+    applied(
+      await write(
+        sm,
+        keys.map((k) => put(k, 'v'.repeat(99))),
+      ),
+    );
+    const pair = 1 + 99 + 16;
+    const budget = (bytes: number) => kvLimits({ ...defaultKvLimits, responseBytesMax: bytes });
+
+    // Room for 5 pairs: the first Scan stops after 5 with more, the second returns nothing, with
+    // more, so that the client sends it again.
+    const split = await sm.read([scan('a', 'k'), scan('k')], budget(5 * pair + 10));
+    if (split.kind !== 'read') throw new Error(split.kind);
+    expect(split.ops[0].kvs.map((kv) => kv.key.toString())).toEqual(['a', 'b', 'c', 'd', 'e']);
+    expect(split.ops[0].more).toBe(true);
+    expect(split.ops[1].kvs).toEqual([]);
+    expect(split.ops[1].more).toBe(true);
+
+    // Gets are answered first and whole; the Scan before them in the request gets what remains.
+    const mixed = await sm.read([scan('a'), get('s'), get('t')], budget(4 * pair));
+    if (mixed.kind !== 'read') throw new Error(mixed.kind);
+    expect(mixed.ops.map((op) => op.opType)).toEqual([4, 2, 2]);
+    expect(mixed.ops[0].kvs).toHaveLength(2);
+    expect(mixed.ops[0].more).toBe(true);
+    expect(mixed.ops[1].found && mixed.ops[2].found).toBe(true);
+
+    // Gets beyond the budget make the request too large, naming the op and the flag.
+    const tooLarge = await sm.read([get('a'), get('b'), get('c')], budget(2 * pair));
+    expect(tooLarge).toMatchObject({
+      kind: 'too-large',
+      message: expect.stringContaining('at kvs[2]') as unknown,
+    });
+    expect(tooLarge.kind === 'too-large' && tooLarge.message).toMatch(/--response-bytes-max/);
+
+    // The first pair is always served, whatever the budget: a paging client makes progress.
+    const tiny = await sm.read([scan('a')], budget(1));
+    if (tiny.kind !== 'read') throw new Error(tiny.kind);
+    expect(tiny.ops[0].kvs.map((kv) => kv.key.toString())).toEqual(['a']);
+    expect(tiny.ops[0].more).toBe(true);
+    const oneGet = await sm.read([get('a')], budget(1));
+    expect(oneGet.kind).toBe('read');
+  });
+
   it('answers WRONG_SHARD at version 0 before any config, for reads and writes', async () => {
     const sm = await fresh();
     expect(await write(sm, [put('a', '1')])).toEqual({

@@ -51,6 +51,22 @@ describe('parseKvCommandLine', () => {
       valueBytesMax: 1048576,
       opsPerRequestMax: 128,
       scanLimitMax: 10000,
+      responseBytesMax: 4 * 1024 * 1024,
+      scanRequestsInFlightMax: 16,
+    });
+  });
+
+  it('takes the response budget and the scan concurrency from their flags', () => {
+    const line = parse([
+      ...required,
+      '--response-bytes-max',
+      '65536',
+      '--scan-requests-in-flight-max',
+      '2',
+    ]);
+    expect(line.server.limits).toMatchObject({
+      responseBytesMax: 65536,
+      scanRequestsInFlightMax: 2,
     });
   });
 
@@ -92,6 +108,21 @@ describe('parseKvCommandLine', () => {
       'a huge value limit',
       [...required, '--value-bytes-max', String(64 * 1024 * 1024)],
       '--value-bytes-max must be at most 16777216',
+    ],
+    [
+      'a zero response budget',
+      [...required, '--response-bytes-max', '0'],
+      '--response-bytes-max must be a positive integer, got 0',
+    ],
+    [
+      'a huge response budget',
+      [...required, '--response-bytes-max', String(1024 * 1024 * 1024)],
+      '--response-bytes-max must be at most 268435456',
+    ],
+    [
+      'no scan concurrency',
+      [...required, '--scan-requests-in-flight-max', '0'],
+      '--scan-requests-in-flight-max must be a positive integer, got 0',
     ],
     ['a bad log level', [...required, '--log-level', 'loud'], 'Invalid values'],
     ['a non-numeric id', withFlag('--id', 'one'), '--id must be a positive integer'],

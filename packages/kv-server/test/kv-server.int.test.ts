@@ -277,7 +277,9 @@ describe('KvServer: a group of three with a fake meta group', () => {
       (e: grpc.ServiceError) => e,
     );
     expect(err?.code).toBe(grpc.status.INVALID_ARGUMENT);
-    expect(err?.details).toContain('value of 1048577 bytes; the limit is 1048576');
+    expect(err?.details).toContain(
+      'kvs[0].value is 1048577 bytes (Put); the limit is 1048576 (--value-bytes-max)',
+    );
     await putAcked(key, 'small');
     const read = await processRw(clientOf(l), request([get(key)]));
     expect(read.ops[0].value.toString()).toBe('small');

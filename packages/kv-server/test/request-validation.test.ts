@@ -22,38 +22,39 @@ describe('validateClientRequest', () => {
     expect(validateClientRequest(request([del('a')]), limits)).toBe('write');
   });
 
-  it('classifies Gets and Scans alone as a read', () => {
-    expect(validateClientRequest(request([get('a'), scan('a', 'z', 5)]), limits)).toBe('read');
+  it('classifies Gets alone as a read, and Gets with a Scan as a scan', () => {
+    expect(validateClientRequest(request([get('a'), get('b')]), limits)).toBe('read');
+    expect(validateClientRequest(request([get('a'), scan('a', 'z', 5)]), limits)).toBe('scan');
   });
 
   it('accepts a Scan from the beginning of the key space (empty start key)', () => {
-    expect(validateClientRequest(request([scan('')]), limits)).toBe('read');
+    expect(validateClientRequest(request([scan('')]), limits)).toBe('scan');
   });
 
   it.each([
-    ['no operations', request([]), 'the request has no operations'],
+    ['no operations', request([]), 'kvs is empty: the request has no operations'],
     [
       'too many operations',
       request([get('a'), get('b'), get('c'), get('d')]),
-      'the request has 4 operations; the limit is 3',
+      'kvs has 4 operations; the limit is 3 (--ops-per-request-max)',
     ],
-    ['an empty key', request([put('', 'v')]), 'op 0 (Put) has an empty key'],
+    ['an empty key', request([put('', 'v')]), 'kvs[0].key is empty (Put)'],
     [
       'a too long key',
       request([get('123456789')]),
-      'op 0 (Get) has a key of 9 bytes; the limit is 8',
+      'kvs[0].key is 9 bytes (Get); the limit is 8 (--key-bytes-max)',
     ],
     [
       'a too long value',
       request([put('k', 'x'.repeat(17))]),
-      'op 0 (Put) has a value of 17 bytes; the limit is 16',
+      'kvs[0].value is 17 bytes (Put); the limit is 16 (--value-bytes-max)',
     ],
     [
       'a too long scan end key',
       request([scan('a', '123456789')]),
-      'op 0 (Scan) has an end_key of 9 bytes; the limit is 8',
+      'kvs[0].end_key is 9 bytes (Scan); the limit is 8 (--key-bytes-max)',
     ],
-    ['a negative scan limit', request([scan('a', 'b', -1)]), 'has limit -1'],
+    ['a negative scan limit', request([scan('a', 'b', -1)]), 'kvs[0].limit is -1 (Scan)'],
     [
       'a Scan in a request that writes',
       request([put('a', '1'), scan('a')]),
@@ -62,17 +63,17 @@ describe('validateClientRequest', () => {
     [
       'a Noop',
       request([KvOpPair.fromPartial({ opType: ClientOpType.Noop, key: b('a') })]),
-      'op 0 has op type 0; use Put (1), Get (2), Del (3) or Scan (4)',
+      'kvs[0].op_type is 0; use Put (1), Get (2), Del (3) or Scan (4)',
     ],
     [
       'an unknown op type',
       request([KvOpPair.fromPartial({ opType: 42 as ClientOpType, key: b('a') })]),
-      'op 0 has op type 42',
+      'kvs[0].op_type is 42',
     ],
     [
       'an unknown read consistency',
       request([get('a')], { readConsistency: 7 as ReadConsistency }),
-      'unknown read_consistency 7',
+      'read_consistency 7 is not a ReadConsistency',
     ],
     [
       'a too long client id',
@@ -94,6 +95,8 @@ describe('validateClientRequest', () => {
     expect(defaultKvLimits.valueBytesMax).toBe(1048576);
     expect(defaultKvLimits.opsPerRequestMax).toBe(128);
     expect(defaultKvLimits.scanLimitMax).toBe(10000);
+    expect(defaultKvLimits.responseBytesMax).toBe(4 * 1024 * 1024);
+    expect(defaultKvLimits.scanRequestsInFlightMax).toBe(16);
   });
 });
 

@@ -13,7 +13,13 @@ import {
   type ClusterConfigChangeResp,
   type ERaftKvServer,
 } from '@eraftkv/protocol';
-import { errorAnswer, NotLeaderError, unaryHandler, type RaftServer } from '@eraftkv/raft-core';
+import {
+  checkPeerAddress,
+  errorAnswer,
+  NotLeaderError,
+  unaryHandler,
+  type RaftServer,
+} from '@eraftkv/raft-core';
 import type { SlotMoveCoordinator } from './slot-move';
 import {
   dedupWindowEntriesMax,
@@ -64,13 +70,6 @@ function positiveId(value: number, what: string): number {
   return value;
 }
 
-/** host:port as --peers accepts it (no spaces, no colon in the host, a port in range). */
-function checkAddress(address: string, what: string): string {
-  const m = /^[^\s:]+:(\d{1,5})$/.exec(address);
-  if (m === null || Number(m[1]) > 65535) invalid(`${what} "${address}" is not host:port`);
-  return address;
-}
-
 function requestOf(req: ClusterConfigChangeReq): RequestId | null {
   if (Buffer.byteLength(req.clientId, 'utf8') > clientIdBytesMax) {
     invalid(`client_id is longer than ${clientIdBytesMax} bytes`);
@@ -87,7 +86,7 @@ function serverOf(req: ClusterConfigChangeReq): ServerRecord {
   if (req.server === undefined) invalid('server is required');
   return {
     id: positiveId(req.server.id, 'server.id'),
-    address: checkAddress(req.server.address, 'server.address'),
+    address: checkPeerAddress(req.server.address, 'server.address'),
   };
 }
 
@@ -99,8 +98,8 @@ function groupServersOf(req: ClusterConfigChangeReq): ServerRecord[] {
   const servers = req.shardGroup?.servers ?? [];
   const numbered = servers.every((s) => s.id === 0);
   const out = servers.map((s, i) => ({
-    id: numbered ? i + 1 : positiveId(s.id, 'shard_group.servers[].id'),
-    address: checkAddress(s.address, 'shard_group.servers[].address'),
+    id: numbered ? i + 1 : positiveId(s.id, `shard_group.servers[${i}].id`),
+    address: checkPeerAddress(s.address, `shard_group.servers[${i}].address`),
   }));
   if (new Set(out.map((s) => s.id)).size !== out.length)
     invalid('shard_group.servers repeats a server id');
@@ -161,11 +160,11 @@ export function planRequest(
       if (slots.length === 0) invalid('shard_group.slots lists no slot to move');
       if (slots.length > slotCountMax) invalid(`at most ${slotCountMax} slots per move`);
       const limit = topology.initialized ? topology.slotCount : slotCountMax;
-      for (const slot of slots) {
+      slots.forEach((slot, i) => {
         if (!Number.isSafeInteger(slot) || slot < 0 || slot >= limit) {
-          invalid(`slot ${slot} is outside [0, ${limit})`);
+          invalid(`shard_group.slots[${i}].id is ${slot}, outside [0, ${limit})`);
         }
-      }
+      });
       if (new Set(slots).size !== slots.length) invalid('shard_group.slots repeats a slot');
       return { kind: 'slot-move', target, slots, request };
     }

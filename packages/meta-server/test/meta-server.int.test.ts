@@ -1,15 +1,22 @@
 // Three MetaServers in this process on 127.0.0.1 port 0, driven through a bare generated
 // ERaftKvClient exactly as any gRPC client would drive them.
 import * as grpc from '@grpc/grpc-js';
+import { BinaryWriter } from '@bufbuild/protobuf/wire';
 import { request as httpGet } from 'node:http';
 import {
   ChangeType,
   ErrorCode,
   HandleServerType,
+  MemberChangeType,
+  ServerStatus,
   SlotStatus,
   StatusReq,
   type ERaftKvClient,
+  type MemberChangeReq,
+  type MemberChangeResp,
   type StatusResp,
+  type TransferLeaderReq,
+  type TransferLeaderResp,
 } from '@eraftkv/protocol';
 import { jsonLogger } from '@eraftkv/raft-core';
 import { MetaServer } from '../src';
@@ -41,6 +48,47 @@ function fetchText(address: string, path: string): Promise<{ status: number; bod
 function status(client: ERaftKvClient): Promise<StatusResp> {
   return new Promise((resolve, reject) =>
     client.status(StatusReq.fromPartial({}), (err, resp) => (err ? reject(err) : resolve(resp))),
+  );
+}
+
+/** The error a call failed with (throws if it succeeded). */
+async function refusal(call: Promise<unknown>): Promise<grpc.ServiceError> {
+  return call.then(
+    () => {
+      throw new Error('the call succeeded, but it was expected to fail');
+    },
+    (err: grpc.ServiceError) => err,
+  );
+}
+
+function memberChange(client: ERaftKvClient, req: MemberChangeReq): Promise<MemberChangeResp> {
+  return new Promise((resolve, reject) =>
+    client.memberChange(req, (err, resp) => (err ? reject(err) : resolve(resp))),
+  );
+}
+
+function transferLeader(
+  client: ERaftKvClient,
+  req: TransferLeaderReq,
+): Promise<TransferLeaderResp> {
+  return new Promise((resolve, reject) =>
+    client.transferLeader(req, (err, resp) => (err ? reject(err) : resolve(resp))),
+  );
+}
+
+/** A unary ERaftKv call with hand-made request bytes. */
+function rawUnary(client: grpc.Client, method: string, bytes: Uint8Array): Promise<Buffer> {
+  const identity = (b: Buffer): Buffer => b;
+  return new Promise((resolve, reject) =>
+    client.makeUnaryRequest(
+      `/eraftkv.ERaftKv/${method}`,
+      identity,
+      identity,
+      Buffer.from(bytes),
+      new grpc.Metadata(),
+      { deadline: Date.now() + 10_000 },
+      (err, value) => (err ? reject(err) : resolve(value as Buffer)),
+    ),
   );
 }
 
@@ -265,6 +313,129 @@ describe('MetaServer: a group of three over gRPC', () => {
         'INVALID_ARGUMENT',
       );
     }
+  });
+
+  it('names the field at fault when it refuses a request', async () => {
+    const cases: [Fields, RegExp][] = [
+      [
+        {
+          changeType: ChangeType.ShardJoin,
+          shardGroup: { id: 3, servers: [{ id: 1, address: 'no-port' }] },
+        },
+        /^shard_group\.servers\[0\]\.address "no-port" is not host:port/,
+      ],
+      [
+        { changeType: ChangeType.ServerJoin, server: { id: 9, address: 'nonsense' } },
+        /^server\.address "nonsense" is not host:port/,
+      ],
+      [
+        { changeType: ChangeType.ServerJoin, server: { id: 9, address: 'h:70000' } },
+        /^server\.address "h:70000" is not host:port/,
+      ],
+      [
+        {
+          changeType: ChangeType.SlotMove,
+          shardId: 1,
+          shardGroup: { slots: [{ id: 1 }, { id: 64 }] },
+        },
+        /^shard_group\.slots\[1\]\.id is 64, outside \[0, 64\)/,
+      ],
+      [
+        {
+          changeType: ChangeType.SlotMove,
+          shardId: 1,
+          shardGroup: { slots: [{ id: 1, slotStatus: 7 as SlotStatus }] },
+        },
+        /shard_group\.slots\[0\]\.slot_status is 7, which is not a SlotStatus/,
+      ],
+      [
+        {
+          changeType: ChangeType.ServerJoin,
+          server: { id: 9, address: 'h:1', serverStatus: 5 as ServerStatus },
+        },
+        /server\.server_status is 5, which is not a ServerStatus/,
+      ],
+      [{ changeType: 9 as ChangeType }, /change_type is 9, which is not a ChangeType/],
+      [
+        { handleServerType: 3 as HandleServerType },
+        /handle_server_type is 3, which is not a HandleServerType/,
+      ],
+    ];
+    for (const [fields, message] of cases) {
+      const err = await refusal(configChange(leaderClient, fields));
+      expect([grpc.status[err.code], err.details]).toEqual([
+        'INVALID_ARGUMENT',
+        expect.stringMatching(message),
+      ]);
+    }
+  });
+
+  it('refuses enum varints beyond int32 and undecodable bytes, naming the field or the type', async () => {
+    const raw = new grpc.Client(leader.address, grpc.credentials.createInsecure());
+    try {
+      // change_type = 2^32 + 4: truncated to 32 bits it would read as SlotMove.
+      const wide = new BinaryWriter()
+        .uint32(8)
+        .uint64(2n ** 32n + 4n)
+        .finish();
+      const cases: [string, Uint8Array, RegExp][] = [
+        ['ClusterConfigChange', wide, /ClusterConfigChangeReq: change_type is 4294967300/],
+        [
+          'ClusterConfigChange',
+          Buffer.from([0x4a, 0x40]),
+          /does not decode as eraftkv\.ClusterConfigChangeReq: premature EOF/,
+        ],
+        [
+          'MemberChange',
+          new BinaryWriter()
+            .uint32(16)
+            .uint64(2n ** 32n)
+            .finish(),
+          /MemberChangeReq: change_type is 4294967296, which is not a MemberChangeType/,
+        ],
+      ];
+      for (const [method, bytes, message] of cases) {
+        const err = await refusal(rawUnary(raw, method, bytes));
+        expect([grpc.status[err.code], err.details]).toEqual([
+          'INVALID_ARGUMENT',
+          expect.stringMatching(message),
+        ]);
+      }
+    } finally {
+      raw.close();
+    }
+  });
+
+  it('refuses MemberChange with a malformed address and TransferLeader to node 0, naming the field', async () => {
+    for (const address of ['nonsense', 'a b:1', 'h:0', '']) {
+      const err = await refusal(
+        memberChange(leaderClient, {
+          groupId: 0,
+          changeType: MemberChangeType.ADD_LEARNER,
+          nodeId: 9,
+          address,
+        }),
+      );
+      expect([grpc.status[err.code], err.details]).toEqual([
+        'INVALID_ARGUMENT',
+        `address "${address}" is not host:port (with a port in 1..65535)`,
+      ]);
+    }
+    const other = await refusal(
+      memberChange(leaderClient, {
+        groupId: 5,
+        changeType: MemberChangeType.REMOVE,
+        nodeId: 2,
+        address: '',
+      }),
+    );
+    expect(other.details).toMatch(/^group_id is 5, but this node serves group 0/);
+    const target = await refusal(transferLeader(leaderClient, { groupId: 0, targetId: 0 }));
+    expect([grpc.status[target.code], target.details]).toEqual([
+      'INVALID_ARGUMENT',
+      'target_id must be a positive integer, got 0',
+    ]);
+    expect(servers.every((s) => s.raft.membership().length === 3)).toBe(true);
   });
 
   it('lists the meta members with MembersQuery', async () => {

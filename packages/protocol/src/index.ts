@@ -12,3 +12,4 @@ export {
 } from './generated/grpc/health/v1/health';
 export * from './slot';
 export * from './safe-integer';
+export * from './request-decoding';

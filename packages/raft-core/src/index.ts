@@ -45,6 +45,7 @@ export type { StateMachine } from './state-machine';
 export {
   directorySizeBytes,
   openRocksEngine,
+  StorageCorruptionError,
   StorageEngineError,
   type KeyRange,
   type StorageEngine,

@@ -88,7 +88,12 @@ export function kvCommands(yargs: Argv, run: Runner): Argv {
         y
           .positional('start', { type: 'string', describe: 'the first key (inclusive)' })
           .positional('end', { type: 'string', describe: 'the end (exclusive); omit for no end' })
-          .option('limit', { type: 'number', default: 1000, describe: 'at most this many pairs' })
+          .option('limit', {
+            type: 'number',
+            default: 1000,
+            describe:
+              "at most this many pairs (the client pages through the servers' per-answer bounds; a line on stderr says when more remain)",
+          })
           .option('keys-only', {
             type: 'boolean',
             default: false,
@@ -124,12 +129,17 @@ export function kvCommands(yargs: Argv, run: Runner): Argv {
               ),
             ),
           );
-          if (result.more) ctx.io.out(`(more keys follow; raise --limit)\n`);
         } else {
           for (const kv of result.kvs) {
             ctx.io.out(`${printable(kv.key)}\n`);
             if (!keysOnly) ctx.io.out(`${printable(kv.value)}\n`);
           }
+        }
+        // The client pages through the servers' per-answer bounds up to --limit: only the limit
+        // stops it early, and a listing cut short says so (on stderr: stdout stays the pairs).
+        const last = result.kvs[result.kvs.length - 1];
+        if (result.more && last !== undefined && ctx.writeOut !== 'json') {
+          ctx.io.err(`more keys remain after ${printable(last.key)}; use --limit\n`);
         }
         return exitCodes.success;
       }),

@@ -16,7 +16,7 @@ import type { Membership } from '../core';
 import { checkPeerNumber, membershipToWire } from '../transport/message-codec';
 import type { RaftServer } from '../raft-server';
 import { errorAnswer, unaryHandler } from './error-mapping';
-import { splitHostPort } from './peers';
+import { checkPeerAddress } from './peers';
 
 export interface AdminInfo {
   readonly serverType: 'meta' | 'kv';
@@ -36,7 +36,9 @@ export function adminHandlers<R>(
 ): Pick<ERaftKvServer, 'memberChange' | 'transferLeader' | 'status'> {
   const groupCheck = (groupId: number): void => {
     if (groupId !== raft.identity.groupId) {
-      throw new RangeError(`this node serves group ${raft.identity.groupId}, not group ${groupId}`);
+      throw new RangeError(
+        `group_id is ${groupId}, but this node serves group ${raft.identity.groupId}`,
+      );
     }
   };
   return {
@@ -46,7 +48,7 @@ export function adminHandlers<R>(
       const needsAddress =
         req.changeType === MemberChangeType.ADD_LEARNER ||
         req.changeType === MemberChangeType.ADD_VOTER;
-      if (needsAddress) splitHostPort(req.address, 'address');
+      if (needsAddress) checkPeerAddress(req.address, 'address');
       try {
         let membership: Membership;
         switch (req.changeType) {
@@ -64,7 +66,7 @@ export function adminHandlers<R>(
             break;
           case MemberChangeType.UNRECOGNIZED:
           default:
-            throw new RangeError(`unknown member change type ${String(req.changeType)}`);
+            throw new RangeError(`change_type ${String(req.changeType)} is not a MemberChangeType`);
         }
         return {
           errorCode: ErrorCode.OK,
@@ -84,6 +86,8 @@ export function adminHandlers<R>(
     }, info.onInternalError),
     transferLeader: unaryHandler<TransferLeaderReq, TransferLeaderResp>(async (req) => {
       groupCheck(req.groupId);
+      // Target 0 would "succeed" at once on a node that knows no leader (leader id 0).
+      checkPeerNumber(req.targetId, 'target_id', 1);
       try {
         await raft.transferLeader(req.targetId);
         return {

@@ -10,6 +10,7 @@ import {
   RejectedError,
   StoppedError,
 } from '../errors';
+import { StorageCorruptionError } from '../storage-engine';
 
 /** An error to answer with a gRPC status instead of a response. */
 export class StatusError extends Error {
@@ -19,6 +20,19 @@ export class StatusError extends Error {
   ) {
     super(message);
   }
+}
+
+/**
+ * A store of this node reported corruption: the answer is DATA_LOSS, saying that this replica's
+ * data cannot be trusted (the node also reports itself unhealthy) and that another replica can
+ * serve.
+ */
+export function corruptionStatus(err: StorageCorruptionError): StatusError {
+  return new StatusError(
+    grpc.status.DATA_LOSS,
+    `this replica's data is corrupt: ${err.message}; it reports itself unhealthy. ` +
+      'Read from another replica, and replace this one (remove it from its group, move its data dir away, add it back)',
+  );
 }
 
 /** What a response carries when a request did not succeed. */
@@ -62,12 +76,14 @@ export function errorAnswer(err: unknown): ErrorAnswer {
   if (err instanceof BusyError) throw new StatusError(grpc.status.RESOURCE_EXHAUSTED, err.message);
   if (err instanceof StoppedError) throw new StatusError(grpc.status.UNAVAILABLE, err.message);
   if (err instanceof ProposalDroppedError) throw new StatusError(grpc.status.ABORTED, err.message);
+  if (err instanceof StorageCorruptionError) throw corruptionStatus(err);
   throw err;
 }
 
 /**
  * Adapts an async handler to grpc-js: StatusErrors become their status, RangeErrors (bad input)
- * INVALID_ARGUMENT, anything else INTERNAL with its message (and it is logged by the caller).
+ * INVALID_ARGUMENT, corrupt storage DATA_LOSS, anything else INTERNAL with its message (and it is
+ * logged by the caller).
  */
 export function unaryHandler<Req, Resp>(
   work: (req: Req, call: grpc.ServerUnaryCall<Req, Resp>) => Promise<Resp>,
@@ -78,7 +94,8 @@ export function unaryHandler<Req, Resp>(
       .then((req) => work(req, call))
       .then(
         (resp) => callback(null, resp),
-        (err: unknown) => {
+        (caught: unknown) => {
+          const err = caught instanceof StorageCorruptionError ? corruptionStatus(caught) : caught;
           if (err instanceof StatusError) callback({ code: err.code, details: err.message });
           else if (err instanceof RangeError)
             callback({ code: grpc.status.INVALID_ARGUMENT, details: err.message });

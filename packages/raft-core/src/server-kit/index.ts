@@ -2,15 +2,22 @@
 // shared command-line options, peer lists, the process life cycle and the pid file.
 export { adminHandlers, type AdminInfo } from './admin-handlers';
 export {
+  corruptionStatus,
   errorAnswer,
   StatusError,
   unaryHandler,
   unimplementedStream,
   type ErrorAnswer,
 } from './error-mapping';
-export { startGrpcHost, type GrpcHost, type GrpcHostOptions } from './grpc-host';
+export {
+  defaultGrpcConnectionLimits,
+  startGrpcHost,
+  type GrpcConnectionLimits,
+  type GrpcHost,
+  type GrpcHostOptions,
+} from './grpc-host';
 export { commonNodeOptions, validateCommonArgs, type CommonNodeArgs } from './node-options';
-export { formatPeers, parsePeerRoutes, parsePeers, splitHostPort } from './peers';
+export { checkPeerAddress, formatPeers, parsePeerRoutes, parsePeers, splitHostPort } from './peers';
 export { installLifecycle, type Lifecycle } from './process-lifecycle';
 export {
   dataDirOfProcess,

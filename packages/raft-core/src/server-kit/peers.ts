@@ -2,6 +2,22 @@
 import type { Member } from '../core';
 import { peerNumberMax } from '../transport/message-codec';
 
+/** host:port as a peer address: no spaces, no colon in the host, a port of 1 to 5 digits. */
+const peerAddressPattern = /^[^\s:]+:(\d{1,5})$/;
+
+/**
+ * Checks an address that arrived in a request (a member to add, a server to record); throws a
+ * RangeError (INVALID_ARGUMENT) that names `field`.
+ */
+export function checkPeerAddress(address: string, field: string): string {
+  const m = peerAddressPattern.exec(address);
+  const port = m === null ? 0 : Number(m[1]);
+  if (port < 1 || port > 65535) {
+    throw new RangeError(`${field} "${address}" is not host:port (with a port in 1..65535)`);
+  }
+  return address;
+}
+
 /** Parses `id=host:port,...` into voters; throws an Error that says what is wrong. */
 export function parsePeers(text: string, flag = '--peers'): Member[] {
   const members: Member[] = [];
@@ -17,7 +33,7 @@ export function parsePeers(text: string, flag = '--peers'): Member[] {
       throw new Error(
         `${flag}: node id "${part.slice(0, eq)}" must be a positive integer below 2^48`,
       );
-    if (!/^[^\s:]+:\d{1,5}$/.test(address))
+    if (!peerAddressPattern.test(address))
       throw new Error(`${flag}: address "${address}" of node ${id} is not host:port`);
     if (members.some((m) => m.id === id)) throw new Error(`${flag}: node id ${id} appears twice`);
     if (members.some((m) => m.address === address))

@@ -1,5 +1,11 @@
-export { directorySizeBytes, openRocksEngine } from './rocks-engine';
 export {
+  describeOpenFailure,
+  directorySizeBytes,
+  openRocksEngine,
+  storageFailure,
+} from './rocks-engine';
+export {
+  StorageCorruptionError,
   StorageEngineError,
   type KeyRange,
   type StorageEngine,

@@ -3,11 +3,59 @@ import { mkdir, readdir, stat } from 'node:fs/promises';
 import { join } from 'node:path';
 import level from 'level-rocksdb';
 import {
+  StorageCorruptionError,
   StorageEngineError,
   type KeyRange,
   type StorageEngine,
   type WriteOp,
 } from './storage-engine';
+
+function messageOf(err: unknown): string {
+  // Not `instanceof Error`: errors of the native binding may come from another realm (jest).
+  const message = (err as { message?: unknown } | null)?.message;
+  return typeof message === 'string' ? message : String(err);
+}
+
+/**
+ * An error of RocksDB at `path` as our own: corruption (RocksDB names the file only for some
+ * kinds, such as a checksum mismatch; not for a block that does not decompress) or another
+ * failure, both naming the directory.
+ */
+export function storageFailure(path: string, action: string, err: unknown): StorageEngineError {
+  const message = messageOf(err);
+  if (/\bCorruption:/.test(message)) {
+    return new StorageCorruptionError(
+      path,
+      `the RocksDB data in ${path} is corrupt (${action}: ${message})`,
+      { cause: err },
+    );
+  }
+  return new StorageEngineError(`${action} ${path} failed: ${message}`, { cause: err });
+}
+
+/**
+ * What a failed open of RocksDB at `path` means, for operators: a directory the process may not
+ * write (RocksDB reports it while taking its lock, which reads like a lock held elsewhere), a
+ * store already open in this process or in another one, or anything else.
+ */
+export function describeOpenFailure(path: string, message: string): string {
+  if (/Permission denied|Read-only file system|EACCES|EROFS|EPERM/i.test(message)) {
+    return (
+      `${path} is not writable by this process (${message}); ` +
+      'check the owner and permissions of the data dir (--data-dir), or use another one'
+    );
+  }
+  if (/lock hold by current process/i.test(message)) {
+    return `${path} is already open in this process (${message})`;
+  }
+  if (/lock/i.test(message)) {
+    return (
+      `${path} is in use by another process (its RocksDB lock is held: ${message}); ` +
+      'stop that process or use another --data-dir'
+    );
+  }
+  return `cannot open RocksDB at ${path}: ${message}`;
+}
 
 class RocksEngine implements StorageEngine {
   constructor(
@@ -20,7 +68,7 @@ class RocksEngine implements StorageEngine {
       return await this.db.get(key);
     } catch (err) {
       if ((err as { notFound?: boolean }).notFound === true) return undefined;
-      throw err;
+      throw storageFailure(this.path, 'reading', err);
     }
   }
 
@@ -32,19 +80,35 @@ class RocksEngine implements StorageEngine {
         { sync: options.sync },
       );
     } catch (err) {
-      throw new StorageEngineError(
-        `write of ${ops.length} ops to ${this.path} failed: ${(err as Error).message}`,
-        { cause: err },
-      );
+      throw storageFailure(this.path, `writing ${ops.length} ops to`, err);
     }
   }
 
   iterate(range: KeyRange): AsyncIterable<[Buffer, Buffer]> {
-    return this.db.iterator({ ...range });
+    const pairs = this.db.iterator({ ...range });
+    const path = this.path;
+    // Only a failed step costs anything here: one catch handler per step, no generator.
+    const fail = (err: unknown): never => {
+      throw storageFailure(path, 'iterating over', err);
+    };
+    return {
+      [Symbol.asyncIterator]: () => {
+        const it = pairs[Symbol.asyncIterator]();
+        return {
+          next: () => it.next().catch(fail),
+          return: (value?: unknown) =>
+            it.return !== undefined
+              ? it.return(value)
+              : Promise.resolve({ done: true as const, value: undefined }),
+        };
+      },
+    };
   }
 
   async deleteRange(range: KeyRange): Promise<void> {
-    await this.db.clear({ ...range });
+    await this.db.clear({ ...range }).catch((err: unknown) => {
+      throw storageFailure(this.path, 'deleting a range of', err);
+    });
   }
 
   approximateSizeBytes(range: { gte: Buffer; lt: Buffer }): Promise<number> {
@@ -61,25 +125,22 @@ class RocksEngine implements StorageEngine {
 }
 
 /**
- * Opens (creating if needed) a RocksDB store in `path`. A store already open in another
- * process (RocksDB holds a lock file) is refused with an error that says so.
+ * Opens (creating if needed) a RocksDB store in `path`. A directory this process may not write,
+ * or a store already open elsewhere (RocksDB holds a lock file), is refused with an error that
+ * says which.
  */
 export async function openRocksEngine(path: string): Promise<StorageEngine> {
-  await mkdir(path, { recursive: true });
+  await mkdir(path, { recursive: true }).catch((err: unknown) => {
+    throw new StorageEngineError(describeOpenFailure(path, messageOf(err)), { cause: err });
+  });
   const db = await new Promise<level.LevelDb>((resolve, reject) => {
     level(path, { keyEncoding: 'binary', valueEncoding: 'binary' }, (err, opened) =>
       err ? reject(err) : resolve(opened),
     );
   }).catch((err: unknown) => {
-    const message = (err as Error).message ?? String(err);
-    if (/lock/i.test(message)) {
-      throw new StorageEngineError(
-        `${path} is in use by another process (its RocksDB lock is held); ` +
-          'stop that process or use another --data-dir',
-        { cause: err },
-      );
-    }
-    throw new StorageEngineError(`cannot open RocksDB at ${path}: ${message}`, { cause: err });
+    const message = messageOf(err);
+    if (/\bCorruption:/.test(message)) throw storageFailure(path, 'opening', err);
+    throw new StorageEngineError(describeOpenFailure(path, message), { cause: err });
   });
   return new RocksEngine(path, db);
 }

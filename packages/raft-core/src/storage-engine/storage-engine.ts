@@ -39,3 +39,19 @@ export interface StorageEngine {
 export class StorageEngineError extends Error {
   override name = 'StorageEngineError';
 }
+
+/**
+ * The store reported that its files are corrupt (RocksDB's "Corruption:" status). The message
+ * names the store's directory, and the file when RocksDB names it. Nothing read from this store
+ * can be trusted any more: the node must say it is unhealthy and be replaced.
+ */
+export class StorageCorruptionError extends StorageEngineError {
+  override name = 'StorageCorruptionError';
+  constructor(
+    readonly path: string,
+    message: string,
+    options?: ErrorOptions,
+  ) {
+    super(message, options);
+  }
+}
