@@ -232,12 +232,31 @@ export class LocalCluster {
   private readonly running = new Map<string, RunningNode>();
   /** Nodes added after planning (new members joining a group). */
   private readonly extra: NodeSpec[] = [];
+  /** Nodes that start with an empty --peers from now on (see startAsJoiner). */
+  private readonly joining = new Map<string, NodeSpec>();
   private readonly logs = new Map<string, WriteStream>();
 
   constructor(readonly layout: ClusterLayout) {}
 
   allSpecs(): NodeSpec[] {
-    return [...this.layout.meta, ...[...this.layout.kv.values()].flat(), ...this.extra];
+    return [...this.layout.meta, ...[...this.layout.kv.values()].flat(), ...this.extra].map(
+      (s) => this.joining.get(s.name) ?? s,
+    );
+  }
+
+  /**
+   * From its next start on, node `name` starts with an empty --peers: as a new member that waits
+   * to be added (the operator's path for a node whose data dir was lost: remove it from its group,
+   * start it anew, add it again). Returns its new spec.
+   */
+  startAsJoiner(name: string): NodeSpec {
+    const spec = this.spec(name);
+    const args = [...spec.args];
+    const at = args.indexOf('--peers');
+    if (at >= 0) args[at + 1] = '';
+    const joining = { ...spec, args };
+    this.joining.set(name, joining);
+    return joining;
   }
 
   /**

@@ -3,10 +3,13 @@
 // SIGCONT pauses longer than an election timeout; partitions cut through the per-link proxies
 // (isolated leader, majority/minority, bridge, one-way) and slow links; a member removed and a new
 // one added while the clients run; leadership transfers; a follower cut off until the leader has
-// compacted past it, then healed so that it must install a snapshot in blocks.
+// compacted past it, then healed so that it must install a snapshot in blocks; a member that
+// loses its data dir and is restarted as before (amnesia), which must not be counted as the
+// member it was, then removed and added again as an operator would.
+import { waitUntil } from '@eraftkv/raft-core';
 import type { EraftKvClient } from '@eraftkv/client';
 import { rm } from 'node:fs/promises';
-import type { NodeSpec } from '../local-cluster';
+import { httpGet, type NodeSpec } from '../local-cluster';
 import type { ChaosCluster } from './chaos-cluster';
 import type { ChaosRng } from './chaos-rng';
 
@@ -18,6 +21,7 @@ export const nemesisKinds = [
   'membership',
   'transfer',
   'snapshot',
+  'amnesia',
 ] as const;
 export type NemesisKind = (typeof nemesisKinds)[number];
 
@@ -58,7 +62,11 @@ export class Nemesis {
     kills: 0,
     pauses: 0,
     partitions: 0,
+    amnesias: 0,
+    amnesiasRefused: 0,
   };
+  /** Safety problems the nemeses saw themselves (a node that lost its data and was counted). */
+  readonly problems: string[] = [];
 
   constructor(
     private readonly ctx: NemesisContext,
@@ -116,7 +124,9 @@ export class Nemesis {
       }
       if (fault !== null && rng.chance(0.3) && Date.now() < untilMs - 4000) {
         const other = rng.pick(
-          this.kinds.filter((k) => k !== kind && k !== 'membership' && k !== 'snapshot'),
+          this.kinds.filter(
+            (k) => k !== kind && k !== 'membership' && k !== 'snapshot' && k !== 'amnesia',
+          ),
         );
         await this.startFault(other);
       }
@@ -136,7 +146,12 @@ export class Nemesis {
 
   /** Heals every active fault (restarts killed nodes, resumes paused ones, reconnects links). */
   async healAll(): Promise<void> {
-    for (const fault of [...this.active]) {
+    // A node that lost its data is removed and added again last, once every other fault is
+    // healed: the removal needs a majority of the group running and connected.
+    const faults = [...this.active].sort(
+      (a, b) => Number(a.kind === 'amnesia') - Number(b.kind === 'amnesia'),
+    );
+    for (const fault of faults) {
       this.active.delete(fault);
       try {
         await fault.heal();
@@ -187,6 +202,9 @@ export class Nemesis {
           break;
         case 'snapshot':
           fault = await this.snapshot();
+          break;
+        case 'amnesia':
+          fault = await this.amnesia();
           break;
       }
     } catch (err) {
@@ -321,33 +339,114 @@ export class Nemesis {
       return null;
     }
     const victim = rng.pick(this.memberSpecs());
-    try {
-      await this.ctx.client.removeMember(1, victim.id, { deadlineMs: 10_000 });
-    } catch (err) {
-      await this.syncMembers().catch(() => undefined);
-      if (this.members.has(victim.id)) throw err;
-    }
-    this.members.delete(victim.id);
+    await this.removeMember(victim);
     this.stats.membershipChanges++;
     await this.ctx.cluster.local.signal(victim.name, 'SIGTERM');
     await rm(victim.dataDir, { recursive: true, force: true });
     await this.ctx.cluster.local.start(spare.name);
-    // The removal must commit before the next change may start: retry while it is pending.
-    for (let attempt = 1; ; attempt++) {
-      try {
-        await this.ctx.client.addMember(1, spare.id, spare.grpcAddress, true, { deadlineMs: 5000 });
-        break;
-      } catch (err) {
-        if (attempt >= 5) throw err;
-        await new Promise((resolve) => setTimeout(resolve, 500));
-      }
-    }
-    this.members.add(spare.id);
+    await this.addMember(spare);
     this.stats.membershipChanges++;
     return {
       kind: 'membership',
       description: `removed ${victim.name}, added ${spare.name} as a learner`,
       heal: () => Promise.resolve(),
+    };
+  }
+
+  /** Removes a kv member; a call whose answer was lost is checked against the group. */
+  private async removeMember(spec: NodeSpec): Promise<void> {
+    try {
+      await this.ctx.client.removeMember(1, spec.id, { deadlineMs: 10_000 });
+    } catch (err) {
+      await this.syncMembers().catch(() => undefined);
+      if (this.members.has(spec.id)) throw err;
+    }
+    this.members.delete(spec.id);
+  }
+
+  /** Adds a running kv node as a learner (promoted once caught up). */
+  private async addMember(spec: NodeSpec): Promise<void> {
+    // The removal before it must commit first: retry while a change is pending.
+    for (let attempt = 1; ; attempt++) {
+      try {
+        await this.ctx.client.addMember(1, spec.id, spec.grpcAddress, true, { deadlineMs: 8000 });
+        break;
+      } catch (err) {
+        await this.syncMembers().catch(() => undefined);
+        if (this.members.has(spec.id)) break;
+        if (attempt >= 5) throw err;
+        await new Promise((resolve) => setTimeout(resolve, 500));
+      }
+    }
+    this.members.add(spec.id);
+  }
+
+  /**
+   * A kv member loses its data dir (kill -9, the dir deleted) and is restarted exactly as before.
+   * It must not count as the member it was: with its --peers it must refuse to start, saying that
+   * the group knows another incarnation; started with an empty --peers (a member added later) it
+   * must stay unhealthy, refused by the group. Healed the operator's way: removed, started anew
+   * with an empty --peers, and added again; it catches up through a snapshot.
+   */
+  private async amnesia(): Promise<ActiveFault | null> {
+    const local = this.ctx.cluster.local;
+    const running = this.memberSpecs().filter(
+      (n) => local.isRunning(n.name) && !this.paused.has(n.name),
+    );
+    if (running.length < 3) {
+      this.note('amnesia', 'skip', 'it needs every member of the group running');
+      return null;
+    }
+    const victim = this.ctx.rng.pick(running);
+    await local.signal(victim.name, 'SIGKILL');
+    await rm(victim.dataDir, { recursive: true, force: true });
+    this.stats.amnesias++;
+    const args = local.spec(victim.name).args;
+    const withPeers = args[args.indexOf('--peers') + 1] !== '';
+    const node = await local.start(victim.name);
+    let outcome: string;
+    if (withPeers) {
+      const ended = await Promise.race([
+        node.ended,
+        new Promise<null>((resolve) => setTimeout(() => resolve(null), 15_000)),
+      ]);
+      const lines = node.lastLines().join('\n');
+      if (ended === null) {
+        outcome = 'still waiting for its --peers to answer after 15 s';
+      } else if (ended.code !== 0 && /this node lost its data/.test(lines)) {
+        this.stats.amnesiasRefused++;
+        outcome = 'refused to start: the group knows another incarnation of it';
+      } else {
+        outcome = `did not refuse to start (${ended.code ?? ended.signal})`;
+        this.problems.push(`${victim.name} restarted with an empty data dir: ${outcome}`);
+      }
+    } else {
+      // Never healthy while the group still counts the old incarnation.
+      const healthy = await waitUntil(
+        async () =>
+          (await httpGet(victim.metricsAddress, '/health'))?.status === 200 ? true : undefined,
+        8000,
+        `${victim.name} to report healthy`,
+      ).catch(() => false);
+      if (healthy) {
+        outcome = 'reported itself healthy while the group knew another incarnation';
+        this.problems.push(`${victim.name} restarted with an empty data dir: ${outcome}`);
+      } else {
+        this.stats.amnesiasRefused++;
+        outcome = 'runs, refused by the group and unhealthy';
+      }
+    }
+    return {
+      kind: 'amnesia',
+      description: `${victim.name} lost its data dir and was restarted as before: ${outcome}`,
+      heal: async () => {
+        // The operator's path (README): remove it, start it anew with an empty --peers, add it.
+        if (local.isRunning(victim.name)) await local.signal(victim.name, 'SIGKILL');
+        await this.removeMember(victim);
+        local.startAsJoiner(victim.name);
+        await local.start(victim.name);
+        await this.addMember(victim);
+      },
     };
   }
 

@@ -120,7 +120,10 @@ export interface ChaosSummary {
   readonly seed: number;
   readonly durationS: number;
   readonly nemeses: NemesisKind[];
-  readonly verdict: 'ok' | 'violation' | 'unknown' | 'replicas-differ' | 'error';
+  readonly verdict:
+    'ok' | 'violation' | 'unknown' | 'replicas-differ' | 'lost-data-counted' | 'error';
+  /** Safety problems the nemeses saw (a node that lost its data dir and was counted). */
+  readonly problems: string[];
   readonly operations: { ok: number; fail: number; unknown: number; recorded: number };
   readonly faults: Record<string, number>;
   readonly snapshots: { sent: number; installed: number };
@@ -277,9 +280,11 @@ async function main(): Promise<number> {
         ? 'violation'
         : !replicasAgree
           ? 'replicas-differ'
-          : check.result === 'unknown'
-            ? 'unknown'
-            : 'ok';
+          : nemesis.problems.length > 0
+            ? 'lost-data-counted'
+            : check.result === 'unknown'
+              ? 'unknown'
+              : 'ok';
     summary = {
       seed: o.seed,
       durationS: o.durationS,
@@ -290,6 +295,7 @@ async function main(): Promise<number> {
       snapshots: snapshotCounts,
       linearizable: check.result,
       replicas,
+      problems: [...nemesis.problems],
       resultsDir,
       error: null,
     };
@@ -310,6 +316,9 @@ async function main(): Promise<number> {
       'replicas of kv group 1:',
       ...replicas.map((r) => `  ${r.node}: applied ${r.applied}, state ${r.digest.slice(0, 16)}`),
       replicasAgree ? '  all replicas hold the same state' : '  REPLICAS DIFFER',
+      '',
+      `nodes that lost their data dir: ${nemesis.stats.amnesias}, refused as the member they were: ${nemesis.stats.amnesiasRefused}`,
+      ...nemesis.problems.map((p) => `  PROBLEM: ${p}`),
       '',
       'final reads:',
       ...finals.map((f) => `  ${f.key} = ${f.error ?? JSON.stringify(f.value)}`),
@@ -336,6 +345,7 @@ async function main(): Promise<number> {
       snapshots: { sent: 0, installed: 0 },
       linearizable: 'unknown',
       replicas: [],
+      problems: [...nemesis.problems],
       resultsDir,
       error: (err as Error).stack ?? String(err),
     };

@@ -76,6 +76,7 @@ describe('chaos (short run)', () => {
       'transfers',
       'membershipChanges',
       'snapshotsForced',
+      'amnesiasRefused',
     ]) {
       expect({ kind, happened: (summary.faults[kind] ?? 0) > 0 }).toEqual({ kind, happened: true });
     }

@@ -433,7 +433,7 @@ describe('MetaServer: a group of three over gRPC', () => {
     const target = await refusal(transferLeader(leaderClient, { groupId: 0, targetId: 0 }));
     expect([grpc.status[target.code], target.details]).toEqual([
       'INVALID_ARGUMENT',
-      'target_id must be a positive integer, got 0',
+      'target_id must be an integer from 1 to 2^48-1, got 0',
     ]);
     expect(servers.every((s) => s.raft.membership().length === 3)).toBe(true);
   });
