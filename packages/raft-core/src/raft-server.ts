@@ -1116,6 +1116,12 @@ export class RaftServer<R> implements PeerInbox {
     if (m.type === MessageType.Append && m.commit > this.groupCommitSeen) {
       this.groupCommitSeen = m.commit;
     }
+    // A leader's heartbeat that this log can honour again clears a lost-data report (a lone
+    // forged heartbeat must not leave the node unhealthy for good; a node that really lost
+    // entries keeps getting heartbeats it cannot honour).
+    if (m.type === MessageType.Heartbeat && m.commit <= this.node.basicStatus().lastIndex) {
+      this.lostEntries = null;
+    }
     return new Promise((resolve) => {
       this.node.step(m);
       this.waiters.push({ from: m.from, request: m.type, seq: this.stepSeq++, resolve });
@@ -1405,6 +1411,13 @@ export class RaftServer<R> implements PeerInbox {
     }
     const s = this.node.basicStatus();
     if (s.leader === noNode) return { healthy: false, reason: 'no leader' };
+    if (this.incarnationOf(this.selfId) === undefined) {
+      return {
+        healthy: false,
+        reason:
+          'not a member of the group: a new node waits to be added and to receive the group state from the leader',
+      };
+    }
     const max = this.options.healthApplyLagEntriesMax ?? 1000;
     const behind = Math.max(s.commit, this.groupCommitSeen) - this.appliedIndex;
     if (behind > max) {

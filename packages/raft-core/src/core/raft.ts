@@ -939,6 +939,9 @@ export class Raft {
     const member = memberOf(this.membership.current(), id);
     if (member === undefined || !member.learner) return;
     if (this.log.lastIndex() - pr.match > this.config.learnerCatchUpEntriesMax) return;
+    // A learner that has not acknowledged even what the log no longer holds still needs the
+    // snapshot, however short the log is: it has nothing yet and would only weaken the quorum.
+    if (pr.match < this.log.firstIndex() - 1) return;
     if (!this.membershipChangeAllowed() || this.leadTransferee !== noNode) return;
     this.appendEntries([
       {
