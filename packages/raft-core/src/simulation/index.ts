@@ -8,6 +8,7 @@ export {
   defaultSimulationOptions,
   runSimulation,
   Simulation,
+  simulatedTermMax,
   simulationOptionsFor,
   simulationProfiles,
   type SimulationProfile,

@@ -32,8 +32,9 @@ export class MemoryStorage implements LogStorage {
   }
 
   /** Storage for a node bootstrapped as a member of `membership` (snapshot at 1/1, term 1). */
-  static bootstrap(membership: Membership): MemoryStorage {
-    return new MemoryStorage({ index: 1, term: 1, membership }, { term: 1, vote: 0, commit: 1 });
+  /** A new group's first state: `membership` as the snapshot at index 1 of term `term`. */
+  static bootstrap(membership: Membership, term = 1): MemoryStorage {
+    return new MemoryStorage({ index: 1, term, membership }, { term, vote: 0, commit: 1 });
   }
 
   initialState(): InitialState {

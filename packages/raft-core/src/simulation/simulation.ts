@@ -87,10 +87,18 @@ export const defaultFaultRates: FaultRates = {
   read: 0.05,
 };
 
+/** The largest term the simulated nodes may reach: what the runtime's log store holds. */
+export const simulatedTermMax = 2 ** 48 - 1;
+
 export interface SimulationOptions {
   readonly seed: number;
   /** Initial voters: 3, 5 or 7. */
   readonly nodes: number;
+  /**
+   * The term the group starts at (default 1). Near termMax it checks that nothing in the core
+   * loses precision or misbehaves at the largest terms storage holds.
+   */
+  readonly firstTerm?: number;
   /** Ticks of the fault phase. */
   readonly ticks: number;
   /** After healing, ticks within which a leader must exist and a proposal commit. */
@@ -263,7 +271,9 @@ export class Simulation {
       members.push({ id, address: `sim-${id}`, learner: false, incarnation: id });
     }
     for (const m of members) {
-      this.addNode(m.id, MemoryStorage.bootstrap(members), [`1:${EntryType.NoOp}:bootstrap`]);
+      this.addNode(m.id, MemoryStorage.bootstrap(members, options.firstTerm ?? 1), [
+        `1:${EntryType.NoOp}:bootstrap`,
+      ]);
     }
     this.nextNodeId = options.nodes + 1;
   }
@@ -310,6 +320,8 @@ export class Simulation {
         uncommittedBytesMax: 4096,
         committedEntriesPerReadyBytesMax: 128,
         learnerCatchUpEntriesMax: 5,
+        // What the runtime's log store holds.
+        termMax: simulatedTermMax,
         applied: sim.disk.applied.length,
         rng: new SeededRng(this.rng.nextUint32()),
         membershipCodec: jsonMembershipCodec,

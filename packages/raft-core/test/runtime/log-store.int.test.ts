@@ -186,6 +186,45 @@ describe('LogStore', () => {
     await expect(open()).rejects.toThrow(new RegExp(`${dir}.*entry 5 fails its checksum`));
   });
 
+  it('holds the largest index and term it can store, and refuses larger ones before writing', async () => {
+    const max = 2 ** 48 - 1;
+    const store = await open();
+    // A snapshot from a leader moves the log to just below the largest storable index.
+    await store.installSnapshot(
+      { index: max - 3, term: max - 10, membership: members },
+      { term: max - 1, vote: 2, commit: max - 3 },
+    );
+    await store.persist(entries(max - 2, max, max - 1), { term: max, vote: 1, commit: max }, true);
+    await expect(store.persist([], { term: max + 1, vote: 1, commit: max }, true)).rejects.toThrow(
+      'hard state term 281474976710656 cannot be stored',
+    );
+    // Nothing of the refused write reached the disk, and the store still works.
+    await store.close();
+    const reopened = await open();
+    expect(reopened.lastIndex()).toBe(max);
+    expect(reopened.term(max)).toBe(max - 1);
+    expect(reopened.storedHardState()).toEqual({ term: max, vote: 1, commit: max });
+    expect(reopened.entries(max - 2, max + 1, 1 << 20)?.map((e) => e.index)).toEqual([
+      max - 2,
+      max - 1,
+      max,
+    ]);
+    await reopened.close();
+  });
+
+  it('names the record when the stored log metadata is damaged', async () => {
+    const store = await open();
+    await store.close();
+    const raw = await openRocksEngine(dir);
+    await raw.write([{ type: 'put', key: Buffer.from('m:hard'), value: Buffer.alloc(5) }], {
+      sync: true,
+    });
+    await raw.close();
+    await expect(open()).rejects.toThrow(
+      `test dir ${dir}: the hard state record (key m:hard) has 5 bytes, not 18`,
+    );
+  });
+
   it('refuses to open when the log has a gap', async () => {
     const store = await open();
     await store.persist(entries(2, 9, 1), null, true);
