@@ -67,8 +67,15 @@ function json(value: unknown): Buffer {
   return Buffer.from(JSON.stringify(value), 'utf8');
 }
 
-function parse<T>(value: Buffer): T {
-  return JSON.parse(value.toString('utf8')) as T;
+/** A stored record; one that does not parse names the store, the record and its key. */
+function parse<T>(value: Buffer, where: string, key: Buffer): T {
+  try {
+    return JSON.parse(value.toString('utf8')) as T;
+  } catch (err) {
+    throw new Error(
+      `${where}: record ${key.toString('hex')} does not parse (${(err as Error).message}); the meta state is damaged`,
+    );
+  }
 }
 
 function encodeIndex(index: number): Buffer {
@@ -194,7 +201,12 @@ export class TopologyStateMachine implements StateMachine<CommandOutcome> {
   }
 
   async restoreSnapshot(path: string, index: number): Promise<void> {
-    const content = JSON.parse(await readFile(path, 'utf8')) as SnapshotFileContent;
+    let content: SnapshotFileContent;
+    try {
+      content = JSON.parse(await readFile(path, 'utf8')) as SnapshotFileContent;
+    } catch (err) {
+      throw new Error(`snapshot ${path} does not parse: ${(err as Error).message}`);
+    }
     if (content.format !== snapshotFormat) {
       throw new Error(
         `snapshot ${path} has format "${content.format}", expected "${snapshotFormat}"`,
@@ -230,19 +242,24 @@ async function load(engine: StorageEngine): Promise<{ topology: Topology; applie
   for await (const [key, value] of engine.iterate({})) {
     switch (key[0]) {
       case prefix.applied:
+        if (value.length !== 8) {
+          throw new Error(
+            `${engine.path}: the applied index record has ${value.length} bytes, not 8; the meta state is damaged`,
+          );
+        }
         applied = Number(value.readBigUInt64BE(0));
         break;
       case prefix.config:
-        config = parse<ConfigRecord>(value);
+        config = parse<ConfigRecord>(value, engine.path, key);
         break;
       case prefix.group:
-        groups.push(parse<GroupRecord>(value));
+        groups.push(parse<GroupRecord>(value, engine.path, key));
         break;
       case prefix.slot:
-        slots.push({ slot: key.readUInt32BE(1), ...parse<SlotRecord>(value) });
+        slots.push({ slot: key.readUInt32BE(1), ...parse<SlotRecord>(value, engine.path, key) });
         break;
       case prefix.dedup:
-        dedup.push(parse<DedupRecord>(value));
+        dedup.push(parse<DedupRecord>(value, engine.path, key));
         break;
       default:
         throw new Error(

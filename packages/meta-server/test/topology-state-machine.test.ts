@@ -3,7 +3,7 @@
 import { join } from 'node:path';
 import { writeFile } from 'node:fs/promises';
 import { ErrorCode, SlotStatus } from '@eraftkv/protocol';
-import { EntryType, type Entry } from '@eraftkv/raft-core';
+import { EntryType, openRocksEngine, type Entry } from '@eraftkv/raft-core';
 import { encodeCommand, TopologyStateMachine, type TopologyCommand } from '../src';
 import { makeTempDir, removeDir } from './common';
 
@@ -119,6 +119,23 @@ describe('TopologyStateMachine', () => {
     } finally {
       await reopened.close();
     }
+  });
+
+  it('refuses to open a damaged record, naming the store and the record', async () => {
+    const path = join(dir, 'state');
+    const sm = await TopologyStateMachine.open(path);
+    await sm.apply(firstBatch());
+    await sm.close();
+    const raw = await openRocksEngine(path);
+    const key = Buffer.from([0x67, 0, 0, 0, 0, 0, 0, 0, 1]);
+    const stored = [];
+    for await (const [k] of raw.iterate({})) stored.push(k.toString('hex'));
+    expect(stored).toContain(key.toString('hex'));
+    await raw.write([{ type: 'put', key, value: Buffer.from('{"id": 1, "serv') }], { sync: true });
+    await raw.close();
+    await expect(TopologyStateMachine.open(path)).rejects.toThrow(
+      `${path}: record ${key.toString('hex')} does not parse`,
+    );
   });
 
   it('keeps the applied index when only no-ops were applied', async () => {
