@@ -1285,10 +1285,15 @@ export class RaftServer<R> implements PeerInbox {
    */
   private async incarnationOfNewNode(nodeId: NodeId, address: string): Promise<number> {
     const deadline = Date.now() + newNodeWaitMs;
-    let answer = await this.askIdentity(nodeId, address, 'member add');
+    const ask = (): Promise<IdentifyResp | string> =>
+      this.askIdentity(nodeId, address, 'member add').catch((err: unknown) => {
+        // Another cluster, group or node id answers at that address.
+        throw new RejectedError('new-node-refused', (err as Error).message);
+      });
+    let answer = await ask();
     while (typeof answer === 'string' && Date.now() < deadline && !this.stopping) {
       await new Promise((resolve) => setTimeout(resolve, 200));
-      answer = await this.askIdentity(nodeId, address, 'member add');
+      answer = await ask();
     }
     if (typeof answer === 'string') {
       throw new RejectedError(

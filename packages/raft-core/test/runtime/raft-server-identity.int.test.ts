@@ -194,6 +194,28 @@ describe('RaftServer: terms and indexes from the wire', () => {
   });
 });
 
+describe('RaftServer: adding a node asks it who it is', () => {
+  const cluster = new TestCluster({ tickMs: 20 });
+
+  beforeAll(async () => {
+    await cluster.init();
+    await cluster.startGroup(3);
+  });
+  afterAll(() => cluster.close());
+
+  it('refuses to add a node that does not answer, or another node at that address', async () => {
+    const leader = await cluster.waitForLeader();
+    const other = cluster.running().find((n) => n !== leader)!;
+    await expect(leader.server.addLearner(9, other.address)).rejects.toThrow(
+      `member add: node 9 at ${other.address} refused: message for node 9 reached node ${other.id} of group 7`,
+    );
+    await expect(leader.server.addLearner(9, '127.0.0.1:1')).rejects.toThrow(
+      /^cannot ask node 9 at 127.0.0.1:1 who it is \(.*\): start it first, with an empty --peers, then add it$/,
+    );
+    expect(leader.server.membership().map((m) => m.id)).toEqual([1, 2, 3]);
+  });
+});
+
 describe('RaftServer: a node whose data dir was wiped', () => {
   const cluster = new TestCluster({
     tickMs: 20,
