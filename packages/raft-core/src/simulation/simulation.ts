@@ -2,14 +2,18 @@
 // core, an in-memory disk, and a network that drops, duplicates, reorders and delays messages and
 // makes (asymmetric) partitions; nodes crash and lose everything not persisted through Ready,
 // then restart; clients propose; members come and go; leadership is transferred; logs are
-// compacted so that snapshots must be sent. The SafetyChecker watches after every step. Then the
-// faults heal, and within a bounded number of ticks a leader must exist and a proposal commit.
+// compacted so that snapshots must be sent; a node loses its whole disk (amnesia) and restarts as
+// a new incarnation, which the network refuses to count as the member it was (as the runtime's
+// peers do) until it has been removed and added again. The SafetyChecker watches after every
+// step. Then the faults heal, and within a bounded number of ticks a leader must exist and a
+// proposal commit.
 //
 // Everything random comes from one seed, so a seed replays exactly the same run (same trace).
 import {
   describeMessage,
   describeReady,
   EntryType,
+  isResponse,
   MembershipChangeKind,
   mayBeSentBeforePersist,
   MessageType,
@@ -66,6 +70,11 @@ export interface FaultRates {
   readonly evict: number;
   /** Per step: probability of a linearizable read request. */
   readonly read: number;
+  /**
+   * Per step (with churn): probability that a node loses its whole disk and restarts empty, as a
+   * new incarnation; it is removed and added again by the membership changes that follow.
+   */
+  readonly amnesia: number;
 }
 
 export const defaultFaultRates: FaultRates = {
@@ -85,6 +94,7 @@ export const defaultFaultRates: FaultRates = {
   compact: 0.01,
   evict: 0.005,
   read: 0.05,
+  amnesia: 0.0005,
 };
 
 /** The largest term the simulated nodes may reach: what the runtime's log store holds. */
@@ -111,6 +121,12 @@ export interface SimulationOptions {
   readonly appendBytesMax: number;
   /** Add and remove members while the faults run. */
   readonly churn: boolean;
+  /**
+   * Deliver a message only between the incarnations the sender's and receiver's memberships
+   * record, as the runtime's peers do (default true). Off, a node that lost its disk is counted
+   * as the member it was: the broken-variant test proves the checkers catch it.
+   */
+  readonly checkIncarnations?: boolean;
   /** A different Raft for every node (tests prove the checkers with deliberately broken ones). */
   readonly createRaft?: (config: RaftConfig, storage: LogStorage) => Raft;
   /** Receives every trace line (for --trace). */
@@ -184,12 +200,17 @@ export interface SimulationResult {
   readonly messagesDelivered: number;
   readonly membershipChanges: number;
   readonly readsServed: number;
+  /** Nodes that lost their whole disk (amnesia). */
+  readonly disksLost: number;
 }
 
 interface InFlight {
   readonly deliverAt: number;
   readonly seq: number;
   readonly message: Message;
+  /** The sender's incarnation, and the receiver's as the sender's membership records it. */
+  readonly fromIncarnation: number;
+  readonly toIncarnation: number | undefined;
   /** The sender's snapshot data travelling with a Snapshot message. */
   readonly snapshotData: readonly string[] | null;
 }
@@ -206,12 +227,17 @@ interface SimDisk {
 interface SimNode {
   readonly id: NodeId;
   readonly address: string;
-  readonly disk: SimDisk;
+  /** Replaced whole when the node loses its disk (amnesia). */
+  disk: SimDisk;
   node: RawNode | null;
   /** Snapshot data received from the leader, waiting for Ready.snapshot, by "index/term". */
   readonly incomingSnapshots: Map<string, readonly string[]>;
   lastRole: Role;
   lastTerm: number;
+  /** Which disk this is: a new one (after amnesia) is a new incarnation. */
+  incarnation: number;
+  /** Lost its disk and has not been added back as its new incarnation yet. */
+  lostDisk: boolean;
 }
 
 const fnvOffset = 0xcbf29ce484222325n;
@@ -242,6 +268,8 @@ export class Simulation {
   private messageSeq = 0;
   private step = 0;
   private nextNodeId: NodeId;
+  /** New incarnations (disks created after amnesia) are numbered from here. */
+  private nextIncarnation = 1_000_000;
   private proposalSeq = 0;
   private readSeq = 0;
   /** Pairs (from -> to) that cannot talk: a partition, possibly asymmetric. */
@@ -260,6 +288,7 @@ export class Simulation {
     messagesDelivered: 0,
     membershipChanges: 0,
     readsServed: 0,
+    disksLost: 0,
   };
 
   constructor(options: SimulationOptions) {
@@ -300,6 +329,8 @@ export class Simulation {
       incomingSnapshots: new Map(),
       lastRole: Role.Follower,
       lastTerm: 0,
+      incarnation: id,
+      lostDisk: false,
     };
     this.nodes.set(id, sim);
     this.start(sim);
@@ -464,6 +495,16 @@ export class Simulation {
     if (rng.chance(f.propose)) this.proposeAt(this.pick(this.liveNodes()));
     if (rng.chance(f.read)) this.readAt(this.pick(this.liveNodes()));
     if (this.options.churn && rng.chance(f.membershipChange)) this.changeMembership();
+    if (this.options.churn && f.amnesia > 0 && rng.chance(f.amnesia)) {
+      // One member at a time, and only while at least three voters keep a majority with data:
+      // a group that loses the disks of half its voters cannot recover by itself, here or in
+      // the runtime.
+      const members = this.leader()?.node?.membership() ?? [];
+      const voters = members.filter((m) => !m.learner).length;
+      if (voters >= 3 && ![...this.nodes.values()].some((n) => n.lostDisk)) {
+        this.loseDisk(this.nodes.get(this.pick(members)?.id ?? 0));
+      }
+    }
     if (rng.chance(f.transfer)) this.requestTransfer();
     if (rng.chance(f.compact)) {
       const sim = this.pick(this.liveNodes());
@@ -558,9 +599,64 @@ export class Simulation {
     this.trace(() => `read #${id} at ${sim.id}: ${result.ok ? 'accepted' : result.refusal}`);
   }
 
+  /**
+   * Amnesia: the node's whole disk is gone (log, hard state, snapshots, applied state); it
+   * restarts empty, as a new incarnation that waits to be added. With incarnation checks the group
+   * never counts it as the member it was; repairLostDisk removes it and adds it back.
+   */
+  private loseDisk(sim: SimNode | undefined): void {
+    if (sim === undefined) return;
+    sim.node = null;
+    sim.disk = {
+      storage: new MemoryStorage({ index: 0, term: 0, membership: [] }),
+      applied: [],
+      snapshots: new Map(),
+    };
+    sim.incarnation = this.nextIncarnation++;
+    sim.lostDisk = true;
+    this.stats.disksLost++;
+    this.trace(() => `amnesia ${sim.id}: new incarnation ${sim.incarnation}`);
+    this.start(sim);
+  }
+
+  /**
+   * The operator's path for a node that lost its disk: remove it while the group still records
+   * its old incarnation, then add it as its new one. Returns true if it proposed a change.
+   */
+  private repairLostDisk(leader: SimNode): boolean {
+    const node = leader.node;
+    if (node === null) return false;
+    for (const sim of this.nodes.values()) {
+      if (!sim.lostDisk) continue;
+      const member = node.membership().find((m) => m.id === sim.id);
+      if (member !== undefined && member.incarnation === sim.incarnation) {
+        sim.lostDisk = false;
+        continue;
+      }
+      if (sim.id === leader.id) continue;
+      const kind =
+        member === undefined ? MembershipChangeKind.AddLearner : MembershipChangeKind.Remove;
+      const result = node.proposeMembershipChange(kind, {
+        nodeId: sim.id,
+        address: sim.address,
+        incarnation: member === undefined ? sim.incarnation : 0,
+      });
+      this.trace(
+        () =>
+          `repair ${sim.id} (${kind}) at ${leader.id}: ${result.ok ? `index ${result.index}` : result.refusal}`,
+      );
+      if (result.ok) this.stats.membershipChanges++;
+      return true;
+    }
+    return false;
+  }
+
   private changeMembership(): void {
     const leader = this.leader();
     if (!leader?.node) return;
+    // Nothing else changes until a node that lost its disk is a member again.
+    this.repairLostDisk(leader);
+    if ([...this.nodes.values()].some((n) => n.lostDisk)) return;
     const membership = leader.node.status().membership;
     const voters = membership.filter((m) => !m.learner);
     const learners = membership.filter((m) => m.learner);
@@ -648,12 +744,15 @@ export class Simulation {
       snapshotData = data;
     }
     const copies = faulty && this.rng.chance(f.duplicate) ? 2 : 1;
+    const toIncarnation = from.node?.membership().find((x) => x.id === m.to)?.incarnation;
     for (let c = 0; c < copies; c++) {
       const delay = faulty ? 1 + this.rng.nextInt(f.delayStepsMax) : 1 + this.rng.nextInt(3);
       this.network.push({
         deliverAt: this.step + delay,
         seq: ++this.messageSeq,
         message: m,
+        fromIncarnation: from.incarnation,
+        toIncarnation,
         snapshotData,
       });
     }
@@ -700,6 +799,11 @@ export class Simulation {
       if (sender) this.reportLoss(sender, m);
       return;
     }
+    if (this.options.checkIncarnations !== false && !this.incarnationsAgree(x, target)) {
+      this.trace(() => `refused (incarnation) ${describeMessage(m)}`);
+      if (sender) this.reportLoss(sender, m);
+      return;
+    }
     this.stats.messagesDelivered++;
     this.trace(() => `deliver ${describeMessage(m)}`);
     if (x.snapshotData !== null) {
@@ -710,6 +814,21 @@ export class Simulation {
     target.node.step(m);
     this.observeRole(target);
     this.maybeSendEarly(target);
+  }
+
+  /**
+   * What the runtime's peers check: a request reaches only the incarnation the sender's
+   * membership records for the receiver. A response rides back on its request's RPC in the
+   * runtime, so it comes from the incarnation that passed that check: here it must come from the
+   * incarnation the requester records for the responder.
+   */
+  private incarnationsAgree(x: InFlight, target: SimNode): boolean {
+    const m = x.message;
+    if (isResponse(m.type)) {
+      const recorded = target.node?.membership().find((mb) => mb.id === m.from)?.incarnation;
+      return recorded === undefined || recorded === x.fromIncarnation;
+    }
+    return x.toIncarnation === undefined || x.toIncarnation === target.incarnation;
   }
 
   /** Like a runtime busy with an earlier Ready: sends a leader's appends and heartbeats at once. */
@@ -888,6 +1007,8 @@ export class Simulation {
           return;
         }
       }
+      // A node that lost its disk is removed and added again as it is now.
+      this.repairLostDisk(leader);
       // (Re)propose when nothing is pending, or when a newer leader may have dropped it.
       if (proposal === null || leader.node.basicStatus().term > proposal.term) {
         const result = leader.node.propose([marker]);
@@ -907,6 +1028,7 @@ export class Simulation {
   private checkConvergence(leader: SimNode, index: number, ticksMax: number): void {
     const members = () => leader.node?.status().membership ?? [];
     for (let t = 0; t <= ticksMax; t++) {
+      if (leader.node !== null) this.repairLostDisk(leader);
       const behind = members().filter(
         (m) => (this.nodes.get(m.id)?.disk.applied.length ?? 0) < index,
       );

@@ -35,16 +35,12 @@ export enum PeerRefusal {
   Misaddressed = 'misaddressed',
   /** For another incarnation of this node: its data dir was created anew (FAILED_PRECONDITION). */
   ReceiverIncarnation = 'receiver-incarnation',
-  /** From a node whose incarnation is not the member this node knows (FAILED_PRECONDITION). */
-  SenderIncarnation = 'sender-incarnation',
 }
 
 /** What the peer service needs from the node it serves. */
 export interface PeerInbox {
   readonly selfId: NodeId;
   readonly identity: PeerIdentity;
-  /** The incarnation the membership records for node `id`; undefined when it is not a member. */
-  incarnationOf(id: NodeId): number | undefined;
   /** Steps a request into the core; resolves with the core's answer, or null if it dropped it. */
   stepRequest(m: Message): Promise<Message | null>;
   /** Steps a message that expects no answer (TimeoutNow). */
@@ -108,12 +104,13 @@ function checkAddress(
 }
 
 /**
- * Checks that the request is for this very incarnation of this node, and that its sender is the
- * incarnation this node's membership records (when the sender is a member). A node whose data
- * dir was wiped has a new incarnation: it must not answer for the votes and entries the old one
- * promised, and it is not counted until it has been removed from the group and added again.
+ * Checks that the request is for this very incarnation of this node. A node whose data dir was
+ * wiped has a new incarnation: it must not answer for the votes and acknowledgements the old one
+ * gave, and it is not counted until it has been removed from the group and added again. (Who
+ * sends does not matter for safety, only who answers; and a follower that lags behind the re-add
+ * of its new leader must still take that leader's appends, so the sender is not checked.)
  */
-function checkIdentity(inbox: PeerInbox, req: Addressing, from: NodeId): void {
+function checkIdentity(inbox: PeerInbox, req: Addressing): void {
   checkAddress(inbox, req);
   const self = inbox.identity;
   if (req.toIncarnation !== self.incarnation) {
@@ -122,14 +119,6 @@ function checkIdentity(inbox: PeerInbox, req: Addressing, from: NodeId): void {
       `message for incarnation ${req.toIncarnation} of node ${inbox.selfId} (group ${self.groupId}) reached incarnation ${self.incarnation}: ` +
         `this node's data dir was created anew, so it no longer holds what the group's member ${inbox.selfId} held; ` +
         `remove node ${inbox.selfId} from the group and add it again`,
-    );
-  }
-  const known = inbox.incarnationOf(from);
-  if (known !== undefined && known !== 0 && known !== req.fromIncarnation) {
-    throw new PeerRequestError(
-      PeerRefusal.SenderIncarnation,
-      `message from incarnation ${req.fromIncarnation} of node ${from}, but the group's member ${from} is incarnation ${known}: ` +
-        `node ${from}'s data dir was created anew; remove it from the group and add it again`,
     );
   }
 }
@@ -194,7 +183,7 @@ function appendEntriesStream(
       if (closed) return;
       if (++inFlight >= streamAppendsInFlightMax) call.pause();
       const answer = checked(inbox, req.leaderId, async () => {
-        checkIdentity(inbox, req, req.leaderId);
+        checkIdentity(inbox, req);
         return appendResponseToWire(await inbox.stepRequest(appendRequestFromWire(req)));
       });
       answered = answered
@@ -223,27 +212,27 @@ export function peerServiceHandlers(inbox: PeerInbox): PeerServiceHandlers {
     appendEntriesStream: appendEntriesStream(inbox),
     requestVote: handle<RequestVoteReq, RequestVoteResp>((req) =>
       checked(inbox, req.candidateId, async () => {
-        checkIdentity(inbox, req, req.candidateId);
+        checkIdentity(inbox, req);
         const response = await inbox.stepRequest(voteRequestFromWire(req));
         return voteResponseToWire(response, req);
       }),
     ),
     appendEntries: handle<AppendEntriesReq, AppendEntriesResp>((req) =>
       checked(inbox, req.leaderId, async () => {
-        checkIdentity(inbox, req, req.leaderId);
+        checkIdentity(inbox, req);
         const response = await inbox.stepRequest(appendRequestFromWire(req));
         return appendResponseToWire(response);
       }),
     ),
     snapshot: handle<SnapshotReq, SnapshotResp>((req) =>
       checked(inbox, req.leaderId, () => {
-        checkIdentity(inbox, req, req.leaderId);
+        checkIdentity(inbox, req);
         return inbox.receiveSnapshotBlock(req);
       }),
     ),
     timeoutNow: handle<TimeoutNowReq, TimeoutNowResp>((req) =>
       checked(inbox, req.leaderId, () => {
-        checkIdentity(inbox, req, req.leaderId);
+        checkIdentity(inbox, req);
         inbox.stepOneWay(timeoutNowFromWire(req));
         return Promise.resolve({ term: req.term });
       }),
@@ -276,10 +265,6 @@ export class DeferredPeerInbox implements PeerInbox {
 
   get identity(): PeerIdentity {
     return this.node().identity;
-  }
-
-  incarnationOf(id: NodeId): number | undefined {
-    return this.node().incarnationOf(id);
   }
 
   stepRequest(m: Message): Promise<Message | null> {

@@ -39,9 +39,6 @@ class ScriptedInbox implements PeerInbox {
   receiveSnapshotBlock(): never {
     throw new Error('not used');
   }
-  incarnationOf(): number | undefined {
-    return undefined;
-  }
   identify(): never {
     throw new Error('not used');
   }

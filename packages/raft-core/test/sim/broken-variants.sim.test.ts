@@ -52,4 +52,21 @@ describe('the simulation catches broken Raft variants', () => {
     expect(found).not.toBeNull();
     expect(found?.violation).toMatch(expected);
   });
+
+  it('counting a node that lost its disk as the member it was (no incarnation checks)', () => {
+    let found: string | null = null;
+    for (let seed = 1; seed <= 40 && found === null; seed += 2) {
+      const r = runSimulation({ ...simulationOptionsFor(seed, 3), checkIncarnations: false });
+      found = r.violation;
+    }
+    expect(found).toMatch(/lost-entries|leader completeness|election safety|state-machine safety/);
+    // The same seeds with the checks the runtime's peers make find nothing, and lose disks.
+    let disksLost = 0;
+    for (let seed = 1; seed <= 40; seed += 2) {
+      const r = runSimulation(simulationOptionsFor(seed, 3));
+      expect(r.violation).toBeNull();
+      disksLost += r.disksLost;
+    }
+    expect(disksLost).toBeGreaterThan(5);
+  });
 });

@@ -42,6 +42,7 @@ describe('Raft simulation', () => {
     expect(sum((r) => r.snapshotsInstalled)).toBeGreaterThan(count);
     expect(sum((r) => r.membershipChanges)).toBeGreaterThan(count);
     expect(sum((r) => r.readsServed)).toBeGreaterThan(count);
+    expect(sum((r) => r.disksLost)).toBeGreaterThan(count / 10);
   });
 
   it('finds no violation in groups that start 2^16 terms below the largest storable term', () => {
