@@ -393,8 +393,16 @@ export class Nemesis {
     const running = this.memberSpecs().filter(
       (n) => local.isRunning(n.name) && !this.paused.has(n.name),
     );
-    if (running.length < 3) {
-      this.note('amnesia', 'skip', 'it needs every member of the group running');
+    // Losing one disk of three is survivable; losing a second before the first replacement has
+    // caught up (while it is still a learner) loses a majority's data, which no group survives.
+    const { members } = await this.ctx.client.members(1, { deadlineMs: 3000 });
+    const voters = members.filter((m) => !m.learner).length;
+    if (running.length < 3 || voters < 3 || voters !== members.length) {
+      this.note(
+        'amnesia',
+        'skip',
+        'it needs at least three voters, every member caught up (no learner) and running',
+      );
       return null;
     }
     const victim = this.ctx.rng.pick(running);
