@@ -122,13 +122,17 @@ export class Nemesis {
         retried.add(kind);
         order.push(kind);
       }
-      if (fault !== null && rng.chance(0.3) && Date.now() < untilMs - 4000) {
-        const other = rng.pick(
-          this.kinds.filter(
-            (k) => k !== kind && k !== 'membership' && k !== 'snapshot' && k !== 'amnesia',
-          ),
-        );
-        await this.startFault(other);
+      // Now and then a second fault overlaps (not one that changes the membership).
+      const overlapping = this.kinds.filter(
+        (k) => k !== kind && k !== 'membership' && k !== 'snapshot' && k !== 'amnesia',
+      );
+      if (
+        fault !== null &&
+        overlapping.length > 0 &&
+        rng.chance(0.3) &&
+        Date.now() < untilMs - 4000
+      ) {
+        await this.startFault(rng.pick(overlapping));
       }
       const hold = fault?.kind === 'snapshot' ? 0 : rng.between(2000, 5000);
       await this.sleepUntil(Math.min(untilMs, Date.now() + hold), shouldStop);
@@ -336,6 +340,11 @@ export class Nemesis {
     );
     if (spare === undefined) {
       this.note('membership', 'skip', 'no spare node left');
+      return null;
+    }
+    const { members } = await this.ctx.client.members(1, { deadlineMs: 3000 });
+    if (members.some((m) => m.learner)) {
+      this.note('membership', 'skip', 'a learner is still catching up');
       return null;
     }
     const victim = rng.pick(this.memberSpecs());
