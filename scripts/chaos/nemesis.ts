@@ -342,8 +342,7 @@ export class Nemesis {
       this.note('membership', 'skip', 'no spare node left');
       return null;
     }
-    const { members } = await this.ctx.client.members(1, { deadlineMs: 3000 });
-    if (members.some((m) => m.learner)) {
+    if ((await this.membersWithoutLearner()) === null) {
       this.note('membership', 'skip', 'a learner is still catching up');
       return null;
     }
@@ -360,6 +359,21 @@ export class Nemesis {
       description: `removed ${victim.name}, added ${spare.name} as a learner`,
       heal: () => Promise.resolve(),
     };
+  }
+
+  /**
+   * The kv group's members once none of them is a learner still catching up (a member added a
+   * moment ago is promoted within seconds); null if one still is after 15 s.
+   */
+  private async membersWithoutLearner(): Promise<{ id: number; learner: boolean }[] | null> {
+    return waitUntil(
+      async () => {
+        const { members } = await this.ctx.client.members(1, { deadlineMs: 3000 });
+        return members.some((m) => m.learner) ? undefined : members;
+      },
+      15_000,
+      'every learner of the kv group to be promoted',
+    ).catch(() => null);
   }
 
   /** Removes a kv member; a call whose answer was lost is checked against the group. */
@@ -404,9 +418,8 @@ export class Nemesis {
     );
     // Losing one disk of three is survivable; losing a second before the first replacement has
     // caught up (while it is still a learner) loses a majority's data, which no group survives.
-    const { members } = await this.ctx.client.members(1, { deadlineMs: 3000 });
-    const voters = members.filter((m) => !m.learner).length;
-    if (running.length < 3 || voters < 3 || voters !== members.length) {
+    const members = await this.membersWithoutLearner();
+    if (running.length < 3 || members === null || members.length < 3) {
       this.note(
         'amnesia',
         'skip',
