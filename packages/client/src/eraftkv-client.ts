@@ -176,10 +176,20 @@ interface Attempt {
    * happened (an answer, or a failure after which the request may have reached a server).
    */
   refusals: Map<string, number> | null;
+  /** The topology was read again during this call (its members all refused the connection). */
+  topologyRefreshed: boolean;
 }
 
 function newAttempt(groupId: number, write: boolean, deadline: number): Attempt {
-  return { groupId, write, deadline, attempts: 0, lastProblem: '', refusals: new Map() };
+  return {
+    groupId,
+    write,
+    deadline,
+    attempts: 0,
+    lastProblem: '',
+    refusals: new Map(),
+    topologyRefreshed: false,
+  };
 }
 
 export class EraftKvClient {
@@ -475,7 +485,24 @@ export class EraftKvClient {
       try {
         resp = await this.connections.processRw(address, request, this.attemptTimeout(deadline));
       } catch (err) {
-        await this.afterRpcError(err, address, attempt, addresses);
+        try {
+          await this.afterRpcError(err, address, attempt, addresses);
+        } catch (failure) {
+          // Every member the cached topology names refused the connection: they may all have
+          // been replaced since (removed, new members added), so the topology is read again
+          // once before the call gives up.
+          if (
+            !(failure instanceof UnavailableError) ||
+            attempt.topologyRefreshed ||
+            Date.now() >= deadline
+          ) {
+            throw failure;
+          }
+          attempt.topologyRefreshed = true;
+          attempt.refusals = new Map();
+          this.leaders.delete(groupId);
+          await this.topology(true, deadline);
+        }
         continue;
       }
       attempt.refusals = null;

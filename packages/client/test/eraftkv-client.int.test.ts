@@ -596,6 +596,19 @@ describe('EraftKvClient', () => {
     for (const s of servers) expect((err as Error).message).toContain(s);
   });
 
+  it('reads the topology again when every member it names refuses: the members were replaced', async () => {
+    const gone = await Promise.all([deadAddress(), deadAddress()]);
+    meta.groups = new Map([[1, { servers: gone, slots: allSlots }]]);
+    meta.version++;
+    const client = newClient(10_000);
+    await client.get('warm-up').catch(() => undefined); // caches the topology of dead members
+    // The group's members were replaced; the meta group knows, the client's cache does not.
+    meta.groups = new Map([[1, { servers: [leader.address], slots: allSlots }]]);
+    meta.version++;
+    await client.put('replaced', 'members');
+    expect((await client.get('replaced'))?.toString()).toBe('members');
+  });
+
   it('keeps trying while some endpoint does not refuse: one that answers, or one that hangs', async () => {
     // A refusing endpoint next to a working one: the call succeeds through the working one.
     const client = new EraftKvClient({
