@@ -1,5 +1,5 @@
 // Inbound peer RPCs: the ERaftKv methods RequestVote, AppendEntries (unary and streamed),
-// Snapshot, TimeoutNow and Identify, checked for cluster, group, receiver and both incarnations,
+// Snapshot, TimeoutNow and Identify, checked for cluster, group, receiver and its incarnation,
 // turned into core messages (message-codec checks every field), and answered with the core's
 // response once it is durable (see RaftServer.stepRequest). A request that fails a check never
 // reaches the core: it is answered with an error status and reported to the node, which counts it.
