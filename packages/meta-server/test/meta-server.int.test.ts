@@ -471,10 +471,18 @@ describe('MetaServer: a group of three over gRPC', () => {
       'node 4 to apply the topology',
     );
     expect(fourth.topology.toRecords()).toEqual(leader.topology.toRecords());
-    const exists = await toLeader({
-      changeType: ChangeType.ServerJoin,
-      server: { id: 4, address: fourth.address },
-    });
+    // The promotion is in effect once appended; until it commits, a change answers "pending".
+    const exists = await waitFor(
+      async () => {
+        const resp = await toLeader({
+          changeType: ChangeType.ServerJoin,
+          server: { id: 4, address: fourth.address },
+        });
+        return resp.errorCode === ErrorCode.MEMBERSHIP_CHANGE_PENDING ? undefined : resp;
+      },
+      10_000,
+      'the promotion of node 4 to commit',
+    );
     expect(ErrorCode[exists.errorCode]).toBe('NODE_EXISTS');
 
     const left = await toLeader({
