@@ -519,7 +519,7 @@ export class RaftServer<R> implements PeerInbox {
   ): Promise<IdentifyResp | string> {
     const o = this.options;
     try {
-      return await this.transport.identify(
+      const answer = await this.transport.identify(
         id,
         address,
         {
@@ -531,7 +531,10 @@ export class RaftServer<R> implements PeerInbox {
         },
         this.tickMs * this.electionTicks,
       );
+      checkPeerNumber(answer.incarnation, `incarnation of node ${id}`, 1);
+      return answer;
     } catch (err) {
+      if (err instanceof RangeError) return `it answered: ${err.message}`;
       const e = err as Partial<{ code: number; details: string; message: string }>;
       if (e.code === grpc.status.FAILED_PRECONDITION) {
         throw new DataDirError(`${flag}: node ${id} at ${address} refused: ${e.details ?? ''}`);
@@ -1307,7 +1310,7 @@ export class RaftServer<R> implements PeerInbox {
         `node ${nodeId} at ${address} is waiting to bootstrap a new group with its --peers: restart it with an empty --peers to add it to this group`,
       );
     }
-    return checkPeerNumber(answer.incarnation, `incarnation of node ${nodeId}`, 1);
+    return answer.incarnation;
   }
 
   addLearner(nodeId: NodeId, address: string): Promise<Membership> {
