@@ -1,13 +1,9 @@
 // Lint configuration: typescript-eslint with type information, prettier for formatting, and the
-// raft-core purity rule (see eslint/raft-core-purity.mjs).
+// raft purity rule (see eslint/raft-purity.mjs).
 import js from '@eslint/js';
 import prettier from 'eslint-config-prettier';
 import tseslint from 'typescript-eslint';
-import {
-  raftCoreFiles,
-  raftCoreLintFixtures,
-  raftCorePurityRules,
-} from './eslint/raft-core-purity.mjs';
+import { raftFiles, raftLintFixtures, raftPurityRules } from './eslint/raft-purity.mjs';
 
 export default tseslint.config(
   {
@@ -19,7 +15,7 @@ export default tseslint.config(
       'chaos-results/**',
       'bench-results/**',
       'coverage/**',
-      raftCoreLintFixtures,
+      raftLintFixtures,
     ],
   },
   js.configs.recommended,
@@ -58,8 +54,8 @@ export default tseslint.config(
     rules: { '@typescript-eslint/no-require-imports': 'off' },
   },
   {
-    files: raftCoreFiles,
-    rules: raftCorePurityRules,
+    files: raftFiles,
+    rules: raftPurityRules,
   },
   prettier,
 );

@@ -12,5 +12,6 @@ module.exports = {
   // Tests import sibling packages from source, so a unit test never runs against a stale build.
   moduleNameMapper: {
     '^@eraftkv/([a-z-]+)$': path.join(__dirname, 'packages/$1/src/index.ts'),
+    '^@eraftkv/([a-z-]+)/([a-z-]+)$': path.join(__dirname, 'packages/$1/src/$2/index.ts'),
   },
 };

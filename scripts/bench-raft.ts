@@ -1,4 +1,4 @@
-// Measures a 3-node raft-core group on its own: three processes (one RaftServer each, real RocksDB,
+// Measures a 3-node Raft group (@eraftkv/raft-server) on its own: three processes (one RaftServer each, real RocksDB,
 // real gRPC on 127.0.0.1), N concurrent proposers of fixed-size entries on the leader. Prints
 // proposals/s, latency percentiles, fsyncs/s on the leader and the average number of proposals
 // that shared one sync (group commit), plus CPU per proposal of all three processes.
@@ -14,12 +14,11 @@ import {
   openRocksEngine,
   peerServiceHandlers,
   RaftServer,
-  type Entry,
-  type Member,
   DeferredPeerInbox,
   type StateMachine,
   type StorageEngine,
-} from '@eraftkv/raft-core';
+} from '@eraftkv/raft-server';
+import { type Entry, type Member } from '@eraftkv/raft';
 
 interface Options {
   proposers: number;

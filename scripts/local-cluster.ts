@@ -4,7 +4,8 @@
 //
 // The exact command line of every process is written to <dataDir>/cluster.json, so an operator
 // (or a test) can stop one node and start it again by hand with its data intact.
-import { dataDirOwner, isNodeOfDataDir, splitHostPort, waitUntil } from '@eraftkv/raft-core';
+import { dataDirOwner, isNodeOfDataDir, splitHostPort } from '@eraftkv/server-kit';
+import { waitUntil } from '@eraftkv/raft-server';
 import { spawn, type ChildProcess } from 'node:child_process';
 import { createWriteStream, existsSync, type WriteStream } from 'node:fs';
 import { mkdir, readFile, writeFile } from 'node:fs/promises';
@@ -16,7 +17,7 @@ import { ErrorCode } from '@eraftkv/protocol';
 /** The repository root (this file runs from scripts/ under jest and from scripts/dist when built). */
 function repositoryRoot(from: string): string {
   let dir = from;
-  while (!existsSync(join(dir, 'packages', 'raft-core'))) {
+  while (!existsSync(join(dir, 'packages', 'raft'))) {
     const parent = dirname(dir);
     if (parent === dir) throw new Error(`cannot find the eraftkv repository above ${from}`);
     dir = parent;
@@ -512,7 +513,7 @@ export interface NodeProcess {
   readonly pid: number;
 }
 
-/** The live processes of `specs` according to their pid files (see raft-core's pid-file.ts). */
+/** The live processes of `specs` according to their pid files (see server-kit's pid-file.ts). */
 export function nodeProcesses(specs: readonly NodeSpec[]): NodeProcess[] {
   const found: NodeProcess[] = [];
   for (const spec of specs) {

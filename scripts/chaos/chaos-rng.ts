@@ -1,7 +1,7 @@
-// The chaos suite's randomness: raft-core's SeededRng, with the choices the suite makes. One seed
+// The chaos suite's randomness: @eraftkv/raft's SeededRng, with the choices the suite makes. One seed
 // decides which faults happen in which order and what every client does (the timing of a real
 // cluster still varies from run to run).
-import { SeededRng } from '@eraftkv/raft-core';
+import { SeededRng } from '@eraftkv/raft';
 
 export class ChaosRng extends SeededRng {
   /** An integer in [0, bound). */

@@ -2,7 +2,7 @@
 // foreground until Ctrl-C even once every node it launched has died, and Ctrl-C then stops the
 // nodes restarted by hand from cluster.json too; a second launcher on a running cluster, a port
 // in use and a node that dies during start-up all end it at once, non-zero, saying why.
-import { isNodeOfDataDir, pidFilePath, readPidFile } from '@eraftkv/raft-core';
+import { isNodeOfDataDir, pidFilePath, readPidFile } from '@eraftkv/server-kit';
 import { spawn, type ChildProcess } from 'node:child_process';
 import { existsSync, readdirSync, readFileSync } from 'node:fs';
 import { mkdir, mkdtemp, readFile, rm, writeFile } from 'node:fs/promises';

@@ -21,14 +21,9 @@ import {
   slotCountMax,
   type ERaftKvClient,
 } from '@eraftkv/protocol';
-import {
-  errorAnswer,
-  NotLeaderError,
-  type GroupCaller,
-  type Logger,
-  type Member,
-  type RaftServer,
-} from '@eraftkv/raft-core';
+import { errorAnswer, type GroupCaller } from '@eraftkv/server-kit';
+import { NotLeaderError, type Logger, type RaftServer } from '@eraftkv/raft-server';
+import { type Member } from '@eraftkv/raft';
 import type { DataStateMachine, KvApplyResult } from './data-state-machine';
 import { configFromTopology, encodeConfig } from './kv-commands';
 

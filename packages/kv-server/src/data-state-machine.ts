@@ -17,17 +17,16 @@ import {
   type ClientOperationReq,
   type KeyValue,
 } from '@eraftkv/protocol';
+import { EntryType, type Entry } from '@eraftkv/raft';
 import {
-  EntryType,
   openRocksEngine,
   StoppedError,
   StorageCorruptionError,
-  type Entry,
   type Logger,
   type StateMachine,
   type StorageEngine,
   type WriteOp,
-} from '@eraftkv/raft-core';
+} from '@eraftkv/raft-server';
 import {
   CommandDecodeError,
   CommandKind,

@@ -7,7 +7,7 @@
 // A record keeps its request id and response as one-byte strings, not Buffers: the table holds up
 // to a whole window of records (100,000 by default), and a small Buffer is a slice of an 8 KiB
 // pool slab that it keeps alive whole, so Buffers here cost kilobytes per record instead of bytes.
-import type { StorageEngine, WriteOp } from '@eraftkv/raft-core';
+import type { StorageEngine, WriteOp } from '@eraftkv/raft-server';
 import { dedupEnd, dedupStart, readU64, u64 } from './state-layout';
 
 interface DedupRecord {

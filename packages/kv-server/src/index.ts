@@ -1,4 +1,4 @@
-// @eraftkv/kv-server: the data state machine of a kv group on raft-core, and the KvServer that
+// @eraftkv/kv-server: the data state machine of a kv group on @eraftkv/raft-server, and the KvServer that
 // the eraftkv-kv binary runs (exported for tests and tools).
 export { ConfigWatcher, type ConfigWatcherOptions } from './config-watcher';
 export {

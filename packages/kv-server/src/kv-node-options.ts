@@ -1,4 +1,4 @@
-// The eraftkv-kv command line: raft-core's common node flags plus the kv flags of
+// The eraftkv-kv command line: server-kit's common node flags plus the kv flags of
 // docs/servers-contract.md, parsed with yargs 17 (every flag may also come from ERAFTKV_<NAME>).
 // Parsing is separate from the binary so that tests can check what is refused and why.
 import yargs from 'yargs';
@@ -8,9 +8,9 @@ import {
   parsePeers,
   splitHostPort,
   validateCommonArgs,
-  type LogLevel,
-  type Member,
-} from '@eraftkv/raft-core';
+} from '@eraftkv/server-kit';
+import { type LogLevel } from '@eraftkv/raft-server';
+import { type Member } from '@eraftkv/raft';
 import type { KvServerOptions } from './kv-server';
 import {
   kvLimits,

@@ -17,21 +17,23 @@ import type { ERaftKvServer } from '@eraftkv/protocol';
 import {
   adminHandlers,
   formatPeers,
-  directorySizeBytes,
   GroupCaller,
+  splitHostPort,
+  startGrpcHost,
+  type GrpcHost,
+} from '@eraftkv/server-kit';
+import {
+  directorySizeBytes,
   openNodeIdentity,
   peerServiceHandlers,
   RaftServer,
   silentLogger,
-  splitHostPort,
-  startGrpcHost,
   startHttpEndpoint,
-  type GrpcHost,
   type HealthReport,
   type HttpEndpoint,
   type Logger,
-  type Member,
-} from '@eraftkv/raft-core';
+} from '@eraftkv/raft-server';
+import { type Member } from '@eraftkv/raft';
 import { ConfigWatcher } from './config-watcher';
 import { DataStateMachine, type KvApplyResult } from './data-state-machine';
 import { kvServiceHandlers } from './kv-service';

@@ -14,14 +14,8 @@ import {
   type ERaftKvServer,
   type KvOpPair,
 } from '@eraftkv/protocol';
-import {
-  corruptionStatus,
-  errorAnswer,
-  StatusError,
-  StorageCorruptionError,
-  unaryHandler,
-  type RaftServer,
-} from '@eraftkv/raft-core';
+import { corruptionStatus, errorAnswer, StatusError, unaryHandler } from '@eraftkv/server-kit';
+import { StorageCorruptionError, type RaftServer } from '@eraftkv/raft-server';
 import type { ConfigWatcher } from './config-watcher';
 import type { DataStateMachine, KvApplyResult } from './data-state-machine';
 import { encodeClientRequest } from './kv-commands';

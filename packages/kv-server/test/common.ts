@@ -21,14 +21,15 @@ import {
   type ClusterConfigChangeReq,
   type ERaftKvServer,
 } from '@eraftkv/protocol';
-import { EntryType, waitUntil, type Entry } from '@eraftkv/raft-core';
+import { EntryType, type Entry } from '@eraftkv/raft';
+import { waitUntil } from '@eraftkv/raft-server';
 import { encodeClientRequest, encodeConfig, type AppliedConfig } from '../src';
 
 export function tempDir(prefix: string): Promise<string> {
   return mkdtemp(join(tmpdir(), `eraftkv-kv-${prefix}-`));
 }
 
-/** Polls a condition with a deadline (raft-core's waitUntil). */
+/** Polls a condition with a deadline (raft-server's waitUntil). */
 export const waitFor = waitUntil;
 
 // -------------------------------------------------------------------------------------------------

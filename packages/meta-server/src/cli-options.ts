@@ -10,8 +10,8 @@ import {
   splitHostPort,
   validateCommonArgs,
   type CommonNodeArgs,
-  type Member,
-} from '@eraftkv/raft-core';
+} from '@eraftkv/server-kit';
+import { type Member } from '@eraftkv/raft';
 import { dedupWindowEntriesDefault, dedupWindowEntriesMax } from './topology';
 
 const metaOptions = {

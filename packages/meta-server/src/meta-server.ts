@@ -9,23 +9,25 @@ import { collectDefaultMetrics, Registry } from 'prom-client';
 import type { ERaftKvServer } from '@eraftkv/protocol';
 import {
   adminHandlers,
-  directorySizeBytes,
-  openNodeIdentity,
   unimplementedStream,
   formatPeers,
+  splitHostPort,
+  startGrpcHost,
+  type GrpcHost,
+} from '@eraftkv/server-kit';
+import {
+  directorySizeBytes,
+  openNodeIdentity,
   peerServiceHandlers,
   RaftServer,
   silentLogger,
-  splitHostPort,
-  startGrpcHost,
   startHttpEndpoint,
-  type GrpcHost,
   type HealthReport,
   type HttpEndpoint,
   type Logger,
-  type Membership,
   type RaftServerOptions,
-} from '@eraftkv/raft-core';
+} from '@eraftkv/raft-server';
+import { type Membership } from '@eraftkv/raft';
 import { MetaMetrics } from './meta-metrics';
 import { clusterConfigChangeHandler } from './meta-service';
 import { SlotMoveCoordinator } from './slot-move';

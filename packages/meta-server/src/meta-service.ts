@@ -13,13 +13,8 @@ import {
   type ClusterConfigChangeResp,
   type ERaftKvServer,
 } from '@eraftkv/protocol';
-import {
-  checkPeerAddress,
-  errorAnswer,
-  NotLeaderError,
-  unaryHandler,
-  type RaftServer,
-} from '@eraftkv/raft-core';
+import { checkPeerAddress, errorAnswer, unaryHandler } from '@eraftkv/server-kit';
+import { NotLeaderError, type RaftServer } from '@eraftkv/raft-server';
 import type { SlotMoveCoordinator } from './slot-move';
 import {
   dedupWindowEntriesMax,

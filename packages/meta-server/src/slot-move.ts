@@ -13,7 +13,7 @@
 // resumed from step 2 (which is idempotent): when this node gains leadership, periodically while
 // it leads, and before every new move (so a retried request finds its slots settled).
 import { ChangeType, ClusterConfigChangeReq, ErrorCode, HandleServerType } from '@eraftkv/protocol';
-import type { Logger } from '@eraftkv/raft-core';
+import type { Logger } from '@eraftkv/raft-server';
 import type { SourceGroupClient, SourceVerdict } from './source-group-client';
 import type { CommandOutcome, MovingSlot, RequestId, Topology, TopologyCommand } from './topology';
 import { groupToWire } from './topology-wire';

@@ -7,7 +7,7 @@ import {
   type ClusterConfigChangeReq,
   type ClusterConfigChangeResp,
 } from '@eraftkv/protocol';
-import { GroupCallError, GroupCaller, type LeaderHint } from '@eraftkv/raft-core';
+import { GroupCallError, GroupCaller, type LeaderHint } from '@eraftkv/server-kit';
 
 /** What a source group said about its migrating slots. */
 export type SourceVerdict =

@@ -13,15 +13,13 @@
 // A snapshot is one JSON file: {"format":"eraftkv-meta-topology/1","appliedIndex":N,"records":R}
 // with R the canonical TopologyRecords (the snapshot store adds its own checksum).
 import { readFile, writeFile } from 'node:fs/promises';
+import { assertNever, EntryType, type Entry } from '@eraftkv/raft';
 import {
-  assertNever,
-  EntryType,
   openRocksEngine,
-  type Entry,
   type StateMachine,
   type StorageEngine,
   type WriteOp,
-} from '@eraftkv/raft-core';
+} from '@eraftkv/raft-server';
 import { decodeCommand } from './topology-command-codec';
 import {
   Topology,

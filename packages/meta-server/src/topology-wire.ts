@@ -1,7 +1,7 @@
 // The topology as the wire shows it: ShardGroup records, the meta group first as id 0 (servers =
 // meta members, no slots), then every kv group by id with its servers and the slots it owns.
 import { ServerStatus, type ShardGroup, type Slot } from '@eraftkv/protocol';
-import type { Membership } from '@eraftkv/raft-core';
+import type { Membership } from '@eraftkv/raft';
 import type { Topology } from './topology';
 
 /** The meta group's id in the topology. */

@@ -1,6 +1,6 @@
 // Shared helpers for the meta server's tests: polling with a deadline, temp dirs, in-process meta
 // groups on 127.0.0.1 port 0, and a bare generated ERaftKvClient.
-import { waitUntil } from '@eraftkv/raft-core';
+import { waitUntil } from '@eraftkv/raft-server';
 import * as grpc from '@grpc/grpc-js';
 import { mkdtemp, rm } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
@@ -15,7 +15,7 @@ import {
 } from '@eraftkv/protocol';
 import { MetaServer, type MetaServerOptions } from '../src';
 
-/** Polls a condition with a deadline (raft-core's waitUntil). */
+/** Polls a condition with a deadline (raft-server's waitUntil). */
 export const waitFor = waitUntil;
 
 export async function makeTempDir(prefix: string): Promise<string> {

@@ -18,7 +18,7 @@ import {
   type TransferLeaderReq,
   type TransferLeaderResp,
 } from '@eraftkv/protocol';
-import { jsonLogger } from '@eraftkv/raft-core';
+import { jsonLogger } from '@eraftkv/raft-server';
 import { MetaServer } from '../src';
 import {
   configChange,

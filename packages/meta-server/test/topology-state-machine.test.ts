@@ -3,7 +3,8 @@
 import { join } from 'node:path';
 import { writeFile } from 'node:fs/promises';
 import { ErrorCode, SlotStatus } from '@eraftkv/protocol';
-import { EntryType, openRocksEngine, type Entry } from '@eraftkv/raft-core';
+import { EntryType, type Entry } from '@eraftkv/raft';
+import { openRocksEngine } from '@eraftkv/raft-server';
 import { encodeCommand, TopologyStateMachine, type TopologyCommand } from '../src';
 import { makeTempDir, removeDir } from './common';
 

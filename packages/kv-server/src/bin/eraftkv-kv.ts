@@ -3,7 +3,8 @@
 // 2 on a bad command line.
 import { readFileSync } from 'node:fs';
 import { join } from 'node:path';
-import { installLifecycle, jsonLogger, writePidFile } from '@eraftkv/raft-core';
+import { installLifecycle, writePidFile } from '@eraftkv/server-kit';
+import { jsonLogger } from '@eraftkv/raft-server';
 import { KvServer } from '../kv-server';
 import { parseKvCommandLine, UsageError, type KvCommandLine } from '../kv-node-options';
 

@@ -3,7 +3,8 @@
 // a fatal Raft failure exits 1, bad flags exit 2.
 import { readFileSync } from 'node:fs';
 import { join } from 'node:path';
-import { installLifecycle, jsonLogger, writePidFile } from '@eraftkv/raft-core';
+import { installLifecycle, writePidFile } from '@eraftkv/server-kit';
+import { jsonLogger } from '@eraftkv/raft-server';
 import { parseMetaArgs } from '../cli-options';
 import { MetaServer } from '../meta-server';
 

@@ -1,0 +1,65 @@
+// @eraftkv/raft-server: the RaftServer runtime that drives @eraftkv/raft's RawNode with a clock,
+// a two-tier log store on RocksDB, snapshots in blocks and a gRPC peer transport, plus what a
+// node's data dir and observability need (identity, metrics, the HTTP endpoint).
+export {
+  BusyError,
+  NotLeaderError,
+  ProposalDroppedError,
+  RejectedError,
+  StoppedError,
+} from './errors';
+export {
+  startHttpEndpoint,
+  type HealthReport,
+  type HttpEndpoint,
+  type HttpEndpointOptions,
+} from './http-endpoint';
+export { LogStore, LogStoreCorruptError, type LogStoreOptions } from './log-store';
+export {
+  isLogLevel,
+  jsonLogger,
+  silentLogger,
+  type LogFields,
+  type Logger,
+  type LogLevel,
+} from './logger';
+export { RaftMetrics } from './metrics';
+export {
+  DataDirError,
+  identityFileName,
+  openNodeIdentity,
+  type NodeClaim,
+  type NodeIdentity,
+  type NodeKind,
+} from './node-identity';
+export {
+  BootstrapRefusedError,
+  protobufMembershipCodec,
+  RaftServer,
+  type RaftServerOptions,
+  type RaftServerStatus,
+} from './raft-server';
+export { SnapshotStore, type SnapshotFile } from './snapshot';
+export type { StateMachine } from './state-machine';
+export {
+  directorySizeBytes,
+  openRocksEngine,
+  StorageCorruptionError,
+  StorageEngineError,
+  type KeyRange,
+  type StorageEngine,
+  type WriteOp,
+} from './storage-engine';
+export {
+  checkPeerNumber,
+  DeferredPeerInbox,
+  membershipToWire,
+  peerNumberMax,
+  PeerRefusal,
+  peerServiceHandlers,
+  type PeerInbox,
+  type PeerRpc,
+  type PeerServiceHandlers,
+  type PeerTransportOptions,
+} from './transport';
+export { waitUntil } from './wait-until';

@@ -1,0 +1,289 @@
+// Inbound peer RPCs: the ERaftKv methods RequestVote, AppendEntries (unary and streamed),
+// Snapshot, TimeoutNow and Identify, checked for cluster, group, receiver and its incarnation,
+// turned into core messages (message-codec checks every field), and answered with the core's
+// response once it is durable (see RaftServer.stepRequest). A request that fails a check never
+// reaches the core: it is answered with an error status and reported to the node, which counts it.
+import * as grpc from '@grpc/grpc-js';
+import type {
+  AppendEntriesReq,
+  AppendEntriesResp,
+  ERaftKvServer,
+  IdentifyReq,
+  IdentifyResp,
+  RequestVoteReq,
+  RequestVoteResp,
+  SnapshotReq,
+  SnapshotResp,
+  TimeoutNowReq,
+  TimeoutNowResp,
+} from '@eraftkv/protocol';
+import type { Message, NodeId } from '@eraftkv/raft';
+import {
+  appendRequestFromWire,
+  appendResponseToWire,
+  timeoutNowFromWire,
+  voteRequestFromWire,
+  voteResponseToWire,
+  type PeerIdentity,
+} from './message-codec';
+
+/** Why a peer request was refused before it reached the core. */
+export enum PeerRefusal {
+  /** A field is out of range or the message is malformed (INVALID_ARGUMENT). */
+  Invalid = 'invalid',
+  /** For another cluster, group or node id (FAILED_PRECONDITION). */
+  Misaddressed = 'misaddressed',
+  /** For another incarnation of this node: its data dir was created anew (FAILED_PRECONDITION). */
+  ReceiverIncarnation = 'receiver-incarnation',
+}
+
+/** What the peer service needs from the node it serves. */
+export interface PeerInbox {
+  readonly selfId: NodeId;
+  readonly identity: PeerIdentity;
+  /** Steps a request into the core; resolves with the core's answer, or null if it dropped it. */
+  stepRequest(m: Message): Promise<Message | null>;
+  /** Steps a message that expects no answer (TimeoutNow). */
+  stepOneWay(m: Message): void;
+  receiveSnapshotBlock(req: SnapshotReq): Promise<SnapshotResp>;
+  /** Who this node is (the Identify RPC); changes nothing. */
+  identify(req: IdentifyReq): IdentifyResp;
+  /** A request was refused before it reached the core (the node counts and logs it). */
+  refused(reason: PeerRefusal, from: NodeId, detail: string): void;
+}
+
+export type PeerServiceHandlers = Pick<
+  ERaftKvServer,
+  'requestVote' | 'appendEntries' | 'appendEntriesStream' | 'snapshot' | 'timeoutNow' | 'identify'
+>;
+
+/**
+ * Appends read from one stream before answers are written; beyond it the stream is paused (the
+ * sender's in-flight window is far smaller, so this only bounds a misbehaving peer).
+ */
+const streamAppendsInFlightMax = 1024;
+
+class PeerRequestError extends Error {
+  constructor(
+    readonly reason: PeerRefusal,
+    message: string,
+  ) {
+    super(message);
+  }
+}
+
+/** The fields every peer request carries to say who sends it to whom. */
+interface Addressing {
+  readonly groupId: number;
+  readonly clusterId: string;
+  readonly toId: number;
+  readonly fromIncarnation: number;
+  readonly toIncarnation: number;
+}
+
+function checkAddress(
+  inbox: PeerInbox,
+  req: Omit<Addressing, 'fromIncarnation' | 'toIncarnation'>,
+): void {
+  const self = inbox.identity;
+  const misaddressed = (text: string): PeerRequestError =>
+    new PeerRequestError(PeerRefusal.Misaddressed, text);
+  if (req.clusterId !== self.clusterId) {
+    throw misaddressed(
+      `message for cluster "${req.clusterId}" reached a node of cluster "${self.clusterId}"`,
+    );
+  }
+  if (req.groupId !== self.groupId) {
+    throw misaddressed(`message for group ${req.groupId} reached a node of group ${self.groupId}`);
+  }
+  if (req.toId !== inbox.selfId) {
+    throw misaddressed(
+      `message for node ${req.toId} reached node ${inbox.selfId} of group ${self.groupId}`,
+    );
+  }
+}
+
+/**
+ * Checks that the request is for this very incarnation of this node. A node whose data dir was
+ * wiped has a new incarnation: it must not answer for the votes and acknowledgements the old one
+ * gave, and it is not counted until it has been removed from the group and added again. (Who
+ * sends does not matter for safety, only who answers; and a follower that lags behind the re-add
+ * of its new leader must still take that leader's appends, so the sender is not checked.)
+ */
+function checkIdentity(inbox: PeerInbox, req: Addressing): void {
+  checkAddress(inbox, req);
+  const self = inbox.identity;
+  if (req.toIncarnation !== self.incarnation) {
+    throw new PeerRequestError(
+      PeerRefusal.ReceiverIncarnation,
+      `message for incarnation ${req.toIncarnation} of node ${inbox.selfId} (group ${self.groupId}) reached incarnation ${self.incarnation}: ` +
+        `this node's data dir was created anew, so it no longer holds what the group's member ${inbox.selfId} held; ` +
+        `remove node ${inbox.selfId} from the group and add it again`,
+    );
+  }
+}
+
+/** Runs `work` on a request; a refusal is reported to the node and becomes the error status. */
+async function checked<T>(inbox: PeerInbox, from: number, work: () => Promise<T>): Promise<T> {
+  try {
+    return await work();
+  } catch (err) {
+    if (err instanceof PeerRequestError) inbox.refused(err.reason, from, err.message);
+    else if (err instanceof RangeError) inbox.refused(PeerRefusal.Invalid, from, err.message);
+    throw err;
+  }
+}
+
+function statusOf(err: unknown): grpc.StatusObject {
+  const metadata = new grpc.Metadata();
+  if (err instanceof PeerRequestError) {
+    const code =
+      err.reason === PeerRefusal.Invalid
+        ? grpc.status.INVALID_ARGUMENT
+        : grpc.status.FAILED_PRECONDITION;
+    return { code, details: err.message, metadata };
+  }
+  if (err instanceof RangeError) {
+    return { code: grpc.status.INVALID_ARGUMENT, details: err.message, metadata };
+  }
+  return { code: grpc.status.UNAVAILABLE, details: (err as Error).message, metadata };
+}
+
+function handle<Req, Resp>(
+  work: (req: Req) => Promise<Resp>,
+): (call: grpc.ServerUnaryCall<Req, Resp>, callback: grpc.sendUnaryData<Resp>) => void {
+  return (call, callback) => {
+    // Through a promise, so that a synchronous throw becomes an error reply too.
+    Promise.resolve(call.request)
+      .then(work)
+      .then(
+        (resp) => callback(null, resp),
+        (err: unknown) => callback(statusOf(err)),
+      );
+  };
+}
+
+/**
+ * Serves AppendEntriesStream: each append is stepped as it arrives (so they pipeline through the
+ * node's Ready cycles) and answered in arrival order. The first failure ends the stream.
+ */
+function appendEntriesStream(
+  inbox: PeerInbox,
+): (call: grpc.ServerDuplexStream<AppendEntriesReq, AppendEntriesResp>) => void {
+  return (call) => {
+    let answered: Promise<void> = Promise.resolve();
+    let inFlight = 0;
+    let closed = false;
+    const fail = (err: unknown): void => {
+      if (closed) return;
+      closed = true;
+      call.emit('error', statusOf(err));
+    };
+    call.on('data', (req: AppendEntriesReq) => {
+      if (closed) return;
+      if (++inFlight >= streamAppendsInFlightMax) call.pause();
+      const answer = checked(inbox, req.leaderId, async () => {
+        checkIdentity(inbox, req);
+        return appendResponseToWire(await inbox.stepRequest(appendRequestFromWire(req)));
+      });
+      answered = answered
+        .then(() => answer)
+        .then((resp) => {
+          if (closed || call.cancelled) return;
+          call.write(resp);
+          if (--inFlight === streamAppendsInFlightMax - 1) call.resume();
+        }, fail);
+    });
+    call.on('end', () => {
+      void answered.then(() => {
+        if (closed) return;
+        closed = true;
+        call.end();
+      });
+    });
+    call.on('error', () => {
+      closed = true;
+    });
+  };
+}
+
+export function peerServiceHandlers(inbox: PeerInbox): PeerServiceHandlers {
+  return {
+    appendEntriesStream: appendEntriesStream(inbox),
+    requestVote: handle<RequestVoteReq, RequestVoteResp>((req) =>
+      checked(inbox, req.candidateId, async () => {
+        checkIdentity(inbox, req);
+        const response = await inbox.stepRequest(voteRequestFromWire(req));
+        return voteResponseToWire(response, req);
+      }),
+    ),
+    appendEntries: handle<AppendEntriesReq, AppendEntriesResp>((req) =>
+      checked(inbox, req.leaderId, async () => {
+        checkIdentity(inbox, req);
+        const response = await inbox.stepRequest(appendRequestFromWire(req));
+        return appendResponseToWire(response);
+      }),
+    ),
+    snapshot: handle<SnapshotReq, SnapshotResp>((req) =>
+      checked(inbox, req.leaderId, () => {
+        checkIdentity(inbox, req);
+        return inbox.receiveSnapshotBlock(req);
+      }),
+    ),
+    timeoutNow: handle<TimeoutNowReq, TimeoutNowResp>((req) =>
+      checked(inbox, req.leaderId, () => {
+        checkIdentity(inbox, req);
+        inbox.stepOneWay(timeoutNowFromWire(req));
+        return Promise.resolve({ term: req.term });
+      }),
+    ),
+    identify: handle<IdentifyReq, IdentifyResp>((req) =>
+      checked(inbox, req.fromId, () => {
+        checkAddress(inbox, req);
+        return Promise.resolve(inbox.identify(req));
+      }),
+    ),
+  };
+}
+
+/**
+ * A PeerInbox whose node is set later: for a gRPC server bound before its RaftServer exists (so
+ * that a group's members can learn each other's ports first), or kept across restarts of the
+ * node. Until a node is set, every request is answered UNAVAILABLE.
+ */
+export class DeferredPeerInbox implements PeerInbox {
+  target: PeerInbox | null = null;
+
+  private node(): PeerInbox {
+    if (this.target === null) throw new Error('the node is not started yet');
+    return this.target;
+  }
+
+  get selfId(): NodeId {
+    return this.node().selfId;
+  }
+
+  get identity(): PeerIdentity {
+    return this.node().identity;
+  }
+
+  stepRequest(m: Message): Promise<Message | null> {
+    return this.node().stepRequest(m);
+  }
+
+  stepOneWay(m: Message): void {
+    this.node().stepOneWay(m);
+  }
+
+  receiveSnapshotBlock(req: SnapshotReq): Promise<SnapshotResp> {
+    return this.node().receiveSnapshotBlock(req);
+  }
+
+  identify(req: IdentifyReq): IdentifyResp {
+    return this.node().identify(req);
+  }
+
+  refused(reason: PeerRefusal, from: NodeId, detail: string): void {
+    this.target?.refused(reason, from, detail);
+  }
+}

@@ -1,0 +1,170 @@
+// A cluster of RaftServers in this process, each behind a real gRPC server on 127.0.0.1 port 0,
+// each with its own data dir, RocksDB and prom-client registry.
+import * as grpc from '@grpc/grpc-js';
+import { mkdtemp, rm } from 'node:fs/promises';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
+import { ERaftKvService, type ERaftKvServer } from '@eraftkv/protocol';
+import {
+  DeferredPeerInbox,
+  openNodeIdentity,
+  peerServiceHandlers,
+  RaftServer,
+  type RaftServerOptions,
+  waitUntil,
+} from '../src';
+import { type Member } from '@eraftkv/raft';
+import { RecordingStateMachine } from './test-state-machine';
+
+export interface TestNode {
+  readonly id: number;
+  readonly address: string;
+  readonly dataDir: string;
+  server: RaftServer<number>;
+  sm: RecordingStateMachine;
+  readonly grpcServer: grpc.Server;
+  running: boolean;
+}
+
+export type NodeOptions = Partial<
+  Omit<RaftServerOptions<number>, 'id' | 'dataDir' | 'stateMachine' | 'bootstrap' | 'incarnation'>
+>;
+
+function unimplemented(_call: unknown, callback: grpc.sendUnaryData<never>): void {
+  callback({ code: grpc.status.UNIMPLEMENTED, details: 'not served by this test node' }, null);
+}
+
+export class TestCluster {
+  readonly nodes = new Map<number, TestNode>();
+  private root = '';
+  readonly groupId = 7;
+
+  constructor(private readonly defaults: NodeOptions = {}) {}
+
+  async init(): Promise<void> {
+    this.root = await mkdtemp(join(tmpdir(), 'eraftkv-raft-'));
+  }
+
+  /** Binds a gRPC server for node `id`; its RaftServer is created by start(). */
+  async bind(id: number): Promise<TestNode> {
+    const inbox = new DeferredPeerInbox();
+    const grpcServer = new grpc.Server({ 'grpc.max_receive_message_length': 8 * 1024 * 1024 });
+    const service: ERaftKvServer = {
+      ...peerServiceHandlers(inbox),
+      processRwOperation: unimplemented,
+      processRwOperationStream: (call) => call.end(),
+      clusterConfigChange: unimplemented,
+      memberChange: unimplemented,
+      transferLeader: unimplemented,
+      status: unimplemented,
+    };
+    grpcServer.addService(ERaftKvService, service);
+    const port = await new Promise<number>((resolve, reject) =>
+      grpcServer.bindAsync('127.0.0.1:0', grpc.ServerCredentials.createInsecure(), (err, p) =>
+        err ? reject(err) : resolve(p),
+      ),
+    );
+    const node = {
+      id,
+      address: `127.0.0.1:${port}`,
+      dataDir: join(this.root, `node-${id}`),
+      grpcServer,
+      running: false,
+      inbox,
+    } as unknown as TestNode & { inbox: DeferredPeerInbox };
+    this.nodes.set(id, node);
+    return node;
+  }
+
+  /** Starts (or restarts) node `id` with a fresh RaftServer over its data dir. */
+  async start(
+    id: number,
+    bootstrap: Member[] | null,
+    options: NodeOptions = {},
+  ): Promise<TestNode> {
+    const node = this.nodes.get(id) as TestNode & { inbox: DeferredPeerInbox };
+    const clusterId = 'test';
+    const { identity } = await openNodeIdentity(node.dataDir, {
+      clusterId,
+      kind: 'kv',
+      groupId: this.groupId,
+      nodeId: id,
+    });
+    node.sm = await RecordingStateMachine.open(join(node.dataDir, 'state'));
+    node.server = new RaftServer<number>({
+      clusterId,
+      groupId: this.groupId,
+      tickMs: 20,
+      ...this.defaults,
+      ...options,
+      id,
+      dataDir: node.dataDir,
+      incarnation: identity.incarnation,
+      bootstrap,
+      stateMachine: node.sm,
+    });
+    node.inbox.target = node.server;
+    try {
+      await node.server.start();
+    } catch (err) {
+      // RaftServer closes the state machine only once started.
+      await node.sm.close();
+      throw err;
+    }
+    node.running = true;
+    return node;
+  }
+
+  /** Starts `count` nodes bootstrapped as one group. */
+  async startGroup(count: number, options: NodeOptions = {}): Promise<TestNode[]> {
+    const nodes: TestNode[] = [];
+    for (let id = 1; id <= count; id++) nodes.push(await this.bind(id));
+    const members = nodes.map((n) => ({
+      id: n.id,
+      address: n.address,
+      learner: false,
+      incarnation: 0,
+    }));
+    // Together: each new member waits for the others to answer before it bootstraps.
+    await Promise.all(nodes.map((n) => this.start(n.id, members, options)));
+    return nodes;
+  }
+
+  /** Stops a node's RaftServer (graceful: the Ready in progress completes). */
+  async stop(id: number): Promise<void> {
+    const node = this.nodes.get(id)!;
+    if (!node.running) return;
+    node.running = false;
+    await node.server.stop();
+  }
+
+  running(): TestNode[] {
+    return [...this.nodes.values()].filter((n) => n.running);
+  }
+
+  leader(): TestNode | undefined {
+    return this.running().find((n) => n.server.isLeader());
+  }
+
+  async waitForLeader(timeoutMs = 10_000): Promise<TestNode> {
+    return waitFor(
+      () => {
+        const leaders = this.running().filter((n) => n.server.isLeader());
+        return leaders.length === 1 ? leaders[0] : undefined;
+      },
+      timeoutMs,
+      'a single leader',
+    );
+  }
+
+  async close(): Promise<void> {
+    for (const n of this.nodes.values()) {
+      if (n.running) await n.server.stop().catch(() => undefined);
+      n.grpcServer.forceShutdown();
+    }
+    if (this.root !== '') await rm(this.root, { recursive: true, force: true });
+  }
+}
+
+/** Polls a condition with a deadline (raft-server's waitUntil). */
+export const waitFor = waitUntil;

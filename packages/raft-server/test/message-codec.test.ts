@@ -1,0 +1,176 @@
+// Every number a peer sends is checked against what the core and the log store can hold before it
+// reaches either; an append must continue the log it claims to follow.
+import type { AppendEntriesReq, EntryType, RequestVoteReq } from '@eraftkv/protocol';
+import {
+  appendRequestFromWire,
+  appendResponseFromWire,
+  membershipFromWire,
+  peerNumberMax,
+  voteRequestFromWire,
+} from '../src/transport';
+import { checkStoredNumber, storedNumberMax } from '../src/log-store/entry-codec';
+
+function vote(fields: Partial<RequestVoteReq>): RequestVoteReq {
+  return {
+    prevote: false,
+    term: 5,
+    candidateId: 1,
+    lastLogIdx: 10,
+    lastLogTerm: 4,
+    groupId: 1,
+    clusterId: 'c',
+    toId: 2,
+    leaderTransfer: false,
+    fromIncarnation: 1,
+    toIncarnation: 2,
+    ...fields,
+  };
+}
+
+function append(fields: Partial<AppendEntriesReq>): AppendEntriesReq {
+  return {
+    leaderId: 1,
+    messageIndex: 0,
+    term: 5,
+    prevLogIndex: 10,
+    prevLogTerm: 4,
+    leaderCommit: 9,
+    isHeartbeat: false,
+    entries: [],
+    groupId: 1,
+    clusterId: 'c',
+    toId: 2,
+    fromIncarnation: 1,
+    toIncarnation: 2,
+    ...fields,
+  };
+}
+
+function entry(id: number, term: number): AppendEntriesReq['entries'][number] {
+  return { id, term, eType: 0, dataSize: 1, data: Buffer.from('x') };
+}
+
+describe('peer numbers', () => {
+  it('are at most what storage holds', () => {
+    expect(peerNumberMax).toBe(2 ** 48 - 1);
+    expect(storedNumberMax).toBe(2 ** 48 - 1);
+  });
+
+  it.each([2 ** 48, 2 ** 50, Number.MAX_SAFE_INTEGER, 0, -1, 1.5])(
+    'refuses a vote request with term %d, naming the field',
+    (term) => {
+      expect(() => voteRequestFromWire(vote({ term, lastLogTerm: 1 }))).toThrow(RangeError);
+      expect(() => voteRequestFromWire(vote({ term, lastLogTerm: 1 }))).toThrow(/^term must be/);
+    },
+  );
+
+  it('takes the largest term a peer may send', () => {
+    expect(voteRequestFromWire(vote({ term: peerNumberMax })).term).toBe(peerNumberMax);
+  });
+
+  it('refuses a last log term above the campaign term, and huge last log indexes', () => {
+    expect(() => voteRequestFromWire(vote({ lastLogTerm: 6 }))).toThrow(
+      'last_log_term 6 is above the campaign',
+    );
+    expect(() => voteRequestFromWire(vote({ lastLogIdx: 2 ** 48 }))).toThrow(
+      /^last_log_idx must be/,
+    );
+    expect(() => voteRequestFromWire(vote({ candidateId: 0 }))).toThrow(/^candidate_id must be/);
+  });
+
+  it('refuses huge commit indexes and read rounds in appends, and huge numbers in answers', () => {
+    expect(() => appendRequestFromWire(append({ leaderCommit: 2 ** 50 }))).toThrow(
+      /^leader_commit must be/,
+    );
+    expect(() => appendRequestFromWire(append({ messageIndex: -3 }))).toThrow(
+      /^message_index must be/,
+    );
+    const answer = {
+      messageToken: '',
+      term: 5,
+      success: true,
+      currentIndex: 2 ** 48,
+      conflictIndex: 0,
+      conflictTerm: 0,
+      messageIndex: 0,
+      isHeartbeat: false,
+      dropped: false,
+    };
+    expect(() => appendResponseFromWire(answer, 2, 1)).toThrow(/current_index must be/);
+  });
+});
+
+describe('the shape of an append', () => {
+  it('takes entries that continue the log at prev_log_index + 1', () => {
+    const m = appendRequestFromWire(append({ entries: [entry(11, 4), entry(12, 5)] }));
+    expect(m.entries.map((e) => [e.index, e.term])).toEqual([
+      [11, 4],
+      [12, 5],
+    ]);
+  });
+
+  it('refuses entries with gaps, decreasing terms or terms above the leader’s', () => {
+    expect(() => appendRequestFromWire(append({ entries: [entry(12, 4)] }))).toThrow(
+      'entries[0].id is 12, expected 11',
+    );
+    expect(() => appendRequestFromWire(append({ entries: [entry(11, 5), entry(12, 4)] }))).toThrow(
+      /entries\[1\]\.term 4 is outside \[5, 5\]/,
+    );
+    expect(() => appendRequestFromWire(append({ entries: [entry(11, 3)] }))).toThrow(
+      /entries\[0\]\.term 3 is outside \[4, 5\]/,
+    );
+    expect(() => appendRequestFromWire(append({ entries: [entry(11, 6)] }))).toThrow(
+      /entries\[0\]\.term 6 is outside \[4, 5\]/,
+    );
+  });
+
+  it('refuses a heartbeat that carries entries, and an entry of an unknown type', () => {
+    expect(() =>
+      appendRequestFromWire(append({ isHeartbeat: true, entries: [entry(11, 4)] })),
+    ).toThrow('a heartbeat carries 1 entries');
+    expect(() =>
+      appendRequestFromWire(append({ entries: [{ ...entry(11, 4), eType: 9 as EntryType }] })),
+    ).toThrow('entries[0].e_type 9 is not an entry type');
+  });
+});
+
+describe('membership from a peer or from storage', () => {
+  it('refuses a member named twice, a bad id, and an overlong address', () => {
+    const member = { id: 1, address: 'a:1', learner: false, incarnation: 3 };
+    expect(() => membershipFromWire({ members: [member, member] }, 'membership')).toThrow(
+      'membership names a member twice',
+    );
+    expect(() => membershipFromWire({ members: [{ ...member, id: 0 }] }, 'membership')).toThrow(
+      /^membership\.members\[0\]\.id must be/,
+    );
+    expect(() =>
+      membershipFromWire({ members: [{ ...member, address: 'x'.repeat(301) }] }, 'membership'),
+    ).toThrow('membership.members[0].address is longer than 300 bytes');
+  });
+
+  it('sorts members by id and keeps their incarnations', () => {
+    expect(
+      membershipFromWire(
+        {
+          members: [
+            { id: 2, address: 'b:2', learner: true, incarnation: 7 },
+            { id: 1, address: 'a:1', learner: false, incarnation: 5 },
+          ],
+        },
+        'm',
+      ).map((m) => [m.id, m.incarnation]),
+    ).toEqual([
+      [1, 5],
+      [2, 7],
+    ]);
+  });
+});
+
+describe('numbers the log store writes', () => {
+  it('refuses, naming the field, a number that does not fit in six bytes', () => {
+    expect(checkStoredNumber(storedNumberMax, 'term')).toBe(storedNumberMax);
+    expect(() => checkStoredNumber(2 ** 48, 'hard state term')).toThrow(
+      'hard state term 281474976710656 cannot be stored: the log store holds 0 to 2^48-1',
+    );
+  });
+});

@@ -1,0 +1,176 @@
+// RocksEngine's errors on real RocksDB: each says what is wrong and where. A data dir this process
+// may not write is "not writable" (RocksDB reports it while taking its lock, which the old message
+// took for a lock held by another process); a store held by another process is "in use"; a
+// corrupt block names the directory (and the file when RocksDB names one).
+import { spawn, type ChildProcess } from 'node:child_process';
+import { chmod, mkdir, mkdtemp, readdir, readFile, rm, writeFile } from 'node:fs/promises';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
+import {
+  openRocksEngine,
+  StorageCorruptionError,
+  StorageEngineError,
+  waitUntil,
+  type StorageEngine,
+} from '../src';
+import { describeOpenFailure } from '../src/storage-engine';
+
+/**
+ * Runs `work` as an unprivileged user: root may write any directory, so a permission test must
+ * drop its effective uid (nobody) for the length of `work`.
+ */
+async function asUnprivileged<T>(work: () => Promise<T>): Promise<T> {
+  const uid = process.geteuid?.() ?? -1;
+  if (uid !== 0 || process.seteuid === undefined) return work();
+  process.seteuid(65534);
+  try {
+    return await work();
+  } finally {
+    process.seteuid(0);
+  }
+}
+
+/** Writes `count` keys with compressible values, then reopens once so that they sit in an .sst. */
+async function writeToSst(dir: string, count: number): Promise<void> {
+  let engine = await openRocksEngine(dir);
+  const ops = Array.from({ length: count }, (_, i) => ({
+    type: 'put' as const,
+    key: Buffer.from(`k${String(i).padStart(5, '0')}`),
+    value: Buffer.from(`value-${i}-`.repeat(20)),
+  }));
+  await engine.write(ops, { sync: true });
+  await engine.close();
+  // Reopening replays the write-ahead log into a table file.
+  engine = await openRocksEngine(dir);
+  await engine.close();
+}
+
+/** Flips 64 bytes in the middle of the largest .sst file of `dir`; returns its name. */
+async function corruptSst(dir: string): Promise<string> {
+  const files = (await readdir(dir)).filter((f) => f.endsWith('.sst'));
+  const sizes = await Promise.all(files.map(async (f) => (await readFile(join(dir, f))).length));
+  const name = files[sizes.indexOf(Math.max(...sizes))];
+  const bytes = await readFile(join(dir, name));
+  const middle = Math.floor(bytes.length / 2);
+  for (let i = 0; i < 64; i++) bytes[middle + i] ^= 0xff;
+  await writeFile(join(dir, name), bytes);
+  return name;
+}
+
+describe('openRocksEngine and RocksEngine errors', () => {
+  let root = '';
+  const open: StorageEngine[] = [];
+  let holder: ChildProcess | null = null;
+
+  beforeAll(async () => {
+    root = await mkdtemp(join(tmpdir(), 'eraftkv-rocks-'));
+    // Reachable by the unprivileged user of the permission tests.
+    await chmod(root, 0o755);
+  });
+  afterAll(async () => {
+    holder?.kill('SIGKILL');
+    for (const e of open) await e.close().catch(() => undefined);
+    await rm(root, { recursive: true, force: true });
+  });
+
+  it('says that a read-only data dir is not writable, not that it is in use', async () => {
+    const existing = join(root, 'read-only');
+    await writeToSst(existing, 10);
+    await chmod(existing, 0o555);
+    const err = await asUnprivileged(() =>
+      openRocksEngine(existing).then(
+        () => null,
+        (e: Error) => e,
+      ),
+    );
+    expect(err).toBeInstanceOf(StorageEngineError);
+    expect(err?.message).toMatch(
+      new RegExp(`^${existing} is not writable by this process \\(.*Permission denied\\)`),
+    );
+    expect(err?.message).not.toMatch(/in use/);
+    // A new store under a read-only directory: the mkdir is refused, and said so.
+    const parent = join(root, 'read-only-parent');
+    await mkdir(parent, { mode: 0o555 });
+    const nested = join(parent, 'state');
+    const mkdirErr = await asUnprivileged(() =>
+      openRocksEngine(nested).then(
+        () => null,
+        (e: Error) => e,
+      ),
+    );
+    expect(mkdirErr?.message).toMatch(new RegExp(`^${nested} is not writable by this process`));
+  });
+
+  it('says that a store held by another process is in use', async () => {
+    const dir = join(root, 'held');
+    await mkdir(dir);
+    // Another process opens the store and holds its lock until it is killed.
+    holder = spawn(
+      process.execPath,
+      [
+        '-e',
+        `require('level-rocksdb')(${JSON.stringify(dir)}, (err) => { if (err) throw err; console.log('open'); }); setInterval(() => {}, 1000);`,
+      ],
+      { cwd: __dirname, stdio: ['ignore', 'pipe', 'inherit'] },
+    );
+    let opened = false;
+    holder.stdout?.on('data', () => (opened = true));
+    await waitUntil(() => opened, 10_000, 'the other process to open the store');
+    await expect(openRocksEngine(dir)).rejects.toThrow(
+      new RegExp(`^${dir} is in use by another process \\(its RocksDB lock is held`),
+    );
+    holder.kill('SIGKILL');
+  });
+
+  it('names the directory and the file of a corrupt block', async () => {
+    const dir = join(root, 'corrupt');
+    await writeToSst(dir, 2000);
+    const file = await corruptSst(dir);
+    const engine = await openRocksEngine(dir);
+    open.push(engine);
+    // A scan decompresses the block: RocksDB names no file, the error names the directory.
+    const scan = async (): Promise<number> => {
+      let n = 0;
+      for await (const pair of engine.iterate({})) if (pair.length === 2) n++;
+      return n;
+    };
+    const scanErr = await scan().then(
+      () => null,
+      (e: Error) => e,
+    );
+    expect(scanErr).toBeInstanceOf(StorageCorruptionError);
+    expect(scanErr?.message).toMatch(
+      new RegExp(`^the RocksDB data in ${dir} is corrupt \\(iterating over: Corruption: `),
+    );
+    // A point read checks the block's checksum: RocksDB's message names the file.
+    let getErr: Error | null = null;
+    for (let i = 0; i < 2000 && getErr === null; i++) {
+      getErr = await engine.get(Buffer.from(`k${String(i).padStart(5, '0')}`)).then(
+        () => null,
+        (e: Error) => e,
+      );
+    }
+    expect(getErr).toBeInstanceOf(StorageCorruptionError);
+    expect(getErr?.message).toMatch(
+      new RegExp(`^the RocksDB data in ${dir} is corrupt \\(reading: Corruption: .*${file}`),
+    );
+  });
+
+  it('describes open failures from their RocksDB messages', () => {
+    expect(
+      describeOpenFailure('/d', 'IO error: while open a file for lock: /d/LOCK: Permission denied'),
+    ).toMatch(/^\/d is not writable by this process/);
+    expect(
+      describeOpenFailure('/d', 'IO error: While lock file: /d/LOCK: Read-only file system'),
+    ).toMatch(/^\/d is not writable/);
+    expect(
+      describeOpenFailure(
+        '/d',
+        'IO error: While lock file: /d/LOCK: Resource temporarily unavailable',
+      ),
+    ).toMatch(/^\/d is in use by another process/);
+    expect(describeOpenFailure('/d', 'Invalid argument: /d/CURRENT: does not exist')).toBe(
+      'cannot open RocksDB at /d: Invalid argument: /d/CURRENT: does not exist',
+    );
+  });
+});

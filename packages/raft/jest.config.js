@@ -1,0 +1,4 @@
+// Jest configuration for @eraftkv/raft; the shared part lives in jest.base.js at the root.
+const base = require('../../jest.base');
+
+module.exports = { ...base, displayName: 'raft', rootDir: __dirname };

@@ -1,0 +1,143 @@
+// The command-line options both server binaries share, as plain yargs option definitions (so that
+// the Raft packages do not depend on yargs). Every option can also come from ERAFTKV_<NAME> in the
+// environment (the binaries call yargs' .env('ERAFTKV')).
+import type { LogLevel } from '@eraftkv/raft-server';
+import { peerNumberMax } from '@eraftkv/raft-server';
+
+interface OptionSpec {
+  readonly type: 'string' | 'number' | 'boolean';
+  readonly describe: string;
+  readonly default?: string | number | boolean;
+  readonly demandOption?: boolean;
+  readonly group?: string;
+  readonly choices?: readonly string[];
+}
+
+export const commonNodeOptions = {
+  id: {
+    type: 'number',
+    describe: "This node's id within its group (a positive integer)",
+    demandOption: true,
+  },
+  listen: {
+    type: 'string',
+    describe: 'host:port for gRPC (peers and clients)',
+    demandOption: true,
+  },
+  peers: {
+    type: 'string',
+    describe:
+      "The group's first members as id=host:port,... (this node included). Used to bootstrap an empty data dir; afterwards membership comes from the data dir. Leave empty to join an existing group as a new member.",
+    default: '',
+  },
+  'data-dir': {
+    type: 'string',
+    describe: 'Directory for the Raft log, snapshots and data',
+    demandOption: true,
+  },
+  'metrics-listen': {
+    type: 'string',
+    describe: 'host:port for HTTP /metrics and /health (empty: off)',
+    default: '',
+  },
+  'cluster-id': {
+    type: 'string',
+    describe: 'Peers with another cluster id are refused',
+    default: 'eraftkv',
+  },
+  'log-level': {
+    type: 'string',
+    describe: 'debug, info, warn or error',
+    default: 'info',
+    choices: ['debug', 'info', 'warn', 'error'],
+  },
+  'tick-ms': { type: 'number', describe: 'Raft tick length in ms', default: 100, group: 'Timing:' },
+  'election-ticks': {
+    type: 'number',
+    describe: 'Election timeout in ticks (randomized up to twice this)',
+    default: 10,
+    group: 'Timing:',
+  },
+  'heartbeat-ticks': {
+    type: 'number',
+    describe: 'Heartbeat interval in ticks',
+    default: 1,
+    group: 'Timing:',
+  },
+  'snapshot-entries': {
+    type: 'number',
+    describe: 'Take a snapshot every this many applied entries',
+    default: 100000,
+    group: 'Storage:',
+  },
+  'compaction-margin-entries': {
+    type: 'number',
+    describe:
+      'Log entries kept below each snapshot, so that a slightly slow follower needs no snapshot',
+    default: 1000,
+    group: 'Storage:',
+  },
+  'log-memory-mb': {
+    type: 'number',
+    describe: 'MiB of recent log entries kept in memory',
+    default: 64,
+    group: 'Storage:',
+  },
+  'peer-route': {
+    type: 'string',
+    describe:
+      'Reach some peers through other addresses than the ones they advertise, as id=host:port,... (for proxies; the chaos suite routes every peer link through one)',
+    default: '',
+  },
+  'shutdown-grace-ms': {
+    type: 'number',
+    describe: 'How long a graceful stop waits for requests in flight',
+    default: 5000,
+  },
+} as const satisfies Record<string, OptionSpec>;
+
+/** The parsed values of commonNodeOptions (yargs also gives camelCase names). */
+export interface CommonNodeArgs {
+  readonly id: number;
+  readonly listen: string;
+  readonly peers: string;
+  readonly dataDir: string;
+  readonly metricsListen: string;
+  readonly clusterId: string;
+  readonly logLevel: LogLevel;
+  readonly tickMs: number;
+  readonly electionTicks: number;
+  readonly heartbeatTicks: number;
+  readonly snapshotEntries: number;
+  readonly logMemoryMb: number;
+  readonly compactionMarginEntries: number;
+  readonly shutdownGraceMs: number;
+  readonly peerRoute: string;
+}
+
+/** Checks values that yargs cannot: positive integers, sane timing. Throws with the flag name. */
+export function validateCommonArgs(args: CommonNodeArgs): void {
+  const positive: [string, number][] = [
+    ['--id', args.id],
+    ['--tick-ms', args.tickMs],
+    ['--election-ticks', args.electionTicks],
+    ['--heartbeat-ticks', args.heartbeatTicks],
+    ['--snapshot-entries', args.snapshotEntries],
+    ['--log-memory-mb', args.logMemoryMb],
+  ];
+  for (const [flag, value] of positive) {
+    if (!Number.isSafeInteger(value) || value <= 0)
+      throw new Error(`${flag} must be a positive integer, got ${value}`);
+  }
+  if (args.id > peerNumberMax) throw new Error(`--id must be at most 2^48-1, got ${args.id}`);
+  if (!Number.isSafeInteger(args.compactionMarginEntries) || args.compactionMarginEntries < 0) {
+    throw new Error(
+      `--compaction-margin-entries must be a non-negative integer, got ${args.compactionMarginEntries}`,
+    );
+  }
+  if (args.heartbeatTicks >= args.electionTicks) {
+    throw new Error(
+      `--heartbeat-ticks (${args.heartbeatTicks}) must be below --election-ticks (${args.electionTicks})`,
+    );
+  }
+}
