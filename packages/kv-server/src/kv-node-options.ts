@@ -6,6 +6,7 @@ import {
   commonNodeOptions,
   parsePeerRoutes,
   parsePeers,
+  peersMissingSelf,
   splitHostPort,
   validateCommonArgs,
 } from '@eraftkv/server-kit';
@@ -182,11 +183,8 @@ export function parseKvCommandLine(
     throw new UsageError((err as Error).message);
   }
   if (metaAddresses.length === 0) throw new UsageError('--meta must name at least one host:port');
-  if (peers.length > 0 && !peers.some((p) => p.id === args.id)) {
-    throw new UsageError(
-      `--peers must include this node (id ${args.id}), or be empty to join an existing group`,
-    );
-  }
+  const missingSelf = peersMissingSelf(peers, args.id);
+  if (missingSelf !== null) throw new UsageError(missingSelf);
   return {
     peers,
     logLevel: args.logLevel,

@@ -97,7 +97,7 @@ describe('parseKvCommandLine', () => {
     [
       '--peers without this node',
       [...required, '--peers', '2=127.0.0.1:7089'],
-      '--peers must include this node (id 1)',
+      '--peers (2=127.0.0.1:7089) does not list this node (--id 1)',
     ],
     [
       'a zero poll interval',

@@ -7,6 +7,7 @@ import {
   commonNodeOptions,
   parsePeerRoutes,
   parsePeers,
+  peersMissingSelf,
   splitHostPort,
   validateCommonArgs,
   type CommonNodeArgs,
@@ -137,9 +138,8 @@ export function parseMetaArgs(argv: readonly string[], version: string): ParsedM
     positiveInteger('--slot-move-deadline-ms', slotMoveDeadlineMs);
     const peerList = parsePeers(common.peers);
     const peerRoutes = parsePeerRoutes(common.peerRoute);
-    if (peerList.length > 0 && !peerList.some((m) => m.id === common.id)) {
-      throw new Error(`--peers does not list this node (--id ${common.id})`);
-    }
+    const missingSelf = peersMissingSelf(peerList, common.id);
+    if (missingSelf !== null) throw new Error(missingSelf);
     return {
       kind: 'run',
       args: { ...common, peerList, peerRoutes, dedupWindowEntries, slotMoveDeadlineMs },

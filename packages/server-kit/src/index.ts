@@ -17,7 +17,15 @@ export {
   type GrpcHostOptions,
 } from './grpc-host';
 export { commonNodeOptions, validateCommonArgs, type CommonNodeArgs } from './node-options';
-export { checkPeerAddress, formatPeers, parsePeerRoutes, parsePeers, splitHostPort } from './peers';
+export {
+  checkPeerAddress,
+  formatPeers,
+  parsePeerRoutes,
+  parsePeers,
+  peersDisagreement,
+  peersMissingSelf,
+  splitHostPort,
+} from './peers';
 export { installLifecycle, type Lifecycle } from './process-lifecycle';
 export {
   dataDirOfProcess,
@@ -31,3 +39,4 @@ export {
   writePidFile,
 } from './pid-file';
 export { GroupCallError, GroupCaller, type LeaderHint, type UnaryMethod } from './group-caller';
+export { NodeHost, type NodeHostOptions } from './node-host';

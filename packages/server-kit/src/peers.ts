@@ -63,3 +63,31 @@ export function splitHostPort(address: string, flag: string): { host: string; po
 export function parsePeerRoutes(text: string, flag = '--peer-route'): Map<number, string> {
   return new Map(parsePeers(text, flag).map((m) => [m.id, m.address]));
 }
+
+/**
+ * Checks that a non-empty --peers lists this node: a node bootstraps a group it is a member of,
+ * or (with an empty --peers) waits to be added to an existing one. Returns the error to report.
+ */
+export function peersMissingSelf(peers: readonly Member[], id: number): string | null {
+  if (peers.length === 0 || peers.some((m) => m.id === id)) return null;
+  return `--peers (${formatPeers(peers)}) does not list this node (--id ${id}): list it to bootstrap a new group, or give an empty --peers to join an existing one`;
+}
+
+/**
+ * The one policy for a --peers that disagrees with the membership a data dir already holds, the
+ * same for meta and kv nodes and the same as etcd's --initial-cluster: --peers is read only when
+ * the data dir is new; afterwards the stored membership (changed since by member add and remove)
+ * wins, and the difference is reported. Returns the warning to log, or null when they agree or
+ * --peers is empty.
+ */
+export function peersDisagreement(
+  peers: readonly Member[],
+  stored: readonly Member[],
+  dataDir: string,
+): string | null {
+  if (peers.length === 0 || stored.length === 0) return null;
+  const given = formatPeers([...peers].sort((a, b) => a.id - b.id));
+  const held = formatPeers([...stored].sort((a, b) => a.id - b.id));
+  if (given === held) return null;
+  return `--peers (${given}) disagrees with the membership stored in --data-dir ${dataDir} (${held}); the stored membership wins (--peers is only read when the data dir is new; change members with eraftkv-ctl member add/remove)`;
+}
