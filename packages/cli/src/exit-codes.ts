@@ -25,8 +25,7 @@ export class UsageError extends Error {
 /** The exit code for an error thrown by a command. */
 export function exitCodeOf(err: unknown): number {
   if (err instanceof UsageError) return exitCodes.badArgs;
-  if (err instanceof InvalidArgumentError || err instanceof RangeError)
-    return exitCodes.invalidInput;
+  if (err instanceof InvalidArgumentError) return exitCodes.invalidInput;
   if (
     err instanceof UnavailableError ||
     err instanceof TimeoutError ||

@@ -22,7 +22,12 @@ import {
   type ERaftKvClient,
 } from '@eraftkv/protocol';
 import { errorAnswer, type GroupCaller } from '@eraftkv/server-kit';
-import { NotLeaderError, type Logger, type RaftServer } from '@eraftkv/raft-server';
+import {
+  InvalidArgumentError,
+  NotLeaderError,
+  type Logger,
+  type RaftServer,
+} from '@eraftkv/raft-server';
 import { type Member } from '@eraftkv/raft';
 import type { DataStateMachine, KvApplyResult } from './data-state-machine';
 import { configFromTopology, encodeConfig } from './kv-commands';
@@ -288,31 +293,40 @@ export class ConfigWatcher {
   }
 }
 
-/** Checks the shape of a hand-over request; throws a RangeError (INVALID_ARGUMENT). */
+/** Checks the shape of a hand-over request; throws an InvalidArgumentError. */
 function checkHandOver(req: ClusterConfigChangeReq): ShardGroup {
   if (req.handleServerType !== HandleServerType.DataServer) {
-    throw new RangeError('a SlotMove sent to a kv server must have handle_server_type DataServer');
+    throw new InvalidArgumentError(
+      'a SlotMove sent to a kv server must have handle_server_type DataServer',
+    );
   }
   const record = req.shardGroup;
   if (record === undefined) {
-    throw new RangeError("a SlotMove hand-over must carry the group's record in shard_group");
+    throw new InvalidArgumentError(
+      "a SlotMove hand-over must carry the group's record in shard_group",
+    );
   }
   if (record.id !== req.shardId) {
-    throw new RangeError(
+    throw new InvalidArgumentError(
       `shard_group.id (${record.id}) must equal shard_id (${req.shardId}) in a hand-over`,
     );
   }
   if (!Number.isSafeInteger(req.configVersion) || req.configVersion < 1) {
-    throw new RangeError(`config_version must be at least 1, got ${req.configVersion}`);
+    throw new InvalidArgumentError(`config_version must be at least 1, got ${req.configVersion}`);
   }
   if (!Number.isInteger(req.slotCount) || req.slotCount < 1 || req.slotCount > slotCountMax) {
-    throw new RangeError(`slot_count must be in [1, ${slotCountMax}], got ${req.slotCount}`);
+    throw new InvalidArgumentError(
+      `slot_count must be in [1, ${slotCountMax}], got ${req.slotCount}`,
+    );
   }
   const seen = new Set<number>();
   for (const [i, s] of record.slots.entries()) {
     if (!Number.isInteger(s.id) || s.id < 0 || s.id >= req.slotCount)
-      throw new RangeError(`shard_group.slots[${i}].id is ${s.id}, outside [0, ${req.slotCount})`);
-    if (seen.has(s.id)) throw new RangeError(`shard_group.slots lists slot ${s.id} twice`);
+      throw new InvalidArgumentError(
+        `shard_group.slots[${i}].id is ${s.id}, outside [0, ${req.slotCount})`,
+      );
+    if (seen.has(s.id))
+      throw new InvalidArgumentError(`shard_group.slots lists slot ${s.id} twice`);
     seen.add(s.id);
     if (
       s.slotStatus !== SlotStatus.Running &&
@@ -320,7 +334,7 @@ function checkHandOver(req: ClusterConfigChangeReq): ShardGroup {
       s.slotStatus !== SlotStatus.Importing &&
       s.slotStatus !== SlotStatus.Init
     ) {
-      throw new RangeError(
+      throw new InvalidArgumentError(
         `shard_group.slots[${i}].slot_status ${String(s.slotStatus)} is not a SlotStatus`,
       );
     }

@@ -4,6 +4,7 @@
 // JSON of AppliedConfig). Config travels in the log, not beside it, so that every replica decides
 // slot ownership for every write at the same point of the log.
 import { ClientOperationReq, SlotStatus, slotCountMax, type ShardGroup } from '@eraftkv/protocol';
+import { InvalidArgumentError } from '@eraftkv/raft-server';
 
 export enum CommandKind {
   ClientRequest = 1,
@@ -64,7 +65,7 @@ export function slotStatusName(status: SlotStatus): SlotStatusName {
       return 'Init';
     case SlotStatus.UNRECOGNIZED:
     default:
-      throw new RangeError(`unknown slot status ${String(status)}`);
+      throw new InvalidArgumentError(`unknown slot status ${String(status)}`);
   }
 }
 

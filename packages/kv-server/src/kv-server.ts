@@ -254,8 +254,6 @@ export class KvServer {
       pollMs: o.configPollMs ?? 500,
       logger: this.logger.child({ component: 'config-watcher' }),
     });
-    const onInternalError = (err: Error): void =>
-      this.logger.error('internal error answering a call', { error: err.message });
     const service: ERaftKvServer = {
       ...peerServiceHandlers(raft),
       ...adminHandlers(raft, {
@@ -264,7 +262,7 @@ export class KvServer {
         configVersion: () => stateMachine.configVersion(),
         dbSizeBytes: () => directorySizeBytes(o.dataDir),
         stateDigest: () => stateMachine.stateDigest(),
-        onInternalError,
+        logger: this.logger,
       }),
       ...kvServiceHandlers({
         groupId: o.groupId,
@@ -272,7 +270,7 @@ export class KvServer {
         stateMachine,
         watcher,
         limits: this.limits,
-        onInternalError,
+        logger: this.logger,
       }),
     };
     let http: HttpEndpoint | null = null;

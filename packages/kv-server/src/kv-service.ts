@@ -1,8 +1,8 @@
 // The kv server's own RPCs (docs/servers-contract.md, "ProcessRWOperation"): client reads and
 // writes, and the meta leader's SlotMove hand-over. Malformed input is INVALID_ARGUMENT before
 // anything is read or proposed; routing outcomes travel as error codes with the leader's address
-// and the applied config version; overload and stops become gRPC statuses through errorAnswer.
-import * as grpc from '@grpc/grpc-js';
+// and the applied config version; overload and stops become gRPC statuses; both through
+// server-kit's error mapping, as everywhere.
 import {
   ChangeType,
   ErrorCode,
@@ -14,8 +14,14 @@ import {
   type ERaftKvServer,
   type KvOpPair,
 } from '@eraftkv/protocol';
-import { corruptionStatus, errorAnswer, StatusError, unaryHandler } from '@eraftkv/server-kit';
-import { StorageCorruptionError, type RaftServer } from '@eraftkv/raft-server';
+import { errorAnswer, failureStatus, unaryHandler } from '@eraftkv/server-kit';
+import {
+  BusyError,
+  InvalidArgumentError,
+  LimitExceededError,
+  type Logger,
+  type RaftServer,
+} from '@eraftkv/raft-server';
 import type { ConfigWatcher } from './config-watcher';
 import type { DataStateMachine, KvApplyResult } from './data-state-machine';
 import { encodeClientRequest } from './kv-commands';
@@ -27,8 +33,8 @@ export interface KvServiceOptions {
   readonly stateMachine: DataStateMachine;
   readonly watcher: ConfigWatcher;
   readonly limits: KvLimits;
-  /** Called with errors that become INTERNAL (bugs), so that they are logged. */
-  readonly onInternalError?: (err: Error) => void;
+  /** Where errors that become INTERNAL (bugs) are logged. */
+  readonly logger: Logger;
 }
 
 export type KvServiceHandlers = Pick<
@@ -67,7 +73,7 @@ export function kvServiceHandlers(options: KvServiceOptions): KvServiceHandlers 
     };
   };
 
-  /** A RaftServer refusal as a routing answer (or a gRPC status, thrown by errorAnswer). */
+  /** A RaftServer refusal as a routing answer (other errors are rethrown by errorAnswer). */
   const refused = (err: unknown): ClientOperationResp => {
     const a = errorAnswer(err);
     return respond({
@@ -102,7 +108,7 @@ export function kvServiceHandlers(options: KvServiceOptions): KvServiceHandlers 
       case 'snapshotting':
         return respond({ errorCode: ErrorCode.SNAPSHOTTING, errorMessage: result.message });
       case 'too-large':
-        throw new StatusError(grpc.status.RESOURCE_EXHAUSTED, result.message);
+        throw new LimitExceededError(result.message);
     }
   };
 
@@ -122,7 +128,7 @@ export function kvServiceHandlers(options: KvServiceOptions): KvServiceHandlers 
       case 'wrong-shard':
         return respond({ errorCode: ErrorCode.WRONG_SHARD, errorMessage: result.message });
       case 'rejected':
-        throw new RangeError(result.message);
+        throw new InvalidArgumentError(result.message);
       case 'config':
         throw new Error('a client request was applied as a config entry');
     }
@@ -136,8 +142,7 @@ export function kvServiceHandlers(options: KvServiceOptions): KvServiceHandlers 
   let scanRequestsInFlight = 0;
   const scanRead = async (req: ClientOperationReq): Promise<ClientOperationResp> => {
     if (scanRequestsInFlight >= limits.scanRequestsInFlightMax) {
-      throw new StatusError(
-        grpc.status.RESOURCE_EXHAUSTED,
+      throw new BusyError(
         `${scanRequestsInFlight} scan requests are already being served by this node (--scan-requests-in-flight-max); retry with backoff`,
       );
     }
@@ -161,29 +166,15 @@ export function kvServiceHandlers(options: KvServiceOptions): KvServiceHandlers 
   };
 
   /** What a unary call would have ended with, as a response on the stream. */
-  const failedOnStream = (caught: unknown, requestId: number): ClientOperationResp => {
-    const err = caught instanceof StorageCorruptionError ? corruptionStatus(caught) : caught;
-    let code: grpc.status;
-    let message: string;
-    if (err instanceof StatusError) {
-      code = err.code;
-      message = err.message;
-    } else if (err instanceof RangeError) {
-      code = grpc.status.INVALID_ARGUMENT;
-      message = err.message;
-    } else {
-      const e = err instanceof Error ? err : new Error(String(err));
-      options.onInternalError?.(e);
-      code = grpc.status.INTERNAL;
-      message = e.message;
-    }
-    return { ...respond({ errorMessage: message }), requestId, statusCode: code };
+  const failedOnStream = (err: unknown, requestId: number, method: string): ClientOperationResp => {
+    const { status, details } = failureStatus(err, options.logger, method);
+    return { ...respond({ errorMessage: details }), requestId, statusCode: status };
   };
 
   return {
     processRwOperation: unaryHandler<ClientOperationReq, ClientOperationResp>(
       handle,
-      options.onInternalError,
+      options.logger,
     ),
     processRwOperationStream: (call) => {
       let inFlight = 0;
@@ -193,11 +184,10 @@ export function kvServiceHandlers(options: KvServiceOptions): KvServiceHandlers 
       };
       call.on('data', (req: ClientOperationReq) => {
         if (inFlight >= streamRequestsInFlightMax) {
-          const busy = new StatusError(
-            grpc.status.RESOURCE_EXHAUSTED,
+          const busy = new BusyError(
             `${streamRequestsInFlightMax} requests are already in flight on this stream; wait for answers`,
           );
-          call.write(failedOnStream(busy, req.requestId));
+          call.write(failedOnStream(busy, req.requestId, call.getPath()));
           return;
         }
         inFlight++;
@@ -205,14 +195,15 @@ export function kvServiceHandlers(options: KvServiceOptions): KvServiceHandlers 
           .then(handle)
           .then(
             (resp) => ({ ...resp, requestId: req.requestId, statusCode: 0 }),
-            (err: unknown) => failedOnStream(err, req.requestId),
+            (err: unknown) => failedOnStream(err, req.requestId, call.getPath()),
           )
           .then((resp) => {
             inFlight--;
             if (!call.cancelled && !call.writableEnded) call.write(resp);
             finishIfDone();
           })
-          .catch((err: unknown) => options.onInternalError?.(err as Error));
+          // Writing the answer failed: nobody is left to answer, the error is only logged.
+          .catch((err: unknown) => failureStatus(err, options.logger, call.getPath()));
       });
       call.on('end', () => {
         ended = true;
@@ -225,13 +216,13 @@ export function kvServiceHandlers(options: KvServiceOptions): KvServiceHandlers 
     clusterConfigChange: unaryHandler<ClusterConfigChangeReq, ClusterConfigChangeResp>(
       async (req) => {
         if (req.changeType !== ChangeType.SlotMove) {
-          throw new RangeError(
+          throw new InvalidArgumentError(
             `a kv server answers only the SlotMove hand-over of the meta leader, not ${ChangeType[req.changeType] ?? String(req.changeType)}; send topology requests to the meta group`,
           );
         }
         return options.watcher.handOver(req);
       },
-      options.onInternalError,
+      options.logger,
     ),
   };
 }

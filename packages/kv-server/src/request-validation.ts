@@ -1,12 +1,13 @@
 // Limits of a kv request and the checks that refuse malformed ones before anything is proposed or
-// read (docs/servers-contract.md, DESIGN.md section 9). Every refusal is a RangeError, which the
-// gRPC handler turns into INVALID_ARGUMENT; its message says what is wrong and what the limit is.
+// read (docs/servers-contract.md, DESIGN.md section 9). Every refusal is an InvalidArgumentError,
+// answered INVALID_ARGUMENT; its message says what is wrong and what the limit is.
 import {
   ClientOpType,
   ReadConsistency,
   type ClientOperationReq,
   type KvOpPair,
 } from '@eraftkv/protocol';
+import { InvalidArgumentError } from '@eraftkv/raft-server';
 
 export interface KvLimits {
   readonly keyBytesMax: number;
@@ -84,11 +85,12 @@ function typeOf(op: KvOpPair): string {
   return ClientOpType[op.opType] ?? String(op.opType);
 }
 
-/** Checks a ProcessRWOperation request; throws a RangeError naming the problem and the limit. */
+/** Checks a ProcessRWOperation request; throws an InvalidArgumentError naming the problem and the limit. */
 export function validateClientRequest(req: ClientOperationReq, limits: KvLimits): RequestKind {
-  if (req.kvs.length === 0) throw new RangeError('kvs is empty: the request has no operations');
+  if (req.kvs.length === 0)
+    throw new InvalidArgumentError('kvs is empty: the request has no operations');
   if (req.kvs.length > limits.opsPerRequestMax) {
-    throw new RangeError(
+    throw new InvalidArgumentError(
       `kvs has ${req.kvs.length} operations; the limit is ${limits.opsPerRequestMax} (--ops-per-request-max)`,
     );
   }
@@ -96,18 +98,18 @@ export function validateClientRequest(req: ClientOperationReq, limits: KvLimits)
     req.readConsistency !== ReadConsistency.LINEARIZABLE &&
     req.readConsistency !== ReadConsistency.SERIALIZABLE
   ) {
-    throw new RangeError(
+    throw new InvalidArgumentError(
       `read_consistency ${String(req.readConsistency)} is not a ReadConsistency`,
     );
   }
   const clientIdBytes = Buffer.byteLength(req.clientId, 'utf8');
   if (clientIdBytes > limits.clientIdBytesMax) {
-    throw new RangeError(
+    throw new InvalidArgumentError(
       `client_id is ${clientIdBytes} bytes; the limit is ${limits.clientIdBytesMax}`,
     );
   }
   if (req.commandId < 0)
-    throw new RangeError(`command_id must not be negative, got ${req.commandId}`);
+    throw new InvalidArgumentError(`command_id must not be negative, got ${req.commandId}`);
   let writes = 0;
   let scans = 0;
   req.kvs.forEach((op, i) => {
@@ -125,27 +127,27 @@ export function validateClientRequest(req: ClientOperationReq, limits: KvLimits)
       case ClientOpType.Noop:
       case ClientOpType.UNRECOGNIZED:
       default:
-        throw new RangeError(
+        throw new InvalidArgumentError(
           `kvs[${i}].op_type is ${String(op.opType)}; use Put (1), Get (2), Del (3) or Scan (4)`,
         );
     }
     // A Scan starts at its key; an empty start key means the beginning of the key space. Every
     // other op names one key, and an empty key names nothing.
     if (op.key.length === 0 && op.opType !== ClientOpType.Scan)
-      throw new RangeError(`kvs[${i}].key is empty (${typeOf(op)})`);
+      throw new InvalidArgumentError(`kvs[${i}].key is empty (${typeOf(op)})`);
     if (op.key.length > limits.keyBytesMax) {
-      throw new RangeError(
+      throw new InvalidArgumentError(
         `kvs[${i}].key is ${op.key.length} bytes (${typeOf(op)}); the limit is ${limits.keyBytesMax} (--key-bytes-max)`,
       );
     }
     if (op.value.length > limits.valueBytesMax) {
-      throw new RangeError(
+      throw new InvalidArgumentError(
         `kvs[${i}].value is ${op.value.length} bytes (${typeOf(op)}); the limit is ${limits.valueBytesMax} (--value-bytes-max)`,
       );
     }
   });
   if (writes > 0 && scans > 0) {
-    throw new RangeError(
+    throw new InvalidArgumentError(
       'a Scan cannot share a request with writes (Put, Del); send the scan on its own',
     );
   }
@@ -155,18 +157,18 @@ export function validateClientRequest(req: ClientOperationReq, limits: KvLimits)
 
 function checkScan(op: KvOpPair, i: number, limits: KvLimits): void {
   if (op.endKey.length > limits.keyBytesMax) {
-    throw new RangeError(
+    throw new InvalidArgumentError(
       `kvs[${i}].end_key is ${op.endKey.length} bytes (Scan); the limit is ${limits.keyBytesMax} (--key-bytes-max)`,
     );
   }
   if (!Number.isSafeInteger(op.limit) || op.limit < 0)
-    throw new RangeError(`kvs[${i}].limit is ${op.limit} (Scan); it must be 0 or more`);
+    throw new InvalidArgumentError(`kvs[${i}].limit is ${op.limit} (Scan); it must be 0 or more`);
 }
 
 /** Refuses a write request whose encoded form (one log entry) exceeds the entry limit. */
 export function checkEntrySize(entryBytes: number, limits: KvLimits): void {
   if (entryBytes > limits.entryBytesMax) {
-    throw new RangeError(
+    throw new InvalidArgumentError(
       `the write request is ${entryBytes} bytes; one request may carry at most ${limits.entryBytesMax} bytes (split it into several requests)`,
     );
   }

@@ -1,5 +1,6 @@
 // The checks that refuse malformed requests before anything is proposed or read.
 import { ClientOpType, KvOpPair, ReadConsistency } from '@eraftkv/protocol';
+import { InvalidArgumentError } from '@eraftkv/raft-server';
 import {
   checkEntrySize,
   defaultKvLimits,
@@ -85,8 +86,8 @@ describe('validateClientRequest', () => {
       request([put('a', '1')], { clientId: 'c', commandId: -1 }),
       'command_id must not be negative',
     ],
-  ])('refuses %s with a RangeError that says so', (_what, req, message) => {
-    expect(() => validateClientRequest(req, limits)).toThrow(RangeError);
+  ])('refuses %s with an InvalidArgumentError that says so', (_what, req, message) => {
+    expect(() => validateClientRequest(req, limits)).toThrow(InvalidArgumentError);
     expect(() => validateClientRequest(req, limits)).toThrow(message);
   });
 

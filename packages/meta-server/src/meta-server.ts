@@ -286,8 +286,6 @@ export class MetaServer {
       nowMs: () => Date.now(),
       onSettled: (committed) => metrics.slotMoveSettled(committed),
     });
-    const onInternalError = (err: Error): void =>
-      this.logger.error('request failed', { error: err.message });
     this.handlers = {
       ...peerServiceHandlers(raft),
       ...adminHandlers(raft, {
@@ -295,7 +293,7 @@ export class MetaServer {
         version: o.version ?? '',
         configVersion: () => stateMachine.topology.configVersion,
         dbSizeBytes: () => directorySizeBytes(o.dataDir),
-        onInternalError,
+        logger: this.logger,
       }),
       clusterConfigChange: clusterConfigChangeHandler({
         raft,
@@ -303,7 +301,7 @@ export class MetaServer {
         topology: () => stateMachine.topology,
         slotMoves: this.slotMoves,
         dedupWindowEntries: o.dedupWindowEntries ?? dedupWindowEntriesDefault,
-        onInternalError,
+        logger: this.logger,
       }),
       processRwOperation: (_call, callback) =>
         callback({

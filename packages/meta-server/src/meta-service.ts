@@ -14,7 +14,12 @@ import {
   type ERaftKvServer,
 } from '@eraftkv/protocol';
 import { checkPeerAddress, errorAnswer, unaryHandler } from '@eraftkv/server-kit';
-import { NotLeaderError, type RaftServer } from '@eraftkv/raft-server';
+import {
+  InvalidArgumentError,
+  NotLeaderError,
+  type Logger,
+  type RaftServer,
+} from '@eraftkv/raft-server';
 import type { SlotMoveCoordinator } from './slot-move';
 import {
   dedupWindowEntriesMax,
@@ -36,7 +41,8 @@ export interface MetaServiceDeps {
   readonly slotMoves: SlotMoveCoordinator;
   /** What ClusterInit records as the dedup window. */
   readonly dedupWindowEntries: number;
-  readonly onInternalError?: (err: Error) => void;
+  /** Where errors that become INTERNAL (bugs) are logged. */
+  readonly logger: Logger;
 }
 
 /** The longest client_id accepted: it is stored in the replicated dedup table. */
@@ -56,7 +62,7 @@ type Plan =
     };
 
 function invalid(message: string): never {
-  throw new RangeError(message);
+  throw new InvalidArgumentError(message);
 }
 
 function positiveId(value: number, what: string): number {
@@ -104,7 +110,7 @@ function groupServersOf(req: ClusterConfigChangeReq): ServerRecord[] {
   return out;
 }
 
-/** Checks a request and says what it asks for; throws RangeError (INVALID_ARGUMENT) if malformed. */
+/** Checks a request and says what it asks for; throws an InvalidArgumentError if malformed. */
 export function planRequest(
   req: ClusterConfigChangeReq,
   topology: Topology,
@@ -255,5 +261,5 @@ export function clusterConfigChangeHandler(
     }
   };
 
-  return unaryHandler(work, deps.onInternalError);
+  return unaryHandler(work, deps.logger);
 }

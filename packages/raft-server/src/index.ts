@@ -3,10 +3,14 @@
 // node's data dir and observability need (identity, metrics, the HTTP endpoint).
 export {
   BusyError,
+  EraftError,
+  InvalidArgumentError,
+  LimitExceededError,
   NotLeaderError,
   ProposalDroppedError,
   RejectedError,
   StoppedError,
+  type RefusalCode,
 } from './errors';
 export {
   startHttpEndpoint,

@@ -10,6 +10,9 @@
 import { randomInt } from 'node:crypto';
 import { mkdir, open, readFile, readdir, rename } from 'node:fs/promises';
 import { join } from 'node:path';
+import * as grpc from '@grpc/grpc-js';
+import { ErrorCode } from '@eraftkv/protocol';
+import { EraftError } from './errors';
 
 export type NodeKind = 'meta' | 'kv';
 
@@ -35,8 +38,11 @@ const formatVersion = 1;
 const stateEntries = ['raft-log', 'snapshots', 'state'];
 
 /** The data dir cannot be used by this process; the message says why and what to do. */
-export class DataDirError extends Error {
+export class DataDirError extends EraftError {
   override name = 'DataDirError';
+  constructor(message: string, options?: ErrorOptions) {
+    super(ErrorCode.OK, grpc.status.FAILED_PRECONDITION, message, options);
+  }
 }
 
 /**

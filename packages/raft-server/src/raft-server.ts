@@ -8,6 +8,7 @@ import * as grpc from '@grpc/grpc-js';
 import { join } from 'node:path';
 import { Registry } from 'prom-client';
 import {
+  ErrorCode,
   MembershipChange as MembershipChangeProto,
   type IdentifyReq,
   type IdentifyResp,
@@ -39,6 +40,7 @@ import {
 } from '@eraftkv/raft';
 import {
   BusyError,
+  InvalidArgumentError,
   NotLeaderError,
   ProposalDroppedError,
   RejectedError,
@@ -534,7 +536,7 @@ export class RaftServer<R> implements PeerInbox {
       checkPeerNumber(answer.incarnation, `incarnation of node ${id}`, 1);
       return answer;
     } catch (err) {
-      if (err instanceof RangeError) return `it answered: ${err.message}`;
+      if (err instanceof InvalidArgumentError) return `it answered: ${err.message}`;
       const e = err as Partial<{ code: number; details: string; message: string }>;
       if (e.code === grpc.status.FAILED_PRECONDITION) {
         throw new DataDirError(`${flag}: node ${id} at ${address} refused: ${e.details ?? ''}`);
@@ -1055,7 +1057,7 @@ export class RaftServer<R> implements PeerInbox {
     checkPeerNumber(req.term, 'term', 1);
     if (req.term < term) return reply({ success: false });
     const block = req.block;
-    if (block === undefined) throw new RangeError('snapshot request without a block');
+    if (block === undefined) throw new InvalidArgumentError('snapshot request without a block');
     const membership = membershipFromWire(req.membership, 'membership');
     const meta = {
       index: checkPeerNumber(req.snapshotIndex, 'snapshot_index', 1),
@@ -1063,7 +1065,9 @@ export class RaftServer<R> implements PeerInbox {
       membership,
     };
     if (meta.term > req.term) {
-      throw new RangeError(`snapshot_term ${meta.term} is above the leader's term ${req.term}`);
+      throw new InvalidArgumentError(
+        `snapshot_term ${meta.term} is above the leader's term ${req.term}`,
+      );
     }
     checkPeerNumber(req.leaderId, 'leader_id', 1);
     checkPeerNumber(block.offset, 'block.offset');
@@ -1224,19 +1228,22 @@ export class RaftServer<R> implements PeerInbox {
         );
       case RaftRefusal.MembershipChangePending:
         return new RejectedError(
-          refusal,
+          ErrorCode.MEMBERSHIP_CHANGE_PENDING,
           'another membership change is still in progress; retry when it has committed',
         );
       case RaftRefusal.NodeNotFound:
         return new RejectedError(
-          refusal,
+          ErrorCode.NODE_NOT_FOUND,
           'the node is not a member of the group (in the required role)',
         );
       case RaftRefusal.NodeExists:
-        return new RejectedError(refusal, 'the node is already a member in that role');
+        return new RejectedError(
+          ErrorCode.NODE_EXISTS,
+          'the node is already a member in that role',
+        );
       case RaftRefusal.LastVoter:
         return new RejectedError(
-          refusal,
+          ErrorCode.REJECTED,
           'removing the last voter would leave the group unable to elect a leader',
         );
     }
@@ -1291,7 +1298,7 @@ export class RaftServer<R> implements PeerInbox {
     const ask = (): Promise<IdentifyResp | string> =>
       this.askIdentity(nodeId, address, 'member add').catch((err: unknown) => {
         // Another cluster, group or node id answers at that address.
-        throw new RejectedError('new-node-refused', (err as Error).message);
+        throw new RejectedError(ErrorCode.REJECTED, (err as Error).message);
       });
     let answer = await ask();
     while (typeof answer === 'string' && Date.now() < deadline && !this.stopping) {
@@ -1300,13 +1307,13 @@ export class RaftServer<R> implements PeerInbox {
     }
     if (typeof answer === 'string') {
       throw new RejectedError(
-        'new-node-unreachable',
+        ErrorCode.REJECTED,
         `cannot ask node ${nodeId} at ${address} who it is (${answer}): start it first, with an empty --peers, then add it`,
       );
     }
     if (answer.bootstrapping) {
       throw new RejectedError(
-        'new-node-bootstrapping',
+        ErrorCode.REJECTED,
         `node ${nodeId} at ${address} is waiting to bootstrap a new group with its --peers: restart it with an empty --peers to add it to this group`,
       );
     }
@@ -1355,7 +1362,7 @@ export class RaftServer<R> implements PeerInbox {
         this.transferWaiters.splice(i, 1);
         t.reject(
           new RejectedError(
-            'transfer-timeout',
+            ErrorCode.TRANSFER_FAILED,
             `node ${t.target} did not take over leadership in time; the transfer was abandoned`,
           ),
         );

@@ -8,6 +8,7 @@ import {
   peerNumberMax,
   voteRequestFromWire,
 } from '../src/transport';
+import { InvalidArgumentError } from '../src/errors';
 import { checkStoredNumber, storedNumberMax } from '../src/log-store/entry-codec';
 
 function vote(fields: Partial<RequestVoteReq>): RequestVoteReq {
@@ -59,7 +60,9 @@ describe('peer numbers', () => {
   it.each([2 ** 48, 2 ** 50, Number.MAX_SAFE_INTEGER, 0, -1, 1.5])(
     'refuses a vote request with term %d, naming the field',
     (term) => {
-      expect(() => voteRequestFromWire(vote({ term, lastLogTerm: 1 }))).toThrow(RangeError);
+      expect(() => voteRequestFromWire(vote({ term, lastLogTerm: 1 }))).toThrow(
+        InvalidArgumentError,
+      );
       expect(() => voteRequestFromWire(vote({ term, lastLogTerm: 1 }))).toThrow(/^term must be/);
     },
   );
@@ -172,5 +175,6 @@ describe('numbers the log store writes', () => {
     expect(() => checkStoredNumber(2 ** 48, 'hard state term')).toThrow(
       'hard state term 281474976710656 cannot be stored: the log store holds 0 to 2^48-1',
     );
+    expect(() => checkStoredNumber(-1, 'entry index')).toThrow(InvalidArgumentError);
   });
 });

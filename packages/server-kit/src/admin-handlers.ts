@@ -13,8 +13,8 @@ import {
   type TransferLeaderResp,
 } from '@eraftkv/protocol';
 import type { Membership } from '@eraftkv/raft';
-import { checkPeerNumber, membershipToWire } from '@eraftkv/raft-server';
-import type { RaftServer } from '@eraftkv/raft-server';
+import { checkPeerNumber, InvalidArgumentError, membershipToWire } from '@eraftkv/raft-server';
+import type { Logger, RaftServer } from '@eraftkv/raft-server';
 import { errorAnswer, unaryHandler } from './error-mapping';
 import { checkPeerAddress } from './peers';
 
@@ -27,7 +27,8 @@ export interface AdminInfo {
   readonly dbSizeBytes: () => Promise<number>;
   /** A digest of the whole state machine and the applied index it covers (optional). */
   readonly stateDigest?: () => Promise<{ index: number; digest: string }>;
-  readonly onInternalError?: (err: Error) => void;
+  /** Where errors that become INTERNAL (bugs) are logged. */
+  readonly logger: Logger;
 }
 
 export function adminHandlers<R>(
@@ -36,7 +37,7 @@ export function adminHandlers<R>(
 ): Pick<ERaftKvServer, 'memberChange' | 'transferLeader' | 'status'> {
   const groupCheck = (groupId: number): void => {
     if (groupId !== raft.identity.groupId) {
-      throw new RangeError(
+      throw new InvalidArgumentError(
         `group_id is ${groupId}, but this node serves group ${raft.identity.groupId}`,
       );
     }
@@ -66,7 +67,9 @@ export function adminHandlers<R>(
             break;
           case MemberChangeType.UNRECOGNIZED:
           default:
-            throw new RangeError(`change_type ${String(req.changeType)} is not a MemberChangeType`);
+            throw new InvalidArgumentError(
+              `change_type ${String(req.changeType)} is not a MemberChangeType`,
+            );
         }
         return {
           errorCode: ErrorCode.OK,
@@ -83,7 +86,7 @@ export function adminHandlers<R>(
           membership: membershipToWire(raft.status().membership),
         };
       }
-    }, info.onInternalError),
+    }, info.logger),
     transferLeader: unaryHandler<TransferLeaderReq, TransferLeaderResp>(async (req) => {
       groupCheck(req.groupId);
       // Target 0 would "succeed" at once on a node that knows no leader (leader id 0).
@@ -105,7 +108,7 @@ export function adminHandlers<R>(
           leaderId: a.leaderId,
         };
       }
-    }, info.onInternalError),
+    }, info.logger),
     status: unaryHandler<StatusReq, StatusResp>(async (req) => {
       const digest =
         req.withDigest && info.stateDigest !== undefined ? await info.stateDigest() : null;
@@ -140,6 +143,6 @@ export function adminHandlers<R>(
         stateDigestIndex: digest?.index ?? 0,
         incarnation: s.incarnation,
       };
-    }, info.onInternalError),
+    }, info.logger),
   };
 }

@@ -1,41 +1,19 @@
-// The one place where RaftServer's errors become wire answers: routing outcomes as an ErrorCode
-// with hints (leader address), overload and stops as gRPC statuses that clients retry.
+// The one place where errors become wire answers (docs/servers-contract.md, "Answers"). An
+// EraftError (thrown on purpose, see @eraftkv/raft-server's errors.ts) is answered as it says:
+// routing outcomes and refusals as an ErrorCode in the response (with the leader's address for
+// NotLeaderError), everything else as its gRPC status with its message as details (DATA_LOSS
+// with what to do about a corrupt replica). Anything else that escapes a handler is a bug: it is
+// logged with its stack and answered INTERNAL.
 import * as grpc from '@grpc/grpc-js';
 import { ErrorCode } from '@eraftkv/protocol';
-import { RaftRefusal } from '@eraftkv/raft';
 import {
-  BusyError,
+  EraftError,
   NotLeaderError,
-  ProposalDroppedError,
-  RejectedError,
-  StoppedError,
+  StorageCorruptionError,
+  type Logger,
 } from '@eraftkv/raft-server';
-import { StorageCorruptionError } from '@eraftkv/raft-server';
 
-/** An error to answer with a gRPC status instead of a response. */
-export class StatusError extends Error {
-  constructor(
-    readonly code: grpc.status,
-    message: string,
-  ) {
-    super(message);
-  }
-}
-
-/**
- * A store of this node reported corruption: the answer is DATA_LOSS, saying that this replica's
- * data cannot be trusted (the node also reports itself unhealthy) and that another replica can
- * serve.
- */
-export function corruptionStatus(err: StorageCorruptionError): StatusError {
-  return new StatusError(
-    grpc.status.DATA_LOSS,
-    `this replica's data is corrupt: ${err.message}; it reports itself unhealthy. ` +
-      'Read from another replica, and replace this one (remove it from its group, move its data dir away, add it back)',
-  );
-}
-
-/** What a response carries when a request did not succeed. */
+/** What a response carries when a request did not succeed (the call itself succeeds). */
 export interface ErrorAnswer {
   readonly errorCode: ErrorCode;
   readonly leaderAddress: string;
@@ -43,67 +21,77 @@ export interface ErrorAnswer {
   readonly errorMessage: string;
 }
 
-const refusalCodes: Partial<Record<string, ErrorCode>> = {
-  [RaftRefusal.MembershipChangePending]: ErrorCode.MEMBERSHIP_CHANGE_PENDING,
-  [RaftRefusal.NodeNotFound]: ErrorCode.NODE_NOT_FOUND,
-  [RaftRefusal.NodeExists]: ErrorCode.NODE_EXISTS,
-  [RaftRefusal.LastVoter]: ErrorCode.REJECTED,
-  'transfer-timeout': ErrorCode.TRANSFER_FAILED,
-};
+/** How a call that failed ends. */
+export interface FailureStatus {
+  readonly status: grpc.status;
+  readonly details: string;
+}
 
-/**
- * Maps an error from RaftServer (or a state machine) to an answer. Errors that are not routing
- * outcomes become StatusErrors: BusyError is RESOURCE_EXHAUSTED, a stop is UNAVAILABLE, a dropped
- * proposal is ABORTED (safe to retry with the same request id); anything else is rethrown.
- */
-export function errorAnswer(err: unknown): ErrorAnswer {
-  if (err instanceof NotLeaderError) {
-    return {
-      errorCode: err.leaderId === 0 ? ErrorCode.NO_LEADER : ErrorCode.NOT_LEADER,
-      leaderAddress: err.leaderAddress,
-      leaderId: err.leaderId,
-      errorMessage: err.message,
-    };
+/** The details of a status answer: the message, and for corrupt storage what to do about it. */
+function detailsOf(err: EraftError): string {
+  if (err instanceof StorageCorruptionError) {
+    return (
+      `this replica's data is corrupt: ${err.message}; it reports itself unhealthy. ` +
+      'Read from another replica, and replace this one (remove it from its group, move its data dir away, add it back)'
+    );
   }
-  if (err instanceof RejectedError) {
-    return {
-      errorCode: refusalCodes[err.reason] ?? ErrorCode.REJECTED,
-      leaderAddress: '',
-      leaderId: 0,
-      errorMessage: err.message,
-    };
-  }
-  if (err instanceof BusyError) throw new StatusError(grpc.status.RESOURCE_EXHAUSTED, err.message);
-  if (err instanceof StoppedError) throw new StatusError(grpc.status.UNAVAILABLE, err.message);
-  if (err instanceof ProposalDroppedError) throw new StatusError(grpc.status.ABORTED, err.message);
-  if (err instanceof StorageCorruptionError) throw corruptionStatus(err);
-  throw err;
+  return err.message;
 }
 
 /**
- * Adapts an async handler to grpc-js: StatusErrors become their status, RangeErrors (bad input)
- * INVALID_ARGUMENT, corrupt storage DATA_LOSS, anything else INTERNAL with its message (and it is
- * logged by the caller).
+ * The routing answer for an error whose answer travels in the response (NotLeaderError,
+ * RejectedError); every other error is rethrown, for unaryHandler to answer with its status.
+ */
+export function errorAnswer(err: unknown): ErrorAnswer {
+  if (!(err instanceof EraftError) || err.status !== grpc.status.OK) throw err;
+  const leader = err instanceof NotLeaderError ? err : null;
+  return {
+    errorCode: err.errorCode,
+    leaderAddress: leader?.leaderAddress ?? '',
+    leaderId: leader?.leaderId ?? 0,
+    errorMessage: err.message,
+  };
+}
+
+/**
+ * The status a call ends with when its handler failed with `err`. An EraftError with a status
+ * ends with it (logged if that status is INTERNAL: the node failed). Anything else is a bug,
+ * and so is an EraftError meant for a response that no handler turned into one: it is logged
+ * with its stack through `logger` and answered INTERNAL with its message.
+ */
+export function failureStatus(err: unknown, logger: Logger, method: string): FailureStatus {
+  if (
+    err instanceof EraftError &&
+    err.status !== grpc.status.OK &&
+    err.status !== grpc.status.INTERNAL
+  ) {
+    return { status: err.status, details: detailsOf(err) };
+  }
+  const e = err instanceof Error ? err : new Error(String(err));
+  logger.error('internal error answering a call', {
+    method,
+    error: e.message,
+    stack: e.stack ?? '',
+  });
+  return { status: grpc.status.INTERNAL, details: e.message };
+}
+
+/**
+ * Adapts an async handler to grpc-js: a response, or the status failureStatus gives (bugs are
+ * logged through `logger`).
  */
 export function unaryHandler<Req, Resp>(
   work: (req: Req, call: grpc.ServerUnaryCall<Req, Resp>) => Promise<Resp>,
-  onInternalError: (err: Error) => void = () => {},
+  logger: Logger,
 ): (call: grpc.ServerUnaryCall<Req, Resp>, callback: grpc.sendUnaryData<Resp>) => void {
   return (call, callback) => {
     Promise.resolve(call.request)
       .then((req) => work(req, call))
       .then(
         (resp) => callback(null, resp),
-        (caught: unknown) => {
-          const err = caught instanceof StorageCorruptionError ? corruptionStatus(caught) : caught;
-          if (err instanceof StatusError) callback({ code: err.code, details: err.message });
-          else if (err instanceof RangeError)
-            callback({ code: grpc.status.INVALID_ARGUMENT, details: err.message });
-          else {
-            const e = err instanceof Error ? err : new Error(String(err));
-            onInternalError(e);
-            callback({ code: grpc.status.INTERNAL, details: e.message });
-          }
+        (err: unknown) => {
+          const { status, details } = failureStatus(err, logger, call.getPath());
+          callback({ code: status, details });
         },
       );
   };

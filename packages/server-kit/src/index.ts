@@ -2,12 +2,12 @@
 // shared command-line options, peer lists, the process life cycle and the pid file.
 export { adminHandlers, type AdminInfo } from './admin-handlers';
 export {
-  corruptionStatus,
   errorAnswer,
-  StatusError,
+  failureStatus,
   unaryHandler,
   unimplementedStream,
   type ErrorAnswer,
+  type FailureStatus,
 } from './error-mapping';
 export {
   defaultGrpcConnectionLimits,

@@ -1,19 +1,21 @@
 // Parsing of peer lists as operators write them: `1=127.0.0.1:8088,2=127.0.0.1:8089`.
 import type { Member } from '@eraftkv/raft';
-import { peerNumberMax } from '@eraftkv/raft-server';
+import { InvalidArgumentError, peerNumberMax } from '@eraftkv/raft-server';
 
 /** host:port as a peer address: no spaces, no colon in the host, a port of 1 to 5 digits. */
 const peerAddressPattern = /^[^\s:]+:(\d{1,5})$/;
 
 /**
- * Checks an address that arrived in a request (a member to add, a server to record); throws a
- * RangeError (INVALID_ARGUMENT) that names `field`.
+ * Checks an address that arrived in a request (a member to add, a server to record); throws an
+ * InvalidArgumentError (INVALID_ARGUMENT) that names `field`.
  */
 export function checkPeerAddress(address: string, field: string): string {
   const m = peerAddressPattern.exec(address);
   const port = m === null ? 0 : Number(m[1]);
   if (port < 1 || port > 65535) {
-    throw new RangeError(`${field} "${address}" is not host:port (with a port in 1..65535)`);
+    throw new InvalidArgumentError(
+      `${field} "${address}" is not host:port (with a port in 1..65535)`,
+    );
   }
   return address;
 }

@@ -2,7 +2,10 @@
 // log in index order), value = a CRC-32 of everything after it, the index, the term, the type and
 // the data. The index inside the value catches an entry stored under the wrong key.
 import { crc32 } from 'node:zlib';
+import * as grpc from '@grpc/grpc-js';
+import { ErrorCode } from '@eraftkv/protocol';
 import { EntryType, type Entry } from '@eraftkv/raft';
+import { EraftError, InvalidArgumentError } from '../errors';
 
 export const entryKeyPrefix = 0x65; // 'e'
 const headerBytes = 4 + 8 + 8 + 1;
@@ -14,10 +17,15 @@ const headerBytes = 4 + 8 + 8 + 1;
  */
 export const storedNumberMax = 2 ** 48 - 1;
 
-/** Throws unless `value` fits the six bytes it is stored in; `field` names it in the error. */
+/**
+ * Throws an InvalidArgumentError unless `value` fits the six bytes it is stored in; `field` names
+ * it in the error.
+ */
 export function checkStoredNumber(value: number, field: string): number {
   if (!Number.isSafeInteger(value) || value < 0 || value > storedNumberMax) {
-    throw new RangeError(`${field} ${value} cannot be stored: the log store holds 0 to 2^48-1`);
+    throw new InvalidArgumentError(
+      `${field} ${value} cannot be stored: the log store holds 0 to 2^48-1`,
+    );
   }
   return value;
 }
@@ -49,9 +57,15 @@ export function encodeEntry(e: Entry): Buffer {
   return value;
 }
 
-/** Thrown when a stored entry fails its checksum or does not belong where it is stored. */
-export class CorruptEntryError extends Error {
+/**
+ * Thrown when a stored entry fails its checksum or does not belong where it is stored (DATA_LOSS
+ * if a request ever met it).
+ */
+export class CorruptEntryError extends EraftError {
   override name = 'CorruptEntryError';
+  constructor(message: string) {
+    super(ErrorCode.OK, grpc.status.DATA_LOSS, message);
+  }
 }
 
 export function decodeEntry(value: Buffer, expectedIndex: number, where: string): Entry {

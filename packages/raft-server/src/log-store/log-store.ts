@@ -6,7 +6,9 @@
 //
 // Writes happen only through persist(), installSnapshot() and compact(); the in-memory view
 // changes only after the write is durable, so the core never counts an entry as stored early.
-import { Membership as MembershipProto } from '@eraftkv/protocol';
+import * as grpc from '@grpc/grpc-js';
+import { ErrorCode, Membership as MembershipProto } from '@eraftkv/protocol';
+import { EraftError } from '../errors';
 import { membershipFromWire, membershipToWire } from '../transport/message-codec';
 import {
   emptyHardState,
@@ -58,9 +60,15 @@ function withOwnData(entry: Entry): Entry {
   return { ...entry, data: own };
 }
 
-/** The log store refuses to open: the data on disk is damaged or inconsistent. */
-export class LogStoreCorruptError extends Error {
+/**
+ * The log store refuses to open: the data on disk is damaged or inconsistent (DATA_LOSS if a
+ * request ever met it).
+ */
+export class LogStoreCorruptError extends EraftError {
   override name = 'LogStoreCorruptError';
+  constructor(message: string, options?: ErrorOptions) {
+    super(ErrorCode.OK, grpc.status.DATA_LOSS, message, options);
+  }
 }
 
 interface LoadedChunk {

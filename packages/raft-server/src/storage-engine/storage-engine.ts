@@ -1,6 +1,9 @@
 // Our own small interface to an ordered key-value store on disk. Everything in eraftkv that
 // touches RocksDB goes through it, so that the binding (level-rocksdb today, unmaintained since
 // 2024) can be replaced in one place.
+import * as grpc from '@grpc/grpc-js';
+import { ErrorCode } from '@eraftkv/protocol';
+import { EraftError } from '../errors';
 
 export interface WriteOp {
   readonly type: 'put' | 'del';
@@ -35,15 +38,22 @@ export interface StorageEngine {
   close(): Promise<void>;
 }
 
-/** The engine failed in a way that must stop the node (for example a failed sync). */
-export class StorageEngineError extends Error {
+/**
+ * The engine failed in a way that must stop the node (for example a failed sync). A request
+ * that meets it is answered INTERNAL, and it is logged.
+ */
+export class StorageEngineError extends EraftError {
   override name = 'StorageEngineError';
+  constructor(message: string, options?: ErrorOptions, status = grpc.status.INTERNAL) {
+    super(ErrorCode.OK, status, message, options);
+  }
 }
 
 /**
  * The store reported that its files are corrupt (RocksDB's "Corruption:" status). The message
  * names the store's directory, and the file when RocksDB names it. Nothing read from this store
- * can be trusted any more: the node must say it is unhealthy and be replaced.
+ * can be trusted any more: the node must say it is unhealthy and be replaced. A request that
+ * meets it is answered DATA_LOSS.
  */
 export class StorageCorruptionError extends StorageEngineError {
   override name = 'StorageCorruptionError';
@@ -52,6 +62,6 @@ export class StorageCorruptionError extends StorageEngineError {
     message: string,
     options?: ErrorOptions,
   ) {
-    super(message, options);
+    super(message, options, grpc.status.DATA_LOSS);
   }
 }

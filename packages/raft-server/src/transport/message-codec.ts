@@ -5,7 +5,8 @@
 // Everything that comes from the wire is checked here before it reaches the core: every term,
 // index and id against what the core and the log store can hold, and the shape of an append (its
 // entries follow its prev index, one after another, with terms that never go down). A message
-// that fails is refused with a RangeError naming the field; it never reaches the core or storage.
+// that fails is refused with an InvalidArgumentError naming the field; it never reaches the core
+// or storage.
 import {
   type AppendEntriesReq,
   type AppendEntriesResp,
@@ -24,6 +25,7 @@ import {
   type Message,
   type NodeId,
 } from '@eraftkv/raft';
+import { InvalidArgumentError } from '../errors';
 import { storedNumberMax } from '../log-store/entry-codec';
 
 /**
@@ -46,12 +48,14 @@ export interface PeerIdentity {
 }
 
 /**
- * Returns `value` if it is an integer in [min, peerNumberMax]; otherwise throws a RangeError that
- * names the field.
+ * Returns `value` if it is an integer in [min, peerNumberMax]; otherwise throws an
+ * InvalidArgumentError that names the field.
  */
 export function checkPeerNumber(value: number, field: string, min = 0): number {
   if (!Number.isSafeInteger(value) || value < min || value > peerNumberMax) {
-    throw new RangeError(`${field} must be an integer from ${min} to 2^48-1, got ${value}`);
+    throw new InvalidArgumentError(
+      `${field} must be an integer from ${min} to 2^48-1, got ${value}`,
+    );
   }
   return value;
 }
@@ -81,12 +85,14 @@ export function membershipFromWire(wire: WireMembership | undefined, field: stri
     checkPeerNumber(m.id, `${where}.id`, 1);
     checkPeerNumber(m.incarnation, `${where}.incarnation`);
     if (Buffer.byteLength(m.address) > memberAddressBytesMax) {
-      throw new RangeError(`${where}.address is longer than ${memberAddressBytesMax} bytes`);
+      throw new InvalidArgumentError(
+        `${where}.address is longer than ${memberAddressBytesMax} bytes`,
+      );
     }
     return { id: m.id, address: m.address, learner: m.learner, incarnation: m.incarnation };
   });
   const ids = new Set(members.map((m) => m.id));
-  if (ids.size !== members.length) throw new RangeError(`${field} names a member twice`);
+  if (ids.size !== members.length) throw new InvalidArgumentError(`${field} names a member twice`);
   return members.sort((a, b) => a.id - b.id);
 }
 
@@ -104,10 +110,12 @@ export function entryFromWire(e: WireEntry, field = 'entry'): Entry {
   // The wire enum and the core's share their numbers; anything else is refused.
   const wireType: number = e.eType;
   if (!Number.isInteger(wireType) || EntryType[wireType] === undefined) {
-    throw new RangeError(`${field}.e_type ${wireType} is not an entry type`);
+    throw new InvalidArgumentError(`${field}.e_type ${wireType} is not an entry type`);
   }
   if (e.dataSize !== e.data.length) {
-    throw new RangeError(`${field}.data_size is ${e.dataSize} but data has ${e.data.length} bytes`);
+    throw new InvalidArgumentError(
+      `${field}.data_size is ${e.dataSize} but data has ${e.data.length} bytes`,
+    );
   }
   return {
     index: checkPeerNumber(e.id, `${field}.id`, 1),
@@ -141,7 +149,9 @@ export function voteRequestFromWire(r: RequestVoteReq): Message {
   const term = checkPeerNumber(r.term, 'term', 1);
   const lastLogTerm = checkPeerNumber(r.lastLogTerm, 'last_log_term');
   if (lastLogTerm > term) {
-    throw new RangeError(`last_log_term ${lastLogTerm} is above the campaign's term ${term}`);
+    throw new InvalidArgumentError(
+      `last_log_term ${lastLogTerm} is above the campaign's term ${term}`,
+    );
   }
   return message({
     type: r.prevote ? MessageType.PreVote : MessageType.Vote,
@@ -215,10 +225,10 @@ export function appendRequestFromWire(r: AppendEntriesReq): Message {
   const prevIndex = checkPeerNumber(r.prevLogIndex, 'prev_log_index');
   const prevTerm = checkPeerNumber(r.prevLogTerm, 'prev_log_term');
   if (prevTerm > term) {
-    throw new RangeError(`prev_log_term ${prevTerm} is above the leader's term ${term}`);
+    throw new InvalidArgumentError(`prev_log_term ${prevTerm} is above the leader's term ${term}`);
   }
   if (r.isHeartbeat && r.entries.length > 0) {
-    throw new RangeError(`a heartbeat carries ${r.entries.length} entries`);
+    throw new InvalidArgumentError(`a heartbeat carries ${r.entries.length} entries`);
   }
   // The entries must continue the log at prev_log_index + 1, one index after another, with terms
   // that never decrease and never exceed the leader's: anything else could only be stored as a log
@@ -228,10 +238,12 @@ export function appendRequestFromWire(r: AppendEntriesReq): Message {
     const field = `entries[${i}]`;
     const entry = entryFromWire(wire, field);
     if (entry.index !== prevIndex + 1 + i) {
-      throw new RangeError(`${field}.id is ${entry.index}, expected ${prevIndex + 1 + i}`);
+      throw new InvalidArgumentError(
+        `${field}.id is ${entry.index}, expected ${prevIndex + 1 + i}`,
+      );
     }
     if (entry.term < previousTerm || entry.term > term) {
-      throw new RangeError(
+      throw new InvalidArgumentError(
         `${field}.term ${entry.term} is outside [${previousTerm}, ${term}] (terms never decrease along a log and never pass the leader's)`,
       );
     }

@@ -4,20 +4,22 @@
 // response once it is durable (see RaftServer.stepRequest). A request that fails a check never
 // reaches the core: it is answered with an error status and reported to the node, which counts it.
 import * as grpc from '@grpc/grpc-js';
-import type {
-  AppendEntriesReq,
-  AppendEntriesResp,
-  ERaftKvServer,
-  IdentifyReq,
-  IdentifyResp,
-  RequestVoteReq,
-  RequestVoteResp,
-  SnapshotReq,
-  SnapshotResp,
-  TimeoutNowReq,
-  TimeoutNowResp,
+import {
+  ErrorCode,
+  type AppendEntriesReq,
+  type AppendEntriesResp,
+  type ERaftKvServer,
+  type IdentifyReq,
+  type IdentifyResp,
+  type RequestVoteReq,
+  type RequestVoteResp,
+  type SnapshotReq,
+  type SnapshotResp,
+  type TimeoutNowReq,
+  type TimeoutNowResp,
 } from '@eraftkv/protocol';
 import type { Message, NodeId } from '@eraftkv/raft';
+import { EraftError, InvalidArgumentError } from '../errors';
 import {
   appendRequestFromWire,
   appendResponseToWire,
@@ -63,12 +65,14 @@ export type PeerServiceHandlers = Pick<
  */
 const streamAppendsInFlightMax = 1024;
 
-class PeerRequestError extends Error {
+/** A request for another cluster, group, node or incarnation (FAILED_PRECONDITION). */
+class PeerRequestError extends EraftError {
+  override name = 'PeerRequestError';
   constructor(
-    readonly reason: PeerRefusal,
+    readonly reason: PeerRefusal.Misaddressed | PeerRefusal.ReceiverIncarnation,
     message: string,
   ) {
-    super(message);
+    super(ErrorCode.OK, grpc.status.FAILED_PRECONDITION, message);
   }
 }
 
@@ -129,22 +133,21 @@ async function checked<T>(inbox: PeerInbox, from: number, work: () => Promise<T>
     return await work();
   } catch (err) {
     if (err instanceof PeerRequestError) inbox.refused(err.reason, from, err.message);
-    else if (err instanceof RangeError) inbox.refused(PeerRefusal.Invalid, from, err.message);
+    else if (err instanceof InvalidArgumentError) {
+      inbox.refused(PeerRefusal.Invalid, from, err.message);
+    }
     throw err;
   }
 }
 
+/**
+ * A refusal (the request fails a check) is answered with its status; anything else (the node is
+ * not started or stopping, storage failed) UNAVAILABLE, which the sender retries.
+ */
 function statusOf(err: unknown): grpc.StatusObject {
   const metadata = new grpc.Metadata();
-  if (err instanceof PeerRequestError) {
-    const code =
-      err.reason === PeerRefusal.Invalid
-        ? grpc.status.INVALID_ARGUMENT
-        : grpc.status.FAILED_PRECONDITION;
-    return { code, details: err.message, metadata };
-  }
-  if (err instanceof RangeError) {
-    return { code: grpc.status.INVALID_ARGUMENT, details: err.message, metadata };
+  if (err instanceof PeerRequestError || err instanceof InvalidArgumentError) {
+    return { code: err.status, details: err.message, metadata };
   }
   return { code: grpc.status.UNAVAILABLE, details: (err as Error).message, metadata };
 }

@@ -20,6 +20,7 @@ import {
 import { crc32 } from 'node:zlib';
 import { AppendStream } from './append-stream';
 import { message, MessageType, type Membership, type Message, type NodeId } from '@eraftkv/raft';
+import { InvalidArgumentError } from '../errors';
 import type { SnapshotFile, SnapshotStore } from '../snapshot';
 import {
   appendRequestToWire,
@@ -306,7 +307,7 @@ export class PeerTransport {
     try {
       m = decode();
     } catch (err) {
-      if (!(err instanceof RangeError)) throw err;
+      if (!(err instanceof InvalidArgumentError)) throw err;
       this.options.onPeerRefusal?.(from, `invalid reply: ${err.message}`);
       return;
     }
