@@ -3,10 +3,10 @@
 // servers are exercised end to end in scripts/test.
 import * as grpc from '@grpc/grpc-js';
 import { createServer, type AddressInfo, type Socket } from 'node:net';
+import { closedAddress, startFakeERaftKv, type StartedServer } from '@eraftkv/test-support';
 import {
   ChangeType,
   ClientOpType,
-  ERaftKvService,
   ErrorCode,
   MemberChangeType,
   slotOfKey,
@@ -30,7 +30,7 @@ const slotCount = 16;
 
 interface FakeKv {
   address: string;
-  server: grpc.Server;
+  server: StartedServer | null;
   calls: ClientOperationReq[];
   /** Scripted answer for the next calls; null = behave as a leader holding `data`. */
   script: ((req: ClientOperationReq) => ClientOperationResp | grpc.ServiceError | null)[];
@@ -43,10 +43,6 @@ interface FakeKv {
   loseNextMemberAnswer: boolean;
   /** The most pairs one Scan answer carries (the server's --scan-limit-max). */
   scanLimitMax: number;
-}
-
-function unimplemented(_call: unknown, callback: grpc.sendUnaryData<never>): void {
-  callback({ code: grpc.status.UNIMPLEMENTED, details: 'not in this fake' }, null);
 }
 
 function resp(fields: Partial<ClientOperationResp>): ClientOperationResp {
@@ -94,7 +90,7 @@ function answerOp(op: KvOpPair, data: Map<string, Buffer>, scanLimitMax = Infini
 async function startKv(): Promise<FakeKv> {
   const fake: FakeKv = {
     address: '',
-    server: new grpc.Server(),
+    server: null,
     calls: [],
     script: [],
     data: new Map(),
@@ -116,7 +112,7 @@ async function startKv(): Promise<FakeKv> {
     if (req.clientId !== '') fake.applied.set(id, result);
     return result;
   };
-  const impl: ERaftKvServer = {
+  const impl: Partial<ERaftKvServer> = {
     processRwOperation: (call, callback) => {
       const result = answer(call.request);
       if ('code' in result) callback(result);
@@ -139,13 +135,6 @@ async function startKv(): Promise<FakeKv> {
       });
       call.on('end', () => call.end());
     },
-    requestVote: unimplemented,
-    appendEntries: unimplemented,
-    appendEntriesStream: (call) => call.end(),
-    snapshot: unimplemented,
-    timeoutNow: unimplemented,
-    identify: unimplemented,
-    clusterConfigChange: unimplemented,
     memberChange: (call, callback) => {
       const req = call.request;
       fake.memberCalls++;
@@ -176,22 +165,15 @@ async function startKv(): Promise<FakeKv> {
         membership: { members: fake.members.map((m) => ({ ...m })) },
       });
     },
-    transferLeader: unimplemented,
-    status: unimplemented,
   };
-  fake.server.addService(ERaftKvService, impl);
-  const port = await new Promise<number>((ok, fail) =>
-    fake.server.bindAsync('127.0.0.1:0', grpc.ServerCredentials.createInsecure(), (e, p) =>
-      e ? fail(e) : ok(p),
-    ),
-  );
-  fake.address = `127.0.0.1:${port}`;
+  fake.server = await startFakeERaftKv(impl, { what: 'the fake kv node' });
+  fake.address = fake.server.address;
   return fake;
 }
 
 interface FakeMeta {
   address: string;
-  server: grpc.Server;
+  server: StartedServer | null;
   queries: number;
   /** group id -> { servers, slots } */
   groups: Map<number, { servers: string[]; slots: number[] }>;
@@ -202,7 +184,7 @@ interface FakeMeta {
 async function startMeta(): Promise<FakeMeta> {
   const fake: FakeMeta = {
     address: '',
-    server: new grpc.Server(),
+    server: null,
     queries: 0,
     groups: new Map(),
     version: 1,
@@ -231,7 +213,7 @@ async function startMeta(): Promise<FakeMeta> {
     slotCount,
     leaderId: 1,
   });
-  const impl: ERaftKvServer = {
+  const impl: Partial<ERaftKvServer> = {
     clusterConfigChange: (call, callback) => {
       fake.requests.push(call.request);
       if (call.request.changeType === ChangeType.ShardsQuery) fake.queries++;
@@ -249,35 +231,10 @@ async function startMeta(): Promise<FakeMeta> {
       }
       callback(null, topology());
     },
-    processRwOperation: unimplemented,
-    processRwOperationStream: (call) => call.end(),
-    requestVote: unimplemented,
-    appendEntries: unimplemented,
-    appendEntriesStream: (call) => call.end(),
-    snapshot: unimplemented,
-    timeoutNow: unimplemented,
-    identify: unimplemented,
-    memberChange: unimplemented,
-    transferLeader: unimplemented,
-    status: unimplemented,
   };
-  fake.server.addService(ERaftKvService, impl);
-  const port = await new Promise<number>((ok, fail) =>
-    fake.server.bindAsync('127.0.0.1:0', grpc.ServerCredentials.createInsecure(), (e, p) =>
-      e ? fail(e) : ok(p),
-    ),
-  );
-  fake.address = `127.0.0.1:${port}`;
+  fake.server = await startFakeERaftKv(impl, { what: 'the fake meta node' });
+  fake.address = fake.server.address;
   return fake;
-}
-
-/** host:port of a port nothing listens on (bound, then closed): connections to it are refused. */
-async function deadAddress(): Promise<string> {
-  const server = createServer();
-  await new Promise<void>((ok) => server.listen(0, '127.0.0.1', ok));
-  const port = (server.address() as AddressInfo).port;
-  await new Promise<void>((ok) => server.close(() => ok()));
-  return `127.0.0.1:${port}`;
 }
 
 describe('EraftKvClient', () => {
@@ -320,9 +277,9 @@ describe('EraftKvClient', () => {
       () => () => resp({ errorCode: ErrorCode.NOT_LEADER, leaderAddress: leader.address }),
     );
   });
-  afterAll(() => {
+  afterAll(async () => {
     for (const c of clients) c.close();
-    for (const s of [meta, follower, leader, other]) s.server.forceShutdown();
+    for (const s of [meta, follower, leader, other]) await s.server?.close();
   });
 
   it('follows a NOT_LEADER hint to the leader and then goes there directly', async () => {
@@ -549,15 +506,8 @@ describe('EraftKvClient', () => {
   });
 
   it('gives up with UnavailableError when no endpoint answers, within the deadline', async () => {
-    const [deadPort] = await new Promise<number[]>((ok) => {
-      const s = new grpc.Server();
-      s.bindAsync('127.0.0.1:0', grpc.ServerCredentials.createInsecure(), (_e, p) => {
-        s.forceShutdown();
-        ok([p]);
-      });
-    });
     const client = new EraftKvClient({
-      endpoints: [`127.0.0.1:${deadPort}`],
+      endpoints: [await closedAddress()],
       deadlineMs: 800,
       attemptTimeoutMs: 200,
     });
@@ -570,7 +520,7 @@ describe('EraftKvClient', () => {
   });
 
   it('gives up at once, naming them, when every meta endpoint refuses the connection', async () => {
-    const endpoints = await Promise.all([deadAddress(), deadAddress(), deadAddress()]);
+    const endpoints = await Promise.all([closedAddress(), closedAddress(), closedAddress()]);
     const client = new EraftKvClient({ endpoints, deadlineMs: 10_000, attemptTimeoutMs: 2000 });
     clients.push(client);
     const started = Date.now();
@@ -585,7 +535,7 @@ describe('EraftKvClient', () => {
   });
 
   it('gives up at once when every member of a kv group refuses the connection', async () => {
-    const servers = await Promise.all([deadAddress(), deadAddress()]);
+    const servers = await Promise.all([closedAddress(), closedAddress()]);
     meta.groups = new Map([[1, { servers, slots: allSlots }]]);
     const client = newClient(10_000);
     const started = Date.now();
@@ -597,7 +547,7 @@ describe('EraftKvClient', () => {
   });
 
   it('reads the topology again when every member it names refuses: the members were replaced', async () => {
-    const gone = await Promise.all([deadAddress(), deadAddress()]);
+    const gone = await Promise.all([closedAddress(), closedAddress()]);
     meta.groups = new Map([[1, { servers: gone, slots: allSlots }]]);
     meta.version++;
     const client = newClient(10_000);
@@ -612,7 +562,7 @@ describe('EraftKvClient', () => {
   it('keeps trying while some endpoint does not refuse: one that answers, or one that hangs', async () => {
     // A refusing endpoint next to a working one: the call succeeds through the working one.
     const client = new EraftKvClient({
-      endpoints: [await deadAddress(), meta.address],
+      endpoints: [await closedAddress(), meta.address],
       deadlineMs: 3000,
       attemptTimeoutMs: 500,
     });
@@ -625,7 +575,7 @@ describe('EraftKvClient', () => {
     const mute = createServer((socket) => sockets.push(socket));
     await new Promise<void>((ok) => mute.listen(0, '127.0.0.1', ok));
     const muted = new EraftKvClient({
-      endpoints: [await deadAddress(), `127.0.0.1:${(mute.address() as AddressInfo).port}`],
+      endpoints: [await closedAddress(), `127.0.0.1:${(mute.address() as AddressInfo).port}`],
       deadlineMs: 1000,
       attemptTimeoutMs: 200,
     });
@@ -643,7 +593,7 @@ describe('EraftKvClient', () => {
 
   it('retries refused connections until the deadline when refusedRoundsMax is 0', async () => {
     const client = new EraftKvClient({
-      endpoints: [await deadAddress()],
+      endpoints: [await closedAddress()],
       deadlineMs: 800,
       attemptTimeoutMs: 200,
       refusedRoundsMax: 0,

@@ -1,6 +1,7 @@
-// Helpers shared by the kv-server tests: temp dirs, polling with a deadline, log entries for the
-// state machine, a promise wrapper around the generated gRPC client, and a fake meta group.
+// Helpers shared by the kv-server tests: temp dirs, log entries for the state machine, a promise
+// wrapper around the generated gRPC client, and a fake meta group.
 import * as grpc from '@grpc/grpc-js';
+import { startFakeERaftKv, type StartedServer } from '@eraftkv/test-support';
 import { mkdtemp } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
@@ -10,7 +11,6 @@ import {
   ClientOpType,
   ClusterConfigChangeResp,
   ERaftKvClient,
-  ERaftKvService,
   ErrorCode,
   HandleServerType,
   KvOpPair,
@@ -19,18 +19,13 @@ import {
   SlotStatus,
   type ClientOperationResp,
   type ClusterConfigChangeReq,
-  type ERaftKvServer,
 } from '@eraftkv/protocol';
 import { EntryType, type Entry } from '@eraftkv/raft';
-import { waitUntil } from '@eraftkv/raft-server';
 import { encodeClientRequest, encodeConfig, type AppliedConfig } from '../src';
 
 export function tempDir(prefix: string): Promise<string> {
   return mkdtemp(join(tmpdir(), `eraftkv-kv-${prefix}-`));
 }
-
-/** Polls a condition with a deadline (raft-server's waitUntil). */
-export const waitFor = waitUntil;
 
 // -------------------------------------------------------------------------------------------------
 // Requests and log entries
@@ -128,31 +123,12 @@ export function processRw(
   );
 }
 
-export function configChange(
-  client: ERaftKvClient,
-  req: ClusterConfigChangeReq,
-  deadlineMs = 10_000,
-): Promise<ClusterConfigChangeResp> {
-  return new Promise((resolve, reject) =>
-    client.clusterConfigChange(
-      req,
-      new grpc.Metadata(),
-      { deadline: Date.now() + deadlineMs },
-      (err, resp) => (err ? reject(err) : resolve(resp)),
-    ),
-  );
-}
-
-function unimplemented(_call: unknown, callback: grpc.sendUnaryData<never>): void {
-  callback({ code: grpc.status.UNIMPLEMENTED, details: 'not served by the fake meta group' }, null);
-}
-
 /**
  * A meta group of one in-process gRPC server that answers ShardsQuery, ServerJoin and
  * ServerLeave (DataServer) from a topology the test controls; every change bumps the version.
  */
 export class FakeMeta {
-  private server: grpc.Server | null = null;
+  private server: StartedServer | null = null;
   address = '';
   configVersion = 0;
   slotCount = 0;
@@ -160,29 +136,11 @@ export class FakeMeta {
   readonly requests: ClusterConfigChangeReq[] = [];
 
   async start(): Promise<void> {
-    const server = new grpc.Server();
-    const service: ERaftKvServer = {
-      requestVote: unimplemented,
-      appendEntries: unimplemented,
-      appendEntriesStream: (call) => call.end(),
-      snapshot: unimplemented,
-      timeoutNow: unimplemented,
-      identify: unimplemented,
-      processRwOperation: unimplemented,
-      processRwOperationStream: (call) => call.end(),
-      memberChange: unimplemented,
-      transferLeader: unimplemented,
-      status: unimplemented,
-      clusterConfigChange: (call, callback) => callback(null, this.answer(call.request)),
-    };
-    server.addService(ERaftKvService, service);
-    const port = await new Promise<number>((resolve, reject) =>
-      server.bindAsync('127.0.0.1:0', grpc.ServerCredentials.createInsecure(), (err, p) =>
-        err ? reject(err) : resolve(p),
-      ),
+    this.server = await startFakeERaftKv(
+      { clusterConfigChange: (call, callback) => callback(null, this.answer(call.request)) },
+      { what: 'the fake meta group' },
     );
-    this.server = server;
-    this.address = `127.0.0.1:${port}`;
+    this.address = this.server.address;
   }
 
   /** Sets the topology (a new version). `slots` per group: [id, status]. */
@@ -241,7 +199,7 @@ export class FakeMeta {
     }
   }
 
-  stop(): void {
-    this.server?.forceShutdown();
+  async stop(): Promise<void> {
+    await this.server?.close();
   }
 }

@@ -15,7 +15,8 @@ import {
   type MemberChangeResp,
 } from '@eraftkv/protocol';
 import { defaultKvLimits, KvServer, kvLimits } from '../src';
-import { FakeMeta, get, kvClient, processRw, put, request, scan, tempDir, waitFor } from './common';
+import { waitFor } from '@eraftkv/test-support';
+import { FakeMeta, get, kvClient, processRw, put, request, scan, tempDir } from './common';
 
 jest.setTimeout(60_000);
 
@@ -90,11 +91,10 @@ describe('KvServer: bad input and resource limits (a group of one)', () => {
     });
     await server.listen();
     await server.start([{ id: 1, address: server.address, learner: false, incarnation: 0 }]);
-    await waitFor(
-      () => server.raft.isLeader() && server.stateMachine.configVersion() >= 1,
-      15_000,
-      'the node to lead and apply the config',
-    );
+    await waitFor(() => server.raft.isLeader() && server.stateMachine.configVersion() >= 1, {
+      timeoutMs: 15_000,
+      what: 'the node to lead and apply the config',
+    });
     client = kvClient(server.address);
     raw = new grpc.Client(server.address, grpc.credentials.createInsecure());
   });
@@ -103,7 +103,7 @@ describe('KvServer: bad input and resource limits (a group of one)', () => {
     client?.close();
     raw?.close();
     await server?.stop().catch(() => undefined);
-    meta.stop();
+    await meta.stop();
     if (root !== '') await rm(root, { recursive: true, force: true });
   });
 

@@ -17,8 +17,8 @@ import {
   type StatusResp,
 } from '@eraftkv/protocol';
 import { KvServer } from '../src';
+import { configChange, waitFor } from '@eraftkv/test-support';
 import {
-  configChange,
   del,
   FakeMeta,
   get,
@@ -29,7 +29,6 @@ import {
   request,
   scan,
   tempDir,
-  waitFor,
 } from './common';
 
 jest.setTimeout(120_000);
@@ -98,8 +97,7 @@ describe('KvServer: a group of three with a fake meta group', () => {
         const leaders = running().filter((s) => s.raft.isLeader());
         return leaders.length === 1 ? leaders[0] : undefined;
       },
-      15_000,
-      'one leader',
+      { timeoutMs: 15_000, what: 'one leader' },
     );
   }
 
@@ -112,11 +110,10 @@ describe('KvServer: a group of three with a fake meta group', () => {
 
   /** Every running member has applied at least config `version`. */
   async function configApplied(version: number): Promise<void> {
-    await waitFor(
-      () => running().every((s) => s.stateMachine.configVersion() >= version),
-      15_000,
-      `every member to apply config version ${version}`,
-    );
+    await waitFor(() => running().every((s) => s.stateMachine.configVersion() >= version), {
+      timeoutMs: 15_000,
+      what: `every member to apply config version ${version}`,
+    });
   }
 
   /** Puts through the leader and records the acknowledged write. */
@@ -161,7 +158,7 @@ describe('KvServer: a group of three with a fake meta group', () => {
   afterAll(async () => {
     for (const client of clients.values()) client.close();
     for (const s of servers) await s.stop().catch(() => undefined);
-    meta.stop();
+    await meta.stop();
     if (root !== '') await rm(root, { recursive: true, force: true });
   });
 
@@ -181,14 +178,12 @@ describe('KvServer: a group of three with a fake meta group', () => {
           .map((s) => `${s.id}=${s.address}`)
           .sort()
           .join(',') === expected,
-      15_000,
-      'the meta record to list the three servers',
+      { timeoutMs: 15_000, what: 'the meta record to list the three servers' },
     );
     // The config that follows carries them too.
     await waitFor(
       () => running().every((s) => s.stateMachine.appliedConfig()?.servers.length === 3),
-      15_000,
-      'the servers in the applied config',
+      { timeoutMs: 15_000, what: 'the servers in the applied config' },
     );
   });
 
@@ -244,8 +239,7 @@ describe('KvServer: a group of three with a fake meta group', () => {
         );
         return r.ops[0]?.found ? r : undefined;
       },
-      10_000,
-      'the follower to apply the write',
+      { timeoutMs: 10_000, what: 'the follower to apply the write' },
     );
     expect(resp.errorCode).toBe(ErrorCode.OK);
     expect(resp.ops[0].value.toString()).toBe('replicated');
@@ -373,8 +367,7 @@ describe('KvServer: a group of three with a fake meta group', () => {
         const h = await httpStatus(`http://${first.metricsAddress}/health`);
         return h.status === 200 ? h : undefined;
       },
-      10_000,
-      '/health to answer 200',
+      { timeoutMs: 10_000, what: '/health to answer 200' },
     );
     expect(JSON.parse(health.body)).toMatchObject({ health: 'true' });
     const metrics = await httpStatus(`http://${first.metricsAddress}/metrics`);
@@ -417,8 +410,7 @@ describe('KvServer: a group of three with a fake meta group', () => {
           );
           return r.errorCode === ErrorCode.OK ? r : undefined;
         },
-        10_000,
-        'the new leader to answer',
+        { timeoutMs: 10_000, what: 'the new leader to answer' },
       );
       expect(resp.ops.map((op) => [op.key.toString('hex'), op.found, op.value.toString()])).toEqual(
         batch.map((k) => [k, true, acked.get(k)]),
@@ -447,11 +439,10 @@ describe('KvServer: a group of three with a fake meta group', () => {
       await Promise.all(writes);
     }
     // The leader's log no longer holds what the member lacks: only a snapshot can bring it back.
-    await waitFor(
-      async () => (await leader()).raft.status().firstIndex > lastIndexBefore + 1,
-      30_000,
-      'the leader to compact its log',
-    );
+    await waitFor(async () => (await leader()).raft.status().firstIndex > lastIndexBefore + 1, {
+      timeoutMs: 30_000,
+      what: 'the leader to compact its log',
+    });
     const index = servers.indexOf(away);
     const restarted = makeServer(index + 1, away.address);
     servers[index] = restarted;
@@ -461,11 +452,10 @@ describe('KvServer: a group of three with a fake meta group', () => {
       servers.map((s, i) => ({ id: i + 1, address: s.address, learner: false, incarnation: 0 })),
     );
     const l = await leader();
-    await waitFor(
-      () => restarted.raft.status().applied >= l.raft.status().commit,
-      30_000,
-      'the restarted member to catch up',
-    );
+    await waitFor(() => restarted.raft.status().applied >= l.raft.status().commit, {
+      timeoutMs: 30_000,
+      what: 'the restarted member to catch up',
+    });
     const keys = [...acked.keys()];
     for (let i = 0; i < keys.length; i += 100) {
       const batch = keys.slice(i, i + 100);

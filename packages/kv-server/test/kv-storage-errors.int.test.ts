@@ -13,7 +13,8 @@ import {
   type ERaftKvClient,
 } from '@eraftkv/protocol';
 import { KvServer, type KvServerOptions } from '../src';
-import { FakeMeta, get, kvClient, processRw, put, request, scan, tempDir, waitFor } from './common';
+import { waitFor } from '@eraftkv/test-support';
+import { FakeMeta, get, kvClient, processRw, put, request, scan, tempDir } from './common';
 
 jest.setTimeout(60_000);
 
@@ -57,11 +58,10 @@ describe('KvServer: a corrupt kv state', () => {
     server = s;
     await s.listen();
     await s.start([{ id: 1, address: s.address, learner: false, incarnation: 0 }]);
-    await waitFor(
-      () => s.raft.isLeader() && s.stateMachine.configVersion() >= 1,
-      15_000,
-      'the node to lead with the config applied',
-    );
+    await waitFor(() => s.raft.isLeader() && s.stateMachine.configVersion() >= 1, {
+      timeoutMs: 15_000,
+      what: 'the node to lead with the config applied',
+    });
     return s;
   }
 
@@ -94,7 +94,7 @@ describe('KvServer: a corrupt kv state', () => {
     client?.close();
     health?.close();
     await server?.stop().catch(() => undefined);
-    meta.stop();
+    await meta.stop();
     if (root !== '') await rm(root, { recursive: true, force: true });
   });
 

@@ -1,22 +1,12 @@
-// Shared helpers for the meta server's tests: polling with a deadline, temp dirs, in-process meta
-// groups on 127.0.0.1 port 0, and a bare generated ERaftKvClient.
-import { waitUntil } from '@eraftkv/raft-server';
+// Shared helpers for the meta server's tests: temp dirs, in-process meta groups on 127.0.0.1
+// port 0, and a bare generated ERaftKvClient.
+import { waitFor } from '@eraftkv/test-support';
 import * as grpc from '@grpc/grpc-js';
 import { mkdtemp, rm } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
-import {
-  ClusterConfigChangeReq,
-  ERaftKvClient,
-  type ClusterConfigChangeResp,
-  type Server,
-  type ShardGroup,
-  type Slot,
-} from '@eraftkv/protocol';
+import { ERaftKvClient, type ClusterConfigChangeResp, type ShardGroup } from '@eraftkv/protocol';
 import { MetaServer, type MetaServerOptions } from '../src';
-
-/** Polls a condition with a deadline (raft-server's waitUntil). */
-export const waitFor = waitUntil;
 
 export async function makeTempDir(prefix: string): Promise<string> {
   return mkdtemp(join(tmpdir(), prefix));
@@ -34,33 +24,6 @@ export function connect(address: string): ERaftKvClient {
   return new ERaftKvClient(address, grpc.credentials.createInsecure(), {
     'grpc.initial_reconnect_backoff_ms': 100,
     'grpc.max_reconnect_backoff_ms': 500,
-  });
-}
-
-/** The fields of a ClusterConfigChangeReq a test sets; the rest take their defaults. */
-export type ConfigChangeFields = Partial<Omit<ClusterConfigChangeReq, 'server' | 'shardGroup'>> & {
-  server?: Partial<Server>;
-  shardGroup?: {
-    id?: number;
-    slots?: Partial<Slot>[];
-    servers?: Partial<Server>[];
-  };
-};
-
-/** Sends ClusterConfigChange with the given fields (the rest default). */
-export function configChange(
-  client: ERaftKvClient,
-  fields: ConfigChangeFields,
-  deadlineMs = 20_000,
-): Promise<ClusterConfigChangeResp> {
-  const req = ClusterConfigChangeReq.fromPartial(fields);
-  return new Promise((resolve, reject) => {
-    client.clusterConfigChange(
-      req,
-      new grpc.Metadata(),
-      { deadline: Date.now() + deadlineMs },
-      (err, resp) => (err ? reject(err) : resolve(resp)),
-    );
   });
 }
 
@@ -148,8 +111,7 @@ export class MetaGroup {
         const leaders = this.running().filter((s) => s.raft.isLeader());
         return leaders.length === 1 ? leaders[0] : undefined;
       },
-      timeoutMs,
-      'one meta leader',
+      { timeoutMs, what: 'one meta leader' },
     );
   }
 

@@ -20,15 +20,8 @@ import {
 } from '@eraftkv/protocol';
 import { jsonLogger } from '@eraftkv/raft-server';
 import { MetaServer } from '../src';
-import {
-  configChange,
-  groupOf,
-  MetaGroup,
-  slotIdsOf,
-  statusOf,
-  waitFor,
-  type ConfigChangeFields as Fields,
-} from './common';
+import { configChange, waitFor, type ConfigChangeFields as Fields } from '@eraftkv/test-support';
+import { groupOf, MetaGroup, slotIdsOf, statusOf } from './common';
 
 jest.setTimeout(60_000);
 
@@ -205,8 +198,7 @@ describe('MetaServer: a group of three over gRPC', () => {
         });
         return r.configVersion === version ? r : undefined;
       },
-      5000,
-      'the follower to apply the latest config',
+      { timeoutMs: 5000, what: 'the follower to apply the latest config' },
     );
     expect(resp.success).toBe(true);
     expect(groupOf(resp, 1)).toBeDefined();
@@ -459,17 +451,15 @@ describe('MetaServer: a group of three over gRPC', () => {
     expect(joined.shardGroup[0].servers.map((s) => s.id)).toEqual([1, 2, 3, 4]);
     expect(joined.configVersion).toBeGreaterThan(before);
     expect(leader.raft.status().membership.find((m) => m.id === 4)).toBeDefined();
-    await waitFor(
-      () => leader.raft.status().membership.find((m) => m.id === 4 && !m.learner),
-      20_000,
-      'node 4 to be promoted to voter',
-    );
+    await waitFor(() => leader.raft.status().membership.find((m) => m.id === 4 && !m.learner), {
+      timeoutMs: 20_000,
+      what: 'node 4 to be promoted to voter',
+    });
     // It caught up through a snapshot or the log and holds the same topology.
-    await waitFor(
-      () => fourth.topology.configVersion === leader.topology.configVersion,
-      10_000,
-      'node 4 to apply the topology',
-    );
+    await waitFor(() => fourth.topology.configVersion === leader.topology.configVersion, {
+      timeoutMs: 10_000,
+      what: 'node 4 to apply the topology',
+    });
     expect(fourth.topology.toRecords()).toEqual(leader.topology.toRecords());
     // The promotion is in effect once appended; until it commits, a change answers "pending".
     const exists = await waitFor(
@@ -480,8 +470,7 @@ describe('MetaServer: a group of three over gRPC', () => {
         });
         return resp.errorCode === ErrorCode.MEMBERSHIP_CHANGE_PENDING ? undefined : resp;
       },
-      10_000,
-      'the promotion of node 4 to commit',
+      { timeoutMs: 10_000, what: 'the promotion of node 4 to commit' },
     );
     expect(ErrorCode[exists.errorCode]).toBe('NODE_EXISTS');
 
@@ -530,11 +519,10 @@ describe('MetaServer: a group of three over gRPC', () => {
     if (follower === undefined) throw new Error('no follower');
     const id = follower.raft.selfId;
     const records = leader.topology.toRecords();
-    await waitFor(
-      () => follower.topology.configVersion === records.config.configVersion,
-      5000,
-      'follower caught up',
-    );
+    await waitFor(() => follower.topology.configVersion === records.config.configVersion, {
+      timeoutMs: 5000,
+      what: 'follower caught up',
+    });
     await follower.stop();
     group.servers.delete(id);
     const lines: string[] = [];
@@ -565,8 +553,7 @@ describe('MetaServer: /metrics and /health', () => {
         const r = await fetchText(server.metricsAddress, '/health');
         return r.status === 200 ? r : undefined;
       },
-      5000,
-      '/health to answer 200',
+      { timeoutMs: 5000, what: '/health to answer 200' },
     );
     expect(JSON.parse(health.body)).toMatchObject({ health: 'true' });
     const metrics = await fetchText(server.metricsAddress, '/metrics');

@@ -1,20 +1,24 @@
 // The slot-move coordinator against fake source groups: tiny gRPC servers on 127.0.0.1 port 0
 // that implement only ClusterConfigChange and answer as each test tells them (success,
 // SLOT_NOT_EMPTY, NOT_LEADER with a hint, an empty answer, or nothing at all).
-import * as grpc from '@grpc/grpc-js';
 import {
   ChangeType,
   ClusterConfigChangeResp,
-  ERaftKvService,
   ErrorCode,
   HandleServerType,
   SlotStatus,
   type ClusterConfigChangeReq,
   type ERaftKvClient,
-  type ERaftKvServer,
 } from '@eraftkv/protocol';
 import { encodeCommand, type MetaServer } from '../src';
-import { configChange, groupOf, MetaGroup, slotIdsOf, waitFor } from './common';
+import {
+  closedAddress,
+  configChange,
+  startFakeERaftKv,
+  waitFor,
+  type StartedServer,
+} from '@eraftkv/test-support';
+import { groupOf, MetaGroup, slotIdsOf } from './common';
 
 jest.setTimeout(60_000);
 
@@ -24,51 +28,28 @@ type Answer = Partial<ClusterConfigChangeResp> | 'hang';
 class FakeKvNode {
   readonly received: ClusterConfigChangeReq[] = [];
   answer: (req: ClusterConfigChangeReq) => Answer = () => ({ success: true });
-  private readonly server = new grpc.Server();
+  private server: StartedServer | null = null;
   address = '';
 
   async start(): Promise<this> {
-    const unimplemented = (_call: unknown, callback: grpc.sendUnaryData<never>): void =>
-      callback({ code: grpc.status.UNIMPLEMENTED, details: 'fake kv node' }, null);
-    const service: ERaftKvServer = {
-      requestVote: unimplemented,
-      appendEntries: unimplemented,
-      appendEntriesStream: (call) => call.end(),
-      snapshot: unimplemented,
-      timeoutNow: unimplemented,
-      identify: unimplemented,
-      processRwOperation: unimplemented,
-      processRwOperationStream: (call) => call.end(),
-      memberChange: unimplemented,
-      transferLeader: unimplemented,
-      status: unimplemented,
-      clusterConfigChange: (call, callback) => {
-        this.received.push(call.request);
-        const a = this.answer(call.request);
-        // 'hang' never answers: the caller's deadline (or a stop) has to end the call.
-        if (a !== 'hang') callback(null, ClusterConfigChangeResp.fromPartial(a));
+    this.server = await startFakeERaftKv(
+      {
+        clusterConfigChange: (call, callback) => {
+          this.received.push(call.request);
+          const a = this.answer(call.request);
+          // 'hang' never answers: the caller's deadline (or a stop) has to end the call.
+          if (a !== 'hang') callback(null, ClusterConfigChangeResp.fromPartial(a));
+        },
       },
-    };
-    this.server.addService(ERaftKvService, service);
-    const port = await new Promise<number>((resolve, reject) =>
-      this.server.bindAsync('127.0.0.1:0', grpc.ServerCredentials.createInsecure(), (err, p) =>
-        err ? reject(err) : resolve(p),
-      ),
+      { what: 'a fake kv node' },
     );
-    this.address = `127.0.0.1:${port}`;
+    this.address = this.server.address;
     return this;
   }
 
-  stop(): void {
-    this.server.forceShutdown();
+  async stop(): Promise<void> {
+    await this.server?.close();
   }
-}
-
-/** A port nothing listens on: bound once, then released. */
-async function closedAddress(): Promise<string> {
-  const fake = await new FakeKvNode().start();
-  fake.stop();
-  return fake.address;
 }
 
 const slots = (...ids: number[]): { slots: { id: number }[] } => ({
@@ -140,7 +121,7 @@ describe('SlotMove between kv groups (one meta node, fake source groups)', () =>
 
   afterAll(async () => {
     await meta.close();
-    for (const f of fakes) f.stop();
+    for (const f of fakes) await f.stop();
   });
 
   beforeEach(() => {
@@ -290,8 +271,7 @@ describe('SlotMove between kv groups (one meta node, fake source groups)', () =>
       () =>
         server.topology.slot(6).owner === 2 &&
         server.topology.slot(6).status === SlotStatus.Running,
-      10_000,
-      'the leader to resume and commit the move of slot 6',
+      { timeoutMs: 10_000, what: 'the leader to resume and commit the move of slot 6' },
     );
     expect(source.received.map((r) => r.shardId)).toEqual([1]);
   });
@@ -310,8 +290,8 @@ describe('SlotMove resumed by a new meta leader', () => {
   });
   afterAll(async () => {
     await meta.close();
-    source.stop();
-    target.stop();
+    await source.stop();
+    await target.stop();
   });
 
   it('finishes a move whose leader crashed during step 2', async () => {
@@ -339,17 +319,19 @@ describe('SlotMove resumed by a new meta leader', () => {
       shardId: 2,
       shardGroup: slots(0, 1),
     }).catch((err: Error) => err);
-    await waitFor(() => source.received.length === 1, 10_000, 'step 2 to reach the source');
+    await waitFor(() => source.received.length === 1, {
+      timeoutMs: 10_000,
+      what: 'step 2 to reach the source',
+    });
     await leader.abort();
     expect(await pending).toBeInstanceOf(Error);
 
     const next = await meta.waitForLeader();
     expect(next).not.toBe(leader);
-    await waitFor(
-      () => next.topology.slot(0).owner === 2 && next.topology.slot(1).owner === 2,
-      15_000,
-      'the new leader to resume and commit the move',
-    );
+    await waitFor(() => next.topology.slot(0).owner === 2 && next.topology.slot(1).owner === 2, {
+      timeoutMs: 15_000,
+      what: 'the new leader to resume and commit the move',
+    });
     expect(next.topology.migratingSlots()).toEqual([]);
     expect(source.received.length).toBeGreaterThanOrEqual(2);
     // Every step 2 carried the frozen slots.

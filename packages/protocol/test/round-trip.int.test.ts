@@ -2,26 +2,16 @@
 // 64-bit field outside JavaScript's safe-integer range is refused rather than silently rounded.
 import * as grpc from '@grpc/grpc-js';
 import { BinaryWriter } from '@bufbuild/protobuf/wire';
-import {
-  ERaftKvClient,
-  ERaftKvService,
-  RequestVoteReq,
-  RequestVoteResp,
-  type ERaftKvServer,
-} from '../src';
-
-function unimplemented(_call: unknown, callback: grpc.sendUnaryData<never>): void {
-  callback({ code: grpc.status.UNIMPLEMENTED, details: 'not part of this test' }, null);
-}
+import { startFakeERaftKv, type StartedServer } from '@eraftkv/test-support';
+import { ERaftKvClient, RequestVoteReq, RequestVoteResp } from '../src';
 
 describe('ERaftKv over grpc-js', () => {
-  let server: grpc.Server;
+  let server: StartedServer;
   let address: string;
   const received: RequestVoteReq[] = [];
 
   beforeAll(async () => {
-    server = new grpc.Server();
-    const impl: ERaftKvServer = {
+    server = await startFakeERaftKv({
       requestVote: (call, callback) => {
         received.push(call.request);
         const req = call.request;
@@ -34,29 +24,12 @@ describe('ERaftKv over grpc-js', () => {
           dropped: false,
         });
       },
-      appendEntries: unimplemented,
-      appendEntriesStream: (call) => call.end(),
-      snapshot: unimplemented,
-      timeoutNow: unimplemented,
-      identify: unimplemented,
-      processRwOperation: unimplemented,
-      processRwOperationStream: (call) => call.end(),
-      clusterConfigChange: unimplemented,
-      memberChange: unimplemented,
-      transferLeader: unimplemented,
-      status: unimplemented,
-    };
-    server.addService(ERaftKvService, impl);
-    const port = await new Promise<number>((resolve, reject) =>
-      server.bindAsync('127.0.0.1:0', grpc.ServerCredentials.createInsecure(), (err, p) =>
-        err ? reject(err) : resolve(p),
-      ),
-    );
-    address = `127.0.0.1:${port}`;
+    });
+    address = server.address;
   });
 
-  afterAll(() => {
-    server.forceShutdown();
+  afterAll(async () => {
+    await server.close();
   });
 
   it('answers a RequestVote from the generated client', async () => {

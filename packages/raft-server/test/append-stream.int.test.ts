@@ -1,22 +1,14 @@
 // AppendEntriesStream end to end over real gRPC on 127.0.0.1: the sending side (AppendStream)
 // against the serving side (peerServiceHandlers), with a scripted inbox standing in for the node.
 import * as grpc from '@grpc/grpc-js';
-import {
-  ERaftKvClient,
-  ERaftKvService,
-  type AppendEntriesReq,
-  type ERaftKvServer,
-} from '@eraftkv/protocol';
+import { ERaftKvClient, type AppendEntriesReq, type ERaftKvServer } from '@eraftkv/protocol';
 import { message, MessageType, type Message } from '@eraftkv/raft';
 import { peerServiceHandlers, type PeerInbox } from '../src';
 import { AppendStream } from '../src/transport/append-stream';
 import { unimplementedStream } from '@eraftkv/server-kit';
+import { startFakeERaftKv, waitFor, type StartedServer } from '@eraftkv/test-support';
 
 const identity = { groupId: 3, clusterId: 'test-cluster', incarnation: 22 };
-
-function unimplemented(_call: unknown, callback: grpc.sendUnaryData<never>): void {
-  callback({ code: grpc.status.UNIMPLEMENTED }, null);
-}
 
 /** An inbox whose answers the test releases when it wants, in any order. */
 class ScriptedInbox implements PeerInbox {
@@ -64,47 +56,24 @@ function append(index: number, groupId = identity.groupId): AppendEntriesReq {
   };
 }
 
-async function waitFor(condition: () => boolean, what: string): Promise<void> {
-  const deadline = Date.now() + 10_000;
-  while (!condition()) {
-    if (Date.now() > deadline) throw new Error(`timed out waiting for ${what}`);
-    await new Promise((resolve) => setImmediate(resolve));
-  }
-}
-
 describe('AppendEntriesStream', () => {
-  const servers: grpc.Server[] = [];
+  const servers: StartedServer[] = [];
   const clients: ERaftKvClient[] = [];
 
   async function serve(
     inbox: PeerInbox,
     overrides: Partial<ERaftKvServer> = {},
   ): Promise<ERaftKvClient> {
-    const server = new grpc.Server();
+    const server = await startFakeERaftKv({ ...peerServiceHandlers(inbox), ...overrides });
     servers.push(server);
-    server.addService(ERaftKvService, {
-      ...peerServiceHandlers(inbox),
-      processRwOperation: unimplemented,
-      processRwOperationStream: unimplementedStream('ProcessRWOperationStream'),
-      clusterConfigChange: unimplemented,
-      memberChange: unimplemented,
-      transferLeader: unimplemented,
-      status: unimplemented,
-      ...overrides,
-    } satisfies ERaftKvServer);
-    const port = await new Promise<number>((resolve, reject) =>
-      server.bindAsync('127.0.0.1:0', grpc.ServerCredentials.createInsecure(), (err, p) =>
-        err ? reject(err) : resolve(p),
-      ),
-    );
-    const client = new ERaftKvClient(`127.0.0.1:${port}`, grpc.credentials.createInsecure());
+    const client = new ERaftKvClient(server.address, grpc.credentials.createInsecure());
     clients.push(client);
     return client;
   }
 
-  afterAll(() => {
+  afterAll(async () => {
     for (const c of clients) c.close();
-    for (const s of servers) s.forceShutdown();
+    for (const s of servers) await s.close();
   });
 
   it('pipelines appends and answers them in request order even when the node answers out of order', async () => {
@@ -112,7 +81,7 @@ describe('AppendEntriesStream', () => {
     const stream = new AppendStream(await serve(inbox));
     const n = 200;
     const replies = Array.from({ length: n }, (_, i) => stream.send(append(i + 1), 10_000));
-    await waitFor(() => inbox.held.length === n, 'every append to reach the node');
+    await waitFor(() => inbox.held.length === n, { what: 'every append to reach the node' });
     // The node answers the last append first.
     for (const h of [...inbox.held].reverse()) h.answer();
     const answered = await Promise.all(replies);

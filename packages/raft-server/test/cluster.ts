@@ -1,17 +1,15 @@
 // A cluster of RaftServers in this process, each behind a real gRPC server on 127.0.0.1 port 0,
 // each with its own data dir, RocksDB and prom-client registry.
-import * as grpc from '@grpc/grpc-js';
 import { mkdtemp, rm } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
-import { ERaftKvService, type ERaftKvServer } from '@eraftkv/protocol';
+import { startFakeERaftKv, waitFor, type StartedServer } from '@eraftkv/test-support';
 import {
   DeferredPeerInbox,
   openNodeIdentity,
   peerServiceHandlers,
   RaftServer,
   type RaftServerOptions,
-  waitUntil,
 } from '../src';
 import { type Member } from '@eraftkv/raft';
 import { RecordingStateMachine } from './test-state-machine';
@@ -22,17 +20,13 @@ export interface TestNode {
   readonly dataDir: string;
   server: RaftServer<number>;
   sm: RecordingStateMachine;
-  readonly grpcServer: grpc.Server;
+  readonly grpcServer: StartedServer;
   running: boolean;
 }
 
 export type NodeOptions = Partial<
   Omit<RaftServerOptions<number>, 'id' | 'dataDir' | 'stateMachine' | 'bootstrap' | 'incarnation'>
 >;
-
-function unimplemented(_call: unknown, callback: grpc.sendUnaryData<never>): void {
-  callback({ code: grpc.status.UNIMPLEMENTED, details: 'not served by this test node' }, null);
-}
 
 export class TestCluster {
   readonly nodes = new Map<number, TestNode>();
@@ -48,25 +42,13 @@ export class TestCluster {
   /** Binds a gRPC server for node `id`; its RaftServer is created by start(). */
   async bind(id: number): Promise<TestNode> {
     const inbox = new DeferredPeerInbox();
-    const grpcServer = new grpc.Server({ 'grpc.max_receive_message_length': 8 * 1024 * 1024 });
-    const service: ERaftKvServer = {
-      ...peerServiceHandlers(inbox),
-      processRwOperation: unimplemented,
-      processRwOperationStream: (call) => call.end(),
-      clusterConfigChange: unimplemented,
-      memberChange: unimplemented,
-      transferLeader: unimplemented,
-      status: unimplemented,
-    };
-    grpcServer.addService(ERaftKvService, service);
-    const port = await new Promise<number>((resolve, reject) =>
-      grpcServer.bindAsync('127.0.0.1:0', grpc.ServerCredentials.createInsecure(), (err, p) =>
-        err ? reject(err) : resolve(p),
-      ),
-    );
+    const grpcServer = await startFakeERaftKv(peerServiceHandlers(inbox), {
+      what: 'this test node',
+      serverOptions: { 'grpc.max_receive_message_length': 8 * 1024 * 1024 },
+    });
     const node = {
       id,
-      address: `127.0.0.1:${port}`,
+      address: grpcServer.address,
       dataDir: join(this.root, `node-${id}`),
       grpcServer,
       running: false,
@@ -152,19 +134,15 @@ export class TestCluster {
         const leaders = this.running().filter((n) => n.server.isLeader());
         return leaders.length === 1 ? leaders[0] : undefined;
       },
-      timeoutMs,
-      'a single leader',
+      { timeoutMs, what: 'a single leader' },
     );
   }
 
   async close(): Promise<void> {
     for (const n of this.nodes.values()) {
       if (n.running) await n.server.stop().catch(() => undefined);
-      n.grpcServer.forceShutdown();
+      await n.grpcServer.close();
     }
     if (this.root !== '') await rm(this.root, { recursive: true, force: true });
   }
 }
-
-/** Polls a condition with a deadline (raft-server's waitUntil). */
-export const waitFor = waitUntil;

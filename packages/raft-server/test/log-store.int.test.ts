@@ -12,7 +12,7 @@ import {
   type StorageEngine,
 } from '../src';
 import { encodeEntry, entryKey } from '../src/log-store';
-import { waitFor } from './cluster';
+import { waitFor } from '@eraftkv/test-support';
 
 const members = [
   { id: 1, address: 'a:1', learner: false, incarnation: 0 },
@@ -68,7 +68,7 @@ describe('LogStore', () => {
     let loaded = 0;
     store.onEntriesLoaded = () => loaded++;
     expect(store.entries(2, 10, 1 << 20)).toBeNull();
-    await waitFor(() => loaded > 0, 5000, 'the load to finish');
+    await waitFor(() => loaded > 0, { timeoutMs: 5000, what: 'the load to finish' });
     const read = store.entries(2, 10, 1 << 20);
     expect(read?.map((e) => e.index)).toEqual([2, 3, 4, 5, 6, 7, 8, 9]);
     expect(read?.[3].data).toEqual(Buffer.alloc(10, 5));

@@ -1,7 +1,8 @@
 // Disk faults and observability of RaftServer: a failed sync stops a node without ever
 // acknowledging, and /metrics and /health tell the truth.
 import { startHttpEndpoint, StoppedError, type HttpEndpoint, type StorageEngine } from '../src';
-import { TestCluster, waitFor } from './cluster';
+import { waitFor } from '@eraftkv/test-support';
+import { TestCluster } from './cluster';
 
 jest.setTimeout(60_000);
 
@@ -57,16 +58,18 @@ describe('RaftServer disk faults', () => {
       leader.server.status().progress.find((p) => p.id === follower.id)!.match;
     // The commit needed only one follower: wait until this one has acknowledged everything too,
     // so that no acknowledgement of an entry synced before the fault arrives afterwards.
-    await waitFor(
-      () => matchOf() === leader.server.status().lastIndex,
-      5000,
-      'the follower to acknowledge every entry',
-    );
+    await waitFor(() => matchOf() === leader.server.status().lastIndex, {
+      timeoutMs: 5000,
+      what: 'the follower to acknowledge every entry',
+    });
     const matchBefore = matchOf();
     faults.failing.add(follower.id);
     // The other follower still makes a majority: proposals keep committing.
     for (let i = 0; i < 20; i++) await leader.server.propose(Buffer.from(`while-broken-${i}`));
-    await waitFor(() => follower.server.fatalError() !== null, 5000, 'the follower to stop');
+    await waitFor(() => follower.server.fatalError() !== null, {
+      timeoutMs: 5000,
+      what: 'the follower to stop',
+    });
     expect(follower.server.fatalError()?.message).toMatch(/EIO/);
     expect(follower.server.health().healthy).toBe(false);
     expect(matchOf()).toBe(matchBefore);
@@ -139,8 +142,7 @@ describe('RaftServer metrics and health', () => {
         cluster
           .running()
           .every((n) => n.server.status().applied === leader.server.status().applied),
-      5000,
-      'every node to apply',
+      { timeoutMs: 5000, what: 'every node to apply' },
     );
     const scraped = await Promise.all(
       endpoints.map(async (e) => parse(await (await fetch(`http://${e.address}/metrics`)).text())),

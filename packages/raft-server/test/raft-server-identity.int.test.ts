@@ -6,7 +6,8 @@ import { rm } from 'node:fs/promises';
 import * as grpc from '@grpc/grpc-js';
 import { ERaftKvClient, type RequestVoteReq, type RequestVoteResp } from '@eraftkv/protocol';
 import { BootstrapRefusedError, peerNumberMax } from '../src';
-import { TestCluster, waitFor, type TestNode } from './cluster';
+import { waitFor } from '@eraftkv/test-support';
+import { TestCluster, type TestNode } from './cluster';
 
 jest.setTimeout(120_000);
 
@@ -56,8 +57,7 @@ async function proposeAll(cluster: TestCluster, commands: string[]): Promise<voi
         await leader.server.propose(Buffer.from(command));
         return true;
       },
-      20_000,
-      `the group to accept ${command}`,
+      { timeoutMs: 20_000, what: `the group to accept ${command}` },
     );
   }
 }
@@ -71,8 +71,7 @@ async function waitForSameCommands(cluster: TestCluster, expected: string[]): Pr
       }
       return true;
     },
-    30_000,
-    `every node to apply ${expected.length} commands`,
+    { timeoutMs: 30_000, what: `every node to apply ${expected.length} commands` },
   );
   for (const node of cluster.running()) expect(await node.sm.commands()).toEqual(expected);
 }
@@ -262,8 +261,10 @@ describe('RaftServer: a node whose data dir was wiped', () => {
     expect(victim.server.identity.incarnation).not.toBe(oldIncarnation);
     await waitFor(
       () => /not a member: message for incarnation/.test(victim.server.health().reason),
-      10_000,
-      'the wiped node to report that the group knows another incarnation',
+      {
+        timeoutMs: 10_000,
+        what: 'the wiped node to report that the group knows another incarnation',
+      },
     );
     expect(victim.server.health().healthy).toBe(false);
     expect(victim.server.status().applied).toBe(0);
@@ -281,11 +282,13 @@ describe('RaftServer: a node whose data dir was wiped', () => {
       victim.server.identity.incarnation,
     );
     await waitForSameCommands(cluster, acked);
-    await waitFor(() => victim.server.health().healthy, 20_000, 'the re-added node to be healthy');
-    await waitFor(
-      () => leader.server.membership().some((m) => m.id === victim.id && !m.learner),
-      20_000,
-      'the re-added node to be promoted',
-    );
+    await waitFor(() => victim.server.health().healthy, {
+      timeoutMs: 20_000,
+      what: 'the re-added node to be healthy',
+    });
+    await waitFor(() => leader.server.membership().some((m) => m.id === victim.id && !m.learner), {
+      timeoutMs: 20_000,
+      what: 'the re-added node to be promoted',
+    });
   });
 });

@@ -3,7 +3,8 @@
 import * as grpc from '@grpc/grpc-js';
 import { createGrpcPeerRpc } from '../src/transport';
 import type { PeerRpc, PeerTransportOptions } from '../src';
-import { TestCluster, waitFor, type TestNode } from './cluster';
+import { waitFor } from '@eraftkv/test-support';
+import { TestCluster, type TestNode } from './cluster';
 
 jest.setTimeout(120_000);
 
@@ -21,8 +22,7 @@ async function waitForIdentical(cluster: TestCluster, expected: string[]): Promi
       }
       return true;
     },
-    30_000,
-    `every node to apply ${expected.length} commands`,
+    { timeoutMs: 30_000, what: `every node to apply ${expected.length} commands` },
   );
   for (const node of cluster.running()) {
     expect(await commandsOf(node)).toEqual(expected);
@@ -46,11 +46,10 @@ describe('RaftServer: three nodes over gRPC', () => {
   it('elects one leader', async () => {
     const leader = await cluster.waitForLeader();
     for (const node of cluster.running()) {
-      await waitFor(
-        () => node.server.leaderId() === leader.id,
-        5000,
-        `node ${node.id} to learn the leader`,
-      );
+      await waitFor(() => node.server.leaderId() === leader.id, {
+        timeoutMs: 5000,
+        what: `node ${node.id} to learn the leader`,
+      });
     }
   });
 
@@ -133,17 +132,15 @@ describe('RaftServer: three nodes over gRPC', () => {
       incarnation,
     });
     // The leader promotes it automatically once it has caught up.
-    await waitFor(
-      () => leader.server.status().membership.find((m) => m.id === 4 && !m.learner),
-      30_000,
-      'node 4 to be promoted to voter',
-    );
+    await waitFor(() => leader.server.status().membership.find((m) => m.id === 4 && !m.learner), {
+      timeoutMs: 30_000,
+      what: 'node 4 to be promoted to voter',
+    });
     const expected = await commandsOf(leader);
-    await waitFor(
-      async () => (await commandsOf(learner)).length === expected.length,
-      30_000,
-      'node 4 to catch up',
-    );
+    await waitFor(async () => (await commandsOf(learner)).length === expected.length, {
+      timeoutMs: 30_000,
+      what: 'node 4 to catch up',
+    });
     expect(await commandsOf(learner)).toEqual(expected);
     const after = await leader.server.removeMember(4);
     expect(after.map((m) => m.id)).not.toContain(4);
@@ -196,18 +193,16 @@ describe('RaftServer: snapshots in blocks', () => {
         );
       }
       // The leader compacted past everything the stopped follower has.
-      await waitFor(
-        () => leader.server.status().firstIndex > 1000,
-        10_000,
-        'the leader to compact its log',
-      );
+      await waitFor(() => leader.server.status().firstIndex > 1000, {
+        timeoutMs: 10_000,
+        what: 'the leader to compact its log',
+      });
       await cluster.start(lagging.id, null);
       const expected = await commandsOf(leader);
-      await waitFor(
-        async () => (await commandsOf(lagging)).length === expected.length,
-        60_000,
-        'the follower to catch up',
-      );
+      await waitFor(async () => (await commandsOf(lagging)).length === expected.length, {
+        timeoutMs: 60_000,
+        what: 'the follower to catch up',
+      });
       expect(await commandsOf(lagging)).toEqual(expected);
       // Many blocks, one injected failure, and the transfer resumed where it stopped.
       expect(blocksSent).toBeGreaterThan(10);

@@ -10,10 +10,10 @@ import {
   openRocksEngine,
   StorageCorruptionError,
   StorageEngineError,
-  waitUntil,
   type StorageEngine,
 } from '../src';
 import { describeOpenFailure } from '../src/storage-engine';
+import { waitFor } from '@eraftkv/test-support';
 
 /**
  * Runs `work` as an unprivileged user: root may write any directory, so a permission test must
@@ -115,7 +115,7 @@ describe('openRocksEngine and RocksEngine errors', () => {
     );
     let opened = false;
     holder.stdout?.on('data', () => (opened = true));
-    await waitUntil(() => opened, 10_000, 'the other process to open the store');
+    await waitFor(() => opened, { timeoutMs: 10_000, what: 'the other process to open the store' });
     await expect(openRocksEngine(dir)).rejects.toThrow(
       new RegExp(`^${dir} is in use by another process \\(its RocksDB lock is held`),
     );

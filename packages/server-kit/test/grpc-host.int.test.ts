@@ -5,19 +5,9 @@ import * as grpc from '@grpc/grpc-js';
 import { BinaryWriter } from '@bufbuild/protobuf/wire';
 import { connect, type Socket } from 'node:net';
 import { Registry } from 'prom-client';
-import {
-  ClientOperationReq,
-  ClientOperationResp,
-  ClientOpType,
-  KvOpPair,
-  type ERaftKvServer,
-} from '@eraftkv/protocol';
+import { ClientOperationReq, ClientOperationResp, ClientOpType, KvOpPair } from '@eraftkv/protocol';
 import { startGrpcHost, type GrpcHost } from '../src';
-import { waitUntil } from '@eraftkv/raft-server';
-
-function unimplemented(_call: unknown, callback: grpc.sendUnaryData<never>): void {
-  callback({ code: grpc.status.UNIMPLEMENTED, details: 'not part of this test' }, null);
-}
+import { eraftKvService, waitFor } from '@eraftkv/test-support';
 
 const identity = (b: Buffer): Buffer => b;
 
@@ -48,13 +38,7 @@ describe('startGrpcHost', () => {
   let client: grpc.Client;
   const sockets: Socket[] = [];
 
-  const service: ERaftKvServer = {
-    requestVote: unimplemented,
-    appendEntries: unimplemented,
-    appendEntriesStream: (call) => call.end(),
-    snapshot: unimplemented,
-    timeoutNow: unimplemented,
-    identify: unimplemented,
+  const service = eraftKvService({
     processRwOperation: (call, callback) => {
       seen.push(call.request);
       callback(null, ClientOperationResp.fromPartial({}));
@@ -66,11 +50,7 @@ describe('startGrpcHost', () => {
       });
       call.on('end', () => call.end());
     },
-    clusterConfigChange: unimplemented,
-    memberChange: unimplemented,
-    transferLeader: unimplemented,
-    status: unimplemented,
-  };
+  });
 
   const unary = (path: string, bytes: Uint8Array): Promise<Buffer> =>
     new Promise((resolve, reject) =>
@@ -180,16 +160,20 @@ describe('startGrpcHost', () => {
     expect(seen.map((r) => r.requestId)).toEqual([1]);
   });
 
-  it('closes a TCP connection that never speaks within keepalive time + timeout', async () => {
-    const port = Number(host.address.split(':')[1]);
-    const socket = connect(port, '127.0.0.1');
+  /** Waits (5 s at the most) for the server to close `socket`. */
+  async function serverCloses(socket: Socket, what: string): Promise<void> {
     sockets.push(socket);
     let closed = false;
     socket.on('close', () => (closed = true));
     socket.on('error', () => undefined);
     // Read (and ignore) what the server sends, so that its end of the connection is seen.
     socket.resume();
-    await waitUntil(() => closed, 5000, 'the server to close the silent connection');
+    await waitFor(() => closed, { timeoutMs: 5000, what: `the server to close ${what}` });
+  }
+
+  it('closes a TCP connection that never speaks within keepalive time + timeout', async () => {
+    const port = Number(host.address.split(':')[1]);
+    await serverCloses(connect(port, '127.0.0.1'), 'the silent connection');
   });
 
   it('closes a connection that sent the HTTP/2 preface and went silent', async () => {
@@ -199,12 +183,7 @@ describe('startGrpcHost', () => {
       socket.write(Buffer.from('PRI * HTTP/2.0\r\n\r\nSM\r\n\r\n', 'latin1'));
       socket.write(Buffer.from([0, 0, 0, 4, 0, 0, 0, 0, 0]));
     });
-    sockets.push(socket);
-    let closed = false;
-    socket.on('close', () => (closed = true));
-    socket.on('error', () => undefined);
-    socket.resume();
-    await waitUntil(() => closed, 5000, 'the server to close the silent HTTP/2 connection');
+    await serverCloses(socket, 'the silent HTTP/2 connection');
   });
 
   it('keeps a live client connected across many keepalive periods without calls', async () => {
@@ -240,10 +219,9 @@ describe('startGrpcHost', () => {
           ),
         );
       await call();
-      await waitUntil(
+      await waitFor(
         () => idleClient.getChannel().getConnectivityState(false) !== grpc.connectivityState.READY,
-        5000,
-        'the server to close the idle connection',
+        { timeoutMs: 5000, what: 'the server to close the idle connection' },
       );
       await call();
     } finally {

@@ -5,7 +5,7 @@ import { existsSync } from 'node:fs';
 import { mkdir, mkdtemp, rm, writeFile } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
-import { waitUntil } from '@eraftkv/raft-server';
+import { waitFor } from '@eraftkv/test-support';
 import {
   dataDirOfProcess,
   dataDirOwner,
@@ -71,7 +71,10 @@ describe('pid file', () => {
     const node = idler(['--id', '1', '--data-dir', dir]);
     const pid = node.pid!;
     await writeFile(pidFilePath(dir), `${pid}\n`);
-    await waitUntil(() => dataDirOfProcess(pid) === dir, 5000, 'the idler to start');
+    await waitFor(() => dataDirOfProcess(pid) === dir, {
+      timeoutMs: 5000,
+      what: 'the idler to start',
+    });
     expect(isNodeOfDataDir(pid, dir)).toBe(true);
     expect(isNodeOfDataDir(pid, `${dir}/`)).toBe(true);
     expect(dataDirOwner(dir)).toBe(pid);
@@ -94,10 +97,9 @@ describe('pid file', () => {
     await mkdir(dir);
     const relative = idler(['--data-dir', 'relative'], root);
     const equals = idler([`--data-dir=${dir}`]);
-    await waitUntil(
+    await waitFor(
       () => dataDirOfProcess(relative.pid!) !== null && dataDirOfProcess(equals.pid!) !== null,
-      5000,
-      'the idlers to start',
+      { timeoutMs: 5000, what: 'the idlers to start' },
     );
     expect(isNodeOfDataDir(relative.pid!, dir)).toBe(true);
     expect(isNodeOfDataDir(equals.pid!, dir)).toBe(true);

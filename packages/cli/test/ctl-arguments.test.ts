@@ -1,0 +1,102 @@
+// eraftkv-ctl's command line: what a user who gets it wrong sees, before anything is sent. Every
+// usage mistake exits 128 (etcdctl's code for bad arguments) with a message that names the flag
+// or argument. The endpoints given here never answer, and nothing here needs them to.
+import { exitCodes } from '../src';
+import { ctl } from './run-ctl';
+
+/** An endpoint no test here may reach: port 9 on 127.0.0.1 (discard, never served here). */
+const nowhere = ['--endpoints', '127.0.0.1:9'];
+const seeHelp = "Run 'eraftkv-ctl --help' (or '<command> --help') for usage.\n";
+
+describe('eraftkv-ctl arguments', () => {
+  it('exits 128, pointing at --help, without a command', async () => {
+    const run = await ctl(...nowhere);
+    expect(run).toEqual({
+      code: exitCodes.badArgs,
+      out: '',
+      err: `Error: name a command (see --help)\n${seeHelp}`,
+    });
+  });
+
+  it('exits 128 for a missing positional argument', async () => {
+    const run = await ctl(...nowhere, 'get');
+    expect(run.code).toBe(128);
+    expect(run.out).toBe('');
+    expect(run.err).toMatch(/^Error: Not enough non-option arguments: got 0, need at least 1\n/);
+    expect(run.err.endsWith(seeHelp)).toBe(true);
+  });
+
+  it('exits 128 naming an unknown flag', async () => {
+    const run = await ctl(...nowhere, 'get', 'a', '--bogus');
+    expect(run.code).toBe(128);
+    expect(run.err).toMatch(/^Error: Unknown argument: bogus\n/);
+  });
+
+  it('exits 128 naming --write-out and the formats it takes', async () => {
+    const run = await ctl(...nowhere, '-w', 'xml', 'get', 'a');
+    expect(run.code).toBe(128);
+    expect(run.err).toContain(
+      'Argument: write-out, Given: "xml", Choices: "simple", "json", "table"',
+    );
+  });
+
+  it('exits 128 when a command that takes a subcommand gets none', async () => {
+    // yargs checks the <command> positional before the subcommand's own demandCommand message.
+    for (const command of ['group', 'member', 'leader', 'slot', 'endpoint']) {
+      const run = await ctl(...nowhere, command);
+      expect({ command, code: run.code, out: run.out }).toEqual({ command, code: 128, out: '' });
+      expect(run.err).toBe(
+        `Error: Not enough non-option arguments: got 0, need at least 1\n${seeHelp}`,
+      );
+    }
+  });
+
+  it('exits 128 naming the flag or argument whose value is wrong', async () => {
+    const cases: [string[], string][] = [
+      [
+        ['--command-timeout', '5x', 'get', 'a'],
+        'Error: --command-timeout: "5x" is not a duration like 5s, 500ms or 2m\n',
+      ],
+      [['--command-timeout', '0s', 'get', 'a'], 'Error: --command-timeout must be positive\n'],
+      [['scan', 'a', '--limit', '0'], 'Error: --limit must be a positive integer, got 0\n'],
+      [
+        ['member', 'list', '--group=-1'],
+        'Error: --group must be 0 (meta) or a kv group id, got -1\n',
+      ],
+      [['member', 'add', '4', 'localhost'], 'Error: "localhost" is not host:port\n'],
+      [['group', 'add', '2', '127.0.0.1:1,nohost'], 'Error: "nohost" is not host:port\n'],
+      [['group', 'remove', '0'], 'Error: <gid> must be a positive integer, got 0\n'],
+      [['slot', 'move', '2', '9-x'], 'Error: <range>: '],
+    ];
+    for (const [args, message] of cases) {
+      const run = await ctl(...nowhere, ...args);
+      expect({ args, code: run.code, out: run.out }).toEqual({ args, code: 128, out: '' });
+      expect(run.err.startsWith(message)).toBe(true);
+    }
+  });
+
+  it('exits 128 for --endpoints that name no endpoint', async () => {
+    expect(await ctl('--endpoints', ' , ', 'get', 'a')).toEqual({
+      code: 128,
+      out: '',
+      err: 'Error: --endpoints is empty\n',
+    });
+  });
+
+  it('exits 3 (invalid input) for an endpoint that is not host:port, from the flag or ERAFTKV_ENDPOINTS', async () => {
+    const run = await ctl('--endpoints', 'meta-1', 'get', 'a');
+    expect(run).toEqual({
+      code: exitCodes.invalidInput,
+      out: '',
+      err: 'Error: endpoint "meta-1" is not host:port\n',
+    });
+    process.env.ERAFTKV_ENDPOINTS = '127.0.0.1:1,meta-2';
+    try {
+      const fromEnv = await ctl('get', 'a');
+      expect(fromEnv.code).toBe(3);
+      expect(fromEnv.err).toBe('Error: endpoint "meta-2" is not host:port\n');
+    } finally {
+      delete process.env.ERAFTKV_ENDPOINTS;
+    }
+  });
+});

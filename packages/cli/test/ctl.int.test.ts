@@ -1,0 +1,364 @@
+// eraftkv-ctl against a fake node on 127.0.0.1 (real gRPC, no cluster): it is the meta group
+// (node 1 of group 0) and the leader of kv group 1 at once, keeps keys in a map, and answers
+// Status and grpc.health.v1. What is checked is what a user sees: the lines, tables and JSON
+// documents printed, and the exit codes.
+import {
+  ChangeType,
+  ClientOperationResp,
+  ClientOpType,
+  ClusterConfigChangeResp,
+  ErrorCode,
+  HealthCheckResponse_ServingStatus,
+  HealthService,
+  SlotStatus,
+  StatusResp,
+  type ERaftKvServer,
+  type HealthServer,
+  type KvOpPair,
+} from '@eraftkv/protocol';
+import { closedAddress, startFakeERaftKv, type StartedServer } from '@eraftkv/test-support';
+import { exitCodes } from '../src';
+import { ctl, type CtlRun } from './run-ctl';
+
+const slotCount = 16;
+
+/** The cells of a table's header and rows, trimmed (the +---+ rules left out). */
+function tableRows(table: string): string[][] {
+  return table
+    .split('\n')
+    .filter((l) => l.startsWith('|'))
+    .map((l) =>
+      l
+        .split('|')
+        .map((c) => c.trim())
+        .slice(1, -1),
+    );
+}
+const configVersion = 3;
+
+class FakeNode {
+  readonly data = new Map<string, Buffer>();
+  server: StartedServer | null = null;
+
+  get address(): string {
+    return this.server?.address ?? '';
+  }
+
+  async start(): Promise<void> {
+    const handlers: Partial<ERaftKvServer> = {
+      clusterConfigChange: (call, callback) => {
+        const req = call.request;
+        if (req.changeType === ChangeType.ShardJoin && req.shardId === 1) {
+          callback(null, this.topology({ success: false, errorCode: ErrorCode.GROUP_EXISTS }));
+          return;
+        }
+        callback(null, this.topology({}));
+      },
+      // ProcessRWOperationStream is left UNIMPLEMENTED: the client falls back to unary calls.
+      processRwOperation: (call, callback) =>
+        callback(
+          null,
+          ClientOperationResp.fromPartial({
+            ops: call.request.kvs.map((op) => this.apply(op)),
+            groupId: 1,
+            configVersion,
+            leaderId: 1,
+          }),
+        ),
+      status: (_call, callback) =>
+        callback(
+          null,
+          StatusResp.fromPartial({
+            nodeId: 1,
+            groupId: 1,
+            address: this.address,
+            role: 'leader',
+            term: 7,
+            leaderId: 1,
+            leaderAddress: this.address,
+            commitIndex: 10,
+            appliedIndex: 9,
+            membership: {
+              members: [
+                { id: 1, address: this.address, learner: false, incarnation: 5 },
+                { id: 2, address: '127.0.0.1:1', learner: true, incarnation: 0 },
+              ],
+            },
+            version: '0.1.0-test',
+            serverType: 'kv',
+            dbSizeBytes: 2048,
+          }),
+        ),
+    };
+    const health: HealthServer = {
+      check: (_call, callback) =>
+        callback(null, { status: HealthCheckResponse_ServingStatus.SERVING }),
+      watch: (call) => call.end(),
+    };
+    this.server = await startFakeERaftKv(handlers, {
+      what: 'the fake node',
+      register: (server) => server.addService(HealthService, health),
+    });
+  }
+
+  /** Group 0 (meta) is this node; group 1 (kv) is this node too, owning every slot, 15 moving. */
+  private topology(fields: Partial<ClusterConfigChangeResp>): ClusterConfigChangeResp {
+    const server = { id: 1, address: this.address };
+    return ClusterConfigChangeResp.fromPartial({
+      success: true,
+      configVersion,
+      slotCount,
+      leaderId: 1,
+      shardGroup: [
+        { id: 0, servers: [server], leaderId: 1 },
+        {
+          id: 1,
+          servers: [server],
+          slots: Array.from({ length: slotCount }, (_, id) => ({
+            id,
+            slotStatus: id === 15 ? SlotStatus.Migrating : SlotStatus.Running,
+          })),
+        },
+      ],
+      ...fields,
+    });
+  }
+
+  private apply(op: KvOpPair): KvOpPair {
+    const key = op.key.toString('latin1');
+    switch (op.opType) {
+      case ClientOpType.Put:
+        this.data.set(key, op.value);
+        return { ...op, success: true };
+      case ClientOpType.Get: {
+        const value = this.data.get(key);
+        return {
+          ...op,
+          success: true,
+          found: value !== undefined,
+          value: value ?? Buffer.alloc(0),
+        };
+      }
+      case ClientOpType.Del:
+        return { ...op, success: true, deleted: this.data.delete(key) ? 1 : 0 };
+      case ClientOpType.Scan: {
+        const end = op.endKey.length === 0 ? null : op.endKey.toString('latin1');
+        const keys = [...this.data.keys()].filter((k) => k >= key && (end === null || k < end));
+        keys.sort();
+        const kvs = keys
+          .slice(0, op.limit)
+          .map((k) => ({ key: Buffer.from(k, 'latin1'), value: this.data.get(k)! }));
+        return { ...op, success: true, kvs, more: keys.length > op.limit };
+      }
+      default:
+        return op;
+    }
+  }
+}
+
+describe('eraftkv-ctl against a fake node', () => {
+  const node = new FakeNode();
+  let unreachable = '';
+  /** eraftkv-ctl with --endpoints naming the fake node. */
+  const run = (...argv: string[]): Promise<CtlRun> =>
+    ctl('--endpoints', node.address, '--command-timeout', '5s', ...argv);
+
+  beforeAll(async () => {
+    await node.start();
+    unreachable = await closedAddress();
+  });
+  afterAll(async () => {
+    await node.server?.close();
+  });
+  beforeEach(() => node.data.clear());
+
+  it('puts, gets and deletes, printing plain lines and exiting 0 (get of a missing key: 1)', async () => {
+    expect(await run('put', 'hello', 'world')).toEqual({ code: 0, out: 'OK\n', err: '' });
+    expect(node.data.get('hello')?.toString()).toBe('world');
+    expect(await run('get', 'hello')).toEqual({ code: 0, out: 'world\n', err: '' });
+    expect(await run('get', 'nope')).toEqual({
+      code: exitCodes.error,
+      out: '',
+      err: 'key not found\n',
+    });
+    expect(await run('del', 'hello')).toEqual({ code: 0, out: '1\n', err: '' });
+    expect(await run('del', 'hello')).toEqual({ code: 0, out: '0\n', err: '' });
+  });
+
+  it('prints one JSON document per command with -w json (binary values in base64 too)', async () => {
+    node.data.set('bin', Buffer.from([0xff, 0x00]));
+    const put = await run('-w', 'json', 'put', 'k', 'v');
+    expect(put.code).toBe(0);
+    expect(JSON.parse(put.out)).toEqual({ ok: true, key: 'k' });
+    const got = await run('get', 'k', '-w', 'json');
+    expect(JSON.parse(got.out)).toEqual({
+      key: 'k',
+      found: true,
+      value: 'v',
+      valueBase64: 'dg==',
+    });
+    const missing = await run('get', 'nope', '-w', 'json');
+    // A missing key is still exit code 1, but JSON readers get a document, not a message.
+    expect(missing).toEqual({
+      code: 1,
+      out: '{\n  "key": "nope",\n  "found": false\n}\n',
+      err: '',
+    });
+    expect(JSON.parse((await run('del', 'k', '-w', 'json')).out)).toEqual({ key: 'k', deleted: 1 });
+    expect((await run('get', 'bin')).out).toBe('base64:/wA=\n');
+    expect(JSON.parse((await run('get', 'bin', '-w', 'json')).out)).toMatchObject({
+      valueBase64: '/wA=',
+    });
+  });
+
+  it('scans as lines, as a table and as JSON, and says on stderr when --limit cut it short', async () => {
+    for (const [k, v] of [
+      ['a', '1'],
+      ['b', '22'],
+      ['c', '3'],
+    ])
+      node.data.set(k, Buffer.from(v));
+    expect(await run('scan', 'a', 'c')).toEqual({ code: 0, out: 'a\n1\nb\n22\n', err: '' });
+    expect((await run('scan', 'a', '-w', 'table')).out).toBe(
+      [
+        '+-----+-------+',
+        '| KEY | VALUE |',
+        '+-----+-------+',
+        '| a   | 1     |',
+        '| b   | 22    |',
+        '| c   | 3     |',
+        '+-----+-------+',
+        '',
+      ].join('\n'),
+    );
+    expect(await run('scan', 'a', '--limit', '2', '--keys-only')).toEqual({
+      code: 0,
+      out: 'a\nb\n',
+      err: 'more keys remain after b; use --limit\n',
+    });
+    const json = await run('scan', 'b', '-w', 'json', '--keys-only');
+    expect(json.err).toBe('');
+    expect(JSON.parse(json.out)).toEqual({
+      count: 2,
+      more: false,
+      kvs: [
+        { key: 'b', keyBase64: 'Yg==' },
+        { key: 'c', keyBase64: 'Yw==' },
+      ],
+    });
+  });
+
+  it('lists the groups as lines, as a table and as JSON', async () => {
+    const a = node.address;
+    expect(await run('group', 'list')).toEqual({
+      code: 0,
+      out:
+        `group 0 (meta): servers 1=${a}; slots -\n` +
+        `group 1: servers 1=${a}; slots 0-15 (16); migrating 15\n` +
+        'config version 3, 16 slots\n',
+      err: '',
+    });
+    const table = await run('group', 'list', '-w', 'table');
+    expect(tableRows(table.out)).toEqual([
+      ['GROUP', 'SERVERS', 'SLOTS', 'MIGRATING'],
+      ['0 (meta)', `1=${a}`, '-', '-'],
+      ['1', `1=${a}`, '0-15 (16)', '15'],
+    ]);
+    const lines = table.out.split('\n');
+    expect(lines.at(-2)).toBe('config version 3, 16 slots');
+    expect(JSON.parse((await run('query_groups', '-w', 'json')).out)).toEqual({
+      configVersion: 3,
+      slotCount: 16,
+      groups: [
+        {
+          id: 0,
+          role: 'meta',
+          servers: [{ id: 1, address: a }],
+          slots: '',
+          slotCount: 0,
+          migrating: '',
+        },
+        {
+          id: 1,
+          role: 'kv',
+          servers: [{ id: 1, address: a }],
+          slots: '0-15',
+          slotCount: 16,
+          migrating: '15',
+        },
+      ],
+    });
+  });
+
+  it('lists the members of a group and marks the leader', async () => {
+    const a = node.address;
+    expect(await run('member', 'list', '--group', '1')).toEqual({
+      code: 0,
+      out: `1, ${a}, voter, leader\n2, 127.0.0.1:1, learner\n`,
+      err: '',
+    });
+    const table = await run('member', 'list', '--group', '1', '-w', 'table');
+    const rows = tableRows(table.out);
+    expect(rows).toEqual([
+      ['ID', 'ADDRESS', 'ROLE', 'LEADER', 'INCARNATION'],
+      ['1', a, 'voter', 'yes', '5'],
+      ['2', '127.0.0.1:1', 'learner', 'no', '0'],
+    ]);
+    expect(JSON.parse((await run('member', 'list', '--group', '1', '-w', 'json')).out)).toEqual({
+      group: 1,
+      leaderId: 1,
+      members: [
+        { id: 1, address: a, learner: false, incarnation: 5, leader: true },
+        { id: 2, address: '127.0.0.1:1', learner: true, incarnation: 0, leader: false },
+      ],
+    });
+  });
+
+  it('shows endpoint status per node, and exits 2 when one does not answer', async () => {
+    const a = node.address;
+    expect(await run('endpoint', 'status')).toEqual({
+      code: 0,
+      out: `${a}, kv 1, 1, leader, 7, 1, 10, 9, 2.0 kB, 0.1.0-test\n`,
+      err: '',
+    });
+    const both = await ctl(
+      '--endpoints',
+      `${a},${unreachable}`,
+      'endpoint',
+      'status',
+      '-w',
+      'json',
+    );
+    expect(both.code).toBe(exitCodes.badConnection);
+    const docs = JSON.parse(both.out) as Record<string, unknown>[];
+    expect(docs).toHaveLength(2);
+    expect(docs[0]).toMatchObject({ endpoint: a, nodeId: 1, role: 'leader', term: 7 });
+    expect(docs[1]).toEqual({ endpoint: unreachable, error: expect.any(String) as unknown });
+  });
+
+  it('checks health with grpc.health.v1, as a table', async () => {
+    const health = await run('endpoint', 'health', '-w', 'table');
+    expect(health.code).toBe(0);
+    const rows = tableRows(health.out);
+    expect(rows[0]).toEqual(['ENDPOINT', 'HEALTH', 'TOOK', 'ERROR']);
+    expect(rows[1]).toEqual([node.address, 'true', expect.stringMatching(/^\d+ms$/), '']);
+  });
+
+  it('exits 1 with the cluster refusal when the cluster says no', async () => {
+    const refused = await run('group', 'add', '1', '127.0.0.1:7001');
+    expect(refused.code).toBe(exitCodes.error);
+    expect(refused.out).toBe('');
+    expect(refused.err).toMatch(/^Error: .*\n$/);
+    expect(refused.err).toMatch(/exists/i);
+  });
+
+  it('exits 2 within --command-timeout when no endpoint answers', async () => {
+    const started = Date.now();
+    const down = await ctl('--endpoints', unreachable, '--command-timeout', '2s', 'get', 'k');
+    expect(down.code).toBe(exitCodes.badConnection);
+    expect(down.out).toBe('');
+    expect(down.err).toMatch(/^Error: .+\n$/);
+    expect(down.err).toContain(unreachable);
+    expect(Date.now() - started).toBeLessThan(5000);
+  });
+});
