@@ -40,14 +40,18 @@ describe('eraftkv-ctl arguments', () => {
     );
   });
 
-  it('exits 128 when a command that takes a subcommand gets none', async () => {
-    // yargs checks the <command> positional before the subcommand's own demandCommand message.
-    for (const command of ['group', 'member', 'leader', 'slot', 'endpoint']) {
+  it('exits 128 naming the subcommands when a command that takes one gets none', async () => {
+    const hints: [string, string][] = [
+      ['group', 'group needs a subcommand: add, remove or list'],
+      ['member', 'member needs a subcommand: list, add, remove or promote'],
+      ['leader', 'leader needs a subcommand: transfer'],
+      ['slot', 'slot needs a subcommand: move'],
+      ['endpoint', 'endpoint needs a subcommand: status or health'],
+    ];
+    for (const [command, hint] of hints) {
       const run = await ctl(...nowhere, command);
       expect({ command, code: run.code, out: run.out }).toEqual({ command, code: 128, out: '' });
-      expect(run.err).toBe(
-        `Error: Not enough non-option arguments: got 0, need at least 1\n${seeHelp}`,
-      );
+      expect(run.err).toBe(`Error: ${hint}\n${seeHelp}`);
     }
   });
 

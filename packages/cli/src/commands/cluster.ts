@@ -66,7 +66,7 @@ export function clusterCommands(yargs: Argv, run: Runner): Argv {
       }),
     )
     .command(
-      'group <command>',
+      'group',
       'Manage kv groups: add, remove, list',
       (y) =>
         y
@@ -129,7 +129,7 @@ export function clusterCommands(yargs: Argv, run: Runner): Argv {
       }),
     )
     .command(
-      'slot <command>',
+      'slot',
       'Manage slots: move',
       (y) =>
         y

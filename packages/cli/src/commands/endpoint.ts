@@ -22,7 +22,7 @@ function sizeText(bytes: number): string {
 
 export function endpointCommands(yargs: Argv, run: Runner): Argv {
   return yargs.command(
-    'endpoint <command>',
+    'endpoint',
     'Check nodes: status, health',
     (y) =>
       y

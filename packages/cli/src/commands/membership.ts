@@ -48,7 +48,7 @@ const groupOption = {
 export function membershipCommands(yargs: Argv, run: Runner): Argv {
   return yargs
     .command(
-      'member <command>',
+      'member',
       'Manage the members of a group: list, add, remove, promote',
       (y) =>
         y
@@ -132,7 +132,7 @@ export function membershipCommands(yargs: Argv, run: Runner): Argv {
       () => {},
     )
     .command(
-      'leader <command>',
+      'leader',
       'Leadership: transfer',
       (y) =>
         y
