@@ -6,7 +6,6 @@ import { createServer, type AddressInfo, type Socket } from 'node:net';
 import {
   ChangeType,
   ClientOpType,
-  ERaftKvService,
   ErrorCode,
   MemberChangeType,
   slotOfKey,
@@ -25,6 +24,7 @@ import {
   TimeoutError,
   UnavailableError,
 } from '../src';
+import { deadAddress, serveFake } from './fake-server';
 
 const slotCount = 16;
 
@@ -43,10 +43,6 @@ interface FakeKv {
   loseNextMemberAnswer: boolean;
   /** The most pairs one Scan answer carries (the server's --scan-limit-max). */
   scanLimitMax: number;
-}
-
-function unimplemented(_call: unknown, callback: grpc.sendUnaryData<never>): void {
-  callback({ code: grpc.status.UNIMPLEMENTED, details: 'not in this fake' }, null);
 }
 
 function resp(fields: Partial<ClientOperationResp>): ClientOperationResp {
@@ -116,7 +112,7 @@ async function startKv(): Promise<FakeKv> {
     if (req.clientId !== '') fake.applied.set(id, result);
     return result;
   };
-  const impl: ERaftKvServer = {
+  const impl: Partial<ERaftKvServer> = {
     processRwOperation: (call, callback) => {
       const result = answer(call.request);
       if ('code' in result) callback(result);
@@ -139,13 +135,6 @@ async function startKv(): Promise<FakeKv> {
       });
       call.on('end', () => call.end());
     },
-    requestVote: unimplemented,
-    appendEntries: unimplemented,
-    appendEntriesStream: (call) => call.end(),
-    snapshot: unimplemented,
-    timeoutNow: unimplemented,
-    identify: unimplemented,
-    clusterConfigChange: unimplemented,
     memberChange: (call, callback) => {
       const req = call.request;
       fake.memberCalls++;
@@ -176,16 +165,8 @@ async function startKv(): Promise<FakeKv> {
         membership: { members: fake.members.map((m) => ({ ...m })) },
       });
     },
-    transferLeader: unimplemented,
-    status: unimplemented,
   };
-  fake.server.addService(ERaftKvService, impl);
-  const port = await new Promise<number>((ok, fail) =>
-    fake.server.bindAsync('127.0.0.1:0', grpc.ServerCredentials.createInsecure(), (e, p) =>
-      e ? fail(e) : ok(p),
-    ),
-  );
-  fake.address = `127.0.0.1:${port}`;
+  fake.address = await serveFake(fake.server, impl);
   return fake;
 }
 
@@ -231,7 +212,7 @@ async function startMeta(): Promise<FakeMeta> {
     slotCount,
     leaderId: 1,
   });
-  const impl: ERaftKvServer = {
+  const impl: Partial<ERaftKvServer> = {
     clusterConfigChange: (call, callback) => {
       fake.requests.push(call.request);
       if (call.request.changeType === ChangeType.ShardsQuery) fake.queries++;
@@ -249,35 +230,9 @@ async function startMeta(): Promise<FakeMeta> {
       }
       callback(null, topology());
     },
-    processRwOperation: unimplemented,
-    processRwOperationStream: (call) => call.end(),
-    requestVote: unimplemented,
-    appendEntries: unimplemented,
-    appendEntriesStream: (call) => call.end(),
-    snapshot: unimplemented,
-    timeoutNow: unimplemented,
-    identify: unimplemented,
-    memberChange: unimplemented,
-    transferLeader: unimplemented,
-    status: unimplemented,
   };
-  fake.server.addService(ERaftKvService, impl);
-  const port = await new Promise<number>((ok, fail) =>
-    fake.server.bindAsync('127.0.0.1:0', grpc.ServerCredentials.createInsecure(), (e, p) =>
-      e ? fail(e) : ok(p),
-    ),
-  );
-  fake.address = `127.0.0.1:${port}`;
+  fake.address = await serveFake(fake.server, impl);
   return fake;
-}
-
-/** host:port of a port nothing listens on (bound, then closed): connections to it are refused. */
-async function deadAddress(): Promise<string> {
-  const server = createServer();
-  await new Promise<void>((ok) => server.listen(0, '127.0.0.1', ok));
-  const port = (server.address() as AddressInfo).port;
-  await new Promise<void>((ok) => server.close(() => ok()));
-  return `127.0.0.1:${port}`;
 }
 
 describe('EraftKvClient', () => {

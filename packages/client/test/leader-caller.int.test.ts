@@ -3,13 +3,7 @@
 // WRONG_SHARD answers, and how a call that gave up says why.
 import * as grpc from '@grpc/grpc-js';
 import { createServer, type AddressInfo, type Server, type Socket } from 'node:net';
-import {
-  ClusterConfigChangeReq,
-  ClusterConfigChangeResp,
-  ERaftKvService,
-  ErrorCode,
-  type ERaftKvServer,
-} from '@eraftkv/protocol';
+import { ClusterConfigChangeReq, ClusterConfigChangeResp, ErrorCode } from '@eraftkv/protocol';
 import {
   Connections,
   LeaderCaller,
@@ -18,6 +12,7 @@ import {
   type LeaderCallerOptions,
   type LeaderHint,
 } from '../src';
+import { deadAddress, serveFake } from './fake-server';
 
 /** What a fake server does with a ClusterConfigChange: answer, or hang (null: never answers). */
 type Behaviour = () => ClusterConfigChangeResp | null;
@@ -42,48 +37,17 @@ const notLeader =
 
 const hang: Behaviour = () => null;
 
-function unimplemented(_call: unknown, callback: grpc.sendUnaryData<never>): void {
-  callback({ code: grpc.status.UNIMPLEMENTED, details: 'not in this fake' }, null);
-}
-
 async function startFake(): Promise<FakeServer> {
   const fake: FakeServer = { address: '', server: new grpc.Server(), calls: 0, behave: ok };
-  const impl: ERaftKvServer = {
+  fake.address = await serveFake(fake.server, {
     clusterConfigChange: (_call, callback) => {
       fake.calls++;
       const resp = fake.behave();
       // A hanging call is cut by the client's deadline; forceShutdown drops it at the end.
       if (resp !== null) callback(null, resp);
     },
-    processRwOperation: unimplemented,
-    processRwOperationStream: (call) => call.end(),
-    requestVote: unimplemented,
-    appendEntries: unimplemented,
-    appendEntriesStream: (call) => call.end(),
-    snapshot: unimplemented,
-    timeoutNow: unimplemented,
-    identify: unimplemented,
-    memberChange: unimplemented,
-    transferLeader: unimplemented,
-    status: unimplemented,
-  };
-  fake.server.addService(ERaftKvService, impl);
-  const port = await new Promise<number>((resolve, reject) =>
-    fake.server.bindAsync('127.0.0.1:0', grpc.ServerCredentials.createInsecure(), (e, p) =>
-      e ? reject(e) : resolve(p),
-    ),
-  );
-  fake.address = `127.0.0.1:${port}`;
+  });
   return fake;
-}
-
-/** host:port of a port nothing listens on (bound, then closed): connections to it are refused. */
-async function deadAddress(): Promise<string> {
-  const server = createServer();
-  await new Promise<void>((resolve) => server.listen(0, '127.0.0.1', resolve));
-  const port = (server.address() as AddressInfo).port;
-  await new Promise<void>((resolve) => server.close(() => resolve()));
-  return `127.0.0.1:${port}`;
 }
 
 const leaderHint: LeaderHint<ClusterConfigChangeResp> = (resp) =>
