@@ -1,4 +1,5 @@
 // One gRPC channel per server address, shared by every call to it, with short reconnect backoff.
+// grpcChannelOptions is the one set of channel options every eraftkv process uses to call another.
 import * as grpc from '@grpc/grpc-js';
 import {
   ERaftKvClient,
@@ -112,22 +113,40 @@ class RequestStream {
   }
 }
 
+/** The default for the largest gRPC message sent or received. */
+export const defaultMessageBytesMax = 16 * 1024 * 1024;
+
+/**
+ * The channel options of a connection from one eraftkv process to a server: the client's, a
+ * server's calls into another group, and the Raft peer transport (which adds its own keepalive).
+ * A short reconnect backoff, so that a restarted node is found again within about a second.
+ */
+export function grpcChannelOptions(messageBytesMax = defaultMessageBytesMax): grpc.ChannelOptions {
+  return {
+    // Channelz bookkeeping costs CPU on every call and nothing here reads it.
+    'grpc.enable_channelz': 0,
+    'grpc.initial_reconnect_backoff_ms': 100,
+    'grpc.min_reconnect_backoff_ms': 100,
+    'grpc.max_reconnect_backoff_ms': 1000,
+    'grpc.max_send_message_length': messageBytesMax,
+    'grpc.max_receive_message_length': messageBytesMax,
+  };
+}
+
 export class Connections {
   private readonly clients = new Map<string, ERaftKvClient>();
   private readonly streams = new Map<string, RequestStream>();
   private readonly healthClients = new Map<string, HealthClient>();
   private readonly options: grpc.ChannelOptions;
+  private isClosed = false;
 
-  constructor(messageBytesMax: number) {
-    this.options = {
-      // Channelz bookkeeping costs CPU on every call and nothing here reads it.
-      'grpc.enable_channelz': 0,
-      'grpc.initial_reconnect_backoff_ms': 100,
-      'grpc.min_reconnect_backoff_ms': 100,
-      'grpc.max_reconnect_backoff_ms': 1000,
-      'grpc.max_send_message_length': messageBytesMax,
-      'grpc.max_receive_message_length': messageBytesMax,
-    };
+  constructor(messageBytesMax = defaultMessageBytesMax) {
+    this.options = grpcChannelOptions(messageBytesMax);
+  }
+
+  /** close() was called: calls through a LeaderCaller over this pool are refused. */
+  get closed(): boolean {
+    return this.isClosed;
   }
 
   client(address: string): ERaftKvClient {
@@ -159,6 +178,35 @@ export class Connections {
       client !== undefined &&
       client.getChannel().getConnectivityState(false) === grpc.connectivityState.TRANSIENT_FAILURE
     );
+  }
+
+  /**
+   * Whether the channel to `address` has a connection (READY). A call that failed
+   * DEADLINE_EXCEEDED while it had none was still waiting for a connection: it never left this
+   * process.
+   */
+  connected(address: string): boolean {
+    const client = this.clients.get(address);
+    return (
+      client !== undefined &&
+      client.getChannel().getConnectivityState(false) === grpc.connectivityState.READY
+    );
+  }
+
+  /** Closes the channels to every address but `addresses` (the servers a caller still uses). */
+  closeExcept(addresses: readonly string[]): void {
+    for (const [address, client] of this.clients) {
+      if (addresses.includes(address)) continue;
+      this.streams.get(address)?.close();
+      this.streams.delete(address);
+      client.close();
+      this.clients.delete(address);
+    }
+    for (const [address, client] of this.healthClients) {
+      if (addresses.includes(address)) continue;
+      client.close();
+      this.healthClients.delete(address);
+    }
   }
 
   /**
@@ -207,6 +255,7 @@ export class Connections {
   }
 
   close(): void {
+    this.isClosed = true;
     for (const s of this.streams.values()) s.close();
     this.streams.clear();
     for (const c of this.clients.values()) c.close();

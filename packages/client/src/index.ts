@@ -1,18 +1,23 @@
-// @eraftkv/client: the TypeScript client of eraftkv. See eraftkv-client.ts for the API.
+// @eraftkv/client: the TypeScript client of eraftkv. See eraftkv-client.ts for the API, and
+// leader-caller.ts for the retry policy that the servers share when they call another group.
+export { EraftKvClient } from './eraftkv-client';
 export {
-  EraftKvClient,
+  KvClient,
   toBytes,
   type BatchOp,
   type BatchResult,
   type Bytes,
+  type KeyValue,
+  type ScanResult,
+} from './kv-client';
+export { AdminClient, type MemberView } from './admin-client';
+export {
+  ClientSession,
   type CallOptions,
   type ClusterView,
   type EraftKvClientOptions,
-  type KeyValue,
-  type MemberView,
   type ReadOptions,
-  type ScanResult,
-} from './eraftkv-client';
+} from './client-session';
 export {
   ClusterError,
   describeErrorCode,
@@ -24,4 +29,19 @@ export {
   WrongShardError,
 } from './errors';
 export { backoffMs, type BackoffOptions } from './backoff';
+export {
+  Connections,
+  defaultMessageBytesMax,
+  grpcChannelOptions,
+  type UnaryCall,
+} from './connections';
+export {
+  hintVerdict,
+  LeaderCaller,
+  rpcError,
+  type LeaderCall,
+  type LeaderCallerOptions,
+  type LeaderHint,
+  type Verdict,
+} from './leader-caller';
 export { formatSlotRanges, parseSlotRanges, Topology, type GroupInfo } from './topology';

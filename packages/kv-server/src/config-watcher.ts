@@ -21,7 +21,8 @@ import {
   slotCountMax,
   type ERaftKvClient,
 } from '@eraftkv/protocol';
-import { errorAnswer, type GroupCaller } from '@eraftkv/server-kit';
+import type { LeaderCaller, LeaderHint } from '@eraftkv/client';
+import { errorAnswer } from '@eraftkv/server-kit';
 import {
   InvalidArgumentError,
   NotLeaderError,
@@ -36,21 +37,21 @@ export interface ConfigWatcherOptions {
   readonly groupId: number;
   readonly raft: RaftServer<KvApplyResult>;
   readonly stateMachine: DataStateMachine;
-  /** Calls the meta group's leader. */
-  readonly meta: GroupCaller;
+  /** Calls the meta group's leader (see groupCaller in server-kit); closed by stop(). */
+  readonly meta: LeaderCaller;
+  /** The meta servers' addresses (--meta). */
+  readonly metaAddresses: readonly string[];
   readonly pollMs: number;
   readonly logger: Logger;
 }
 
-// Bound, as GroupCaller calls it with the client as `this` anyway.
 const metaMethod = (client: ERaftKvClient) => client.clusterConfigChange.bind(client);
 
 /** NOT_LEADER / NO_LEADER answers carry the leader's address; anything else is an answer. */
-function metaLeaderHint(resp: ClusterConfigChangeResp): string | null {
-  return resp.errorCode === ErrorCode.NOT_LEADER || resp.errorCode === ErrorCode.NO_LEADER
+const metaLeaderHint: LeaderHint<ClusterConfigChangeResp> = (resp) =>
+  resp.errorCode === ErrorCode.NOT_LEADER || resp.errorCode === ErrorCode.NO_LEADER
     ? resp.leaderAddress
     : null;
-}
 
 export class ConfigWatcher {
   private timer: NodeJS.Timeout | null = null;
@@ -189,11 +190,16 @@ export class ConfigWatcher {
   }
 
   private callMeta(fields: Partial<ClusterConfigChangeReq>): Promise<ClusterConfigChangeResp> {
-    return this.options.meta.call(
+    return this.options.meta.callLeader(
+      0,
+      this.options.metaAddresses,
       metaMethod,
       ClusterConfigChangeReq.fromPartial(fields),
       metaLeaderHint,
-      { deadlineMs: Math.max(2000, 4 * this.options.pollMs) },
+      {
+        deadline: Date.now() + Math.max(2000, 4 * this.options.pollMs),
+        write: fields.changeType !== ChangeType.ShardsQuery,
+      },
     );
   }
 

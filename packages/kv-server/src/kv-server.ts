@@ -17,7 +17,7 @@ import type { ERaftKvServer } from '@eraftkv/protocol';
 import {
   adminHandlers,
   formatPeers,
-  GroupCaller,
+  groupCaller,
   splitHostPort,
   startGrpcHost,
   type GrpcHost,
@@ -250,7 +250,8 @@ export class KvServer {
       groupId: o.groupId,
       raft,
       stateMachine,
-      meta: new GroupCaller(o.metaAddresses),
+      meta: groupCaller(),
+      metaAddresses: o.metaAddresses,
       pollMs: o.configPollMs ?? 500,
       logger: this.logger.child({ component: 'config-watcher' }),
     });

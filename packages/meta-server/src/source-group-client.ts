@@ -1,13 +1,21 @@
 // Step 2 of a slot move on the wire: hand a kv group (the source of the moving slots) its frozen
-// config through ClusterConfigChange{SlotMove, DataServer} and read its verdict. One GroupCaller
-// per kv group finds that group's leader and follows its NOT_LEADER hints within a deadline.
+// config through ClusterConfigChange{SlotMove, DataServer} and read its verdict. One LeaderCaller
+// per kv group (with a connection pool of its own) finds that group's leader and follows its
+// NOT_LEADER hints within a deadline.
 import * as grpc from '@grpc/grpc-js';
 import {
   ErrorCode,
   type ClusterConfigChangeReq,
   type ClusterConfigChangeResp,
 } from '@eraftkv/protocol';
-import { GroupCallError, GroupCaller, type LeaderHint } from '@eraftkv/server-kit';
+import {
+  InvalidArgumentError,
+  TimeoutError,
+  UnavailableError,
+  type LeaderCaller,
+  type LeaderHint,
+} from '@eraftkv/client';
+import { groupCaller } from '@eraftkv/server-kit';
 
 /** What a source group said about its migrating slots. */
 export type SourceVerdict =
@@ -27,7 +35,7 @@ export interface SourceGroupClient {
 
 /**
  * Answers that mean "ask elsewhere or again": NOT_LEADER names the leader; the others have no
- * hint, so the GroupCaller tries the next address after a short pause, until the deadline.
+ * hint, so the LeaderCaller tries the next address after a pause, until the deadline.
  */
 const sourceLeaderHint: LeaderHint<ClusterConfigChangeResp> = (resp) => {
   switch (resp.errorCode) {
@@ -43,7 +51,7 @@ const sourceLeaderHint: LeaderHint<ClusterConfigChangeResp> = (resp) => {
 };
 
 export class GrpcSourceGroupClient implements SourceGroupClient {
-  private readonly callers = new Map<number, GroupCaller>();
+  private readonly callers = new Map<number, LeaderCaller>();
   private closed = false;
   private readonly whenClosed: Promise<SourceVerdict>;
   private markClosed: () => void = () => {};
@@ -81,27 +89,31 @@ export class GrpcSourceGroupClient implements SourceGroupClient {
     }
     let caller = this.callers.get(groupId);
     if (caller === undefined) {
-      caller = new GroupCaller(addresses);
+      caller = groupCaller();
       this.callers.set(groupId, caller);
     } else {
-      caller.setAddresses(addresses);
+      // The group's membership may have changed: drop channels to servers no longer listed.
+      caller.retainServers(groupId, addresses);
     }
     const call = caller
-      .call((client) => client.clusterConfigChange.bind(client), req, sourceLeaderHint, {
-        deadlineMs: this.options.deadlineMs,
-        attemptMs: this.options.attemptMs,
-      })
+      .callLeader(
+        groupId,
+        addresses,
+        (client) => client.clusterConfigChange.bind(client),
+        req,
+        sourceLeaderHint,
+        {
+          deadline: Date.now() + this.options.deadlineMs,
+          attemptTimeoutMs: this.options.attemptMs,
+          write: true,
+        },
+      )
       .then(
         (resp) => verdictOf(groupId, resp),
         (err: unknown) => failureOf(groupId, err, this.options.deadlineMs),
       );
-    // GroupCaller cannot cancel a call: once it ends, close again whatever a call that outlived
-    // close() reopened.
-    const owner = caller;
-    void call.finally(() => {
-      if (this.closed) owner.close();
-    });
-    // A stop does not wait for a slow source: the move stays Migrating and the next leader resumes it.
+    // A stop does not wait for a slow source: the move stays Migrating and the next leader
+    // resumes it. A call that outlives close() makes no further attempt (its pool is closed).
     return Promise.race([call, this.whenClosed]);
   }
 
@@ -122,7 +134,7 @@ function verdictOf(groupId: number, resp: ClusterConfigChangeResp): SourceVerdic
 }
 
 function failureOf(groupId: number, err: unknown, deadlineMs: number): SourceVerdict {
-  if (err instanceof GroupCallError) {
+  if (err instanceof UnavailableError || err instanceof TimeoutError) {
     return {
       ok: false,
       code: ErrorCode.REJECTED,
@@ -130,7 +142,12 @@ function failureOf(groupId: number, err: unknown, deadlineMs: number): SourceVer
     };
   }
   const e = err as Partial<grpc.ServiceError>;
-  const status = e.code !== undefined ? (grpc.status[e.code] ?? String(e.code)) : 'error';
+  const status =
+    err instanceof InvalidArgumentError
+      ? grpc.status[grpc.status.INVALID_ARGUMENT]
+      : e.code !== undefined
+        ? (grpc.status[e.code] ?? String(e.code))
+        : 'error';
   return {
     ok: false,
     code: ErrorCode.REJECTED,

@@ -1,5 +1,6 @@
 // Pieces both server binaries are made of: the gRPC host, the admin RPCs, error mapping, the
-// shared command-line options, peer lists, the process life cycle and the pid file.
+// shared command-line options, peer lists, the process life cycle, the pid file and how a server
+// calls another group.
 export { adminHandlers, type AdminInfo } from './admin-handlers';
 export {
   errorAnswer,
@@ -38,5 +39,5 @@ export {
   removePidFile,
   writePidFile,
 } from './pid-file';
-export { GroupCallError, GroupCaller, type LeaderHint, type UnaryMethod } from './group-caller';
+export { groupCaller, type GroupCallerOptions } from './group-caller';
 export { NodeHost, type NodeHostOptions } from './node-host';

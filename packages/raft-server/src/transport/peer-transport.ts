@@ -4,6 +4,7 @@
 // through onResponse; failures are reported to the core as unreachable peers, never retried in a
 // tight loop (the core decides when to send again).
 import * as grpc from '@grpc/grpc-js';
+import { grpcChannelOptions } from '@eraftkv/client';
 import {
   ERaftKvClient,
   type AppendEntriesReq,
@@ -98,13 +99,11 @@ function unary<Req, Resp>(
 /** grpc-js clients for one peer: a replication channel and a separate control channel. */
 export function createGrpcPeerRpc(address: string, options: PeerTransportOptions): PeerRpc {
   const channelOptions: grpc.ChannelOptions = {
-    // Channelz bookkeeping costs CPU on every call and nothing here reads it.
-    'grpc.enable_channelz': 0,
-    'grpc.initial_reconnect_backoff_ms': 100,
-    'grpc.min_reconnect_backoff_ms': 100,
-    'grpc.max_reconnect_backoff_ms': 1000,
-    'grpc.max_send_message_length': options.messageBytesMax,
-    'grpc.max_receive_message_length': options.messageBytesMax,
+    ...grpcChannelOptions(options.messageBytesMax),
+    // Peer-specific: a peer's channels stay open for the node's whole life, mostly idle on the
+    // control channel, and a connection that died silently (a peer that froze, a middlebox that
+    // dropped it) must be noticed within seconds, before the next election timeout matters. Calls
+    // from clients and from servers into other groups are short-lived and do without pings.
     'grpc.keepalive_time_ms': 10_000,
     'grpc.keepalive_timeout_ms': 5_000,
   };

@@ -1,0 +1,368 @@
+// KvClient: the data operations of eraftkv (put, get, del, batch, scan). It routes every key by
+// its slot through the session's cached topology and reaches the owning group's leader through the
+// session's LeaderCaller. Every write carries (client id, command id), so a write retried after a
+// lost answer applies once.
+import {
+  ClientOpType,
+  ErrorCode,
+  KvOpPair,
+  ReadConsistency,
+  type ClientOperationReq,
+  type ClientOperationResp,
+} from '@eraftkv/protocol';
+import type { CallOptions, ClientSession, ReadOptions } from './client-session';
+import { ClusterError, describeErrorCode, InvalidArgumentError, WrongShardError } from './errors';
+import type { Verdict } from './leader-caller';
+
+export type Bytes = string | Uint8Array;
+
+export interface KeyValue {
+  readonly key: Buffer;
+  readonly value: Buffer;
+}
+
+export interface ScanResult {
+  /** Pairs in key-byte order. */
+  readonly kvs: KeyValue[];
+  /** More pairs remain after the last one returned. */
+  readonly more: boolean;
+}
+
+export type BatchOp =
+  | { readonly type: 'put'; readonly key: Bytes; readonly value: Bytes }
+  | { readonly type: 'get'; readonly key: Bytes }
+  | { readonly type: 'del'; readonly key: Bytes };
+
+export type BatchResult =
+  | { readonly type: 'put' }
+  | { readonly type: 'get'; readonly value: Buffer | undefined }
+  | { readonly type: 'del'; readonly deleted: boolean };
+
+/** Turns user input into bytes: strings are UTF-8. */
+export function toBytes(value: Bytes): Buffer {
+  if (typeof value === 'string') return Buffer.from(value, 'utf8');
+  return Buffer.isBuffer(value)
+    ? value
+    : Buffer.from(value.buffer, value.byteOffset, value.byteLength);
+}
+
+export class KvClient {
+  constructor(private readonly session: ClientSession) {}
+
+  /** Writes `value` under `key`. */
+  async put(key: Bytes, value: Bytes, options: CallOptions = {}): Promise<void> {
+    await this.batch([{ type: 'put', key, value }], options);
+  }
+
+  /** The value of `key`, or undefined when the key does not exist (an empty value exists). */
+  async get(key: Bytes, options: ReadOptions = {}): Promise<Buffer | undefined> {
+    const k = toBytes(key);
+    const resp = await this.dataCall(
+      [k],
+      [{ ...emptyOp(), opType: ClientOpType.Get, key: k }],
+      false,
+      options,
+    );
+    const op = resp.ops[0];
+    return op?.found ? op.value : undefined;
+  }
+
+  /** Deletes `key`; true if it existed. */
+  async del(key: Bytes, options: CallOptions = {}): Promise<boolean> {
+    const [result] = await this.batch([{ type: 'del', key }], options);
+    return result.type === 'del' && result.deleted;
+  }
+
+  /**
+   * The pairs with keys in [start, end) (end empty or omitted: no upper bound), in key-byte
+   * order, at most `limit` (default 1000); `more` says that the limit stopped the scan before the
+   * end. Keys live in every group, so each group is asked and the answers are merged. A server
+   * answers at most its own bound per request (--scan-limit-max pairs, --response-bytes-max
+   * bytes), so the scan continues in pages, each from the last key returned + 0x00, until it has
+   * `limit` pairs or the range ends. The pages are separate reads: a scan that spans several
+   * pages is not one point in time.
+   */
+  async scan(
+    start: Bytes,
+    end: Bytes | undefined,
+    options: ReadOptions & { limit?: number } = {},
+  ): Promise<ScanResult> {
+    const limit = options.limit ?? 1000;
+    if (!Number.isSafeInteger(limit) || limit <= 0)
+      throw new InvalidArgumentError(`limit must be a positive integer, got ${limit}`);
+    const endKey = end === undefined ? Buffer.alloc(0) : toBytes(end);
+    const deadline = this.session.deadline(options);
+    const kvs: KeyValue[] = [];
+    let from = toBytes(start);
+    for (let moves = 0; ; moves++) {
+      const result = await this.scanGroups(from, endKey, limit, kvs, options, deadline);
+      if (result !== null) return { kvs, more: result.more };
+      // A group answered WRONG_SHARD: the topology moved under the scan. The pairs taken so far
+      // are final (each came before every pair not yet taken); go on after the last one.
+      if (moves >= 10)
+        throw new WrongShardError('the topology kept changing during the scan; retry');
+      if (kvs.length > 0) from = keyAfter(kvs[kvs.length - 1].key);
+    }
+  }
+
+  /**
+   * Merges the groups' pages into `out` in key order until it holds `limit` pairs or every group
+   * is done. A group's next page is fetched only once its current one is used up, since its next
+   * key may come before the other groups' keys. Null when a group answered WRONG_SHARD.
+   */
+  private async scanGroups(
+    from: Buffer,
+    endKey: Buffer,
+    limit: number,
+    out: KeyValue[],
+    options: ReadOptions,
+    deadline: number,
+  ): Promise<{ more: boolean } | null> {
+    const topology = await this.session.topology(false, deadline);
+    const pagers: ScanPager[] = topology
+      .dataGroups()
+      .filter((g) => g.slots.length > 0)
+      .map((g) => ({ groupId: g.id, page: [], taken: 0, next: from }));
+    for (;;) {
+      if (out.length === limit) {
+        return { more: pagers.some((p) => p.taken < p.page.length || p.next !== null) };
+      }
+      const used = pagers.filter((p) => p.taken === p.page.length && p.next !== null);
+      const refills = await Promise.all(
+        used.map((p) => this.scanPage(p, endKey, limit - out.length, options, deadline)),
+      );
+      if (refills.includes(false)) return null;
+      let best: ScanPager | null = null;
+      for (const p of pagers) {
+        if (p.taken === p.page.length) continue;
+        if (best === null || Buffer.compare(p.page[p.taken].key, best.page[best.taken].key) < 0)
+          best = p;
+      }
+      if (best === null) return { more: false };
+      out.push(best.page[best.taken++]);
+    }
+  }
+
+  /** Fetches a group's next page into its pager; false when the group answered WRONG_SHARD. */
+  private async scanPage(
+    pager: ScanPager,
+    endKey: Buffer,
+    wanted: number,
+    options: ReadOptions,
+    deadline: number,
+  ): Promise<boolean> {
+    const from = pager.next;
+    if (from === null) return true;
+    const resp = await this.groupCall(
+      pager.groupId,
+      {
+        ...emptyRequest(),
+        kvs: [{ ...emptyOp(), opType: ClientOpType.Scan, key: from, endKey, limit: wanted }],
+        readConsistency: options.serializable
+          ? ReadConsistency.SERIALIZABLE
+          : ReadConsistency.LINEARIZABLE,
+      },
+      false,
+      deadline,
+      options.serializable === true,
+    );
+    if (resp.errorCode === ErrorCode.WRONG_SHARD) return false;
+    const op = resp.ops[0];
+    const pairs = op?.kvs ?? [];
+    if (op?.more === true && pairs.length === 0) {
+      // A server returns at least one pair whenever more remain; anything else would loop.
+      throw new ClusterError(
+        ErrorCode.REJECTED,
+        `group ${pager.groupId} answered a Scan with more pairs to come but none returned`,
+      );
+    }
+    pager.page = pairs.map((kv) => ({ key: kv.key, value: kv.value }));
+    pager.taken = 0;
+    pager.next = op?.more === true ? keyAfter(pairs[pairs.length - 1].key) : null;
+    return true;
+  }
+
+  /**
+   * Several operations on keys of one group, applied atomically and in order (a get sees the
+   * batch's earlier writes). Keys of different groups are refused with InvalidArgumentError.
+   */
+  async batch(ops: readonly BatchOp[], options: CallOptions = {}): Promise<BatchResult[]> {
+    if (ops.length === 0) throw new InvalidArgumentError('a batch needs at least one operation');
+    const keys = ops.map((op) => toBytes(op.key));
+    const wire: KvOpPair[] = ops.map((op, i) => {
+      switch (op.type) {
+        case 'put':
+          return { ...emptyOp(), opType: ClientOpType.Put, key: keys[i], value: toBytes(op.value) };
+        case 'get':
+          return { ...emptyOp(), opType: ClientOpType.Get, key: keys[i] };
+        case 'del':
+          return { ...emptyOp(), opType: ClientOpType.Del, key: keys[i] };
+      }
+    });
+    const writes = ops.some((op) => op.type !== 'get');
+    const resp = await this.dataCall(keys, wire, writes, options);
+    return ops.map((op, i): BatchResult => {
+      const result = resp.ops[i];
+      switch (op.type) {
+        case 'put':
+          return { type: 'put' };
+        case 'get':
+          return { type: 'get', value: result?.found ? result.value : undefined };
+        case 'del':
+          return { type: 'del', deleted: (result?.deleted ?? 0) > 0 };
+      }
+    });
+  }
+
+  private async dataCall(
+    keys: Buffer[],
+    ops: KvOpPair[],
+    write: boolean,
+    options: ReadOptions,
+  ): Promise<ClientOperationResp> {
+    const deadline = this.session.deadline(options);
+    const request: ClientOperationReq = {
+      ...emptyRequest(),
+      kvs: ops,
+      // The same (client id, command id) on every attempt: the servers apply the write once.
+      clientId: write ? this.session.clientId : '',
+      commandId: write ? this.session.nextCommandId() : 0,
+      readConsistency: options.serializable
+        ? ReadConsistency.SERIALIZABLE
+        : ReadConsistency.LINEARIZABLE,
+    };
+    let refreshed = false;
+    for (;;) {
+      const topology = await this.session.topology(false, deadline);
+      const groups = new Set(keys.map((k) => topology.groupOf(k)));
+      if (groups.size > 1 || groups.has(0)) {
+        // Maybe the cached topology is stale: look again once before refusing.
+        if (!refreshed) {
+          refreshed = true;
+          await this.session.topology(true, deadline);
+          continue;
+        }
+        if (groups.has(0)) {
+          const key = keys.find((k) => topology.groupOf(k) === 0)!;
+          throw new ClusterError(
+            ErrorCode.WRONG_SHARD,
+            `slot ${topology.slotOf(key)} of key ${JSON.stringify(key.toString())} belongs to no group: ` +
+              "assign slots with 'eraftkv-ctl slot move' (npm start gives every slot to group 1)",
+          );
+        }
+        throw new InvalidArgumentError(
+          `the keys of one request must belong to one group; these span groups ${[...groups].join(', ')}`,
+        );
+      }
+      const [groupId] = groups;
+      const resp = await this.groupCall(
+        groupId,
+        request,
+        write,
+        deadline,
+        options.serializable === true,
+      );
+      if (resp.errorCode === ErrorCode.WRONG_SHARD) {
+        // groupCall refreshed the topology; route again.
+        continue;
+      }
+      return resp;
+    }
+  }
+
+  /**
+   * Sends a data request to a group: to its leader (or, for serializable reads, any member),
+   * following NOT_LEADER hints and retrying until the deadline. Returns the first answer that is
+   * OK or WRONG_SHARD (after refreshing the topology).
+   */
+  private groupCall(
+    groupId: number,
+    request: ClientOperationReq,
+    write: boolean,
+    deadline: number,
+    anyReplica: boolean,
+  ): Promise<ClientOperationResp> {
+    const { session } = this;
+    return session.caller.call({
+      groupId,
+      servers: async () => {
+        const group = (await session.topology(false, deadline)).groups.get(groupId);
+        if (group === undefined || group.servers.length === 0) {
+          await session.topology(true, deadline);
+          throw new ClusterError(
+            ErrorCode.GROUP_NOT_FOUND,
+            `group ${groupId} is not in the topology`,
+          );
+        }
+        return group.servers.map((s) => s.address);
+      },
+      send: (address, timeoutMs) => session.connections.processRw(address, request, timeoutMs),
+      judge: dataVerdict,
+      deadline,
+      write,
+      anyReplica,
+      // Every member the cached topology names refused the connection: they may all have been
+      // replaced since (removed, new members added), so the topology is read again once before
+      // the call gives up.
+      reloadServers: async () => {
+        await session.topology(true, deadline);
+      },
+      onWrongShard: async (configVersion) => {
+        await session.topology(true, deadline);
+        return session.topologyVersion() < configVersion;
+      },
+    });
+  }
+}
+
+/** What a data answer means. */
+function dataVerdict(resp: ClientOperationResp): Verdict {
+  switch (resp.errorCode) {
+    case ErrorCode.OK:
+      return { kind: 'answer' };
+    case ErrorCode.NOT_LEADER:
+      return { kind: 'redirect', hint: resp.leaderAddress };
+    case ErrorCode.WRONG_SHARD:
+      return { kind: 'wrong-shard', configVersion: resp.configVersion };
+    case ErrorCode.NO_LEADER:
+    case ErrorCode.BUSY:
+    case ErrorCode.SNAPSHOTTING:
+    case ErrorCode.STALE_SERVER_CONFIG:
+      return { kind: 'retry', problem: describeErrorCode(resp.errorCode), rotate: true };
+    default:
+      throw new ClusterError(
+        resp.errorCode,
+        `${describeErrorCode(resp.errorCode)}: ${resp.errorMessage}`,
+      );
+  }
+}
+
+/** Where a group's scan goes on: its page, how much of it is merged, where its next page starts. */
+interface ScanPager {
+  readonly groupId: number;
+  page: KeyValue[];
+  taken: number;
+  /** The start of the next page; null once the group has no more pairs in the range. */
+  next: Buffer | null;
+}
+
+/** The smallest key after `key` in byte order. */
+function keyAfter(key: Buffer): Buffer {
+  return Buffer.concat([key, Buffer.from([0])]);
+}
+
+function emptyOp(): KvOpPair {
+  return KvOpPair.fromPartial({});
+}
+
+function emptyRequest(): ClientOperationReq {
+  return {
+    opTimestamp: 0,
+    clientId: '',
+    commandId: 0,
+    kvs: [],
+    readConsistency: ReadConsistency.LINEARIZABLE,
+    configVersion: 0,
+    requestId: 0,
+  };
+}
