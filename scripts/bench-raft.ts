@@ -14,6 +14,7 @@ import {
   openRocksEngine,
   peerServiceHandlers,
   RaftServer,
+  RaftServerBoot,
   DeferredPeerInbox,
   type StateMachine,
   type StorageEngine,
@@ -119,7 +120,9 @@ async function child(): Promise<void> {
     void (async () => {
       if (msg.kind === 'start') {
         const engine = await openRocksEngine(join(msg.dir, 'state'));
-        server = new RaftServer<number>({
+        const boot = new RaftServerBoot();
+        inbox.target = boot;
+        server = await RaftServer.open<number>({
           id: msg.id,
           groupId: 1,
           clusterId: 'bench',
@@ -128,9 +131,8 @@ async function child(): Promise<void> {
           bootstrap: msg.members,
           stateMachine: new IndexStateMachine(engine),
           snapshotEntries: 1e12,
+          boot,
         });
-        inbox.target = server;
-        await server.start();
         const timer = setInterval(() => {
           if (server?.isLeader()) {
             clearInterval(timer);

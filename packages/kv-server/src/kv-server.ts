@@ -27,6 +27,7 @@ import {
   openNodeIdentity,
   peerServiceHandlers,
   RaftServer,
+  RaftServerBoot,
   silentLogger,
   startHttpEndpoint,
   type HealthReport,
@@ -87,7 +88,7 @@ export class KvServer {
    * The Raft node while it starts: it answers Identify (a new group's members ask each other who
    * they are before bootstrapping) before anything else is served.
    */
-  private booting: RaftServer<KvApplyResult> | null = null;
+  private booting: RaftServerBoot | null = null;
   private stopping = false;
   private readonly logger: Logger;
   private readonly limits: KvLimits;
@@ -214,31 +215,33 @@ export class KvServer {
       dedupWindowEntries: o.dedupWindowEntries ?? 100_000,
       logger: this.logger,
     });
-    const raft = new RaftServer<KvApplyResult>({
-      id: o.id,
-      groupId: o.groupId,
-      clusterId,
-      dataDir: o.dataDir,
-      incarnation: identity.incarnation,
-      bootstrap: peers.length > 0 ? peers : null,
-      stateMachine,
-      tickMs: o.tickMs,
-      electionTicks: o.electionTicks,
-      heartbeatTicks: o.heartbeatTicks,
-      snapshotEntries: o.snapshotEntries,
-      compactionMarginEntries: o.compactionMarginEntries,
-      logMemoryBytesMax: o.logMemoryBytesMax,
-      // An entry larger than the append budget travels alone in a message of at most the budget
-      // plus 1 MiB: with the budget at the largest request, every request fits.
-      appendBytesMax: this.limits.entryBytesMax,
-      peerRoutes: o.peerRoutes,
-      registry: this.registry,
-      logger: this.logger,
-    });
-    raft.onFatal = (err) => this.onFatal(err);
-    this.booting = raft;
+    const boot = new RaftServerBoot();
+    this.booting = boot;
+    let raft: RaftServer<KvApplyResult>;
     try {
-      await raft.start();
+      raft = await RaftServer.open<KvApplyResult>({
+        id: o.id,
+        groupId: o.groupId,
+        clusterId,
+        dataDir: o.dataDir,
+        incarnation: identity.incarnation,
+        bootstrap: peers.length > 0 ? peers : null,
+        stateMachine,
+        tickMs: o.tickMs,
+        electionTicks: o.electionTicks,
+        heartbeatTicks: o.heartbeatTicks,
+        snapshotEntries: o.snapshotEntries,
+        compactionMarginEntries: o.compactionMarginEntries,
+        logMemoryBytesMax: o.logMemoryBytesMax,
+        // An entry larger than the append budget travels alone in a message of at most the budget
+        // plus 1 MiB: with the budget at the largest request, every request fits.
+        appendBytesMax: this.limits.entryBytesMax,
+        peerRoutes: o.peerRoutes,
+        registry: this.registry,
+        logger: this.logger,
+        onFatal: (err) => this.onFatal(err),
+        boot,
+      });
     } catch (err) {
       await stateMachine.close().catch(() => undefined);
       throw err;

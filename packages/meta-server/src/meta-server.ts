@@ -20,6 +20,7 @@ import {
   openNodeIdentity,
   peerServiceHandlers,
   RaftServer,
+  RaftServerBoot,
   silentLogger,
   startHttpEndpoint,
   type HealthReport,
@@ -114,7 +115,7 @@ export class MetaServer {
    * The Raft node while it starts: it answers Identify (a new group's members ask each other who
    * they are before bootstrapping) and reports health, before anything else is served.
    */
-  private booting: RaftServer<CommandOutcome> | null = null;
+  private booting: RaftServerBoot | null = null;
   private bootHandlers: Pick<ERaftKvServer, 'identify'> | null = null;
   private stopping = false;
 
@@ -234,25 +235,27 @@ export class MetaServer {
       nodeId: o.id,
     });
     const stateMachine = await TopologyStateMachine.open(join(o.dataDir, 'state'));
-    const raft = new RaftServer<CommandOutcome>({
-      ...o.raft,
-      id: o.id,
-      groupId: metaGroupId,
-      clusterId,
-      dataDir: o.dataDir,
-      incarnation: identity.incarnation,
-      bootstrap,
-      stateMachine,
-      registry: this.registry,
-      logger: this.logger,
-    });
-    raft.onFatal = (err) => o.onFatal?.(err);
-    this.booting = raft;
-    this.bootHandlers = { identify: peerServiceHandlers(raft).identify };
+    const boot = new RaftServerBoot();
+    this.booting = boot;
+    this.bootHandlers = { identify: peerServiceHandlers(boot).identify };
+    let raft: RaftServer<CommandOutcome>;
     try {
-      await raft.start();
+      raft = await RaftServer.open<CommandOutcome>({
+        ...o.raft,
+        id: o.id,
+        groupId: metaGroupId,
+        clusterId,
+        dataDir: o.dataDir,
+        incarnation: identity.incarnation,
+        bootstrap,
+        stateMachine,
+        registry: this.registry,
+        logger: this.logger,
+        onFatal: (err) => o.onFatal?.(err),
+        boot,
+      });
     } catch (err) {
-      // RaftServer closes the state machine only once started.
+      // RaftServer closes the state machine only once open.
       await stateMachine.close();
       throw err;
     } finally {

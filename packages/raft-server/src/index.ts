@@ -36,13 +36,14 @@ export {
   type NodeIdentity,
   type NodeKind,
 } from './node-identity';
+export { BootstrapRefusedError, RaftServerBoot } from './bootstrap';
+export { RaftServer, type RaftServerStatus } from './raft-server';
 export {
-  BootstrapRefusedError,
-  protobufMembershipCodec,
-  RaftServer,
+  raftServerDefaults,
+  resolveRaftServerOptions,
   type RaftServerOptions,
-  type RaftServerStatus,
-} from './raft-server';
+  type ResolvedRaftServerOptions,
+} from './raft-server-options';
 export { SnapshotStore, type SnapshotFile } from './snapshot';
 export type { StateMachine } from './state-machine';
 export {
@@ -61,7 +62,10 @@ export {
   peerNumberMax,
   PeerRefusal,
   peerServiceHandlers,
+  protobufMembershipCodec,
+  type PeerAnswer,
   type PeerInbox,
+  type PeerInput,
   type PeerRpc,
   type PeerServiceHandlers,
   type PeerTransportOptions,

@@ -50,3 +50,30 @@ export const silentLogger: Logger = {
   error: () => {},
   child: () => silentLogger,
 };
+
+/** Logs a line at most once per interval for the same key: repeated reports of one thing. */
+export class ThrottledLog {
+  private readonly last = new Map<string, number>();
+
+  constructor(
+    private readonly logger: Logger,
+    private readonly intervalMs = 10_000,
+  ) {}
+
+  warn(key: string, message: string, fields: LogFields): void {
+    if (!this.quiet(key)) this.logger.warn(message, fields);
+  }
+
+  error(key: string, message: string, fields: LogFields): void {
+    if (!this.quiet(key)) this.logger.error(message, fields);
+  }
+
+  private quiet(key: string): boolean {
+    const now = Date.now();
+    const last = this.last.get(key);
+    if (last !== undefined && now - last < this.intervalMs) return true;
+    if (this.last.size > 1000) this.last.clear();
+    this.last.set(key, now);
+    return false;
+  }
+}

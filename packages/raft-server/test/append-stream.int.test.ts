@@ -3,7 +3,7 @@
 import * as grpc from '@grpc/grpc-js';
 import { ERaftKvClient, type AppendEntriesReq, type ERaftKvServer } from '@eraftkv/protocol';
 import { message, MessageType, type Message } from '@eraftkv/raft';
-import { peerServiceHandlers, type PeerInbox } from '../src';
+import { peerServiceHandlers, type PeerAnswer, type PeerInbox, type PeerInput } from '../src';
 import { AppendStream } from '../src/transport/append-stream';
 import { unimplementedStream } from '@eraftkv/server-kit';
 import { startFakeERaftKv, waitFor, type StartedServer } from '@eraftkv/test-support';
@@ -17,7 +17,12 @@ class ScriptedInbox implements PeerInbox {
   readonly held: { m: Message; answer: () => void }[] = [];
   autoAnswer = false;
 
-  stepRequest(m: Message): Promise<Message | null> {
+  receive<I extends PeerInput>(input: I): Promise<PeerAnswer<I>> {
+    if (input.kind !== 'request') throw new Error('not used');
+    return this.stepRequest(input.message) as Promise<PeerAnswer<I>>;
+  }
+
+  private stepRequest(m: Message): Promise<Message | null> {
     const response = message({
       type: MessageType.AppendResponse,
       from: m.to,
@@ -27,10 +32,6 @@ class ScriptedInbox implements PeerInbox {
     });
     if (this.autoAnswer) return Promise.resolve(response);
     return new Promise((resolve) => this.held.push({ m, answer: () => resolve(response) }));
-  }
-  stepOneWay(): void {}
-  receiveSnapshotBlock(): never {
-    throw new Error('not used');
   }
   identify(): never {
     throw new Error('not used');

@@ -9,6 +9,7 @@ import {
   openNodeIdentity,
   peerServiceHandlers,
   RaftServer,
+  RaftServerBoot,
   type RaftServerOptions,
 } from '../src';
 import { type Member } from '@eraftkv/raft';
@@ -25,7 +26,10 @@ export interface TestNode {
 }
 
 export type NodeOptions = Partial<
-  Omit<RaftServerOptions<number>, 'id' | 'dataDir' | 'stateMachine' | 'bootstrap' | 'incarnation'>
+  Omit<
+    RaftServerOptions<number>,
+    'id' | 'dataDir' | 'stateMachine' | 'bootstrap' | 'incarnation' | 'boot'
+  >
 >;
 
 export class TestCluster {
@@ -39,7 +43,7 @@ export class TestCluster {
     this.root = await mkdtemp(join(tmpdir(), 'eraftkv-raft-'));
   }
 
-  /** Binds a gRPC server for node `id`; its RaftServer is created by start(). */
+  /** Binds a gRPC server for node `id`; its RaftServer is opened by start(). */
   async bind(id: number): Promise<TestNode> {
     const inbox = new DeferredPeerInbox();
     const grpcServer = await startFakeERaftKv(peerServiceHandlers(inbox), {
@@ -73,23 +77,25 @@ export class TestCluster {
       nodeId: id,
     });
     node.sm = await RecordingStateMachine.open(join(node.dataDir, 'state'));
-    node.server = new RaftServer<number>({
-      clusterId,
-      groupId: this.groupId,
-      tickMs: 20,
-      ...this.defaults,
-      ...options,
-      id,
-      dataDir: node.dataDir,
-      incarnation: identity.incarnation,
-      bootstrap,
-      stateMachine: node.sm,
-    });
-    node.inbox.target = node.server;
+    // The boot answers for the node while it opens (Identify during bootstrap discovery).
+    const boot = new RaftServerBoot();
+    node.inbox.target = boot;
     try {
-      await node.server.start();
+      node.server = await RaftServer.open<number>({
+        clusterId,
+        groupId: this.groupId,
+        tickMs: 20,
+        ...this.defaults,
+        ...options,
+        id,
+        dataDir: node.dataDir,
+        incarnation: identity.incarnation,
+        bootstrap,
+        stateMachine: node.sm,
+        boot,
+      });
     } catch (err) {
-      // RaftServer closes the state machine only once started.
+      // RaftServer closes the state machine only once open.
       await node.sm.close();
       throw err;
     }

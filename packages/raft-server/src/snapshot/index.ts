@@ -1,4 +1,13 @@
 export {
+  SnapshotCoordinator,
+  snapshotBlockFromWire,
+  snapshotBlockToWire,
+  snapshotReplyToWire,
+  type SnapshotBlock,
+  type SnapshotBlockReply,
+  type SnapshotCoordinatorParts,
+} from './snapshot-coordinator';
+export {
   checksumFile,
   SnapshotStore,
   type IncomingBlock,

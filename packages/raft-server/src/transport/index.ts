@@ -3,7 +3,10 @@ export {
   DeferredPeerInbox,
   PeerRefusal,
   peerServiceHandlers,
+  type PeerAnswer,
+  type PeerAnswers,
   type PeerInbox,
+  type PeerInput,
   type PeerServiceHandlers,
 } from './peer-service';
 export {

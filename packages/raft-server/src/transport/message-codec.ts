@@ -1,6 +1,6 @@
-// Conversion between the core's one Message type and the ERaftKv wire messages. Requests carry
-// the group and cluster id, the receiver's id and both sides' incarnations; responses ride back as
-// the RPC's reply.
+// Conversion between the core's one Message type and the ERaftKv wire messages, and the data of
+// membership entries (protobufMembershipCodec). Requests carry the group and cluster id, the
+// receiver's id and both sides' incarnations; responses ride back as the RPC's reply.
 //
 // Everything that comes from the wire is checked here before it reaches the core: every term,
 // index and id against what the core and the log store can hold, and the shape of an append (its
@@ -8,6 +8,7 @@
 // that fails is refused with an InvalidArgumentError naming the field; it never reaches the core
 // or storage.
 import {
+  MembershipChange as MembershipChangeProto,
   type AppendEntriesReq,
   type AppendEntriesResp,
   type Entry as WireEntry,
@@ -22,6 +23,7 @@ import {
   MessageType,
   type Entry,
   type Membership,
+  type MembershipChangeCodec,
   type Message,
   type NodeId,
 } from '@eraftkv/raft';
@@ -333,3 +335,21 @@ export function timeoutNowFromWire(r: TimeoutNowReq): Message {
     term: checkPeerNumber(r.term, 'term', 1),
   });
 }
+
+/** The protobuf codec for membership entries: what JOIN/LEAVE entries carry on the wire. */
+export const protobufMembershipCodec: MembershipChangeCodec = {
+  encode: (change) =>
+    MembershipChangeProto.encode({
+      nodeId: change.nodeId,
+      address: change.address,
+      incarnation: change.incarnation,
+    }).finish(),
+  decode: (data) => {
+    const decoded = MembershipChangeProto.decode(data);
+    return {
+      nodeId: checkPeerNumber(decoded.nodeId, 'membership change node_id', 1),
+      address: decoded.address,
+      incarnation: checkPeerNumber(decoded.incarnation, 'membership change incarnation'),
+    };
+  },
+};

@@ -1,8 +1,9 @@
 // Inbound peer RPCs: the ERaftKv methods RequestVote, AppendEntries (unary and streamed),
 // Snapshot, TimeoutNow and Identify, checked for cluster, group, receiver and its incarnation,
-// turned into core messages (message-codec checks every field), and answered with the core's
-// response once it is durable (see RaftServer.stepRequest). A request that fails a check never
-// reaches the core: it is answered with an error status and reported to the node, which counts it.
+// decoded (message-codec checks every field of a message, snapshot-coordinator every field of a
+// snapshot block), handed to the node through its one entry point (PeerInbox.receive), and
+// answered with the node's answer once it is durable. A request that fails a check never reaches
+// the node: it is answered with an error status and reported to the node, which counts it.
 import * as grpc from '@grpc/grpc-js';
 import {
   ErrorCode,
@@ -20,6 +21,12 @@ import {
 } from '@eraftkv/protocol';
 import type { Message, NodeId } from '@eraftkv/raft';
 import { EraftError, InvalidArgumentError } from '../errors';
+import {
+  snapshotBlockFromWire,
+  snapshotReplyToWire,
+  type SnapshotBlock,
+  type SnapshotBlockReply,
+} from '../snapshot/snapshot-coordinator';
 import {
   appendRequestFromWire,
   appendResponseToWire,
@@ -39,15 +46,31 @@ export enum PeerRefusal {
   ReceiverIncarnation = 'receiver-incarnation',
 }
 
+/** A decoded peer request, as it reaches the node. */
+export type PeerInput =
+  /** A request the core answers (votes, appends, heartbeats). */
+  | { readonly kind: 'request'; readonly message: Message }
+  /** A message that expects no answer (TimeoutNow). */
+  | { readonly kind: 'one-way'; readonly message: Message }
+  /** A block of a leader's snapshot, for the node's snapshot coordinator. */
+  | { readonly kind: 'snapshot-block'; readonly block: SnapshotBlock };
+
+/** What the node answers to each kind of input. */
+export interface PeerAnswers {
+  /** The core's answer once durable, or null if it dropped the request. */
+  readonly request: Message | null;
+  readonly 'one-way': undefined;
+  readonly 'snapshot-block': SnapshotBlockReply;
+}
+
+export type PeerAnswer<I extends PeerInput> = PeerAnswers[I['kind']];
+
 /** What the peer service needs from the node it serves. */
 export interface PeerInbox {
   readonly selfId: NodeId;
   readonly identity: PeerIdentity;
-  /** Steps a request into the core; resolves with the core's answer, or null if it dropped it. */
-  stepRequest(m: Message): Promise<Message | null>;
-  /** Steps a message that expects no answer (TimeoutNow). */
-  stepOneWay(m: Message): void;
-  receiveSnapshotBlock(req: SnapshotReq): Promise<SnapshotResp>;
+  /** Hands a decoded request to the node; resolves with its answer. */
+  receive<I extends PeerInput>(input: I): Promise<PeerAnswer<I>>;
   /** Who this node is (the Identify RPC); changes nothing. */
   identify(req: IdentifyReq): IdentifyResp;
   /** A request was refused before it reached the core (the node counts and logs it). */
@@ -187,8 +210,12 @@ function appendEntriesStream(
       if (++inFlight >= streamAppendsInFlightMax) call.pause();
       const answer = checked(inbox, req.leaderId, async () => {
         checkIdentity(inbox, req);
-        return appendResponseToWire(await inbox.stepRequest(appendRequestFromWire(req)));
+        const m = appendRequestFromWire(req);
+        return appendResponseToWire(await inbox.receive({ kind: 'request', message: m }));
       });
+      // Its failure is handled in turn below; until the answers before it are written, it must
+      // not count as an unhandled rejection (a node refusing appends while it stops).
+      answer.catch(() => undefined);
       answered = answered
         .then(() => answer)
         .then((resp) => {
@@ -216,28 +243,30 @@ export function peerServiceHandlers(inbox: PeerInbox): PeerServiceHandlers {
     requestVote: handle<RequestVoteReq, RequestVoteResp>((req) =>
       checked(inbox, req.candidateId, async () => {
         checkIdentity(inbox, req);
-        const response = await inbox.stepRequest(voteRequestFromWire(req));
-        return voteResponseToWire(response, req);
+        const m = voteRequestFromWire(req);
+        return voteResponseToWire(await inbox.receive({ kind: 'request', message: m }), req);
       }),
     ),
     appendEntries: handle<AppendEntriesReq, AppendEntriesResp>((req) =>
       checked(inbox, req.leaderId, async () => {
         checkIdentity(inbox, req);
-        const response = await inbox.stepRequest(appendRequestFromWire(req));
-        return appendResponseToWire(response);
+        const m = appendRequestFromWire(req);
+        return appendResponseToWire(await inbox.receive({ kind: 'request', message: m }));
       }),
     ),
     snapshot: handle<SnapshotReq, SnapshotResp>((req) =>
-      checked(inbox, req.leaderId, () => {
+      checked(inbox, req.leaderId, async () => {
         checkIdentity(inbox, req);
-        return inbox.receiveSnapshotBlock(req);
+        const block = snapshotBlockFromWire(req);
+        const reply = await inbox.receive({ kind: 'snapshot-block', block });
+        return snapshotReplyToWire(reply, req.messageToken);
       }),
     ),
     timeoutNow: handle<TimeoutNowReq, TimeoutNowResp>((req) =>
-      checked(inbox, req.leaderId, () => {
+      checked(inbox, req.leaderId, async () => {
         checkIdentity(inbox, req);
-        inbox.stepOneWay(timeoutNowFromWire(req));
-        return Promise.resolve({ term: req.term });
+        await inbox.receive({ kind: 'one-way', message: timeoutNowFromWire(req) });
+        return { term: req.term };
       }),
     ),
     identify: handle<IdentifyReq, IdentifyResp>((req) =>
@@ -270,16 +299,8 @@ export class DeferredPeerInbox implements PeerInbox {
     return this.node().identity;
   }
 
-  stepRequest(m: Message): Promise<Message | null> {
-    return this.node().stepRequest(m);
-  }
-
-  stepOneWay(m: Message): void {
-    this.node().stepOneWay(m);
-  }
-
-  receiveSnapshotBlock(req: SnapshotReq): Promise<SnapshotResp> {
-    return this.node().receiveSnapshotBlock(req);
+  receive<I extends PeerInput>(input: I): Promise<PeerAnswer<I>> {
+    return this.node().receive(input);
   }
 
   identify(req: IdentifyReq): IdentifyResp {

@@ -18,16 +18,15 @@ import {
   type TimeoutNowReq,
   type TimeoutNowResp,
 } from '@eraftkv/protocol';
-import { crc32 } from 'node:zlib';
 import { AppendStream } from './append-stream';
 import { message, MessageType, type Membership, type Message, type NodeId } from '@eraftkv/raft';
 import { InvalidArgumentError } from '../errors';
 import type { SnapshotFile, SnapshotStore } from '../snapshot';
+import { snapshotBlockToWire } from '../snapshot/snapshot-coordinator';
 import {
   appendRequestToWire,
   appendResponseFromWire,
   checkPeerNumber,
-  membershipToWire,
   timeoutNowToWire,
   voteRequestToWire,
   voteResponseFromWire,
@@ -355,29 +354,7 @@ export class PeerTransport {
     for (;;) {
       if (this.closed) return false;
       const data = await o.snapshotStore.readBlock(file, offset, o.snapshotBlockBytesMax);
-      const isLast = offset + data.length >= file.sizeBytes;
-      const req: SnapshotReq = {
-        term: m.term,
-        leaderId: m.from,
-        messageToken: token,
-        snapshotIndex: meta.index,
-        snapshotTerm: meta.term,
-        block: {
-          offset,
-          data,
-          blockSize: data.length,
-          isLastChunk: isLast,
-          blockCrc32: crc32(data),
-          fileSize: file.sizeBytes,
-          fileCrc32: file.crc32,
-        },
-        groupId: o.identity.groupId,
-        clusterId: o.identity.clusterId,
-        toId: m.to,
-        membership: membershipToWire(meta.membership),
-        fromIncarnation: o.identity.incarnation,
-        toIncarnation: peer.incarnation,
-      };
+      const req = snapshotBlockToWire(m, file, token, offset, data, o.identity, peer.incarnation);
       const started = process.hrtime.bigint();
       let resp: SnapshotResp;
       try {

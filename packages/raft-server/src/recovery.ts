@@ -1,0 +1,116 @@
+// Opening a node's data dir for RaftServer.open(): the raft log (RocksDB; a new data dir with
+// --peers bootstraps it after bootstrap discovery, see bootstrap.ts), the snapshot store with the
+// snapshot in use, the state machine brought up to the log's compaction point (restored from the
+// snapshot when it lags), the peer transport, and the core (RawNode) created over the log.
+import { join } from 'node:path';
+import { RawNode, type Membership } from '@eraftkv/raft';
+import { discoverBootstrap } from './bootstrap';
+import { LogStore } from './log-store';
+import { storedNumberMax } from './log-store/entry-codec';
+import type { ResolvedRaftServerOptions } from './raft-server-options';
+import { SnapshotStore } from './snapshot';
+import { openRocksEngine } from './storage-engine';
+import { PeerTransport, protobufMembershipCodec, type PeerTransportOptions } from './transport';
+
+/** What the transport reports to the node (replies, unreachable peers, snapshot transfers). */
+export type PeerTransportEvents = Pick<
+  PeerTransportOptions,
+  'onResponse' | 'onUnreachable' | 'onSnapshotDone' | 'onPeerRefusal' | 'observe'
+>;
+
+/** A node's storage opened and recovered, and the core over it. */
+export interface RecoveredNode {
+  readonly logStore: LogStore;
+  readonly snapshotStore: SnapshotStore;
+  readonly transport: PeerTransport;
+  readonly node: RawNode;
+  /** The index the state machine has applied. */
+  readonly applied: number;
+  /** The index of the snapshot in use. */
+  readonly snapshotIndex: number;
+}
+
+/**
+ * Opens and recovers the data dir. On failure, what it opened is closed again (but not the state
+ * machine, which the caller opened).
+ */
+export async function recoverNode<R>(
+  o: ResolvedRaftServerOptions<R>,
+  events: PeerTransportEvents,
+): Promise<RecoveredNode> {
+  const engine = await openRocksEngine(join(o.dataDir, 'raft-log'));
+  const description = `data dir ${o.dataDir} (raft log)`;
+  let snapshotStore: SnapshotStore | null = null;
+  let transport: PeerTransport | null = null;
+  let logStore: LogStore;
+  try {
+    snapshotStore = await SnapshotStore.open(join(o.dataDir, 'snapshots'));
+    transport = new PeerTransport({
+      selfId: o.id,
+      identity: o.identity,
+      messageBytesMax: o.messageBytesMax,
+      rpcTimeoutMs: o.rpcTimeoutMs,
+      controlTimeoutMs: o.controlTimeoutMs,
+      snapshotBlockBytesMax: o.snapshotBlockBytesMax,
+      snapshotRetriesMax: o.snapshotRetriesMax,
+      snapshotStore,
+      ...events,
+      createPeerRpc: o.createPeerRpc,
+      peerRoutes: o.peerRoutes,
+    });
+    let bootstrap: Membership | null = null;
+    if (o.bootstrap !== null && o.bootstrap.length > 0 && (await LogStore.isNew(engine))) {
+      bootstrap = await discoverBootstrap(transport, o, o.bootstrap);
+    }
+    logStore = await LogStore.open(
+      o.wrapLogEngine(engine),
+      { memoryBytesMax: o.logMemoryBytesMax, description },
+      bootstrap,
+    );
+  } catch (err) {
+    transport?.close();
+    await snapshotStore?.close();
+    await engine.close();
+    throw err;
+  }
+  const snapshotMeta = logStore.latestSnapshot();
+  const snapshotFile = snapshotStore.find(snapshotMeta.index, snapshotMeta.term) ?? null;
+  await snapshotStore.adopt(snapshotFile);
+  logStore.markSnapshotFileReady(snapshotFile !== null);
+
+  // The state machine may lag the log's compaction point (its unsynced writes were lost, or a
+  // snapshot install was interrupted): then it is restored from the snapshot first.
+  let applied = await o.stateMachine.appliedIndex();
+  const compacted = logStore.firstIndex() - 1;
+  if (applied < compacted) {
+    if (snapshotFile !== null && snapshotFile.meta.index >= compacted) {
+      o.logger.warn('state machine behind the log; restoring it from the snapshot', {
+        applied,
+        snapshot: snapshotFile.meta.index,
+      });
+      await o.stateMachine.restoreSnapshot(snapshotFile.path, snapshotFile.meta.index);
+      applied = snapshotFile.meta.index;
+    } else if (compacted > 1) {
+      throw new Error(
+        `${description}: the state machine has applied ${applied} but the log starts after ${compacted} and no snapshot file covers the gap; the data dir is incomplete`,
+      );
+    }
+  }
+  const node = new RawNode(
+    {
+      id: o.id,
+      electionTicks: o.electionTicks,
+      heartbeatTicks: o.heartbeatTicks,
+      appendBytesMax: o.appendBytesMax,
+      pendingReadsMax: o.pendingReadsMax,
+      autoPromoteLearners: o.autoPromoteLearners,
+      learnerCatchUpEntriesMax: o.learnerCatchUpEntriesMax,
+      applied: Math.max(applied, compacted),
+      termMax: storedNumberMax,
+      rng: o.rng,
+      membershipCodec: protobufMembershipCodec,
+    },
+    logStore,
+  );
+  return { logStore, snapshotStore, transport, node, applied, snapshotIndex: snapshotMeta.index };
+}
