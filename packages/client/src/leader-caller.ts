@@ -288,10 +288,16 @@ export class LeaderCaller {
   ): Promise<void> {
     const e = err as Partial<grpc.ServiceError>;
     if (!retryable(e.code)) throw rpcError(err, address);
-    state.lastProblem = `${address}: ${e.details || e.message}`;
+    // An attempt cut short by the call's own deadline says less than what came before it.
+    const cutByCallDeadline =
+      e.code === grpc.status.DEADLINE_EXCEEDED && Date.now() >= call.deadline;
+    if (!cutByCallDeadline || state.lastProblem === '') {
+      state.lastProblem = `${address}: ${e.details || e.message}`;
+    }
     // UNAVAILABLE: no connection, or the server refused the call before serving it.
     // DEADLINE_EXCEEDED without a connection: the call waited for one and never left.
-    state.reached =
+    // Once one attempt may have reached a server, the call's outcome stays unknown.
+    state.reached ||=
       e.code !== grpc.status.UNAVAILABLE &&
       (e.code !== grpc.status.DEADLINE_EXCEEDED || this.connections.connected(address));
     if (this.everyServerRefused(e.code, address, servers, state)) {

@@ -174,7 +174,10 @@ describe('LeaderCaller', () => {
     const resp = await callGroup(caller, [a.address, b.address], 5000, 200);
     const elapsed = Date.now() - started;
     expect(resp.errorCode).toBe(ErrorCode.OK);
-    expect([a.calls, b.calls]).toEqual([1, 1]);
+    // a hung until the per-attempt timeout; b answered. (Under load a first connection to b can
+    // itself outlast 200 ms, which sends one more attempt to a: the call still succeeds.)
+    expect(a.calls).toBeGreaterThanOrEqual(1);
+    expect(b.calls).toBe(1);
     expect(elapsed).toBeGreaterThanOrEqual(190);
     expect(elapsed).toBeLessThan(2000);
     expect(caller.leader(1)).toBe(b.address);
