@@ -4,13 +4,14 @@
 import { randomUUID } from 'node:crypto';
 import {
   ChangeType,
+  defaultMessageBytesMax,
   ErrorCode,
   HandleServerType,
   type ClusterConfigChangeReq,
   type ClusterConfigChangeResp,
 } from '@eraftkv/protocol';
 import type { BackoffOptions } from './backoff';
-import { Connections, defaultMessageBytesMax } from './connections';
+import { Connections } from './connections';
 import { ClusterError, describeErrorCode, InvalidArgumentError } from './errors';
 import { LeaderCaller, type Verdict } from './leader-caller';
 import { Topology, type GroupInfo } from './topology';

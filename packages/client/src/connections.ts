@@ -1,8 +1,10 @@
 // One gRPC channel per server address, shared by every call to it, with short reconnect backoff.
-// grpcChannelOptions is the one set of channel options every eraftkv process uses to call another.
+// Its channels use @eraftkv/protocol's grpcChannelOptions, the one set every eraftkv process uses.
 import * as grpc from '@grpc/grpc-js';
 import {
+  defaultMessageBytesMax,
   ERaftKvClient,
+  grpcChannelOptions,
   HealthClient,
   type ClientOperationReq,
   type ClientOperationResp,
@@ -111,26 +113,6 @@ class RequestStream {
     this.call = null;
     call?.cancel();
   }
-}
-
-/** The default for the largest gRPC message sent or received. */
-export const defaultMessageBytesMax = 16 * 1024 * 1024;
-
-/**
- * The channel options of a connection from one eraftkv process to a server: the client's, a
- * server's calls into another group, and the Raft peer transport (which adds its own keepalive).
- * A short reconnect backoff, so that a restarted node is found again within about a second.
- */
-export function grpcChannelOptions(messageBytesMax = defaultMessageBytesMax): grpc.ChannelOptions {
-  return {
-    // Channelz bookkeeping costs CPU on every call and nothing here reads it.
-    'grpc.enable_channelz': 0,
-    'grpc.initial_reconnect_backoff_ms': 100,
-    'grpc.min_reconnect_backoff_ms': 100,
-    'grpc.max_reconnect_backoff_ms': 1000,
-    'grpc.max_send_message_length': messageBytesMax,
-    'grpc.max_receive_message_length': messageBytesMax,
-  };
 }
 
 export class Connections {

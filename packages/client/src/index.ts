@@ -29,12 +29,7 @@ export {
   WrongShardError,
 } from './errors';
 export { backoffMs, type BackoffOptions } from './backoff';
-export {
-  Connections,
-  defaultMessageBytesMax,
-  grpcChannelOptions,
-  type UnaryCall,
-} from './connections';
+export { Connections, type UnaryCall } from './connections';
 export {
   hintVerdict,
   LeaderCaller,

@@ -13,3 +13,4 @@ export {
 export * from './slot';
 export * from './safe-integer';
 export * from './request-decoding';
+export { defaultMessageBytesMax, grpcChannelOptions } from './channel-options';

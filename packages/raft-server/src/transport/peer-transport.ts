@@ -4,8 +4,8 @@
 // through onResponse; failures are reported to the core as unreachable peers, never retried in a
 // tight loop (the core decides when to send again).
 import * as grpc from '@grpc/grpc-js';
-import { grpcChannelOptions } from '@eraftkv/client';
 import {
+  grpcChannelOptions,
   ERaftKvClient,
   type AppendEntriesReq,
   type AppendEntriesResp,
