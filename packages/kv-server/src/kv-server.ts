@@ -1,38 +1,35 @@
 // One kv server process (docs/servers-contract.md, "Common to both binaries"): a RaftServer of
-// group --group over the data state machine, one gRPC host (peer RPCs, admin RPCs, the kv RPCs,
-// grpc.health.v1), an optional HTTP endpoint for /metrics and /health, and the config watcher
-// that follows the meta group. The binary and the tests drive it the same way:
+// group --group over the data state machine, the node's endpoints (gRPC: peer RPCs, admin RPCs,
+// the kv RPCs, grpc.health.v1; HTTP: /metrics and /health), and the config watcher that follows
+// the meta group. It is assembled from server-kit exactly as the meta server is (NodeHost, then
+// openRaftNode, then the handlers). The binary and the tests drive it the same way:
 //
 //   const server = new KvServer(options);
-//   await server.listen();        // binds gRPC (port 0 picks one): server.address
+//   await server.listen();        // binds gRPC (port 0 picks one) and HTTP: server.address
 //   await server.start(peers);    // opens the data dir and joins (or bootstraps) the group
 //   await server.stop();          // graceful: finish calls in flight, stop Raft, close endpoints
 //
 // Binding comes first so that a group of servers on port 0 can learn each other's addresses
 // before any of them bootstraps.
 import { join } from 'node:path';
-import * as grpc from '@grpc/grpc-js';
 import { collectDefaultMetrics, Registry } from 'prom-client';
 import type { ERaftKvServer } from '@eraftkv/protocol';
 import {
   adminHandlers,
   formatPeers,
   groupCaller,
-  splitHostPort,
-  startGrpcHost,
-  type GrpcHost,
+  NodeHost,
+  openRaftNode,
+  type RaftTuning,
 } from '@eraftkv/server-kit';
 import {
   directorySizeBytes,
-  openNodeIdentity,
   peerServiceHandlers,
-  RaftServer,
   RaftServerBoot,
   silentLogger,
-  startHttpEndpoint,
   type HealthReport,
-  type HttpEndpoint,
   type Logger,
+  type RaftServer,
 } from '@eraftkv/raft-server';
 import { type Member } from '@eraftkv/raft';
 import { ConfigWatcher } from './config-watcher';
@@ -52,37 +49,26 @@ export interface KvServerOptions {
   readonly metricsListen?: string;
   readonly clusterId?: string;
   readonly logger?: Logger;
-  readonly tickMs?: number;
-  readonly electionTicks?: number;
-  readonly heartbeatTicks?: number;
-  readonly snapshotEntries?: number;
-  readonly compactionMarginEntries?: number;
-  readonly logMemoryBytesMax?: number;
+  /** Raft settings (the common node flags; --peer-route as peerRoutes). */
+  readonly raft?: RaftTuning;
   readonly shutdownGraceMs?: number;
   readonly configPollMs?: number;
   readonly limits?: KvLimits;
   readonly dedupWindowEntries?: number;
-  /** Peers to dial through other addresses than they advertise (--peer-route). */
-  readonly peerRoutes?: ReadonlyMap<number, string>;
   /** Reported by the Status RPC. */
   readonly version?: string;
+  /** Called once if Raft fails in a way that leaves the node's state unknown (the binary exits). */
+  readonly onFatal?: (err: Error) => void;
 }
 
 interface Running {
   readonly raft: RaftServer<KvApplyResult>;
   readonly stateMachine: DataStateMachine;
   readonly watcher: ConfigWatcher;
-  readonly http: HttpEndpoint | null;
-  readonly service: ERaftKvServer;
 }
 
-type AnyUnaryHandler = (
-  call: grpc.ServerUnaryCall<unknown, unknown>,
-  callback: grpc.sendUnaryData<unknown>,
-) => void;
-
 export class KvServer {
-  private host: GrpcHost | null = null;
+  private host: NodeHost | null = null;
   private running: Running | null = null;
   /**
    * The Raft node while it starts: it answers Identify (a new group's members ask each other who
@@ -94,8 +80,6 @@ export class KvServer {
   private readonly limits: KvLimits;
   /** One registry per server, so that several servers can share a test process. */
   private readonly registry = new Registry();
-  /** Called once if the RaftServer fails; the binary exits the process. */
-  onFatal: (err: Error) => void = () => {};
 
   constructor(private readonly options: KvServerOptions) {
     this.logger = (options.logger ?? silentLogger).child({
@@ -113,7 +97,7 @@ export class KvServer {
 
   /** The HTTP endpoint's address ('' when there is none). */
   get metricsAddress(): string {
-    return this.started().http?.address ?? '';
+    return this.host?.metricsAddress ?? '';
   }
 
   get raft(): RaftServer<KvApplyResult> {
@@ -129,51 +113,9 @@ export class KvServer {
     return this.running;
   }
 
-  /** Binds the gRPC host; calls are answered UNAVAILABLE until start() completes. */
+  /** Binds the gRPC host and the HTTP endpoint; calls are UNAVAILABLE until start() completes. */
   async listen(): Promise<string> {
     if (this.host !== null) throw new Error('the kv server is already listening');
-    splitHostPort(this.options.listen, '--listen');
-    const dispatch: grpc.UntypedServiceImplementation = {};
-    for (const name of [
-      'requestVote',
-      'appendEntries',
-      'snapshot',
-      'timeoutNow',
-      'identify',
-      'processRwOperation',
-      'clusterConfigChange',
-      'memberChange',
-      'transferLeader',
-      'status',
-    ] as const satisfies readonly (keyof ERaftKvServer)[]) {
-      dispatch[name] = ((call, callback) => {
-        const running = this.running;
-        if (running === null) {
-          const booting = this.booting;
-          if (name === 'identify' && booting !== null) {
-            (peerServiceHandlers(booting).identify as unknown as AnyUnaryHandler)(call, callback);
-            return;
-          }
-          callback({ code: grpc.status.UNAVAILABLE, details: 'the kv server is starting' }, null);
-          return;
-        }
-        (running.service[name] as unknown as AnyUnaryHandler)(call, callback);
-      }) satisfies AnyUnaryHandler;
-    }
-    for (const name of ['processRwOperationStream', 'appendEntriesStream'] as const) {
-      const stream = (call: grpc.ServerDuplexStream<unknown, unknown>): void => {
-        const running = this.running;
-        if (running === null) {
-          call.emit('error', {
-            code: grpc.status.UNAVAILABLE,
-            details: 'the kv server is starting',
-          });
-          return;
-        }
-        running.service[name](call);
-      };
-      dispatch[name] = stream;
-    }
     // The limits of one message: a whole read response, or a log entry with room to spare. The
     // Gets that ride in a write request are not bounded by the response budget (the write is
     // applied before their size is known), hence the floor.
@@ -182,12 +124,13 @@ export class KvServer {
       this.limits.entryBytesMax + 2 * 1024 * 1024,
       64 * 1024 * 1024,
     );
-    this.host = await startGrpcHost({
+    this.host = await NodeHost.bind({
+      kind: 'kv',
       listen: this.options.listen,
+      metricsListen: this.options.metricsListen ?? '',
       messageBytesMax,
       registry: this.registry,
-      service: dispatch as ERaftKvServer,
-      serving: () => !this.stopping && this.health().healthy,
+      health: () => this.health(),
     });
     return this.host.address;
   }
@@ -201,54 +144,41 @@ export class KvServer {
     if (this.host === null) await this.listen();
     if (this.running !== null) throw new Error('the kv server is already started');
     const o = this.options;
-    const clusterId = o.clusterId ?? 'eraftkv';
-    // First of all: the data dir must be this node's (or new).
-    const { identity } = await openNodeIdentity(o.dataDir, {
-      clusterId,
-      kind: 'kv',
-      groupId: o.groupId,
-      nodeId: o.id,
-    });
+    const host = this.host as NodeHost;
     collectDefaultMetrics({ register: this.registry });
-    const stateMachine = await DataStateMachine.open({
-      path: join(o.dataDir, 'state'),
-      dedupWindowEntries: o.dedupWindowEntries ?? 100_000,
-      logger: this.logger,
-    });
     const boot = new RaftServerBoot();
     this.booting = boot;
-    let raft: RaftServer<KvApplyResult>;
+    let opened: { raft: RaftServer<KvApplyResult>; stateMachine: DataStateMachine };
     try {
-      raft = await RaftServer.open<KvApplyResult>({
-        id: o.id,
+      opened = await openRaftNode<KvApplyResult, DataStateMachine>({
+        kind: 'kv',
+        clusterId: o.clusterId ?? 'eraftkv',
         groupId: o.groupId,
-        clusterId,
+        id: o.id,
         dataDir: o.dataDir,
-        incarnation: identity.incarnation,
-        bootstrap: peers.length > 0 ? peers : null,
-        stateMachine,
-        tickMs: o.tickMs,
-        electionTicks: o.electionTicks,
-        heartbeatTicks: o.heartbeatTicks,
-        snapshotEntries: o.snapshotEntries,
-        compactionMarginEntries: o.compactionMarginEntries,
-        logMemoryBytesMax: o.logMemoryBytesMax,
-        // An entry larger than the append budget travels alone in a message of at most the budget
-        // plus 1 MiB: with the budget at the largest request, every request fits.
-        appendBytesMax: this.limits.entryBytesMax,
-        peerRoutes: o.peerRoutes,
+        peers,
+        raft: {
+          ...o.raft,
+          // An entry larger than the append budget travels alone in a message of at most the
+          // budget plus 1 MiB: with the budget at the largest request, every request fits.
+          appendBytesMax: this.limits.entryBytesMax,
+        },
+        host,
+        boot,
         registry: this.registry,
         logger: this.logger,
-        onFatal: (err) => this.onFatal(err),
-        boot,
+        onFatal: (err) => o.onFatal?.(err),
+        openStateMachine: () =>
+          DataStateMachine.open({
+            path: join(o.dataDir, 'state'),
+            dedupWindowEntries: o.dedupWindowEntries ?? 100_000,
+            logger: this.logger,
+          }),
       });
-    } catch (err) {
-      await stateMachine.close().catch(() => undefined);
-      throw err;
     } finally {
       this.booting = null;
     }
-    this.warnIfPeersDisagree(peers, raft.membership());
+    const { raft, stateMachine } = opened;
     const watcher = new ConfigWatcher({
       groupId: o.groupId,
       raft,
@@ -258,7 +188,7 @@ export class KvServer {
       pollMs: o.configPollMs ?? 500,
       logger: this.logger.child({ component: 'config-watcher' }),
     });
-    const service: ERaftKvServer = {
+    host.serve({
       ...peerServiceHandlers(raft),
       ...adminHandlers(raft, {
         serverType: 'kv',
@@ -276,27 +206,12 @@ export class KvServer {
         limits: this.limits,
         logger: this.logger,
       }),
-    };
-    let http: HttpEndpoint | null = null;
-    if (o.metricsListen !== undefined && o.metricsListen !== '') {
-      const { host, port } = splitHostPort(o.metricsListen, '--metrics-listen');
-      try {
-        http = await startHttpEndpoint({
-          host,
-          port,
-          registry: this.registry,
-          health: () => this.health(),
-        });
-      } catch (err) {
-        await raft.stop();
-        throw new Error(`cannot listen on ${o.metricsListen}: ${(err as Error).message}`);
-      }
-    }
-    this.running = { raft, stateMachine, watcher, http, service };
+    } satisfies ERaftKvServer);
+    this.running = { raft, stateMachine, watcher };
     watcher.start();
     this.logger.info('kv server started', {
       listen: this.address,
-      metrics: http?.address ?? '',
+      metrics: host.metricsAddress,
       meta: o.metaAddresses.join(','),
       members: formatPeers(raft.membership()),
     });
@@ -311,21 +226,6 @@ export class KvServer {
     return raft.health();
   }
 
-  private warnIfPeersDisagree(peers: readonly Member[], stored: readonly Member[]): void {
-    if (peers.length === 0) return;
-    const given = formatPeers([...peers].sort((a, b) => a.id - b.id));
-    const actual = formatPeers(stored);
-    if (given !== actual) {
-      this.logger.warn(
-        '--peers disagrees with the membership stored in the data dir; the stored membership wins',
-        {
-          peers: given,
-          stored: actual,
-        },
-      );
-    }
-  }
-
   /**
    * Graceful stop: stop following the meta group, stop accepting calls and let those in flight
    * finish (at most the shutdown grace), stop the RaftServer (it finishes the Ready in
@@ -337,11 +237,9 @@ export class KvServer {
     const running = this.running;
     await this.booting?.stop();
     if (running !== null) await running.watcher.stop();
-    if (this.host !== null) await this.host.shutdown(this.options.shutdownGraceMs ?? 5000);
-    if (running !== null) {
-      await running.raft.stop();
-      if (running.http !== null) await running.http.close();
-    }
+    await this.host?.shutdown(this.options.shutdownGraceMs ?? 5000);
+    if (running !== null) await running.raft.stop();
+    await this.host?.closeHttp();
     this.logger.info('kv server stopped');
   }
 
@@ -354,7 +252,8 @@ export class KvServer {
     if (running !== null) {
       await running.watcher.stop();
       await running.raft.abort();
-      if (running.http !== null) await running.http.close();
     }
+    await this.booting?.stop();
+    await this.host?.closeHttp();
   }
 }

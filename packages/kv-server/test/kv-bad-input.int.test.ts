@@ -84,7 +84,7 @@ describe('KvServer: bad input and resource limits (a group of one)', () => {
       listen: '127.0.0.1:0',
       metaAddresses: [meta.address],
       dataDir: join(root, 'kv-1-1'),
-      tickMs: 20,
+      raft: { tickMs: 20 },
       configPollMs: 50,
       shutdownGraceMs: 1000,
       limits: kvLimits({ ...defaultKvLimits, responseBytesMax, scanRequestsInFlightMax: 1 }),

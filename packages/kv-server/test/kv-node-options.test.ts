@@ -44,7 +44,7 @@ describe('parseKvCommandLine', () => {
       configPollMs: 500,
       dedupWindowEntries: 100000,
       shutdownGraceMs: 5000,
-      logMemoryBytesMax: 64 * 1024 * 1024,
+      raft: { tickMs: 100, logMemoryBytesMax: 64 * 1024 * 1024 },
     });
     expect(line.server.limits).toMatchObject({
       keyBytesMax: 4096,

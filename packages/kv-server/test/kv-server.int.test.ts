@@ -132,11 +132,10 @@ describe('KvServer: a group of three with a fake meta group', () => {
       metaAddresses: [meta.address],
       dataDir: join(root, `kv-1-${id}`),
       metricsListen: id === 1 ? '127.0.0.1:0' : '',
-      tickMs: 20,
+      // Small snapshots, so that a member that was away catches up by snapshot.
+      raft: { tickMs: 20, snapshotEntries: 200 },
       configPollMs: 50,
       shutdownGraceMs: 2000,
-      // Small, so that a member that was away catches up by snapshot.
-      snapshotEntries: 200,
       version: 'test',
     });
 

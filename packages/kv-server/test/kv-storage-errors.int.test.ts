@@ -84,7 +84,7 @@ describe('KvServer: a corrupt kv state', () => {
       metaAddresses: [meta.address],
       dataDir: join(root, 'kv-1-1'),
       metricsListen: '127.0.0.1:0',
-      tickMs: 20,
+      raft: { tickMs: 20 },
       configPollMs: 50,
       shutdownGraceMs: 1000,
     };

@@ -1,6 +1,6 @@
 // @eraftkv/meta-server: the MetaServer (a RaftServer of group 0 whose state machine is the
 // cluster topology) and the pieces it is made of, exported for tests and tools.
-export { MetaServer, type MetaRaftTuning, type MetaServerOptions } from './meta-server';
+export { MetaServer, type MetaServerOptions } from './meta-server';
 export { clusterConfigChangeHandler, planRequest, type MetaServiceDeps } from './meta-service';
 export { SlotMoveCoordinator, type SlotMoveDeps } from './slot-move';
 export {

@@ -1,32 +1,28 @@
 // One meta server process (or one node of an in-process test cluster): a RaftServer of group 0
-// whose state machine is the topology, one gRPC host serving the ERaftKv service (peer RPCs,
-// admin RPCs and ClusterConfigChange) and grpc.health.v1, and an optional HTTP endpoint for
-// /metrics and /health. listen() binds first and start() starts Raft, so that a test can bind
-// three nodes on port 0 and only then tell each the others' addresses.
+// whose state machine is the topology, the node's endpoints (gRPC: peer RPCs, admin RPCs and
+// ClusterConfigChange, grpc.health.v1; HTTP: /metrics and /health) and the slot-move
+// coordinator. It is assembled from server-kit exactly as the kv server is (NodeHost, then
+// openRaftNode, then the handlers): listen() binds first and start() opens the data dir, so that
+// a test can bind three nodes on port 0 and only then tell each the others' addresses.
 import { join } from 'node:path';
 import * as grpc from '@grpc/grpc-js';
 import { collectDefaultMetrics, Registry } from 'prom-client';
 import type { ERaftKvServer } from '@eraftkv/protocol';
 import {
   adminHandlers,
+  NodeHost,
+  openRaftNode,
   unimplementedStream,
-  formatPeers,
-  splitHostPort,
-  startGrpcHost,
-  type GrpcHost,
+  type RaftTuning,
 } from '@eraftkv/server-kit';
 import {
   directorySizeBytes,
-  openNodeIdentity,
   peerServiceHandlers,
-  RaftServer,
   RaftServerBoot,
   silentLogger,
-  startHttpEndpoint,
   type HealthReport,
-  type HttpEndpoint,
   type Logger,
-  type RaftServerOptions,
+  type RaftServer,
 } from '@eraftkv/raft-server';
 import { type Membership } from '@eraftkv/raft';
 import { MetaMetrics } from './meta-metrics';
@@ -43,22 +39,6 @@ import { encodeCommand } from './topology-command-codec';
 import { TopologyStateMachine } from './topology-state-machine';
 import { metaGroupId } from './topology-wire';
 
-/** Raft settings a test (or an operator through flags) may tune. */
-export type MetaRaftTuning = Partial<
-  Pick<
-    RaftServerOptions<CommandOutcome>,
-    | 'tickMs'
-    | 'electionTicks'
-    | 'heartbeatTicks'
-    | 'snapshotEntries'
-    | 'compactionMarginEntries'
-    | 'logMemoryBytesMax'
-    | 'learnerCatchUpEntriesMax'
-    | 'rpcTimeoutMs'
-    | 'peerRoutes'
-  >
->;
-
 export interface MetaServerOptions {
   /** This node's id in the meta group (a positive integer). */
   readonly id: number;
@@ -74,7 +54,8 @@ export interface MetaServerOptions {
   readonly registry?: Registry;
   /** Register prom-client's default process metrics (default true). */
   readonly defaultMetrics?: boolean;
-  readonly raft?: MetaRaftTuning;
+  /** Raft settings (the common node flags; --peer-route as peerRoutes). */
+  readonly raft?: RaftTuning;
   /** How long stop() lets calls in flight finish (default 5000 ms). */
   readonly shutdownGraceMs?: number;
   /** What ClusterInit records as the dedup window (default 10,000 requests). */
@@ -93,30 +74,19 @@ export interface MetaServerOptions {
   readonly sourceGroups?: SourceGroupClient;
 }
 
-function unavailable(
-  _call: unknown,
-  callback: (err: grpc.ServiceError | Partial<grpc.StatusObject> | null) => void,
-): void {
-  callback({ code: grpc.status.UNAVAILABLE, details: 'the meta server is starting or stopping' });
-}
-
 export class MetaServer {
   readonly registry: Registry;
   private readonly logger: Logger;
-  private grpcHost: GrpcHost | null = null;
-  private http: HttpEndpoint | null = null;
+  private host: NodeHost | null = null;
   private raftServer: RaftServer<CommandOutcome> | null = null;
   private stateMachine: TopologyStateMachine | null = null;
   private slotMoves: SlotMoveCoordinator | null = null;
   private sources: SourceGroupClient | null = null;
-  /** The handlers once started; until then every call is UNAVAILABLE. */
-  private handlers: ERaftKvServer | null = null;
   /**
    * The Raft node while it starts: it answers Identify (a new group's members ask each other who
    * they are before bootstrapping) and reports health, before anything else is served.
    */
   private booting: RaftServerBoot | null = null;
-  private bootHandlers: Pick<ERaftKvServer, 'identify'> | null = null;
   private stopping = false;
 
   constructor(private readonly options: MetaServerOptions) {
@@ -129,13 +99,13 @@ export class MetaServer {
 
   /** The bound gRPC address (after listen()). */
   get address(): string {
-    if (this.grpcHost === null) throw new Error('the meta server is not listening yet');
-    return this.grpcHost.address;
+    if (this.host === null) throw new Error('the meta server is not listening yet');
+    return this.host.address;
   }
 
   /** The bound HTTP address, or '' without --metrics-listen. */
   get metricsAddress(): string {
-    return this.http?.address ?? '';
+    return this.host?.metricsAddress ?? '';
   }
 
   /** The Raft node (after start()); for status and tests. */
@@ -152,61 +122,18 @@ export class MetaServer {
 
   /** Binds the gRPC host (and the HTTP endpoint); calls are UNAVAILABLE until start(). */
   async listen(): Promise<{ address: string; metricsAddress: string }> {
+    if (this.host !== null) throw new Error('the meta server is already listening');
     const o = this.options;
     if (o.defaultMetrics ?? true) collectDefaultMetrics({ register: this.registry });
-    const delegate = <K extends keyof ERaftKvServer>(name: K): ERaftKvServer[K] =>
-      ((call: never, callback: never) => {
-        const handlers: Partial<ERaftKvServer> | null = this.handlers ?? this.bootHandlers;
-        const handler = handlers?.[name];
-        if (handler === undefined || this.stopping) unavailable(call, callback);
-        else (handler as (call: never, callback: never) => void)(call, callback);
-      }) as ERaftKvServer[K];
-    const service: ERaftKvServer = {
-      requestVote: delegate('requestVote'),
-      appendEntries: delegate('appendEntries'),
-      appendEntriesStream: (call) => {
-        const handlers = this.handlers;
-        if (handlers === null || this.stopping) {
-          call.emit('error', {
-            code: grpc.status.UNAVAILABLE,
-            details: 'the meta server is starting or stopping',
-          });
-        } else handlers.appendEntriesStream(call);
-      },
-      snapshot: delegate('snapshot'),
-      timeoutNow: delegate('timeoutNow'),
-      identify: delegate('identify'),
-      processRwOperation: delegate('processRwOperation'),
-      processRwOperationStream: unimplementedStream(
-        'ProcessRWOperationStream (a kv server operation)',
-      ),
-      clusterConfigChange: delegate('clusterConfigChange'),
-      memberChange: delegate('memberChange'),
-      transferLeader: delegate('transferLeader'),
-      status: delegate('status'),
-    };
-    this.grpcHost = await startGrpcHost({
+    this.host = await NodeHost.bind({
+      kind: 'meta',
       listen: o.listen,
+      metricsListen: o.metricsListen ?? '',
       messageBytesMax: o.messageBytesMax ?? 16 * 1024 * 1024,
       registry: this.registry,
-      service,
-      serving: () => this.health().healthy,
+      health: () => this.health(),
     });
-    if (o.metricsListen) {
-      const { host, port } = splitHostPort(o.metricsListen, '--metrics-listen');
-      try {
-        this.http = await startHttpEndpoint({
-          host,
-          port,
-          registry: this.registry,
-          health: () => this.health(),
-        });
-      } catch (err) {
-        this.grpcHost.forceShutdown();
-        throw new Error(`cannot listen on ${o.metricsListen}: ${(err as Error).message}`);
-      }
-    }
-    return { address: this.grpcHost.address, metricsAddress: this.metricsAddress };
+    return { address: this.host.address, metricsAddress: this.host.metricsAddress };
   }
 
   /**
@@ -218,50 +145,32 @@ export class MetaServer {
     if (this.raftServer !== null || this.stopping) {
       throw new Error('a meta server starts once; create a new one to start again');
     }
-    if (this.grpcHost === null) await this.listen();
+    if (this.host === null) await this.listen();
+    const host = this.host as NodeHost;
     const o = this.options;
-    const bootstrap = peers !== null && peers.length > 0 ? peers : null;
-    if (bootstrap !== null && !bootstrap.some((m) => m.id === o.id)) {
-      throw new RangeError(
-        `--peers (${formatPeers(bootstrap)}) does not list this node (--id ${o.id})`,
-      );
-    }
-    const clusterId = o.clusterId ?? 'eraftkv';
-    // First of all: the data dir must be this node's (or new).
-    const { identity } = await openNodeIdentity(o.dataDir, {
-      clusterId,
-      kind: 'meta',
-      groupId: metaGroupId,
-      nodeId: o.id,
-    });
-    const stateMachine = await TopologyStateMachine.open(join(o.dataDir, 'state'));
     const boot = new RaftServerBoot();
     this.booting = boot;
-    this.bootHandlers = { identify: peerServiceHandlers(boot).identify };
-    let raft: RaftServer<CommandOutcome>;
+    let opened: { raft: RaftServer<CommandOutcome>; stateMachine: TopologyStateMachine };
     try {
-      raft = await RaftServer.open<CommandOutcome>({
-        ...o.raft,
-        id: o.id,
+      opened = await openRaftNode<CommandOutcome, TopologyStateMachine>({
+        kind: 'meta',
+        clusterId: o.clusterId ?? 'eraftkv',
         groupId: metaGroupId,
-        clusterId,
+        id: o.id,
         dataDir: o.dataDir,
-        incarnation: identity.incarnation,
-        bootstrap,
-        stateMachine,
+        peers: peers ?? [],
+        raft: o.raft ?? {},
+        host,
+        boot,
         registry: this.registry,
         logger: this.logger,
         onFatal: (err) => o.onFatal?.(err),
-        boot,
+        openStateMachine: () => TopologyStateMachine.open(join(o.dataDir, 'state')),
       });
-    } catch (err) {
-      // RaftServer closes the state machine only once open.
-      await stateMachine.close();
-      throw err;
     } finally {
       this.booting = null;
-      this.bootHandlers = null;
     }
+    const { raft, stateMachine } = opened;
     this.stateMachine = stateMachine;
     this.raftServer = raft;
 
@@ -289,7 +198,7 @@ export class MetaServer {
       nowMs: () => Date.now(),
       onSettled: (committed) => metrics.slotMoveSettled(committed),
     });
-    this.handlers = {
+    host.serve({
       ...peerServiceHandlers(raft),
       ...adminHandlers(raft, {
         serverType: 'meta',
@@ -314,9 +223,8 @@ export class MetaServer {
       processRwOperationStream: unimplementedStream(
         'ProcessRWOperationStream (a kv server operation)',
       ),
-    };
+    } satisfies ERaftKvServer);
     this.slotMoves.watch(o.slotMoveCheckIntervalMs ?? 1000);
-    this.reportMembership(bootstrap);
   }
 
   private async proposeCommand(command: TopologyCommand): Promise<CommandOutcome> {
@@ -325,32 +233,6 @@ export class MetaServer {
       throw new Error(`the ${command.kind} command was applied without an outcome`);
     }
     return outcome;
-  }
-
-  /** Warns when --peers disagrees with the membership the data dir holds (which wins). */
-  private reportMembership(bootstrap: Membership | null): void {
-    const stored = this.raft.membership();
-    if (stored.length === 0) {
-      this.logger.info(
-        'empty data dir and no --peers: waiting for the meta leader to add this node (ServerJoin)',
-      );
-      return;
-    }
-    if (bootstrap === null) return;
-    const key = (m: Membership): string =>
-      [...m]
-        .sort((a, b) => a.id - b.id)
-        .map((x) => `${x.id}=${x.address}`)
-        .join(',');
-    if (key(stored) !== key(bootstrap)) {
-      this.logger.warn(
-        '--peers disagrees with the membership stored in the data dir; using the stored one',
-        {
-          peers: formatPeers(bootstrap),
-          stored: formatPeers(stored),
-        },
-      );
-    }
   }
 
   health(): HealthReport {
@@ -367,19 +249,19 @@ export class MetaServer {
     if (this.stopping) return;
     this.stopping = true;
     this.slotMoves?.stop();
-    await this.grpcHost?.shutdown(this.options.shutdownGraceMs ?? 5000);
+    await this.host?.shutdown(this.options.shutdownGraceMs ?? 5000);
     this.sources?.close();
     await (this.raftServer ?? this.booting)?.stop();
-    await this.http?.close();
+    await this.host?.closeHttp();
   }
 
   /** Stops at once, as a crash would (tests). */
   async abort(): Promise<void> {
     this.stopping = true;
     this.slotMoves?.stop();
-    this.grpcHost?.forceShutdown();
+    this.host?.forceShutdown();
     this.sources?.close();
     await (this.raftServer ?? this.booting)?.abort();
-    await this.http?.close();
+    await this.host?.closeHttp();
   }
 }

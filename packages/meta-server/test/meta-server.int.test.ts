@@ -534,8 +534,14 @@ describe('MetaServer: a group of three over gRPC', () => {
     expect(restarted.raft.status().membership.map((m) => m.id)).toEqual([1, 2, 3]);
     const warning = lines
       .map((l) => JSON.parse(l) as Record<string, unknown>)
-      .find((l) => l.level === 'warn' && String(l.msg).includes('--peers disagrees'));
+      .find((l) => l.level === 'warn' && String(l.msg).includes('disagrees with the membership'));
     expect(warning).toMatchObject({ peers: `${id}=${follower.address}` });
+    // The one policy of both servers: the message names the flag, the data dir and both lists.
+    const msg = String(warning?.msg);
+    expect(msg).toContain(`--peers (${id}=${follower.address})`);
+    expect(msg).toMatch(
+      /stored in --data-dir \S+ \(1=[^,]+,2=[^,]+,3=[^)]+\); the stored membership wins/,
+    );
   });
 });
 

@@ -17,7 +17,12 @@ export {
   type GrpcHost,
   type GrpcHostOptions,
 } from './grpc-host';
-export { commonNodeOptions, validateCommonArgs, type CommonNodeArgs } from './node-options';
+export {
+  commonNodeOptions,
+  raftTuningOf,
+  validateCommonArgs,
+  type CommonNodeArgs,
+} from './node-options';
 export {
   checkPeerAddress,
   formatPeers,
@@ -41,3 +46,4 @@ export {
 } from './pid-file';
 export { groupCaller, type GroupCallerOptions } from './group-caller';
 export { NodeHost, type NodeHostOptions } from './node-host';
+export { openRaftNode, type RaftNodeOptions, type RaftTuning } from './raft-node';

@@ -1,6 +1,7 @@
 // The command-line options both server binaries share, as plain yargs option definitions (so that
 // the Raft packages do not depend on yargs). Every option can also come from ERAFTKV_<NAME> in the
 // environment (the binaries call yargs' .env('ERAFTKV')).
+import type { RaftTuning } from './raft-node';
 import type { LogLevel } from '@eraftkv/raft-server';
 import { peerNumberMax } from '@eraftkv/raft-server';
 
@@ -140,4 +141,20 @@ export function validateCommonArgs(args: CommonNodeArgs): void {
       `--heartbeat-ticks (${args.heartbeatTicks}) must be below --election-ticks (${args.electionTicks})`,
     );
   }
+}
+
+/** The Raft settings of the common flags, as both servers take them. */
+export function raftTuningOf(
+  args: CommonNodeArgs,
+  peerRoutes: ReadonlyMap<number, string>,
+): RaftTuning {
+  return {
+    tickMs: args.tickMs,
+    electionTicks: args.electionTicks,
+    heartbeatTicks: args.heartbeatTicks,
+    snapshotEntries: args.snapshotEntries,
+    compactionMarginEntries: args.compactionMarginEntries,
+    logMemoryBytesMax: args.logMemoryMb * 1024 * 1024,
+    peerRoutes,
+  };
 }

@@ -26,9 +26,9 @@ async function main(): Promise<void> {
   }
   const { server: options, peers } = commandLine;
   const logger = jsonLogger(commandLine.logLevel, { service: 'eraftkv-kv' });
-  const server = new KvServer({ ...options, logger });
+  // The closures below run only after both constants exist.
   const lifecycle = installLifecycle({ logger, stop: () => server.stop() });
-  server.onFatal = (err) => lifecycle.fatal(err);
+  const server = new KvServer({ ...options, logger, onFatal: (err) => lifecycle.fatal(err) });
   try {
     await server.listen();
     await server.start(peers);

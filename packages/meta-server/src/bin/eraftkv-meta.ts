@@ -3,7 +3,7 @@
 // a fatal Raft failure exits 1, bad flags exit 2.
 import { readFileSync } from 'node:fs';
 import { join } from 'node:path';
-import { installLifecycle, writePidFile } from '@eraftkv/server-kit';
+import { installLifecycle, raftTuningOf, writePidFile } from '@eraftkv/server-kit';
 import { jsonLogger } from '@eraftkv/raft-server';
 import { parseMetaArgs } from '../cli-options';
 import { MetaServer } from '../meta-server';
@@ -35,15 +35,7 @@ async function main(): Promise<void> {
     metricsListen: args.metricsListen,
     clusterId: args.clusterId,
     logger,
-    raft: {
-      tickMs: args.tickMs,
-      electionTicks: args.electionTicks,
-      heartbeatTicks: args.heartbeatTicks,
-      snapshotEntries: args.snapshotEntries,
-      logMemoryBytesMax: args.logMemoryMb * 1024 * 1024,
-      peerRoutes: args.peerRoutes,
-      compactionMarginEntries: args.compactionMarginEntries,
-    },
+    raft: raftTuningOf(args, args.peerRoutes),
     shutdownGraceMs: args.shutdownGraceMs,
     dedupWindowEntries: args.dedupWindowEntries,
     slotMoveDeadlineMs: args.slotMoveDeadlineMs,
