@@ -5,7 +5,7 @@
 // The exact command line of every process is written to <dataDir>/cluster.json, so an operator
 // (or a test) can stop one node and start it again by hand with its data intact.
 import { dataDirOwner, isNodeOfDataDir, splitHostPort } from '@eraftkv/server-kit';
-import { waitUntil } from '@eraftkv/raft-server';
+import { waitUntil } from '@eraftkv/test-support';
 import { spawn, type ChildProcess } from 'node:child_process';
 import { createWriteStream, existsSync, type WriteStream } from 'node:fs';
 import { mkdir, readFile, writeFile } from 'node:fs/promises';

@@ -6,7 +6,7 @@
 // compacted past it, then healed so that it must install a snapshot in blocks; a member that
 // loses its data dir and is restarted as before (amnesia), which must not be counted as the
 // member it was, then removed and added again as an operator would.
-import { waitUntil } from '@eraftkv/raft-server';
+import { waitUntil } from '@eraftkv/test-support';
 import type { EraftKvClient } from '@eraftkv/client';
 import { rm } from 'node:fs/promises';
 import { httpGet, type NodeSpec } from '../local-cluster';

@@ -70,4 +70,3 @@ export {
   type PeerServiceHandlers,
   type PeerTransportOptions,
 } from './transport';
-export { waitUntil } from './wait-until';

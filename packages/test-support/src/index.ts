@@ -3,6 +3,7 @@
 // ERaftKv server that answers UNIMPLEMENTED for every RPC a test does not give it
 // (startFakeERaftKv, eraftKvService) and ClusterConfigChange as a promise (configChange).
 export { waitFor, type WaitForOptions } from './wait-for';
+export { waitUntil } from './wait-until';
 export { closedAddress, startGrpcServer, type StartedServer } from './grpc-server';
 export { eraftKvService, startFakeERaftKv, type FakeERaftKvOptions } from './fake-eraftkv';
 export { configChange, type ConfigChangeFields } from './config-change';

@@ -1,6 +1,5 @@
-// Waiting in tests: raft-server's waitUntil (the one implementation, which the scripts use too),
-// with its settings named.
-import { waitUntil } from '@eraftkv/raft-server';
+// Waiting in tests: waitUntil (wait-until.ts, which the scripts use too) with its settings named.
+import { waitUntil } from './wait-until';
 
 export interface WaitForOptions {
   /** What is awaited, as the timeout's message names it: "timed out ... waiting for <what>". */

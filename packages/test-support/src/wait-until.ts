@@ -1,5 +1,6 @@
-// Waiting for a condition with a deadline, for tools and tests that watch a cluster from outside
-// (a leader elected, an index applied, a process healthy) instead of sleeping a fixed time.
+// Waiting for a condition with a deadline, for tests and the tools in scripts/ that watch a cluster
+// from outside (a leader elected, an index applied, a process healthy) instead of sleeping a fixed
+// time. The one implementation; waitFor names its settings.
 
 /**
  * Polls `check` every `intervalMs` until it returns a value (not undefined or false) and
