@@ -320,6 +320,10 @@ export class RaftServerBoot implements PeerInbox {
     });
   }
 
+  incarnationOf(id: NodeId): number | undefined {
+    return this.server?.incarnationOf(id);
+  }
+
   refused(reason: PeerRefusal, from: NodeId, detail: string): void {
     if (this.server !== null) {
       this.server.refused(reason, from, detail);

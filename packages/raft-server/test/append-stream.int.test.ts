@@ -36,6 +36,10 @@ class ScriptedInbox implements PeerInbox {
   identify(): never {
     throw new Error('not used');
   }
+  incarnationOf(): undefined {
+    return undefined;
+  }
+
   refused(): void {}
 }
 

@@ -160,6 +160,38 @@ describe('RaftServer: terms and indexes from the wire', () => {
     expect(await refusedCount(target, 'receiver-incarnation')).toBeGreaterThan(0);
   });
 
+  it('refuses a vote asked by another incarnation of a member than the membership records', async () => {
+    const leader = await cluster.waitForLeader();
+    const voter = cluster.running().find((n) => n !== leader)!;
+    const candidate = cluster.running().find((n) => n !== leader && n !== voter)!;
+    const recorded = candidate.server.identity.incarnation;
+    const term = voter.server.status().term + 1;
+    // The candidate's id with another incarnation: a wiped node that learned an old membership.
+    const refusal = await rejection(
+      requestVote(
+        voter.address,
+        voteFor(candidate, voter, {
+          term,
+          fromIncarnation: recorded + 1,
+          lastLogIdx: peerNumberMax,
+          lastLogTerm: voter.server.status().term,
+        }),
+      ),
+    );
+    expect(refusal.code).toBe(grpc.status.FAILED_PRECONDITION);
+    expect(refusal.details).toContain(
+      `vote asked by incarnation ${recorded + 1} of node ${candidate.id}, which the membership of node ${voter.id} records as incarnation ${recorded}`,
+    );
+    expect(await refusedCount(voter, 'candidate-incarnation')).toBe(1);
+    // Nothing was stepped: the voter did not move to the candidate's term for it.
+    expect(voter.server.status().vote === candidate.id && voter.server.status().term === term).toBe(
+      false,
+    );
+    await proposeAll(cluster, ['after-candidate-incarnation']);
+    acked.push('after-candidate-incarnation');
+    await waitForSameCommands(cluster, acked);
+  });
+
   it('survives the largest term jump a node takes: elects, commits and restarts above it', async () => {
     const leader = await cluster.waitForLeader();
     const target = cluster.running().find((n) => n !== leader)!;

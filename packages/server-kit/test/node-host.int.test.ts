@@ -43,6 +43,7 @@ const bootingInbox: PeerInbox = {
   identity: { groupId: 1, clusterId: 'eraftkv', incarnation: 42 },
   receive: () => Promise.reject(new Error('not open yet')),
   identify: () => IdentifyResp.fromPartial({ nodeId: 7, groupId: 1, incarnation: 42 }),
+  incarnationOf: () => undefined,
   refused: () => {},
 };
 

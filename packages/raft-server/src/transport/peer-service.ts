@@ -44,6 +44,11 @@ export enum PeerRefusal {
   Misaddressed = 'misaddressed',
   /** For another incarnation of this node: its data dir was created anew (FAILED_PRECONDITION). */
   ReceiverIncarnation = 'receiver-incarnation',
+  /**
+   * A vote asked by another incarnation of a member than the membership records: a node whose
+   * data dir was created anew, campaigning as the member it was (FAILED_PRECONDITION).
+   */
+  CandidateIncarnation = 'candidate-incarnation',
 }
 
 /** A decoded peer request, as it reaches the node. */
@@ -73,6 +78,8 @@ export interface PeerInbox {
   receive<I extends PeerInput>(input: I): Promise<PeerAnswer<I>>;
   /** Who this node is (the Identify RPC); changes nothing. */
   identify(req: IdentifyReq): IdentifyResp;
+  /** The incarnation this node's membership records for `id`; undefined when it is no member. */
+  incarnationOf(id: NodeId): number | undefined;
   /** A request was refused before it reached the core (the node counts and logs it). */
   refused(reason: PeerRefusal, from: NodeId, detail: string): void;
 }
@@ -92,7 +99,8 @@ const streamAppendsInFlightMax = 1024;
 class PeerRequestError extends EraftError {
   override name = 'PeerRequestError';
   constructor(
-    readonly reason: PeerRefusal.Misaddressed | PeerRefusal.ReceiverIncarnation,
+    readonly reason:
+      PeerRefusal.Misaddressed | PeerRefusal.ReceiverIncarnation | PeerRefusal.CandidateIncarnation,
     message: string,
   ) {
     super(ErrorCode.OK, grpc.status.FAILED_PRECONDITION, message);
@@ -148,6 +156,24 @@ function checkIdentity(inbox: PeerInbox, req: Addressing): void {
         `remove node ${inbox.selfId} from the group and add it again`,
     );
   }
+}
+
+/**
+ * Checks that a vote is asked by the incarnation of the candidate that this node's membership
+ * records. A node whose data dir was created anew may learn an old configuration (from a snapshot
+ * of a leader that has not compacted past it) in which its id is still a voter; elected by members
+ * that still hold that configuration, it would lead as the member it was, without its data. (The
+ * other requests are not checked by sender: a follower that lags behind the re-add of its new
+ * leader must still take that leader's appends, and its log decides nothing there.)
+ */
+function checkCandidate(inbox: PeerInbox, req: RequestVoteReq): void {
+  const recorded = inbox.incarnationOf(req.candidateId);
+  if (recorded === undefined || recorded === 0 || recorded === req.fromIncarnation) return;
+  throw new PeerRequestError(
+    PeerRefusal.CandidateIncarnation,
+    `vote asked by incarnation ${req.fromIncarnation} of node ${req.candidateId}, which the membership of node ${inbox.selfId} records as incarnation ${recorded}: ` +
+      `a node whose data dir was created anew is not elected as the member it was; remove node ${req.candidateId} from the group and add it again`,
+  );
 }
 
 /** Runs `work` on a request; a refusal is reported to the node and becomes the error status. */
@@ -243,6 +269,7 @@ export function peerServiceHandlers(inbox: PeerInbox): PeerServiceHandlers {
     requestVote: handle<RequestVoteReq, RequestVoteResp>((req) =>
       checked(inbox, req.candidateId, async () => {
         checkIdentity(inbox, req);
+        checkCandidate(inbox, req);
         const m = voteRequestFromWire(req);
         return voteResponseToWire(await inbox.receive({ kind: 'request', message: m }), req);
       }),
@@ -305,6 +332,10 @@ export class DeferredPeerInbox implements PeerInbox {
 
   identify(req: IdentifyReq): IdentifyResp {
     return this.node().identify(req);
+  }
+
+  incarnationOf(id: NodeId): number | undefined {
+    return this.node().incarnationOf(id);
   }
 
   refused(reason: PeerRefusal, from: NodeId, detail: string): void {

@@ -121,6 +121,13 @@ export interface SimulationOptions {
    * as the member it was: the broken-variant test proves the checkers catch it.
    */
   readonly checkIncarnations?: boolean;
+  /**
+   * With checkIncarnations, also refuse a vote asked by another incarnation of a member than the
+   * voter's membership records, as the runtime's peers do (default true). Off, a node that lost
+   * its disk and learned an old configuration from a snapshot can be elected as the member it
+   * was: the broken-variant test proves the checkers catch it.
+   */
+  readonly checkCandidateIncarnations?: boolean;
   /** A different Raft for every node (tests prove the checkers with deliberately broken ones). */
   readonly createRaft?: (config: RaftConfig, storage: LogStorage) => Raft;
   /** Receives every trace line (for --trace). */
@@ -492,8 +499,11 @@ export class Simulation {
     if (this.options.churn && f.amnesia > 0 && rng.chance(f.amnesia)) {
       // One member at a time, and only while at least three voters keep a majority with data:
       // a group that loses the disks of half its voters cannot recover by itself, here or in
-      // the runtime.
-      const members = this.leader()?.node?.membership() ?? [];
+      // the runtime. The leader's membership counts only once everything it appended is
+      // committed: an appended change (a promotion, say) may be lost with the disk.
+      const leader = this.leader()?.node ?? null;
+      const settled = leader !== null && leader.status().commit === leader.status().lastIndex;
+      const members = settled ? leader.membership() : [];
       const voters = members.filter((m) => !m.learner).length;
       if (voters >= 3 && ![...this.nodes.values()].some((n) => n.lostDisk)) {
         this.loseDisk(this.nodes.get(this.pick(members)?.id ?? 0));
@@ -812,17 +822,28 @@ export class Simulation {
 
   /**
    * What the runtime's peers check: a request reaches only the incarnation the sender's
-   * membership records for the receiver. A response rides back on its request's RPC in the
-   * runtime, so it comes from the incarnation that passed that check: here it must come from the
-   * incarnation the requester records for the responder.
+   * membership records for the receiver (the runtime's transport has no connection to a node its
+   * membership does not list, so nothing reaches it). A response rides back on its request's RPC
+   * in the runtime, so it comes from the incarnation that passed that check: here it must come
+   * from the incarnation the requester records for the responder. A vote request is also refused
+   * from a candidate the voter records as another incarnation: a node that lost its disk and
+   * learned an old configuration from a snapshot must not be elected by it as the member it was.
    */
   private incarnationsAgree(x: InFlight, target: SimNode): boolean {
     const m = x.message;
+    const recordedSender = (): number | undefined =>
+      target.node?.membership().find((mb) => mb.id === m.from)?.incarnation;
     if (isResponse(m.type)) {
-      const recorded = target.node?.membership().find((mb) => mb.id === m.from)?.incarnation;
+      const recorded = recordedSender();
       return recorded === undefined || recorded === x.fromIncarnation;
     }
-    return x.toIncarnation === undefined || x.toIncarnation === target.incarnation;
+    if (x.toIncarnation !== target.incarnation) return false;
+    const vote = m.type === MessageType.Vote || m.type === MessageType.PreVote;
+    if (vote && this.options.checkCandidateIncarnations !== false) {
+      const recorded = recordedSender();
+      return recorded === undefined || recorded === x.fromIncarnation;
+    }
+    return true;
   }
 
   /** Like a runtime busy with an earlier Ready: sends a leader's appends and heartbeats at once. */

@@ -71,4 +71,18 @@ describe('the simulation catches broken Raft variants', () => {
     }
     expect(disksLost).toBeGreaterThan(5);
   });
+
+  it('electing a node that lost its disk, by voters holding the old configuration it learned from a snapshot (no candidate incarnation check)', () => {
+    // Seed 2839: node 4 loses its disk, is removed and added back; the leader's snapshot (taken
+    // before the removal) gives it an old configuration in which it is a voter, and a member that
+    // still holds that configuration votes for it: two leaders in one term. The voter's check of
+    // the candidate's incarnation is what prevents it (the runtime's peer service makes it too).
+    const unchecked = runSimulation({
+      ...simulationOptionsFor(2839, 3),
+      checkCandidateIncarnations: false,
+    });
+    expect(unchecked.violation).toMatch(/election safety/);
+    expect(unchecked.disksLost).toBeGreaterThan(0);
+    expect(runSimulation(simulationOptionsFor(2839, 3)).violation).toBeNull();
+  });
 });
