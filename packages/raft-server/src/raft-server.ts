@@ -115,6 +115,11 @@ export class RaftServer<R> implements OpenNode {
     built = server;
     server.run(parts);
     o.boot.opened(server);
+    if (o.boot.stopRequested) {
+      // Stopped while it opened: it does not run on behind its caller's back.
+      await server.stop();
+      throw new StoppedError('the raft server was stopped while it opened');
+    }
     return server;
   }
 

@@ -73,44 +73,61 @@ export async function recoverNode<R>(
     await engine.close();
     throw err;
   }
-  const snapshotMeta = logStore.latestSnapshot();
-  const snapshotFile = snapshotStore.find(snapshotMeta.index, snapshotMeta.term) ?? null;
-  await snapshotStore.adopt(snapshotFile);
-  logStore.markSnapshotFileReady(snapshotFile !== null);
+  // Whatever fails from here on (an incomplete data dir, say) closes what was opened.
+  const stores = snapshotStore;
+  const network = transport;
+  try {
+    const snapshotMeta = logStore.latestSnapshot();
+    const snapshotFile = stores.find(snapshotMeta.index, snapshotMeta.term) ?? null;
+    await stores.adopt(snapshotFile);
+    logStore.markSnapshotFileReady(snapshotFile !== null);
 
-  // The state machine may lag the log's compaction point (its unsynced writes were lost, or a
-  // snapshot install was interrupted): then it is restored from the snapshot first.
-  let applied = await o.stateMachine.appliedIndex();
-  const compacted = logStore.firstIndex() - 1;
-  if (applied < compacted) {
-    if (snapshotFile !== null && snapshotFile.meta.index >= compacted) {
-      o.logger.warn('state machine behind the log; restoring it from the snapshot', {
-        applied,
-        snapshot: snapshotFile.meta.index,
-      });
-      await o.stateMachine.restoreSnapshot(snapshotFile.path, snapshotFile.meta.index);
-      applied = snapshotFile.meta.index;
-    } else if (compacted > 1) {
-      throw new Error(
-        `${description}: the state machine has applied ${applied} but the log starts after ${compacted} and no snapshot file covers the gap; the data dir is incomplete`,
-      );
+    // The state machine may lag the log's compaction point (its unsynced writes were lost, or a
+    // snapshot install was interrupted): then it is restored from the snapshot first.
+    let applied = await o.stateMachine.appliedIndex();
+    const compacted = logStore.firstIndex() - 1;
+    if (applied < compacted) {
+      if (snapshotFile !== null && snapshotFile.meta.index >= compacted) {
+        o.logger.warn('state machine behind the log; restoring it from the snapshot', {
+          applied,
+          snapshot: snapshotFile.meta.index,
+        });
+        await o.stateMachine.restoreSnapshot(snapshotFile.path, snapshotFile.meta.index);
+        applied = snapshotFile.meta.index;
+      } else if (compacted > 1) {
+        throw new Error(
+          `${description}: the state machine has applied ${applied} but the log starts after ${compacted} and no snapshot file covers the gap; the data dir is incomplete`,
+        );
+      }
     }
+    const node = new RawNode(
+      {
+        id: o.id,
+        electionTicks: o.electionTicks,
+        heartbeatTicks: o.heartbeatTicks,
+        appendBytesMax: o.appendBytesMax,
+        pendingReadsMax: o.pendingReadsMax,
+        autoPromoteLearners: o.autoPromoteLearners,
+        learnerCatchUpEntriesMax: o.learnerCatchUpEntriesMax,
+        applied: Math.max(applied, compacted),
+        termMax: storedNumberMax,
+        rng: o.rng,
+        membershipCodec: protobufMembershipCodec,
+      },
+      logStore,
+    );
+    return {
+      logStore,
+      snapshotStore: stores,
+      transport: network,
+      node,
+      applied,
+      snapshotIndex: snapshotMeta.index,
+    };
+  } catch (err) {
+    network.close();
+    await stores.close();
+    await logStore.close();
+    throw err;
   }
-  const node = new RawNode(
-    {
-      id: o.id,
-      electionTicks: o.electionTicks,
-      heartbeatTicks: o.heartbeatTicks,
-      appendBytesMax: o.appendBytesMax,
-      pendingReadsMax: o.pendingReadsMax,
-      autoPromoteLearners: o.autoPromoteLearners,
-      learnerCatchUpEntriesMax: o.learnerCatchUpEntriesMax,
-      applied: Math.max(applied, compacted),
-      termMax: storedNumberMax,
-      rng: o.rng,
-      membershipCodec: protobufMembershipCodec,
-    },
-    logStore,
-  );
-  return { logStore, snapshotStore, transport, node, applied, snapshotIndex: snapshotMeta.index };
 }

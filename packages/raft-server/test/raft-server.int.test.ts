@@ -1,10 +1,21 @@
 // Three (and more) RaftServers over real gRPC on 127.0.0.1 with real RocksDB: elections,
 // replication, crashes, snapshots in blocks, membership changes and leadership transfer.
 import * as grpc from '@grpc/grpc-js';
+import { mkdtemp, rm } from 'node:fs/promises';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
 import { createGrpcPeerRpc } from '../src/transport';
-import type { PeerRpc, PeerTransportOptions } from '../src';
+import {
+  openNodeIdentity,
+  RaftServer,
+  RaftServerBoot,
+  StoppedError,
+  type PeerRpc,
+  type PeerTransportOptions,
+} from '../src';
 import { waitFor } from '@eraftkv/test-support';
 import { TestCluster, type TestNode } from './cluster';
+import { RecordingStateMachine } from './test-state-machine';
 
 jest.setTimeout(120_000);
 
@@ -212,6 +223,45 @@ describe('RaftServer: snapshots in blocks', () => {
       expect(lagging.server.status().snapshotIndex).toBeGreaterThan(1000);
     } finally {
       await cluster.close();
+    }
+  });
+});
+
+describe('RaftServer.open', () => {
+  it('gives up when stopped while it opens, closing what it opened (the data dir opens again)', async () => {
+    const dataDir = await mkdtemp(join(tmpdir(), 'eraftkv-open-'));
+    const claim = { clusterId: 'test', kind: 'kv', groupId: 1, nodeId: 1 } as const;
+    const open = async (boot: RaftServerBoot): Promise<RaftServer<number>> => {
+      const { identity } = await openNodeIdentity(dataDir, claim);
+      const sm = await RecordingStateMachine.open(join(dataDir, 'state'));
+      try {
+        return await RaftServer.open<number>({
+          clusterId: 'test',
+          groupId: 1,
+          id: 1,
+          dataDir,
+          incarnation: identity.incarnation,
+          bootstrap: [{ id: 1, address: '127.0.0.1:1', learner: false, incarnation: 0 }],
+          stateMachine: sm,
+          tickMs: 20,
+          boot,
+        });
+      } catch (err) {
+        await sm.close().catch(() => undefined);
+        throw err;
+      }
+    };
+    try {
+      const stopped = new RaftServerBoot();
+      // The operator's Ctrl-C arrives before open() has finished.
+      await stopped.stop();
+      await expect(open(stopped)).rejects.toThrow(StoppedError);
+      // Nothing was left open: the log's RocksDB lock is free and the node runs.
+      const server = await open(new RaftServerBoot());
+      await waitFor(() => server.isLeader(), { timeoutMs: 10_000, what: 'the node to lead' });
+      await server.stop();
+    } finally {
+      await rm(dataDir, { recursive: true, force: true });
     }
   });
 });
