@@ -47,20 +47,29 @@ const bootingInbox: PeerInbox = {
   refused: () => {},
 };
 
+/** Binds a NodeHost on 127.0.0.1 port 0 whose health is `health()`. */
+function bind(
+  kind: 'meta' | 'kv',
+  metricsListen: string,
+  health: () => HealthReport,
+): Promise<NodeHost> {
+  return NodeHost.bind({
+    kind,
+    listen: '127.0.0.1:0',
+    metricsListen,
+    messageBytesMax: 4 * 1024 * 1024,
+    registry: new Registry(),
+    health,
+  });
+}
+
 describe('NodeHost', () => {
   let host: NodeHost;
   let client: ERaftKvClient;
   let health: HealthReport = { healthy: false, reason: 'starting' };
 
   beforeAll(async () => {
-    host = await NodeHost.bind({
-      kind: 'kv',
-      listen: '127.0.0.1:0',
-      metricsListen: '127.0.0.1:0',
-      messageBytesMax: 4 * 1024 * 1024,
-      registry: new Registry(),
-      health: () => health,
-    });
+    host = await bind('kv', '127.0.0.1:0', () => health);
     client = new ERaftKvClient(
       host.address,
       grpc.credentials.createInsecure(),
@@ -115,28 +124,13 @@ describe('NodeHost', () => {
   });
 
   it('refuses a taken --metrics-listen naming the flag, and releases the gRPC port it bound', async () => {
-    await expect(
-      NodeHost.bind({
-        kind: 'meta',
-        listen: '127.0.0.1:0',
-        metricsListen: host.metricsAddress,
-        messageBytesMax: 4 * 1024 * 1024,
-        registry: new Registry(),
-        health: () => health,
-      }),
-    ).rejects.toThrow(`--metrics-listen ${host.metricsAddress}:`);
+    await expect(bind('meta', host.metricsAddress, () => health)).rejects.toThrow(
+      `--metrics-listen ${host.metricsAddress}:`,
+    );
   });
 
   it('says the server is stopping once shut down', async () => {
-    const stopping = NodeHost.bind({
-      kind: 'meta',
-      listen: '127.0.0.1:0',
-      metricsListen: '',
-      messageBytesMax: 4 * 1024 * 1024,
-      registry: new Registry(),
-      health: () => health,
-    });
-    const other = await stopping;
+    const other = await bind('meta', '', () => health);
     expect(other.metricsAddress).toBe('');
     expect(other.unavailableReason()).toBe('the meta server is starting');
     await other.shutdown(100);
