@@ -8,6 +8,7 @@ import { join } from 'node:path';
 import {
   ClientOpType,
   ERaftKvClient,
+  grpcChannelOptions,
   ReadConsistency,
   type ClientOperationReq,
   type ClientOperationResp,
@@ -56,7 +57,8 @@ export class BareClients {
     let c = this.clients.get(address);
     if (c === undefined) {
       c = new ERaftKvClient(address, grpc.credentials.createInsecure(), {
-        'grpc.initial_reconnect_backoff_ms': 100,
+        ...grpcChannelOptions(),
+        // Tests restart nodes often: find them again sooner.
         'grpc.max_reconnect_backoff_ms': 500,
       });
       this.clients.set(address, c);

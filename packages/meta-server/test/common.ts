@@ -5,7 +5,12 @@ import * as grpc from '@grpc/grpc-js';
 import { mkdtemp, rm } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
-import { ERaftKvClient, type ClusterConfigChangeResp, type ShardGroup } from '@eraftkv/protocol';
+import {
+  ERaftKvClient,
+  grpcChannelOptions,
+  type ClusterConfigChangeResp,
+  type ShardGroup,
+} from '@eraftkv/protocol';
 import { MetaServer, type MetaServerOptions } from '../src';
 
 export async function makeTempDir(prefix: string): Promise<string> {
@@ -22,7 +27,8 @@ export const fastRaft = { tickMs: 20, electionTicks: 10, heartbeatTicks: 1 } as 
 /** A bare client of the ERaftKv service. */
 export function connect(address: string): ERaftKvClient {
   return new ERaftKvClient(address, grpc.credentials.createInsecure(), {
-    'grpc.initial_reconnect_backoff_ms': 100,
+    ...grpcChannelOptions(),
+    // Tests restart nodes often: find them again sooner.
     'grpc.max_reconnect_backoff_ms': 500,
   });
 }

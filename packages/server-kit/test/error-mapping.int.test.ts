@@ -24,6 +24,7 @@ import {
   type LogFields,
   type Logger,
 } from '@eraftkv/raft-server';
+import { eraftKvService } from '@eraftkv/test-support';
 import { errorAnswer, startGrpcHost, unaryHandler, type GrpcHost } from '../src';
 
 interface LogLine {
@@ -46,10 +47,6 @@ function capturingLogger(lines: LogLine[]): Logger {
     child: () => logger,
   };
   return logger;
-}
-
-function unimplemented(_call: unknown, callback: grpc.sendUnaryData<never>): void {
-  callback({ code: grpc.status.UNIMPLEMENTED, details: 'not part of this test' }, null);
 }
 
 /** What the handler throws, chosen by the request's client_id. */
@@ -95,22 +92,13 @@ describe('error mapping', () => {
   let host: GrpcHost;
   let client: ERaftKvClient;
 
-  const service: ERaftKvServer = {
-    requestVote: unimplemented,
-    appendEntries: unimplemented,
-    appendEntriesStream: (call) => call.end(),
-    snapshot: unimplemented,
-    timeoutNow: unimplemented,
-    identify: unimplemented,
+  const service: ERaftKvServer = eraftKvService({
     // Throws whatever the request names.
     processRwOperation: unaryHandler<ClientOperationReq, ClientOperationResp>(
       (req) => Promise.resolve(handlerThatThrows(req.clientId)),
       logger,
     ),
-    processRwOperationStream: (call) => call.end(),
     // Turns what the "RaftServer" refused with into a routing answer, as the services do.
-    clusterConfigChange: unimplemented,
-    memberChange: unimplemented,
     transferLeader: unaryHandler((req) => {
       const make = refused[keys[req.targetId] ?? ''];
       try {
@@ -126,8 +114,7 @@ describe('error mapping', () => {
         });
       }
     }, logger),
-    status: unimplemented,
-  };
+  });
 
   const call = (key: string): Promise<grpc.ServiceError> =>
     new Promise((resolve, reject) => {
