@@ -1,0 +1,35 @@
+// The profile summary attributes self time to the right categories and leaves idle time out.
+import { summarise, type CpuProfile } from '../profile-summary';
+
+const frame = (id: number, functionName: string, url: string, hitCount: number) => ({
+  id,
+  callFrame: { functionName, url },
+  hitCount,
+});
+
+describe('profile-summary', () => {
+  it('splits busy time by category and lists the functions with the most self time', () => {
+    const profile: CpuProfile = {
+      startTime: 0,
+      endTime: 10_000_000, // 10 s in µs, spread over 100 hits: 100 ms each
+      nodes: [
+        frame(1, '(idle)', '', 50),
+        frame(2, '(garbage collector)', '', 10),
+        frame(3, '_batch', 'file:///x/node_modules/rocksdb/leveldown.js', 20),
+        frame(4, 'step', 'file:///x/packages/raft/dist/raft.js', 5),
+        frame(5, 'respond', 'node:internal/http2/core', 15),
+      ],
+    };
+    const text = summarise('leader', profile, 2);
+    expect(text.split('\n')).toEqual([
+      'leader: 10.0 s profiled, 5.0 s busy',
+      '   40.0%  rocksdb binding',
+      '   30.0%  grpc + http2',
+      '   20.0%  gc',
+      '   10.0%  raft core',
+      '  top 2 functions by self time (share of busy):',
+      '   40.0%  _batch node_modules/rocksdb/leveldown.js',
+      '   30.0%  respond node:internal/http2/core',
+    ]);
+  });
+});
