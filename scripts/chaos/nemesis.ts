@@ -376,6 +376,29 @@ export class Nemesis {
     ).catch(() => null);
   }
 
+  /**
+   * membersWithoutLearner, once the leader has committed everything its log held when they were
+   * read (so that no membership change among them is still only appended); null otherwise.
+   */
+  private async committedMembersWithoutLearner(): Promise<
+    { id: number; learner: boolean }[] | null
+  > {
+    const members = await this.membersWithoutLearner();
+    if (members === null) return null;
+    const read = await this.ctx.client.members(1, { deadlineMs: 3000 });
+    if (read.members.some((m) => m.learner)) return null;
+    return waitUntil(
+      async () => {
+        const now = await this.ctx.client.members(1, { deadlineMs: 3000 });
+        return now.leaderId === read.leaderId && now.commitIndex >= read.lastLogIndex
+          ? read.members
+          : undefined;
+      },
+      5_000,
+      'the kv leader to commit its membership',
+    ).catch(() => null);
+  }
+
   /** Removes a kv member; a call whose answer was lost is checked against the group. */
   private async removeMember(spec: NodeSpec): Promise<void> {
     try {
@@ -418,7 +441,9 @@ export class Nemesis {
     );
     // Losing one disk of three is survivable; losing a second before the first replacement has
     // caught up (while it is still a learner) loses a majority's data, which no group survives.
-    const members = await this.membersWithoutLearner();
+    // The membership must also be committed: a promotion the leader has appended but not yet
+    // committed could be lost, leaving two voters of which one is wiped.
+    const members = await this.committedMembersWithoutLearner();
     if (running.length < 3 || members === null || members.length < 3) {
       this.note(
         'amnesia',

@@ -163,15 +163,26 @@ export class AdminClient {
     return this.session.adopt(resp);
   }
 
-  /** The members of a group (0: the meta group), with their roles, from its leader's status. */
+  /**
+   * The members of a group (0: the meta group), with their roles, from its leader's status: the
+   * membership its log holds (a change takes effect once appended), with the leader's commit and
+   * last log index (the membership is committed once commitIndex reaches that lastLogIndex).
+   */
   async members(
     groupId: number,
     options: CallOptions = {},
-  ): Promise<{ leaderId: number; members: MemberView[] }> {
+  ): Promise<{
+    leaderId: number;
+    members: MemberView[];
+    commitIndex: number;
+    lastLogIndex: number;
+  }> {
     const status = await this.leaderStatus(groupId, this.session.deadline(options));
     return {
       leaderId: status.leaderId,
       members: (status.membership?.members ?? []).map(memberView),
+      commitIndex: status.commitIndex,
+      lastLogIndex: status.lastLogIndex,
     };
   }
 

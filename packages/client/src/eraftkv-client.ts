@@ -92,10 +92,7 @@ export class EraftKvClient {
     return this.admin.moveSlots(groupId, slots, options);
   }
 
-  members(
-    groupId: number,
-    options?: CallOptions,
-  ): Promise<{ leaderId: number; members: MemberView[] }> {
+  members(groupId: number, options?: CallOptions): ReturnType<AdminClient['members']> {
     return this.admin.members(groupId, options);
   }
 
