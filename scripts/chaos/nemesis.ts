@@ -13,6 +13,9 @@ import { httpGet, type NodeSpec } from '../local-cluster';
 import type { ChaosCluster } from './chaos-cluster';
 import type { ChaosRng } from './chaos-rng';
 
+/** What the kv group's leader says of its members (EraftKvClient.members). */
+type MembersRead = Awaited<ReturnType<EraftKvClient['members']>>;
+
 export const nemesisKinds = [
   'kill',
   'pause',
@@ -362,14 +365,15 @@ export class Nemesis {
   }
 
   /**
-   * The kv group's members once none of them is a learner still catching up (a member added a
-   * moment ago is promoted within seconds); null if one still is after 15 s.
+   * The kv group's members as its leader reads them, once none of them is a learner still
+   * catching up (a member added a moment ago is promoted within seconds); null if one still is
+   * after 15 s.
    */
-  private async membersWithoutLearner(): Promise<{ id: number; learner: boolean }[] | null> {
+  private async membersWithoutLearner(): Promise<MembersRead | null> {
     return waitUntil(
       async () => {
-        const { members } = await this.ctx.client.members(1, { deadlineMs: 3000 });
-        return members.some((m) => m.learner) ? undefined : members;
+        const read = await this.ctx.client.members(1, { deadlineMs: 3000 });
+        return read.members.some((m) => m.learner) ? undefined : read;
       },
       15_000,
       'every learner of the kv group to be promoted',
@@ -380,13 +384,9 @@ export class Nemesis {
    * membersWithoutLearner, once the leader has committed everything its log held when they were
    * read (so that no membership change among them is still only appended); null otherwise.
    */
-  private async committedMembersWithoutLearner(): Promise<
-    { id: number; learner: boolean }[] | null
-  > {
-    const members = await this.membersWithoutLearner();
-    if (members === null) return null;
-    const read = await this.ctx.client.members(1, { deadlineMs: 3000 });
-    if (read.members.some((m) => m.learner)) return null;
+  private async committedMembersWithoutLearner(): Promise<MembersRead['members'] | null> {
+    const read = await this.membersWithoutLearner();
+    if (read === null) return null;
     return waitUntil(
       async () => {
         const now = await this.ctx.client.members(1, { deadlineMs: 3000 });

@@ -10,9 +10,9 @@ import {
   ERaftKvClient,
   grpcChannelOptions,
   ReadConsistency,
-  type ClientOperationReq,
+  ClientOperationReq,
   type ClientOperationResp,
-  type ClusterConfigChangeReq,
+  ClusterConfigChangeReq,
   type ClusterConfigChangeResp,
   KvOpPair,
   type StatusResp,
@@ -72,16 +72,10 @@ export class BareClients {
     timeoutMs = 3000,
   ): Promise<ClientOperationResp> {
     const client = this.get(address);
-    const full: ClientOperationReq = {
-      opTimestamp: 0,
-      clientId: '',
-      commandId: 0,
-      kvs: [],
+    const full = ClientOperationReq.fromPartial({
       readConsistency: ReadConsistency.LINEARIZABLE,
-      configVersion: 0,
-      requestId: 0,
       ...req,
-    };
+    });
     return new Promise((resolve, reject) =>
       client.processRwOperation(
         full,
@@ -98,20 +92,7 @@ export class BareClients {
     timeoutMs = 10_000,
   ): Promise<ClusterConfigChangeResp> {
     const client = this.get(address);
-    const full: ClusterConfigChangeReq = {
-      changeType: 0,
-      handleServerType: 0,
-      shardId: 0,
-      server: undefined,
-      configVersion: 0,
-      opSign: 0,
-      commandId: 0,
-      clientId: '',
-      shardGroup: undefined,
-      slotCount: 0,
-      serializable: false,
-      ...req,
-    };
+    const full = ClusterConfigChangeReq.fromPartial(req);
     return new Promise((resolve, reject) =>
       client.clusterConfigChange(
         full,

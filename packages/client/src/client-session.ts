@@ -4,10 +4,10 @@
 import { randomUUID } from 'node:crypto';
 import {
   ChangeType,
+  ClusterConfigChangeReq,
   defaultMessageBytesMax,
   ErrorCode,
   HandleServerType,
-  type ClusterConfigChangeReq,
   type ClusterConfigChangeResp,
 } from '@eraftkv/protocol';
 import type { BackoffOptions } from './backoff';
@@ -191,17 +191,8 @@ function metaVerdict(resp: ClusterConfigChangeResp): Verdict {
 }
 
 export function emptyConfigRequest(): ClusterConfigChangeReq {
-  return {
+  return ClusterConfigChangeReq.fromPartial({
     changeType: ChangeType.ShardsQuery,
     handleServerType: HandleServerType.MetaServer,
-    shardId: 0,
-    server: undefined,
-    configVersion: 0,
-    opSign: 0,
-    commandId: 0,
-    clientId: '',
-    shardGroup: undefined,
-    slotCount: 0,
-    serializable: false,
-  };
+  });
 }

@@ -1,6 +1,6 @@
 // Every number a peer sends is checked against what the core and the log store can hold before it
 // reaches either; an append must continue the log it claims to follow.
-import type { AppendEntriesReq, EntryType, RequestVoteReq } from '@eraftkv/protocol';
+import type { AppendEntriesReq, EntryType, RequestVoteReq, SnapshotReq } from '@eraftkv/protocol';
 import {
   appendRequestFromWire,
   appendResponseFromWire,
@@ -9,6 +9,7 @@ import {
   voteRequestFromWire,
 } from '../src/transport';
 import { InvalidArgumentError } from '../src/errors';
+import { snapshotBlockFromWire } from '../src/snapshot/snapshot-coordinator';
 import { checkStoredNumber, storedNumberMax } from '../src/log-store/entry-codec';
 
 function vote(fields: Partial<RequestVoteReq>): RequestVoteReq {
@@ -176,5 +177,75 @@ describe('numbers the log store writes', () => {
       'hard state term 281474976710656 cannot be stored: the log store holds 0 to 2^48-1',
     );
     expect(() => checkStoredNumber(-1, 'entry index')).toThrow(InvalidArgumentError);
+  });
+});
+
+describe('snapshot blocks from the wire', () => {
+  const data = Buffer.from('0123456789');
+  const request = (
+    fields: Partial<SnapshotReq>,
+    block: Partial<NonNullable<SnapshotReq['block']>> = {},
+  ): SnapshotReq => ({
+    term: 5,
+    leaderId: 1,
+    messageToken: 't',
+    snapshotIndex: 100,
+    snapshotTerm: 4,
+    block: {
+      offset: 0,
+      data,
+      blockSize: data.length,
+      isLastChunk: false,
+      blockCrc32: 0,
+      fileSize: 20,
+      fileCrc32: 0,
+      ...block,
+    },
+    groupId: 1,
+    clusterId: 'c',
+    toId: 2,
+    membership: { members: [{ id: 1, address: 'h:1', learner: false, incarnation: 7 }] },
+    fromIncarnation: 7,
+    toIncarnation: 8,
+    ...fields,
+  });
+
+  it('takes a block that lies within its file', () => {
+    const block = snapshotBlockFromWire(request({}, { offset: 10 }));
+    expect(block).toMatchObject({
+      term: 5,
+      leaderId: 1,
+      offset: 10,
+      fileSizeBytes: 20,
+      meta: { index: 100, term: 4, membership: [{ id: 1, incarnation: 7 }] },
+    });
+  });
+
+  it.each<[string, SnapshotReq, RegExp]>([
+    ['without a block', request({ block: undefined }), /^snapshot request without a block$/],
+    [
+      'a snapshot term above the leader term',
+      request({ snapshotTerm: 6 }),
+      /^snapshot_term 6 is above the leader's term 5$/,
+    ],
+    ['term 0', request({ term: 0 }), /^term must be an integer from 1/],
+    [
+      'an index beyond storage',
+      request({ snapshotIndex: 2 ** 48 }),
+      /^snapshot_index must be an integer from 1/,
+    ],
+    [
+      'a block reaching past the declared file size',
+      request({}, { offset: 15 }),
+      /^block\.data \(10 bytes at block\.offset 15\) reaches past block\.file_size 20$/,
+    ],
+    [
+      'a file size beyond storage',
+      request({}, { fileSize: 2 ** 48 }),
+      /^block\.file_size must be an integer/,
+    ],
+  ])('refuses %s, naming the field', (_name, req, message) => {
+    expect(() => snapshotBlockFromWire(req)).toThrow(InvalidArgumentError);
+    expect(() => snapshotBlockFromWire(req)).toThrow(message);
   });
 });

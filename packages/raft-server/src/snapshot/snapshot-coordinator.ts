@@ -61,16 +61,25 @@ export function snapshotBlockFromWire(req: SnapshotReq): SnapshotBlock {
   if (meta.term > term) {
     throw new InvalidArgumentError(`snapshot_term ${meta.term} is above the leader's term ${term}`);
   }
+  const offset = checkPeerNumber(block.offset, 'block.offset');
+  const fileSizeBytes = checkPeerNumber(block.fileSize, 'block.file_size');
+  // A block never reaches past the file it says it belongs to: the bytes a transfer writes are
+  // bounded by the size it declared, not by how long the sender keeps sending.
+  if (offset + block.data.length > fileSizeBytes) {
+    throw new InvalidArgumentError(
+      `block.data (${block.data.length} bytes at block.offset ${offset}) reaches past block.file_size ${fileSizeBytes}`,
+    );
+  }
   return {
     token: req.messageToken,
     term,
     leaderId: checkPeerNumber(req.leaderId, 'leader_id', 1),
     meta,
-    offset: checkPeerNumber(block.offset, 'block.offset'),
+    offset,
     data: block.data,
     blockCrc32: block.blockCrc32,
     isLast: block.isLastChunk,
-    fileSizeBytes: checkPeerNumber(block.fileSize, 'block.file_size'),
+    fileSizeBytes,
     fileCrc32: block.fileCrc32,
   };
 }

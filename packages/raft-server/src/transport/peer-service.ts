@@ -168,7 +168,7 @@ function checkIdentity(inbox: PeerInbox, req: Addressing): void {
  */
 function checkCandidate(inbox: PeerInbox, req: RequestVoteReq): void {
   const recorded = inbox.incarnationOf(req.candidateId);
-  if (recorded === undefined || recorded === 0 || recorded === req.fromIncarnation) return;
+  if (recorded === undefined || recorded === req.fromIncarnation) return;
   throw new PeerRequestError(
     PeerRefusal.CandidateIncarnation,
     `vote asked by incarnation ${req.fromIncarnation} of node ${req.candidateId}, which the membership of node ${inbox.selfId} records as incarnation ${recorded}: ` +
