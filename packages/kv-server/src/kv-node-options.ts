@@ -196,6 +196,7 @@ export function parseKvCommandLine(
       metaAddresses,
       dataDir: args.dataDir,
       metricsListen: args.metricsListen,
+      enablePprof: args.enablePprof,
       clusterId: args.clusterId,
       raft: raftTuningOf(args, peerRoutes),
       shutdownGraceMs: args.shutdownGraceMs,

@@ -47,6 +47,8 @@ export interface KvServerOptions {
   readonly dataDir: string;
   /** host:port for /metrics and /health; empty or absent: no HTTP endpoint. */
   readonly metricsListen?: string;
+  /** Serve /debug/pprof/profile on the HTTP endpoint (--enable-pprof). */
+  readonly enablePprof?: boolean;
   readonly clusterId?: string;
   readonly logger?: Logger;
   /** Raft settings (the common node flags; --peer-route as peerRoutes). */
@@ -128,6 +130,7 @@ export class KvServer {
       kind: 'kv',
       listen: this.options.listen,
       metricsListen: this.options.metricsListen ?? '',
+      enablePprof: this.options.enablePprof,
       messageBytesMax,
       registry: this.registry,
       health: () => this.health(),

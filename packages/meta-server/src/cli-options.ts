@@ -111,6 +111,7 @@ export function parseMetaArgs(argv: readonly string[], version: string): ParsedM
     peers: parsed.peers,
     dataDir: parsed['data-dir'],
     metricsListen: parsed['metrics-listen'],
+    enablePprof: parsed['enable-pprof'],
     clusterId: parsed['cluster-id'],
     logLevel: parsed['log-level'],
     tickMs: parsed['tick-ms'],

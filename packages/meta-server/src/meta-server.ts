@@ -47,6 +47,8 @@ export interface MetaServerOptions {
   readonly dataDir: string;
   /** host:port for /metrics and /health; empty or absent: no HTTP endpoint. */
   readonly metricsListen?: string;
+  /** Serve /debug/pprof/profile on the HTTP endpoint (--enable-pprof). */
+  readonly enablePprof?: boolean;
   /** Peers of another cluster id are refused (default "eraftkv"). */
   readonly clusterId?: string;
   readonly logger?: Logger;
@@ -129,6 +131,7 @@ export class MetaServer {
       kind: 'meta',
       listen: o.listen,
       metricsListen: o.metricsListen ?? '',
+      enablePprof: o.enablePprof,
       messageBytesMax: o.messageBytesMax ?? 16 * 1024 * 1024,
       registry: this.registry,
       health: () => this.health(),

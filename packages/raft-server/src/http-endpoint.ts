@@ -1,6 +1,10 @@
 // The small HTTP endpoint every eraftkv process serves: GET /metrics (Prometheus text format)
 // and GET /health (200 with {"health":"true"} when the node is healthy, 503 otherwise, as etcd).
+// With --enable-pprof (etcd's flag) also GET /debug/pprof/profile?seconds=N: a V8 CPU profile of
+// the next N seconds (default 30, at most 300), as a .cpuprofile JSON document that Chrome
+// DevTools and scripts/profile-summary.ts read. One profile runs at a time.
 import { createServer, type Server } from 'node:http';
+import { Session } from 'node:inspector';
 import type { AddressInfo } from 'node:net';
 import type { Registry } from 'prom-client';
 
@@ -16,6 +20,41 @@ export interface HttpEndpointOptions {
   readonly port: number;
   readonly registry: Registry;
   readonly health: () => HealthReport;
+  /** Serve /debug/pprof/profile (off by default: a profile costs CPU while it runs). */
+  readonly enablePprof?: boolean;
+}
+
+/** The longest CPU profile /debug/pprof/profile takes. */
+export const profileSecondsMax = 300;
+
+/** Seconds from a ?seconds= query: default 30, an integer from 1 to profileSecondsMax. */
+export function profileSeconds(query: string): number | string {
+  const raw = new URLSearchParams(query).get('seconds');
+  if (raw === null || raw === '') return 30;
+  const seconds = Number(raw);
+  if (!Number.isSafeInteger(seconds) || seconds < 1 || seconds > profileSecondsMax) {
+    return `seconds must be an integer from 1 to ${profileSecondsMax}, got ${JSON.stringify(raw)}`;
+  }
+  return seconds;
+}
+
+/** A V8 CPU profile of this process over the next `seconds`, as .cpuprofile JSON. */
+async function cpuProfile(seconds: number): Promise<string> {
+  const session = new Session();
+  session.connect();
+  const post = (method: string): Promise<unknown> =>
+    new Promise((resolve, reject) =>
+      session.post(method, (err, result) => (err ? reject(err) : resolve(result))),
+    );
+  try {
+    await post('Profiler.enable');
+    await post('Profiler.start');
+    await new Promise((resolve) => setTimeout(resolve, seconds * 1000));
+    const { profile } = (await post('Profiler.stop')) as { profile: unknown };
+    return JSON.stringify(profile);
+  } finally {
+    session.disconnect();
+  }
 }
 
 export interface HttpEndpoint {
@@ -25,8 +64,9 @@ export interface HttpEndpoint {
 }
 
 export async function startHttpEndpoint(options: HttpEndpointOptions): Promise<HttpEndpoint> {
+  let profiling = false;
   const server: Server = createServer((req, res) => {
-    const path = (req.url ?? '/').split('?')[0];
+    const [path, query = ''] = (req.url ?? '/').split('?', 2);
     if (req.method !== 'GET' && req.method !== 'HEAD') {
       res.writeHead(405, { allow: 'GET, HEAD' }).end();
       return;
@@ -51,9 +91,41 @@ export async function startHttpEndpoint(options: HttpEndpointOptions): Promise<H
         .end(`${JSON.stringify({ health: String(report.healthy), reason: report.reason })}\n`);
       return;
     }
+    if (path === '/debug/pprof/profile' && options.enablePprof === true) {
+      const seconds = profileSeconds(query);
+      const text = { 'content-type': 'text/plain' };
+      if (typeof seconds === 'string') {
+        res.writeHead(400, text).end(`${seconds}\n`);
+        return;
+      }
+      if (profiling) {
+        res.writeHead(409, text).end('a CPU profile is already being taken; try again later\n');
+        return;
+      }
+      profiling = true;
+      cpuProfile(seconds)
+        .then(
+          (profile) =>
+            res
+              .writeHead(200, {
+                'content-type': 'application/json',
+                'content-disposition': 'attachment; filename="eraftkv.cpuprofile"',
+              })
+              .end(profile),
+          (err: unknown) => res.writeHead(500, text).end(`profile failed: ${String(err)}\n`),
+        )
+        .finally(() => {
+          profiling = false;
+        });
+      return;
+    }
     res
       .writeHead(404, { 'content-type': 'text/plain' })
-      .end('not found: try /metrics or /health\n');
+      .end(
+        options.enablePprof === true
+          ? 'not found: try /metrics, /health or /debug/pprof/profile?seconds=N\n'
+          : 'not found: try /metrics or /health\n',
+      );
   });
   await new Promise<void>((resolve, reject) => {
     server.once('error', reject);

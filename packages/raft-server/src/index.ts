@@ -13,6 +13,8 @@ export {
   type RefusalCode,
 } from './errors';
 export {
+  profileSeconds,
+  profileSecondsMax,
   startHttpEndpoint,
   type HealthReport,
   type HttpEndpoint,

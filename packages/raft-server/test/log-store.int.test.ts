@@ -79,7 +79,7 @@ describe('LogStore', () => {
     await store.close();
   });
 
-  it('keeps entry data in memory of its own, not views that pin a larger buffer', async () => {
+  it('copies entry data into its own slabs, not views that pin a larger buffer', async () => {
     const store = await open();
     // Two entries whose data are views into one 64 KiB buffer (as entries decoded from one
     // AppendEntries message are, or small Buffers cut from the 8 KiB pool).
@@ -95,8 +95,10 @@ describe('LogStore', () => {
     expect(read.map((e) => e.index)).toEqual([2, 3]);
     for (const e of read) {
       expect(e.data).toEqual(Buffer.alloc(50, 7));
-      expect(e.data.buffer.byteLength).toBe(50);
+      expect(e.data.buffer).not.toBe(message.buffer);
     }
+    // Both copies share one slab of the store's own.
+    expect(read[0].data.buffer).toBe(read[1].data.buffer);
     await store.close();
   });
 

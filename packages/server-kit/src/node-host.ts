@@ -29,6 +29,8 @@ export interface NodeHostOptions {
   readonly listen: string;
   /** host:port for /metrics and /health; '' for no HTTP endpoint. */
   readonly metricsListen: string;
+  /** Serve /debug/pprof/profile on the HTTP endpoint (--enable-pprof). */
+  readonly enablePprof?: boolean;
   readonly messageBytesMax: number;
   readonly registry: Registry;
   /** Whether this node can serve correctly, and why not (/health, grpc.health.v1). */
@@ -91,7 +93,12 @@ export class NodeHost {
     let http: HttpEndpoint | null = null;
     if (metrics !== null) {
       try {
-        http = await startHttpEndpoint({ ...metrics, registry: o.registry, health: o.health });
+        http = await startHttpEndpoint({
+          ...metrics,
+          registry: o.registry,
+          health: o.health,
+          enablePprof: o.enablePprof,
+        });
       } catch (err) {
         grpcHost.forceShutdown();
         throw new Error(`--metrics-listen ${o.metricsListen}: ${(err as Error).message}`);

@@ -41,6 +41,12 @@ export const commonNodeOptions = {
     describe: 'host:port for HTTP /metrics and /health (empty: off)',
     default: '',
   },
+  'enable-pprof': {
+    type: 'boolean',
+    describe:
+      'Serve GET /debug/pprof/profile?seconds=N on --metrics-listen: a V8 CPU profile of the next N seconds (.cpuprofile JSON; scripts/profile-summary.ts summarises it)',
+    default: false,
+  },
   'cluster-id': {
     type: 'string',
     describe: 'Peers with another cluster id are refused',
@@ -104,6 +110,7 @@ export interface CommonNodeArgs {
   readonly peers: string;
   readonly dataDir: string;
   readonly metricsListen: string;
+  readonly enablePprof: boolean;
   readonly clusterId: string;
   readonly logLevel: LogLevel;
   readonly tickMs: number;

@@ -33,6 +33,7 @@ async function main(): Promise<void> {
     listen: args.listen,
     dataDir: args.dataDir,
     metricsListen: args.metricsListen,
+    enablePprof: args.enablePprof,
     clusterId: args.clusterId,
     logger,
     raft: raftTuningOf(args, args.peerRoutes),

@@ -32,6 +32,7 @@ import {
   entryKeyEnd,
   indexOfEntryKey,
 } from './entry-codec';
+import { EntryTail } from './entry-tail';
 import { TermRuns } from './term-runs';
 
 const hardStateKey = Buffer.from('m:hard');
@@ -45,19 +46,6 @@ export interface LogStoreOptions {
   readonly loadedChunksMax?: number;
   /** Named in errors, so that an operator knows which data dir is affected. */
   readonly description: string;
-}
-
-/**
- * The entry with its data in memory of its own when the data is a view into a larger buffer (an
- * 8 KiB pool slab, or a whole AppendEntries message): kept in the tail for a long time, such a view
- * would keep the whole larger buffer alive with it.
- */
-function withOwnData(entry: Entry): Entry {
-  const data = entry.data;
-  if (data.byteLength === data.buffer.byteLength) return entry;
-  const own = Buffer.allocUnsafeSlow(data.byteLength);
-  own.set(data);
-  return { ...entry, data: own };
 }
 
 /**
@@ -141,10 +129,8 @@ export class LogStore implements LogStorage {
   /** The latest snapshot's metadata (the bootstrap point of a new group counts as one). */
   private snapshotMeta: SnapshotMeta;
   private readonly terms = new TermRuns();
-  /** Tier 1: the newest entries, tail[i] has index tailFirst + i. */
-  private tail: Entry[] = [];
-  private tailFirst: number;
-  private tailBytes = 0;
+  /** Tier 1: the newest entries. */
+  private readonly tail: EntryTail;
   /** Entries at or above this index are never evicted (the application has not applied them). */
   private retainFrom = Number.MAX_SAFE_INTEGER;
   private loaded: LoadedChunk[] = [];
@@ -169,7 +155,7 @@ export class LogStore implements LogStorage {
   ) {
     this.snapshotMeta = snapshot;
     this.terms.reset(start.index, start.term);
-    this.tailFirst = start.index + 1;
+    this.tail = new EntryTail(start.index + 1);
   }
 
   /** True when the engine holds no log yet (a new data dir). */
@@ -248,34 +234,28 @@ export class LogStore implements LogStorage {
       this.terms.push(index, entry.term);
       if (index > snapshotIndex && isMembershipEntry(entry.type))
         this.membershipEntriesAtOpen.push(entry);
-      this.pushTail(entry);
+      this.tail.push(entry);
       if (index % 1024 === 0) this.evict();
       expected++;
     }
     this.evict();
   }
 
-  private pushTail(entry: Entry): void {
-    if (this.tail.length === 0) this.tailFirst = entry.index;
-    this.tail.push(withOwnData(entry));
-    this.tailBytes += entry.data.length;
-  }
-
   /** Evicts the oldest tier-1 entries while over budget (never those still to be applied). */
   private evict(): void {
+    const tail = this.tail;
     let drop = 0;
+    let bytes = tail.bytes;
+    const first = tail.first;
     while (
-      drop < this.tail.length - 1 &&
-      this.tailBytes > this.options.memoryBytesMax &&
-      this.tail[drop].index < this.retainFrom
+      drop < tail.length - 1 &&
+      bytes > this.options.memoryBytesMax &&
+      first + drop < this.retainFrom
     ) {
-      this.tailBytes -= this.tail[drop].data.length;
+      bytes -= tail.at(first + drop).data.length;
       drop++;
     }
-    if (drop > 0) {
-      this.tail = this.tail.slice(drop);
-      this.tailFirst += drop;
-    }
+    if (drop > 0) tail.dropFront(drop);
   }
 
   /** Tells the store which entries the application still needs (they stay in memory). */
@@ -336,8 +316,8 @@ export class LogStore implements LogStorage {
       () =>
         `${this.options.description}: entries [${lo}, ${hi}) outside [${this.firstIndex()}, ${this.lastIndex() + 1})`,
     );
-    if (lo >= this.tailFirst && this.tail.length > 0) {
-      return limitEntriesBytes(this.tail.slice(lo - this.tailFirst, hi - this.tailFirst), bytesMax);
+    if (lo >= this.tail.first && this.tail.length > 0) {
+      return limitEntriesBytes(this.tail.slice(lo, hi), bytesMax);
     }
     for (const chunk of this.loaded) {
       const offset = lo - chunk.first;
@@ -345,7 +325,7 @@ export class LogStore implements LogStorage {
         return limitEntriesBytes(chunk.entries.slice(offset, hi - chunk.first), bytesMax);
       }
     }
-    this.load(lo, Math.min(hi, this.tailFirst), bytesMax);
+    this.load(lo, Math.min(hi, this.tail.first), bytesMax);
     return null;
   }
 
@@ -438,7 +418,7 @@ export class LogStore implements LogStorage {
       if (first <= oldLast) this.truncateFrom(first);
       for (const e of entries) {
         this.terms.push(e.index, e.term);
-        this.pushTail(e);
+        this.tail.push(e);
       }
       this.evict();
     }
@@ -446,14 +426,7 @@ export class LogStore implements LogStorage {
 
   private truncateFrom(index: number): void {
     this.terms.truncateFrom(index);
-    if (index <= this.tailFirst) {
-      this.tail = [];
-      this.tailBytes = 0;
-      this.tailFirst = index;
-    } else {
-      for (const e of this.tail.slice(index - this.tailFirst)) this.tailBytes -= e.data.length;
-      this.tail = this.tail.slice(0, index - this.tailFirst);
-    }
+    this.tail.truncateFrom(index);
     this.loaded = this.loaded.filter((c) => c.first + c.entries.length <= index);
   }
 
@@ -479,9 +452,7 @@ export class LogStore implements LogStorage {
     this.snapshotMeta = meta;
     this.snapshotFileReady = true;
     this.terms.reset(meta.index, meta.term);
-    this.tail = [];
-    this.tailBytes = 0;
-    this.tailFirst = meta.index + 1;
+    this.tail.clear(meta.index + 1);
     this.loaded = [];
   }
 
@@ -509,12 +480,7 @@ export class LogStore implements LogStorage {
     ops.push({ type: 'put', key: startKey, value: encodeStart(index, term) });
     await this.exclusiveWrite(ops, false);
     this.terms.dropBefore(index);
-    if (index >= this.tailFirst) {
-      const drop = index + 1 - this.tailFirst;
-      for (const e of this.tail.slice(0, drop)) this.tailBytes -= e.data.length;
-      this.tail = this.tail.slice(drop);
-      this.tailFirst = index + 1;
-    }
+    if (index >= this.tail.first) this.tail.dropFront(index + 1 - this.tail.first);
     this.loaded = this.loaded.filter((c) => c.first > index);
   }
 
@@ -555,11 +521,11 @@ export class LogStore implements LogStorage {
 
   /** Bytes of entry data held in tier 1. */
   memoryBytes(): number {
-    return this.tailBytes;
+    return this.tail.bytes;
   }
 
   memoryFirstIndex(): number {
-    return this.tailFirst;
+    return this.tail.first;
   }
 
   async close(): Promise<void> {
