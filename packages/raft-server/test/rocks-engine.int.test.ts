@@ -73,6 +73,25 @@ describe('openRocksEngine and RocksEngine errors', () => {
     await rm(root, { recursive: true, force: true });
   });
 
+  it('reads, writes and deletes; a missing key is undefined; a closed store refuses', async () => {
+    const engine = await openRocksEngine(join(root, 'basic'));
+    await engine.write(
+      [
+        { type: 'put', key: Buffer.from('a'), value: Buffer.from('1') },
+        { type: 'put', key: Buffer.from('b'), value: Buffer.from('2') },
+      ],
+      { sync: true },
+    );
+    await engine.write([{ type: 'del', key: Buffer.from('a') }], { sync: false });
+    expect(await engine.get(Buffer.from('a'))).toBeUndefined();
+    expect(await engine.get(Buffer.from('b'))).toEqual(Buffer.from('2'));
+    await engine.close();
+    await expect(engine.get(Buffer.from('b'))).rejects.toThrow(/basic failed: the store is closed/);
+    await expect(
+      engine.write([{ type: 'del', key: Buffer.from('b') }], { sync: true }),
+    ).rejects.toThrow(/writing 1 ops to .*basic failed: the store is closed/);
+  });
+
   it('says that a read-only data dir is not writable, not that it is in use', async () => {
     const existing = join(root, 'read-only');
     await writeToSst(existing, 10);

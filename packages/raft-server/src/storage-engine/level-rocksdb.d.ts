@@ -20,7 +20,18 @@ declare module 'level-rocksdb' {
     interface LevelIterator extends AsyncIterable<[Buffer, Buffer]> {
       end(callback: (err?: Error) => void): void;
     }
+    /** The `rocksdb` binding under levelup: its underscore methods skip levelup's layers. */
     interface RocksBinding {
+      _batch(
+        ops: readonly LevelBatchOp[],
+        options: { sync: boolean },
+        callback: (err: Error | null) => void,
+      ): void;
+      _get(
+        key: Buffer,
+        options: { asBuffer: true; fillCache: boolean },
+        callback: (err: Error | null, value: Buffer) => void,
+      ): void;
       approximateSize(
         start: Buffer,
         end: Buffer,

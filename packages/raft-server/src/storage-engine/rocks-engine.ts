@@ -57,31 +57,45 @@ export function describeOpenFailure(path: string, message: string): string {
   return `cannot open RocksDB at ${path}: ${message}`;
 }
 
+const getOptions = { asBuffer: true, fillCache: true } as const;
+
 class RocksEngine implements StorageEngine {
+  /**
+   * The binding under levelup. Gets and writes, the hot paths, go to it directly: levelup,
+   * encoding-down and abstract-leveldown would copy and check every op of a batch in turn (our
+   * keys and values are Buffers already, and our ops have the shape the binding reads).
+   */
+  private readonly binding: level.RocksBinding;
+  /** The binding must not be called once closed (levelup refuses it; the binding would crash). */
+  private closed = false;
+
   constructor(
     readonly path: string,
     private readonly db: level.LevelDb,
-  ) {}
-
-  async get(key: Buffer): Promise<Buffer | undefined> {
-    try {
-      return await this.db.get(key);
-    } catch (err) {
-      if ((err as { notFound?: boolean }).notFound === true) return undefined;
-      throw storageFailure(this.path, 'reading', err);
-    }
+  ) {
+    this.binding = db.db.db;
   }
 
-  async write(ops: readonly WriteOp[], options: { readonly sync: boolean }): Promise<void> {
-    if (ops.length === 0) return;
-    try {
-      await this.db.batch(
-        ops.map((op) => ({ type: op.type, key: op.key, value: op.value })),
-        { sync: options.sync },
-      );
-    } catch (err) {
-      throw storageFailure(this.path, `writing ${ops.length} ops to`, err);
-    }
+  get(key: Buffer): Promise<Buffer | undefined> {
+    if (this.closed) return Promise.reject(this.closedError('reading'));
+    return new Promise((resolve, reject) => {
+      this.binding._get(key, getOptions, (err, value) => {
+        if (err === null || err === undefined) resolve(value);
+        else if (/^NotFound\b/.test(messageOf(err))) resolve(undefined);
+        else reject(storageFailure(this.path, 'reading', err));
+      });
+    });
+  }
+
+  write(ops: readonly WriteOp[], options: { readonly sync: boolean }): Promise<void> {
+    if (ops.length === 0) return Promise.resolve();
+    if (this.closed) return Promise.reject(this.closedError(`writing ${ops.length} ops to`));
+    return new Promise((resolve, reject) => {
+      this.binding._batch(ops, { sync: options.sync }, (err) => {
+        if (err === null || err === undefined) resolve();
+        else reject(storageFailure(this.path, `writing ${ops.length} ops to`, err));
+      });
+    });
   }
 
   iterate(range: KeyRange): AsyncIterable<[Buffer, Buffer]> {
@@ -113,14 +127,19 @@ class RocksEngine implements StorageEngine {
 
   approximateSizeBytes(range: { gte: Buffer; lt: Buffer }): Promise<number> {
     return new Promise((resolve, reject) =>
-      this.db.db.db.approximateSize(range.gte, range.lt, (err, size) =>
+      this.binding.approximateSize(range.gte, range.lt, (err, size) =>
         err ? reject(err) : resolve(size),
       ),
     );
   }
 
   close(): Promise<void> {
+    this.closed = true;
     return this.db.close();
+  }
+
+  private closedError(action: string): StorageEngineError {
+    return new StorageEngineError(`${action} ${this.path} failed: the store is closed`);
   }
 }
 
