@@ -3,7 +3,8 @@
 import * as grpc from '@grpc/grpc-js';
 import {
   defaultMessageBytesMax,
-  ERaftKvClient,
+  ERaftKvWireClient,
+  type ERaftKvClient,
   grpcChannelOptions,
   HealthClient,
   type ClientOperationReq,
@@ -134,7 +135,7 @@ export class Connections {
   client(address: string): ERaftKvClient {
     let client = this.clients.get(address);
     if (client === undefined) {
-      client = new ERaftKvClient(address, grpc.credentials.createInsecure(), this.options);
+      client = new ERaftKvWireClient(address, grpc.credentials.createInsecure(), this.options);
       this.clients.set(address, client);
     }
     return client;

@@ -12,8 +12,10 @@ import { setImmediate as yieldToEventLoop } from 'node:timers/promises';
 import {
   ClientOperationResp,
   ClientOpType,
-  KvOpPair,
+  encodeMessage,
+  ErrorCode,
   slotOfKey,
+  type KvOpPair,
   type ClientOperationReq,
   type KeyValue,
 } from '@eraftkv/protocol';
@@ -151,8 +153,24 @@ class ApplyBatch {
   }
 }
 
+const noBytes = Buffer.alloc(0);
+
+/** The answer to `op`: its type, key and sign, and `fields`; every other field at its default. */
 function resultOp(op: KvOpPair, fields: Partial<KvOpPair>): KvOpPair {
-  return KvOpPair.fromPartial({ opType: op.opType, key: op.key, opSign: op.opSign, ...fields });
+  return {
+    opType: op.opType,
+    key: op.key,
+    value: noBytes,
+    success: false,
+    opSign: op.opSign,
+    endKey: noBytes,
+    limit: 0,
+    found: false,
+    kvs: [],
+    more: false,
+    deleted: 0,
+    ...fields,
+  };
 }
 
 export class DataStateMachine implements StateMachine<KvApplyResult> {
@@ -361,8 +379,18 @@ export class DataStateMachine implements StateMachine<KvApplyResult> {
       }
     }
     if (dedup !== null) {
-      const stored = ClientOperationResp.encode(ClientOperationResp.fromPartial({ ops })).finish();
-      this.dedup.record(batch.ops, dedup, index, Buffer.from(stored));
+      const stored = encodeMessage(ClientOperationResp, {
+        ops,
+        errorCode: ErrorCode.OK,
+        leaderAddress: '',
+        configVersion: 0,
+        errorMessage: '',
+        leaderId: 0,
+        groupId: 0,
+        requestId: 0,
+        statusCode: 0,
+      });
+      this.dedup.record(batch.ops, dedup, index, stored);
     }
     return { kind: 'applied', ops, configVersion, duplicate: false };
   }

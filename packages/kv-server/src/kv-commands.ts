@@ -3,7 +3,14 @@
 // kind 2 is the group's config as the leader learned it from the meta group (the rest is the
 // JSON of AppliedConfig). Config travels in the log, not beside it, so that every replica decides
 // slot ownership for every write at the same point of the log.
-import { ClientOperationReq, SlotStatus, slotCountMax, type ShardGroup } from '@eraftkv/protocol';
+import {
+  ClientOperationReq,
+  encodeMessage,
+  ReadConsistency,
+  SlotStatus,
+  slotCountMax,
+  type ShardGroup,
+} from '@eraftkv/protocol';
 import { InvalidArgumentError } from '@eraftkv/raft-server';
 
 export enum CommandKind {
@@ -79,20 +86,31 @@ export function slotStatusFromName(name: SlotStatusName): SlotStatus {
  * take room in every replica's log.
  */
 export function encodeClientRequest(req: ClientOperationReq): Buffer {
-  const body = ClientOperationReq.encode(
-    ClientOperationReq.fromPartial({
-      clientId: req.clientId,
-      commandId: req.commandId,
-      kvs: req.kvs.map((op) => ({
-        opType: op.opType,
-        key: op.key,
-        value: op.value,
-        opSign: op.opSign,
-      })),
-    }),
-  ).finish();
-  return Buffer.concat([Buffer.from([CommandKind.ClientRequest]), body]);
+  const kept: ClientOperationReq = {
+    opTimestamp: 0,
+    clientId: req.clientId,
+    commandId: req.commandId,
+    kvs: req.kvs.map((op) => ({
+      opType: op.opType,
+      key: op.key,
+      value: op.value,
+      success: false,
+      opSign: op.opSign,
+      endKey: emptyBytes,
+      limit: 0,
+      found: false,
+      kvs: [],
+      more: false,
+      deleted: 0,
+    })),
+    readConsistency: ReadConsistency.LINEARIZABLE,
+    configVersion: 0,
+    requestId: 0,
+  };
+  return encodeMessage(ClientOperationReq, kept, CommandKind.ClientRequest);
 }
+
+const emptyBytes = Buffer.alloc(0);
 
 /** Encodes a config entry (canonical: sorted slots and servers, fixed key order). */
 export function encodeConfig(config: AppliedConfig): Buffer {

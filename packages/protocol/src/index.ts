@@ -14,3 +14,9 @@ export * from './slot';
 export * from './safe-integer';
 export * from './request-decoding';
 export { defaultMessageBytesMax, grpcChannelOptions } from './channel-options';
+export {
+  encodeMessage,
+  eraftKvServiceDefinition,
+  ERaftKvWireClient,
+  type MessageEncoder,
+} from './message-encoding';

@@ -13,7 +13,7 @@ import * as grpc from '@grpc/grpc-js';
 import { Counter, type Registry } from 'prom-client';
 import {
   eraftKvRequestDecoders,
-  ERaftKvService,
+  eraftKvServiceDefinition,
   HealthCheckResponse_ServingStatus,
   healthRequestDecoders,
   HealthService,
@@ -276,8 +276,8 @@ export async function startGrpcHost(options: GrpcHostOptions): Promise<GrpcHost>
         grpc_code: codeNames[code] ?? String(code),
       });
   server.addService(
-    withDecoders(ERaftKvService, eraftKvRequestDecoders),
-    guardCalls(ERaftKvService, options.service, countFor),
+    withDecoders(eraftKvServiceDefinition, eraftKvRequestDecoders),
+    guardCalls(eraftKvServiceDefinition, options.service, countFor),
   );
   server.addService(
     withDecoders(HealthService, healthRequestDecoders),

@@ -6,7 +6,7 @@
 import * as grpc from '@grpc/grpc-js';
 import {
   grpcChannelOptions,
-  ERaftKvClient,
+  ERaftKvWireClient,
   type AppendEntriesReq,
   type AppendEntriesResp,
   type IdentifyReq,
@@ -107,9 +107,9 @@ export function createGrpcPeerRpc(address: string, options: PeerTransportOptions
     'grpc.keepalive_timeout_ms': 5_000,
   };
   const credentials = grpc.credentials.createInsecure();
-  const replication = new ERaftKvClient(address, credentials, channelOptions);
+  const replication = new ERaftKvWireClient(address, credentials, channelOptions);
   // A channel of its own (not shared from the global subchannel pool): its own TCP connection.
-  const control = new ERaftKvClient(address, credentials, {
+  const control = new ERaftKvWireClient(address, credentials, {
     ...channelOptions,
     'grpc.use_local_subchannel_pool': 1,
   });
