@@ -48,6 +48,14 @@ class IndexStateMachine implements StateMachine<number> {
     const raw = await this.engine.get(Buffer.from('applied'));
     return raw === undefined ? 0 : Number(raw.toString());
   }
+  async syncApplied(): Promise<number> {
+    const applied = await this.appliedIndex();
+    await this.engine.write(
+      [{ type: 'put', key: Buffer.from('applied'), value: Buffer.from(String(applied)) }],
+      { sync: true },
+    );
+    return applied;
+  }
   async apply(entries: readonly Entry[]): Promise<(number | undefined)[]> {
     const last = entries[entries.length - 1].index;
     await this.engine.write(

@@ -395,6 +395,20 @@ export class DataStateMachine implements StateMachine<KvApplyResult> {
     return { kind: 'applied', ops, configVersion, duplicate: false };
   }
 
+  syncApplied(): Promise<number> {
+    return this.watchStorage(
+      this.gate.exclusive(async () => {
+        this.assertOpen();
+        // A synced write syncs RocksDB's write-ahead log, and with it every apply before it.
+        const applied = this.applied;
+        await this.engine.write([{ type: 'put', key: appliedKey, value: u64(applied) }], {
+          sync: true,
+        });
+        return applied;
+      }),
+    );
+  }
+
   writeSnapshot(path: string): Promise<number> {
     return this.watchStorage(this.writeSnapshotFile(path));
   }

@@ -122,6 +122,12 @@ interface SnapshotFileContent {
 }
 
 export class TopologyStateMachine implements StateMachine<CommandOutcome> {
+  /**
+   * Every write goes through this chain, in the order it was made: a synced write of the applied
+   * index (syncApplied) then lands after the applies it covers, never before one of them.
+   */
+  private writes: Promise<void> = Promise.resolve();
+
   private constructor(
     private readonly engine: StorageEngine,
     private model: Topology,
@@ -179,8 +185,22 @@ export class TopologyStateMachine implements StateMachine<CommandOutcome> {
     const ops = changesToOps(this.model.takeChanges());
     ops.push({ type: 'put', key: appliedKey, value: encodeIndex(this.applied) });
     // Not synced: the Raft log is, and a restart re-applies whatever this write lost.
-    await this.engine.write(ops, { sync: false });
+    await this.write(ops, false);
     return results;
+  }
+
+  private write(ops: WriteOp[], sync: boolean): Promise<void> {
+    const done = this.writes.then(() => this.engine.write(ops, { sync }));
+    this.writes = done.catch(() => undefined);
+    return done;
+  }
+
+  async syncApplied(): Promise<number> {
+    // Every apply so far has made its write (apply() is synchronous up to it), and the chain puts
+    // this one after them: syncing RocksDB's write-ahead log here makes them all durable.
+    const applied = this.applied;
+    await this.write([{ type: 'put', key: appliedKey, value: encodeIndex(applied) }], true);
+    return applied;
   }
 
   /**
@@ -216,13 +236,18 @@ export class TopologyStateMachine implements StateMachine<CommandOutcome> {
     const topology = Topology.fromRecords(content.records);
     // deleteRange is not atomic with the write below; a crash in between leaves no applied index
     // (0), and RaftServer then restores this snapshot again at start.
-    await this.engine.deleteRange({});
-    const ops = recordsToOps(topology.toRecords());
-    ops.push({ type: 'put', key: appliedKey, value: encodeIndex(index) });
-    await this.engine.write(ops, { sync: true });
+    const restore = this.writes.then(async () => {
+      await this.engine.deleteRange({});
+      const ops = recordsToOps(topology.toRecords());
+      ops.push({ type: 'put', key: appliedKey, value: encodeIndex(index) });
+      await this.engine.write(ops, { sync: true });
+    });
+    this.writes = restore.catch(() => undefined);
+    // The model and index change now, with the restore queued: a syncApplied after this covers it.
     topology.takeChanges();
     this.model = topology;
     this.applied = index;
+    await restore;
   }
 
   close(): Promise<void> {

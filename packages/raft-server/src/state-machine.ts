@@ -17,8 +17,15 @@ export interface StateMachine<Result> {
    */
   apply(entries: readonly Entry[]): Promise<(Result | undefined)[]>;
   /**
+   * Makes everything applied so far durable (for example a synced RocksDB write of the applied
+   * index: the write-ahead log is synced up to it) and returns the applied index it covers. The
+   * runtime then compacts the log below that index: the state itself is the snapshot, as in etcd
+   * and TiKV, and a restart finds it there without a snapshot file.
+   */
+  syncApplied(): Promise<number>;
+  /**
    * Writes a consistent snapshot of the current state into the file `path` and returns the
-   * applied index it covers. Applies may continue while the file is written: the snapshot must
+   * applied index it covers (only when a follower needs a snapshot sent). Applies may continue while the file is written: the snapshot must
    * capture one point in time (for example through a RocksDB iterator's implicit snapshot).
    */
   writeSnapshot(path: string): Promise<number>;

@@ -130,18 +130,66 @@ describe('LogStore', () => {
   it('compacts below a snapshot and keeps the term of the compaction point', async () => {
     const store = await open(100);
     await store.persist(entries(2, 60, 3), { term: 3, vote: 1, commit: 60 }, true);
-    await store.setSnapshot({ index: 50, term: 3, membership: members });
+    await store.setSnapshot({ index: 50, term: 3, membership: members }, true);
     await store.compact(45);
     expect(store.firstIndex()).toBe(46);
     expect(store.term(45)).toBe(3);
     expect(store.term(44)).toBeUndefined();
     expect(store.snapshot()).toEqual({ index: 50, term: 3, membership: members });
     await store.close();
+    // The compacted entries left RocksDB too (removed in the background, before close returned).
+    const raw = await openRocksEngine(dir);
+    const below: Buffer[] = [];
+    for await (const [key] of raw.iterate({ gte: entryKey(0), lt: entryKey(46) })) below.push(key);
+    expect(below).toEqual([]);
+    await raw.close();
     const reopened = await open(1 << 20);
     expect(reopened.firstIndex()).toBe(46);
     expect(reopened.lastIndex()).toBe(60);
     expect(reopened.entries(46, 61, 1 << 20)?.length).toBe(15);
     await reopened.close();
+  });
+
+  it('offers no snapshot for a point without a file, and asks for one', async () => {
+    const store = await open(100);
+    await store.persist(entries(2, 60, 3), { term: 3, vote: 1, commit: 60 }, true);
+    let asked = 0;
+    store.onSnapshotNeeded = () => asked++;
+    await store.setSnapshot({ index: 50, term: 3, membership: members }, false);
+    await store.compact(45);
+    expect(store.snapshot()).toBeNull();
+    expect(asked).toBe(1);
+    expect(store.latestSnapshot().index).toBe(50);
+    // A file at a later point is offered.
+    await store.setSnapshot({ index: 55, term: 3, membership: members }, true);
+    expect(store.snapshot()).toEqual({ index: 55, term: 3, membership: members });
+    await store.close();
+  });
+
+  it('removes entries below the start that a compaction left behind', async () => {
+    const store = await open();
+    await store.persist(entries(2, 30, 2), { term: 2, vote: 1, commit: 30 }, true);
+    await store.close();
+    // As a crash right after the new start was written would leave the store: start at 20,
+    // entries 2..20 still there.
+    const raw = await openRocksEngine(dir);
+    const start = Buffer.alloc(12);
+    start.writeUIntBE(20, 0, 6);
+    start.writeUIntBE(2, 6, 6);
+    await raw.write([{ type: 'put', key: Buffer.from('m:start'), value: start }], { sync: true });
+    await raw.close();
+    const reopened = await open();
+    expect(reopened.firstIndex()).toBe(21);
+    expect(reopened.entries(21, 31, 1 << 20)?.map((e) => e.index)).toEqual([
+      21, 22, 23, 24, 25, 26, 27, 28, 29, 30,
+    ]);
+    await reopened.close();
+    const check = await openRocksEngine(dir);
+    const below: Buffer[] = [];
+    for await (const [key] of check.iterate({ gte: entryKey(0), lt: entryKey(21) }))
+      below.push(key);
+    expect(below).toEqual([]);
+    await check.close();
   });
 
   it('recovers hard state, entries and membership entries after a restart', async () => {

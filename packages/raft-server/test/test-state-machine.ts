@@ -53,6 +53,15 @@ export class RecordingStateMachine implements StateMachine<number> {
     return out;
   }
 
+  async syncApplied(): Promise<number> {
+    const raw = await this.engine.get(appliedKey);
+    const applied = raw === undefined ? 0 : raw.readUIntBE(0, 6);
+    if (raw !== undefined) {
+      await this.engine.write([{ type: 'put', key: appliedKey, value: raw }], { sync: true });
+    }
+    return applied;
+  }
+
   async writeSnapshot(path: string): Promise<number> {
     const lines: string[] = [];
     let applied = 0;

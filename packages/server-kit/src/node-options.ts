@@ -73,7 +73,8 @@ export const commonNodeOptions = {
   },
   'snapshot-entries': {
     type: 'number',
-    describe: 'Take a snapshot every this many applied entries',
+    describe:
+      'Every this many applied entries, make the applied state durable and compact the Raft log below it (no data is rewritten; a snapshot file is written only for a follower that lags behind the compacted log)',
     default: 100000,
     group: 'Storage:',
   },

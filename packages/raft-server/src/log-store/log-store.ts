@@ -140,6 +140,10 @@ export class LogStore implements LogStorage {
   private writeQueue: Promise<unknown> = Promise.resolve();
   /** Called when entries that were unavailable have been loaded from RocksDB. */
   onEntriesLoaded: () => void = () => {};
+  /** Called when removing compacted entries failed (they stay; the next open retries). */
+  onRemovalFailed: (err: Error) => void = () => {};
+  /** Background removals of compacted entries, one after another. */
+  private removals: Promise<void> = Promise.resolve();
   /** Called when snapshot() had no snapshot to offer (the runtime should write one). */
   onSnapshotNeeded: () => void = () => {};
   /** Whether a snapshot file exists for snapshotMeta (set by the runtime). */
@@ -207,6 +211,8 @@ export class LogStore implements LogStorage {
     store = new LogStore(engine, options, start, snapshot);
     store.hardState = decodeHardState(hardRaw, where);
     await store.scan(where);
+    // Entries below the start that a compaction had not yet removed when the node stopped.
+    store.removeEntriesBelow(start.index + 1);
     return store;
   }
 
@@ -264,12 +270,16 @@ export class LogStore implements LogStorage {
     this.evict();
   }
 
-  /** Records that a snapshot file exists for `meta` (it becomes what snapshot() offers). */
-  setSnapshot(meta: SnapshotMeta): Promise<void> {
-    return this.serial(() => this.setSnapshotNow(meta));
+  /**
+   * Records a new snapshot point: the state machine's state at `meta.index` is durable, in a
+   * snapshot file (`withFile`, which snapshot() then offers to followers) or in the state
+   * machine's own store (then snapshot() asks for a file when a follower needs one).
+   */
+  setSnapshot(meta: SnapshotMeta, withFile: boolean): Promise<void> {
+    return this.serial(() => this.setSnapshotNow(meta, withFile));
   }
 
-  private async setSnapshotNow(meta: SnapshotMeta): Promise<void> {
+  private async setSnapshotNow(meta: SnapshotMeta, withFile: boolean): Promise<void> {
     invariant(
       meta.index >= this.snapshotMeta.index,
       () => `snapshot ${meta.index} is older than ${this.snapshotMeta.index}`,
@@ -278,7 +288,7 @@ export class LogStore implements LogStorage {
       sync: true,
     });
     this.snapshotMeta = meta;
-    this.snapshotFileReady = true;
+    this.snapshotFileReady = withFile;
   }
 
   markSnapshotFileReady(ready: boolean): void {
@@ -475,13 +485,31 @@ export class LogStore implements LogStorage {
     );
     const term = this.term(index);
     invariant(term !== undefined, () => `no term at ${index}`);
-    const ops: WriteOp[] = [];
-    for (let i = first; i <= index; i++) ops.push({ type: 'del', key: entryKey(i) });
-    ops.push({ type: 'put', key: startKey, value: encodeStart(index, term) });
-    await this.exclusiveWrite(ops, false);
+    // The new start first, then the entries below it in the background: a crash in between
+    // leaves entries below the start, which nothing reads and the next open removes. (A batch of
+    // one delete per entry would hold the event loop for as long as it takes to build.)
+    await this.exclusiveWrite(
+      [{ type: 'put', key: startKey, value: encodeStart(index, term) }],
+      false,
+    );
+    this.removeEntriesBelow(index + 1);
     this.terms.dropBefore(index);
     if (index >= this.tail.first) this.tail.dropFront(index + 1 - this.tail.first);
     this.loaded = this.loaded.filter((c) => c.first > index);
+  }
+
+  /**
+   * Deletes the stored entries below `index` (already below the log's start) in the background,
+   * one range at a time. Writes go on meanwhile: they never touch indexes below the start.
+   */
+  private removeEntriesBelow(index: number): void {
+    const removal = this.removals.then(() =>
+      this.engine.deleteRange({ gte: entryKey(0), lt: entryKey(index) }),
+    );
+    this.removals = removal.catch((err: unknown) => {
+      // Stale entries below the start are harmless (the next open removes them again).
+      this.onRemovalFailed(err instanceof Error ? err : new Error(String(err)));
+    });
   }
 
   /** Runs `work` after every write queued before it: writes never interleave. */
@@ -529,6 +557,7 @@ export class LogStore implements LogStorage {
   }
 
   async close(): Promise<void> {
+    await this.removals;
     await this.engine.close();
   }
 }

@@ -1,7 +1,18 @@
-// Snapshots of one RaftServer, from end to end: taking one every snapshotEntries applied entries
-// (or when a follower needs one) and compacting the log below it, sending the latest to a
-// follower the core names, receiving a leader's snapshot block by block, and installing it when
-// the core hands it back in a Ready. Switching the snapshot in use happens one switch at a time.
+// Snapshots of one RaftServer, from end to end: a snapshot point every snapshotEntries applied
+// entries with the log compacted below it, a snapshot file when a follower needs one, sending it
+// to the follower the core names, receiving a leader's snapshot block by block, and installing it
+// when the core hands it back in a Ready. Switching the snapshot in use happens one switch at a
+// time.
+//
+// The state machine's own store is the snapshot (as etcd's bbolt and TiKV's RocksDB are): a
+// periodic snapshot point only makes the applied state durable (StateMachine.syncApplied, one
+// synced write) and records its index, term and membership in the log store, which may then
+// compact its log below it. Nothing is rewritten on the write path. A snapshot file, the whole
+// state as of one applied index, is written only when a follower lags behind the compacted log:
+// the core asks the log store for a snapshot, the log store has no file for its snapshot point
+// and asks for one, and this coordinator writes the current state into a file (a consistent
+// iterator over the state's store) and makes it the snapshot point. A file is a fixed sequence of
+// bytes, so a broken transfer resumes at an offset, block by block, with checksums.
 //
 // It also owns the snapshot blocks' wire format: snapshotBlockToWire for the sender,
 // snapshotBlockFromWire for the peer service, which checks every field (an InvalidArgumentError naming the
@@ -172,14 +183,17 @@ export class SnapshotCoordinator {
     return this.latestIndex;
   }
 
-  /** Starts writing a snapshot when enough entries were applied (or when a follower needs one). */
-  maybeSnapshot(needed: boolean): void {
+  /**
+   * Takes a snapshot point when enough entries were applied since the last one, or writes a
+   * snapshot file when a follower needs one (`fileNeeded`).
+   */
+  maybeSnapshot(fileNeeded: boolean): void {
     const applied = this.p.appliedIndex();
     if (this.inProgress || this.p.stopping()) return;
-    if (!needed && applied - this.latestIndex < this.p.snapshotEntries) return;
+    if (!fileNeeded && applied - this.latestIndex < this.p.snapshotEntries) return;
     if (applied <= 1) return;
     this.inProgress = true;
-    void this.take()
+    void (fileNeeded ? this.take() : this.takePoint())
       .catch((err: unknown) => {
         this.p.logger.error('snapshot failed', { error: (err as Error).message });
       })
@@ -198,6 +212,17 @@ export class SnapshotCoordinator {
     return run;
   }
 
+  /** A snapshot point at the applied index: the state made durable, the log compacted below. */
+  private async takePoint(): Promise<void> {
+    const started = process.hrtime.bigint();
+    const index = await this.p.stateMachine.syncApplied();
+    const term = this.p.logStore.term(index);
+    if (term === undefined) throw new Error(`no term for snapshot index ${index}`);
+    const meta: SnapshotMeta = { index, term, membership: this.p.node.membershipAt(index) };
+    await this.switchSnapshot(() => this.adoptPoint(meta, null, started));
+  }
+
+  /** Writes a snapshot file of the current state (a follower needs one) and adopts it. */
   private async take(): Promise<void> {
     const started = process.hrtime.bigint();
     const file = await this.p.store.create(
@@ -208,26 +233,36 @@ export class SnapshotCoordinator {
         return { term, membership: this.p.node.membershipAt(index) };
       },
     );
-    await this.switchSnapshot(() => this.adoptLocal(file, started));
+    await this.switchSnapshot(() => this.adoptPoint(file.meta, file, started));
   }
 
-  private async adoptLocal(file: SnapshotFile, started: bigint): Promise<void> {
+  /**
+   * Makes `meta` the snapshot point, with its file (written for a follower) or without one (the
+   * state machine's store holds it), and compacts the log below it.
+   */
+  private async adoptPoint(
+    meta: SnapshotMeta,
+    file: SnapshotFile | null,
+    started: bigint,
+  ): Promise<void> {
     const { store, logStore } = this.p;
     if (this.p.stopping() || this.p.aborted()) return;
-    if (file.meta.index <= logStore.latestSnapshot().index) {
+    const current = logStore.latestSnapshot();
+    if (meta.index < current.index || (meta.index === current.index && file === null)) {
       // A newer snapshot arrived from the leader meanwhile: this one is of no use.
-      await store.discard(file);
+      if (file !== null) await store.discard(file);
       return;
     }
+    // Any older file is removed once no transfer reads it.
     await store.adopt(file);
-    await logStore.setSnapshot(file.meta);
-    this.latestIndex = file.meta.index;
-    const compactTo = file.meta.index - this.p.compactionMarginEntries;
+    await logStore.setSnapshot(meta, file !== null);
+    this.latestIndex = meta.index;
+    const compactTo = meta.index - this.p.compactionMarginEntries;
     if (compactTo >= logStore.firstIndex()) await logStore.compact(compactTo);
-    this.p.logger.info('snapshot written', {
-      index: file.meta.index,
-      term: file.meta.term,
-      bytes: file.sizeBytes,
+    this.p.logger.info(file === null ? 'snapshot point taken' : 'snapshot file written', {
+      index: meta.index,
+      term: meta.term,
+      ...(file === null ? {} : { bytes: file.sizeBytes }),
       ms: Math.round(Number(process.hrtime.bigint() - started) / 1e6),
       logFirstIndex: logStore.firstIndex(),
     });
