@@ -12,6 +12,7 @@ export interface ProfileNode {
   readonly id: number;
   readonly callFrame: { readonly functionName: string; readonly url: string };
   readonly hitCount?: number;
+  readonly children?: readonly number[];
 }
 
 export interface CpuProfile {
@@ -62,15 +63,39 @@ function selfTimes(profile: CpuProfile): Map<number, number> {
   return times;
 }
 
+/**
+ * The frame whose category a node's time counts in: native code without a script of its own (an
+ * anonymous frame with no URL, such as the inside of a binding's native method) counts where it
+ * was called from, so that the RocksDB binding's native work counts as the binding's.
+ */
+function attributedFrames(profile: CpuProfile): Map<number, ProfileNode> {
+  const parent = new Map<number, number>();
+  for (const n of profile.nodes) for (const c of n.children ?? []) parent.set(c, n.id);
+  const byId = new Map(profile.nodes.map((n) => [n.id, n]));
+  const out = new Map<number, ProfileNode>();
+  for (const n of profile.nodes) {
+    let frame = n;
+    while (frame.callFrame.url === '' && frame.callFrame.functionName === '') {
+      const up = parent.get(frame.id);
+      const next = up === undefined ? undefined : byId.get(up);
+      if (next === undefined) break;
+      frame = next;
+    }
+    out.set(n.id, frame);
+  }
+  return out;
+}
+
 /** The breakdown of one profile, `name` heading it. */
 export function summarise(name: string, profile: CpuProfile, top: number): string {
   const self = selfTimes(profile);
+  const frames = attributedFrames(profile);
   const byCategory = new Map<string, number>();
   const byFunction = new Map<string, number>();
   for (const n of profile.nodes) {
     const ms = self.get(n.id) ?? 0;
     if (ms === 0) continue;
-    const { functionName, url } = n.callFrame;
+    const { functionName, url } = (frames.get(n.id) ?? n).callFrame;
     const category = categoryOf(functionName, url);
     byCategory.set(category, (byCategory.get(category) ?? 0) + ms);
     if (category === 'idle') continue;

@@ -32,4 +32,22 @@ describe('profile-summary', () => {
       '   30.0%  respond node:internal/http2/core',
     ]);
   });
+
+  it('counts anonymous native frames where they were called from', () => {
+    const profile: CpuProfile = {
+      startTime: 0,
+      endTime: 1_000_000,
+      nodes: [
+        { ...frame(1, '_batch', 'file:///x/node_modules/rocksdb/leveldown.js', 1), children: [2] },
+        { ...frame(2, '', '', 3), children: [3] },
+        frame(3, '', '', 4),
+        frame(4, '', '', 2),
+      ],
+    };
+    const text = summarise('follower', profile, 1).split('\n');
+    // 8 of 10 hits inside the binding's native code; the orphan counts as other.
+    expect(text[1]).toBe('   80.0%  rocksdb binding');
+    expect(text[2]).toBe('   20.0%  other');
+    expect(text[4]).toBe('   80.0%  _batch node_modules/rocksdb/leveldown.js');
+  });
 });
