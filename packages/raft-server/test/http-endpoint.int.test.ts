@@ -48,9 +48,17 @@ describe('HTTP endpoint', () => {
     expect((await first).status).toBe(200);
   });
 
+  it('takes a heap snapshot with --enable-pprof', async () => {
+    const res = await fetch(`http://${withPprof.address}/debug/pprof/heap`);
+    expect(res.status).toBe(200);
+    const snapshot = (await res.json()) as { snapshot: { node_count: number } };
+    expect(snapshot.snapshot.node_count).toBeGreaterThan(1000);
+  });
+
   it('does not serve profiles without --enable-pprof', async () => {
     const res = await fetch(`http://${without.address}/debug/pprof/profile?seconds=1`);
     expect(res.status).toBe(404);
+    expect((await fetch(`http://${without.address}/debug/pprof/heap`)).status).toBe(404);
   });
 
   it('parses ?seconds=', () => {

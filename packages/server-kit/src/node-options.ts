@@ -44,7 +44,7 @@ export const commonNodeOptions = {
   'enable-pprof': {
     type: 'boolean',
     describe:
-      'Serve GET /debug/pprof/profile?seconds=N on --metrics-listen: a V8 CPU profile of the next N seconds (.cpuprofile JSON; scripts/profile-summary.ts summarises it)',
+      'Serve GET /debug/pprof/profile?seconds=N (a V8 CPU profile of the next N seconds, .cpuprofile JSON that scripts/profile-summary.ts summarises) and GET /debug/pprof/heap (a V8 heap snapshot) on --metrics-listen',
     default: false,
   },
   'cluster-id': {
