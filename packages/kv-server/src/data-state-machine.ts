@@ -82,6 +82,8 @@ export interface DataStateMachineOptions {
    */
   readonly dedupWindowEntries: number;
   readonly logger?: Logger;
+  /** Wraps the RocksDB engine (tests use it to delay or fail writes). */
+  readonly wrapEngine?: (engine: StorageEngine) => StorageEngine;
 }
 
 /** What remains of a read response's byte bound (KvLimits.responseBytesMax). */
@@ -178,6 +180,8 @@ export class DataStateMachine implements StateMachine<KvApplyResult> {
   private ownership: Ownership;
   private restoring = false;
   private closed = false;
+  /** A write of applied entries failed: the state is unknown, nothing is applied or read since. */
+  private writeFailure: Error | null = null;
   /** The first corruption RocksDB reported in the state, if any: nothing here is trusted since. */
   private corrupt: StorageCorruptionError | null = null;
   private readonly gate = new ReadWriteGate();
@@ -196,7 +200,8 @@ export class DataStateMachine implements StateMachine<KvApplyResult> {
   }
 
   static async open(options: DataStateMachineOptions): Promise<DataStateMachine> {
-    const engine = await openRocksEngine(options.path);
+    const opened = await openRocksEngine(options.path);
+    const engine = options.wrapEngine?.(opened) ?? opened;
     try {
       const { applied, config } = await DataStateMachine.load(engine);
       return new DataStateMachine(engine, options, applied, config, await DedupTable.load(engine));
@@ -227,39 +232,63 @@ export class DataStateMachine implements StateMachine<KvApplyResult> {
     return Promise.resolve(this.applied);
   }
 
+  /**
+   * Applies the entries in one RocksDB write. The results resolve as soon as they are decided,
+   * before the write lands: the entries are committed (on a quorum's disks), and everything read
+   * through this state machine waits for the write (it holds the gate until then), so an answer
+   * given early is never contradicted by a read. The Ready loop goes on meanwhile. A write that
+   * fails leaves the state unknown: every later apply and read fails with it.
+   */
   apply(entries: readonly Entry[]): Promise<(KvApplyResult | undefined)[]> {
     if (entries.length === 0) return Promise.resolve([]);
-    return this.gate.exclusive(async () => {
-      try {
-        this.assertOpen();
-        const first = entries[0].index;
-        if (first <= this.applied) {
-          // The Raft runtime hands each entry over once, in order; anything else is a bug.
-          throw new Error(`apply got entry ${first} but the state has applied ${this.applied}`);
-        }
-        const batch = new ApplyBatch(this.engine);
-        let ownership = this.ownership;
-        const results: (KvApplyResult | undefined)[] = [];
-        for (const entry of entries) {
-          if (entry.type !== EntryType.Normal) {
-            results.push(undefined);
-            continue;
-          }
-          const outcome = await this.applyEntry(entry, batch, ownership);
-          ownership = outcome.ownership;
-          results.push(outcome.result);
-        }
-        const last = entries[entries.length - 1].index;
-        this.dedup.prune(batch.ops, last - this.options.dedupWindowEntries);
-        batch.put(appliedKey, u64(last));
-        await this.engine.write(batch.ops, { sync: false });
-        this.applied = last;
-        this.ownership = ownership;
-        return results;
-      } catch (err) {
-        throw this.noteStorageFailure(err);
-      }
+    return new Promise((resolveResults, reject) => {
+      void this.gate.exclusive(() => this.applyBatch(entries, resolveResults)).catch(reject);
     });
+  }
+
+  private async applyBatch(
+    entries: readonly Entry[],
+    decided: (results: (KvApplyResult | undefined)[]) => void,
+  ): Promise<void> {
+    try {
+      this.assertOpen();
+      if (this.writeFailure !== null) throw this.writeFailure;
+      const first = entries[0].index;
+      if (first <= this.applied) {
+        // The Raft runtime hands each entry over once, in order; anything else is a bug.
+        throw new Error(`apply got entry ${first} but the state has applied ${this.applied}`);
+      }
+      const batch = new ApplyBatch(this.engine);
+      let ownership = this.ownership;
+      const results: (KvApplyResult | undefined)[] = [];
+      for (const entry of entries) {
+        if (entry.type !== EntryType.Normal) {
+          results.push(undefined);
+          continue;
+        }
+        const outcome = await this.applyEntry(entry, batch, ownership);
+        ownership = outcome.ownership;
+        results.push(outcome.result);
+      }
+      const last = entries[entries.length - 1].index;
+      this.dedup.prune(batch.ops, last - this.options.dedupWindowEntries);
+      batch.put(appliedKey, u64(last));
+      const written = this.engine.write(batch.ops, { sync: false });
+      this.applied = last;
+      this.ownership = ownership;
+      decided(results);
+      try {
+        await written;
+      } catch (err) {
+        this.writeFailure = err instanceof Error ? err : new Error(String(err));
+        this.options.logger?.error('applying to the kv state failed; its state is unknown', {
+          error: this.writeFailure.message,
+        });
+        throw err;
+      }
+    } catch (err) {
+      throw this.noteStorageFailure(err);
+    }
   }
 
   private async applyEntry(
@@ -399,6 +428,9 @@ export class DataStateMachine implements StateMachine<KvApplyResult> {
     return this.watchStorage(
       this.gate.exclusive(async () => {
         this.assertOpen();
+        // After a failed write `applied` counts entries whose data may not be stored: it must
+        // never be made durable.
+        if (this.writeFailure !== null) throw this.writeFailure;
         // A synced write syncs RocksDB's write-ahead log, and with it every apply before it.
         const applied = this.applied;
         await this.engine.write([{ type: 'put', key: appliedKey, value: u64(applied) }], {
@@ -485,11 +517,15 @@ export class DataStateMachine implements StateMachine<KvApplyResult> {
   }
 
   /**
-   * Why this replica's state cannot be trusted (RocksDB reported corruption in it), or null. Once
-   * set it stays: the node reports itself unhealthy and refuses reads with DATA_LOSS.
+   * Why this replica's state cannot be trusted (RocksDB reported corruption in it, or a write of
+   * applied entries failed), or null. Once set it stays: the node reports itself unhealthy and
+   * refuses reads.
    */
   corruption(): string | null {
-    return this.corrupt?.message ?? null;
+    if (this.corrupt !== null) return this.corrupt.message;
+    if (this.writeFailure !== null)
+      return `a write of applied entries to the kv state failed: ${this.writeFailure.message}`;
+    return null;
   }
 
   /** Remembers the first corruption RocksDB reports; returns `err` to be thrown on. */
@@ -550,6 +586,8 @@ export class DataStateMachine implements StateMachine<KvApplyResult> {
     return this.gate.shared(async (): Promise<KvReadResult> => {
       try {
         this.assertOpen();
+        // Checked once the gate is held: a write that failed while a read waited fails the read.
+        if (this.writeFailure !== null) throw this.writeFailure;
         const ownership = this.ownership;
         const configVersion = configVersionOf(ownership);
         if (ownership.config === null) {

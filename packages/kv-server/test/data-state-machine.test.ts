@@ -3,6 +3,7 @@
 import { readFile, rm, writeFile } from 'node:fs/promises';
 import { join } from 'node:path';
 import { slotOfKey, type KvOpPair } from '@eraftkv/protocol';
+import type { StorageEngine } from '@eraftkv/raft-server';
 import {
   DataStateMachine,
   defaultKvLimits,
@@ -28,6 +29,19 @@ import {
 
 const slotCount = 8;
 const allSlots = [0, 1, 2, 3, 4, 5, 6, 7];
+
+/** The methods of `engine`, bound, to override some of them in a wrapper. */
+function engineMethods(engine: StorageEngine): StorageEngine {
+  return {
+    path: engine.path,
+    get: (key) => engine.get(key),
+    write: (ops, options) => engine.write(ops, options),
+    iterate: (range) => engine.iterate(range),
+    deleteRange: (range) => engine.deleteRange(range),
+    approximateSizeBytes: (range) => engine.approximateSizeBytes(range),
+    close: () => engine.close(),
+  };
+}
 
 describe('DataStateMachine', () => {
   let root: string;
@@ -459,6 +473,69 @@ describe('DataStateMachine', () => {
     ).toMatchObject({
       duplicate: true,
     });
+  });
+
+  it('answers an apply before its write lands; reads wait for the write', async () => {
+    let release: (() => void) | null = null;
+    let holding = false;
+    const sm = await DataStateMachine.open({
+      path: join(root, `sm-${++next}`),
+      dedupWindowEntries: 1000,
+      wrapEngine: (engine) => ({
+        ...engineMethods(engine),
+        write: async (ops, options) => {
+          if (holding) await new Promise<void>((resolve) => (release = resolve));
+          return engine.write(ops, options);
+        },
+      }),
+    });
+    open.push(sm);
+    await sm.apply([noopEntry(2)]);
+    await setConfig(sm, config(1, slotCount, allSlots));
+    holding = true;
+    const [result] = await sm.apply([writeEntry(4, request([put('k', 'v')]))]);
+    // The result is decided while the write is still held.
+    expect(applied(result)[0].success).toBe(true);
+    expect(release).not.toBeNull();
+    let readDone = false;
+    const reading = readOk(sm, [get('k')]).then((ops) => {
+      readDone = true;
+      return ops;
+    });
+    await new Promise((resolve) => setImmediate(resolve));
+    expect(readDone).toBe(false);
+    holding = false;
+    (release as unknown as () => void)();
+    const [got] = await reading;
+    expect(got.found).toBe(true);
+    expect(Buffer.from(got.value).toString()).toBe('v');
+  });
+
+  it('fails every later apply and read once a write of applied entries failed', async () => {
+    let failing = false;
+    const sm = await DataStateMachine.open({
+      path: join(root, `sm-${++next}`),
+      dedupWindowEntries: 1000,
+      wrapEngine: (engine) => ({
+        ...engineMethods(engine),
+        write: (ops, options) =>
+          failing
+            ? Promise.reject(new Error('EIO: write failed (injected)'))
+            : engine.write(ops, options),
+      }),
+    });
+    open.push(sm);
+    await sm.apply([noopEntry(2)]);
+    await setConfig(sm, config(1, slotCount, allSlots));
+    failing = true;
+    // The result was decided before the write failed.
+    await sm.apply([writeEntry(4, request([put('k', 'v')]))]);
+    await expect(sm.read([get('k')], defaultKvLimits)).rejects.toThrow(/EIO: write failed/);
+    await expect(sm.apply([noopEntry(5)])).rejects.toThrow(/EIO: write failed/);
+    // Nor is the applied index, which counts the entry whose write failed, ever made durable.
+    failing = false;
+    await expect(sm.syncApplied()).rejects.toThrow(/EIO: write failed/);
+    expect(sm.corruption()).toMatch(/a write of applied entries to the kv state failed: EIO/);
   });
 
   it('refuses reads once closed', async () => {
