@@ -353,7 +353,11 @@ export class DataStateMachine implements StateMachine<KvApplyResult> {
       if (stored !== null) {
         return {
           kind: 'applied',
-          ops: ClientOperationResp.decode(stored).ops,
+          // An empty record is a request of puts only: its answer is each put, successful.
+          ops:
+            stored.length === 0
+              ? req.kvs.map((op) => resultOp(op, { success: true }))
+              : ClientOperationResp.decode(stored).ops,
           configVersion,
           duplicate: true,
         };
@@ -408,17 +412,22 @@ export class DataStateMachine implements StateMachine<KvApplyResult> {
       }
     }
     if (dedup !== null) {
-      const stored = encodeMessage(ClientOperationResp, {
-        ops,
-        errorCode: ErrorCode.OK,
-        leaderAddress: '',
-        configVersion: 0,
-        errorMessage: '',
-        leaderId: 0,
-        groupId: 0,
-        requestId: 0,
-        statusCode: 0,
-      });
+      // A request of puts only is answered by its own ops, each successful: its record keeps no
+      // answer (an encoded answer has at least one op, so an empty one is never ambiguous).
+      const putsOnly = req.kvs.every((op) => op.opType === ClientOpType.Put);
+      const stored = putsOnly
+        ? noBytes
+        : encodeMessage(ClientOperationResp, {
+            ops,
+            errorCode: ErrorCode.OK,
+            leaderAddress: '',
+            configVersion: 0,
+            errorMessage: '',
+            leaderId: 0,
+            groupId: 0,
+            requestId: 0,
+            statusCode: 0,
+          });
       this.dedup.record(batch.ops, dedup, index, stored);
     }
     return { kind: 'applied', ops, configVersion, duplicate: false };

@@ -5,7 +5,8 @@
 //   'a'                                   -> applied index (u64 BE)
 //   'c'                                   -> applied config (JSON of AppliedConfig)
 //   'd' u32 len(client_id) client_id u64 command_id -> dedup record: u64 BE log index, then the
-//                                            stored ClientOperationResp (its ops)
+//                                            stored ClientOperationResp (its ops); nothing for
+//                                            a request of puts only (each put succeeded)
 //   'k' key                               -> value
 //
 // The dedup records are mirrored in memory (dedup-table.ts), which also keeps their index order.

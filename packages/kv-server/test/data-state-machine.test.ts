@@ -280,6 +280,23 @@ describe('DataStateMachine', () => {
     expect((await readOk(sm, [get('k')]))[0].value.toString()).toBe('third');
   });
 
+  it('answers a retried request of puts only from the request itself, also after a restart', async () => {
+    const name = `sm-${++next}`;
+    let sm = await fresh(1000, name);
+    await sm.apply([noopEntry(2)]);
+    await setConfig(sm, config(1, slotCount, allSlots));
+    const ids = { clientId: 'client-p', commandId: 7 };
+    const first = applied(await write(sm, [put('a', '1'), put('b', '2')], ids));
+    applied(await write(sm, [put('a', 'later')]));
+    const retry = await write(sm, [put('a', '1'), put('b', '2')], ids);
+    expect(retry).toEqual({ kind: 'applied', ops: first, configVersion: 1, duplicate: true });
+    await sm.close();
+    sm = await fresh(1000, name);
+    const again = await write(sm, [put('a', '1'), put('b', '2')], ids);
+    expect(again).toEqual({ kind: 'applied', ops: first, configVersion: 1, duplicate: true });
+    expect((await readOk(sm, [get('a')]))[0].value.toString()).toBe('later');
+  });
+
   it('applies a retry twice in one batch once', async () => {
     const sm = await ready();
     const base = (await sm.appliedIndex()) + 1;
