@@ -191,19 +191,31 @@ export function kvServiceHandlers(options: KvServiceOptions): KvServiceHandlers 
           return;
         }
         inFlight++;
-        Promise.resolve(req)
-          .then(handle)
-          .then(
-            (resp) => ({ ...resp, requestId: req.requestId, statusCode: 0 }),
-            (err: unknown) => failedOnStream(err, req.requestId, call.getPath()),
-          )
-          .then((resp) => {
-            inFlight--;
+        const answer = (resp: ClientOperationResp): void => {
+          inFlight--;
+          try {
             if (!call.cancelled && !call.writableEnded) call.write(resp);
             finishIfDone();
-          })
-          // Writing the answer failed: nobody is left to answer, the error is only logged.
-          .catch((err: unknown) => failureStatus(err, options.logger, call.getPath()));
+          } catch (err) {
+            // Writing the answer failed: nobody is left to answer, the error is only logged.
+            failureStatus(err, options.logger, call.getPath());
+          }
+        };
+        let handling: Promise<ClientOperationResp>;
+        try {
+          handling = handle(req);
+        } catch (err) {
+          handling = Promise.reject(err instanceof Error ? err : new Error(String(err)));
+        }
+        handling.then(
+          (resp) => {
+            // respond() built this answer for this request alone: it is stamped in place.
+            resp.requestId = req.requestId;
+            resp.statusCode = 0;
+            answer(resp);
+          },
+          (err: unknown) => answer(failedOnStream(err, req.requestId, call.getPath())),
+        );
       });
       call.on('end', () => {
         ended = true;
