@@ -3,7 +3,8 @@
 // snapshot installed, then entries and hard state in one atomic RocksDB batch, synced when
 // required), send (responses ride back on the RPC they answer, snapshots go to the snapshot
 // coordinator), apply (committed entries to the state machine, settling the proposals and reads
-// waiting on them), advance. It owns the applied index and whether the loop still runs: a
+// waiting on them), advance. Committed entries already stored before the Ready are applied while
+// its write is in flight (see handle). It owns the applied index and whether the loop still runs: a
 // graceful stop finishes the Ready in progress, an abort abandons it.
 import {
   isMembershipEntry,
@@ -122,27 +123,36 @@ export class ReadyLoop<R> {
 
   /** One Ready; `cutoff` numbers the peer requests stepped before it was taken. */
   private async handle(rd: Ready, cutoff: number): Promise<void> {
-    const { node, logStore, transport, metrics } = this.p;
+    const { node, logStore, transport } = this.p;
     // A leader's appends and heartbeats may leave before its own write (Raft thesis 10.2.1).
     const early = rd.messages.filter(mayBeSentBeforePersist);
     for (const m of early) transport.send(m);
 
     if (rd.refused.length > 0) this.p.onRefused(rd.refused);
 
-    // 1. Persist.
-    if (rd.snapshot !== null) {
-      await this.p.snapshots.install(rd.snapshot, rd.hardState);
-      if (this.aborted) return;
+    // Committed entries this node has already stored are applied while this Ready's write is in
+    // flight (as etcd does): they are committed, so nothing this write decides can change them,
+    // and their answers need not wait for an fsync of newer entries. Committed entries that this
+    // very Ready stores (a follower's append that also commits them) are applied after the write.
+    // (A crash can then leave an applied index above the stored commit index: recovery raises the
+    // commit index to it, see LogStore.commitAtLeast.)
+    let applyNow: readonly Entry[] = [];
+    let applyAfter: readonly Entry[] = rd.committedEntries;
+    if (rd.snapshot === null && rd.committedEntries.length > 0) {
+      const stored = logStore.lastIndex();
+      const split = rd.committedEntries.findIndex((e) => e.index > stored);
+      applyNow = split === -1 ? rd.committedEntries : rd.committedEntries.slice(0, split);
+      applyAfter = split === -1 ? [] : rd.committedEntries.slice(split);
     }
-    if (rd.entries.length > 0 || (rd.hardState !== null && rd.snapshot === null)) {
-      const started = process.hrtime.bigint();
-      await logStore.persist(rd.entries, rd.snapshot === null ? rd.hardState : null, rd.mustSync);
-      if (rd.mustSync) {
-        metrics.fsyncDuration.observe(
-          metrics.base,
-          Number(process.hrtime.bigint() - started) / 1e9,
-        );
-      }
+    const applying = applyNow.length > 0 ? this.apply(applyNow) : null;
+    // Failures surface through the await below; until then the rejection is held here.
+    applying?.catch(() => undefined);
+
+    // 1. Persist.
+    await this.persist(rd);
+    if (this.aborted) {
+      await applying?.catch(() => undefined);
+      return;
     }
 
     // 2. Send.
@@ -158,7 +168,8 @@ export class ReadyLoop<R> {
     if (rd.softState !== null) this.p.onSoftState(rd.softState.leader, rd.softState.role);
 
     // 3. Apply.
-    if (rd.committedEntries.length > 0) await this.apply(rd.committedEntries);
+    if (applying !== null) await applying;
+    if (applyAfter.length > 0) await this.apply(applyAfter);
     if (this.aborted) return;
     for (const rs of rd.readStates) {
       this.p.reads.confirmed(rs.requestId, rs.index, this.appliedIndex);
@@ -168,6 +179,25 @@ export class ReadyLoop<R> {
     node.advance();
     logStore.setRetainFrom(this.appliedIndex + 1);
     this.p.snapshots.maybeSnapshot(false);
+  }
+
+  /** Persists a Ready: a leader's snapshot installed, then its entries and hard state. */
+  private async persist(rd: Ready): Promise<void> {
+    const { logStore, metrics } = this.p;
+    if (rd.snapshot !== null) {
+      await this.p.snapshots.install(rd.snapshot, rd.hardState);
+      if (this.aborted) return;
+    }
+    if (rd.entries.length > 0 || (rd.hardState !== null && rd.snapshot === null)) {
+      const started = process.hrtime.bigint();
+      await logStore.persist(rd.entries, rd.snapshot === null ? rd.hardState : null, rd.mustSync);
+      if (rd.mustSync) {
+        metrics.fsyncDuration.observe(
+          metrics.base,
+          Number(process.hrtime.bigint() - started) / 1e9,
+        );
+      }
+    }
   }
 
   private async apply(entries: readonly Entry[]): Promise<void> {

@@ -100,6 +100,7 @@ export async function recoverNode<R>(
         );
       }
     }
+    logStore.commitAtLeast(applied);
     const node = new RawNode(
       {
         id: o.id,

@@ -150,6 +150,18 @@ describe('LogStore', () => {
     await reopened.close();
   });
 
+  it('raises the commit index at open to what the state machine applied, within the log', async () => {
+    const store = await open();
+    await store.persist(entries(2, 10, 2), { term: 2, vote: 1, commit: 5 }, true);
+    store.commitAtLeast(3);
+    expect(store.initialState().hardState.commit).toBe(5);
+    store.commitAtLeast(12);
+    expect(store.initialState().hardState.commit).toBe(5);
+    store.commitAtLeast(8);
+    expect(store.initialState().hardState).toEqual({ term: 2, vote: 1, commit: 8 });
+    await store.close();
+  });
+
   it('offers no snapshot for a point without a file, and asks for one', async () => {
     const store = await open(100);
     await store.persist(entries(2, 60, 3), { term: 3, vote: 1, commit: 60 }, true);

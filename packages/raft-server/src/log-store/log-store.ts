@@ -299,6 +299,19 @@ export class LogStore implements LogStorage {
   // LogStorage (what the core reads)
   // ---------------------------------------------------------------------------------------------
 
+  /**
+   * At open: the state machine has applied up to `applied`, so every entry up to it was committed.
+   * The runtime applies committed entries while the write of the commit index that covers them may
+   * still be in flight, so after a crash the stored commit index can be lower: it is raised to
+   * `applied` (in memory; the next persist stores it). An applied index beyond the log changes
+   * nothing here (the core refuses to start on it).
+   */
+  commitAtLeast(applied: number): void {
+    if (applied > this.hardState.commit && applied <= this.lastIndex()) {
+      this.hardState = { ...this.hardState, commit: applied };
+    }
+  }
+
   initialState(): InitialState {
     // Read when the core starts; the membership entries are those found by the startup scan.
     return {
