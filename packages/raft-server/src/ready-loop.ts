@@ -50,6 +50,25 @@ export interface ReadyLoopParts<R> {
   readonly onFailure: (err: Error) => void;
 }
 
+/**
+ * Splits a Ready's committed entries into those this node already stores, untouched by the
+ * Ready's own entries (applied while the Ready's write is in flight), and the rest (applied after
+ * it). `storedLast` is the last index stored before the Ready; the Ready's entries replace
+ * everything from their first index on, so stored entries from there on do not count (they may
+ * be an old leader's, overwritten by this very write).
+ */
+export function splitCommitted(
+  committed: readonly Entry[],
+  storedLast: number,
+  readyEntries: readonly Entry[],
+): [readonly Entry[], readonly Entry[]] {
+  const untouched =
+    readyEntries.length > 0 ? Math.min(storedLast, readyEntries[0].index - 1) : storedLast;
+  const split = committed.findIndex((e) => e.index > untouched);
+  if (split === -1) return [committed, []];
+  return [committed.slice(0, split), committed.slice(split)];
+}
+
 export class ReadyLoop<R> {
   /** The highest index applied to the state machine (by apply, or by a snapshot install). */
   appliedIndex: number;
@@ -136,14 +155,10 @@ export class ReadyLoop<R> {
     // very Ready stores (a follower's append that also commits them) are applied after the write.
     // (A crash can then leave an applied index above the stored commit index: recovery raises the
     // commit index to it, see LogStore.commitAtLeast.)
-    let applyNow: readonly Entry[] = [];
-    let applyAfter: readonly Entry[] = rd.committedEntries;
-    if (rd.snapshot === null && rd.committedEntries.length > 0) {
-      const stored = logStore.lastIndex();
-      const split = rd.committedEntries.findIndex((e) => e.index > stored);
-      applyNow = split === -1 ? rd.committedEntries : rd.committedEntries.slice(0, split);
-      applyAfter = split === -1 ? [] : rd.committedEntries.slice(split);
-    }
+    const [applyNow, applyAfter] =
+      rd.snapshot === null
+        ? splitCommitted(rd.committedEntries, logStore.lastIndex(), rd.entries)
+        : [[], rd.committedEntries];
     const applying = applyNow.length > 0 ? this.apply(applyNow) : null;
     // Failures surface through the await below; until then the rejection is held here.
     applying?.catch(() => undefined);
