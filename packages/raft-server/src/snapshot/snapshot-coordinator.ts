@@ -257,7 +257,7 @@ export class SnapshotCoordinator {
     await store.adopt(file);
     await logStore.setSnapshot(meta, file !== null);
     this.latestIndex = meta.index;
-    const compactTo = meta.index - this.p.compactionMarginEntries;
+    const compactTo = this.compactionPoint(meta.index);
     if (compactTo >= logStore.firstIndex()) await logStore.compact(compactTo);
     this.p.logger.info(file === null ? 'snapshot point taken' : 'snapshot file written', {
       index: meta.index,
@@ -267,6 +267,23 @@ export class SnapshotCoordinator {
       logFirstIndex: logStore.firstIndex(),
     });
     this.p.schedule();
+  }
+
+  /**
+   * Where to compact the log below the snapshot point at `index`: compactionMarginEntries below
+   * it, but on a leader not past a follower that is catching up (recently active, behind that),
+   * which would need a snapshot again and, if snapshots come faster than it can install them,
+   * never catch up. A follower holds compaction back by at most one more snapshot interval.
+   */
+  private compactionPoint(index: number): number {
+    const margin = index - this.p.compactionMarginEntries;
+    const floor = margin - this.p.snapshotEntries;
+    let point = margin;
+    for (const pr of this.p.node.status().progress) {
+      if (pr.id === this.p.selfId || !pr.recentActive) continue;
+      if (pr.match < point) point = Math.max(floor, pr.match);
+    }
+    return point;
   }
 
   /** Sends the snapshot a Ready's message names to its follower (the latest one on disk). */
