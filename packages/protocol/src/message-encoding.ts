@@ -46,32 +46,41 @@ export function encodeMessage<T>(type: MessageEncoder<T>, message: T, prefix?: n
 
 type Service = typeof ERaftKvService;
 
+/** A method's definition with encodeMessage serializing its request and response. */
+function withEncoders<D extends object, Req, Resp>(
+  definition: D,
+  request: MessageEncoder<Req>,
+  response: MessageEncoder<Resp>,
+): D {
+  return {
+    ...definition,
+    requestSerialize: (m: Req) => encodeMessage(request, m),
+    responseSerialize: (m: Resp) => encodeMessage(response, m),
+  };
+}
+
 /**
  * The service definition with encodeMessage as the serializer of the hot methods' messages, for
  * servers (grpc-js serializes responses with it) and clients (requests) alike.
  */
 export const eraftKvServiceDefinition: Service = {
   ...ERaftKvService,
-  appendEntries: {
-    ...ERaftKvService.appendEntries,
-    requestSerialize: (m: AppendEntriesReq) => encodeMessage(AppendEntriesReq, m),
-    responseSerialize: (m: AppendEntriesResp) => encodeMessage(AppendEntriesResp, m),
-  },
-  appendEntriesStream: {
-    ...ERaftKvService.appendEntriesStream,
-    requestSerialize: (m: AppendEntriesReq) => encodeMessage(AppendEntriesReq, m),
-    responseSerialize: (m: AppendEntriesResp) => encodeMessage(AppendEntriesResp, m),
-  },
-  processRwOperation: {
-    ...ERaftKvService.processRwOperation,
-    requestSerialize: (m: ClientOperationReq) => encodeMessage(ClientOperationReq, m),
-    responseSerialize: (m: ClientOperationResp) => encodeMessage(ClientOperationResp, m),
-  },
-  processRwOperationStream: {
-    ...ERaftKvService.processRwOperationStream,
-    requestSerialize: (m: ClientOperationReq) => encodeMessage(ClientOperationReq, m),
-    responseSerialize: (m: ClientOperationResp) => encodeMessage(ClientOperationResp, m),
-  },
+  appendEntries: withEncoders(ERaftKvService.appendEntries, AppendEntriesReq, AppendEntriesResp),
+  appendEntriesStream: withEncoders(
+    ERaftKvService.appendEntriesStream,
+    AppendEntriesReq,
+    AppendEntriesResp,
+  ),
+  processRwOperation: withEncoders(
+    ERaftKvService.processRwOperation,
+    ClientOperationReq,
+    ClientOperationResp,
+  ),
+  processRwOperationStream: withEncoders(
+    ERaftKvService.processRwOperationStream,
+    ClientOperationReq,
+    ClientOperationResp,
+  ),
 };
 
 /** ERaftKvClient over eraftKvServiceDefinition: what peers and clients connect with. */
