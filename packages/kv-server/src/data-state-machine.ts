@@ -694,7 +694,9 @@ export class DataStateMachine implements StateMachine<KvApplyResult> {
    * owner, which is rare. The walk reads one RocksDB snapshot.
    */
   slotsHoldingKeys(slots: readonly number[], slotCount: number): Promise<number[]> {
-    return this.watchStorage(this.findSlotsHoldingKeys(slots, slotCount));
+    // Shared with applies, like every read: an apply answers before its write lands, and the walk
+    // must see that write.
+    return this.watchStorage(this.gate.shared(() => this.findSlotsHoldingKeys(slots, slotCount)));
   }
 
   private async findSlotsHoldingKeys(
