@@ -97,6 +97,28 @@ describe('DataStateMachine', () => {
     return result.ops;
   }
 
+  /** A ready state machine whose RocksDB writes go through `write` (to delay or fail them). */
+  async function readyWithWrites(
+    write: (
+      engine: StorageEngine,
+      ops: Parameters<StorageEngine['write']>[0],
+      options: Parameters<StorageEngine['write']>[1],
+    ) => Promise<void>,
+  ): Promise<DataStateMachine> {
+    const sm = await DataStateMachine.open({
+      path: join(root, `sm-${++next}`),
+      dedupWindowEntries: 1000,
+      wrapEngine: (engine) => ({
+        ...engineMethods(engine),
+        write: (ops, options) => write(engine, ops, options),
+      }),
+    });
+    open.push(sm);
+    await sm.apply([noopEntry(2)]);
+    await setConfig(sm, config(1, slotCount, allSlots));
+    return sm;
+  }
+
   async function ready(dedupWindowEntries = 1000): Promise<DataStateMachine> {
     const sm = await fresh(dedupWindowEntries);
     await sm.apply([noopEntry(2)]);
@@ -495,20 +517,10 @@ describe('DataStateMachine', () => {
   it('answers an apply before its write lands; reads wait for the write', async () => {
     let release: (() => void) | null = null;
     let holding = false;
-    const sm = await DataStateMachine.open({
-      path: join(root, `sm-${++next}`),
-      dedupWindowEntries: 1000,
-      wrapEngine: (engine) => ({
-        ...engineMethods(engine),
-        write: async (ops, options) => {
-          if (holding) await new Promise<void>((resolve) => (release = resolve));
-          return engine.write(ops, options);
-        },
-      }),
+    const sm = await readyWithWrites(async (engine, ops, options) => {
+      if (holding) await new Promise<void>((resolve) => (release = resolve));
+      return engine.write(ops, options);
     });
-    open.push(sm);
-    await sm.apply([noopEntry(2)]);
-    await setConfig(sm, config(1, slotCount, allSlots));
     holding = true;
     const [result] = await sm.apply([writeEntry(4, request([put('k', 'v')]))]);
     // The result is decided while the write is still held.
@@ -530,20 +542,11 @@ describe('DataStateMachine', () => {
 
   it('fails every later apply and read once a write of applied entries failed', async () => {
     let failing = false;
-    const sm = await DataStateMachine.open({
-      path: join(root, `sm-${++next}`),
-      dedupWindowEntries: 1000,
-      wrapEngine: (engine) => ({
-        ...engineMethods(engine),
-        write: (ops, options) =>
-          failing
-            ? Promise.reject(new Error('EIO: write failed (injected)'))
-            : engine.write(ops, options),
-      }),
-    });
-    open.push(sm);
-    await sm.apply([noopEntry(2)]);
-    await setConfig(sm, config(1, slotCount, allSlots));
+    const sm = await readyWithWrites((engine, ops, options) =>
+      failing
+        ? Promise.reject(new Error('EIO: write failed (injected)'))
+        : engine.write(ops, options),
+    );
     failing = true;
     // The result was decided before the write failed.
     await sm.apply([writeEntry(4, request([put('k', 'v')]))]);

@@ -96,11 +96,23 @@ export async function startHttpEndpoint(options: HttpEndpointOptions): Promise<H
       return;
     }
     if (path === '/debug/pprof/heap' && options.enablePprof === true) {
+      // One at a time, with the CPU profiles: a heap snapshot costs about the heap's size again.
+      if (profiling) {
+        res
+          .writeHead(409, { 'content-type': 'text/plain' })
+          .end('a profile or heap snapshot is already being taken; try again later\n');
+        return;
+      }
+      profiling = true;
       res.writeHead(200, {
         'content-type': 'application/json',
         'content-disposition': 'attachment; filename="eraftkv.heapsnapshot"',
       });
-      pipeline(getHeapSnapshot(), res).catch(() => res.destroy());
+      pipeline(getHeapSnapshot(), res)
+        .catch(() => res.destroy())
+        .finally(() => {
+          profiling = false;
+        });
       return;
     }
     if (path === '/debug/pprof/profile' && options.enablePprof === true) {
@@ -111,7 +123,9 @@ export async function startHttpEndpoint(options: HttpEndpointOptions): Promise<H
         return;
       }
       if (profiling) {
-        res.writeHead(409, text).end('a CPU profile is already being taken; try again later\n');
+        res
+          .writeHead(409, text)
+          .end('a profile or heap snapshot is already being taken; try again later\n');
         return;
       }
       profiling = true;

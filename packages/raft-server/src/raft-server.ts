@@ -191,6 +191,14 @@ export class RaftServer<R> implements OpenNode {
       this.loop.schedule();
     };
     this.logStore.onSnapshotNeeded = () => this.snapshots.maybeSnapshot(true);
+    this.logStore.onRemovalFailed = (err) =>
+      this.warnings.warn(
+        'log-removal',
+        'removing compacted log entries failed; the next open retries',
+        {
+          error: err.message,
+        },
+      );
     this.logStore.setRetainFrom(parts.applied + 1);
     this.ticker = setInterval(() => {
       this.node.tick();

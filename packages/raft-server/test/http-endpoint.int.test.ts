@@ -45,6 +45,8 @@ describe('HTTP endpoint', () => {
       await second.text();
     }
     expect(second?.status).toBe(409);
+    // A heap snapshot waits its turn too.
+    expect((await fetch(`http://${withPprof.address}/debug/pprof/heap`)).status).toBe(409);
     expect((await first).status).toBe(200);
   });
 

@@ -178,6 +178,35 @@ describe('LogStore', () => {
     await store.close();
   });
 
+  it('reports a failed removal of compacted entries and stays usable', async () => {
+    engine = await openRocksEngine(dir);
+    const failing: StorageEngine = {
+      path: engine.path,
+      get: (key) => engine.get(key),
+      write: (ops, options) => engine.write(ops, options),
+      iterate: (range) => engine.iterate(range),
+      deleteRange: () => Promise.reject(new Error('EIO: delete failed (injected)')),
+      approximateSizeBytes: (range) => engine.approximateSizeBytes(range),
+      close: () => engine.close(),
+    };
+    const store = await LogStore.open(
+      failing,
+      { memoryBytesMax: 1 << 20, description: 'test' },
+      members,
+    );
+    const failures: string[] = [];
+    store.onRemovalFailed = (err) => failures.push(err.message);
+    await store.persist(entries(2, 30, 2), { term: 2, vote: 1, commit: 30 }, true);
+    await store.setSnapshot({ index: 20, term: 2, membership: members }, false);
+    await store.compact(15);
+    await waitFor(() => failures.length > 0, { timeoutMs: 5000, what: 'the removal to fail' });
+    expect(failures[0]).toMatch(/EIO: delete failed/);
+    expect(store.firstIndex()).toBe(16);
+    await store.persist(entries(31, 31, 2), { term: 2, vote: 1, commit: 31 }, true);
+    expect(store.lastIndex()).toBe(31);
+    await store.close();
+  });
+
   it('removes entries below the start that a compaction left behind', async () => {
     const store = await open();
     await store.persist(entries(2, 30, 2), { term: 2, vote: 1, commit: 30 }, true);

@@ -212,7 +212,7 @@ export class LogStore implements LogStorage {
     store.hardState = decodeHardState(hardRaw, where);
     await store.scan(where);
     // Entries below the start that a compaction had not yet removed when the node stopped.
-    store.removeEntriesBelow(start.index + 1);
+    store.removeEntries(0, start.index + 1);
     return store;
   }
 
@@ -505,19 +505,20 @@ export class LogStore implements LogStorage {
       [{ type: 'put', key: startKey, value: encodeStart(index, term) }],
       false,
     );
-    this.removeEntriesBelow(index + 1);
+    this.removeEntries(first, index + 1);
     this.terms.dropBefore(index);
     if (index >= this.tail.first) this.tail.dropFront(index + 1 - this.tail.first);
     this.loaded = this.loaded.filter((c) => c.first > index);
   }
 
   /**
-   * Deletes the stored entries below `index` (already below the log's start) in the background,
-   * one range at a time. Writes go on meanwhile: they never touch indexes below the start.
+   * Deletes the stored entries in [from, to) (below the log's start) in the background, one range
+   * at a time. Writes go on meanwhile: they never touch indexes below the start. A compaction
+   * removes only what it compacted: a range from 0 would walk the tombstones of every earlier one.
    */
-  private removeEntriesBelow(index: number): void {
+  private removeEntries(from: number, to: number): void {
     const removal = this.removals.then(() =>
-      this.engine.deleteRange({ gte: entryKey(0), lt: entryKey(index) }),
+      this.engine.deleteRange({ gte: entryKey(from), lt: entryKey(to) }),
     );
     this.removals = removal.catch((err: unknown) => {
       // Stale entries below the start are harmless (the next open removes them again).
