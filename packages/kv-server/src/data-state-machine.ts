@@ -38,6 +38,7 @@ import {
 } from './kv-commands';
 import { DedupTable } from './dedup-table';
 import { ReadWriteGate } from './read-write-gate';
+import { ensureSlotIndex, rangeIsEmpty } from './slot-index';
 import { effectiveScanLimit, pairOverheadBytes, type KvLimits } from './request-validation';
 import { readSnapshotFile, writeSnapshotFile } from './snapshot-file';
 import {
@@ -45,9 +46,10 @@ import {
   configKey,
   dataEnd,
   dataKey,
-  dataStart,
   dedupKey,
   readU64,
+  slotIndexKey,
+  slotIndexRange,
   u64,
   userKey,
 } from './state-layout';
@@ -204,6 +206,7 @@ export class DataStateMachine implements StateMachine<KvApplyResult> {
     const engine = options.wrapEngine?.(opened) ?? opened;
     try {
       const { applied, config } = await DataStateMachine.load(engine);
+      await ensureSlotIndex(engine, config, options.logger);
       return new DataStateMachine(engine, options, applied, config, await DedupTable.load(engine));
     } catch (err) {
       await engine.close();
@@ -383,11 +386,14 @@ export class DataStateMachine implements StateMachine<KvApplyResult> {
       if (problem !== null) return { kind: 'wrong-shard', configVersion, message: problem };
     }
     const ops: KvOpPair[] = [];
+    // Every op passed the ownership check, so a config is applied.
+    const slotCount = (ownership.config as AppliedConfig).slotCount;
     for (const op of req.kvs) {
       const key = dataKey(op.key);
       switch (op.opType) {
         case ClientOpType.Put:
           batch.put(key, Buffer.from(op.value));
+          batch.put(slotIndexKey(slotOfKey(op.key, slotCount), op.key), noBytes);
           ops.push(resultOp(op, { success: true }));
           break;
         case ClientOpType.Get: {
@@ -403,7 +409,10 @@ export class DataStateMachine implements StateMachine<KvApplyResult> {
         }
         case ClientOpType.Del: {
           const existed = (await batch.get(key)) !== undefined;
-          if (existed) batch.del(key);
+          if (existed) {
+            batch.del(key);
+            batch.del(slotIndexKey(slotOfKey(op.key, slotCount), op.key));
+          }
           ops.push(resultOp(op, { success: true, deleted: existed ? 1 : 0 }));
           break;
         }
@@ -504,6 +513,8 @@ export class DataStateMachine implements StateMachine<KvApplyResult> {
         ops.push({ type: 'put', key: appliedKey, value: u64(index) });
         await this.engine.write(ops, { sync: true });
         const loaded = await DataStateMachine.load(this.engine);
+        // A snapshot of a replica that predates the slot index has none.
+        await ensureSlotIndex(this.engine, loaded.config, this.options.logger);
         this.applied = loaded.applied;
         this.ownership = ownershipOf(loaded.config);
         this.dedup = await DedupTable.load(this.engine);
@@ -689,12 +700,11 @@ export class DataStateMachine implements StateMachine<KvApplyResult> {
   }
 
   /**
-   * Which of `slots` hold at least one key. This walks every data key and computes its slot:
-   * the state keeps no per-slot index, and the check runs only when a slot is about to change
-   * owner, which is rare. The walk reads one RocksDB snapshot.
+   * Which of `slots` hold at least one key: a look at the first entry of each slot's range of the
+   * slot index. `slotCount` must be the applied config's (the index was built with it).
    */
   slotsHoldingKeys(slots: readonly number[], slotCount: number): Promise<number[]> {
-    // Shared with applies, like every read: an apply answers before its write lands, and the walk
+    // Shared with applies, like every read: an apply answers before its write lands, and the look
     // must see that write.
     return this.watchStorage(this.gate.shared(() => this.findSlotsHoldingKeys(slots, slotCount)));
   }
@@ -704,17 +714,18 @@ export class DataStateMachine implements StateMachine<KvApplyResult> {
     slotCount: number,
   ): Promise<number[]> {
     this.assertOpen();
-    const wanted = new Set(slots);
-    const found = new Set<number>();
-    if (wanted.size === 0) return [];
-    for await (const [key] of this.engine.iterate({ gte: dataStart, lt: dataEnd })) {
-      const slot = slotOfKey(userKey(key), slotCount);
-      if (wanted.has(slot)) {
-        found.add(slot);
-        if (found.size === wanted.size) break;
-      }
+    const config = this.ownership.config;
+    if (config === null) return [];
+    if (config.slotCount !== slotCount) {
+      throw new Error(
+        `asked about slots of a ${slotCount}-slot cluster, but the applied config has ${config.slotCount} slots`,
+      );
     }
-    return [...found].sort((a, b) => a - b);
+    const found: number[] = [];
+    for (const slot of [...new Set(slots)].sort((a, b) => a - b)) {
+      if (!(await rangeIsEmpty(this.engine, slotIndexRange(slot)))) found.push(slot);
+    }
+    return found;
   }
 
   /** How many dedup records the state holds. */

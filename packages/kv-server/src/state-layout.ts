@@ -8,13 +8,22 @@
 //                                            stored ClientOperationResp (its ops); nothing for
 //                                            a request of puts only (each put succeeded)
 //   'k' key                               -> value
+//   's' u16 BE slot, key                  -> nothing: the slot index, one entry per data key,
+//                                            written and deleted in the same batch as the key,
+//                                            so that the keys of one slot are one range
+//   'x'                                   -> the layout version (u64 BE); a state without it
+//                                            predates the slot index, which is built at open
 //
 // The dedup records are mirrored in memory (dedup-table.ts), which also keeps their index order.
 
 export const appliedKey = Buffer.from('a');
 export const configKey = Buffer.from('c');
+export const layoutKey = Buffer.from('x');
+/** The layout this code writes: 1 = with the slot index. */
+export const layoutVersion = 1;
 const dedupPrefix = 0x64; // 'd'
 const dataPrefix = 0x6b; // 'k'
+const slotIndexPrefix = 0x73; // 's'
 
 /** The first key after every data key ('k' + 1). */
 export const dataEnd = Buffer.from([dataPrefix + 1]);
@@ -38,6 +47,37 @@ export function readU64(b: Buffer, offset = 0): number {
 
 export function dataKey(key: Uint8Array): Buffer {
   return Buffer.concat([Buffer.from([dataPrefix]), key]);
+}
+
+/** The slot index entry of `key` (a user key) in `slot`. */
+export function slotIndexKey(slot: number, key: Uint8Array): Buffer {
+  const out = Buffer.allocUnsafe(3 + key.length);
+  out[0] = slotIndexPrefix;
+  out.writeUInt16BE(slot, 1);
+  out.set(key, 3);
+  return out;
+}
+
+/** The range of the slot index that holds every key of `slot` (user keys after 3 bytes). */
+export function slotIndexRange(slot: number): { gte: Buffer; lt: Buffer } {
+  const gte = Buffer.from([slotIndexPrefix, 0, 0]);
+  gte.writeUInt16BE(slot, 1);
+  // The slot after the last one (65535) is the next prefix: 's' + 1, 0, 0.
+  const lt =
+    slot === 0xffff
+      ? Buffer.from([slotIndexPrefix + 1, 0, 0])
+      : Buffer.from([slotIndexPrefix, 0, 0]);
+  if (slot !== 0xffff) lt.writeUInt16BE(slot + 1, 1);
+  return { gte, lt };
+}
+
+/** The range of the whole slot index. */
+export const slotIndexStart = Buffer.from([slotIndexPrefix]);
+export const slotIndexEnd = Buffer.from([slotIndexPrefix + 1]);
+
+/** The user's key of a slot index entry. */
+export function userKeyOfIndex(stored: Buffer): Buffer {
+  return stored.subarray(3);
 }
 
 /** The user's key of a stored data key. */

@@ -12,6 +12,15 @@ import {
   type KvApplyResult,
   type KvReadResult,
 } from '../src';
+import { slotIndexSize } from '../src/slot-index';
+import {
+  layoutKey,
+  layoutVersion,
+  slotIndexEnd,
+  slotIndexKey,
+  slotIndexStart,
+  u64,
+} from '../src/state-layout';
 import {
   b,
   config,
@@ -401,6 +410,125 @@ describe('DataStateMachine', () => {
     expect(await sm.slotsHoldingKeys([1, 3, 5, 7], slotCount)).toEqual([3, 5]);
     expect(await sm.slotsHoldingKeys([0, 1], slotCount)).toEqual([]);
     expect(await sm.slotsHoldingKeys([], slotCount)).toEqual([]);
+  });
+
+  /** A ready state machine in `name` and the RocksDB engine under it. */
+  async function readyWithEngine(
+    name: string,
+  ): Promise<{ sm: DataStateMachine; engine: StorageEngine }> {
+    let engine: StorageEngine | null = null;
+    const sm = await DataStateMachine.open({
+      path: join(root, name),
+      dedupWindowEntries: 1000,
+      wrapEngine: (e) => (engine = e),
+    });
+    open.push(sm);
+    if ((await sm.appliedIndex()) === 0) {
+      await sm.apply([noopEntry(2)]);
+      await setConfig(sm, config(1, slotCount, allSlots));
+    }
+    if (engine === null) throw new Error('wrapEngine was not called');
+    return { sm, engine };
+  }
+
+  async function closeOne(sm: DataStateMachine): Promise<void> {
+    await sm.close();
+    open.splice(open.indexOf(sm), 1);
+  }
+
+  /** Makes `engine`'s state look like one written before the slot index existed. */
+  async function dropSlotIndex(engine: StorageEngine): Promise<void> {
+    await engine.deleteRange({ gte: slotIndexStart, lt: slotIndexEnd });
+    await engine.write([{ type: 'del', key: layoutKey }], { sync: true });
+  }
+
+  it('keeps one slot index entry per key through puts, overwrites and deletes', async () => {
+    const { sm, engine } = await readyWithEngine('slot-index');
+    const keys = Array.from({ length: 20 }, (_, i) => `key-${i}`);
+    applied(
+      await write(
+        sm,
+        keys.map((k) => put(k, 'v1')),
+      ),
+    );
+    applied(
+      await write(
+        sm,
+        keys.slice(0, 5).map((k) => put(k, 'v2')),
+      ),
+    );
+    expect(await slotIndexSize(engine)).toBe(20);
+    applied(await write(sm, [...keys.slice(0, 8).map((k) => del(k)), del('never-written')]));
+    expect(await slotIndexSize(engine)).toBe(12);
+    // Each remaining key is listed under its own slot, and only there.
+    for (const k of keys.slice(8)) {
+      const slot = slotOfKey(Buffer.from(k), slotCount);
+      expect(await engine.get(slotIndexKey(slot, Buffer.from(k)))).toEqual(Buffer.alloc(0));
+      expect(
+        await engine.get(slotIndexKey((slot + 1) % slotCount, Buffer.from(k))),
+      ).toBeUndefined();
+    }
+    const holding = [...new Set(keys.slice(8).map((k) => slotOfKey(Buffer.from(k), slotCount)))];
+    expect(await sm.slotsHoldingKeys(allSlots, slotCount)).toEqual(holding.sort((a, c) => a - c));
+    applied(
+      await write(
+        sm,
+        keys.slice(8).map((k) => del(k)),
+      ),
+    );
+    expect(await sm.slotsHoldingKeys(allSlots, slotCount)).toEqual([]);
+    expect(await slotIndexSize(engine)).toBe(0);
+    await expect(sm.slotsHoldingKeys([1], 16)).rejects.toThrow(/16-slot cluster.*8 slots/);
+  });
+
+  it('builds the slot index of a state written before it existed, once', async () => {
+    const name = 'slot-index-upgrade';
+    const first = await readyWithEngine(name);
+    const keys = Array.from({ length: 50 }, (_, i) => `old-${i}`);
+    applied(
+      await write(
+        first.sm,
+        keys.map((k) => put(k, 'v')),
+      ),
+    );
+    const digest = (await first.sm.stateDigest()).digest;
+    await dropSlotIndex(first.engine);
+    expect(await slotIndexSize(first.engine)).toBe(0);
+    await closeOne(first.sm);
+
+    const second = await readyWithEngine(name);
+    expect(await slotIndexSize(second.engine)).toBe(50);
+    expect(await second.engine.get(layoutKey)).toBeDefined();
+    // The rebuilt state is the one the index was kept in all along.
+    expect((await second.sm.stateDigest()).digest).toBe(digest);
+    const expected = [...new Set(keys.map((k) => slotOfKey(Buffer.from(k), slotCount)))];
+    expect(await second.sm.slotsHoldingKeys(allSlots, slotCount)).toEqual(
+      expected.sort((a, c) => a - c),
+    );
+  });
+
+  it('refuses a state whose layout is newer than this code, naming the directory', async () => {
+    const name = 'slot-index-future';
+    const first = await readyWithEngine(name);
+    await first.engine.write([{ type: 'put', key: layoutKey, value: u64(layoutVersion + 1) }], {
+      sync: true,
+    });
+    await closeOne(first.sm);
+    await expect(
+      DataStateMachine.open({ path: join(root, name), dedupWindowEntries: 1000 }),
+    ).rejects.toThrow(new RegExp(`${name} has layout ${layoutVersion + 1}, newer than`));
+  });
+
+  it('builds the slot index when it installs the snapshot of a replica without one', async () => {
+    const source = await readyWithEngine('slot-index-old-source');
+    applied(await write(source.sm, [put('a', '1'), put('b', '2'), put('c', '3')]));
+    await dropSlotIndex(source.engine);
+    const file = join(root, 'old-layout.snap');
+    const index = await source.sm.writeSnapshot(file);
+    const target = await readyWithEngine('slot-index-new-target');
+    await target.sm.restoreSnapshot(file, index);
+    expect(await slotIndexSize(target.engine)).toBe(3);
+    expect(await target.engine.get(layoutKey)).toBeDefined();
   });
 
   it('moves the applied index over entries of every type and refuses undecodable ones', async () => {
