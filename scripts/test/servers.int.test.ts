@@ -119,6 +119,7 @@ describe('meta and kv servers as processes', () => {
           id: i + 1,
           slotStatus: 0,
           statusModifyTime: 0,
+          targetShardId: 0,
         })),
         servers: [],
         leaderId: 0,
@@ -306,7 +307,7 @@ describe('meta and kv servers as processes', () => {
       shardId: 2,
       shardGroup: {
         id: 2,
-        slots: [{ id: busySlot, slotStatus: 0, statusModifyTime: 0 }],
+        slots: [{ id: busySlot, slotStatus: 0, statusModifyTime: 0, targetShardId: 0 }],
         servers: [],
         leaderId: 0,
       },
@@ -334,7 +335,7 @@ describe('meta and kv servers as processes', () => {
       shardId: 2,
       shardGroup: {
         id: 2,
-        slots: [{ id: orphanSlot, slotStatus: 0, statusModifyTime: 0 }],
+        slots: [{ id: orphanSlot, slotStatus: 0, statusModifyTime: 0, targetShardId: 0 }],
         servers: [],
         leaderId: 0,
       },

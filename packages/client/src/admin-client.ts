@@ -152,7 +152,7 @@ export class AdminClient {
         shardId: groupId,
         shardGroup: {
           id: groupId,
-          slots: slots.map((id) => ({ id, slotStatus: 0, statusModifyTime: 0 })),
+          slots: slots.map((id) => ({ id, slotStatus: 0, statusModifyTime: 0, targetShardId: 0 })),
           servers: [],
           leaderId: 0,
         },

@@ -201,7 +201,12 @@ async function startMeta(): Promise<FakeMeta> {
       },
       ...[...fake.groups].map(([id, g]) => ({
         id,
-        slots: g.slots.map((s) => ({ id: s, slotStatus: SlotStatus.Running, statusModifyTime: 0 })),
+        slots: g.slots.map((s) => ({
+          id: s,
+          slotStatus: SlotStatus.Running,
+          statusModifyTime: 0,
+          targetShardId: 0,
+        })),
         servers: g.servers.map((address, i) => ({ id: i + 1, address, serverStatus: 0 })),
         leaderId: 0,
       })),

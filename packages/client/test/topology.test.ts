@@ -13,6 +13,7 @@ function answer(
         id,
         slotStatus: g.migrating?.includes(id) ? SlotStatus.Migrating : SlotStatus.Running,
         statusModifyTime: 0,
+        targetShardId: 0,
       })),
       servers: [{ id: 1, address: `127.0.0.1:${7000 + g.id}`, serverStatus: 0 }],
       leaderId: 0,

@@ -12,6 +12,9 @@ import { setImmediate as yieldToEventLoop } from 'node:timers/promises';
 import {
   ClientOperationResp,
   ClientOpType,
+  type DedupRecord,
+  type SlotKeyValue,
+  type SlotMoveChunk,
   encodeMessage,
   ErrorCode,
   slotOfKey,
@@ -22,6 +25,7 @@ import {
 import { EntryType, type Entry } from '@eraftkv/raft';
 import {
   openRocksEngine,
+  RejectedError,
   StoppedError,
   StorageCorruptionError,
   type Logger,
@@ -35,7 +39,9 @@ import {
   decodeCommand,
   parseConfigJson,
   type AppliedConfig,
+  type Drop,
 } from './kv-commands';
+import { ApplyBatch } from './apply-batch';
 import { DedupTable } from './dedup-table';
 import { ReadWriteGate } from './read-write-gate';
 import { ensureSlotIndex, rangeIsEmpty } from './slot-index';
@@ -52,7 +58,10 @@ import {
   slotIndexRange,
   u64,
   userKey,
+  userKeyOfIndex,
 } from './state-layout';
+import { SlotImports } from './slot-imports';
+import { chunkChecksum } from './slot-move-chunk';
 
 /** What applying one normal entry produced (handed to whoever proposed it). */
 export type KvApplyResult =
@@ -65,7 +74,16 @@ export type KvApplyResult =
     }
   | { readonly kind: 'wrong-shard'; readonly configVersion: number; readonly message: string }
   | { readonly kind: 'rejected'; readonly configVersion: number; readonly message: string }
-  | { readonly kind: 'config'; readonly applied: boolean; readonly configVersion: number };
+  | { readonly kind: 'config'; readonly applied: boolean; readonly configVersion: number }
+  | {
+      /** A slot move command (import begin or chunk, drop) was applied. */
+      readonly kind: 'moved';
+      readonly configVersion: number;
+      /** Import: keys imported so far. Drop: keys deleted. */
+      readonly keys: number;
+      /** Import: complete. Drop: the slots hold no more keys. */
+      readonly done: boolean;
+    };
 
 /** What a read request produced. */
 export type KvReadResult =
@@ -95,6 +113,9 @@ interface ResponseBudget {
   /** A Scan stopped at the bound: later Scans of the request return nothing, with `more`. */
   exhausted: boolean;
 }
+
+/** A slot move's export reads this many values at once. */
+const exportKeysPerRead = 64;
 
 /** A Scan yields to the event loop after this many keys, so that one scan cannot hog it. */
 const scanSliceKeys = 256;
@@ -129,32 +150,6 @@ function notServedMessage(o: Ownership, key: Uint8Array): string | null {
   return listed === undefined
     ? `slot ${slot} is not owned by this group at config version ${o.config.version}`
     : `slot ${slot} is ${listed.status} at config version ${o.config.version} and is not served until it is Running`;
-}
-
-/**
- * The writes of one apply batch, gathered into one atomic RocksDB write. Reads see the batch's
- * own earlier writes first, so that entry n+1 observes entry n before anything reaches disk.
- */
-class ApplyBatch {
-  readonly ops: WriteOp[] = [];
-  private readonly overlay = new Map<string, Buffer | null>();
-  constructor(private readonly engine: StorageEngine) {}
-
-  async get(key: Buffer): Promise<Buffer | undefined> {
-    const id = key.toString('latin1');
-    if (this.overlay.has(id)) return this.overlay.get(id) ?? undefined;
-    return this.engine.get(key);
-  }
-
-  put(key: Buffer, value: Buffer): void {
-    this.overlay.set(key.toString('latin1'), value);
-    this.ops.push({ type: 'put', key, value });
-  }
-
-  del(key: Buffer): void {
-    this.overlay.set(key.toString('latin1'), null);
-    this.ops.push({ type: 'del', key });
-  }
 }
 
 const noBytes = Buffer.alloc(0);
@@ -194,6 +189,7 @@ export class DataStateMachine implements StateMachine<KvApplyResult> {
     applied: number,
     config: AppliedConfig | null,
     private dedup: DedupTable,
+    private imports: SlotImports,
   ) {
     if (!Number.isSafeInteger(options.dedupWindowEntries) || options.dedupWindowEntries < 1)
       throw new RangeError(`dedupWindowEntries must be a positive integer`);
@@ -207,7 +203,14 @@ export class DataStateMachine implements StateMachine<KvApplyResult> {
     try {
       const { applied, config } = await DataStateMachine.load(engine);
       await ensureSlotIndex(engine, config, options.logger);
-      return new DataStateMachine(engine, options, applied, config, await DedupTable.load(engine));
+      return new DataStateMachine(
+        engine,
+        options,
+        applied,
+        config,
+        await DedupTable.load(engine),
+        await SlotImports.load(engine),
+      );
     } catch (err) {
       await engine.close();
       throw err;
@@ -329,6 +332,7 @@ export class DataStateMachine implements StateMachine<KvApplyResult> {
           };
         }
         batch.put(configKey, Buffer.from(JSON.stringify(command.config), 'utf8'));
+        this.imports.settle(batch, command.config);
         return {
           result: { kind: 'config', applied: true, configVersion: command.config.version },
           ownership: ownershipOf(command.config),
@@ -339,7 +343,68 @@ export class DataStateMachine implements StateMachine<KvApplyResult> {
           result: await this.applyRequest(entry.index, command.request, batch, ownership),
           ownership,
         };
+      case CommandKind.ImportBegin:
+      case CommandKind.ImportChunk: {
+        const config = ownership.config;
+        const version = configVersionOf(ownership);
+        if (config === null)
+          return {
+            result: { kind: 'rejected', configVersion: 0, message: 'no config applied yet' },
+            ownership,
+          };
+        const outcome =
+          command.kind === CommandKind.ImportBegin
+            ? await this.imports.begin(batch, command.begin, config)
+            : this.imports.chunk(batch, command.chunk, config, this.dedup, entry.index);
+        return {
+          result: outcome.ok
+            ? {
+                kind: 'moved',
+                configVersion: version,
+                keys: outcome.progress.keys,
+                done: outcome.progress.done,
+              }
+            : { kind: 'rejected', configVersion: version, message: outcome.message },
+          ownership,
+        };
+      }
+      case CommandKind.Drop:
+        return { result: await this.applyDrop(command.drop, batch, ownership), ownership };
     }
+  }
+
+  /**
+   * Deletes up to `drop.limit` keys of slots this group neither serves, freezes nor imports:
+   * what a move leaves behind in its source, or a rolled back import in its target.
+   */
+  private async applyDrop(
+    drop: Drop,
+    batch: ApplyBatch,
+    ownership: Ownership,
+  ): Promise<KvApplyResult> {
+    const configVersion = configVersionOf(ownership);
+    const listed = new Map((ownership.config?.slots ?? []).map((s) => [s.id, s.status]));
+    const inUse = this.imports.slotsInUse();
+    for (const slot of drop.slots) {
+      const status = listed.get(slot);
+      if (status !== undefined || inUse.has(slot))
+        return {
+          kind: 'rejected',
+          configVersion,
+          message: `slot ${slot} is ${status ?? 'being imported'} at config version ${configVersion}; only slots the group no longer holds are dropped`,
+        };
+    }
+    let deleted = 0;
+    for (const slot of drop.slots) {
+      const keys = await batch.keysIn(slotIndexRange(slot), drop.limit - deleted);
+      for (const indexKey of keys) {
+        batch.del(dataKey(userKeyOfIndex(indexKey)));
+        batch.del(indexKey);
+      }
+      deleted += keys.length;
+      if (deleted >= drop.limit) break;
+    }
+    return { kind: 'moved', configVersion, keys: deleted, done: deleted < drop.limit };
   }
 
   private async applyRequest(
@@ -518,6 +583,7 @@ export class DataStateMachine implements StateMachine<KvApplyResult> {
         this.applied = loaded.applied;
         this.ownership = ownershipOf(loaded.config);
         this.dedup = await DedupTable.load(this.engine);
+        this.imports = await SlotImports.load(this.engine);
       });
     } finally {
       this.restoring = false;
@@ -726,6 +792,122 @@ export class DataStateMachine implements StateMachine<KvApplyResult> {
       if (!(await rangeIsEmpty(this.engine, slotIndexRange(slot)))) found.push(slot);
     }
     return found;
+  }
+
+  /**
+   * The next chunk of a slot move's copy from this group, the source (docs/slot-migration.md):
+   * keys of `slots` in order of slot and key from the cursor on, then the dedup records, within
+   * about `budgetBytes` (at least one item while any is left). Every slot must be Migrating in
+   * the applied config: frozen, so its keys no longer change here and any moment gives the
+   * same copy.
+   */
+  exportSlots(req: {
+    readonly source: number;
+    readonly version: number;
+    readonly slots: readonly number[];
+    readonly nextSlot: number;
+    readonly afterKey: Uint8Array;
+    readonly dedupAfter: number;
+    readonly budgetBytes: number;
+  }): Promise<SlotMoveChunk> {
+    return this.watchStorage(this.gate.shared(() => this.readExportChunk(req)));
+  }
+
+  private async readExportChunk(
+    req: Parameters<DataStateMachine['exportSlots']>[0],
+  ): Promise<SlotMoveChunk> {
+    this.assertOpen();
+    const config = this.ownership.config;
+    if (config === null)
+      throw new RejectedError(ErrorCode.REJECTED, 'this group has applied no config yet');
+    const status = new Map(config.slots.map((x) => [x.id, x.status]));
+    const slots = [...new Set(req.slots)].sort((a, b) => a - b);
+    for (const slot of slots) {
+      if (status.get(slot) !== 'Migrating')
+        throw new RejectedError(
+          ErrorCode.REJECTED,
+          `slot ${slot} is ${status.get(slot) ?? 'not owned'} here at config version ${config.version}, not frozen for a move`,
+        );
+    }
+    const pairs: SlotKeyValue[] = [];
+    let bytes = 0;
+    let nextSlot = req.nextSlot;
+    let afterKey = Buffer.from(req.afterKey);
+    const full = (): boolean => pairs.length > 0 && bytes >= req.budgetBytes;
+    for (const slot of slots) {
+      if (slot < nextSlot || full()) continue;
+      const range = slotIndexRange(slot);
+      const from =
+        slot === nextSlot && afterKey.length > 0 ? slotIndexKey(slot, afterKey) : range.gte;
+      const keys: Buffer[] = [];
+      let complete = true;
+      for await (const [indexKey] of this.engine.iterate({ gte: from, lt: range.lt })) {
+        const user = userKeyOfIndex(indexKey);
+        if (slot === nextSlot && user.equals(afterKey)) continue;
+        keys.push(Buffer.from(user));
+        if (keys.length >= exportKeysPerRead) {
+          bytes += await this.readPairs(slot, keys.splice(0), pairs);
+          if (full()) {
+            complete = false;
+            break;
+          }
+        }
+      }
+      bytes += await this.readPairs(slot, keys, pairs);
+      if (full() && !complete) {
+        nextSlot = slot;
+        afterKey = Buffer.from(pairs[pairs.length - 1].key);
+        break;
+      }
+      // This slot is copied: the next starts at the following one (past the last: slotCount).
+      nextSlot = slots.find((x) => x > slot) ?? config.slotCount;
+      afterKey = Buffer.alloc(0);
+    }
+    const keysDone = nextSlot >= config.slotCount || slots.every((x) => x < nextSlot);
+    let dedup: DedupRecord[] = [];
+    let dedupAfter = req.dedupAfter;
+    let done = false;
+    if (keysDone && !full()) {
+      const records = this.dedup.recordsAfter(req.dedupAfter, Math.max(1, req.budgetBytes - bytes));
+      dedup = records.map((r) => ({ id: r.id, response: r.response }));
+      if (records.length > 0) dedupAfter = records[records.length - 1].index;
+      done = this.dedup.recordsAfter(dedupAfter, 1).length === 0;
+      nextSlot = config.slotCount;
+    }
+    const chunk: SlotMoveChunk = {
+      sourceShardId: req.source,
+      configVersion: req.version,
+      pairs,
+      dedup,
+      nextSlot,
+      afterKey,
+      dedupAfter,
+      done,
+      crc32: 0,
+    };
+    return { ...chunk, crc32: chunkChecksum(chunk) };
+  }
+
+  /** Reads the values of `keys` (of `slot`) into `pairs`; returns their bytes. */
+  private async readPairs(
+    slot: number,
+    keys: readonly Buffer[],
+    pairs: SlotKeyValue[],
+  ): Promise<number> {
+    const values = await Promise.all(keys.map((key) => this.engine.get(dataKey(key))));
+    let bytes = 0;
+    keys.forEach((key, i) => {
+      const value = values[i];
+      // The index and the data are written together: a key without its value is corruption.
+      if (value === undefined)
+        throw new StorageCorruptionError(
+          this.engine.path,
+          `the slot index of ${this.engine.path} lists a key of slot ${slot} that has no value`,
+        );
+      pairs.push({ slot, key, value });
+      bytes += key.length + value.length;
+    });
+    return bytes;
   }
 
   /** How many dedup records the state holds. */

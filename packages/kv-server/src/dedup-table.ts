@@ -53,6 +53,40 @@ export class DedupTable {
     ops.push({ type: 'put', key: dbKey, value: Buffer.concat([u64(index), response]) });
   }
 
+  /**
+   * Live records with an index above `after`, oldest first, until `budgetBytes` of ids and
+   * answers (at least one record when there is any): what a slot move copies to the target.
+   */
+  recordsAfter(
+    after: number,
+    budgetBytes: number,
+  ): { id: Buffer; response: Buffer; index: number }[] {
+    // The queue is in index order: find the first entry above `after` by bisection.
+    let lo = this.head;
+    let hi = this.order.length;
+    while (lo < hi) {
+      const mid = (lo + hi) >>> 1;
+      if (this.order[mid].index <= after) lo = mid + 1;
+      else hi = mid;
+    }
+    const out: { id: Buffer; response: Buffer; index: number }[] = [];
+    let bytes = 0;
+    for (let i = lo; i < this.order.length; i++) {
+      const { index, id } = this.order[i];
+      const record = this.records.get(id);
+      if (record === undefined || record.index !== index) continue; // replaced or pruned
+      const size = id.length + record.response.length;
+      if (out.length > 0 && bytes + size > budgetBytes) break;
+      bytes += size;
+      out.push({
+        id: Buffer.from(id, 'latin1'),
+        response: Buffer.from(record.response, 'latin1'),
+        index,
+      });
+    }
+    return out;
+  }
+
   /** Drops every record at or below `floor` (in memory and from RocksDB through `ops`). */
   prune(ops: WriteOp[], floor: number): void {
     while (this.head < this.order.length && this.order[this.head].index <= floor) {

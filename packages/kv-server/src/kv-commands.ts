@@ -2,10 +2,13 @@
 // what follows. Kind 1 is a client write request (the rest is a protobuf ClientOperationReq);
 // kind 2 is the group's config as the leader learned it from the meta group (the rest is the
 // JSON of AppliedConfig). Config travels in the log, not beside it, so that every replica decides
-// slot ownership for every write at the same point of the log.
+// slot ownership for every write at the same point of the log. Kinds 3-5 move slots with their
+// data (docs/slot-migration.md): 3 begins an import (JSON of ImportBegin), 4 is one chunk of it
+// (a protobuf SlotMoveChunk), 5 deletes keys of slots the group does not serve (JSON of Drop).
 import {
   ClientOperationReq,
   encodeMessage,
+  SlotMoveChunk,
   ReadConsistency,
   SlotStatus,
   slotCountMax,
@@ -16,7 +19,26 @@ import { InvalidArgumentError } from '@eraftkv/raft-server';
 export enum CommandKind {
   ClientRequest = 1,
   Config = 2,
+  ImportBegin = 3,
+  ImportChunk = 4,
+  Drop = 5,
 }
+
+/** The start of an import: the target takes `slots` from group `source` for the move begun at `version`. */
+export interface ImportBegin {
+  readonly source: number;
+  readonly version: number;
+  readonly slots: readonly number[];
+}
+
+/** Deletes at most `limit` keys of `slots`, which the group must neither serve nor import. */
+export interface Drop {
+  readonly slots: readonly number[];
+  readonly limit: number;
+}
+
+/** The most keys one Drop may delete (one apply batch). */
+export const dropKeysMax = 4096;
 
 /** The status of a slot as a kv group stores it: the SlotStatus names of the wire contract. */
 export type SlotStatusName = 'Running' | 'Migrating' | 'Importing' | 'Init';
@@ -46,7 +68,10 @@ export interface AppliedConfig {
 /** A decoded log command: what the state machine applies. */
 export type KvCommand =
   | { readonly kind: CommandKind.ClientRequest; readonly request: ClientOperationReq }
-  | { readonly kind: CommandKind.Config; readonly config: AppliedConfig };
+  | { readonly kind: CommandKind.Config; readonly config: AppliedConfig }
+  | { readonly kind: CommandKind.ImportBegin; readonly begin: ImportBegin }
+  | { readonly kind: CommandKind.ImportChunk; readonly chunk: SlotMoveChunk }
+  | { readonly kind: CommandKind.Drop; readonly drop: Drop };
 
 /** A log entry that cannot be decoded. Every replica reaches the same verdict on the same bytes. */
 export class CommandDecodeError extends Error {
@@ -136,9 +161,96 @@ export function decodeCommand(data: Uint8Array): KvCommand {
     }
     case CommandKind.Config:
       return { kind: CommandKind.Config, config: parseConfigJson(Buffer.from(body).toString()) };
+    case CommandKind.ImportBegin:
+      return { kind: CommandKind.ImportBegin, begin: parseImportBegin(body) };
+    case CommandKind.ImportChunk: {
+      let chunk: SlotMoveChunk;
+      try {
+        chunk = SlotMoveChunk.decode(body);
+      } catch (err) {
+        throw new CommandDecodeError(`import chunk does not decode: ${(err as Error).message}`);
+      }
+      return { kind: CommandKind.ImportChunk, chunk };
+    }
+    case CommandKind.Drop:
+      return { kind: CommandKind.Drop, drop: parseDrop(body) };
     default:
       throw new CommandDecodeError(`unknown command kind ${data[0]}`);
   }
+}
+
+export function encodeImportBegin(begin: ImportBegin): Buffer {
+  const slots = sortedSlots(begin.slots, 'import');
+  return jsonCommand(CommandKind.ImportBegin, {
+    source: begin.source,
+    version: begin.version,
+    slots,
+  });
+}
+
+export function encodeImportChunk(chunk: SlotMoveChunk): Buffer {
+  return encodeMessage(SlotMoveChunk, chunk, CommandKind.ImportChunk);
+}
+
+export function encodeDrop(drop: Drop): Buffer {
+  if (!isNonNegativeInteger(drop.limit) || drop.limit < 1 || drop.limit > dropKeysMax)
+    throw new CommandDecodeError(`drop limit must be in [1, ${dropKeysMax}], got ${drop.limit}`);
+  return jsonCommand(CommandKind.Drop, {
+    slots: sortedSlots(drop.slots, 'drop'),
+    limit: drop.limit,
+  });
+}
+
+function jsonCommand(kind: CommandKind, body: object): Buffer {
+  return Buffer.concat([Buffer.from([kind]), Buffer.from(JSON.stringify(body), 'utf8')]);
+}
+
+function parseJsonObject(body: Uint8Array, what: string): Record<string, unknown> {
+  let raw: unknown;
+  try {
+    raw = JSON.parse(Buffer.from(body).toString('utf8'));
+  } catch (err) {
+    throw new CommandDecodeError(`${what} is not JSON: ${(err as Error).message}`);
+  }
+  if (typeof raw !== 'object' || raw === null || Array.isArray(raw))
+    throw new CommandDecodeError(`${what} is not an object`);
+  return raw as Record<string, unknown>;
+}
+
+/** Slot ids ascending, each once, each below slotCountMax; at least one. */
+function sortedSlots(slots: unknown, what: string): number[] {
+  if (!Array.isArray(slots) || slots.length === 0)
+    throw new CommandDecodeError(`${what} slots must be a non-empty array`);
+  const out = (slots as unknown[]).map((slot) => {
+    if (!isNonNegativeInteger(slot) || slot >= slotCountMax)
+      throw new CommandDecodeError(`${what} slot ${String(slot)} is not below ${slotCountMax}`);
+    return slot;
+  });
+  out.sort((a, b) => a - b);
+  for (let i = 1; i < out.length; i++) {
+    if (out[i] === out[i - 1]) throw new CommandDecodeError(`${what} lists slot ${out[i]} twice`);
+  }
+  return out;
+}
+
+function parseImportBegin(body: Uint8Array): ImportBegin {
+  const o = parseJsonObject(body, 'import begin');
+  if (!isNonNegativeInteger(o.source) || o.source < 1)
+    throw new CommandDecodeError(
+      `import source must be a positive group id, got ${String(o.source)}`,
+    );
+  if (!isNonNegativeInteger(o.version) || o.version < 1)
+    throw new CommandDecodeError(`import version must be positive, got ${String(o.version)}`);
+  return { source: o.source, version: o.version, slots: sortedSlots(o.slots, 'import') };
+}
+
+function parseDrop(body: Uint8Array): Drop {
+  const o = parseJsonObject(body, 'drop');
+  if (!isNonNegativeInteger(o.limit) || o.limit < 1 || o.limit > dropKeysMax)
+    throw new CommandDecodeError(
+      `drop limit must be in [1, ${dropKeysMax}], got ${String(o.limit)}`,
+    );
+  return { slots: sortedSlots(o.slots, 'drop'), limit: o.limit };
 }
 
 /** Parses and checks the JSON of an AppliedConfig (a log entry or the stored copy). */
@@ -214,10 +326,19 @@ export function configFromTopology(options: {
   readonly groups: readonly ShardGroup[];
 }): AppliedConfig {
   const record = options.groups.find((g) => g.id === options.groupId);
+  // Slots other groups are moving to this one: listed Importing (kept through gc, not served).
+  const importing = options.groups
+    .filter((g) => g.id !== options.groupId)
+    .flatMap((g) => g.slots)
+    .filter((s) => s.slotStatus === SlotStatus.Migrating && s.targetShardId === options.groupId)
+    .map((s) => ({ id: s.id, status: 'Importing' as const }));
   const config: AppliedConfig = {
     version: options.version,
     slotCount: options.slotCount,
-    slots: (record?.slots ?? []).map((s) => ({ id: s.id, status: slotStatusName(s.slotStatus) })),
+    slots: [
+      ...(record?.slots ?? []).map((s) => ({ id: s.id, status: slotStatusName(s.slotStatus) })),
+      ...importing,
+    ],
     servers: (record?.servers ?? []).map((s) => ({ id: s.id, address: s.address })),
   };
   // The same checks as on apply, so that a config the replicas would refuse never enters the log.

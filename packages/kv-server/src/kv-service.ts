@@ -130,7 +130,8 @@ export function kvServiceHandlers(options: KvServiceOptions): KvServiceHandlers 
       case 'rejected':
         throw new InvalidArgumentError(result.message);
       case 'config':
-        throw new Error('a client request was applied as a config entry');
+      case 'moved':
+        throw new Error(`a client request was applied as a ${result.kind} entry`);
     }
   };
 

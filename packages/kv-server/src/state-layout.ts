@@ -8,6 +8,9 @@
 //                                            stored ClientOperationResp (its ops); nothing for
 //                                            a request of puts only (each put succeeded)
 //   'k' key                               -> value
+//   'm' u64 BE version, u64 BE source     -> an import in progress (JSON of ImportProgress,
+//                                            data-state-machine.ts): the slots, where the copy
+//                                            stands, whether it is complete
 //   's' u16 BE slot, key                  -> nothing: the slot index, one entry per data key,
 //                                            written and deleted in the same batch as the key,
 //                                            so that the keys of one slot are one range
@@ -24,6 +27,7 @@ export const layoutVersion = 1;
 const dedupPrefix = 0x64; // 'd'
 const dataPrefix = 0x6b; // 'k'
 const slotIndexPrefix = 0x73; // 's'
+const importPrefix = 0x6d; // 'm'
 
 /** The first key after every data key ('k' + 1). */
 export const dataEnd = Buffer.from([dataPrefix + 1]);
@@ -70,6 +74,15 @@ export function slotIndexRange(slot: number): { gte: Buffer; lt: Buffer } {
   if (slot !== 0xffff) lt.writeUInt16BE(slot + 1, 1);
   return { gte, lt };
 }
+
+/** The progress record of the import of the move begun at `version` from group `source`. */
+export function importKey(version: number, source: number): Buffer {
+  return Buffer.concat([Buffer.from([importPrefix]), u64(version), u64(source)]);
+}
+
+/** The range of every import progress record. */
+export const importStart = Buffer.from([importPrefix]);
+export const importEnd = Buffer.from([importPrefix + 1]);
 
 /** The range of the whole slot index. */
 export const slotIndexStart = Buffer.from([slotIndexPrefix]);

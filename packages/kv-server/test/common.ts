@@ -73,12 +73,16 @@ export function noopEntry(index: number): Entry {
   return { index, term: 1, type: EntryType.NoOp, data: new Uint8Array() };
 }
 
-/** A config owning `running` (status Running) and `migrating` (status Migrating). */
+/**
+ * A config owning `running` (status Running) and `migrating` (status Migrating), and taking
+ * `importing` (status Importing) from another group.
+ */
 export function config(
   version: number,
   slotCount: number,
   running: readonly number[],
   migrating: readonly number[] = [],
+  importing: readonly number[] = [],
 ): AppliedConfig {
   return {
     version,
@@ -86,6 +90,7 @@ export function config(
     slots: [
       ...running.map((id) => ({ id, status: 'Running' as const })),
       ...migrating.map((id) => ({ id, status: 'Migrating' as const })),
+      ...importing.map((id) => ({ id, status: 'Importing' as const })),
     ],
     servers: [],
   };

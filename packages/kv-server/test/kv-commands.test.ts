@@ -7,6 +7,8 @@ import {
   decodeCommand,
   encodeClientRequest,
   encodeConfig,
+  encodeDrop,
+  encodeImportBegin,
   type AppliedConfig,
 } from '../src';
 import { b, get, put, request } from './common';
@@ -134,6 +136,67 @@ describe('log commands', () => {
       slots: [],
       servers: [],
     });
+  });
+
+  it('lists the slots another group is moving to this one as Importing', () => {
+    const groups = [
+      ShardGroup.fromPartial({
+        id: 1,
+        slots: [
+          { id: 3, slotStatus: SlotStatus.Migrating, targetShardId: 2 },
+          { id: 4, slotStatus: SlotStatus.Migrating, targetShardId: 3 },
+          { id: 1, slotStatus: SlotStatus.Running },
+        ],
+      }),
+      ShardGroup.fromPartial({ id: 2, slots: [{ id: 6, slotStatus: SlotStatus.Running }] }),
+    ];
+    expect(configFromTopology({ groupId: 2, version: 7, slotCount: 8, groups }).slots).toEqual([
+      { id: 3, status: 'Importing' },
+      { id: 6, status: 'Running' },
+    ]);
+    expect(configFromTopology({ groupId: 3, version: 7, slotCount: 8, groups }).slots).toEqual([
+      { id: 4, status: 'Importing' },
+    ]);
+  });
+
+  it.each([
+    ['an import of no slot', encodeImportBegin, { source: 1, version: 2, slots: [] }, 'non-empty'],
+    [
+      'an import of slot 70000',
+      encodeImportBegin,
+      { source: 1, version: 2, slots: [70000] },
+      'not below',
+    ],
+    ['a drop of 5000 keys', encodeDrop, { slots: [1], limit: 5000 }, 'drop limit must be in'],
+  ] as const)('refuses to encode or decode %s', (_what, encode, body, message) => {
+    expect(() => encode(body as never)).toThrow(message);
+  });
+
+  it('decodes the slot move commands it encodes, and refuses malformed ones', () => {
+    expect(decodeCommand(encodeImportBegin({ source: 1, version: 2, slots: [5, 2] }))).toEqual({
+      kind: CommandKind.ImportBegin,
+      begin: { source: 1, version: 2, slots: [2, 5] },
+    });
+    expect(decodeCommand(encodeDrop({ slots: [4], limit: 10 }))).toEqual({
+      kind: CommandKind.Drop,
+      drop: { slots: [4], limit: 10 },
+    });
+    expect(() =>
+      decodeCommand(Buffer.concat([Buffer.from([CommandKind.Drop]), b('{"slots":[1],"limit":0}')])),
+    ).toThrow('drop limit must be in [1, 4096], got 0');
+    expect(() =>
+      decodeCommand(
+        Buffer.concat([
+          Buffer.from([CommandKind.ImportBegin]),
+          b('{"source":0,"version":1,"slots":[1]}'),
+        ]),
+      ),
+    ).toThrow('import source must be a positive group id');
+    expect(() =>
+      decodeCommand(
+        Buffer.concat([Buffer.from([CommandKind.ImportChunk]), Buffer.from([0xff, 0xff])]),
+      ),
+    ).toThrow(CommandDecodeError);
   });
 
   it('refuses a topology the replicas would refuse (slot count 0)', () => {

@@ -1,5 +1,6 @@
 // The topology as the wire shows it: ShardGroup records, the meta group first as id 0 (servers =
-// meta members, no slots), then every kv group by id with its servers and the slots it owns.
+// meta members, no slots), then every kv group by id with its servers and the slots it owns
+// (a Migrating slot with the group it moves to).
 import { ServerStatus, type ShardGroup, type Slot } from '@eraftkv/protocol';
 import type { Membership } from '@eraftkv/raft';
 import type { Topology } from './topology';
@@ -22,6 +23,7 @@ export function groupToWire(topology: Topology, groupId: number): ShardGroup | u
       id: s.slot,
       slotStatus: s.status,
       statusModifyTime: s.modifiedMs,
+      targetShardId: s.move?.target ?? 0,
     })),
     // The meta group does not track kv leaders; clients find them through NOT_LEADER hints.
     leaderId: 0,
@@ -44,9 +46,12 @@ function kvGroups(topology: Topology): ShardGroup[] {
   for (let slot = 0; slot < topology.slotCount; slot++) {
     const s = topology.slot(slot);
     if (s.owner === 0) continue;
-    slotsByOwner
-      .get(s.owner)
-      ?.push({ id: slot, slotStatus: s.status, statusModifyTime: s.modifiedMs });
+    slotsByOwner.get(s.owner)?.push({
+      id: slot,
+      slotStatus: s.status,
+      statusModifyTime: s.modifiedMs,
+      targetShardId: s.move?.target ?? 0,
+    });
   }
   const groups = topology.groupIds().map((id): ShardGroup => {
     const group = topology.group(id);

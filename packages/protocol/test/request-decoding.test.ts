@@ -130,8 +130,8 @@ describe('eraftKvRequestDecoders', () => {
             shardGroup: {
               id: 1,
               slots: [
-                { id: 0, slotStatus: 0, statusModifyTime: 0 },
-                { id: 1, slotStatus: 4 as SlotStatus, statusModifyTime: 0 },
+                { id: 0, slotStatus: 0, statusModifyTime: 0, targetShardId: 0 },
+                { id: 1, slotStatus: 4 as SlotStatus, statusModifyTime: 0, targetShardId: 0 },
               ],
               servers: [],
               leaderId: 0,

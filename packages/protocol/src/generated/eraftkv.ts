@@ -781,6 +781,53 @@ export interface Slot {
   slotStatus: SlotStatus;
   /** Milliseconds since the Unix epoch of the last status change (informational). */
   statusModifyTime: number;
+  /**
+   * For a Migrating slot: the group it is moving to (0 otherwise). The target lists the slot as
+   * Importing in its own config and takes the slot's keys, but serves it only once it owns it.
+   */
+  targetShardId: number;
+}
+
+/**
+ * One chunk of a slot move's copy (docs/slot-migration.md): keys of slots frozen in the source
+ * group, in order of slot and key, as the target group imports them through its own log.
+ */
+export interface SlotMoveChunk {
+  /** The group the keys come from, and the meta config version at which the move began. */
+  sourceShardId: number;
+  configVersion: number;
+  pairs: SlotKeyValue[];
+  /**
+   * The source's dedup records (after every key): a retry of a write the source applied is
+   * answered by the target from its record instead of being applied again.
+   */
+  dedup: DedupRecord[];
+  /**
+   * Where the next chunk starts. Keys: after after_key in next_slot. Dedup records: after
+   * dedup_after (a source log index). done: this chunk is the last.
+   */
+  nextSlot: number;
+  afterKey: Buffer;
+  dedupAfter: number;
+  done: boolean;
+  /**
+   * CRC-32 (zlib's) of every pair (slot, key, value) and record (id, response), in order, each
+   * field preceded by its length as 4 bytes big-endian (slot as 4 bytes): see slot-move-chunk.ts.
+   */
+  crc32: number;
+}
+
+export interface SlotKeyValue {
+  slot: number;
+  key: Buffer;
+  value: Buffer;
+}
+
+export interface DedupRecord {
+  /** The request's id as the state stores it (client_id and command_id, see state-layout.ts). */
+  id: Buffer;
+  /** The stored answer (empty for a request of puts only). */
+  response: Buffer;
 }
 
 /** One server process: its node id within its group and its gRPC address. */
@@ -3641,7 +3688,7 @@ export const TimeoutNowResp: MessageFns<TimeoutNowResp> = {
 };
 
 function createBaseSlot(): Slot {
-  return { id: 0, slotStatus: 0, statusModifyTime: 0 };
+  return { id: 0, slotStatus: 0, statusModifyTime: 0, targetShardId: 0 };
 }
 
 export const Slot: MessageFns<Slot> = {
@@ -3654,6 +3701,9 @@ export const Slot: MessageFns<Slot> = {
     }
     if (message.statusModifyTime !== 0) {
       writer.uint32(24).int64(message.statusModifyTime);
+    }
+    if (message.targetShardId !== 0) {
+      writer.uint32(32).int64(message.targetShardId);
     }
     return writer;
   },
@@ -3695,6 +3745,14 @@ export const Slot: MessageFns<Slot> = {
             message.statusModifyTime = longToNumber(reader.int64());
             continue;
           }
+          case 4: {
+            if (tag !== 32) {
+              break;
+            }
+
+            message.targetShardId = longToNumber(reader.int64());
+            continue;
+          }
         }
         if ((tag & 7) === 4 || tag === 0) {
           break;
@@ -3720,6 +3778,11 @@ export const Slot: MessageFns<Slot> = {
         : isSet(object.status_modify_time)
         ? globalThis.Number(object.status_modify_time)
         : 0,
+      targetShardId: isSet(object.targetShardId)
+        ? globalThis.Number(object.targetShardId)
+        : isSet(object.target_shard_id)
+        ? globalThis.Number(object.target_shard_id)
+        : 0,
     };
   },
 
@@ -3734,6 +3797,9 @@ export const Slot: MessageFns<Slot> = {
     if (message.statusModifyTime !== 0) {
       obj.statusModifyTime = Math.round(message.statusModifyTime);
     }
+    if (message.targetShardId !== 0) {
+      obj.targetShardId = Math.round(message.targetShardId);
+    }
     return obj;
   },
 
@@ -3745,6 +3811,420 @@ export const Slot: MessageFns<Slot> = {
     message.id = object.id ?? 0;
     message.slotStatus = object.slotStatus ?? 0;
     message.statusModifyTime = object.statusModifyTime ?? 0;
+    message.targetShardId = object.targetShardId ?? 0;
+    return message;
+  },
+};
+
+function createBaseSlotMoveChunk(): SlotMoveChunk {
+  return {
+    sourceShardId: 0,
+    configVersion: 0,
+    pairs: [],
+    dedup: [],
+    nextSlot: 0,
+    afterKey: Buffer.alloc(0),
+    dedupAfter: 0,
+    done: false,
+    crc32: 0,
+  };
+}
+
+export const SlotMoveChunk: MessageFns<SlotMoveChunk> = {
+  encode(message: SlotMoveChunk, writer: BinaryWriter = new BinaryWriter()): BinaryWriter {
+    if (message.sourceShardId !== 0) {
+      writer.uint32(8).int64(message.sourceShardId);
+    }
+    if (message.configVersion !== 0) {
+      writer.uint32(16).int64(message.configVersion);
+    }
+    for (const v of message.pairs) {
+      SlotKeyValue.encode(v!, writer.uint32(26).fork()).join();
+    }
+    for (const v of message.dedup) {
+      DedupRecord.encode(v!, writer.uint32(34).fork()).join();
+    }
+    if (message.nextSlot !== 0) {
+      writer.uint32(40).int64(message.nextSlot);
+    }
+    if (message.afterKey.length !== 0) {
+      writer.uint32(50).bytes(message.afterKey);
+    }
+    if (message.dedupAfter !== 0) {
+      writer.uint32(56).int64(message.dedupAfter);
+    }
+    if (message.done !== false) {
+      writer.uint32(64).bool(message.done);
+    }
+    if (message.crc32 !== 0) {
+      writer.uint32(72).uint32(message.crc32);
+    }
+    return writer;
+  },
+
+  decode(input: BinaryReader | Uint8Array, length?: number): SlotMoveChunk {
+    const reader = input instanceof BinaryReader ? input : new BinaryReader(input);
+    const previousRecursionDepth = (reader as any).__tsProtoDecodeDepth ?? 0;
+    if (previousRecursionDepth >= 100) {
+      throw new globalThis.Error("protobuf decode recursion limit exceeded");
+    }
+    (reader as any).__tsProtoDecodeDepth = previousRecursionDepth + 1;
+    try {
+      const end = length === undefined ? reader.len : reader.pos + length;
+      const message = createBaseSlotMoveChunk();
+      while (reader.pos < end) {
+        const tag = reader.uint32();
+        switch (tag >>> 3) {
+          case 1: {
+            if (tag !== 8) {
+              break;
+            }
+
+            message.sourceShardId = longToNumber(reader.int64());
+            continue;
+          }
+          case 2: {
+            if (tag !== 16) {
+              break;
+            }
+
+            message.configVersion = longToNumber(reader.int64());
+            continue;
+          }
+          case 3: {
+            if (tag !== 26) {
+              break;
+            }
+
+            message.pairs.push(SlotKeyValue.decode(reader, reader.uint32()));
+            continue;
+          }
+          case 4: {
+            if (tag !== 34) {
+              break;
+            }
+
+            message.dedup.push(DedupRecord.decode(reader, reader.uint32()));
+            continue;
+          }
+          case 5: {
+            if (tag !== 40) {
+              break;
+            }
+
+            message.nextSlot = longToNumber(reader.int64());
+            continue;
+          }
+          case 6: {
+            if (tag !== 50) {
+              break;
+            }
+
+            message.afterKey = Buffer.from(reader.bytes());
+            continue;
+          }
+          case 7: {
+            if (tag !== 56) {
+              break;
+            }
+
+            message.dedupAfter = longToNumber(reader.int64());
+            continue;
+          }
+          case 8: {
+            if (tag !== 64) {
+              break;
+            }
+
+            message.done = reader.bool();
+            continue;
+          }
+          case 9: {
+            if (tag !== 72) {
+              break;
+            }
+
+            message.crc32 = reader.uint32();
+            continue;
+          }
+        }
+        if ((tag & 7) === 4 || tag === 0) {
+          break;
+        }
+        reader.skip(tag & 7);
+      }
+      return message;
+    } finally {
+      (reader as any).__tsProtoDecodeDepth = previousRecursionDepth;
+    }
+  },
+
+  fromJSON(object: any): SlotMoveChunk {
+    return {
+      sourceShardId: isSet(object.sourceShardId)
+        ? globalThis.Number(object.sourceShardId)
+        : isSet(object.source_shard_id)
+        ? globalThis.Number(object.source_shard_id)
+        : 0,
+      configVersion: isSet(object.configVersion)
+        ? globalThis.Number(object.configVersion)
+        : isSet(object.config_version)
+        ? globalThis.Number(object.config_version)
+        : 0,
+      pairs: globalThis.Array.isArray(object?.pairs) ? object.pairs.map((e: any) => SlotKeyValue.fromJSON(e)) : [],
+      dedup: globalThis.Array.isArray(object?.dedup) ? object.dedup.map((e: any) => DedupRecord.fromJSON(e)) : [],
+      nextSlot: isSet(object.nextSlot)
+        ? globalThis.Number(object.nextSlot)
+        : isSet(object.next_slot)
+        ? globalThis.Number(object.next_slot)
+        : 0,
+      afterKey: isSet(object.afterKey)
+        ? Buffer.from(bytesFromBase64(object.afterKey))
+        : isSet(object.after_key)
+        ? Buffer.from(bytesFromBase64(object.after_key))
+        : Buffer.alloc(0),
+      dedupAfter: isSet(object.dedupAfter)
+        ? globalThis.Number(object.dedupAfter)
+        : isSet(object.dedup_after)
+        ? globalThis.Number(object.dedup_after)
+        : 0,
+      done: isSet(object.done) ? globalThis.Boolean(object.done) : false,
+      crc32: isSet(object.crc32) ? globalThis.Number(object.crc32) : 0,
+    };
+  },
+
+  toJSON(message: SlotMoveChunk): unknown {
+    const obj: any = {};
+    if (message.sourceShardId !== 0) {
+      obj.sourceShardId = Math.round(message.sourceShardId);
+    }
+    if (message.configVersion !== 0) {
+      obj.configVersion = Math.round(message.configVersion);
+    }
+    if (message.pairs?.length) {
+      obj.pairs = message.pairs.map((e) => SlotKeyValue.toJSON(e));
+    }
+    if (message.dedup?.length) {
+      obj.dedup = message.dedup.map((e) => DedupRecord.toJSON(e));
+    }
+    if (message.nextSlot !== 0) {
+      obj.nextSlot = Math.round(message.nextSlot);
+    }
+    if (message.afterKey.length !== 0) {
+      obj.afterKey = base64FromBytes(message.afterKey);
+    }
+    if (message.dedupAfter !== 0) {
+      obj.dedupAfter = Math.round(message.dedupAfter);
+    }
+    if (message.done !== false) {
+      obj.done = message.done;
+    }
+    if (message.crc32 !== 0) {
+      obj.crc32 = Math.round(message.crc32);
+    }
+    return obj;
+  },
+
+  create<I extends Exact<DeepPartial<SlotMoveChunk>, I>>(base?: I): SlotMoveChunk {
+    return SlotMoveChunk.fromPartial(base ?? ({} as any));
+  },
+  fromPartial<I extends Exact<DeepPartial<SlotMoveChunk>, I>>(object: I): SlotMoveChunk {
+    const message = createBaseSlotMoveChunk();
+    message.sourceShardId = object.sourceShardId ?? 0;
+    message.configVersion = object.configVersion ?? 0;
+    message.pairs = object.pairs?.map((e) => SlotKeyValue.fromPartial(e)) || [];
+    message.dedup = object.dedup?.map((e) => DedupRecord.fromPartial(e)) || [];
+    message.nextSlot = object.nextSlot ?? 0;
+    message.afterKey = object.afterKey ?? Buffer.alloc(0);
+    message.dedupAfter = object.dedupAfter ?? 0;
+    message.done = object.done ?? false;
+    message.crc32 = object.crc32 ?? 0;
+    return message;
+  },
+};
+
+function createBaseSlotKeyValue(): SlotKeyValue {
+  return { slot: 0, key: Buffer.alloc(0), value: Buffer.alloc(0) };
+}
+
+export const SlotKeyValue: MessageFns<SlotKeyValue> = {
+  encode(message: SlotKeyValue, writer: BinaryWriter = new BinaryWriter()): BinaryWriter {
+    if (message.slot !== 0) {
+      writer.uint32(8).int64(message.slot);
+    }
+    if (message.key.length !== 0) {
+      writer.uint32(18).bytes(message.key);
+    }
+    if (message.value.length !== 0) {
+      writer.uint32(26).bytes(message.value);
+    }
+    return writer;
+  },
+
+  decode(input: BinaryReader | Uint8Array, length?: number): SlotKeyValue {
+    const reader = input instanceof BinaryReader ? input : new BinaryReader(input);
+    const previousRecursionDepth = (reader as any).__tsProtoDecodeDepth ?? 0;
+    if (previousRecursionDepth >= 100) {
+      throw new globalThis.Error("protobuf decode recursion limit exceeded");
+    }
+    (reader as any).__tsProtoDecodeDepth = previousRecursionDepth + 1;
+    try {
+      const end = length === undefined ? reader.len : reader.pos + length;
+      const message = createBaseSlotKeyValue();
+      while (reader.pos < end) {
+        const tag = reader.uint32();
+        switch (tag >>> 3) {
+          case 1: {
+            if (tag !== 8) {
+              break;
+            }
+
+            message.slot = longToNumber(reader.int64());
+            continue;
+          }
+          case 2: {
+            if (tag !== 18) {
+              break;
+            }
+
+            message.key = Buffer.from(reader.bytes());
+            continue;
+          }
+          case 3: {
+            if (tag !== 26) {
+              break;
+            }
+
+            message.value = Buffer.from(reader.bytes());
+            continue;
+          }
+        }
+        if ((tag & 7) === 4 || tag === 0) {
+          break;
+        }
+        reader.skip(tag & 7);
+      }
+      return message;
+    } finally {
+      (reader as any).__tsProtoDecodeDepth = previousRecursionDepth;
+    }
+  },
+
+  fromJSON(object: any): SlotKeyValue {
+    return {
+      slot: isSet(object.slot) ? globalThis.Number(object.slot) : 0,
+      key: isSet(object.key) ? Buffer.from(bytesFromBase64(object.key)) : Buffer.alloc(0),
+      value: isSet(object.value) ? Buffer.from(bytesFromBase64(object.value)) : Buffer.alloc(0),
+    };
+  },
+
+  toJSON(message: SlotKeyValue): unknown {
+    const obj: any = {};
+    if (message.slot !== 0) {
+      obj.slot = Math.round(message.slot);
+    }
+    if (message.key.length !== 0) {
+      obj.key = base64FromBytes(message.key);
+    }
+    if (message.value.length !== 0) {
+      obj.value = base64FromBytes(message.value);
+    }
+    return obj;
+  },
+
+  create<I extends Exact<DeepPartial<SlotKeyValue>, I>>(base?: I): SlotKeyValue {
+    return SlotKeyValue.fromPartial(base ?? ({} as any));
+  },
+  fromPartial<I extends Exact<DeepPartial<SlotKeyValue>, I>>(object: I): SlotKeyValue {
+    const message = createBaseSlotKeyValue();
+    message.slot = object.slot ?? 0;
+    message.key = object.key ?? Buffer.alloc(0);
+    message.value = object.value ?? Buffer.alloc(0);
+    return message;
+  },
+};
+
+function createBaseDedupRecord(): DedupRecord {
+  return { id: Buffer.alloc(0), response: Buffer.alloc(0) };
+}
+
+export const DedupRecord: MessageFns<DedupRecord> = {
+  encode(message: DedupRecord, writer: BinaryWriter = new BinaryWriter()): BinaryWriter {
+    if (message.id.length !== 0) {
+      writer.uint32(10).bytes(message.id);
+    }
+    if (message.response.length !== 0) {
+      writer.uint32(18).bytes(message.response);
+    }
+    return writer;
+  },
+
+  decode(input: BinaryReader | Uint8Array, length?: number): DedupRecord {
+    const reader = input instanceof BinaryReader ? input : new BinaryReader(input);
+    const previousRecursionDepth = (reader as any).__tsProtoDecodeDepth ?? 0;
+    if (previousRecursionDepth >= 100) {
+      throw new globalThis.Error("protobuf decode recursion limit exceeded");
+    }
+    (reader as any).__tsProtoDecodeDepth = previousRecursionDepth + 1;
+    try {
+      const end = length === undefined ? reader.len : reader.pos + length;
+      const message = createBaseDedupRecord();
+      while (reader.pos < end) {
+        const tag = reader.uint32();
+        switch (tag >>> 3) {
+          case 1: {
+            if (tag !== 10) {
+              break;
+            }
+
+            message.id = Buffer.from(reader.bytes());
+            continue;
+          }
+          case 2: {
+            if (tag !== 18) {
+              break;
+            }
+
+            message.response = Buffer.from(reader.bytes());
+            continue;
+          }
+        }
+        if ((tag & 7) === 4 || tag === 0) {
+          break;
+        }
+        reader.skip(tag & 7);
+      }
+      return message;
+    } finally {
+      (reader as any).__tsProtoDecodeDepth = previousRecursionDepth;
+    }
+  },
+
+  fromJSON(object: any): DedupRecord {
+    return {
+      id: isSet(object.id) ? Buffer.from(bytesFromBase64(object.id)) : Buffer.alloc(0),
+      response: isSet(object.response) ? Buffer.from(bytesFromBase64(object.response)) : Buffer.alloc(0),
+    };
+  },
+
+  toJSON(message: DedupRecord): unknown {
+    const obj: any = {};
+    if (message.id.length !== 0) {
+      obj.id = base64FromBytes(message.id);
+    }
+    if (message.response.length !== 0) {
+      obj.response = base64FromBytes(message.response);
+    }
+    return obj;
+  },
+
+  create<I extends Exact<DeepPartial<DedupRecord>, I>>(base?: I): DedupRecord {
+    return DedupRecord.fromPartial(base ?? ({} as any));
+  },
+  fromPartial<I extends Exact<DeepPartial<DedupRecord>, I>>(object: I): DedupRecord {
+    const message = createBaseDedupRecord();
+    message.id = object.id ?? Buffer.alloc(0);
+    message.response = object.response ?? Buffer.alloc(0);
     return message;
   },
 };

@@ -1,0 +1,299 @@
+// Moving slots with their data, at the state machine level (docs/slot-migration.md): a source
+// freezes slots and exports them in chunks, a target begins an import, applies the chunks through
+// its log and answers retries of writes the source applied; each side drops what it no longer
+// holds. Real RocksDB in temp dirs; the log is a sequence of entries applied by hand.
+import { rm } from 'node:fs/promises';
+import { join } from 'node:path';
+import type { Entry } from '@eraftkv/raft';
+import type { StorageEngine } from '@eraftkv/raft-server';
+import {
+  DataStateMachine,
+  defaultKvLimits,
+  encodeDrop,
+  encodeImportBegin,
+  encodeImportChunk,
+  type KvApplyResult,
+} from '../src';
+import type { SlotMoveChunk } from '@eraftkv/protocol';
+import { importEnd, importStart, slotIndexRange } from '../src/state-layout';
+import {
+  config,
+  configEntry,
+  get,
+  keyInSlot,
+  noopEntry,
+  put,
+  request,
+  tempDir,
+  writeEntry,
+} from './common';
+
+// About a hundred applies and exports on RocksDB per test: slow on a loaded 2-core machine.
+jest.setTimeout(60_000);
+
+const slotCount = 8;
+const moving = [2, 5];
+const staying = [0, 1, 3, 4, 6, 7];
+
+const entry = (index: number, data: Buffer): Entry => ({ index, term: 1, type: 0, data });
+
+describe('moving slots with their data', () => {
+  let root: string;
+  const open: DataStateMachine[] = [];
+  let next = 0;
+
+  beforeAll(async () => {
+    root = await tempDir('move');
+  });
+  afterAll(async () => {
+    for (const sm of open) await sm.close();
+    await rm(root, { recursive: true, force: true });
+  });
+
+  async function node(): Promise<{ sm: DataStateMachine; engine: StorageEngine }> {
+    let engine: StorageEngine | null = null;
+    const sm = await DataStateMachine.open({
+      path: join(root, `node-${++next}`),
+      dedupWindowEntries: 1000,
+      wrapEngine: (e) => (engine = e),
+    });
+    open.push(sm);
+    await sm.apply([noopEntry(1)]);
+    if (engine === null) throw new Error('wrapEngine was not called');
+    return { sm, engine };
+  }
+
+  async function applyData(sm: DataStateMachine, data: Buffer): Promise<KvApplyResult | undefined> {
+    const [result] = await sm.apply([entry((await sm.appliedIndex()) + 1, data)]);
+    return result;
+  }
+
+  async function applyEntry(
+    sm: DataStateMachine,
+    make: (index: number) => Entry,
+  ): Promise<KvApplyResult | undefined> {
+    const [result] = await sm.apply([make((await sm.appliedIndex()) + 1)]);
+    return result;
+  }
+
+  function expectRejected(result: KvApplyResult | undefined, fragment: string): void {
+    if (result?.kind !== 'rejected')
+      throw new Error(`expected rejected, got ${JSON.stringify(result)}`);
+    expect(result.message).toContain(fragment);
+  }
+
+  async function count(engine: StorageEngine, range: { gte: Buffer; lt: Buffer }): Promise<number> {
+    let n = 0;
+    for await (const [key] of engine.iterate(range)) if (key.length > 0) n++;
+    return n;
+  }
+
+  /** Every chunk of the export of `moving` from `source`, `budgetBytes` at a time. */
+  async function exportAll(
+    source: DataStateMachine,
+    budgetBytes: number,
+  ): Promise<SlotMoveChunk[]> {
+    const chunks: SlotMoveChunk[] = [];
+    let cursor = { nextSlot: moving[0], afterKey: Buffer.alloc(0) as Uint8Array, dedupAfter: 0 };
+    for (;;) {
+      const chunk = await source.exportSlots({
+        source: 1,
+        version: 2,
+        slots: moving,
+        ...cursor,
+        budgetBytes,
+      });
+      chunks.push(chunk);
+      if (chunk.done) return chunks;
+      cursor = { nextSlot: chunk.nextSlot, afterKey: chunk.afterKey, dedupAfter: chunk.dedupAfter };
+      if (chunks.length > 10_000) throw new Error('the export does not end');
+    }
+  }
+
+  /** A source with keys in every slot, some written with request ids, then `moving` frozen. */
+  async function frozenSource(): Promise<{
+    sm: DataStateMachine;
+    engine: StorageEngine;
+    keys: Buffer[];
+  }> {
+    const source = await node();
+    await applyEntry(source.sm, (i) =>
+      configEntry(i, config(1, slotCount, [...moving, ...staying])),
+    );
+    const keys: Buffer[] = [];
+    for (let slot = 0; slot < slotCount; slot++) {
+      for (let k = 0; k < 12; k++) keys.push(keyInSlot(slot, slotCount, `s${slot}k${k}`));
+    }
+    for (const [n, key] of keys.entries()) {
+      await applyEntry(source.sm, (i) =>
+        writeEntry(i, request([put(key, `value-${n}`)], { clientId: 'c', commandId: n + 1 })),
+      );
+    }
+    // A request whose answer depends on the state: its stored answer must travel too.
+    await applyEntry(source.sm, (i) =>
+      writeEntry(
+        i,
+        request([get(keys[24]), put(keys[24], 'second')], { clientId: 'c', commandId: 1000 }),
+      ),
+    );
+    await applyEntry(source.sm, (i) => configEntry(i, config(2, slotCount, staying, moving)));
+    return { ...source, keys };
+  }
+
+  it('copies frozen slots in chunks into a target, which answers retries from the source records', async () => {
+    const source = await frozenSource();
+    // Frozen: neither written nor read in the source.
+    const refused = await applyEntry(source.sm, (i) =>
+      writeEntry(i, request([put(keyInSlot(2, slotCount), 'late')])),
+    );
+    expect(refused).toMatchObject({ kind: 'wrong-shard' });
+
+    const target = await node();
+    await applyEntry(target.sm, (i) => configEntry(i, config(2, slotCount, [], [], moving)));
+    expect(
+      await applyData(target.sm, encodeImportBegin({ source: 1, version: 2, slots: moving })),
+    ).toMatchObject({
+      kind: 'moved',
+      keys: 0,
+      done: false,
+    });
+    const chunks = await exportAll(source.sm, 300);
+    expect(chunks.length).toBeGreaterThan(5);
+    for (const chunk of chunks) {
+      const result = await applyData(target.sm, encodeImportChunk(chunk));
+      expect(result).toMatchObject({ kind: 'moved' });
+    }
+    const last = await applyData(target.sm, encodeImportChunk(chunks[chunks.length - 1]));
+    expect(last).toMatchObject({ kind: 'moved', keys: 24, done: true });
+    // An older chunk proposed again changes nothing.
+    expect(await applyData(target.sm, encodeImportChunk(chunks[1]))).toMatchObject({
+      done: true,
+      keys: 24,
+    });
+
+    // Not served until the target owns the slots.
+    const early = await target.sm.read([get(source.keys[24])], defaultKvLimits);
+    expect(early.kind).toBe('wrong-shard');
+    await applyEntry(target.sm, (i) => configEntry(i, config(3, slotCount, moving)));
+    expect(await count(target.engine, { gte: importStart, lt: importEnd })).toBe(0);
+    for (const [n, key] of source.keys.entries()) {
+      const slot = Math.floor(n / 12);
+      const result = await target.sm.read([get(key)], defaultKvLimits);
+      if (!moving.includes(slot)) {
+        expect(result.kind).toBe('wrong-shard');
+        continue;
+      }
+      if (result.kind !== 'read') throw new Error(`expected a read of ${key.toString()}`);
+      expect(result.ops[0].found).toBe(true);
+      expect(result.ops[0].value.toString()).toBe(n === 24 ? 'second' : `value-${n}`);
+    }
+
+    // Exactly once: a retry of a write the source applied is answered from the moved record.
+    const retry = await applyEntry(target.sm, (i) =>
+      writeEntry(i, request([put(source.keys[24], 'value-24')], { clientId: 'c', commandId: 25 })),
+    );
+    expect(retry).toMatchObject({ kind: 'applied', duplicate: true });
+    const retriedRead = await applyEntry(target.sm, (i) =>
+      writeEntry(
+        i,
+        request([get(source.keys[24]), put(source.keys[24], 'second')], {
+          clientId: 'c',
+          commandId: 1000,
+        }),
+      ),
+    );
+    expect(retriedRead).toMatchObject({ kind: 'applied', duplicate: true });
+    if (retriedRead?.kind !== 'applied') throw new Error('expected applied');
+    // The stored answer of the Get: the value before the request's own put, as the source saw it.
+    expect(retriedRead.ops[0].value.toString()).toBe('value-24');
+    const value = await target.sm.read([get(source.keys[24])], defaultKvLimits);
+    if (value.kind !== 'read') throw new Error('expected a read');
+    expect(value.ops[0].value.toString()).toBe('second');
+
+    // The source drops what it no longer holds, a bounded number of keys at a time.
+    await applyEntry(source.sm, (i) => configEntry(i, config(3, slotCount, staying)));
+    let rounds = 0;
+    for (;;) {
+      const result = await applyData(source.sm, encodeDrop({ slots: moving, limit: 5 }));
+      expect(result).toMatchObject({ kind: 'moved' });
+      rounds++;
+      if (result?.kind === 'moved' && result.done) break;
+    }
+    expect(rounds).toBe(5); // 24 keys, 5 at a time: 5, 5, 5, 5, 4
+    for (const slot of moving) expect(await count(source.engine, slotIndexRange(slot))).toBe(0);
+    expect(await source.sm.slotsHoldingKeys(staying, slotCount)).toEqual(staying);
+  });
+
+  it('reaches the same state whatever entries share an apply batch', async () => {
+    const source = await frozenSource();
+    const chunks = await exportAll(source.sm, 500);
+    const entries = (start: number): Entry[] => [
+      configEntry(start, config(2, slotCount, [], [], moving)),
+      entry(start + 1, encodeImportBegin({ source: 1, version: 2, slots: moving })),
+      ...chunks.map((c, i) => entry(start + 2 + i, encodeImportChunk(c))),
+      configEntry(start + 2 + chunks.length, config(3, slotCount, [], [], [])),
+      entry(start + 3 + chunks.length, encodeDrop({ slots: moving, limit: 7 })),
+      entry(start + 4 + chunks.length, encodeDrop({ slots: moving, limit: 7 })),
+    ];
+    const all = entries(2);
+    // All in one batch; the drops together after the rest; one entry per batch.
+    const one = await node();
+    await one.sm.apply(all);
+    const two = await node();
+    await two.sm.apply(all.slice(0, -2));
+    await two.sm.apply(all.slice(-2));
+    const three = await node();
+    for (const e of all) await three.sm.apply([e]);
+    const digest = (await three.sm.stateDigest()).digest;
+    expect((await one.sm.stateDigest()).digest).toBe(digest);
+    expect((await two.sm.stateDigest()).digest).toBe(digest);
+    // The rolled back import left 24 keys; two drops of 7 took 14.
+    expect(await count(one.engine, { ...slotIndexRange(2), lt: slotIndexRange(5).lt })).toBe(10);
+  });
+
+  it('refuses what would corrupt a move', async () => {
+    const source = await frozenSource();
+    const target = await node();
+    await applyEntry(target.sm, (i) => configEntry(i, config(2, slotCount, [0], [], moving)));
+    const [chunk] = await exportAll(source.sm, 1 << 20);
+    // A chunk of an import that has not begun.
+    expectRejected(
+      await applyData(target.sm, encodeImportChunk(chunk)),
+      'no import from group 1 at config version 2',
+    );
+    // An import of slots the config does not list as Importing.
+    expectRejected(
+      await applyData(target.sm, encodeImportBegin({ source: 1, version: 2, slots: [0, 2] })),
+      'slot 0 is Running',
+    );
+    await applyData(target.sm, encodeImportBegin({ source: 1, version: 2, slots: moving }));
+    // A chunk whose bytes changed on the way.
+    const tampered = {
+      ...chunk,
+      pairs: chunk.pairs.map((p, i) => (i === 3 ? { ...p, value: Buffer.from('forged') } : p)),
+    };
+    expectRejected(await applyData(target.sm, encodeImportChunk(tampered)), 'checksum mismatch');
+    // Dropping keys of a slot the group serves, freezes or imports.
+    for (const slot of [0, 2]) {
+      expect(await applyData(target.sm, encodeDrop({ slots: [slot], limit: 10 }))).toMatchObject({
+        kind: 'rejected',
+      });
+    }
+    expectRejected(
+      await applyData(source.sm, encodeDrop({ slots: [2], limit: 10 })),
+      'slot 2 is Migrating',
+    );
+    // Exporting a slot that is not frozen.
+    await expect(
+      source.sm.exportSlots({
+        source: 1,
+        version: 2,
+        slots: [0],
+        nextSlot: 0,
+        afterKey: Buffer.alloc(0),
+        dedupAfter: 0,
+        budgetBytes: 100,
+      }),
+    ).rejects.toThrow('slot 0 is Running here at config version 2, not frozen for a move');
+  });
+});
