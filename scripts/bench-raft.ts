@@ -113,6 +113,8 @@ async function child(): Promise<void> {
     memberChange: unimplemented,
     transferLeader: unimplemented,
     status: unimplemented,
+    slotExport: unimplemented,
+    slotImport: unimplemented,
   };
   grpcServer.addService(ERaftKvService, service);
   const port = await new Promise<number>((resolve, reject) =>

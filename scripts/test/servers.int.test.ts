@@ -24,14 +24,17 @@ describe('meta and kv servers as processes', () => {
   let orphanSlot = 0;
   let orphanKey = '';
   const acknowledged = new Map<string, string>();
+  /** Slots moved to group 2 (with their keys) by the slot move test. */
+  const movedToGroup2 = new Set<number>();
 
-  const kvAddresses = (): string[] => cluster.layout.kv.get(1)!.map((n) => n.grpcAddress);
+  const kvAddresses = (group = 1): string[] =>
+    cluster.layout.kv.get(group)!.map((n) => n.grpcAddress);
 
-  /** Finds the kv leader by asking every node's status. */
-  async function kvLeader(): Promise<string> {
+  /** Finds the leader of kv group `group` by asking every node's status. */
+  async function kvLeader(group = 1): Promise<string> {
     return waitUntil(
       async () => {
-        for (const address of kvAddresses()) {
+        for (const address of kvAddresses(group)) {
           const name = cluster.allSpecs().find((s) => s.grpcAddress === address)!.name;
           if (!cluster.isRunning(name)) continue;
           const status = await clients.status(address).catch(() => null);
@@ -68,7 +71,8 @@ describe('meta and kv servers as processes', () => {
   }
 
   beforeAll(async () => {
-    ({ cluster, cleanup } = await startTestCluster({}));
+    // Group 2 joins the topology only when a test adds it (the slot move below).
+    ({ cluster, cleanup } = await startTestCluster({ kvGroups: 2 }));
   });
   afterAll(async () => {
     clients.closeAll();
@@ -285,8 +289,7 @@ describe('meta and kv servers as processes', () => {
     acknowledged.set('dup', 'second');
   });
 
-  it('refuses to move a slot that holds data, and loses no key', async () => {
-    // A second group that never runs: the move is decided by the source alone.
+  it('moves a slot that holds data to a second group with every key, and loses none', async () => {
     const join2 = await meta({
       changeType: ChangeType.ShardJoin,
       handleServerType: HandleServerType.DataServer,
@@ -294,7 +297,7 @@ describe('meta and kv servers as processes', () => {
       shardGroup: {
         id: 2,
         slots: [],
-        servers: [{ id: 1, address: '127.0.0.1:1', serverStatus: 0 }],
+        servers: kvAddresses(2).map((address, i) => ({ id: i + 1, address, serverStatus: 0 })),
         leaderId: 0,
       },
       clientId: 'test',
@@ -302,7 +305,11 @@ describe('meta and kv servers as processes', () => {
     });
     expect(join2.errorCode).toBe(ErrorCode.OK);
     const busySlot = slotOfKey(Buffer.from('hello'), slotCount);
-    const refused = await meta({
+    movedToGroup2.add(busySlot);
+    expect(
+      [...acknowledged.keys()].some((k) => slotOfKey(Buffer.from(k), slotCount) === busySlot),
+    ).toBe(true);
+    const moved = await meta({
       changeType: ChangeType.SlotMove,
       shardId: 2,
       shardGroup: {
@@ -314,23 +321,31 @@ describe('meta and kv servers as processes', () => {
       clientId: 'test',
       commandId: 11,
     });
-    expect(refused.errorCode).toBe(ErrorCode.SLOT_NOT_EMPTY);
-    expect(refused.shardGroup.find((g) => g.id === 1)!.slots.map((s) => s.id)).toContain(busySlot);
-    // Every acknowledged key is still there, served by group 1.
-    const leader = await kvLeader();
+    expect(moved.errorCode).toBe(ErrorCode.OK);
+    expect(moved.shardGroup.find((g) => g.id === 2)!.slots.map((s) => s.id)).toEqual([busySlot]);
+    expect(moved.shardGroup.find((g) => g.id === 1)!.slots.map((s) => s.id)).not.toContain(
+      busySlot,
+    );
+    // Every acknowledged key is still there, served by the group that owns its slot now.
+    const leaders = { 1: await kvLeader(1), 2: await kvLeader(2) };
     for (const [key, value] of acknowledged) {
+      const owner = slotOfKey(Buffer.from(key), slotCount) === busySlot ? 2 : 1;
       const resp = await waitUntil(
         async () => {
-          const r = await clients.rw(leader, { kvs: [op(ClientOpType.Get, key)] });
+          const r = await clients.rw(leaders[owner], { kvs: [op(ClientOpType.Get, key)] });
           return r.errorCode === ErrorCode.OK ? r : undefined;
         },
         10_000,
-        `${key} to be readable after the refused move`,
+        `${key} to be readable from group ${owner} after the move`,
       );
+      expect(resp.ops[0].found).toBe(true);
       expect(resp.ops[0].value.toString()).toBe(value);
     }
-    // The orphan slot holds nothing: it moves.
-    const moved = await meta({
+    // The source no longer serves the moved slot.
+    const stale = await clients.rw(leaders[1], { kvs: [op(ClientOpType.Get, 'hello')] });
+    expect(stale.errorCode).toBe(ErrorCode.WRONG_SHARD);
+    // The orphan slot holds nothing: it moves too.
+    const orphanMoved = await meta({
       changeType: ChangeType.SlotMove,
       shardId: 2,
       shardGroup: {
@@ -342,8 +357,13 @@ describe('meta and kv servers as processes', () => {
       clientId: 'test',
       commandId: 12,
     });
-    expect(moved.errorCode).toBe(ErrorCode.OK);
-    expect(moved.shardGroup.find((g) => g.id === 2)!.slots.map((s) => s.id)).toEqual([orphanSlot]);
+    expect(orphanMoved.errorCode).toBe(ErrorCode.OK);
+    expect(
+      orphanMoved.shardGroup
+        .find((g) => g.id === 2)!
+        .slots.map((s) => s.id)
+        .sort((x, y) => x - y),
+    ).toEqual([orphanSlot, busySlot].sort((x, y) => x - y));
   });
 
   it('survives kill -9 of the kv leader: a new leader serves and every acknowledged write is there', async () => {
@@ -355,6 +375,7 @@ describe('meta and kv servers as processes', () => {
     expect(newLeader).not.toBe(leader);
     expect(Date.now() - started).toBeLessThan(10_000);
     for (const [key, value] of acknowledged) {
+      if (movedToGroup2.has(slotOfKey(Buffer.from(key), slotCount))) continue;
       const resp = await clients.rw(newLeader, { kvs: [op(ClientOpType.Get, key)] });
       expect(resp.errorCode).toBe(ErrorCode.OK);
       expect(resp.ops[0].value.toString()).toBe(value);
@@ -423,7 +444,7 @@ describe('meta and kv servers as processes', () => {
           ),
         ),
     );
-    // One leader in the meta group and one in the kv group.
-    expect(leaders.reduce((a, b) => (a ?? 0) + (b ?? 0), 0)).toBe(2);
+    // One leader in the meta group and one in each kv group.
+    expect(leaders.reduce((a, b) => (a ?? 0) + (b ?? 0), 0)).toBe(3);
   });
 });

@@ -21,7 +21,7 @@ import {
   slotCountMax,
   type ERaftKvClient,
 } from '@eraftkv/protocol';
-import type { LeaderCaller, LeaderHint } from '@eraftkv/client';
+import { formatSlotRanges, type LeaderCaller, type LeaderHint } from '@eraftkv/client';
 import { errorAnswer } from '@eraftkv/server-kit';
 import {
   InvalidArgumentError,
@@ -31,7 +31,7 @@ import {
 } from '@eraftkv/raft-server';
 import { type Member } from '@eraftkv/raft';
 import type { DataStateMachine, KvApplyResult } from './data-state-machine';
-import { configFromTopology, encodeConfig } from './kv-commands';
+import { configFromTopology, dropKeysMax, encodeConfig, encodeDrop } from './kv-commands';
 
 export interface ConfigWatcherOptions {
   readonly groupId: number;
@@ -44,6 +44,9 @@ export interface ConfigWatcherOptions {
   readonly pollMs: number;
   readonly logger: Logger;
 }
+
+/** Drops (of up to dropKeysMax keys each) per poll: a poll never holds the log for long. */
+const dropRoundsPerPoll = 8;
 
 const metaMethod = (client: ERaftKvClient) => client.clusterConfigChange.bind(client);
 
@@ -59,6 +62,9 @@ export class ConfigWatcher {
   private polling: Promise<void> = Promise.resolve();
   /** Whether the last poll reached the meta group (problems are logged once per streak). */
   private metaReachable = true;
+  /** The config version and term of the last look for leftover keys, and whether it found work. */
+  private sweptAt = '';
+  private leftoversMayExist = false;
 
   constructor(private readonly options: ConfigWatcherOptions) {}
 
@@ -132,6 +138,57 @@ export class ConfigWatcher {
     }
     const record = topology.shardGroup.find((g) => g.id === groupId);
     if (record !== undefined) await this.syncServers(record);
+    await this.dropLeftovers();
+  }
+
+  /**
+   * Deletes, through the log, the keys of slots this group holds but no longer lists (a move
+   * took them away, or an import was rolled back), a bounded number per poll. It looks again
+   * after every new config, after gaining leadership and while it finds work.
+   */
+  private async dropLeftovers(): Promise<void> {
+    const { raft, stateMachine, logger } = this.options;
+    const config = stateMachine.appliedConfig();
+    if (config === null || this.stopped || !raft.isLeader()) return;
+    const term = raft.status().term;
+    if (!this.leftoversMayExist && this.sweptAt === `${config.version}/${term}`) return;
+    this.sweptAt = `${config.version}/${term}`;
+    const listed = new Set(config.slots.map((s) => s.id));
+    const inUse = stateMachine.slotsInImport();
+    const leftovers = (await stateMachine.slotsWithKeys()).filter(
+      (slot) => !listed.has(slot) && !inUse.has(slot),
+    );
+    this.leftoversMayExist = false;
+    if (leftovers.length === 0) return;
+    let deleted = 0;
+    for (let round = 0; round < dropRoundsPerPoll; round++) {
+      if (this.stopped || !raft.isLeader()) return;
+      let result: KvApplyResult | undefined;
+      try {
+        result = await raft.propose(encodeDrop({ slots: leftovers, limit: dropKeysMax }));
+      } catch (err) {
+        logger.warn('could not drop the keys of slots this group no longer holds', {
+          slots: formatSlotRanges(leftovers),
+          error: (err as Error).message,
+        });
+        this.leftoversMayExist = true;
+        return;
+      }
+      if (result?.kind !== 'moved') {
+        // The config changed in between (a slot is listed again): look again next poll.
+        this.leftoversMayExist = true;
+        return;
+      }
+      deleted += result.keys;
+      if (result.done) {
+        logger.info('dropped the keys of slots this group no longer holds', {
+          slots: formatSlotRanges(leftovers),
+          keys: deleted,
+        });
+        return;
+      }
+    }
+    this.leftoversMayExist = true;
   }
 
   /** Makes the meta record of this group's servers match the Raft membership. */

@@ -54,13 +54,14 @@ import {
   dataKey,
   dedupKey,
   readU64,
+  slotIndexEnd,
   slotIndexKey,
   slotIndexRange,
   u64,
   userKey,
   userKeyOfIndex,
 } from './state-layout';
-import { SlotImports } from './slot-imports';
+import { SlotImports, type ImportProgress } from './slot-imports';
 import { chunkChecksum } from './slot-move-chunk';
 
 /** What applying one normal entry produced (handed to whoever proposed it). */
@@ -908,6 +909,44 @@ export class DataStateMachine implements StateMachine<KvApplyResult> {
       bytes += key.length + value.length;
     });
     return bytes;
+  }
+
+  /** The slots of every import in progress here (gc leaves their keys alone). */
+  slotsInImport(): Set<number> {
+    return this.imports.slotsInUse();
+  }
+
+  /** Where the import of the move begun at `version` from `source` stands, if it is in progress. */
+  importProgress(version: number, source: number): ImportProgress | undefined {
+    return this.imports.get(version, source);
+  }
+
+  /**
+   * The slots that hold at least one key here, ascending: one seek per such slot through the
+   * slot index (not a walk over every key).
+   */
+  slotsWithKeys(): Promise<number[]> {
+    return this.watchStorage(
+      this.gate.shared(async () => {
+        this.assertOpen();
+        const found: number[] = [];
+        let from = 0;
+        for (;;) {
+          let slot = -1;
+          for await (const [key] of this.engine.iterate({
+            gte: slotIndexRange(from).gte,
+            lt: slotIndexEnd,
+            limit: 1,
+          })) {
+            slot = key.readUInt16BE(1);
+          }
+          if (slot < 0) return found;
+          found.push(slot);
+          if (slot === 0xffff) return found;
+          from = slot + 1;
+        }
+      }),
+    );
   }
 
   /** How many dedup records the state holds. */

@@ -33,6 +33,7 @@ import {
 } from '@eraftkv/raft-server';
 import { type Member } from '@eraftkv/raft';
 import { ConfigWatcher } from './config-watcher';
+import { SlotImporter } from './slot-importer';
 import { DataStateMachine, type KvApplyResult } from './data-state-machine';
 import { kvServiceHandlers } from './kv-service';
 import { defaultKvLimits, type KvLimits } from './request-validation';
@@ -67,6 +68,7 @@ interface Running {
   readonly raft: RaftServer<KvApplyResult>;
   readonly stateMachine: DataStateMachine;
   readonly watcher: ConfigWatcher;
+  readonly importer: SlotImporter;
 }
 
 export class KvServer {
@@ -191,6 +193,13 @@ export class KvServer {
       pollMs: o.configPollMs ?? 500,
       logger: this.logger.child({ component: 'config-watcher' }),
     });
+    const importer = new SlotImporter({
+      groupId: o.groupId,
+      raft,
+      stateMachine,
+      sources: groupCaller(),
+      logger: this.logger.child({ component: 'slot-importer' }),
+    });
     host.serve({
       ...peerServiceHandlers(raft),
       ...adminHandlers(raft, {
@@ -206,11 +215,12 @@ export class KvServer {
         raft,
         stateMachine,
         watcher,
+        importer,
         limits: this.limits,
         logger: this.logger,
       }),
     } satisfies ERaftKvServer);
-    this.running = { raft, stateMachine, watcher };
+    this.running = { raft, stateMachine, watcher, importer };
     watcher.start();
     this.logger.info('kv server started', {
       listen: this.address,
@@ -239,7 +249,10 @@ export class KvServer {
     this.stopping = true;
     const running = this.running;
     await this.booting?.stop();
-    if (running !== null) await running.watcher.stop();
+    if (running !== null) {
+      running.importer.stop();
+      await running.watcher.stop();
+    }
     await this.host?.shutdown(this.options.shutdownGraceMs ?? 5000);
     if (running !== null) await running.raft.stop();
     await this.host?.closeHttp();
@@ -253,6 +266,7 @@ export class KvServer {
     this.host?.forceShutdown();
     const running = this.running;
     if (running !== null) {
+      running.importer.stop();
       await running.watcher.stop();
       await running.raft.abort();
     }

@@ -13,6 +13,10 @@ import {
   type ClusterConfigChangeResp,
   type ERaftKvServer,
   type KvOpPair,
+  type SlotExportReq,
+  type SlotExportResp,
+  type SlotImportReq,
+  type SlotImportResp,
 } from '@eraftkv/protocol';
 import { errorAnswer, failureStatus, unaryHandler } from '@eraftkv/server-kit';
 import {
@@ -24,6 +28,7 @@ import {
 } from '@eraftkv/raft-server';
 import type { ConfigWatcher } from './config-watcher';
 import type { DataStateMachine, KvApplyResult } from './data-state-machine';
+import type { SlotImporter } from './slot-importer';
 import { encodeClientRequest } from './kv-commands';
 import { checkEntrySize, validateClientRequest, type KvLimits } from './request-validation';
 
@@ -32,6 +37,7 @@ export interface KvServiceOptions {
   readonly raft: RaftServer<KvApplyResult>;
   readonly stateMachine: DataStateMachine;
   readonly watcher: ConfigWatcher;
+  readonly importer: SlotImporter;
   readonly limits: KvLimits;
   /** Where errors that become INTERNAL (bugs) are logged. */
   readonly logger: Logger;
@@ -39,8 +45,19 @@ export interface KvServiceOptions {
 
 export type KvServiceHandlers = Pick<
   ERaftKvServer,
-  'processRwOperation' | 'processRwOperationStream' | 'clusterConfigChange'
+  | 'processRwOperation'
+  | 'processRwOperationStream'
+  | 'clusterConfigChange'
+  | 'slotExport'
+  | 'slotImport'
 >;
+
+/** The most a chunk of a slot move's export may carry, and what it carries when not told. */
+const exportBudgetBytesMax = 4 * 1024 * 1024;
+const exportBudgetBytesDefault = 1024 * 1024;
+
+/** How long a SlotImport call runs at most when its caller set no deadline. */
+const importCallMsMax = 60_000;
 
 /** Requests one stream may have in flight before more are refused with RESOURCE_EXHAUSTED. */
 const streamRequestsInFlightMax = 4096;
@@ -237,5 +254,51 @@ export function kvServiceHandlers(options: KvServiceOptions): KvServiceHandlers 
       },
       options.logger,
     ),
+    slotExport: unaryHandler<SlotExportReq, SlotExportResp>(async (req) => {
+      if (req.sourceShardId !== groupId) {
+        throw new InvalidArgumentError(
+          `source_shard_id ${req.sourceShardId} is not this group (${groupId})`,
+        );
+      }
+      const budget = req.budgetBytes === 0 ? exportBudgetBytesDefault : req.budgetBytes;
+      if (budget < 0 || budget > exportBudgetBytesMax)
+        throw new InvalidArgumentError(`budget_bytes must be in [0, ${exportBudgetBytesMax}]`);
+      try {
+        const chunk = await stateMachine.exportSlots({
+          source: groupId,
+          version: req.configVersion,
+          slots: req.slots,
+          nextSlot: req.nextSlot,
+          afterKey: req.afterKey,
+          dedupAfter: req.dedupAfter,
+          budgetBytes: budget,
+        });
+        return { errorCode: ErrorCode.OK, errorMessage: '', chunk };
+      } catch (err) {
+        const answer = errorAnswer(err);
+        return { errorCode: answer.errorCode, errorMessage: answer.errorMessage, chunk: undefined };
+      }
+    }, options.logger),
+    slotImport: unaryHandler<SlotImportReq, SlotImportResp>(async (req, call) => {
+      const asked = call.getDeadline();
+      const askedMs = asked instanceof Date ? asked.getTime() : asked;
+      const deadline = Math.min(
+        Number.isFinite(askedMs) ? askedMs : Infinity,
+        Date.now() + importCallMsMax,
+      );
+      try {
+        return await options.importer.import(req, deadline);
+      } catch (err) {
+        const answer = errorAnswer(err);
+        return {
+          errorCode: answer.errorCode,
+          errorMessage: answer.errorMessage,
+          leaderAddress: answer.leaderAddress,
+          done: false,
+          keys: 0,
+          bytes: 0,
+        };
+      }
+    }, options.logger),
   };
 }

@@ -25,8 +25,15 @@ const metaOptions = {
   },
   'slot-move-deadline-ms': {
     type: 'number',
-    describe: 'How long a slot move waits for the source group to confirm its slots are empty',
+    describe: 'How long a slot move waits for the source group to freeze its slots',
     default: 5000,
+    group: 'Meta:',
+  },
+  'slot-import-deadline-ms': {
+    type: 'number',
+    describe:
+      'How long the copy of one batch of moving slots into its target may take before the move is rolled back',
+    default: 600_000,
     group: 'Meta:',
   },
 } as const;
@@ -39,6 +46,7 @@ export interface MetaArgs extends CommonNodeArgs {
   readonly peerRoutes: Map<number, string>;
   readonly dedupWindowEntries: number;
   readonly slotMoveDeadlineMs: number;
+  readonly slotImportDeadlineMs: number;
 }
 
 export type ParsedMetaArgs =
@@ -137,13 +145,22 @@ export function parseMetaArgs(argv: readonly string[], version: string): ParsedM
     positiveInteger('--dedup-window-entries', dedupWindowEntries, dedupWindowEntriesMax);
     const slotMoveDeadlineMs = parsed['slot-move-deadline-ms'];
     positiveInteger('--slot-move-deadline-ms', slotMoveDeadlineMs);
+    const slotImportDeadlineMs = parsed['slot-import-deadline-ms'];
+    positiveInteger('--slot-import-deadline-ms', slotImportDeadlineMs);
     const peerList = parsePeers(common.peers);
     const peerRoutes = parsePeerRoutes(common.peerRoute);
     const missingSelf = peersMissingSelf(peerList, common.id);
     if (missingSelf !== null) throw new Error(missingSelf);
     return {
       kind: 'run',
-      args: { ...common, peerList, peerRoutes, dedupWindowEntries, slotMoveDeadlineMs },
+      args: {
+        ...common,
+        peerList,
+        peerRoutes,
+        dedupWindowEntries,
+        slotMoveDeadlineMs,
+        slotImportDeadlineMs,
+      },
     };
   } catch (err) {
     return usageError((err as Error).message);

@@ -29,6 +29,7 @@ import { MetaMetrics } from './meta-metrics';
 import { clusterConfigChangeHandler } from './meta-service';
 import { SlotMoveCoordinator } from './slot-move';
 import { GrpcSourceGroupClient, type SourceGroupClient } from './source-group-client';
+import { GrpcTargetGroupClient, type TargetGroupClient } from './target-group-client';
 import {
   dedupWindowEntriesDefault,
   type CommandOutcome,
@@ -74,6 +75,10 @@ export interface MetaServerOptions {
   readonly onFatal?: (err: Error) => void;
   /** Replaces the gRPC client that asks source groups (tests). */
   readonly sourceGroups?: SourceGroupClient;
+  /** Replaces the network to target groups (tests). */
+  readonly targetGroups?: TargetGroupClient;
+  /** How long a slot move's copy of one batch into its target may take (default 10 minutes). */
+  readonly slotImportDeadlineMs?: number;
 }
 
 export class MetaServer {
@@ -84,6 +89,7 @@ export class MetaServer {
   private stateMachine: TopologyStateMachine | null = null;
   private slotMoves: SlotMoveCoordinator | null = null;
   private sources: SourceGroupClient | null = null;
+  private targets: TargetGroupClient | null = null;
   /**
    * The Raft node while it starts: it answers Identify (a new group's members ask each other who
    * they are before bootstrapping) and reports health, before anything else is served.
@@ -189,6 +195,12 @@ export class MetaServer {
     this.sources =
       o.sourceGroups ??
       new GrpcSourceGroupClient({ deadlineMs, attemptMs: Math.min(1000, deadlineMs) });
+    this.targets =
+      o.targetGroups ??
+      new GrpcTargetGroupClient({
+        deadlineMs: o.slotImportDeadlineMs ?? 10 * 60_000,
+        callMs: 20_000,
+      });
     const propose = (command: TopologyCommand): Promise<CommandOutcome> =>
       this.proposeCommand(command);
     this.slotMoves = new SlotMoveCoordinator({
@@ -197,6 +209,7 @@ export class MetaServer {
       isLeader: () => raft.isLeader(),
       confirmLeadership: () => raft.readIndex(),
       sources: this.sources,
+      targets: this.targets,
       logger: this.logger,
       nowMs: () => Date.now(),
       onSettled: (committed) => metrics.slotMoveSettled(committed),
@@ -226,6 +239,16 @@ export class MetaServer {
       processRwOperationStream: unimplementedStream(
         'ProcessRWOperationStream (a kv server operation)',
       ),
+      slotExport: (_call, callback) =>
+        callback({
+          code: grpc.status.UNIMPLEMENTED,
+          details: 'this is a meta server; a slot move exports from a kv server',
+        }),
+      slotImport: (_call, callback) =>
+        callback({
+          code: grpc.status.UNIMPLEMENTED,
+          details: 'this is a meta server; a slot move imports into a kv server',
+        }),
     } satisfies ERaftKvServer);
     this.slotMoves.watch(o.slotMoveCheckIntervalMs ?? 1000);
   }
@@ -254,6 +277,7 @@ export class MetaServer {
     this.slotMoves?.stop();
     await this.host?.shutdown(this.options.shutdownGraceMs ?? 5000);
     this.sources?.close();
+    this.targets?.close();
     await (this.raftServer ?? this.booting)?.stop();
     await this.host?.closeHttp();
   }
@@ -264,6 +288,7 @@ export class MetaServer {
     this.slotMoves?.stop();
     this.host?.forceShutdown();
     this.sources?.close();
+    this.targets?.close();
     await (this.raftServer ?? this.booting)?.abort();
     await this.host?.closeHttp();
   }

@@ -15,6 +15,7 @@
 import { ChangeType, ClusterConfigChangeReq, ErrorCode, HandleServerType } from '@eraftkv/protocol';
 import type { Logger } from '@eraftkv/raft-server';
 import type { SourceGroupClient, SourceVerdict } from './source-group-client';
+import type { TargetGroupClient } from './target-group-client';
 import type { CommandOutcome, MovingSlot, RequestId, Topology, TopologyCommand } from './topology';
 import { groupToWire } from './topology-wire';
 
@@ -27,10 +28,13 @@ export interface SlotMoveDeps {
   /** Resolves once this node's state is as new as the group's (RaftServer.readIndex). */
   readonly confirmLeadership: () => Promise<void>;
   readonly sources: SourceGroupClient;
+  readonly targets: TargetGroupClient;
   readonly logger: Logger;
   readonly nowMs: () => number;
   /** Counts finished moves (metrics). */
   readonly onSettled?: (committed: boolean, slotCount: number) => void;
+  /** Counts slots, keys and bytes copied to targets (metrics). */
+  readonly onCopied?: (slots: number, keys: number, bytes: number) => void;
 }
 
 export class SlotMoveCoordinator {
@@ -130,11 +134,14 @@ export class SlotMoveCoordinator {
     moving: readonly MovingSlot[],
     request: RequestId | null,
   ): Promise<CommandOutcome> {
-    const bySource = new Map<number, number>();
-    for (const m of moving) bySource.set(m.source, (bySource.get(m.source) ?? 0) + 1);
+    const bySource = new Map<number, MovingSlot[]>();
+    for (const m of moving) bySource.set(m.source, [...(bySource.get(m.source) ?? []), m]);
     const sources = [...bySource.keys()].sort((a, b) => a - b);
-    const verdicts = await Promise.all(sources.map((source) => this.askSource(source)));
-    const failures = verdicts.filter((v): v is Extract<SourceVerdict, { ok: false }> => !v.ok);
+    const failures: Extract<SourceVerdict, { ok: false }>[] = [];
+    for (const source of sources) {
+      const verdict = await this.freezeAndCopy(target, source, bySource.get(source) ?? []);
+      if (!verdict.ok) failures.push(verdict);
+    }
     const commit = failures.length === 0;
     const slotList = moving.map((m) => m.slot);
     const failure = commit
@@ -159,6 +166,47 @@ export class SlotMoveCoordinator {
     if (commit) this.deps.logger.info('slot move committed', fields);
     else this.deps.logger.warn('slot move rolled back', { ...fields, reason: failure?.message });
     return outcome;
+  }
+
+  /**
+   * Steps 2 and 3 for the slots of one source group: freeze them there and, if they hold keys,
+   * have the target import them (by move: one import per config version the slots began at).
+   */
+  private async freezeAndCopy(
+    target: number,
+    source: number,
+    slots: readonly MovingSlot[],
+  ): Promise<SourceVerdict> {
+    const frozen = await this.askSource(source);
+    if (frozen.ok || frozen.code !== ErrorCode.SLOT_NOT_EMPTY) return frozen;
+    const topology = this.deps.topology();
+    const addresses = (group: number): string[] =>
+      (topology.group(group)?.servers ?? []).map((s) => s.address);
+    const byVersion = new Map<number, number[]>();
+    for (const m of slots)
+      byVersion.set(m.sinceVersion, [...(byVersion.get(m.sinceVersion) ?? []), m.slot]);
+    for (const [version, batch] of [...byVersion].sort(([a], [b]) => a - b)) {
+      const started = this.deps.nowMs();
+      const imported = await this.deps.targets.importBatch({
+        target,
+        targetAddresses: addresses(target),
+        source,
+        sourceAddresses: addresses(source),
+        version,
+        slots: batch,
+      });
+      if (!imported.ok) return { ok: false, code: ErrorCode.REJECTED, message: imported.message };
+      this.deps.onCopied?.(batch.length, imported.keys, imported.bytes);
+      this.deps.logger.info('slots copied to their target', {
+        source,
+        target,
+        slots: batch.length,
+        keys: imported.keys,
+        bytes: imported.bytes,
+        ms: this.deps.nowMs() - started,
+      });
+    }
+    return { ok: true };
   }
 
   /** Step 2 for one source group: its record at the current config version, frozen slots included. */

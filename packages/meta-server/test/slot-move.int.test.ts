@@ -1,14 +1,17 @@
 // The slot-move coordinator against fake source groups: tiny gRPC servers on 127.0.0.1 port 0
 // that implement only ClusterConfigChange and answer as each test tells them (success,
 // SLOT_NOT_EMPTY, NOT_LEADER with a hint, an empty answer, or nothing at all).
+import * as grpc from '@grpc/grpc-js';
 import {
   ChangeType,
   ClusterConfigChangeResp,
   ErrorCode,
   HandleServerType,
+  SlotImportResp,
   SlotStatus,
   type ClusterConfigChangeReq,
   type ERaftKvClient,
+  type SlotImportReq,
 } from '@eraftkv/protocol';
 import { encodeCommand, type MetaServer } from '../src';
 import {
@@ -24,10 +27,15 @@ jest.setTimeout(60_000);
 
 type Answer = Partial<ClusterConfigChangeResp> | 'hang';
 
-/** A fake kv node: records every ClusterConfigChange and answers with `answer(req)`. */
+/**
+ * A fake kv node: records every ClusterConfigChange and answers with `answer(req)`; records
+ * every SlotImport and answers with `importAnswer(req)` (UNIMPLEMENTED while it is null).
+ */
 class FakeKvNode {
   readonly received: ClusterConfigChangeReq[] = [];
+  readonly imports: SlotImportReq[] = [];
   answer: (req: ClusterConfigChangeReq) => Answer = () => ({ success: true });
+  importAnswer: ((req: SlotImportReq) => Partial<SlotImportResp>) | null = null;
   private server: StartedServer | null = null;
   address = '';
 
@@ -39,6 +47,13 @@ class FakeKvNode {
           const a = this.answer(call.request);
           // 'hang' never answers: the caller's deadline (or a stop) has to end the call.
           if (a !== 'hang') callback(null, ClusterConfigChangeResp.fromPartial(a));
+        },
+        slotImport: (call, callback) => {
+          this.imports.push(call.request);
+          const a = this.importAnswer?.(call.request);
+          if (a === undefined)
+            callback({ code: grpc.status.UNIMPLEMENTED, details: 'no imports here' });
+          else callback(null, SlotImportResp.fromPartial(a));
         },
       },
       { what: 'a fake kv node' },
@@ -62,6 +77,7 @@ describe('SlotMove between kv groups (one meta node, fake source groups)', () =>
   let client: ERaftKvClient;
   let server: MetaServer;
   let source: FakeKvNode;
+  let target: FakeKvNode;
   let unreachable = '';
 
   const fake = async (): Promise<FakeKvNode> => {
@@ -79,7 +95,7 @@ describe('SlotMove between kv groups (one meta node, fake source groups)', () =>
     await meta.waitForLeader();
     client = meta.client(server);
     source = await fake();
-    const target = await fake();
+    target = await fake();
     unreachable = await closedAddress();
     const ok = (r: ClusterConfigChangeResp): void => {
       if (!r.success) throw new Error(`setup failed: ${r.errorMessage}`);
@@ -127,6 +143,8 @@ describe('SlotMove between kv groups (one meta node, fake source groups)', () =>
   beforeEach(() => {
     source.received.length = 0;
     source.answer = () => ({ success: true });
+    target.imports.length = 0;
+    target.importAnswer = null;
   });
 
   it('commits when the source group says its slots are empty', async () => {
@@ -160,7 +178,39 @@ describe('SlotMove between kv groups (one meta node, fake source groups)', () =>
     expect(status.get(2)).toBe(SlotStatus.Running);
   });
 
-  it('rolls back and answers SLOT_NOT_EMPTY when a slot holds data', async () => {
+  it('has the target import slots that hold data, then commits', async () => {
+    source.answer = () => ({
+      success: false,
+      errorCode: ErrorCode.SLOT_NOT_EMPTY,
+      errorMessage: 'slot 3 holds keys',
+    });
+    // The target answers twice that it is not done yet, then that it is.
+    target.importAnswer = () => ({ done: target.imports.length >= 3, keys: 42, bytes: 100 });
+    const before = await version();
+    const resp = await configChange(client, {
+      changeType: ChangeType.SlotMove,
+      shardId: 2,
+      shardGroup: slots(2, 3),
+    });
+    expect(resp.errorMessage).toBe('');
+    expect(resp.success).toBe(true);
+    expect(slotIdsOf(resp, 2)).toEqual(expect.arrayContaining([2, 3]) as number[]);
+    expect(target.imports).toHaveLength(3);
+    const req = target.imports[0];
+    expect(req).toMatchObject({ targetShardId: 2, sourceShardId: 1, configVersion: before + 1 });
+    expect(req.slots).toEqual([2, 3]);
+    expect(req.sourceAddresses).toEqual([source.address]);
+    // Moved back for the tests below.
+    source.answer = () => ({ success: true });
+    const back = await configChange(client, {
+      changeType: ChangeType.SlotMove,
+      shardId: 1,
+      shardGroup: slots(2, 3),
+    });
+    expect(back.success).toBe(true);
+  });
+
+  it('rolls back when slots hold data and the target cannot import them', async () => {
     source.answer = () => ({
       success: false,
       errorCode: ErrorCode.SLOT_NOT_EMPTY,
@@ -173,8 +223,8 @@ describe('SlotMove between kv groups (one meta node, fake source groups)', () =>
       shardGroup: slots(2, 3),
     });
     expect(resp.success).toBe(false);
-    expect(ErrorCode[resp.errorCode]).toBe('SLOT_NOT_EMPTY');
-    expect(resp.errorMessage).toMatch(/rolled back: source group 1: slot 3 holds keys/);
+    expect(ErrorCode[resp.errorCode]).toBe('REJECTED');
+    expect(resp.errorMessage).toMatch(/rolled back: group 2 cannot import: .*no imports here/);
     expect(resp.configVersion).toBe(before + 2);
     expect(slotIdsOf(resp, 1)).toEqual([2, 3, 4, 5, 6, 7]);
     expect(groupOf(resp, 1)?.slots.every((s) => s.slotStatus === SlotStatus.Running)).toBe(true);

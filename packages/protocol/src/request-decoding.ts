@@ -19,6 +19,8 @@ import {
   RequestVoteReq,
   ServerStatus,
   SlotStatus,
+  SlotExportReq,
+  SlotImportReq,
   SnapshotReq,
   StatusReq,
   TimeoutNowReq,
@@ -26,6 +28,7 @@ import {
   type ERaftKvService,
 } from './generated/eraftkv';
 import { HealthCheckRequest } from './generated/grpc/health/v1/health';
+import { slotCountMax } from './slot';
 
 /**
  * A BinaryReader whose int32() returns the whole varint. A valid int32 encoding (at most 5 bytes
@@ -206,7 +209,20 @@ export const eraftKvRequestDecoders: ERaftKvRequestDecoders = {
   memberChange: requestDecoder('eraftkv.MemberChangeReq', MemberChangeReq, memberChangeProblem),
   transferLeader: requestDecoder('eraftkv.TransferLeaderReq', TransferLeaderReq),
   status: requestDecoder('eraftkv.StatusReq', StatusReq),
+  slotExport: requestDecoder('eraftkv.SlotExportReq', SlotExportReq, slotListProblem),
+  slotImport: requestDecoder('eraftkv.SlotImportReq', SlotImportReq, slotListProblem),
 };
+
+/** A slot move request names at least one slot, each a valid slot id (the bound of the protocol). */
+function slotListProblem(req: { slots: number[] }): string | null {
+  if (req.slots.length === 0) return 'slots: at least one slot is required';
+  if (req.slots.length > slotCountMax) return `slots: at most ${slotCountMax} slots`;
+  for (const slot of req.slots) {
+    if (!Number.isSafeInteger(slot) || slot < 0 || slot >= slotCountMax)
+      return `slots: slot ${slot} is not in [0, ${slotCountMax})`;
+  }
+  return null;
+}
 
 /** The grpc.health.v1.Health service's requests. */
 export const healthRequestDecoders = {

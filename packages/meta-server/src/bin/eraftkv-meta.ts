@@ -40,6 +40,7 @@ async function main(): Promise<void> {
     shutdownGraceMs: args.shutdownGraceMs,
     dedupWindowEntries: args.dedupWindowEntries,
     slotMoveDeadlineMs: args.slotMoveDeadlineMs,
+    slotImportDeadlineMs: args.slotImportDeadlineMs,
     version,
     onFatal: (err) => lifecycle.fatal(err),
   });

@@ -830,6 +830,58 @@ export interface DedupRecord {
   response: Buffer;
 }
 
+/**
+ * Asks a replica of a move's source group for the next chunk of slots it has frozen for the move
+ * (docs/slot-migration.md). Any replica that has applied the freeze holds the same frozen keys.
+ */
+export interface SlotExportReq {
+  /** The group asked (refused by a replica of another group) and the move's config version. */
+  sourceShardId: number;
+  configVersion: number;
+  slots: number[];
+  /** The cursor: as in SlotMoveChunk (a first request: next_slot = the first slot, the rest empty). */
+  nextSlot: number;
+  afterKey: Buffer;
+  dedupAfter: number;
+  /** About how many bytes of keys, values and records the chunk may carry (0: 1 MiB; at most 4 MiB). */
+  budgetBytes: number;
+}
+
+export interface SlotExportResp {
+  /** OK with the chunk; REJECTED when a slot is not frozen here (not yet, or the move ended). */
+  errorCode: ErrorCode;
+  errorMessage: string;
+  chunk: SlotMoveChunk | undefined;
+}
+
+/**
+ * The meta leader asks the leader of a move's target group to import the batch from the source
+ * group. The target pulls the chunks, applies them through its log, and answers when the import
+ * is complete or when the call's deadline nears (done = false: ask again, it resumes).
+ */
+export interface SlotImportReq {
+  targetShardId: number;
+  sourceShardId: number;
+  configVersion: number;
+  slots: number[];
+  /** Where the source group's servers are. */
+  sourceAddresses: string[];
+}
+
+export interface SlotImportResp {
+  /**
+   * OK (see done); NOT_LEADER with leader_address; REJECTED when the import cannot run (the
+   * target has not applied the move's config yet, or the source refuses), with error_message.
+   */
+  errorCode: ErrorCode;
+  errorMessage: string;
+  leaderAddress: string;
+  done: boolean;
+  /** Keys imported so far and bytes copied by this call. */
+  keys: number;
+  bytes: number;
+}
+
 /** One server process: its node id within its group and its gRPC address. */
 export interface Server {
   id: number;
@@ -4229,6 +4281,652 @@ export const DedupRecord: MessageFns<DedupRecord> = {
   },
 };
 
+function createBaseSlotExportReq(): SlotExportReq {
+  return {
+    sourceShardId: 0,
+    configVersion: 0,
+    slots: [],
+    nextSlot: 0,
+    afterKey: Buffer.alloc(0),
+    dedupAfter: 0,
+    budgetBytes: 0,
+  };
+}
+
+export const SlotExportReq: MessageFns<SlotExportReq> = {
+  encode(message: SlotExportReq, writer: BinaryWriter = new BinaryWriter()): BinaryWriter {
+    if (message.sourceShardId !== 0) {
+      writer.uint32(8).int64(message.sourceShardId);
+    }
+    if (message.configVersion !== 0) {
+      writer.uint32(16).int64(message.configVersion);
+    }
+    if (message.slots.length !== 0) {
+      writer.uint32(26).fork();
+      for (const v of message.slots) {
+        writer.int64(v);
+      }
+      writer.join();
+    }
+    if (message.nextSlot !== 0) {
+      writer.uint32(32).int64(message.nextSlot);
+    }
+    if (message.afterKey.length !== 0) {
+      writer.uint32(42).bytes(message.afterKey);
+    }
+    if (message.dedupAfter !== 0) {
+      writer.uint32(48).int64(message.dedupAfter);
+    }
+    if (message.budgetBytes !== 0) {
+      writer.uint32(56).int64(message.budgetBytes);
+    }
+    return writer;
+  },
+
+  decode(input: BinaryReader | Uint8Array, length?: number): SlotExportReq {
+    const reader = input instanceof BinaryReader ? input : new BinaryReader(input);
+    const previousRecursionDepth = (reader as any).__tsProtoDecodeDepth ?? 0;
+    if (previousRecursionDepth >= 100) {
+      throw new globalThis.Error("protobuf decode recursion limit exceeded");
+    }
+    (reader as any).__tsProtoDecodeDepth = previousRecursionDepth + 1;
+    try {
+      const end = length === undefined ? reader.len : reader.pos + length;
+      const message = createBaseSlotExportReq();
+      while (reader.pos < end) {
+        const tag = reader.uint32();
+        switch (tag >>> 3) {
+          case 1: {
+            if (tag !== 8) {
+              break;
+            }
+
+            message.sourceShardId = longToNumber(reader.int64());
+            continue;
+          }
+          case 2: {
+            if (tag !== 16) {
+              break;
+            }
+
+            message.configVersion = longToNumber(reader.int64());
+            continue;
+          }
+          case 3: {
+            if (tag === 24) {
+              message.slots.push(longToNumber(reader.int64()));
+
+              continue;
+            }
+
+            if (tag === 26) {
+              const end2 = reader.uint32() + reader.pos;
+              while (reader.pos < end2) {
+                message.slots.push(longToNumber(reader.int64()));
+              }
+
+              continue;
+            }
+
+            break;
+          }
+          case 4: {
+            if (tag !== 32) {
+              break;
+            }
+
+            message.nextSlot = longToNumber(reader.int64());
+            continue;
+          }
+          case 5: {
+            if (tag !== 42) {
+              break;
+            }
+
+            message.afterKey = Buffer.from(reader.bytes());
+            continue;
+          }
+          case 6: {
+            if (tag !== 48) {
+              break;
+            }
+
+            message.dedupAfter = longToNumber(reader.int64());
+            continue;
+          }
+          case 7: {
+            if (tag !== 56) {
+              break;
+            }
+
+            message.budgetBytes = longToNumber(reader.int64());
+            continue;
+          }
+        }
+        if ((tag & 7) === 4 || tag === 0) {
+          break;
+        }
+        reader.skip(tag & 7);
+      }
+      return message;
+    } finally {
+      (reader as any).__tsProtoDecodeDepth = previousRecursionDepth;
+    }
+  },
+
+  fromJSON(object: any): SlotExportReq {
+    return {
+      sourceShardId: isSet(object.sourceShardId)
+        ? globalThis.Number(object.sourceShardId)
+        : isSet(object.source_shard_id)
+        ? globalThis.Number(object.source_shard_id)
+        : 0,
+      configVersion: isSet(object.configVersion)
+        ? globalThis.Number(object.configVersion)
+        : isSet(object.config_version)
+        ? globalThis.Number(object.config_version)
+        : 0,
+      slots: globalThis.Array.isArray(object?.slots) ? object.slots.map((e: any) => globalThis.Number(e)) : [],
+      nextSlot: isSet(object.nextSlot)
+        ? globalThis.Number(object.nextSlot)
+        : isSet(object.next_slot)
+        ? globalThis.Number(object.next_slot)
+        : 0,
+      afterKey: isSet(object.afterKey)
+        ? Buffer.from(bytesFromBase64(object.afterKey))
+        : isSet(object.after_key)
+        ? Buffer.from(bytesFromBase64(object.after_key))
+        : Buffer.alloc(0),
+      dedupAfter: isSet(object.dedupAfter)
+        ? globalThis.Number(object.dedupAfter)
+        : isSet(object.dedup_after)
+        ? globalThis.Number(object.dedup_after)
+        : 0,
+      budgetBytes: isSet(object.budgetBytes)
+        ? globalThis.Number(object.budgetBytes)
+        : isSet(object.budget_bytes)
+        ? globalThis.Number(object.budget_bytes)
+        : 0,
+    };
+  },
+
+  toJSON(message: SlotExportReq): unknown {
+    const obj: any = {};
+    if (message.sourceShardId !== 0) {
+      obj.sourceShardId = Math.round(message.sourceShardId);
+    }
+    if (message.configVersion !== 0) {
+      obj.configVersion = Math.round(message.configVersion);
+    }
+    if (message.slots?.length) {
+      obj.slots = message.slots.map((e) => Math.round(e));
+    }
+    if (message.nextSlot !== 0) {
+      obj.nextSlot = Math.round(message.nextSlot);
+    }
+    if (message.afterKey.length !== 0) {
+      obj.afterKey = base64FromBytes(message.afterKey);
+    }
+    if (message.dedupAfter !== 0) {
+      obj.dedupAfter = Math.round(message.dedupAfter);
+    }
+    if (message.budgetBytes !== 0) {
+      obj.budgetBytes = Math.round(message.budgetBytes);
+    }
+    return obj;
+  },
+
+  create<I extends Exact<DeepPartial<SlotExportReq>, I>>(base?: I): SlotExportReq {
+    return SlotExportReq.fromPartial(base ?? ({} as any));
+  },
+  fromPartial<I extends Exact<DeepPartial<SlotExportReq>, I>>(object: I): SlotExportReq {
+    const message = createBaseSlotExportReq();
+    message.sourceShardId = object.sourceShardId ?? 0;
+    message.configVersion = object.configVersion ?? 0;
+    message.slots = object.slots?.map((e) => e) || [];
+    message.nextSlot = object.nextSlot ?? 0;
+    message.afterKey = object.afterKey ?? Buffer.alloc(0);
+    message.dedupAfter = object.dedupAfter ?? 0;
+    message.budgetBytes = object.budgetBytes ?? 0;
+    return message;
+  },
+};
+
+function createBaseSlotExportResp(): SlotExportResp {
+  return { errorCode: 0, errorMessage: "", chunk: undefined };
+}
+
+export const SlotExportResp: MessageFns<SlotExportResp> = {
+  encode(message: SlotExportResp, writer: BinaryWriter = new BinaryWriter()): BinaryWriter {
+    if (message.errorCode !== 0) {
+      writer.uint32(8).int32(message.errorCode);
+    }
+    if (message.errorMessage !== "") {
+      writer.uint32(18).string(message.errorMessage);
+    }
+    if (message.chunk !== undefined) {
+      SlotMoveChunk.encode(message.chunk, writer.uint32(26).fork()).join();
+    }
+    return writer;
+  },
+
+  decode(input: BinaryReader | Uint8Array, length?: number): SlotExportResp {
+    const reader = input instanceof BinaryReader ? input : new BinaryReader(input);
+    const previousRecursionDepth = (reader as any).__tsProtoDecodeDepth ?? 0;
+    if (previousRecursionDepth >= 100) {
+      throw new globalThis.Error("protobuf decode recursion limit exceeded");
+    }
+    (reader as any).__tsProtoDecodeDepth = previousRecursionDepth + 1;
+    try {
+      const end = length === undefined ? reader.len : reader.pos + length;
+      const message = createBaseSlotExportResp();
+      while (reader.pos < end) {
+        const tag = reader.uint32();
+        switch (tag >>> 3) {
+          case 1: {
+            if (tag !== 8) {
+              break;
+            }
+
+            message.errorCode = reader.int32() as any;
+            continue;
+          }
+          case 2: {
+            if (tag !== 18) {
+              break;
+            }
+
+            message.errorMessage = reader.string();
+            continue;
+          }
+          case 3: {
+            if (tag !== 26) {
+              break;
+            }
+
+            message.chunk = SlotMoveChunk.decode(reader, reader.uint32());
+            continue;
+          }
+        }
+        if ((tag & 7) === 4 || tag === 0) {
+          break;
+        }
+        reader.skip(tag & 7);
+      }
+      return message;
+    } finally {
+      (reader as any).__tsProtoDecodeDepth = previousRecursionDepth;
+    }
+  },
+
+  fromJSON(object: any): SlotExportResp {
+    return {
+      errorCode: isSet(object.errorCode)
+        ? errorCodeFromJSON(object.errorCode)
+        : isSet(object.error_code)
+        ? errorCodeFromJSON(object.error_code)
+        : 0,
+      errorMessage: isSet(object.errorMessage)
+        ? globalThis.String(object.errorMessage)
+        : isSet(object.error_message)
+        ? globalThis.String(object.error_message)
+        : "",
+      chunk: isSet(object.chunk) ? SlotMoveChunk.fromJSON(object.chunk) : undefined,
+    };
+  },
+
+  toJSON(message: SlotExportResp): unknown {
+    const obj: any = {};
+    if (message.errorCode !== 0) {
+      obj.errorCode = errorCodeToJSON(message.errorCode);
+    }
+    if (message.errorMessage !== "") {
+      obj.errorMessage = message.errorMessage;
+    }
+    if (message.chunk !== undefined) {
+      obj.chunk = SlotMoveChunk.toJSON(message.chunk);
+    }
+    return obj;
+  },
+
+  create<I extends Exact<DeepPartial<SlotExportResp>, I>>(base?: I): SlotExportResp {
+    return SlotExportResp.fromPartial(base ?? ({} as any));
+  },
+  fromPartial<I extends Exact<DeepPartial<SlotExportResp>, I>>(object: I): SlotExportResp {
+    const message = createBaseSlotExportResp();
+    message.errorCode = object.errorCode ?? 0;
+    message.errorMessage = object.errorMessage ?? "";
+    message.chunk = (object.chunk !== undefined && object.chunk !== null)
+      ? SlotMoveChunk.fromPartial(object.chunk)
+      : undefined;
+    return message;
+  },
+};
+
+function createBaseSlotImportReq(): SlotImportReq {
+  return { targetShardId: 0, sourceShardId: 0, configVersion: 0, slots: [], sourceAddresses: [] };
+}
+
+export const SlotImportReq: MessageFns<SlotImportReq> = {
+  encode(message: SlotImportReq, writer: BinaryWriter = new BinaryWriter()): BinaryWriter {
+    if (message.targetShardId !== 0) {
+      writer.uint32(8).int64(message.targetShardId);
+    }
+    if (message.sourceShardId !== 0) {
+      writer.uint32(16).int64(message.sourceShardId);
+    }
+    if (message.configVersion !== 0) {
+      writer.uint32(24).int64(message.configVersion);
+    }
+    if (message.slots.length !== 0) {
+      writer.uint32(34).fork();
+      for (const v of message.slots) {
+        writer.int64(v);
+      }
+      writer.join();
+    }
+    for (const v of message.sourceAddresses) {
+      writer.uint32(42).string(v!);
+    }
+    return writer;
+  },
+
+  decode(input: BinaryReader | Uint8Array, length?: number): SlotImportReq {
+    const reader = input instanceof BinaryReader ? input : new BinaryReader(input);
+    const previousRecursionDepth = (reader as any).__tsProtoDecodeDepth ?? 0;
+    if (previousRecursionDepth >= 100) {
+      throw new globalThis.Error("protobuf decode recursion limit exceeded");
+    }
+    (reader as any).__tsProtoDecodeDepth = previousRecursionDepth + 1;
+    try {
+      const end = length === undefined ? reader.len : reader.pos + length;
+      const message = createBaseSlotImportReq();
+      while (reader.pos < end) {
+        const tag = reader.uint32();
+        switch (tag >>> 3) {
+          case 1: {
+            if (tag !== 8) {
+              break;
+            }
+
+            message.targetShardId = longToNumber(reader.int64());
+            continue;
+          }
+          case 2: {
+            if (tag !== 16) {
+              break;
+            }
+
+            message.sourceShardId = longToNumber(reader.int64());
+            continue;
+          }
+          case 3: {
+            if (tag !== 24) {
+              break;
+            }
+
+            message.configVersion = longToNumber(reader.int64());
+            continue;
+          }
+          case 4: {
+            if (tag === 32) {
+              message.slots.push(longToNumber(reader.int64()));
+
+              continue;
+            }
+
+            if (tag === 34) {
+              const end2 = reader.uint32() + reader.pos;
+              while (reader.pos < end2) {
+                message.slots.push(longToNumber(reader.int64()));
+              }
+
+              continue;
+            }
+
+            break;
+          }
+          case 5: {
+            if (tag !== 42) {
+              break;
+            }
+
+            message.sourceAddresses.push(reader.string());
+            continue;
+          }
+        }
+        if ((tag & 7) === 4 || tag === 0) {
+          break;
+        }
+        reader.skip(tag & 7);
+      }
+      return message;
+    } finally {
+      (reader as any).__tsProtoDecodeDepth = previousRecursionDepth;
+    }
+  },
+
+  fromJSON(object: any): SlotImportReq {
+    return {
+      targetShardId: isSet(object.targetShardId)
+        ? globalThis.Number(object.targetShardId)
+        : isSet(object.target_shard_id)
+        ? globalThis.Number(object.target_shard_id)
+        : 0,
+      sourceShardId: isSet(object.sourceShardId)
+        ? globalThis.Number(object.sourceShardId)
+        : isSet(object.source_shard_id)
+        ? globalThis.Number(object.source_shard_id)
+        : 0,
+      configVersion: isSet(object.configVersion)
+        ? globalThis.Number(object.configVersion)
+        : isSet(object.config_version)
+        ? globalThis.Number(object.config_version)
+        : 0,
+      slots: globalThis.Array.isArray(object?.slots) ? object.slots.map((e: any) => globalThis.Number(e)) : [],
+      sourceAddresses: globalThis.Array.isArray(object?.sourceAddresses)
+        ? object.sourceAddresses.map((e: any) => globalThis.String(e))
+        : globalThis.Array.isArray(object?.source_addresses)
+        ? object.source_addresses.map((e: any) => globalThis.String(e))
+        : [],
+    };
+  },
+
+  toJSON(message: SlotImportReq): unknown {
+    const obj: any = {};
+    if (message.targetShardId !== 0) {
+      obj.targetShardId = Math.round(message.targetShardId);
+    }
+    if (message.sourceShardId !== 0) {
+      obj.sourceShardId = Math.round(message.sourceShardId);
+    }
+    if (message.configVersion !== 0) {
+      obj.configVersion = Math.round(message.configVersion);
+    }
+    if (message.slots?.length) {
+      obj.slots = message.slots.map((e) => Math.round(e));
+    }
+    if (message.sourceAddresses?.length) {
+      obj.sourceAddresses = message.sourceAddresses;
+    }
+    return obj;
+  },
+
+  create<I extends Exact<DeepPartial<SlotImportReq>, I>>(base?: I): SlotImportReq {
+    return SlotImportReq.fromPartial(base ?? ({} as any));
+  },
+  fromPartial<I extends Exact<DeepPartial<SlotImportReq>, I>>(object: I): SlotImportReq {
+    const message = createBaseSlotImportReq();
+    message.targetShardId = object.targetShardId ?? 0;
+    message.sourceShardId = object.sourceShardId ?? 0;
+    message.configVersion = object.configVersion ?? 0;
+    message.slots = object.slots?.map((e) => e) || [];
+    message.sourceAddresses = object.sourceAddresses?.map((e) => e) || [];
+    return message;
+  },
+};
+
+function createBaseSlotImportResp(): SlotImportResp {
+  return { errorCode: 0, errorMessage: "", leaderAddress: "", done: false, keys: 0, bytes: 0 };
+}
+
+export const SlotImportResp: MessageFns<SlotImportResp> = {
+  encode(message: SlotImportResp, writer: BinaryWriter = new BinaryWriter()): BinaryWriter {
+    if (message.errorCode !== 0) {
+      writer.uint32(8).int32(message.errorCode);
+    }
+    if (message.errorMessage !== "") {
+      writer.uint32(18).string(message.errorMessage);
+    }
+    if (message.leaderAddress !== "") {
+      writer.uint32(26).string(message.leaderAddress);
+    }
+    if (message.done !== false) {
+      writer.uint32(32).bool(message.done);
+    }
+    if (message.keys !== 0) {
+      writer.uint32(40).int64(message.keys);
+    }
+    if (message.bytes !== 0) {
+      writer.uint32(48).int64(message.bytes);
+    }
+    return writer;
+  },
+
+  decode(input: BinaryReader | Uint8Array, length?: number): SlotImportResp {
+    const reader = input instanceof BinaryReader ? input : new BinaryReader(input);
+    const previousRecursionDepth = (reader as any).__tsProtoDecodeDepth ?? 0;
+    if (previousRecursionDepth >= 100) {
+      throw new globalThis.Error("protobuf decode recursion limit exceeded");
+    }
+    (reader as any).__tsProtoDecodeDepth = previousRecursionDepth + 1;
+    try {
+      const end = length === undefined ? reader.len : reader.pos + length;
+      const message = createBaseSlotImportResp();
+      while (reader.pos < end) {
+        const tag = reader.uint32();
+        switch (tag >>> 3) {
+          case 1: {
+            if (tag !== 8) {
+              break;
+            }
+
+            message.errorCode = reader.int32() as any;
+            continue;
+          }
+          case 2: {
+            if (tag !== 18) {
+              break;
+            }
+
+            message.errorMessage = reader.string();
+            continue;
+          }
+          case 3: {
+            if (tag !== 26) {
+              break;
+            }
+
+            message.leaderAddress = reader.string();
+            continue;
+          }
+          case 4: {
+            if (tag !== 32) {
+              break;
+            }
+
+            message.done = reader.bool();
+            continue;
+          }
+          case 5: {
+            if (tag !== 40) {
+              break;
+            }
+
+            message.keys = longToNumber(reader.int64());
+            continue;
+          }
+          case 6: {
+            if (tag !== 48) {
+              break;
+            }
+
+            message.bytes = longToNumber(reader.int64());
+            continue;
+          }
+        }
+        if ((tag & 7) === 4 || tag === 0) {
+          break;
+        }
+        reader.skip(tag & 7);
+      }
+      return message;
+    } finally {
+      (reader as any).__tsProtoDecodeDepth = previousRecursionDepth;
+    }
+  },
+
+  fromJSON(object: any): SlotImportResp {
+    return {
+      errorCode: isSet(object.errorCode)
+        ? errorCodeFromJSON(object.errorCode)
+        : isSet(object.error_code)
+        ? errorCodeFromJSON(object.error_code)
+        : 0,
+      errorMessage: isSet(object.errorMessage)
+        ? globalThis.String(object.errorMessage)
+        : isSet(object.error_message)
+        ? globalThis.String(object.error_message)
+        : "",
+      leaderAddress: isSet(object.leaderAddress)
+        ? globalThis.String(object.leaderAddress)
+        : isSet(object.leader_address)
+        ? globalThis.String(object.leader_address)
+        : "",
+      done: isSet(object.done) ? globalThis.Boolean(object.done) : false,
+      keys: isSet(object.keys) ? globalThis.Number(object.keys) : 0,
+      bytes: isSet(object.bytes) ? globalThis.Number(object.bytes) : 0,
+    };
+  },
+
+  toJSON(message: SlotImportResp): unknown {
+    const obj: any = {};
+    if (message.errorCode !== 0) {
+      obj.errorCode = errorCodeToJSON(message.errorCode);
+    }
+    if (message.errorMessage !== "") {
+      obj.errorMessage = message.errorMessage;
+    }
+    if (message.leaderAddress !== "") {
+      obj.leaderAddress = message.leaderAddress;
+    }
+    if (message.done !== false) {
+      obj.done = message.done;
+    }
+    if (message.keys !== 0) {
+      obj.keys = Math.round(message.keys);
+    }
+    if (message.bytes !== 0) {
+      obj.bytes = Math.round(message.bytes);
+    }
+    return obj;
+  },
+
+  create<I extends Exact<DeepPartial<SlotImportResp>, I>>(base?: I): SlotImportResp {
+    return SlotImportResp.fromPartial(base ?? ({} as any));
+  },
+  fromPartial<I extends Exact<DeepPartial<SlotImportResp>, I>>(object: I): SlotImportResp {
+    const message = createBaseSlotImportResp();
+    message.errorCode = object.errorCode ?? 0;
+    message.errorMessage = object.errorMessage ?? "";
+    message.leaderAddress = object.leaderAddress ?? "";
+    message.done = object.done ?? false;
+    message.keys = object.keys ?? 0;
+    message.bytes = object.bytes ?? 0;
+    return message;
+  },
+};
+
 function createBaseServer(): Server {
   return { id: 0, address: "", serverStatus: 0 };
 }
@@ -7022,6 +7720,28 @@ export const ERaftKvService = {
     responseSerialize: (value: StatusResp): Buffer => Buffer.from(StatusResp.encode(value).finish()),
     responseDeserialize: (value: Buffer): StatusResp => StatusResp.decode(value),
   },
+  /**
+   * Moving slots with their data (docs/slot-migration.md): a chunk of frozen slots from a source
+   * replica, and the meta leader's request to a target leader to import a batch.
+   */
+  slotExport: {
+    path: "/eraftkv.ERaftKv/SlotExport" as const,
+    requestStream: false as const,
+    responseStream: false as const,
+    requestSerialize: (value: SlotExportReq): Buffer => Buffer.from(SlotExportReq.encode(value).finish()),
+    requestDeserialize: (value: Buffer): SlotExportReq => SlotExportReq.decode(value),
+    responseSerialize: (value: SlotExportResp): Buffer => Buffer.from(SlotExportResp.encode(value).finish()),
+    responseDeserialize: (value: Buffer): SlotExportResp => SlotExportResp.decode(value),
+  },
+  slotImport: {
+    path: "/eraftkv.ERaftKv/SlotImport" as const,
+    requestStream: false as const,
+    responseStream: false as const,
+    requestSerialize: (value: SlotImportReq): Buffer => Buffer.from(SlotImportReq.encode(value).finish()),
+    requestDeserialize: (value: Buffer): SlotImportReq => SlotImportReq.decode(value),
+    responseSerialize: (value: SlotImportResp): Buffer => Buffer.from(SlotImportResp.encode(value).finish()),
+    responseDeserialize: (value: Buffer): SlotImportResp => SlotImportResp.decode(value),
+  },
 } as const;
 
 export interface ERaftKvServer extends UntypedServiceImplementation {
@@ -7050,6 +7770,12 @@ export interface ERaftKvServer extends UntypedServiceImplementation {
   memberChange: handleUnaryCall<MemberChangeReq, MemberChangeResp>;
   transferLeader: handleUnaryCall<TransferLeaderReq, TransferLeaderResp>;
   status: handleUnaryCall<StatusReq, StatusResp>;
+  /**
+   * Moving slots with their data (docs/slot-migration.md): a chunk of frozen slots from a source
+   * replica, and the meta leader's request to a target leader to import a batch.
+   */
+  slotExport: handleUnaryCall<SlotExportReq, SlotExportResp>;
+  slotImport: handleUnaryCall<SlotImportReq, SlotImportResp>;
 }
 
 export interface ERaftKvClient extends Client {
@@ -7224,6 +7950,40 @@ export interface ERaftKvClient extends Client {
     metadata: Metadata,
     options: Partial<CallOptions>,
     callback: (error: ServiceError | null, response: StatusResp) => void,
+  ): ClientUnaryCall;
+  /**
+   * Moving slots with their data (docs/slot-migration.md): a chunk of frozen slots from a source
+   * replica, and the meta leader's request to a target leader to import a batch.
+   */
+  slotExport(
+    request: SlotExportReq,
+    callback: (error: ServiceError | null, response: SlotExportResp) => void,
+  ): ClientUnaryCall;
+  slotExport(
+    request: SlotExportReq,
+    metadata: Metadata,
+    callback: (error: ServiceError | null, response: SlotExportResp) => void,
+  ): ClientUnaryCall;
+  slotExport(
+    request: SlotExportReq,
+    metadata: Metadata,
+    options: Partial<CallOptions>,
+    callback: (error: ServiceError | null, response: SlotExportResp) => void,
+  ): ClientUnaryCall;
+  slotImport(
+    request: SlotImportReq,
+    callback: (error: ServiceError | null, response: SlotImportResp) => void,
+  ): ClientUnaryCall;
+  slotImport(
+    request: SlotImportReq,
+    metadata: Metadata,
+    callback: (error: ServiceError | null, response: SlotImportResp) => void,
+  ): ClientUnaryCall;
+  slotImport(
+    request: SlotImportReq,
+    metadata: Metadata,
+    options: Partial<CallOptions>,
+    callback: (error: ServiceError | null, response: SlotImportResp) => void,
   ): ClientUnaryCall;
 }
 
