@@ -190,7 +190,7 @@ describe('eraftkv-ctl against a local cluster', () => {
     expect((await ctl(endpoints, ['put', 'after-membership', 'ok'])).code).toBe(0);
   });
 
-  it('moves an empty slot range to a second kv group, and keys route there afterwards', async () => {
+  it('moves a slot range to a second kv group, and back and out again with its keys', async () => {
     const view = await client.cluster();
     const slotCount = view.slotCount;
     // A window of 64 slots that none of the keys written so far falls into.
@@ -245,10 +245,23 @@ describe('eraftkv-ctl against a local cluster', () => {
     } finally {
       bare.closeAll();
     }
-    // A range that now holds data cannot move back.
-    const refused = await ctl(endpoints, ['slot', 'move', '1', range]);
-    expect(refused.code).toBe(1);
-    expect(refused.stderr).toMatch(/holds data|SLOT_NOT_EMPTY|not empty/i);
+    // A range that now holds data moves back with its keys, and out again (the next test wants
+    // slots in both groups).
+    for (const group of ['1', '2']) {
+      const again = await ctl(endpoints, [
+        'slot',
+        'move',
+        group,
+        range,
+        '--command-timeout',
+        '60s',
+      ]);
+      expect(again.stderr).toBe('');
+      expect(again.code).toBe(0);
+      for (const k of keys.filter(inRange)) {
+        expect((await ctl(endpoints, ['get', k])).stdout).toBe(`v-${k}\n`);
+      }
+    }
   });
 
   it('scans past the servers per-answer bound up to --limit, and says so when the limit stops it', async () => {

@@ -138,7 +138,10 @@ export class AdminClient {
     return this.session.adopt(resp);
   }
 
-  /** Gives `slots` to group `groupId`. Refused (SLOT_NOT_EMPTY) for slots that hold data. */
+  /**
+   * Gives `slots` to group `groupId`, with their keys (docs/slot-migration.md): it resolves once
+   * the move is committed, or rejects when it was rolled back. Give it time: a move copies data.
+   */
   async moveSlots(
     groupId: number,
     slots: readonly number[],

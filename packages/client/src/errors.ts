@@ -83,7 +83,7 @@ export function describeErrorCode(code: ErrorCode): string {
     case ErrorCode.GROUP_HAS_SLOTS:
       return 'the group still owns slots (move them away first)';
     case ErrorCode.SLOT_NOT_EMPTY:
-      return 'a slot holds data and cannot move (data migration does not exist yet)';
+      return 'a slot holds data (the source group says so when it freezes a slot for a move)';
     case ErrorCode.MEMBERSHIP_CHANGE_PENDING:
       return 'another membership change is still in progress; retry when it has committed';
     case ErrorCode.NODE_NOT_FOUND:

@@ -834,45 +834,68 @@ export class DataStateMachine implements StateMachine<KvApplyResult> {
     let bytes = 0;
     let nextSlot = req.nextSlot;
     let afterKey = Buffer.from(req.afterKey);
-    const full = (): boolean => pairs.length > 0 && bytes >= req.budgetBytes;
+    // A pair goes in while it fits the budget; the first one always does (a chunk moves forward).
+    const fits = (size: number): boolean => pairs.length === 0 || bytes + size <= req.budgetBytes;
+    let stopped = false;
     for (const slot of slots) {
-      if (slot < nextSlot || full()) continue;
+      if (slot < nextSlot) continue;
       const range = slotIndexRange(slot);
-      const from =
-        slot === nextSlot && afterKey.length > 0 ? slotIndexKey(slot, afterKey) : range.gte;
+      const resume = slot === nextSlot && afterKey.length > 0;
       const keys: Buffer[] = [];
-      let complete = true;
-      for await (const [indexKey] of this.engine.iterate({ gte: from, lt: range.lt })) {
+      let added = 0;
+      /** Reads the values of `keys` and adds the pairs that fit; false when one did not. */
+      const take = async (): Promise<boolean> => {
+        const values = await Promise.all(keys.map((key) => this.engine.get(dataKey(key))));
+        for (const [i, key] of keys.entries()) {
+          const value = values[i];
+          // The index and the data are written together: a key without its value is corruption.
+          if (value === undefined)
+            throw new StorageCorruptionError(
+              this.engine.path,
+              `the slot index of ${this.engine.path} lists a key of slot ${slot} that has no value`,
+            );
+          if (!fits(key.length + value.length)) return false;
+          pairs.push({ slot, key, value });
+          bytes += key.length + value.length;
+          added++;
+        }
+        keys.length = 0;
+        return true;
+      };
+      for await (const [indexKey] of this.engine.iterate({
+        gte: resume ? slotIndexKey(slot, afterKey) : range.gte,
+        lt: range.lt,
+      })) {
         const user = userKeyOfIndex(indexKey);
-        if (slot === nextSlot && user.equals(afterKey)) continue;
+        if (resume && user.equals(afterKey)) continue;
         keys.push(Buffer.from(user));
-        if (keys.length >= exportKeysPerRead) {
-          bytes += await this.readPairs(slot, keys.splice(0), pairs);
-          if (full()) {
-            complete = false;
-            break;
-          }
+        if (keys.length >= exportKeysPerRead && !(await take())) {
+          stopped = true;
+          break;
         }
       }
-      bytes += await this.readPairs(slot, keys, pairs);
-      if (full() && !complete) {
+      if (!stopped && !(await take())) stopped = true;
+      if (stopped) {
+        // The next chunk starts after the last pair of this slot taken here, if any.
         nextSlot = slot;
-        afterKey = Buffer.from(pairs[pairs.length - 1].key);
+        if (added > 0) afterKey = Buffer.from(pairs[pairs.length - 1].key);
+        else if (!resume) afterKey = Buffer.alloc(0);
         break;
       }
       // This slot is copied: the next starts at the following one (past the last: slotCount).
       nextSlot = slots.find((x) => x > slot) ?? config.slotCount;
       afterKey = Buffer.alloc(0);
     }
-    const keysDone = nextSlot >= config.slotCount || slots.every((x) => x < nextSlot);
     let dedup: DedupRecord[] = [];
     let dedupAfter = req.dedupAfter;
     let done = false;
-    if (keysDone && !full()) {
+    if (!stopped && (pairs.length === 0 || bytes < req.budgetBytes)) {
       const records = this.dedup.recordsAfter(req.dedupAfter, Math.max(1, req.budgetBytes - bytes));
       dedup = records.map((r) => ({ id: r.id, response: r.response }));
       if (records.length > 0) dedupAfter = records[records.length - 1].index;
       done = this.dedup.recordsAfter(dedupAfter, 1).length === 0;
+      nextSlot = config.slotCount;
+    } else if (!stopped) {
       nextSlot = config.slotCount;
     }
     const chunk: SlotMoveChunk = {
@@ -887,28 +910,6 @@ export class DataStateMachine implements StateMachine<KvApplyResult> {
       crc32: 0,
     };
     return { ...chunk, crc32: chunkChecksum(chunk) };
-  }
-
-  /** Reads the values of `keys` (of `slot`) into `pairs`; returns their bytes. */
-  private async readPairs(
-    slot: number,
-    keys: readonly Buffer[],
-    pairs: SlotKeyValue[],
-  ): Promise<number> {
-    const values = await Promise.all(keys.map((key) => this.engine.get(dataKey(key))));
-    let bytes = 0;
-    keys.forEach((key, i) => {
-      const value = values[i];
-      // The index and the data are written together: a key without its value is corruption.
-      if (value === undefined)
-        throw new StorageCorruptionError(
-          this.engine.path,
-          `the slot index of ${this.engine.path} lists a key of slot ${slot} that has no value`,
-        );
-      pairs.push({ slot, key, value });
-      bytes += key.length + value.length;
-    });
-    return bytes;
   }
 
   /** The slots of every import in progress here (gc leaves their keys alone). */

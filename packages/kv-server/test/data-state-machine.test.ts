@@ -436,6 +436,12 @@ describe('DataStateMachine', () => {
     open.splice(open.indexOf(sm), 1);
   }
 
+  /**
+   * Waits until every apply of `sm` has landed in RocksDB (an apply answers before its write
+   * lands; reads through the state machine wait, a test reading the engine directly must too).
+   */
+  const landed = (sm: DataStateMachine): Promise<unknown> => sm.stateDigest();
+
   /** Makes `engine`'s state look like one written before the slot index existed. */
   async function dropSlotIndex(engine: StorageEngine): Promise<void> {
     await engine.deleteRange({ gte: slotIndexStart, lt: slotIndexEnd });
@@ -459,6 +465,7 @@ describe('DataStateMachine', () => {
     );
     expect(await slotIndexSize(engine)).toBe(20);
     applied(await write(sm, [...keys.slice(0, 8).map((k) => del(k)), del('never-written')]));
+    await landed(sm);
     expect(await slotIndexSize(engine)).toBe(12);
     // Each remaining key is listed under its own slot, and only there.
     for (const k of keys.slice(8)) {
@@ -477,6 +484,7 @@ describe('DataStateMachine', () => {
       ),
     );
     expect(await sm.slotsHoldingKeys(allSlots, slotCount)).toEqual([]);
+    await landed(sm);
     expect(await slotIndexSize(engine)).toBe(0);
     await expect(sm.slotsHoldingKeys([1], 16)).rejects.toThrow(/16-slot cluster.*8 slots/);
   });
@@ -491,7 +499,7 @@ describe('DataStateMachine', () => {
         keys.map((k) => put(k, 'v')),
       ),
     );
-    const digest = (await first.sm.stateDigest()).digest;
+    const digest = (await first.sm.stateDigest()).digest; // also waits for the writes to land
     await dropSlotIndex(first.engine);
     expect(await slotIndexSize(first.engine)).toBe(0);
     await closeOne(first.sm);
@@ -522,6 +530,7 @@ describe('DataStateMachine', () => {
   it('builds the slot index when it installs the snapshot of a replica without one', async () => {
     const source = await readyWithEngine('slot-index-old-source');
     applied(await write(source.sm, [put('a', '1'), put('b', '2'), put('c', '3')]));
+    await landed(source.sm);
     await dropSlotIndex(source.engine);
     const file = join(root, 'old-layout.snap');
     const index = await source.sm.writeSnapshot(file);

@@ -82,7 +82,13 @@ describe('moving slots with their data', () => {
     expect(result.message).toContain(fragment);
   }
 
-  async function count(engine: StorageEngine, range: { gte: Buffer; lt: Buffer }): Promise<number> {
+  /** Entries of `range` in `sm`'s RocksDB once every apply has landed (they answer before). */
+  async function count(
+    sm: DataStateMachine,
+    engine: StorageEngine,
+    range: { gte: Buffer; lt: Buffer },
+  ): Promise<number> {
+    await sm.stateDigest();
     let n = 0;
     for await (const [key] of engine.iterate(range)) if (key.length > 0) n++;
     return n;
@@ -175,7 +181,7 @@ describe('moving slots with their data', () => {
     const early = await target.sm.read([get(source.keys[24])], defaultKvLimits);
     expect(early.kind).toBe('wrong-shard');
     await applyEntry(target.sm, (i) => configEntry(i, config(3, slotCount, moving)));
-    expect(await count(target.engine, { gte: importStart, lt: importEnd })).toBe(0);
+    expect(await count(target.sm, target.engine, { gte: importStart, lt: importEnd })).toBe(0);
     for (const [n, key] of source.keys.entries()) {
       const slot = Math.floor(n / 12);
       const result = await target.sm.read([get(key)], defaultKvLimits);
@@ -220,7 +226,8 @@ describe('moving slots with their data', () => {
       if (result?.kind === 'moved' && result.done) break;
     }
     expect(rounds).toBe(5); // 24 keys, 5 at a time: 5, 5, 5, 5, 4
-    for (const slot of moving) expect(await count(source.engine, slotIndexRange(slot))).toBe(0);
+    for (const slot of moving)
+      expect(await count(source.sm, source.engine, slotIndexRange(slot))).toBe(0);
     expect(await source.sm.slotsHoldingKeys(staying, slotCount)).toEqual(staying);
   });
 
@@ -248,7 +255,38 @@ describe('moving slots with their data', () => {
     expect((await one.sm.stateDigest()).digest).toBe(digest);
     expect((await two.sm.stateDigest()).digest).toBe(digest);
     // The rolled back import left 24 keys; two drops of 7 took 14.
-    expect(await count(one.engine, { ...slotIndexRange(2), lt: slotIndexRange(5).lt })).toBe(10);
+    expect(
+      await count(one.sm, one.engine, { ...slotIndexRange(2), lt: slotIndexRange(5).lt }),
+    ).toBe(10);
+  });
+
+  it('keeps every chunk within its budget, but for a single pair larger than it', async () => {
+    const source = await node();
+    await applyEntry(source.sm, (i) =>
+      configEntry(i, config(1, slotCount, [...moving, ...staying])),
+    );
+    const big = 'x'.repeat(10_000);
+    for (let k = 0; k < 30; k++) {
+      await applyEntry(source.sm, (i) =>
+        writeEntry(i, request([put(keyInSlot(moving[k % 2], slotCount, `big${k}`), big)])),
+      );
+    }
+    await applyEntry(source.sm, (i) => configEntry(i, config(2, slotCount, staying, moving)));
+    for (const budget of [1, 25_000, 100_000]) {
+      const chunks = await exportAll(source.sm, budget);
+      const sizes = chunks.map((c) =>
+        c.pairs.reduce((n, p) => n + p.key.length + p.value.length, 0),
+      );
+      for (const [i, size] of sizes.entries()) {
+        if (chunks[i].pairs.length > 1) expect(size).toBeLessThanOrEqual(budget);
+      }
+      // Every key exactly once, in order of slot and key.
+      const keys = chunks.flatMap((c) =>
+        c.pairs.map((p) => `${p.slot}/${Buffer.from(p.key).toString()}`),
+      );
+      expect(new Set(keys).size).toBe(30);
+      expect(keys).toHaveLength(30);
+    }
   });
 
   it('refuses what would corrupt a move', async () => {

@@ -112,7 +112,10 @@ export enum ErrorCode {
   GROUP_EXISTS = 9,
   /** GROUP_HAS_SLOTS - The group still owns slots and cannot leave. */
   GROUP_HAS_SLOTS = 10,
-  /** SLOT_NOT_EMPTY - A slot holds data and cannot change owner (data migration does not exist yet). */
+  /**
+   * SLOT_NOT_EMPTY - A slot holds data: a source group's answer to a slot move's freeze, after which the target
+   * imports the slot's keys (docs/slot-migration.md).
+   */
   SLOT_NOT_EMPTY = 11,
   /** MEMBERSHIP_CHANGE_PENDING - Another membership change is still in progress in this group. */
   MEMBERSHIP_CHANGE_PENDING = 12,
