@@ -4,6 +4,9 @@ import { Counter, Gauge, type Registry } from 'prom-client';
 
 export class MetaMetrics {
   private readonly slotMoves: Counter<'group_id' | 'node_id' | 'outcome'>;
+  private readonly slotsMigrated: Counter<'group_id' | 'node_id'>;
+  private readonly keysMigrated: Counter<'group_id' | 'node_id'>;
+  private readonly bytesMigrated: Counter<'group_id' | 'node_id'>;
   private readonly base: { group_id: string; node_id: string };
 
   constructor(
@@ -37,9 +40,29 @@ export class MetaMetrics {
       labelNames: ['group_id', 'node_id', 'outcome'],
       registers: [registry],
     });
+    const counter = (name: string, help: string): Counter<'group_id' | 'node_id'> =>
+      new Counter({ name, help, labelNames: ['group_id', 'node_id'], registers: [registry] });
+    this.slotsMigrated = counter(
+      'eraftkv_meta_slots_migrated_total',
+      'Slots holding keys whose keys this node (as meta leader) had copied into a target group.',
+    );
+    this.keysMigrated = counter(
+      'eraftkv_meta_keys_migrated_total',
+      'Keys copied into target groups by slot moves this node coordinated.',
+    );
+    this.bytesMigrated = counter(
+      'eraftkv_meta_bytes_migrated_total',
+      'Key and value bytes copied into target groups by slot moves this node coordinated.',
+    );
   }
 
   slotMoveSettled(committed: boolean): void {
     this.slotMoves.inc({ ...this.base, outcome: committed ? 'committed' : 'rolled_back' });
+  }
+
+  slotsCopied(slots: number, keys: number, bytes: number): void {
+    this.slotsMigrated.inc(this.base, slots);
+    this.keysMigrated.inc(this.base, keys);
+    this.bytesMigrated.inc(this.base, bytes);
   }
 }

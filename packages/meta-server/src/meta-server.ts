@@ -213,6 +213,7 @@ export class MetaServer {
       logger: this.logger,
       nowMs: () => Date.now(),
       onSettled: (committed) => metrics.slotMoveSettled(committed),
+      onCopied: (slots, keys, bytes) => metrics.slotsCopied(slots, keys, bytes),
     });
     host.serve({
       ...peerServiceHandlers(raft),
