@@ -198,6 +198,7 @@ export class KvServer {
       raft,
       stateMachine,
       sources: groupCaller(),
+      catchUp: () => watcher.pollOnce(),
       logger: this.logger.child({ component: 'slot-importer' }),
     });
     host.serve({

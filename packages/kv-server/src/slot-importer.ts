@@ -27,6 +27,8 @@ export interface SlotImporterOptions {
   readonly chunkBytes?: number;
   /** One SlotExport attempt against one source replica. */
   readonly attemptMs?: number;
+  /** Reads the topology from the meta group now and proposes a newer config (ConfigWatcher). */
+  readonly catchUp?: () => Promise<void>;
 }
 
 /** A replica that has not applied the freeze (or has moved past the move) says REJECTED: ask another. */
@@ -72,6 +74,9 @@ export class SlotImporter {
       keys: 0,
       bytes: 0,
     });
+    // The move's config may not have reached this group yet: ask the meta group now rather than
+    // wait for the next poll.
+    if (stateMachine.configVersion() < req.configVersion) await this.options.catchUp?.();
     const applied = stateMachine.configVersion();
     if (applied < req.configVersion) {
       return refused(

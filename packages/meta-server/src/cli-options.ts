@@ -29,6 +29,13 @@ const metaOptions = {
     default: 5000,
     group: 'Meta:',
   },
+  'slot-move-batch-slots': {
+    type: 'number',
+    describe:
+      'The most slots a move freezes and copies at once: writes to a slot wait for the copy of its batch only',
+    default: 64,
+    group: 'Meta:',
+  },
   'slot-import-deadline-ms': {
     type: 'number',
     describe:
@@ -47,6 +54,7 @@ export interface MetaArgs extends CommonNodeArgs {
   readonly dedupWindowEntries: number;
   readonly slotMoveDeadlineMs: number;
   readonly slotImportDeadlineMs: number;
+  readonly slotMoveBatchSlots: number;
 }
 
 export type ParsedMetaArgs =
@@ -147,6 +155,8 @@ export function parseMetaArgs(argv: readonly string[], version: string): ParsedM
     positiveInteger('--slot-move-deadline-ms', slotMoveDeadlineMs);
     const slotImportDeadlineMs = parsed['slot-import-deadline-ms'];
     positiveInteger('--slot-import-deadline-ms', slotImportDeadlineMs);
+    const slotMoveBatchSlots = parsed['slot-move-batch-slots'];
+    positiveInteger('--slot-move-batch-slots', slotMoveBatchSlots);
     const peerList = parsePeers(common.peers);
     const peerRoutes = parsePeerRoutes(common.peerRoute);
     const missingSelf = peersMissingSelf(peerList, common.id);
@@ -160,6 +170,7 @@ export function parseMetaArgs(argv: readonly string[], version: string): ParsedM
         dedupWindowEntries,
         slotMoveDeadlineMs,
         slotImportDeadlineMs,
+        slotMoveBatchSlots,
       },
     };
   } catch (err) {

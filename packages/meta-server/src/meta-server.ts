@@ -79,6 +79,8 @@ export interface MetaServerOptions {
   readonly targetGroups?: TargetGroupClient;
   /** How long a slot move's copy of one batch into its target may take (default 10 minutes). */
   readonly slotImportDeadlineMs?: number;
+  /** The most slots a move freezes and copies at once (default 64). */
+  readonly slotMoveBatchSlots?: number;
 }
 
 export class MetaServer {
@@ -210,6 +212,7 @@ export class MetaServer {
       confirmLeadership: () => raft.readIndex(),
       sources: this.sources,
       targets: this.targets,
+      slotsPerBatch: o.slotMoveBatchSlots,
       logger: this.logger,
       nowMs: () => Date.now(),
       onSettled: (committed) => metrics.slotMoveSettled(committed),

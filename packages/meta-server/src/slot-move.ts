@@ -1,17 +1,26 @@
-// The three-step slot move of docs/servers-contract.md, driven by the meta leader:
+// The slot move of docs/slot-migration.md, driven by the meta leader, one batch of slots at a
+// time (at most slotsPerBatch slots; a request the topology refuses whole stays one batch):
 //
 //   1. propose slot-move-begin: slots without an owner are assigned at once; owned slots become
-//      Migrating (owner unchanged), which freezes them in the source group once it applies that
-//      config;
-//   2. hand each source group its frozen config (ClusterConfigChange{SlotMove, DataServer}) and
-//      ask whether the migrating slots hold any key;
-//   3. propose slot-move-finish: commit (owner = target) when every source said "empty", roll
-//      back otherwise. A move is all or nothing: the request either moved every slot or none.
+//      Migrating (owner unchanged, the target recorded), which freezes them in the source group
+//      once it applies that config, and makes the target list them as Importing;
+//   2. hand each source group its frozen config (ClusterConfigChange{SlotMove, DataServer}); it
+//      answers whether the migrating slots hold any key;
+//   3. for a source whose slots hold keys: have the target import them (SlotImport, repeated
+//      until the target says the import is complete);
+//   4. propose slot-move-finish: commit (owner = target) when every source is frozen and copied,
+//      roll back otherwise. A batch is all or nothing; a request whose later batch fails keeps the
+//      batches before it moved, and its answer says how many slots moved.
+//
+// Who decides what: the meta log decides begin, commit and rollback; the source's log records
+// the freeze, the target's log the import and its progress; each kv leader drops, through its
+// log, keys of slots its config no longer lists.
 //
 // Moves run one at a time on a leader, so a source group never sees the Migrating slots of two
-// moves in one check. Slots left Migrating by a meta leader that died between steps 1 and 3 are
-// resumed from step 2 (which is idempotent): when this node gains leadership, periodically while
-// it leads, and before every new move (so a retried request finds its slots settled).
+// moves in one check. Slots left Migrating by a meta leader that died between steps 1 and 4 are
+// resumed from step 2 (steps 2 and 3 are idempotent): when this node gains leadership,
+// periodically while it leads, and before every new move (so a retried request finds its slots
+// settled).
 import { ChangeType, ClusterConfigChangeReq, ErrorCode, HandleServerType } from '@eraftkv/protocol';
 import type { Logger } from '@eraftkv/raft-server';
 import type { SourceGroupClient, SourceVerdict } from './source-group-client';
@@ -33,6 +42,8 @@ export interface SlotMoveDeps {
   readonly nowMs: () => number;
   /** Counts finished moves (metrics). */
   readonly onSettled?: (committed: boolean, slotCount: number) => void;
+  /** The most slots one batch of a move freezes and copies at once (default 64). */
+  readonly slotsPerBatch?: number;
   /** Counts slots, keys and bytes copied to targets (metrics). */
   readonly onCopied?: (slots: number, keys: number, bytes: number) => void;
 }
@@ -58,16 +69,56 @@ export class SlotMoveCoordinator {
   ): Promise<CommandOutcome> {
     return this.exclusive(async () => {
       await this.resumeLocked();
-      const begin = await this.deps.propose({
-        kind: 'slot-move-begin',
-        target,
-        slots,
-        nowMs: this.deps.nowMs(),
-        request,
-      });
-      if (begin.code !== ErrorCode.OK || begin.moving.length === 0) return begin;
-      return this.settle(target, begin.moving, request);
+      const batches = this.batchesOf(target, slots);
+      let moved = 0;
+      let outcome: CommandOutcome | null = null;
+      for (const [i, batch] of batches.entries()) {
+        // Only the last batch carries the request id: a retried request redoes the batches
+        // before it (those already moved change nothing) and finds the last one's answer.
+        const last = i === batches.length - 1;
+        const begin = await this.deps.propose({
+          kind: 'slot-move-begin',
+          target,
+          slots: batch,
+          nowMs: this.deps.nowMs(),
+          request: last ? request : null,
+        });
+        outcome =
+          begin.code !== ErrorCode.OK || begin.moving.length === 0
+            ? begin
+            : await this.settle(target, begin.moving, last ? request : null);
+        if (outcome.code !== ErrorCode.OK) {
+          if (moved === 0) return outcome;
+          return {
+            ...outcome,
+            message: `${moved} of the ${slots.length} slot(s) moved to group ${target} before this failure: ${outcome.message}`,
+          };
+        }
+        moved += batch.length;
+      }
+      if (outcome === null) throw new Error('a slot move of no slots');
+      return outcome;
     });
+  }
+
+  /**
+   * `slots` in batches of at most slotsPerBatch, each moved (frozen, copied, committed) in turn so
+   * that a slot's writes wait for the copy of its own batch only. A request the topology would
+   * refuse (a slot out of range, or moving to another group) stays one batch: it is refused whole.
+   */
+  private batchesOf(target: number, slots: readonly number[]): number[][] {
+    const sorted = [...new Set(slots)].sort((a, b) => a - b);
+    const topology = this.deps.topology();
+    const refused = sorted.some((slot) => {
+      if (!Number.isInteger(slot) || slot < 0 || slot >= topology.slotCount) return true;
+      const move = topology.slot(slot).move;
+      return move !== null && move.target !== target;
+    });
+    const size = this.deps.slotsPerBatch ?? 64;
+    if (refused || sorted.length <= size) return [sorted];
+    const batches: number[][] = [];
+    for (let i = 0; i < sorted.length; i += size) batches.push(sorted.slice(i, i + size));
+    return batches;
   }
 
   /** Finishes every move left Migrating (a no-op when there is none). */

@@ -72,7 +72,8 @@ const slots = (...ids: number[]): { slots: { id: number }[] } => ({
 });
 
 describe('SlotMove between kv groups (one meta node, fake source groups)', () => {
-  const meta = new MetaGroup({ slotMoveDeadlineMs: 1500 });
+  // Batches of two slots: the last test moves four in two batches.
+  const meta = new MetaGroup({ slotMoveDeadlineMs: 1500, slotMoveBatchSlots: 2 });
   const fakes: FakeKvNode[] = [];
   let client: ERaftKvClient;
   let server: MetaServer;
@@ -324,6 +325,38 @@ describe('SlotMove between kv groups (one meta node, fake source groups)', () =>
       { timeoutMs: 10_000, what: 'the leader to resume and commit the move of slot 6' },
     );
     expect(source.received.map((r) => r.shardId)).toEqual([1]);
+  });
+
+  it('moves a request in batches, each frozen and committed in turn', async () => {
+    const request = { clientId: 'slot-move-test', commandId: 2 };
+    const fields = {
+      changeType: ChangeType.SlotMove,
+      shardId: 2,
+      shardGroup: slots(7, 2, 4, 3),
+      ...request,
+    };
+    const before = await version();
+    const resp = await configChange(client, fields);
+    expect(resp.errorMessage).toBe('');
+    expect(resp.success).toBe(true);
+    expect(slotIdsOf(resp, 2)).toEqual(expect.arrayContaining([2, 3, 4, 7]) as number[]);
+    expect(slotIdsOf(resp, 1)).toEqual([]);
+    // Two batches ([2, 3], [4, 7]): two freezes, each at its own begin version.
+    expect(source.received.map((r) => r.configVersion)).toEqual([before + 1, before + 3]);
+    const frozen = source.received.map((r) =>
+      (r.shardGroup?.slots ?? [])
+        .filter((x) => x.slotStatus === SlotStatus.Migrating)
+        .map((x) => x.id),
+    );
+    expect(frozen).toEqual([
+      [2, 3],
+      [4, 7],
+    ]);
+    expect(resp.configVersion).toBe(before + 4);
+    // A retry of the request changes nothing and asks no source again.
+    const again = await configChange(client, fields);
+    expect(again.success).toBe(true);
+    expect(source.received).toHaveLength(2);
   });
 });
 

@@ -41,6 +41,7 @@ async function main(): Promise<void> {
     dedupWindowEntries: args.dedupWindowEntries,
     slotMoveDeadlineMs: args.slotMoveDeadlineMs,
     slotImportDeadlineMs: args.slotImportDeadlineMs,
+    slotMoveBatchSlots: args.slotMoveBatchSlots,
     version,
     onFatal: (err) => lifecycle.fatal(err),
   });
