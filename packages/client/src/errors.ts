@@ -84,6 +84,8 @@ export function describeErrorCode(code: ErrorCode): string {
       return 'the group still owns slots (move them away first)';
     case ErrorCode.SLOT_NOT_EMPTY:
       return 'a slot holds data (the source group says so when it freezes a slot for a move)';
+    case ErrorCode.SLOT_MIGRATING:
+      return "the key's slot is moving to another group; retried until the move is done";
     case ErrorCode.MEMBERSHIP_CHANGE_PENDING:
       return 'another membership change is still in progress; retry when it has committed';
     case ErrorCode.NODE_NOT_FOUND:

@@ -329,6 +329,9 @@ function dataVerdict(resp: ClientOperationResp): Verdict {
     case ErrorCode.SNAPSHOTTING:
     case ErrorCode.STALE_SERVER_CONFIG:
       return { kind: 'retry', problem: describeErrorCode(resp.errorCode), rotate: true };
+    case ErrorCode.SLOT_MIGRATING:
+      // The same server, after a backoff: the move commits within the copy of its batch.
+      return { kind: 'retry', problem: describeErrorCode(resp.errorCode), rotate: false };
     default:
       throw new ClusterError(
         resp.errorCode,

@@ -328,6 +328,22 @@ describe('EraftKvClient', () => {
     expect(attempts[0].clientId).toBe(client.clientId);
   });
 
+  it('retries a request on SLOT_MIGRATING at the same server until the move is done', async () => {
+    const client = newClient();
+    await client.put('moving', 'v1');
+    const before = leader.calls.length;
+    const migrating = (): ReturnType<typeof resp> =>
+      resp({ errorCode: ErrorCode.SLOT_MIGRATING, configVersion: 1 });
+    leader.script = [migrating, migrating];
+    await client.put('moving', 'v2');
+    const attempts = leader.calls
+      .slice(before)
+      .filter((r) => r.kvs[0]?.key.toString() === 'moving');
+    expect(attempts).toHaveLength(3);
+    expect(new Set(attempts.map((r) => `${r.clientId}/${r.commandId}`)).size).toBe(1);
+    expect(leader.data.get('moving')?.toString()).toBe('v2');
+  });
+
   it('refreshes the topology on WRONG_SHARD and routes to the new owner', async () => {
     const client = newClient();
     await client.put('k', 'v1');

@@ -73,7 +73,13 @@ export type KvApplyResult =
       /** The request was a retry of one already applied: `ops` is the stored response. */
       readonly duplicate: boolean;
     }
-  | { readonly kind: 'wrong-shard'; readonly configVersion: number; readonly message: string }
+  | {
+      readonly kind: 'wrong-shard';
+      readonly configVersion: number;
+      readonly message: string;
+      /** The slot is moving (SLOT_MIGRATING) rather than owned elsewhere (WRONG_SHARD). */
+      readonly migrating: boolean;
+    }
   | { readonly kind: 'rejected'; readonly configVersion: number; readonly message: string }
   | { readonly kind: 'config'; readonly applied: boolean; readonly configVersion: number }
   | {
@@ -89,7 +95,13 @@ export type KvApplyResult =
 /** What a read request produced. */
 export type KvReadResult =
   | { readonly kind: 'read'; readonly ops: KvOpPair[]; readonly configVersion: number }
-  | { readonly kind: 'wrong-shard'; readonly configVersion: number; readonly message: string }
+  | {
+      readonly kind: 'wrong-shard';
+      readonly configVersion: number;
+      readonly message: string;
+      /** The slot is moving (SLOT_MIGRATING) rather than owned elsewhere (WRONG_SHARD). */
+      readonly migrating: boolean;
+    }
   | { readonly kind: 'too-large'; readonly configVersion: number; readonly message: string }
   | { readonly kind: 'snapshotting'; readonly configVersion: number; readonly message: string };
 
@@ -142,15 +154,25 @@ function configVersionOf(o: Ownership): number {
   return o.config?.version ?? 0;
 }
 
-/** Why a key is not served, for WRONG_SHARD messages. */
-function notServedMessage(o: Ownership, key: Uint8Array): string | null {
-  if (o.config === null) return 'this group has applied no config yet';
+/**
+ * Why a key is not served, for WRONG_SHARD and SLOT_MIGRATING answers: `migrating` when its slot
+ * is moving (Migrating here, the source, or Importing, the target), which a client retries.
+ */
+function notServed(o: Ownership, key: Uint8Array): { message: string; migrating: boolean } | null {
+  if (o.config === null)
+    return { message: 'this group has applied no config yet', migrating: false };
   const slot = slotOfKey(key, o.config.slotCount);
   if (o.served.has(slot)) return null;
   const listed = o.config.slots.find((s) => s.id === slot);
-  return listed === undefined
-    ? `slot ${slot} is not owned by this group at config version ${o.config.version}`
-    : `slot ${slot} is ${listed.status} at config version ${o.config.version} and is not served until it is Running`;
+  if (listed === undefined)
+    return {
+      message: `slot ${slot} is not owned by this group at config version ${o.config.version}`,
+      migrating: false,
+    };
+  return {
+    message: `slot ${slot} is ${listed.status} at config version ${o.config.version} (a move is under way); retry shortly`,
+    migrating: listed.status === 'Migrating' || listed.status === 'Importing',
+  };
 }
 
 const noBytes = Buffer.alloc(0);
@@ -448,8 +470,8 @@ export class DataStateMachine implements StateMachine<KvApplyResult> {
     if (req.kvs.length === 0) return { kind: 'rejected', configVersion, message: 'no operations' };
     // Ownership of every op first: a request applies entirely or not at all.
     for (const op of req.kvs) {
-      const problem = notServedMessage(ownership, op.key);
-      if (problem !== null) return { kind: 'wrong-shard', configVersion, message: problem };
+      const problem = notServed(ownership, op.key);
+      if (problem !== null) return { kind: 'wrong-shard', configVersion, ...problem };
     }
     const ops: KvOpPair[] = [];
     // Every op passed the ownership check, so a config is applied.
@@ -682,12 +704,13 @@ export class DataStateMachine implements StateMachine<KvApplyResult> {
             kind: 'wrong-shard',
             configVersion,
             message: 'this group has applied no config yet',
+            migrating: false,
           };
         }
         for (const op of ops) {
           if (op.opType !== ClientOpType.Get) continue;
-          const problem = notServedMessage(ownership, op.key);
-          if (problem !== null) return { kind: 'wrong-shard', configVersion, message: problem };
+          const problem = notServed(ownership, op.key);
+          if (problem !== null) return { kind: 'wrong-shard', configVersion, ...problem };
         }
         const budget: ResponseBudget = {
           bytesLeft: limits.responseBytesMax,

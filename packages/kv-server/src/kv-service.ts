@@ -121,7 +121,10 @@ export function kvServiceHandlers(options: KvServiceOptions): KvServiceHandlers 
       case 'read':
         return respond({ ops: result.ops });
       case 'wrong-shard':
-        return respond({ errorCode: ErrorCode.WRONG_SHARD, errorMessage: result.message });
+        return respond({
+          errorCode: result.migrating ? ErrorCode.SLOT_MIGRATING : ErrorCode.WRONG_SHARD,
+          errorMessage: result.message,
+        });
       case 'snapshotting':
         return respond({ errorCode: ErrorCode.SNAPSHOTTING, errorMessage: result.message });
       case 'too-large':
@@ -143,7 +146,10 @@ export function kvServiceHandlers(options: KvServiceOptions): KvServiceHandlers 
       case 'applied':
         return respond({ ops: result.ops });
       case 'wrong-shard':
-        return respond({ errorCode: ErrorCode.WRONG_SHARD, errorMessage: result.message });
+        return respond({
+          errorCode: result.migrating ? ErrorCode.SLOT_MIGRATING : ErrorCode.WRONG_SHARD,
+          errorMessage: result.message,
+        });
       case 'rejected':
         throw new InvalidArgumentError(result.message);
       case 'config':

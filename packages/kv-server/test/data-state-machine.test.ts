@@ -261,6 +261,7 @@ describe('DataStateMachine', () => {
       kind: 'wrong-shard',
       configVersion: 0,
       message: 'this group has applied no config yet',
+      migrating: false,
     });
     const read = await sm.read([get('a')], defaultKvLimits);
     expect(read.kind).toBe('wrong-shard');
@@ -277,6 +278,7 @@ describe('DataStateMachine', () => {
       kind: 'wrong-shard',
       configVersion: 1,
       message: 'slot 6 is not owned by this group at config version 1',
+      migrating: false,
     });
     expect((await readOk(sm, [get(served)]))[0].found).toBe(false);
     const read = await sm.read([get(served), get(notServed)], defaultKvLimits);
@@ -395,7 +397,8 @@ describe('DataStateMachine', () => {
     expect(await write(sm, [put(key, 'during')])).toEqual({
       kind: 'wrong-shard',
       configVersion: 2,
-      message: 'slot 2 is Migrating at config version 2 and is not served until it is Running',
+      message: 'slot 2 is Migrating at config version 2 (a move is under way); retry shortly',
+      migrating: true,
     });
     expect((await sm.read([get(key)], defaultKvLimits)).kind).toBe('wrong-shard');
     await setConfig(sm, config(3, slotCount, allSlots));

@@ -325,7 +325,7 @@ describe('KvServer: a group of three with a fake meta group', () => {
     expect(refused.configVersion).toBeGreaterThanOrEqual(begin);
     // Frozen meanwhile: neither read nor written.
     const frozen = await processRw(clientOf(l), request([get(key)]));
-    expect(frozen.errorCode).toBe(ErrorCode.WRONG_SHARD);
+    expect(frozen.errorCode).toBe(ErrorCode.SLOT_MIGRATING);
 
     // Step 3: the meta group rolls the move back; the key is served again.
     const rollback = setTopology(topologyOf({ 1: groupOneSlots, 2: groupTwoSlots }));

@@ -129,6 +129,12 @@ export enum ErrorCode {
   REJECTED = 16,
   /** STALE_SERVER_CONFIG - The request's config_version is newer than the server's; the server is catching up. */
   STALE_SERVER_CONFIG = 17,
+  /**
+   * SLOT_MIGRATING - The key's slot is moving to another group (frozen in its source, or being imported by its
+   * target, docs/slot-migration.md): retry the same request after a short backoff; once the move
+   * is committed the source answers WRONG_SHARD and the target serves the slot.
+   */
+  SLOT_MIGRATING = 18,
   UNRECOGNIZED = -1,
 }
 
@@ -188,6 +194,9 @@ export function errorCodeFromJSON(object: any): ErrorCode {
     case 17:
     case "STALE_SERVER_CONFIG":
       return ErrorCode.STALE_SERVER_CONFIG;
+    case 18:
+    case "SLOT_MIGRATING":
+      return ErrorCode.SLOT_MIGRATING;
     case -1:
     case "UNRECOGNIZED":
     default:
@@ -233,6 +242,8 @@ export function errorCodeToJSON(object: ErrorCode): string {
       return "REJECTED";
     case ErrorCode.STALE_SERVER_CONFIG:
       return "STALE_SERVER_CONFIG";
+    case ErrorCode.SLOT_MIGRATING:
+      return "SLOT_MIGRATING";
     case ErrorCode.UNRECOGNIZED:
     default:
       return "UNRECOGNIZED";
