@@ -117,6 +117,7 @@ class FakeNode {
           slots: Array.from({ length: slotCount }, (_, id) => ({
             id,
             slotStatus: id === 15 ? SlotStatus.Migrating : SlotStatus.Running,
+            targetShardId: id === 15 ? 2 : 0,
           })),
         },
       ],
@@ -254,7 +255,7 @@ describe('eraftkv-ctl against a fake node', () => {
       code: 0,
       out:
         `group 0 (meta): servers 1=${a}; slots -\n` +
-        `group 1: servers 1=${a}; slots 0-15 (16); migrating 15\n` +
+        `group 1: servers 1=${a}; slots 0-15 (16); migrating 15 -> 2\n` +
         'config version 3, 16 slots\n',
       err: '',
     });
@@ -262,7 +263,7 @@ describe('eraftkv-ctl against a fake node', () => {
     expect(tableRows(table.out)).toEqual([
       ['GROUP', 'SERVERS', 'SLOTS', 'MIGRATING'],
       ['0 (meta)', `1=${a}`, '-', '-'],
-      ['1', `1=${a}`, '0-15 (16)', '15'],
+      ['1', `1=${a}`, '0-15 (16)', '15 -> 2'],
     ]);
     const lines = table.out.split('\n');
     expect(lines.at(-2)).toBe('config version 3, 16 slots');
@@ -277,6 +278,7 @@ describe('eraftkv-ctl against a fake node', () => {
           slots: '',
           slotCount: 0,
           migrating: '',
+          migratingTo: [],
         },
         {
           id: 1,
@@ -285,6 +287,7 @@ describe('eraftkv-ctl against a fake node', () => {
           slots: '0-15',
           slotCount: 16,
           migrating: '15',
+          migratingTo: [{ target: 2, slots: '15' }],
         },
       ],
     });

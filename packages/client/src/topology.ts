@@ -9,6 +9,8 @@ export interface GroupInfo {
   readonly slots: readonly number[];
   /** Slots currently being moved away (frozen). */
   readonly migratingSlots: readonly number[];
+  /** The same slots by the group each moves to, targets ascending. */
+  readonly migratingTo: readonly { readonly target: number; readonly slots: readonly number[] }[];
 }
 
 export class Topology {
@@ -33,6 +35,7 @@ export class Topology {
         migratingSlots: g.slots
           .filter((s) => s.slotStatus === SlotStatus.Migrating)
           .map((s) => s.id),
+        migratingTo: movesOf(g.slots),
       });
     }
     this.groups = groups;
@@ -55,6 +58,20 @@ export class Topology {
   dataGroups(): GroupInfo[] {
     return [...this.groups.values()].filter((g) => g.id !== 0).sort((a, b) => a.id - b.id);
   }
+}
+
+/** A group's Migrating slots by target, targets and slots ascending. */
+function movesOf(
+  slots: readonly { id: number; slotStatus: SlotStatus; targetShardId: number }[],
+): { target: number; slots: number[] }[] {
+  const byTarget = new Map<number, number[]>();
+  for (const s of slots) {
+    if (s.slotStatus !== SlotStatus.Migrating) continue;
+    byTarget.set(s.targetShardId, [...(byTarget.get(s.targetShardId) ?? []), s.id]);
+  }
+  return [...byTarget]
+    .sort(([a], [b]) => a - b)
+    .map(([target, ids]) => ({ target, slots: ids.sort((a, b) => a - b) }));
 }
 
 /** Compresses sorted slot ids into ranges: [0,1,2,5] -> "0-2,5". */

@@ -2,7 +2,7 @@ import { ErrorCode, slotOfKey, SlotStatus, type ClusterConfigChangeResp } from '
 import { backoffMs, formatSlotRanges, parseSlotRanges, Topology } from '../src';
 
 function answer(
-  groups: { id: number; slots: number[]; migrating?: number[] }[],
+  groups: { id: number; slots: number[]; migrating?: number[]; to?: Record<number, number> }[],
   slotCount = 8,
 ): ClusterConfigChangeResp {
   return {
@@ -13,7 +13,7 @@ function answer(
         id,
         slotStatus: g.migrating?.includes(id) ? SlotStatus.Migrating : SlotStatus.Running,
         statusModifyTime: 0,
-        targetShardId: 0,
+        targetShardId: g.to?.[id] ?? 0,
       })),
       servers: [{ id: 1, address: `127.0.0.1:${7000 + g.id}`, serverStatus: 0 }],
       leaderId: 0,
@@ -46,9 +46,17 @@ describe('Topology', () => {
     expect(t.initialized()).toBe(true);
   });
 
-  it('records migrating slots', () => {
-    const t = new Topology(answer([{ id: 1, slots: [0, 1, 2], migrating: [2] }]));
-    expect(t.groups.get(1)?.migratingSlots).toEqual([2]);
+  it('records migrating slots and where each goes', () => {
+    const t = new Topology(
+      answer([{ id: 1, slots: [0, 1, 2, 3], migrating: [3, 1, 2], to: { 1: 3, 2: 2, 3: 3 } }]),
+    );
+    expect(t.groups.get(1)?.migratingSlots).toEqual([1, 2, 3]);
+    expect(t.groups.get(1)?.migratingTo).toEqual([
+      { target: 2, slots: [2] },
+      { target: 3, slots: [1, 3] },
+    ]);
+    // Migrating slots still route to their owner until the move commits.
+    expect(t.groupOf(Buffer.from('a'))).toBe(slotOfKey(Buffer.from('a'), 8) <= 3 ? 1 : 0);
   });
 });
 

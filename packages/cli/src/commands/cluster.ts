@@ -6,6 +6,11 @@ import { positiveInt, textArg, type Context, type Runner } from '../context';
 import { exitCodes, UsageError } from '../exit-codes';
 import { json, renderTable } from '../output';
 
+/** A group's moving slots and where they go: "512-575 -> 2". */
+function describeMoves(g: ClusterView['groups'][number]): string {
+  return g.migratingTo.map((m) => `${formatSlotRanges(m.slots)} -> ${m.target}`).join('; ');
+}
+
 function printCluster(ctx: Context, view: ClusterView): void {
   const groups = [...view.groups].sort((a, b) => a.id - b.id);
   if (ctx.writeOut === 'json') {
@@ -20,6 +25,10 @@ function printCluster(ctx: Context, view: ClusterView): void {
           slots: formatSlotRanges(g.slots),
           slotCount: g.slots.length,
           migrating: formatSlotRanges(g.migratingSlots),
+          migratingTo: g.migratingTo.map((m) => ({
+            target: m.target,
+            slots: formatSlotRanges(m.slots),
+          })),
         })),
       }),
     );
@@ -29,7 +38,7 @@ function printCluster(ctx: Context, view: ClusterView): void {
     g.id === 0 ? '0 (meta)' : String(g.id),
     g.servers.map((s) => `${s.id}=${s.address}`).join(','),
     g.id === 0 ? '-' : `${formatSlotRanges(g.slots) || 'none'} (${g.slots.length})`,
-    formatSlotRanges(g.migratingSlots) || '-',
+    describeMoves(g) || '-',
   ]);
   if (ctx.writeOut === 'table') {
     ctx.io.out(renderTable(['GROUP', 'SERVERS', 'SLOTS', 'MIGRATING'], rows));
