@@ -341,9 +341,17 @@ describe('meta and kv servers as processes', () => {
       expect(resp.ops[0].found).toBe(true);
       expect(resp.ops[0].value.toString()).toBe(value);
     }
-    // The source no longer serves the moved slot.
-    const stale = await clients.rw(leaders[1], { kvs: [op(ClientOpType.Get, 'hello')] });
-    expect(stale.errorCode).toBe(ErrorCode.WRONG_SHARD);
+    // The source no longer serves the moved slot: SLOT_MIGRATING until it applies the committed
+    // config (its next poll of the meta group), WRONG_SHARD from then on, never an answer.
+    await waitUntil(
+      async () => {
+        const r = await clients.rw(leaders[1], { kvs: [op(ClientOpType.Get, 'hello')] });
+        expect([ErrorCode.SLOT_MIGRATING, ErrorCode.WRONG_SHARD]).toContain(r.errorCode);
+        return r.errorCode === ErrorCode.WRONG_SHARD;
+      },
+      10_000,
+      'the source to learn that the slot moved',
+    );
     // The orphan slot holds nothing: it moves too.
     const orphanMoved = await meta({
       changeType: ChangeType.SlotMove,
