@@ -2,7 +2,8 @@
 // query_groups, set_slot).
 import type { Argv } from 'yargs';
 import { formatSlotRanges, parseSlotRanges, type ClusterView } from '@eraftkv/client';
-import { positiveInt, textArg, type Context, type Runner } from '../context';
+import { SingleBar } from 'cli-progress';
+import { parseDuration, positiveInt, textArg, type Context, type Runner } from '../context';
 import { exitCodes, UsageError } from '../exit-codes';
 import { json, renderTable } from '../output';
 
@@ -144,13 +145,19 @@ export function clusterCommands(yargs: Argv, run: Runner): Argv {
         y
           .command(
             'move <gid> <range>',
-            'Give slots to group <gid>; refused for slots that hold data',
+            'Give slots to group <gid> with their keys (in batches; progress on stderr)',
             (yy) =>
               yy
                 .positional('gid', { type: 'number', describe: 'the group that gets the slots' })
                 .positional('range', {
                   type: 'string',
                   describe: 'slots: 0-511, or 7, or 0-9,20-29',
+                })
+                .option('wait', {
+                  type: 'string',
+                  default: '30m',
+                  describe:
+                    'how long to wait for the move (it goes on in the meta group if this runs out; group list shows it)',
                 })
                 .example('$0 slot move 2 512-1023', 'group 2 takes over slots 512..1023'),
             run(async (ctx, args) => moveSlots(ctx, args)),
@@ -186,6 +193,48 @@ async function moveSlots(ctx: Context, args: Record<string, unknown>): Promise<n
   } catch (err) {
     throw new UsageError(`<range>: ${(err as Error).message}`);
   }
-  printCluster(ctx, await ctx.client().moveSlots(gid, slots));
+  const waitMs = parseDuration(typeof args.wait === 'string' ? args.wait : '30m', '--wait');
+  const client = ctx.client();
+  const before = await client.cluster();
+  const pending = new Set(
+    slots.filter((slot) => !before.groups.some((g) => g.id === gid && g.slots.includes(slot))),
+  );
+  const bar = new SingleBar({
+    format: `slot move to group ${gid} [{bar}] {value}/{total} slots | {rate} slots/s | ETA {eta_formatted}`,
+    hideCursor: true,
+    stream: process.stderr,
+  });
+  bar.start(pending.size, 0, { rate: 0 });
+  const started = Date.now();
+  let done = false;
+  const moving = client.moveSlots(gid, slots, { deadlineMs: waitMs }).finally(() => {
+    done = true;
+  });
+  // Progress: the slots of the request the target owns by now (the meta group moves them in
+  // batches, so the count grows a batch at a time).
+  const watching = (async () => {
+    while (!done) {
+      await new Promise((resolve) => setTimeout(resolve, 500));
+      if (done) break;
+      const view = await client.cluster({ deadlineMs: 2000 }).catch(() => null);
+      if (view === null) continue;
+      const owned = new Set(view.groups.find((g) => g.id === gid)?.slots ?? []);
+      const moved = [...pending].filter((slot) => owned.has(slot)).length;
+      const seconds = (Date.now() - started) / 1000;
+      bar.update(moved, { rate: (moved / Math.max(seconds, 0.001)).toFixed(1) });
+    }
+  })();
+  let view: ClusterView;
+  try {
+    view = await moving;
+  } finally {
+    await watching;
+    bar.stop();
+  }
+  if (ctx.writeOut !== 'json') {
+    const seconds = ((Date.now() - started) / 1000).toFixed(1);
+    ctx.io.out(`moved ${pending.size} slot(s) to group ${gid} in ${seconds} s\n`);
+  }
+  printCluster(ctx, view);
   return exitCodes.success;
 }
