@@ -357,4 +357,30 @@ describe('eraftkv-ctl against a local cluster', () => {
     expect(scan.kvs.length).toBe(total);
     await cluster.start(leader.name);
   });
+
+  it('balances slots between the groups with their keys, and drains a group before it goes', async () => {
+    const keysBefore = (await client.scan('', undefined, { limit: 100_000 })).kvs.length;
+    const plan = await ctl(endpoints, ['balance', '-w', 'json']);
+    expect(plan.code).toBe(0);
+    const planned = JSON.parse(plan.stdout) as { apply: boolean; moves: { to: number }[] };
+    expect(planned.apply).toBe(false);
+    expect(planned.moves.length).toBeGreaterThan(0);
+    // Nothing moved on a dry run.
+    const dry = await client.cluster();
+    const applied = await ctl(endpoints, ['balance', '--apply'], 120_000);
+    expect(applied.stderr).toBe('');
+    expect(applied.code).toBe(0);
+    const even = await client.cluster();
+    expect(even.configVersion).toBeGreaterThan(dry.configVersion);
+    expect(even.groups.filter((g) => g.id !== 0).map((g) => g.slots.length)).toEqual([512, 512]);
+    // Group 2 owns slots: removing it is refused with the way out.
+    const refused = await ctl(endpoints, ['group', 'remove', '2']);
+    expect(refused.code).not.toBe(0);
+    expect(refused.stderr).toContain('balance --drain');
+    const drained = await ctl(endpoints, ['balance', '--drain', '2', '--apply'], 120_000);
+    expect(drained.code).toBe(0);
+    const after = await client.cluster();
+    expect(after.groups.find((g) => g.id === 2)?.slots).toEqual([]);
+    expect((await client.scan('', undefined, { limit: 100_000 })).kvs.length).toBe(keysBefore);
+  });
 });

@@ -2,6 +2,7 @@
 // table, --command-timeout, etcdctl's exit codes). runCtl never exits the process itself, so that
 // tests can run it in process.
 import yargs, { type Argv } from 'yargs';
+import { balanceCommands } from './commands/balance';
 import { benchCommands } from './commands/bench';
 import { clusterCommands } from './commands/cluster';
 import { endpointCommands } from './commands/endpoint';
@@ -59,6 +60,7 @@ export async function runCtl(argv: readonly string[], io: Io = processIo): Promi
     });
   parser = kvCommands(parser, run);
   parser = clusterCommands(parser, run);
+  parser = balanceCommands(parser, run);
   parser = membershipCommands(parser, run);
   parser = endpointCommands(parser, run);
   parser = benchCommands(parser, run);

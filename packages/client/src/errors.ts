@@ -81,7 +81,7 @@ export function describeErrorCode(code: ErrorCode): string {
     case ErrorCode.GROUP_EXISTS:
       return 'the group already exists';
     case ErrorCode.GROUP_HAS_SLOTS:
-      return 'the group still owns slots (move them away first)';
+      return "the group still owns slots: move them away first ('eraftkv-ctl balance --drain <gid> --apply')";
     case ErrorCode.SLOT_NOT_EMPTY:
       return 'a slot holds data (the source group says so when it freezes a slot for a move)';
     case ErrorCode.SLOT_MIGRATING:

@@ -153,10 +153,14 @@ export class KvClient {
   ): Promise<boolean> {
     const from = pager.next;
     if (from === null) return true;
+    // The version this scan was routed by: a group at another version refuses it (WRONG_SHARD
+    // or STALE_SERVER_CONFIG) rather than pass over slots the two views disagree on.
+    const configVersion = (await this.session.topology(false, deadline)).version;
     const resp = await this.groupCall(
       pager.groupId,
       {
         ...emptyRequest(),
+        configVersion,
         kvs: [{ ...emptyOp(), opType: ClientOpType.Scan, key: from, endKey, limit: wanted }],
         readConsistency: options.serializable
           ? ReadConsistency.SERIALIZABLE

@@ -103,6 +103,7 @@ export type KvReadResult =
       readonly migrating: boolean;
     }
   | { readonly kind: 'too-large'; readonly configVersion: number; readonly message: string }
+  | { readonly kind: 'stale-config'; readonly configVersion: number; readonly message: string }
   | { readonly kind: 'snapshotting'; readonly configVersion: number; readonly message: string };
 
 export interface DataStateMachineOptions {
@@ -681,7 +682,13 @@ export class DataStateMachine implements StateMachine<KvApplyResult> {
    * and the Scans after it return no pairs with `more` (send them again). The first pair of a
    * response is always taken, so that a paging client always makes progress.
    */
-  async read(ops: readonly KvOpPair[], limits: KvLimits): Promise<KvReadResult> {
+  /**
+   * `clientVersion` (the config version of the client's topology, 0: not given) makes a Scan
+   * complete across slot moves: the scan runs only when this group's applied config is the one
+   * the client routed by (an older client is told WRONG_SHARD, a newer one STALE_SERVER_CONFIG),
+   * since a scan otherwise passes silently over slots the two views disagree on.
+   */
+  async read(ops: readonly KvOpPair[], limits: KvLimits, clientVersion = 0): Promise<KvReadResult> {
     // Nothing read from a corrupt state is trusted (RocksDB does not verify the checksums of the
     // blocks a scan reads): every read is refused, as the first one that ran into it was.
     if (this.corrupt !== null) throw this.corrupt;
@@ -706,6 +713,21 @@ export class DataStateMachine implements StateMachine<KvApplyResult> {
             message: 'this group has applied no config yet',
             migrating: false,
           };
+        }
+        if (clientVersion !== 0 && ops.some((op) => op.opType === ClientOpType.Scan)) {
+          if (clientVersion > configVersion)
+            return {
+              kind: 'stale-config',
+              configVersion,
+              message: `this group has applied config version ${configVersion}, not yet ${clientVersion}; retry shortly`,
+            };
+          if (clientVersion < configVersion)
+            return {
+              kind: 'wrong-shard',
+              configVersion,
+              message: `the topology changed since config version ${clientVersion} (this group is at ${configVersion}): refresh it and scan again`,
+              migrating: false,
+            };
         }
         for (const op of ops) {
           if (op.opType !== ClientOpType.Get) continue;

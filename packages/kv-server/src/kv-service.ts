@@ -113,7 +113,7 @@ export function kvServiceHandlers(options: KvServiceOptions): KvServiceHandlers 
     }
     let result;
     try {
-      result = await stateMachine.read(req.kvs, limits);
+      result = await stateMachine.read(req.kvs, limits, req.configVersion);
     } catch (err) {
       return refused(err);
     }
@@ -127,6 +127,8 @@ export function kvServiceHandlers(options: KvServiceOptions): KvServiceHandlers 
         });
       case 'snapshotting':
         return respond({ errorCode: ErrorCode.SNAPSHOTTING, errorMessage: result.message });
+      case 'stale-config':
+        return respond({ errorCode: ErrorCode.STALE_SERVER_CONFIG, errorMessage: result.message });
       case 'too-large':
         throw new LimitExceededError(result.message);
     }

@@ -66,7 +66,15 @@ export class SlotImporter {
 
   private async run(req: SlotImportReq, deadline: number): Promise<SlotImportResp> {
     const { raft, stateMachine, logger } = this.options;
-    const refused = (message: string): SlotImportResp => ({
+    const refused = (message: string): SlotImportResp => {
+      logger.warn('slot import refused', {
+        source: req.sourceShardId,
+        version: req.configVersion,
+        error: message,
+      });
+      return refusedAnswer(message);
+    };
+    const refusedAnswer = (message: string): SlotImportResp => ({
       errorCode: ErrorCode.REJECTED,
       errorMessage: message,
       leaderAddress: '',

@@ -285,6 +285,25 @@ describe('DataStateMachine', () => {
     expect(read.kind).toBe('wrong-shard');
   });
 
+  it('scans only at the config version the client routed by, when it says one', async () => {
+    const sm = await fresh();
+    await setConfig(sm, config(3, slotCount, allSlots));
+    applied(await write(sm, [put('a', '1')]));
+    expect((await sm.read([scan('', '')], defaultKvLimits, 3)).kind).toBe('read');
+    expect((await sm.read([scan('', '')], defaultKvLimits, 0)).kind).toBe('read');
+    expect(await sm.read([scan('', '')], defaultKvLimits, 4)).toMatchObject({
+      kind: 'stale-config',
+      configVersion: 3,
+    });
+    expect(await sm.read([scan('', '')], defaultKvLimits, 2)).toMatchObject({
+      kind: 'wrong-shard',
+      configVersion: 3,
+      migrating: false,
+    });
+    // Gets are checked key by key instead.
+    expect((await sm.read([get('a')], defaultKvLimits, 2)).kind).toBe('read');
+  });
+
   it('scans return only keys of slots the group serves', async () => {
     const sm = await fresh();
     await setConfig(sm, config(1, slotCount, allSlots));

@@ -289,6 +289,27 @@ describe('moving slots with their data', () => {
     }
   });
 
+  it('moves a key whose value is empty (RocksDB hands it back without memory)', async () => {
+    const source = await node();
+    await applyEntry(source.sm, (i) =>
+      configEntry(i, config(1, slotCount, [...moving, ...staying])),
+    );
+    const key = keyInSlot(2, slotCount, 'empty');
+    await applyEntry(source.sm, (i) => writeEntry(i, request([put(key, '')])));
+    await applyEntry(source.sm, (i) => configEntry(i, config(2, slotCount, staying, moving)));
+    const target = await node();
+    await applyEntry(target.sm, (i) => configEntry(i, config(2, slotCount, [], [], moving)));
+    await applyData(target.sm, encodeImportBegin({ source: 1, version: 2, slots: moving }));
+    for (const chunk of await exportAll(source.sm, 1 << 20)) {
+      expect(await applyData(target.sm, encodeImportChunk(chunk))).toMatchObject({ kind: 'moved' });
+    }
+    await applyEntry(target.sm, (i) => configEntry(i, config(3, slotCount, moving)));
+    const read = await target.sm.read([get(key)], defaultKvLimits);
+    if (read.kind !== 'read') throw new Error('expected a read');
+    expect(read.ops[0]).toMatchObject({ found: true });
+    expect(read.ops[0].value).toHaveLength(0);
+  });
+
   it('refuses what would corrupt a move', async () => {
     const source = await frozenSource();
     const target = await node();

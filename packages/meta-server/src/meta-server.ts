@@ -194,6 +194,7 @@ export class MetaServer {
       },
     );
     const deadlineMs = o.slotMoveDeadlineMs ?? 5000;
+    let importProblemLoggedAt = 0;
     this.sources =
       o.sourceGroups ??
       new GrpcSourceGroupClient({ deadlineMs, attemptMs: Math.min(1000, deadlineMs) });
@@ -202,6 +203,18 @@ export class MetaServer {
       new GrpcTargetGroupClient({
         deadlineMs: o.slotImportDeadlineMs ?? 10 * 60_000,
         callMs: 20_000,
+        onProblem: (batch, problem) => {
+          // At most one line per 10 s: a target that keeps refusing is asked every 200 ms.
+          const now = Date.now();
+          if (now - importProblemLoggedAt < 10_000) return;
+          importProblemLoggedAt = now;
+          this.logger.warn('a slot import was refused; asking again until its deadline', {
+            source: batch.source,
+            target: batch.target,
+            version: batch.version,
+            error: problem,
+          });
+        },
       });
     const propose = (command: TopologyCommand): Promise<CommandOutcome> =>
       this.proposeCommand(command);

@@ -62,6 +62,8 @@ export class GrpcTargetGroupClient implements TargetGroupClient {
       readonly callMs: number;
       /** The pause before asking again after a REJECTED answer. */
       readonly retryPauseMs?: number;
+      /** Told why an attempt failed (the import is asked again until its deadline). */
+      readonly onProblem?: (batch: ImportBatch, problem: string) => void;
     },
   ) {}
 
@@ -111,6 +113,7 @@ export class GrpcTargetGroupClient implements TargetGroupClient {
         continue;
       }
       lastProblem = resp.errorMessage || (ErrorCode[resp.errorCode] ?? String(resp.errorCode));
+      this.options.onProblem?.(batch, lastProblem);
       await this.pause();
     }
     return {

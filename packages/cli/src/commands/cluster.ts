@@ -185,15 +185,17 @@ async function addGroup(ctx: Context, args: Record<string, unknown>): Promise<nu
   return exitCodes.success;
 }
 
-async function moveSlots(ctx: Context, args: Record<string, unknown>): Promise<number> {
-  const gid = positiveInt(args.gid, '<gid>');
-  let slots: number[];
-  try {
-    slots = parseSlotRanges(textArg(args.range, '<range>'));
-  } catch (err) {
-    throw new UsageError(`<range>: ${(err as Error).message}`);
-  }
-  const waitMs = parseDuration(typeof args.wait === 'string' ? args.wait : '30m', '--wait');
+/**
+ * Gives `slots` to group `gid` (SlotMove, waiting up to `waitMs`), with a progress bar on stderr
+ * (a terminal only): the slots of the request the target owns, polled from the topology (the
+ * meta group moves them a batch at a time). Returns the final view and how many slots moved.
+ */
+export async function moveWithProgress(
+  ctx: Context,
+  gid: number,
+  slots: readonly number[],
+  waitMs: number,
+): Promise<{ view: ClusterView; moved: number }> {
   const client = ctx.client();
   const before = await client.cluster();
   const pending = new Set(
@@ -210,8 +212,6 @@ async function moveSlots(ctx: Context, args: Record<string, unknown>): Promise<n
   const moving = client.moveSlots(gid, slots, { deadlineMs: waitMs }).finally(() => {
     done = true;
   });
-  // Progress: the slots of the request the target owns by now (the meta group moves them in
-  // batches, so the count grows a batch at a time).
   const watching = (async () => {
     while (!done) {
       await new Promise((resolve) => setTimeout(resolve, 500));
@@ -224,16 +224,30 @@ async function moveSlots(ctx: Context, args: Record<string, unknown>): Promise<n
       bar.update(moved, { rate: (moved / Math.max(seconds, 0.001)).toFixed(1) });
     }
   })();
-  let view: ClusterView;
   try {
-    view = await moving;
+    const view = await moving;
+    bar.update(pending.size);
+    return { view, moved: pending.size };
   } finally {
     await watching;
     bar.stop();
   }
+}
+
+async function moveSlots(ctx: Context, args: Record<string, unknown>): Promise<number> {
+  const gid = positiveInt(args.gid, '<gid>');
+  let slots: number[];
+  try {
+    slots = parseSlotRanges(textArg(args.range, '<range>'));
+  } catch (err) {
+    throw new UsageError(`<range>: ${(err as Error).message}`);
+  }
+  const waitMs = parseDuration(typeof args.wait === 'string' ? args.wait : '30m', '--wait');
+  const started = Date.now();
+  const { view, moved } = await moveWithProgress(ctx, gid, slots, waitMs);
   if (ctx.writeOut !== 'json') {
     const seconds = ((Date.now() - started) / 1000).toFixed(1);
-    ctx.io.out(`moved ${pending.size} slot(s) to group ${gid} in ${seconds} s\n`);
+    ctx.io.out(`moved ${moved} slot(s) to group ${gid} in ${seconds} s\n`);
   }
   printCluster(ctx, view);
   return exitCodes.success;

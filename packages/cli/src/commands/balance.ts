@@ -1,0 +1,142 @@
+// balance [--apply] [--drain <gid>]: plans slot moves that even out the number of slots per kv
+// group (and, with --drain, empty one group so that it can be removed), prints the plan, and with
+// --apply carries it out one move at a time with slot move's progress bar. A dry run by default.
+import type { Argv } from 'yargs';
+import { formatSlotRanges, type ClusterView } from '@eraftkv/client';
+import { parseDuration, positiveInt, type Context, type Runner } from '../context';
+import { exitCodes, UsageError } from '../exit-codes';
+import { json } from '../output';
+import { moveWithProgress } from './cluster';
+
+/** One step of a plan: give `slots` (owned by `from`, or by nobody when 0) to `to`. */
+export interface PlannedMove {
+  readonly from: number;
+  readonly to: number;
+  readonly slots: readonly number[];
+}
+
+/**
+ * The moves that leave every kv group (but `drain`) with slotCount / n slots, give or take one,
+ * moving as few slots as possible: groups above their share give their highest slots to the
+ * groups below theirs; slots without an owner and every slot of `drain` go to the groups below
+ * their share. Deterministic: groups by id, slots ascending.
+ */
+export function planBalance(view: ClusterView, drain: number | null): PlannedMove[] {
+  const groups = view.groups.filter((g) => g.id !== 0);
+  if (drain !== null && !groups.some((g) => g.id === drain))
+    throw new UsageError(`--drain ${drain}: no such kv group`);
+  const keep = groups.filter((g) => g.id !== drain).sort((a, b) => a.id - b.id);
+  if (keep.length === 0)
+    throw new UsageError('there is no other kv group to move slots to; add one first');
+  const owned = new Map(keep.map((g) => [g.id, [...g.slots].sort((a, b) => a - b)]));
+  // The slots every kept group must take in: the drained group's, and those without an owner.
+  const assigned = new Set(groups.flatMap((g) => g.slots));
+  const loose: { from: number; slot: number }[] = [
+    ...(groups.find((g) => g.id === drain)?.slots ?? []).map((slot) => ({
+      from: drain ?? 0,
+      slot,
+    })),
+    ...Array.from({ length: view.slotCount }, (_, slot) => slot)
+      .filter((slot) => !assigned.has(slot))
+      .map((slot) => ({ from: 0, slot })),
+  ];
+  // Shares: slotCount / n each; the remainder goes to the groups that hold the most already.
+  const base = Math.floor(view.slotCount / keep.length);
+  const extra = view.slotCount % keep.length;
+  const byHolding = [...keep].sort(
+    (a, b) => (owned.get(b.id)?.length ?? 0) - (owned.get(a.id)?.length ?? 0) || a.id - b.id,
+  );
+  const share = new Map(byHolding.map((g, i) => [g.id, base + (i < extra ? 1 : 0)]));
+  for (const g of keep) {
+    const slots = owned.get(g.id) ?? [];
+    const over = slots.length - (share.get(g.id) ?? 0);
+    // The highest slots leave, so that what stays is a range where it was one.
+    for (const slot of slots.slice(slots.length - Math.max(0, over)))
+      loose.push({ from: g.id, slot });
+  }
+  loose.sort((a, b) => a.slot - b.slot);
+  const moves = new Map<string, { from: number; to: number; slots: number[] }>();
+  let next = 0;
+  for (const g of keep) {
+    let need =
+      (share.get(g.id) ?? 0) - Math.min(owned.get(g.id)?.length ?? 0, share.get(g.id) ?? 0);
+    while (need > 0 && next < loose.length) {
+      const { from, slot } = loose[next++];
+      const id = `${from}->${g.id}`;
+      const move = moves.get(id) ?? { from, to: g.id, slots: [] };
+      move.slots.push(slot);
+      moves.set(id, move);
+      need--;
+    }
+  }
+  return [...moves.values()].sort((a, b) => a.to - b.to || a.from - b.from);
+}
+
+function describe(move: PlannedMove): string {
+  const from = move.from === 0 ? 'no owner' : `group ${move.from}`;
+  return `move ${formatSlotRanges(move.slots)} (${move.slots.length} slots) from ${from} to group ${move.to}`;
+}
+
+export function balanceCommands(yargs: Argv, run: Runner): Argv {
+  return yargs.command(
+    'balance',
+    'Plan slot moves that even out slots per kv group (a dry run unless --apply)',
+    (y) =>
+      y
+        .option('apply', {
+          type: 'boolean',
+          default: false,
+          describe: 'carry the plan out (slots move with their keys, one move at a time)',
+        })
+        .option('drain', {
+          type: 'number',
+          describe: 'move every slot away from this group (then: group remove <gid>)',
+        })
+        .option('wait', {
+          type: 'string',
+          default: '30m',
+          describe: 'how long each move may take',
+        })
+        .example('$0 balance', 'print the plan')
+        .example('$0 balance --drain 3 --apply', 'empty group 3 so that it can be removed'),
+    run(async (ctx, args) => balance(ctx, args)),
+  );
+}
+
+async function balance(ctx: Context, args: Record<string, unknown>): Promise<number> {
+  const drain = args.drain === undefined ? null : positiveInt(args.drain, '--drain');
+  const waitMs = parseDuration(typeof args.wait === 'string' ? args.wait : '30m', '--wait');
+  const view = await ctx.client().cluster();
+  const plan = planBalance(view, drain);
+  if (ctx.writeOut === 'json') {
+    ctx.io.out(
+      json({
+        apply: args.apply === true,
+        moves: plan.map((m) => ({
+          from: m.from,
+          to: m.to,
+          slots: formatSlotRanges(m.slots),
+          slotCount: m.slots.length,
+        })),
+      }),
+    );
+  } else if (plan.length === 0) {
+    ctx.io.out('balanced: nothing to move\n');
+  } else {
+    for (const move of plan) ctx.io.out(`${describe(move)}\n`);
+  }
+  if (args.apply !== true) {
+    if (plan.length > 0 && ctx.writeOut !== 'json')
+      ctx.io.out('dry run: add --apply to move these slots\n');
+    return exitCodes.success;
+  }
+  for (const move of plan) {
+    const started = Date.now();
+    const { moved } = await moveWithProgress(ctx, move.to, move.slots, waitMs);
+    if (ctx.writeOut !== 'json') {
+      const seconds = ((Date.now() - started) / 1000).toFixed(1);
+      ctx.io.out(`moved ${moved} slot(s) to group ${move.to} in ${seconds} s\n`);
+    }
+  }
+  return exitCodes.success;
+}

@@ -1,0 +1,63 @@
+// The balance planner: the fewest slot moves that even out slots per kv group, or drain one.
+import type { ClusterView } from '@eraftkv/client';
+import { planBalance } from '../src/commands/balance';
+import { UsageError } from '../src/exit-codes';
+
+const range = (from: number, to: number): number[] =>
+  Array.from({ length: to - from + 1 }, (_, i) => from + i);
+
+function view(groups: Record<number, number[]>, slotCount = 1024): ClusterView {
+  return {
+    configVersion: 7,
+    slotCount,
+    groups: [0, ...Object.keys(groups).map(Number)].map((id) => ({
+      id,
+      servers: [],
+      slots: id === 0 ? [] : groups[id],
+      migratingSlots: [],
+      migratingTo: [],
+    })),
+  };
+}
+
+describe('planBalance', () => {
+  it('gives a new group half of the slots, the highest ones', () => {
+    expect(planBalance(view({ 1: range(0, 1023), 2: [] }), null)).toEqual([
+      { from: 1, to: 2, slots: range(512, 1023) },
+    ]);
+  });
+
+  it('splits three ways, the remainder staying with the group that holds most', () => {
+    const plan = planBalance(view({ 1: range(0, 1023), 2: [], 3: [] }), null);
+    expect(plan).toEqual([
+      { from: 1, to: 2, slots: range(342, 682) },
+      { from: 1, to: 3, slots: range(683, 1023) },
+    ]);
+  });
+
+  it('drains a group into the others, and assigns slots without an owner', () => {
+    const plan = planBalance(view({ 1: range(0, 499), 2: range(512, 1023), 3: [] }), 2);
+    // 12 slots (500-511) have no owner; group 2's 512 slots leave it.
+    const moved = plan.flatMap((m) => m.slots);
+    expect(new Set(moved).size).toBe(moved.length);
+    expect(moved.sort((a, b) => a - b)).toEqual(range(500, 1023));
+    expect(plan.every((m) => m.to !== 2)).toBe(true);
+    const after = new Map([
+      [1, 500],
+      [3, 0],
+    ]);
+    for (const m of plan) after.set(m.to, (after.get(m.to) ?? 0) + m.slots.length);
+    expect([...after.values()].sort()).toEqual([512, 512]);
+  });
+
+  it('plans nothing for a balanced cluster', () => {
+    expect(planBalance(view({ 1: range(0, 511), 2: range(512, 1023) }), null)).toEqual([]);
+  });
+
+  it('refuses to drain a group that does not exist, or the only one', () => {
+    expect(() => planBalance(view({ 1: range(0, 1023) }), 4)).toThrow(UsageError);
+    expect(() => planBalance(view({ 1: range(0, 1023) }), 1)).toThrow(
+      'there is no other kv group to move slots to',
+    );
+  });
+});
