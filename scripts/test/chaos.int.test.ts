@@ -59,7 +59,11 @@ describe('chaos (short run)', () => {
       await readFile(join(out, dirs[0], 'summary.json'), 'utf8'),
     ) as Summary;
     const report = await readFile(join(out, dirs[0], 'report.txt'), 'utf8');
-    // On failure, the seed and the report say everything.
+    // On failure, the seed and the report say everything: the report goes to the test's output
+    // (the results dir is removed afterwards).
+    if (summary.verdict !== 'ok' || result.code !== 0) {
+      console.log(`chaos seed ${seed} failed; its report:\n${report.slice(-20_000)}`);
+    }
     expect({ seed, verdict: summary.verdict, code: result.code }).toEqual({
       seed,
       verdict: 'ok',
