@@ -85,7 +85,11 @@ export class ConfigWatcher {
     if (this.stopped) return;
     this.timer = setTimeout(() => {
       this.timer = null;
-      this.polling = this.pollOnce().finally(() => this.schedule(this.options.pollMs));
+      this.polling = this.pollOnce()
+        .catch((err: unknown) =>
+          this.options.logger.warn('config poll failed', { error: (err as Error).message }),
+        )
+        .finally(() => this.schedule(this.options.pollMs));
     }, delayMs);
     // The gRPC server keeps a server process alive; the poll timer alone should not.
     this.timer.unref();
@@ -138,7 +142,16 @@ export class ConfigWatcher {
     }
     const record = topology.shardGroup.find((g) => g.id === groupId);
     if (record !== undefined) await this.syncServers(record);
-    await this.dropLeftovers();
+    try {
+      await this.dropLeftovers();
+    } catch (err) {
+      // Reading the state failed (the node is stopping, or its state is corrupt: /health says
+      // so): look again next poll. A poll never fails, so nothing goes unhandled.
+      this.leftoversMayExist = true;
+      logger.warn('could not look for keys of slots this group no longer holds', {
+        error: (err as Error).message,
+      });
+    }
   }
 
   /**
