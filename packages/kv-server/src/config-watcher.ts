@@ -355,7 +355,7 @@ export class ConfigWatcher {
       return answer({
         success: false,
         errorCode: ErrorCode.SLOT_NOT_EMPTY,
-        errorMessage: `slot${holding.length > 1 ? 's' : ''} ${holding.join(', ')} of group ${groupId} hold${holding.length > 1 ? '' : 's'} data and cannot change owner (data migration does not exist yet)`,
+        errorMessage: `slot${holding.length > 1 ? 's' : ''} ${formatSlotRanges(holding)} of group ${groupId} hold${holding.length > 1 ? '' : 's'} data: the target imports ${holding.length > 1 ? 'their' : 'its'} keys before the move commits`,
         shardGroup: [
           ShardGroup.fromPartial({
             id: groupId,

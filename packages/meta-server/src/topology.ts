@@ -3,6 +3,7 @@
 // bounded table of the requests already applied. Every replica of the meta group applies the same
 // commands in log order and must reach byte-identical state, so nothing here reads a clock, a
 // random source or the disk: times travel inside the commands, stamped by the proposing leader.
+import { formatSlotRanges } from '@eraftkv/client';
 import { ErrorCode, SlotStatus, slotCountDefault, slotCountMax } from '@eraftkv/protocol';
 
 /** One kv server as the topology records it: its node id within its group and its address. */
@@ -203,9 +204,17 @@ interface Execution {
   readonly final: boolean;
 }
 
+/** Slots as ranges ("0-255,512"), the first `max` ranges of them and how many slots remain. */
 function describeSlots(slots: readonly number[], max = 8): string {
-  const shown = slots.slice(0, max).join(', ');
-  return slots.length > max ? `${shown} and ${slots.length - max} more` : shown;
+  const sorted = [...new Set(slots)].sort((a, b) => a - b);
+  const ranges = formatSlotRanges(sorted).split(',');
+  if (ranges.length <= max) return ranges.join(',');
+  const shown = ranges.slice(0, max);
+  const count = shown.reduce((n, r) => {
+    const [from, to] = r.split('-').map(Number);
+    return n + (to === undefined ? 1 : to - from + 1);
+  }, 0);
+  return `${shown.join(',')} and ${sorted.length - count} more`;
 }
 
 export class Topology {

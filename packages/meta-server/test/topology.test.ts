@@ -208,7 +208,7 @@ describe('Topology', () => {
       expectError(
         t.apply({ kind: 'shard-leave', groupId: 1, request: noRequest }),
         ErrorCode.GROUP_HAS_SLOTS,
-        /2 slot\(s\) \(3, 4\)/,
+        /2 slot\(s\) \(3-4\)/,
       );
       expect(t.group(1)).toBeDefined();
     });
@@ -285,6 +285,21 @@ describe('Topology', () => {
   });
 
   describe('SlotMove', () => {
+    it('names refused slots as ranges', () => {
+      const t = twoGroups();
+      expectError(
+        t.apply(begin(1, [20, 18, 17, 16, 30, 40, 41])),
+        ErrorCode.REJECTED,
+        /^slot\(s\) 16-18,20,30,40-41 are outside \[0, 16\)/,
+      );
+      const many = Array.from({ length: 20 }, (_, i) => 100 + 2 * i);
+      expectError(
+        t.apply(begin(1, many)),
+        ErrorCode.REJECTED,
+        /^slot\(s\) 100,102,104,106,108,110,112,114 and 12 more are outside/,
+      );
+    });
+
     it('assigns slots without an owner at once: nothing to check, nothing left moving', () => {
       const t = twoGroups();
       const v = t.configVersion;
