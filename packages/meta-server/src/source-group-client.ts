@@ -34,10 +34,14 @@ export interface SourceGroupClient {
 }
 
 /**
- * Answers that mean "ask elsewhere or again": NOT_LEADER names the leader; the others have no
- * hint, so the LeaderCaller tries the next address after a pause, until the deadline.
+ * Answers of a kv group that mean "ask elsewhere or again": NOT_LEADER names the leader; the
+ * others have no hint, so the LeaderCaller tries the next address after a pause, until the
+ * deadline. Shared by the meta leader's calls to source (freeze) and target (import) groups.
  */
-const sourceLeaderHint: LeaderHint<ClusterConfigChangeResp> = (resp) => {
+export function kvGroupLeaderHint(resp: {
+  readonly errorCode: ErrorCode;
+  readonly leaderAddress: string;
+}): string | null {
   switch (resp.errorCode) {
     case ErrorCode.NOT_LEADER:
       return resp.leaderAddress;
@@ -48,7 +52,9 @@ const sourceLeaderHint: LeaderHint<ClusterConfigChangeResp> = (resp) => {
     default:
       return null;
   }
-};
+}
+
+const sourceLeaderHint: LeaderHint<ClusterConfigChangeResp> = kvGroupLeaderHint;
 
 export class GrpcSourceGroupClient implements SourceGroupClient {
   private readonly callers = new Map<number, LeaderCaller>();

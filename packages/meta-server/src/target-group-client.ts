@@ -10,6 +10,7 @@ import {
   type LeaderHint,
 } from '@eraftkv/client';
 import { groupCaller } from '@eraftkv/server-kit';
+import { kvGroupLeaderHint } from './source-group-client';
 
 /** What the target said in the end. */
 export type ImportVerdict =
@@ -33,22 +34,8 @@ export interface TargetGroupClient {
   close(): void;
 }
 
-/**
- * NOT_LEADER names the leader. Without a leader, or while the target has not applied the move's
- * config yet (REJECTED), ask again after a pause, until the deadline.
- */
-const targetLeaderHint: LeaderHint<SlotImportResp> = (resp) => {
-  switch (resp.errorCode) {
-    case ErrorCode.NOT_LEADER:
-      return resp.leaderAddress;
-    case ErrorCode.NO_LEADER:
-    case ErrorCode.BUSY:
-    case ErrorCode.SNAPSHOTTING:
-      return '';
-    default:
-      return null;
-  }
-};
+/** NOT_LEADER names the leader; without one, ask again (see kvGroupLeaderHint). */
+const targetLeaderHint: LeaderHint<SlotImportResp> = kvGroupLeaderHint;
 
 export class GrpcTargetGroupClient implements TargetGroupClient {
   private readonly callers = new Map<number, LeaderCaller>();

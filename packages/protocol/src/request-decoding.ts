@@ -209,9 +209,55 @@ export const eraftKvRequestDecoders: ERaftKvRequestDecoders = {
   memberChange: requestDecoder('eraftkv.MemberChangeReq', MemberChangeReq, memberChangeProblem),
   transferLeader: requestDecoder('eraftkv.TransferLeaderReq', TransferLeaderReq),
   status: requestDecoder('eraftkv.StatusReq', StatusReq),
-  slotExport: requestDecoder('eraftkv.SlotExportReq', SlotExportReq, slotListProblem),
-  slotImport: requestDecoder('eraftkv.SlotImportReq', SlotImportReq, slotListProblem),
+  slotExport: requestDecoder('eraftkv.SlotExportReq', SlotExportReq, slotExportProblem),
+  slotImport: requestDecoder('eraftkv.SlotImportReq', SlotImportReq, slotImportProblem),
 };
+
+/** Group ids and config versions of a slot move: positive and within what storage holds. */
+function positiveIdProblem(name: string, value: number): string | null {
+  return Number.isSafeInteger(value) && value >= 1 && value <= Number.MAX_SAFE_INTEGER
+    ? null
+    : `${name}: must be in [1, ${Number.MAX_SAFE_INTEGER}], got ${value}`;
+}
+
+/** The largest after_key a SlotExport cursor may carry (a key is far smaller). */
+const cursorKeyBytesMax = 64 * 1024;
+
+function slotExportProblem(req: SlotExportReq): string | null {
+  return (
+    slotListProblem(req) ??
+    positiveIdProblem('source_shard_id', req.sourceShardId) ??
+    positiveIdProblem('config_version', req.configVersion) ??
+    (Number.isSafeInteger(req.nextSlot) && req.nextSlot >= 0 && req.nextSlot <= slotCountMax
+      ? null
+      : `next_slot: must be in [0, ${slotCountMax}], got ${req.nextSlot}`) ??
+    (req.afterKey.length <= cursorKeyBytesMax
+      ? null
+      : `after_key: at most ${cursorKeyBytesMax} bytes, got ${req.afterKey.length}`) ??
+    (Number.isSafeInteger(req.dedupAfter) &&
+    req.dedupAfter >= 0 &&
+    req.dedupAfter <= Number.MAX_SAFE_INTEGER
+      ? null
+      : `dedup_after: must be in [0, ${Number.MAX_SAFE_INTEGER}], got ${req.dedupAfter}`) ??
+    (Number.isSafeInteger(req.budgetBytes) && req.budgetBytes >= 0
+      ? null
+      : `budget_bytes: must not be negative, got ${req.budgetBytes}`)
+  );
+}
+
+function slotImportProblem(req: SlotImportReq): string | null {
+  const problem =
+    slotListProblem(req) ??
+    positiveIdProblem('target_shard_id', req.targetShardId) ??
+    positiveIdProblem('source_shard_id', req.sourceShardId) ??
+    positiveIdProblem('config_version', req.configVersion);
+  if (problem !== null) return problem;
+  if (req.sourceShardId === req.targetShardId)
+    return `source_shard_id: a group cannot import from itself (${req.sourceShardId})`;
+  if (req.sourceAddresses.length === 0) return 'source_addresses: at least one is required';
+  const bad = req.sourceAddresses.find((a) => !/^[^\s:]+:\d{1,5}$/.test(a));
+  return bad === undefined ? null : `source_addresses: "${bad}" is not host:port`;
+}
 
 /** A slot move request names at least one slot, each a valid slot id (the bound of the protocol). */
 function slotListProblem(req: { slots: number[] }): string | null {

@@ -16,6 +16,8 @@ import {
   MemberChangeType,
   ReadConsistency,
   ServerStatus,
+  SlotExportReq,
+  SlotImportReq,
   SlotStatus,
   WideInt32Reader,
 } from '../src';
@@ -182,5 +184,48 @@ describe('eraftKvRequestDecoders', () => {
     expect(refusal(healthRequestDecoders.check(Buffer.from([0x0a, 0x05])))).toMatch(
       /grpc\.health\.v1\.HealthCheckRequest: premature EOF/,
     );
+  });
+
+  it('checks the fields of the slot move RPCs against what the servers can hold', () => {
+    const exportReq = SlotExportReq.fromPartial({
+      sourceShardId: 1,
+      configVersion: 5,
+      slots: [3, 4],
+      nextSlot: 3,
+    });
+    const decodeExport = (fields: Partial<SlotExportReq>): unknown =>
+      eraftKvRequestDecoders.slotExport(SlotExportReq.encode({ ...exportReq, ...fields }).finish());
+    expect(decodeExport({})).toMatchObject({ sourceShardId: 1, slots: [3, 4] });
+    for (const [fields, message] of [
+      [{ slots: [] }, /slots: at least one slot/],
+      [{ slots: [70_000] }, /slots: slot 70000 is not in/],
+      [{ sourceShardId: 0 }, /source_shard_id: must be in \[1,/],
+      [{ configVersion: -1 }, /config_version: must be in \[1,/],
+      [{ nextSlot: 65_537 }, /next_slot: must be in \[0, 65536\]/],
+      [{ afterKey: Buffer.alloc(70_000) }, /after_key: at most 65536 bytes/],
+      [{ dedupAfter: -2 }, /dedup_after: must be in \[0,/],
+      [{ budgetBytes: -1 }, /budget_bytes: must not be negative/],
+    ] as [Partial<SlotExportReq>, RegExp][]) {
+      expect(refusal(decodeExport(fields))).toMatch(message);
+    }
+    const importReq = SlotImportReq.fromPartial({
+      targetShardId: 2,
+      sourceShardId: 1,
+      configVersion: 5,
+      slots: [3],
+      sourceAddresses: ['127.0.0.1:7088'],
+    });
+    const decodeImport = (fields: Partial<SlotImportReq>): unknown =>
+      eraftKvRequestDecoders.slotImport(SlotImportReq.encode({ ...importReq, ...fields }).finish());
+    expect(decodeImport({})).toMatchObject({ targetShardId: 2, sourceShardId: 1 });
+    for (const [fields, message] of [
+      [{ targetShardId: 0 }, /target_shard_id: must be in \[1,/],
+      [{ sourceShardId: 2 }, /a group cannot import from itself/],
+      [{ configVersion: 0 }, /config_version: must be in \[1,/],
+      [{ sourceAddresses: [] }, /source_addresses: at least one/],
+      [{ sourceAddresses: ['no port'] }, /"no port" is not host:port/],
+    ] as [Partial<SlotImportReq>, RegExp][]) {
+      expect(refusal(decodeImport(fields))).toMatch(message);
+    }
   });
 });
