@@ -107,7 +107,7 @@ export class BareClients {
     const client = this.get(address);
     return new Promise((resolve, reject) =>
       client.status(
-        { withDigest: false },
+        { withDigest: false, withSlots: false },
         new grpc.Metadata(),
         { deadline: Date.now() + timeoutMs },
         (err, resp) => (err ? reject(err) : resolve(resp)),

@@ -276,17 +276,18 @@ export class AdminClient {
 
   /**
    * One node's own status (no leadership check). With `withDigest`, also a digest of its whole
-   * state machine (a full scan: for consistency checks, not for monitoring).
+   * state machine (a full scan: for consistency checks, not for monitoring); with `withSlots`,
+   * the slots for which it holds keys (kv servers).
    */
   async status(
     address: string,
-    options: CallOptions & { withDigest?: boolean } = {},
+    options: CallOptions & { withDigest?: boolean; withSlots?: boolean } = {},
   ): Promise<StatusResp> {
     try {
       return await this.session.connections.unary(
         address,
         (c) => c.status.bind(c),
-        { withDigest: options.withDigest === true },
+        { withDigest: options.withDigest === true, withSlots: options.withSlots === true },
         options.deadlineMs ?? this.session.attemptTimeoutMs,
       );
     } catch (err) {
@@ -325,7 +326,7 @@ export class AdminClient {
         this.session.connections.unary(
           address,
           (c) => c.status.bind(c),
-          { withDigest: false },
+          { withDigest: false, withSlots: false },
           timeoutMs,
         ),
       judge: (status) =>

@@ -118,7 +118,10 @@ export class EraftKvClient {
     return this.admin.transferLeader(groupId, nodeId, options);
   }
 
-  status(address: string, options?: CallOptions & { withDigest?: boolean }): Promise<StatusResp> {
+  status(
+    address: string,
+    options?: CallOptions & { withDigest?: boolean; withSlots?: boolean },
+  ): Promise<StatusResp> {
     return this.admin.status(address, options);
   }
 

@@ -236,9 +236,18 @@ export class KvClient {
         : ReadConsistency.LINEARIZABLE,
     };
     let refreshed = false;
+    // Whether a group has seen this request: a write sent once may have been applied there (an
+    // attempt that timed out), so a refusal after that must not read as "never applied".
+    let sent = false;
     for (;;) {
       const topology = await this.session.topology(false, deadline);
       const groups = new Set(keys.map((k) => topology.groupOf(k)));
+      if ((groups.size > 1 || groups.has(0)) && write && sent) {
+        throw new WrongShardError(
+          `the keys of this write moved to different groups (${[...groups].join(', ')}) while it ` +
+            'was retried: its outcome is unknown (it may have been applied before the move)',
+        );
+      }
       if (groups.size > 1 || groups.has(0)) {
         // Maybe the cached topology is stale: look again once before refusing.
         if (!refreshed) {
@@ -259,6 +268,7 @@ export class KvClient {
         );
       }
       const [groupId] = groups;
+      sent = true;
       const resp = await this.groupCall(
         groupId,
         request,

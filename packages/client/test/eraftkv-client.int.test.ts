@@ -24,6 +24,7 @@ import {
   InvalidArgumentError,
   TimeoutError,
   UnavailableError,
+  WrongShardError,
 } from '../src';
 
 const slotCount = 16;
@@ -464,6 +465,47 @@ describe('EraftKvClient', () => {
     ]);
     expect(results[1]).toEqual({ type: 'get', value: Buffer.from('1') });
     expect(results[2]).toEqual({ type: 'del', deleted: true });
+  });
+
+  it('reports a write whose keys moved apart while it was retried as of unknown outcome', async () => {
+    const half = allSlots.length / 2;
+    const a = Array.from({ length: 50 }, (_, i) => `a${i}`).find(
+      (k) => slotOfKey(Buffer.from(k), slotCount) < half,
+    )!;
+    const b = Array.from({ length: 50 }, (_, i) => `b${i}`).find(
+      (k) => slotOfKey(Buffer.from(k), slotCount) >= half,
+    )!;
+    const client = newClient();
+    await client.get(a);
+    // The batch reaches group 1, whose answer is lost (it may have applied the batch); then the
+    // second key's slots move to group 2 and group 1 says WRONG_SHARD.
+    leader.script = [
+      (req) => {
+        answerOp(req.kvs[0], leader.data);
+        return {
+          code: grpc.status.UNAVAILABLE,
+          details: 'connection reset',
+          metadata: new grpc.Metadata(),
+          name: 'Error',
+          message: 'connection reset',
+        };
+      },
+      () => {
+        meta.groups = new Map([
+          [1, { servers: [leader.address], slots: allSlots.slice(0, half) }],
+          [2, { servers: [other.address], slots: allSlots.slice(half) }],
+        ]);
+        meta.version = 2;
+        return resp({ errorCode: ErrorCode.WRONG_SHARD, configVersion: 2 });
+      },
+    ];
+    const batch = client.batch([
+      { type: 'put', key: a, value: '1' },
+      { type: 'put', key: b, value: '2' },
+    ]);
+    await expect(batch).rejects.toThrow(WrongShardError);
+    await expect(batch).rejects.toThrow(/outcome is unknown/);
+    expect(leader.data.get(a)?.toString()).toBe('1');
   });
 
   it('passes INVALID_ARGUMENT through at once, without retrying', async () => {

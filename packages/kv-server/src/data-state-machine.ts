@@ -971,11 +971,16 @@ export class DataStateMachine implements StateMachine<KvApplyResult> {
    * The slots that hold at least one key here, ascending: one seek per such slot through the
    * slot index (not a walk over every key).
    */
-  slotsWithKeys(): Promise<number[]> {
+  async slotsWithKeys(): Promise<number[]> {
+    return (await this.slotsWithKeysAt()).slots;
+  }
+
+  /** slotsWithKeys, with the applied index it was read at (no apply in between). */
+  slotsWithKeysAt(): Promise<{ index: number; slots: number[] }> {
     return this.watchStorage(
       this.gate.shared(async () => {
         this.assertOpen();
-        const found: number[] = [];
+        const slots: number[] = [];
         let from = 0;
         for (;;) {
           let slot = -1;
@@ -986,11 +991,12 @@ export class DataStateMachine implements StateMachine<KvApplyResult> {
           })) {
             slot = key.readUInt16BE(1);
           }
-          if (slot < 0) return found;
-          found.push(slot);
-          if (slot === 0xffff) return found;
+          if (slot < 0) break;
+          slots.push(slot);
+          if (slot === 0xffff) break;
           from = slot + 1;
         }
+        return { index: this.applied, slots };
       }),
     );
   }

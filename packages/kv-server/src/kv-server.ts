@@ -209,6 +209,7 @@ export class KvServer {
         configVersion: () => stateMachine.configVersion(),
         dbSizeBytes: () => directorySizeBytes(o.dataDir),
         stateDigest: () => stateMachine.stateDigest(),
+        slotsWithKeys: () => stateMachine.slotsWithKeysAt(),
         logger: this.logger,
       }),
       ...kvServiceHandlers({

@@ -27,6 +27,8 @@ export interface AdminInfo {
   readonly dbSizeBytes: () => Promise<number>;
   /** A digest of the whole state machine and the applied index it covers (optional). */
   readonly stateDigest?: () => Promise<{ index: number; digest: string }>;
+  /** The slots holding at least one key and the applied index they were read at (kv servers). */
+  readonly slotsWithKeys?: () => Promise<{ index: number; slots: number[] }>;
   /** Where errors that become INTERNAL (bugs) are logged. */
   readonly logger: Logger;
 }
@@ -112,6 +114,8 @@ export function adminHandlers<R>(
     status: unaryHandler<StatusReq, StatusResp>(async (req) => {
       const digest =
         req.withDigest && info.stateDigest !== undefined ? await info.stateDigest() : null;
+      const slots =
+        req.withSlots && info.slotsWithKeys !== undefined ? await info.slotsWithKeys() : null;
       const s = raft.status();
       const self = s.membership.find((m) => m.id === s.id);
       return {
@@ -142,6 +146,8 @@ export function adminHandlers<R>(
         stateDigest: digest?.digest ?? '',
         stateDigestIndex: digest?.index ?? 0,
         incarnation: s.incarnation,
+        slotsWithKeys: slots?.slots ?? [],
+        slotsWithKeysIndex: slots?.index ?? 0,
       };
     }, info.logger),
   };

@@ -1053,6 +1053,11 @@ export interface StatusReq {
    * all replicas hold the same data, such as the chaos suite's).
    */
   withDigest: boolean;
+  /**
+   * Also list the slots for which this node's state machine holds at least one key (kv servers;
+   * one index seek per such slot), e.g. to check that a moved slot left nothing behind.
+   */
+  withSlots: boolean;
 }
 
 /** Replication progress of one peer, as the leader sees it. */
@@ -1095,6 +1100,12 @@ export interface StatusResp {
   stateDigestIndex: number;
   /** The incarnation of this node's data dir (see Identify). */
   incarnation: number;
+  /**
+   * With StatusReq.with_slots: the slots holding at least one key here, ascending, and the
+   * applied index they were read at.
+   */
+  slotsWithKeys: number[];
+  slotsWithKeysIndex: number;
 }
 
 function createBaseRequestVoteReq(): RequestVoteReq {
@@ -6921,13 +6932,16 @@ export const TransferLeaderResp: MessageFns<TransferLeaderResp> = {
 };
 
 function createBaseStatusReq(): StatusReq {
-  return { withDigest: false };
+  return { withDigest: false, withSlots: false };
 }
 
 export const StatusReq: MessageFns<StatusReq> = {
   encode(message: StatusReq, writer: BinaryWriter = new BinaryWriter()): BinaryWriter {
     if (message.withDigest !== false) {
       writer.uint32(8).bool(message.withDigest);
+    }
+    if (message.withSlots !== false) {
+      writer.uint32(16).bool(message.withSlots);
     }
     return writer;
   },
@@ -6953,6 +6967,14 @@ export const StatusReq: MessageFns<StatusReq> = {
             message.withDigest = reader.bool();
             continue;
           }
+          case 2: {
+            if (tag !== 16) {
+              break;
+            }
+
+            message.withSlots = reader.bool();
+            continue;
+          }
         }
         if ((tag & 7) === 4 || tag === 0) {
           break;
@@ -6972,6 +6994,11 @@ export const StatusReq: MessageFns<StatusReq> = {
         : isSet(object.with_digest)
         ? globalThis.Boolean(object.with_digest)
         : false,
+      withSlots: isSet(object.withSlots)
+        ? globalThis.Boolean(object.withSlots)
+        : isSet(object.with_slots)
+        ? globalThis.Boolean(object.with_slots)
+        : false,
     };
   },
 
@@ -6979,6 +7006,9 @@ export const StatusReq: MessageFns<StatusReq> = {
     const obj: any = {};
     if (message.withDigest !== false) {
       obj.withDigest = message.withDigest;
+    }
+    if (message.withSlots !== false) {
+      obj.withSlots = message.withSlots;
     }
     return obj;
   },
@@ -6989,6 +7019,7 @@ export const StatusReq: MessageFns<StatusReq> = {
   fromPartial<I extends Exact<DeepPartial<StatusReq>, I>>(object: I): StatusReq {
     const message = createBaseStatusReq();
     message.withDigest = object.withDigest ?? false;
+    message.withSlots = object.withSlots ?? false;
     return message;
   },
 };
@@ -7161,6 +7192,8 @@ function createBaseStatusResp(): StatusResp {
     stateDigest: "",
     stateDigestIndex: 0,
     incarnation: 0,
+    slotsWithKeys: [],
+    slotsWithKeysIndex: 0,
   };
 }
 
@@ -7228,6 +7261,16 @@ export const StatusResp: MessageFns<StatusResp> = {
     }
     if (message.incarnation !== 0) {
       writer.uint32(168).int64(message.incarnation);
+    }
+    if (message.slotsWithKeys.length !== 0) {
+      writer.uint32(178).fork();
+      for (const v of message.slotsWithKeys) {
+        writer.uint32(v);
+      }
+      writer.join();
+    }
+    if (message.slotsWithKeysIndex !== 0) {
+      writer.uint32(184).int64(message.slotsWithKeysIndex);
     }
     return writer;
   },
@@ -7413,6 +7456,32 @@ export const StatusResp: MessageFns<StatusResp> = {
             message.incarnation = longToNumber(reader.int64());
             continue;
           }
+          case 22: {
+            if (tag === 176) {
+              message.slotsWithKeys.push(reader.uint32());
+
+              continue;
+            }
+
+            if (tag === 178) {
+              const end2 = reader.uint32() + reader.pos;
+              while (reader.pos < end2) {
+                message.slotsWithKeys.push(reader.uint32());
+              }
+
+              continue;
+            }
+
+            break;
+          }
+          case 23: {
+            if (tag !== 184) {
+              break;
+            }
+
+            message.slotsWithKeysIndex = longToNumber(reader.int64());
+            continue;
+          }
         }
         if ((tag & 7) === 4 || tag === 0) {
           break;
@@ -7506,6 +7575,16 @@ export const StatusResp: MessageFns<StatusResp> = {
         ? globalThis.Number(object.state_digest_index)
         : 0,
       incarnation: isSet(object.incarnation) ? globalThis.Number(object.incarnation) : 0,
+      slotsWithKeys: globalThis.Array.isArray(object?.slotsWithKeys)
+        ? object.slotsWithKeys.map((e: any) => globalThis.Number(e))
+        : globalThis.Array.isArray(object?.slots_with_keys)
+        ? object.slots_with_keys.map((e: any) => globalThis.Number(e))
+        : [],
+      slotsWithKeysIndex: isSet(object.slotsWithKeysIndex)
+        ? globalThis.Number(object.slotsWithKeysIndex)
+        : isSet(object.slots_with_keys_index)
+        ? globalThis.Number(object.slots_with_keys_index)
+        : 0,
     };
   },
 
@@ -7574,6 +7653,12 @@ export const StatusResp: MessageFns<StatusResp> = {
     if (message.incarnation !== 0) {
       obj.incarnation = Math.round(message.incarnation);
     }
+    if (message.slotsWithKeys?.length) {
+      obj.slotsWithKeys = message.slotsWithKeys.map((e) => Math.round(e));
+    }
+    if (message.slotsWithKeysIndex !== 0) {
+      obj.slotsWithKeysIndex = Math.round(message.slotsWithKeysIndex);
+    }
     return obj;
   },
 
@@ -7605,6 +7690,8 @@ export const StatusResp: MessageFns<StatusResp> = {
     message.stateDigest = object.stateDigest ?? "";
     message.stateDigestIndex = object.stateDigestIndex ?? 0;
     message.incarnation = object.incarnation ?? 0;
+    message.slotsWithKeys = object.slotsWithKeys?.map((e) => e) || [];
+    message.slotsWithKeysIndex = object.slotsWithKeysIndex ?? 0;
     return message;
   },
 };
