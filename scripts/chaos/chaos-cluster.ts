@@ -1,14 +1,17 @@
-// The cluster the chaos suite runs: a meta group of 3 and kv group 1 of 3 (plus spare kv nodes
-// that membership changes add later), every process real, and every peer link inside a group
-// (a dialing b) routed through its own LinkProxy (--peer-route), so that partitions can be cut
-// per link and per direction. Clients talk to the nodes directly.
+// The cluster the chaos suite runs: a meta group of 3, kv group 1 of 3 (plus spare kv nodes that
+// membership changes add later) and kv groups 2, 3, ... of 3 each (between which slots move),
+// every process real, and every peer link inside a group (a dialing b) routed through its own
+// LinkProxy (--peer-route), so that partitions can be cut per link and per direction. Clients,
+// and kv leaders copying a moving slot from another group, talk to the nodes directly.
 import { freePorts, LocalCluster, nodeSpec, type NodeSpec } from '../local-cluster';
 import { LinkProxy, pass, type LinkMode } from './link-proxy';
 
 export interface ChaosClusterOptions {
   readonly dataDir: string;
-  /** kv nodes that start empty and wait to be added (ids 4, 5, ...). */
+  /** kv nodes of group 1 that start empty and wait to be added (ids 4, 5, ...). */
   readonly spareKvNodes: number;
+  /** kv groups (at least 1): group 1 and groups 2.. of three nodes each. */
+  readonly kvGroups: number;
   /** Flags for every process (timing, snapshot frequency). */
   readonly extraArgs: readonly string[];
 }
@@ -19,14 +22,35 @@ export class ChaosCluster {
     readonly metaNodes: readonly NodeSpec[],
     /** Every kv node of group 1: the first three, then the spares. */
     readonly kvNodes: readonly NodeSpec[],
+    /** The three nodes of each kv group after group 1, by group id. */
+    readonly otherGroups: ReadonlyMap<number, readonly NodeSpec[]>,
     private readonly proxies: ReadonlyMap<string, LinkProxy>,
   ) {}
 
+  /** The kv group ids, ascending. */
+  kvGroupIds(): number[] {
+    return [1, ...this.otherGroups.keys()];
+  }
+
+  /** Every node of every kv group (group 1's spares included). */
+  allKvNodes(): NodeSpec[] {
+    return [...this.kvNodes, ...[...this.otherGroups.values()].flat()];
+  }
+
   static async create(o: ChaosClusterOptions): Promise<ChaosCluster> {
     const metaIds = [1, 2, 3];
+    if (!Number.isSafeInteger(o.kvGroups) || o.kvGroups < 1)
+      throw new RangeError(`kvGroups must be at least 1, not ${o.kvGroups}`);
     const kvIds = Array.from({ length: 3 + o.spareKvNodes }, (_, i) => i + 1);
-    const proxyCount = metaIds.length * (metaIds.length - 1) + kvIds.length * (kvIds.length - 1);
-    const ports = await freePorts(2 * (metaIds.length + kvIds.length) + proxyCount);
+    const otherIds = [1, 2, 3];
+    const otherGroupIds = Array.from({ length: o.kvGroups - 1 }, (_, i) => i + 2);
+    const proxyCount =
+      metaIds.length * (metaIds.length - 1) +
+      kvIds.length * (kvIds.length - 1) +
+      otherGroupIds.length * otherIds.length * (otherIds.length - 1);
+    const ports = await freePorts(
+      2 * (metaIds.length + kvIds.length + otherGroupIds.length * otherIds.length) + proxyCount,
+    );
     let next = 0;
     const take = (): number => ports[next++];
     const metaGrpc = new Map(metaIds.map((id) => [id, `127.0.0.1:${take()}`]));
@@ -53,6 +77,10 @@ export class ChaosCluster {
     };
     await createProxies(0, metaIds, metaGrpc);
     await createProxies(1, kvIds, kvGrpc);
+    const otherGrpc = new Map(
+      otherGroupIds.map((g) => [g, new Map(otherIds.map((id) => [id, `127.0.0.1:${take()}`]))]),
+    );
+    for (const [g, grpc] of otherGrpc) await createProxies(g, otherIds, grpc);
     const routes = (group: number, from: number, ids: number[]): string =>
       ids
         .filter((to) => to !== from)
@@ -87,13 +115,33 @@ export class ChaosCluster {
         extraArgs: o.extraArgs,
       }),
     );
+    const otherGroups = new Map(
+      [...otherGrpc].map(([g, grpc]) => {
+        const peers = otherIds.map((id) => `${id}=${grpc.get(id)}`).join(',');
+        const nodes = otherIds.map((id) =>
+          nodeSpec({
+            kind: 'kv',
+            group: g,
+            id,
+            grpcAddress: grpc.get(id)!,
+            metricsAddress: `127.0.0.1:${take()}`,
+            dataRoot: o.dataDir,
+            peers,
+            meta: [...metaGrpc.values()],
+            peerRoute: routes(g, id, otherIds),
+            extraArgs: o.extraArgs,
+          }),
+        );
+        return [g, nodes] as const;
+      }),
+    );
     const local = new LocalCluster({
       dataDir: o.dataDir,
       meta: metaNodes,
-      kv: new Map([[1, kvNodes.slice(0, 3)]]),
+      kv: new Map([[1, kvNodes.slice(0, 3)], ...otherGroups]),
     });
     for (const spare of kvNodes.slice(3)) local.addNode(spare);
-    return new ChaosCluster(local, metaNodes, kvNodes, proxies);
+    return new ChaosCluster(local, metaNodes, kvNodes, otherGroups, proxies);
   }
 
   /** The proxy of the link on which `from` dials `to` (same group). */

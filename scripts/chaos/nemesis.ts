@@ -5,7 +5,9 @@
 // one added while the clients run; leadership transfers; a follower cut off until the leader has
 // compacted past it, then healed so that it must install a snapshot in blocks; a member that
 // loses its data dir and is restarted as before (amnesia), which must not be counted as the
-// member it was, then removed and added again as an operator would.
+// member it was, then removed and added again as an operator would; slot ranges holding the
+// clients' keys moved between kv groups (with their data) while the other faults strike.
+import { formatSlotRanges, slotOfKey } from '@eraftkv/protocol';
 import { waitUntil } from '@eraftkv/test-support';
 import type { EraftKvClient } from '@eraftkv/client';
 import { rm } from 'node:fs/promises';
@@ -25,6 +27,7 @@ export const nemesisKinds = [
   'transfer',
   'snapshot',
   'amnesia',
+  'move',
 ] as const;
 export type NemesisKind = (typeof nemesisKinds)[number];
 
@@ -49,6 +52,10 @@ export interface NemesisContext {
   readonly rng: ChaosRng;
   readonly compactionMarginEntries: number;
   readonly log: (line: string) => void;
+  /** Keys the clients fight over: half the slot moves take a range holding one of them. */
+  readonly hotKeys: readonly string[];
+  /** The bulk writer's keys: the other half take a range holding one of these. */
+  readonly bulkKeys: readonly string[];
 }
 
 export class Nemesis {
@@ -67,7 +74,15 @@ export class Nemesis {
     partitions: 0,
     amnesias: 0,
     amnesiasRefused: 0,
+    /** Slot moves asked for, and how they ended (unknown: the call gave up, the move went on). */
+    slotMoves: 0,
+    slotMovesCommitted: 0,
+    slotMovesRolledBack: 0,
+    slotMovesUnknown: 0,
+    slotsMoved: 0,
   };
+  /** The slot move in flight (one at a time: the meta leader queues them anyway). */
+  private moving: Promise<void> | null = null;
   /** Safety problems the nemeses saw themselves (a node that lost its data and was counted). */
   readonly problems: string[] = [];
 
@@ -91,6 +106,12 @@ export class Nemesis {
 
   memberSpecs(): NodeSpec[] {
     return this.ctx.cluster.kvNodes.filter((n) => this.members.has(n.id));
+  }
+
+  /** The members of kv group `group` (group 1's change with the membership nemesis). */
+  groupMembers(group: number): NodeSpec[] {
+    if (group === 1) return this.memberSpecs();
+    return [...(this.ctx.cluster.otherGroups.get(group) ?? [])];
   }
 
   /**
@@ -119,6 +140,16 @@ export class Nemesis {
     const retried = new Set<NemesisKind>();
     while (Date.now() < untilMs && !shouldStop()) {
       const kind = order.shift() ?? rng.pick(this.kinds);
+      // Slot moves are the fault the others must not break: often one starts just before
+      // another fault, so that the fault strikes the move mid-way.
+      if (
+        kind !== 'move' &&
+        this.kinds.includes('move') &&
+        rng.chance(0.4) &&
+        Date.now() < untilMs - 4000
+      ) {
+        await this.startFault('move');
+      }
       const fault = await this.startFault(kind);
       // A fault that could not start now (no leader during an election...) gets another turn.
       if (fault === null && !retried.has(kind)) {
@@ -179,7 +210,8 @@ export class Nemesis {
         ?.process.kill('SIGCONT');
     this.paused.clear();
     this.ctx.cluster.healLinks();
-    for (const spec of [...this.ctx.cluster.metaNodes, ...this.memberSpecs()]) {
+    const groups = [...this.ctx.cluster.otherGroups.values()].flat();
+    for (const spec of [...this.ctx.cluster.metaNodes, ...this.memberSpecs(), ...groups]) {
       if (!this.ctx.cluster.local.isRunning(spec.name))
         await this.ctx.cluster.local.start(spec.name);
     }
@@ -213,6 +245,9 @@ export class Nemesis {
         case 'amnesia':
           fault = await this.amnesia();
           break;
+        case 'move':
+          fault = await this.move();
+          break;
       }
     } catch (err) {
       this.note(kind, 'skip', `could not start: ${(err as Error).message}`);
@@ -224,22 +259,37 @@ export class Nemesis {
     return fault;
   }
 
-  private async kvLeader(): Promise<NodeSpec | undefined> {
-    const { leaderId } = await this.ctx.client.members(1, { deadlineMs: 3000 });
-    return this.ctx.cluster.kvNodes.find((n) => n.id === leaderId);
+  private async kvLeader(group = 1): Promise<NodeSpec | undefined> {
+    const { leaderId } = await this.ctx.client.members(group, { deadlineMs: 3000 });
+    return this.groupMembers(group).find((n) => n.id === leaderId);
   }
 
-  /** A target for kill and pause: often the kv leader, sometimes any kv member or a meta node. */
+  /** A kv group at random: group 1 (whose membership changes) half the time. */
+  private pickGroup(): number {
+    const others = [...this.ctx.cluster.otherGroups.keys()];
+    return others.length === 0 || this.ctx.rng.chance(0.5) ? 1 : this.ctx.rng.pick(others);
+  }
+
+  /**
+   * A target for kill and pause: often a kv leader, sometimes any kv member or a meta node (the
+   * meta leader when a slot move is in flight, now and then).
+   */
   private async target(): Promise<NodeSpec> {
     const rng = this.ctx.rng;
     const roll = rng.float();
     const running = (s: NodeSpec): boolean =>
       this.ctx.cluster.local.isRunning(s.name) && !this.paused.has(s.name);
+    const group = this.pickGroup();
     if (roll < 0.5) {
-      const leader = await this.kvLeader().catch(() => undefined);
+      const leader = await this.kvLeader(group).catch(() => undefined);
       if (leader !== undefined && running(leader)) return leader;
     }
-    const pool = roll < 0.8 ? this.memberSpecs() : [...this.ctx.cluster.metaNodes];
+    if (roll >= 0.8 && this.moving !== null && rng.chance(0.7)) {
+      const leader = await this.kvLeader(0).catch(() => undefined);
+      const meta = this.ctx.cluster.metaNodes.find((n) => n.id === leader?.id);
+      if (meta !== undefined && running(meta)) return meta;
+    }
+    const pool = roll < 0.8 ? this.groupMembers(group) : [...this.ctx.cluster.metaNodes];
     const candidates = pool.filter(running);
     if (candidates.length === 0) throw new Error('no running node to target');
     return rng.pick(candidates);
@@ -255,7 +305,7 @@ export class Nemesis {
       heal: async () => {
         if (
           !this.ctx.cluster.local.isRunning(victim.name) &&
-          (victim.kind === 'meta' || this.members.has(victim.id))
+          (victim.kind === 'meta' || victim.group !== 1 || this.members.has(victim.id))
         ) {
           await this.ctx.cluster.local.start(victim.name);
         }
@@ -285,7 +335,7 @@ export class Nemesis {
   private partition(): ActiveFault {
     const rng = this.ctx.rng;
     const cluster = this.ctx.cluster;
-    const nodes = rng.chance(0.8) ? this.memberSpecs() : [...cluster.metaNodes];
+    const nodes = rng.chance(0.8) ? this.groupMembers(this.pickGroup()) : [...cluster.metaNodes];
     const mode = rng.chance(0.7) ? ({ kind: 'blackhole' } as const) : ({ kind: 'drop' } as const);
     const shuffled = rng.sample(nodes, nodes.length);
     const shape = rng.pick(['isolate', 'split', 'bridge', 'one-way'] as const);
@@ -323,7 +373,7 @@ export class Nemesis {
 
   private delay(): ActiveFault {
     const rng = this.ctx.rng;
-    const nodes = this.memberSpecs();
+    const nodes = this.groupMembers(this.pickGroup());
     const victim = rng.pick(nodes);
     const ms = rng.between(50, 200);
     this.ctx.cluster.cut([victim], nodes, { kind: 'delay', ms });
@@ -503,6 +553,89 @@ export class Nemesis {
         await this.addMember(victim);
       },
     };
+  }
+
+  /**
+   * Moves a random range of slots holding some of the clients' keys from its owner to another kv
+   * group, in the background: the move goes on (or rolls back) on its own while other faults
+   * strike; its heal does not wait for it. One move at a time.
+   */
+  private async move(): Promise<ActiveFault | null> {
+    const rng = this.ctx.rng;
+    const groups = this.ctx.cluster.kvGroupIds();
+    if (groups.length < 2) {
+      this.note('move', 'skip', 'slot moves need at least two kv groups');
+      return null;
+    }
+    if (this.moving !== null) {
+      this.note('move', 'skip', 'a slot move is still in flight');
+      return null;
+    }
+    const view = await this.ctx.client.cluster({ deadlineMs: 3000 });
+    const owner = new Map<number, number>();
+    for (const g of view.groups) for (const slot of g.slots) owner.set(slot, g.id);
+    const key =
+      this.ctx.bulkKeys.length === 0 || rng.chance(0.5)
+        ? rng.pick(this.ctx.hotKeys)
+        : rng.pick(this.ctx.bulkKeys);
+    const around = slotOfKey(Buffer.from(key), view.slotCount);
+    const source = owner.get(around);
+    if (source === undefined) {
+      this.note('move', 'skip', `slot ${around} of ${key} has no owner`);
+      return null;
+    }
+    // A contiguous range around the key's slot, all of it owned by the source (1-96 slots).
+    const span = rng.between(1, 96);
+    const leftWanted = rng.int(span);
+    let from = around;
+    while (from > 0 && around - from < leftWanted && owner.get(from - 1) === source) from--;
+    const slots: number[] = [];
+    for (let slot = from; slots.length < span && owner.get(slot) === source; slot++) {
+      slots.push(slot);
+    }
+    const target = rng.pick(groups.filter((g) => g !== source));
+    const what = `slots ${formatSlotRanges(slots)} (${key}'s among them) from group ${source} to ${target}`;
+    this.stats.slotMoves++;
+    const started = Date.now();
+    this.moving = this.ctx.client
+      .moveSlots(target, slots, { deadlineMs: 60_000 })
+      .then(
+        () => {
+          this.stats.slotMovesCommitted++;
+          this.stats.slotsMoved += slots.length;
+          this.ctx.log(`[nemesis] move of ${what}: committed in ${Date.now() - started} ms`);
+        },
+        (err: unknown) => {
+          // A refusal after the freeze is a rollback; anything else (the meta leader lost, the
+          // deadline) leaves the outcome to the meta group, which resumes or rolls back.
+          const message = (err as Error).message;
+          if (/rolled back/i.test(message)) this.stats.slotMovesRolledBack++;
+          else this.stats.slotMovesUnknown++;
+          this.ctx.log(`[nemesis] move of ${what}: ${message} (${Date.now() - started} ms)`);
+        },
+      )
+      .finally(() => {
+        this.moving = null;
+      });
+    return { kind: 'move', description: what, heal: () => Promise.resolve() };
+  }
+
+  /**
+   * Waits for the nemesis's slot move, then until no slot of the topology is still Migrating
+   * (a move whose caller gave up is resumed or rolled back by the meta leader).
+   */
+  async settleMoves(deadlineMs: number): Promise<void> {
+    await this.moving;
+    await waitUntil(
+      async () => {
+        const view = await this.ctx.client.cluster({ deadlineMs: 3000 }).catch(() => null);
+        if (view === null) return undefined;
+        return view.groups.every((g) => g.migratingTo.length === 0) ? true : undefined;
+      },
+      deadlineMs,
+      'every slot move to commit or roll back',
+      500,
+    );
   }
 
   private async transfer(): Promise<ActiveFault | null> {

@@ -1,16 +1,18 @@
 // `npm run chaos -- [--duration 120] [--nemesis all|kill,pause,...] [--seed S] [--clients 6]
-//                   [--keys 8] [--out ./chaos-results] [--keep-data]`
+//                   [--keys 8] [--bulk-keys 2000] [--kv-groups 2] [--out ./chaos-results]
+//                   [--keep-data]`
 //
 // The fault-tolerance suite: a real cluster with a proxy on every peer link, clients recording a
-// history of every operation, nemeses breaking things for --duration seconds; then everything is
-// healed, every key is read once more, the history is checked for linearizability per key, and
-// every replica of the kv group must hold the same state (a digest at the same applied index).
-// Writes the history, a readable report and a summary to --out/<time>-seed<S>/. Exit code 0 only
-// when the history is linearizable and the replicas agree.
+// history of every operation, nemeses breaking things (and moving slots between the kv groups)
+// for --duration seconds; then everything is healed, every key is read once more, the history is
+// checked for linearizability per key, every replica of each kv group must hold the same state
+// (a digest at the same applied index), and every replica must hold keys only in the slots its
+// group owns (a moved slot leaves nothing behind). Writes the history, a readable report and a
+// summary to --out/<time>-seed<S>/. Exit code 0 only when every check passes.
 import { copyFile, mkdir, mkdtemp, rm, writeFile } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import { join, resolve } from 'node:path';
-import { EraftKvClient } from '@eraftkv/client';
+import { EraftKvClient, formatSlotRanges } from '@eraftkv/client';
 import { httpGet, initializeCluster, repositoryDir, waitUntil } from '../local-cluster';
 import { ChaosCluster } from './chaos-cluster';
 import { ChaosRng } from './chaos-rng';
@@ -25,6 +27,8 @@ interface ChaosOptions {
   seed: number;
   clients: number;
   keys: number;
+  bulkKeys: number;
+  kvGroups: number;
   out: string;
   keepData: boolean;
 }
@@ -35,6 +39,8 @@ const usage = `usage: npm run chaos -- [options]
   --seed S         the seed of the fault schedule and the workload (default: random, printed)
   --clients N      concurrent clients, at least 5 (default 6)
   --keys N         keys the clients fight over (default 8)
+  --bulk-keys N    keys a bulk writer fills and the end reads back (default 2000)
+  --kv-groups N    kv groups, 1-3; slots move between them (default 2)
   --out DIR        where results go (default ./chaos-results)
   --keep-data      keep the cluster's data dir (its path is printed)`;
 
@@ -45,6 +51,8 @@ function parseArgs(argv: readonly string[]): ChaosOptions {
     seed: Math.floor(Math.random() * 2 ** 31),
     clients: 6,
     keys: 8,
+    bulkKeys: 2000,
+    kvGroups: 2,
     out: join(repositoryDir, 'chaos-results'),
     keepData: false,
   };
@@ -85,6 +93,13 @@ function parseArgs(argv: readonly string[]): ChaosOptions {
       case '--keys':
         o.keys = int(1);
         break;
+      case '--bulk-keys':
+        o.bulkKeys = int(0);
+        break;
+      case '--kv-groups':
+        o.kvGroups = int(1);
+        if (o.kvGroups > 3) throw new Error('--kv-groups needs an integer from 1 to 3');
+        break;
       case '--out':
         o.out = resolve(value());
         break;
@@ -121,14 +136,24 @@ export interface ChaosSummary {
   readonly durationS: number;
   readonly nemeses: NemesisKind[];
   readonly verdict:
-    'ok' | 'violation' | 'unknown' | 'replicas-differ' | 'lost-data-counted' | 'error';
+    | 'ok'
+    | 'violation'
+    | 'unknown'
+    | 'replicas-differ'
+    | 'copies-left'
+    | 'lost-data-counted'
+    | 'error';
   /** Safety problems the nemeses saw (a node that lost its data dir and was counted). */
   readonly problems: string[];
   readonly operations: { ok: number; fail: number; unknown: number; recorded: number };
   readonly faults: Record<string, number>;
   readonly snapshots: { sent: number; installed: number };
   readonly linearizable: CheckResult['result'];
-  readonly replicas: { node: string; applied: number; digest: string }[];
+  readonly replicas: { node: string; group: number; applied: number; digest: string }[];
+  /** Keys a replica holds in slots its group does not own (after every move has settled). */
+  readonly copiesLeft: string[];
+  /** Bulk keys the final scan found, of those written. */
+  readonly bulk: { keys: number; found: number };
   readonly resultsDir: string;
   readonly error: string | null;
 }
@@ -136,7 +161,7 @@ export interface ChaosSummary {
 /** Every node's Raft status, for reports (a node that does not answer says so). */
 async function describeNodes(cluster: ChaosCluster, client: EraftKvClient): Promise<string[]> {
   const lines: string[] = [];
-  for (const spec of [...cluster.metaNodes, ...cluster.kvNodes]) {
+  for (const spec of [...cluster.metaNodes, ...cluster.allKvNodes()]) {
     if (!cluster.local.isRunning(spec.name)) continue;
     try {
       const s = await client.status(spec.grpcAddress, { deadlineMs: 2000 });
@@ -153,6 +178,41 @@ async function describeNodes(cluster: ChaosCluster, client: EraftKvClient): Prom
     }
   }
   return lines;
+}
+
+/**
+ * Keys a replica still holds in slots its group does not own, once every move has settled: a kv
+ * leader drops a moved slot's keys through its log after the move commits, so this waits up to
+ * 60 s for every replica to hold keys only in its group's slots, then lists what is left.
+ */
+async function leftoverCopies(
+  cluster: ChaosCluster,
+  nemesis: Nemesis,
+  client: EraftKvClient,
+): Promise<string[]> {
+  let left: string[] = [];
+  const clean = await waitUntil(
+    async () => {
+      const view = await client.cluster({ deadlineMs: 5000 });
+      left = [];
+      for (const group of cluster.kvGroupIds()) {
+        const owned = new Set(view.groups.find((g) => g.id === group)?.slots ?? []);
+        for (const m of nemesis.groupMembers(group)) {
+          const s = await client.status(m.grpcAddress, { withSlots: true, deadlineMs: 5000 });
+          const foreign = s.slotsWithKeys.filter((slot) => !owned.has(slot));
+          if (foreign.length > 0)
+            left.push(
+              `${m.name} (group ${group}) at index ${s.slotsWithKeysIndex}: slots ${formatSlotRanges(foreign)}`,
+            );
+        }
+      }
+      return left.length === 0 ? true : undefined;
+    },
+    60_000,
+    'every replica to drop the keys of slots its group gave away',
+    500,
+  ).catch(() => false);
+  return clean ? [] : left;
 }
 
 async function main(): Promise<number> {
@@ -172,7 +232,12 @@ async function main(): Promise<number> {
   console.log(
     `replay this schedule: npm run chaos -- --duration ${o.durationS} --nemesis ${o.nemeses.join(',')} --seed ${o.seed}`,
   );
-  const cluster = await ChaosCluster.create({ dataDir, spareKvNodes: 3, extraArgs: chaosNodeArgs });
+  const cluster = await ChaosCluster.create({
+    dataDir,
+    spareKvNodes: 3,
+    kvGroups: o.kvGroups,
+    extraArgs: chaosNodeArgs,
+  });
   const local = cluster.local;
   const admin = new EraftKvClient({ endpoints: local.metaEndpoints(), deadlineMs: 20_000 });
   const workload = new Workload({
@@ -182,10 +247,19 @@ async function main(): Promise<number> {
     seed: o.seed,
     thinkMsMax: 5,
     deadlineMs: 4000,
+    bulkKeys: o.bulkKeys,
   });
   const rng = new ChaosRng(o.seed);
   const nemesis = new Nemesis(
-    { cluster, client: admin, rng, compactionMarginEntries, log },
+    {
+      cluster,
+      client: admin,
+      rng,
+      compactionMarginEntries,
+      log,
+      hotKeys: workload.keys,
+      bulkKeys: workload.bulkKeys,
+    },
     o.nemeses,
   );
   let summary: ChaosSummary | null = null;
@@ -196,9 +270,22 @@ async function main(): Promise<number> {
   });
   try {
     await local.writeManifest();
-    for (const spec of [...cluster.metaNodes, ...cluster.kvNodes.slice(0, 3)])
-      await local.start(spec.name);
+    const firstKvNodes = [
+      ...cluster.kvNodes.slice(0, 3),
+      ...[...cluster.otherGroups.values()].flat(),
+    ];
+    for (const spec of [...cluster.metaNodes, ...firstKvNodes]) await local.start(spec.name);
     await initializeCluster(admin, local, log);
+    // Every kv group starts with an even share of the slots (empty: they move at once).
+    const view = await admin.cluster();
+    const share = Math.ceil(view.slotCount / o.kvGroups);
+    for (const g of cluster.otherGroups.keys()) {
+      const slots = Array.from({ length: share }, (_, i) => (g - 1) * share + i).filter(
+        (s) => s < view.slotCount,
+      );
+      await admin.moveSlots(g, slots);
+      log(`kv group ${g} owns slots ${formatSlotRanges(slots)}`);
+    }
     await waitUntil(
       async () => (await admin.put('chaos-ready', 'yes').then(() => true)) || undefined,
       30_000,
@@ -228,37 +315,47 @@ async function main(): Promise<number> {
       60_000,
       'a write after healing',
     );
+    await nemesis.settleMoves(120_000);
     await new Promise((r) => setTimeout(r, 2000));
     await workload.stop();
     if (progress) clearInterval(progress);
     progress = null;
     const finals = await workload.finalReads();
     for (const f of finals) if (f.error !== null) log(`final read of ${f.key} failed: ${f.error}`);
+    const bulkScan = await workload.finalScan();
+    if (bulkScan.error !== null) log(`final scan of the bulk keys failed: ${bulkScan.error}`);
 
-    // Every replica of the kv group must reach the same applied index with the same state.
+    // Every replica of each kv group must reach the same applied index with the same state.
     await nemesis.syncMembers();
-    const members = nemesis.memberSpecs();
-    const replicas = await waitUntil(
-      async () => {
-        const statuses = await Promise.all(
-          members.map((m) => admin.status(m.grpcAddress, { withDigest: true })),
-        );
-        const indexes = new Set(statuses.map((s) => s.stateDigestIndex));
-        if (indexes.size !== 1) return undefined;
-        return statuses.map((s, i) => ({
-          node: members[i].name,
-          applied: s.stateDigestIndex,
-          digest: s.stateDigest,
-        }));
-      },
-      60_000,
-      'every kv replica to apply the same index',
-    );
-    const replicasAgree = new Set(replicas.map((r) => r.digest)).size === 1;
+    const replicas: ChaosSummary['replicas'] = [];
+    let replicasAgree = true;
+    for (const group of cluster.kvGroupIds()) {
+      const members = nemesis.groupMembers(group);
+      const states = await waitUntil(
+        async () => {
+          const statuses = await Promise.all(
+            members.map((m) => admin.status(m.grpcAddress, { withDigest: true })),
+          );
+          const indexes = new Set(statuses.map((s) => s.stateDigestIndex));
+          if (indexes.size !== 1) return undefined;
+          return statuses.map((s, i) => ({
+            node: members[i].name,
+            group,
+            applied: s.stateDigestIndex,
+            digest: s.stateDigest,
+          }));
+        },
+        60_000,
+        `every replica of kv group ${group} to apply the same index`,
+      );
+      replicas.push(...states);
+      if (new Set(states.map((r) => r.digest)).size !== 1) replicasAgree = false;
+    }
+    const copiesLeft = await leftoverCopies(cluster, nemesis, admin);
     // Snapshots that really travelled: sent by leaders and installed by followers (counters of
     // processes that were restarted start over, so these are lower bounds).
     const snapshotCounts = { sent: 0, installed: 0 };
-    for (const m of members) {
+    for (const m of cluster.kvGroupIds().flatMap((g) => nemesis.groupMembers(g))) {
       const text = (await httpGet(m.metricsAddress, '/metrics'))?.body ?? '';
       for (const line of text.split('\n')) {
         if (/^eraftkv_snapshot_send_total\{[^}]*outcome="ok"/.test(line))
@@ -275,16 +372,20 @@ async function main(): Promise<number> {
     const check = checkLinearizability(history);
     const checkMs = Date.now() - checkStarted;
     const c = workload.counts;
+    // A final read that failed leaves its acknowledged writes unchecked: not a pass.
+    const unread = bulkScan.error !== null || finals.some((f) => f.error !== null);
     const verdict: ChaosSummary['verdict'] =
       check.result === 'violation'
         ? 'violation'
         : !replicasAgree
           ? 'replicas-differ'
-          : nemesis.problems.length > 0
-            ? 'lost-data-counted'
-            : check.result === 'unknown'
-              ? 'unknown'
-              : 'ok';
+          : copiesLeft.length > 0
+            ? 'copies-left'
+            : nemesis.problems.length > 0
+              ? 'lost-data-counted'
+              : check.result === 'unknown' || unread
+                ? 'unknown'
+                : 'ok';
     summary = {
       seed: o.seed,
       durationS: o.durationS,
@@ -295,6 +396,8 @@ async function main(): Promise<number> {
       snapshots: snapshotCounts,
       linearizable: check.result,
       replicas,
+      copiesLeft,
+      bulk: { keys: workload.bulkKeys.length, found: bulkScan.found },
       problems: [...nemesis.problems],
       resultsDir,
       error: null,
@@ -313,9 +416,21 @@ async function main(): Promise<number> {
       `linearizability (${checkMs} ms, ${check.keys} keys, ${check.operations} operations): ${check.result}`,
       formatReport(check),
       '',
-      'replicas of kv group 1:',
-      ...replicas.map((r) => `  ${r.node}: applied ${r.applied}, state ${r.digest.slice(0, 16)}`),
-      replicasAgree ? '  all replicas hold the same state' : '  REPLICAS DIFFER',
+      'replicas of the kv groups:',
+      ...replicas.map(
+        (r) =>
+          `  ${r.node} (group ${r.group}): applied ${r.applied}, state ${r.digest.slice(0, 16)}`,
+      ),
+      replicasAgree ? '  the replicas of each group hold the same state' : '  REPLICAS DIFFER',
+      '',
+      `slot moves: ${nemesis.stats.slotMoves} asked, ${nemesis.stats.slotMovesCommitted} committed (${nemesis.stats.slotsMoved} slots), ` +
+        `${nemesis.stats.slotMovesRolledBack} rolled back, ${nemesis.stats.slotMovesUnknown} left to the meta group`,
+      copiesLeft.length === 0
+        ? '  every replica holds keys only in the slots its group owns'
+        : '  KEYS LEFT IN SLOTS A GROUP DOES NOT OWN:',
+      ...copiesLeft.map((l) => `    ${l}`),
+      `bulk keys: ${bulkScan.found} of ${workload.bulkKeys.length} found by the final scan` +
+        (bulkScan.error === null ? '' : ` (FAILED: ${bulkScan.error})`),
       '',
       `nodes that lost their data dir: ${nemesis.stats.amnesias}, refused as the member they were: ${nemesis.stats.amnesiasRefused}`,
       ...nemesis.problems.map((p) => `  PROBLEM: ${p}`),
@@ -345,6 +460,8 @@ async function main(): Promise<number> {
       snapshots: { sent: 0, installed: 0 },
       linearizable: 'unknown',
       replicas: [],
+      copiesLeft: [],
+      bulk: { keys: workload.bulkKeys.length, found: 0 },
       problems: [...nemesis.problems],
       resultsDir,
       error: (err as Error).stack ?? String(err),

@@ -2,7 +2,9 @@
 // and multi-op batches on a small key set (so that operations conflict), every written value
 // unique. Every operation is recorded as an invocation, then ok, fail (refused before anything was
 // applied: only invalid input) or unknown (timeouts, lost connections, anything else: a write may
-// have been applied).
+// have been applied). A bulk writer also fills many more keys (spread over every slot, so that a
+// slot move carries data), each written now and then and read back at the end by one scan: every
+// acknowledged write must be found there.
 import { EraftKvClient, InvalidArgumentError, type BatchOp } from '@eraftkv/client';
 import { HistoryRecorder, type Operation } from './history';
 import { ChaosRng } from './chaos-rng';
@@ -16,6 +18,8 @@ export interface WorkloadOptions {
   readonly thinkMsMax: number;
   /** Deadline of one operation (retries included). */
   readonly deadlineMs: number;
+  /** Keys of the bulk writer (b0000, b0001, ...); 0 for none. */
+  readonly bulkKeys: number;
 }
 
 export interface WorkloadCounts {
@@ -45,11 +49,15 @@ export class Workload {
   private running = false;
   private loops: Promise<void>[] = [];
   private readonly clients: EraftKvClient[] = [];
-  private readonly keys: string[];
+  /** The keys the clients fight over. */
+  readonly keys: string[];
+  /** The bulk writer's keys, ascending. */
+  readonly bulkKeys: string[];
 
   constructor(private readonly options: WorkloadOptions) {
     if (options.clients < 1) throw new RangeError('at least one client');
     this.keys = Array.from({ length: options.keys }, (_, i) => `k${i}`);
+    this.bulkKeys = Array.from({ length: options.bulkKeys }, (_, i) => bulkKey(i));
   }
 
   start(): void {
@@ -62,6 +70,17 @@ export class Workload {
       });
       this.clients.push(client);
       this.loops.push(this.clientLoop(c, client, new ChaosRng(this.options.seed * 1000 + c)));
+    }
+    if (this.bulkKeys.length > 0) {
+      // History client ids: 0..clients-1 the clients, clients the final reads, clients+1 this.
+      const c = this.options.clients + 1;
+      const client = new EraftKvClient({
+        endpoints: this.options.endpoints,
+        deadlineMs: this.options.deadlineMs,
+        attemptTimeoutMs: Math.min(1000, this.options.deadlineMs),
+      });
+      this.clients.push(client);
+      this.loops.push(this.bulkLoop(c, client, new ChaosRng(this.options.seed * 1000 + c)));
     }
   }
 
@@ -90,6 +109,36 @@ export class Workload {
         }
       }
       return out;
+    } finally {
+      client.close();
+    }
+  }
+
+  /**
+   * Reads every bulk key back with one scan (paged, so each pair is read at some point between
+   * the scan's start and end), recorded as a read of every bulk key: found or absent. Returns how
+   * many were found, or the error.
+   */
+  async finalScan(): Promise<{ found: number; error: string | null }> {
+    if (this.bulkKeys.length === 0) return { found: 0, error: null };
+    const client = new EraftKvClient({ endpoints: this.options.endpoints, deadlineMs: 60_000 });
+    const c = this.options.clients;
+    const ids = this.bulkKeys.map((key) => this.recorder.invokeRead(c, key));
+    try {
+      const { kvs, more } = await client.scan(bulkPrefix, bulkEnd, {
+        limit: this.bulkKeys.length + 1,
+      });
+      if (more) throw new Error('the scan of the bulk keys found more pairs than keys written');
+      const values = new Map(kvs.map((kv) => [kv.key.toString(), kv.value.toString()]));
+      const written = new Set(this.bulkKeys);
+      for (const key of values.keys()) {
+        if (!written.has(key)) throw new Error(`the scan found a key never written: ${key}`);
+      }
+      this.bulkKeys.forEach((key, i) => this.recorder.ok(ids[i], values.get(key) ?? null));
+      return { found: values.size, error: null };
+    } catch (err) {
+      for (const id of ids) this.recorder.unknown(id);
+      return { found: 0, error: (err as Error).message };
     } finally {
       client.close();
     }
@@ -126,6 +175,25 @@ export class Workload {
       }
       const think = rng.int(this.options.thinkMsMax + 1);
       if (think > 0) await new Promise((resolve) => setTimeout(resolve, think));
+    }
+  }
+
+  /**
+   * The bulk writer: puts the bulk keys in turn (each value unique, about 100 bytes), now and
+   * then reading one at random.
+   */
+  private async bulkLoop(c: number, client: EraftKvClient, rng: ChaosRng): Promise<void> {
+    let seq = 0;
+    let next = 0;
+    const padding = '.'.repeat(80);
+    while (this.running) {
+      if (next < this.bulkKeys.length || rng.chance(0.7)) {
+        const key = this.bulkKeys[next++ % this.bulkKeys.length];
+        const written = `b${c}-${++seq}-${padding}`;
+        await this.write(c, key, written, () => client.put(key, written));
+      } else {
+        await this.read(c, rng.pick(this.bulkKeys), client);
+      }
     }
   }
 
@@ -207,4 +275,12 @@ export class Workload {
       else this.counts.unknown++;
     }
   }
+}
+
+const bulkPrefix = 'b';
+/** The end of the bulk keys' range (exclusive): every bulk key starts with "b". */
+const bulkEnd = 'c';
+
+function bulkKey(i: number): string {
+  return `${bulkPrefix}${String(i).padStart(5, '0')}`;
 }

@@ -39,4 +39,5 @@ export {
   type LeaderHint,
   type Verdict,
 } from './leader-caller';
-export { formatSlotRanges, parseSlotRanges, Topology, type GroupInfo } from './topology';
+export { formatSlotRanges, parseSlotRanges } from '@eraftkv/protocol';
+export { Topology, type GroupInfo } from './topology';

@@ -73,37 +73,3 @@ function movesOf(
     .sort(([a], [b]) => a - b)
     .map(([target, ids]) => ({ target, slots: ids.sort((a, b) => a - b) }));
 }
-
-/** Compresses sorted slot ids into ranges: [0,1,2,5] -> "0-2,5". */
-export function formatSlotRanges(slots: readonly number[]): string {
-  const parts: string[] = [];
-  let i = 0;
-  while (i < slots.length) {
-    let j = i;
-    while (j + 1 < slots.length && slots[j + 1] === slots[j] + 1) j++;
-    parts.push(i === j ? `${slots[i]}` : `${slots[i]}-${slots[j]}`);
-    i = j + 1;
-  }
-  return parts.join(',');
-}
-
-/** Parses "0-511" or "3" or "0-9,20-29" into slot ids; throws RangeError on nonsense. */
-export function parseSlotRanges(text: string, slotCount?: number): number[] {
-  const slots = new Set<number>();
-  for (const part of text
-    .split(',')
-    .map((p) => p.trim())
-    .filter((p) => p !== '')) {
-    const m = /^(\d+)(?:-(\d+))?$/.exec(part);
-    if (m === null) throw new RangeError(`"${part}" is not a slot or a range like 0-511`);
-    const from = Number(m[1]);
-    const to = m[2] === undefined ? from : Number(m[2]);
-    if (to < from) throw new RangeError(`slot range ${part} runs backwards`);
-    if (slotCount !== undefined && to >= slotCount) {
-      throw new RangeError(`slot ${to} is out of range: the cluster has slots 0-${slotCount - 1}`);
-    }
-    for (let s = from; s <= to; s++) slots.add(s);
-  }
-  if (slots.size === 0) throw new RangeError('no slots given');
-  return [...slots].sort((a, b) => a - b);
-}

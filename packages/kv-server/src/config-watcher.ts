@@ -13,6 +13,7 @@ import {
   ClusterConfigChangeReq,
   ClusterConfigChangeResp,
   ErrorCode,
+  formatSlotRanges,
   HandleServerType,
   ServerStatus,
   ShardGroup,
@@ -21,7 +22,7 @@ import {
   slotCountMax,
   type ERaftKvClient,
 } from '@eraftkv/protocol';
-import { formatSlotRanges, type LeaderCaller, type LeaderHint } from '@eraftkv/client';
+import type { LeaderCaller, LeaderHint } from '@eraftkv/client';
 import { errorAnswer } from '@eraftkv/server-kit';
 import {
   InvalidArgumentError,

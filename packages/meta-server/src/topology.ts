@@ -3,8 +3,13 @@
 // bounded table of the requests already applied. Every replica of the meta group applies the same
 // commands in log order and must reach byte-identical state, so nothing here reads a clock, a
 // random source or the disk: times travel inside the commands, stamped by the proposing leader.
-import { formatSlotRanges } from '@eraftkv/client';
-import { ErrorCode, SlotStatus, slotCountDefault, slotCountMax } from '@eraftkv/protocol';
+import {
+  ErrorCode,
+  formatSlotRanges,
+  SlotStatus,
+  slotCountDefault,
+  slotCountMax,
+} from '@eraftkv/protocol';
 
 /** One kv server as the topology records it: its node id within its group and its address. */
 export interface ServerRecord {
