@@ -258,6 +258,8 @@ describe('eraftkv-ctl against a local cluster', () => {
       ]);
       expect(again.stderr).toBe('');
       expect(again.code).toBe(0);
+      // The summary counts the keys copied: the eight of the range (and their bytes).
+      expect(again.stdout).toMatch(/moved 64 slot\(s\) to group \d in [\d.]+ s: 8 keys \(\d+ B\)/);
       for (const k of keys.filter(inRange)) {
         expect((await ctl(endpoints, ['get', k])).stdout).toBe(`v-${k}\n`);
       }

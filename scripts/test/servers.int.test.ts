@@ -454,5 +454,31 @@ describe('meta and kv servers as processes', () => {
     );
     // One leader in the meta group and one in each kv group.
     expect(leaders.reduce((a, b) => (a ?? 0) + (b ?? 0), 0)).toBe(3);
+    // The slot move of the test above: counted by the meta node that led it (keys, batches and
+    // their duration; the orphan slot had no owner, so it moved without a batch); every kv node
+    // counts the requests it answered SLOT_MIGRATING.
+    const total = (samples: Map<string, number>, name: string): number =>
+      [...samples]
+        .filter(([key]) => key === name || key.startsWith(`${name}{`))
+        .reduce((sum, [, value]) => sum + value, 0);
+    const metaSamples = await Promise.all(
+      cluster.layout.meta.map(async (spec) =>
+        checkMetricsText((await httpGet(spec.metricsAddress, '/metrics'))!.body),
+      ),
+    );
+    const metaTotal = (name: string): number =>
+      metaSamples.reduce((sum, samples) => sum + total(samples, name), 0);
+    expect(metaTotal('eraftkv_meta_keys_migrated_total')).toBeGreaterThan(0);
+    expect(metaTotal('eraftkv_meta_bytes_migrated_total')).toBeGreaterThan(0);
+    expect(metaTotal('eraftkv_meta_slot_move_batch_seconds_count')).toBeGreaterThanOrEqual(1);
+    for (const spec of [...cluster.layout.kv.values()].flat()) {
+      const samples = await checkMetricsText(
+        (await httpGet(spec.metricsAddress, '/metrics'))!.body,
+      );
+      expect({
+        node: spec.name,
+        present: sample(samples, 'eraftkv_kv_slot_migrating_answers_total') !== undefined,
+      }).toEqual({ node: spec.name, present: true });
+    }
   });
 });

@@ -17,6 +17,7 @@ function view(groups: Record<number, number[]>, slotCount = 1024): ClusterView {
       migratingSlots: [],
       migratingTo: [],
     })),
+    slotMoveCopied: { keys: 0, bytes: 0 },
   };
 }
 

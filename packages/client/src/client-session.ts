@@ -52,6 +52,11 @@ export interface ClusterView {
   readonly configVersion: number;
   readonly slotCount: number;
   readonly groups: readonly GroupInfo[];
+  /**
+   * Keys and bytes the answering meta node has copied to move targets since it started (it
+   * copies as leader): a move's progress is the difference from a view read before it.
+   */
+  readonly slotMoveCopied: { readonly keys: number; readonly bytes: number };
 }
 
 export class ClientSession {
@@ -127,6 +132,7 @@ export class ClientSession {
       configVersion: topology.version,
       slotCount: topology.slotCount,
       groups: [...topology.groups.values()],
+      slotMoveCopied: { keys: resp.slotMoveKeysCopied, bytes: resp.slotMoveBytesCopied },
     };
   }
 

@@ -218,6 +218,8 @@ async function startMeta(): Promise<FakeMeta> {
     errorMessage: '',
     slotCount,
     leaderId: 1,
+    slotMoveKeysCopied: 0,
+    slotMoveBytesCopied: 0,
   });
   const impl: Partial<ERaftKvServer> = {
     clusterConfigChange: (call, callback) => {

@@ -24,6 +24,8 @@ function answer(
     errorMessage: '',
     slotCount,
     leaderId: 0,
+    slotMoveKeysCopied: 0,
+    slotMoveBytesCopied: 0,
   };
 }
 

@@ -12,7 +12,7 @@
 // Binding comes first so that a group of servers on port 0 can learn each other's addresses
 // before any of them bootstraps.
 import { join } from 'node:path';
-import { collectDefaultMetrics, Registry } from 'prom-client';
+import { collectDefaultMetrics, Counter, Registry } from 'prom-client';
 import type { ERaftKvServer } from '@eraftkv/protocol';
 import {
   adminHandlers,
@@ -84,6 +84,12 @@ export class KvServer {
   private readonly limits: KvLimits;
   /** One registry per server, so that several servers can share a test process. */
   private readonly registry = new Registry();
+  private readonly slotMigratingAnswers = new Counter({
+    name: 'eraftkv_kv_slot_migrating_answers_total',
+    help: 'Client requests answered SLOT_MIGRATING: their slot was frozen by a move (clients retry them).',
+    labelNames: ['group_id', 'node_id'],
+    registers: [this.registry],
+  });
 
   constructor(private readonly options: KvServerOptions) {
     this.logger = (options.logger ?? silentLogger).child({
@@ -201,6 +207,8 @@ export class KvServer {
       catchUp: () => watcher.pollOnce(),
       logger: this.logger.child({ component: 'slot-importer' }),
     });
+    const metricLabels = { group_id: String(o.groupId), node_id: String(o.id) };
+    this.slotMigratingAnswers.inc(metricLabels, 0);
     host.serve({
       ...peerServiceHandlers(raft),
       ...adminHandlers(raft, {
@@ -220,6 +228,7 @@ export class KvServer {
         importer,
         limits: this.limits,
         logger: this.logger,
+        onSlotMigrating: () => this.slotMigratingAnswers.inc(metricLabels),
       }),
     } satisfies ERaftKvServer);
     this.running = { raft, stateMachine, watcher, importer };

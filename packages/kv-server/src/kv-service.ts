@@ -41,6 +41,8 @@ export interface KvServiceOptions {
   readonly limits: KvLimits;
   /** Where errors that become INTERNAL (bugs) are logged. */
   readonly logger: Logger;
+  /** Counts a request answered SLOT_MIGRATING (its slot frozen by a move; clients retry it). */
+  readonly onSlotMigrating?: () => void;
 }
 
 export type KvServiceHandlers = Pick<
@@ -73,6 +75,15 @@ interface Outcome {
 
 export function kvServiceHandlers(options: KvServiceOptions): KvServiceHandlers {
   const { raft, stateMachine, limits, groupId } = options;
+
+  /** A wrong-shard result: SLOT_MIGRATING (counted) while the slot moves, else WRONG_SHARD. */
+  const notServed = (result: { migrating: boolean; message: string }): Outcome => {
+    if (result.migrating) options.onSlotMigrating?.();
+    return {
+      errorCode: result.migrating ? ErrorCode.SLOT_MIGRATING : ErrorCode.WRONG_SHARD,
+      errorMessage: result.message,
+    };
+  };
 
   /** Every response names the group, the applied config version and the leader. */
   const respond = (outcome: Outcome): ClientOperationResp => {
@@ -121,10 +132,7 @@ export function kvServiceHandlers(options: KvServiceOptions): KvServiceHandlers 
       case 'read':
         return respond({ ops: result.ops });
       case 'wrong-shard':
-        return respond({
-          errorCode: result.migrating ? ErrorCode.SLOT_MIGRATING : ErrorCode.WRONG_SHARD,
-          errorMessage: result.message,
-        });
+        return respond(notServed(result));
       case 'snapshotting':
         return respond({ errorCode: ErrorCode.SNAPSHOTTING, errorMessage: result.message });
       case 'stale-config':
@@ -148,10 +156,7 @@ export function kvServiceHandlers(options: KvServiceOptions): KvServiceHandlers 
       case 'applied':
         return respond({ ops: result.ops });
       case 'wrong-shard':
-        return respond({
-          errorCode: result.migrating ? ErrorCode.SLOT_MIGRATING : ErrorCode.WRONG_SHARD,
-          errorMessage: result.message,
-        });
+        return respond(notServed(result));
       case 'rejected':
         throw new InvalidArgumentError(result.message);
       case 'config':

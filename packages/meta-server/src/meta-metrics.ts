@@ -1,12 +1,13 @@
 // The meta server's own metrics, next to RaftServer's eraftkv_server_* on the same registry and
 // with the same group_id / node_id labels.
-import { Counter, Gauge, type Registry } from 'prom-client';
+import { Counter, Gauge, Histogram, type Registry } from 'prom-client';
 
 export class MetaMetrics {
   private readonly slotMoves: Counter<'group_id' | 'node_id' | 'outcome'>;
   private readonly slotsMigrated: Counter<'group_id' | 'node_id'>;
   private readonly keysMigrated: Counter<'group_id' | 'node_id'>;
   private readonly bytesMigrated: Counter<'group_id' | 'node_id'>;
+  private readonly batchSeconds: Histogram<'group_id' | 'node_id' | 'outcome'>;
   private readonly base: { group_id: string; node_id: string };
 
   constructor(
@@ -54,10 +55,21 @@ export class MetaMetrics {
       'eraftkv_meta_bytes_migrated_total',
       'Key and value bytes copied into target groups by slot moves this node coordinated.',
     );
+    this.batchSeconds = new Histogram({
+      name: 'eraftkv_meta_slot_move_batch_seconds',
+      help:
+        'How long one batch of a slot move took on this node (as meta leader), from freezing its ' +
+        'slots in the source to the commit or rollback, by outcome.',
+      labelNames: ['group_id', 'node_id', 'outcome'],
+      buckets: [0.01, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30, 60, 300],
+      registers: [registry],
+    });
   }
 
-  slotMoveSettled(committed: boolean): void {
-    this.slotMoves.inc({ ...this.base, outcome: committed ? 'committed' : 'rolled_back' });
+  slotMoveSettled(committed: boolean, seconds: number): void {
+    const outcome = committed ? 'committed' : 'rolled_back';
+    this.slotMoves.inc({ ...this.base, outcome });
+    this.batchSeconds.observe({ ...this.base, outcome }, seconds);
   }
 
   slotsCopied(slots: number, keys: number, bytes: number): void {

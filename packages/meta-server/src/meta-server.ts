@@ -228,7 +228,7 @@ export class MetaServer {
       slotsPerBatch: o.slotMoveBatchSlots,
       logger: this.logger,
       nowMs: () => Date.now(),
-      onSettled: (committed) => metrics.slotMoveSettled(committed),
+      onSettled: (committed, _slots, seconds) => metrics.slotMoveSettled(committed, seconds),
       onCopied: (slots, keys, bytes) => metrics.slotsCopied(slots, keys, bytes),
     });
     host.serve({

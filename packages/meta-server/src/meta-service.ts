@@ -197,6 +197,7 @@ export function clusterConfigChangeHandler(
   const answer = (outcome: { code: ErrorCode; message: string }): ClusterConfigChangeResp => {
     const topology = deps.topology();
     const leaderId = raft.leaderId();
+    const copied = deps.slotMoves.copied();
     return {
       success: outcome.code === ErrorCode.OK,
       errorCode: outcome.code,
@@ -206,6 +207,8 @@ export function clusterConfigChangeHandler(
       slotCount: topology.slotCount,
       leaderId,
       leaderAddress: raft.addressOf(leaderId),
+      slotMoveKeysCopied: copied.keys,
+      slotMoveBytesCopied: copied.bytes,
     };
   };
 
@@ -222,6 +225,8 @@ export function clusterConfigChangeHandler(
       slotCount: topology.slotCount,
       leaderId: a.leaderId,
       leaderAddress: a.leaderAddress,
+      slotMoveKeysCopied: 0,
+      slotMoveBytesCopied: 0,
     };
   };
 

@@ -40,8 +40,8 @@ export interface SlotMoveDeps {
   readonly targets: TargetGroupClient;
   readonly logger: Logger;
   readonly nowMs: () => number;
-  /** Counts finished moves (metrics). */
-  readonly onSettled?: (committed: boolean, slotCount: number) => void;
+  /** Counts finished batches and how long each took from its freeze to its end (metrics). */
+  readonly onSettled?: (committed: boolean, slotCount: number, seconds: number) => void;
   /** The most slots one batch of a move freezes and copies at once (default 64). */
   readonly slotsPerBatch?: number;
   /** Counts slots, keys and bytes copied to targets (metrics). */
@@ -55,8 +55,15 @@ export class SlotMoveCoordinator {
   private timer: NodeJS.Timeout | null = null;
   private wasLeader = false;
   private stopped = false;
+  /** Keys and bytes this node has had copied to move targets since it started. */
+  private readonly copiedTotals = { keys: 0, bytes: 0 };
 
   constructor(private readonly deps: SlotMoveDeps) {}
+
+  /** Keys and bytes copied to targets by moves this node drove, since it started (monotonic). */
+  copied(): { keys: number; bytes: number } {
+    return { ...this.copiedTotals };
+  }
 
   /**
    * Gives `slots` to group `target` (a SlotMove request). Rejects with RaftServer's errors
@@ -188,6 +195,7 @@ export class SlotMoveCoordinator {
     const bySource = new Map<number, MovingSlot[]>();
     for (const m of moving) bySource.set(m.source, [...(bySource.get(m.source) ?? []), m]);
     const sources = [...bySource.keys()].sort((a, b) => a - b);
+    const started = this.deps.nowMs();
     const failures: Extract<SourceVerdict, { ok: false }>[] = [];
     for (const source of sources) {
       const verdict = await this.freezeAndCopy(target, source, bySource.get(source) ?? []);
@@ -212,7 +220,7 @@ export class SlotMoveCoordinator {
       nowMs: this.deps.nowMs(),
       request,
     });
-    this.deps.onSettled?.(commit, slotList.length);
+    this.deps.onSettled?.(commit, slotList.length, (this.deps.nowMs() - started) / 1000);
     const fields = { target, slots: slotList.length, sources: sources.join(',') };
     if (commit) this.deps.logger.info('slot move committed', fields);
     else this.deps.logger.warn('slot move rolled back', { ...fields, reason: failure?.message });
@@ -247,6 +255,8 @@ export class SlotMoveCoordinator {
         slots: batch,
       });
       if (!imported.ok) return { ok: false, code: ErrorCode.REJECTED, message: imported.message };
+      this.copiedTotals.keys += imported.keys;
+      this.copiedTotals.bytes += imported.bytes;
       this.deps.onCopied?.(batch.length, imported.keys, imported.bytes);
       this.deps.logger.info('slots copied to their target', {
         source,

@@ -6,7 +6,7 @@ import { formatSlotRanges, type ClusterView } from '@eraftkv/client';
 import { parseDuration, positiveInt, type Context, type Runner } from '../context';
 import { exitCodes, UsageError } from '../exit-codes';
 import { json } from '../output';
-import { moveWithProgress } from './cluster';
+import { describeMoveResult, moveWithProgress } from './cluster';
 
 /** One step of a plan: give `slots` (owned by `from`, or by nobody when 0) to `to`. */
 export interface PlannedMove {
@@ -131,12 +131,8 @@ async function balance(ctx: Context, args: Record<string, unknown>): Promise<num
     return exitCodes.success;
   }
   for (const move of plan) {
-    const started = Date.now();
-    const { moved } = await moveWithProgress(ctx, move.to, move.slots, waitMs);
-    if (ctx.writeOut !== 'json') {
-      const seconds = ((Date.now() - started) / 1000).toFixed(1);
-      ctx.io.out(`moved ${moved} slot(s) to group ${move.to} in ${seconds} s\n`);
-    }
+    const result = await moveWithProgress(ctx, move.to, move.slots, waitMs);
+    if (ctx.writeOut !== 'json') ctx.io.out(`${describeMoveResult(move.to, result)}\n`);
   }
   return exitCodes.success;
 }

@@ -185,28 +185,89 @@ async function addGroup(ctx: Context, args: Record<string, unknown>): Promise<nu
   return exitCodes.success;
 }
 
+/** "12.3 MB", "512 KB", "40 B". */
+function formatBytes(bytes: number): string {
+  if (bytes >= 1e9) return `${(bytes / 1e9).toFixed(2)} GB`;
+  if (bytes >= 1e6) return `${(bytes / 1e6).toFixed(1)} MB`;
+  if (bytes >= 1e3) return `${(bytes / 1e3).toFixed(0)} KB`;
+  return `${bytes} B`;
+}
+
+/**
+ * Keys and bytes copied since a move began, from the meta leader's running totals
+ * (ClusterView.slotMoveCopied): a total that goes down means another node now leads (its own
+ * totals start over), so what was counted so far is kept and counting goes on from its totals.
+ */
+class CopiedSinceStart {
+  private base: { keys: number; bytes: number };
+  private carried = { keys: 0, bytes: 0 };
+  private last = { keys: 0, bytes: 0 };
+
+  constructor(start: ClusterView) {
+    this.base = start.slotMoveCopied;
+  }
+
+  update(view: ClusterView): { keys: number; bytes: number } {
+    const now = view.slotMoveCopied;
+    if (now.keys < this.base.keys || now.bytes < this.base.bytes) {
+      this.carried = {
+        keys: this.carried.keys + this.last.keys,
+        bytes: this.carried.bytes + this.last.bytes,
+      };
+      this.base = now;
+    }
+    this.last = { keys: now.keys - this.base.keys, bytes: now.bytes - this.base.bytes };
+    return {
+      keys: this.carried.keys + this.last.keys,
+      bytes: this.carried.bytes + this.last.bytes,
+    };
+  }
+}
+
+/** What a move did, for its summary line. */
+export interface MoveResult {
+  readonly view: ClusterView;
+  readonly moved: number;
+  readonly keys: number;
+  readonly bytes: number;
+  readonly seconds: number;
+}
+
+/** "moved 512 slot(s) to group 2 in 19.1 s: 49998 keys (13.3 MB), 2617 keys/s". */
+export function describeMoveResult(gid: number, r: MoveResult): string {
+  const rate = r.seconds > 0 ? Math.round(r.keys / r.seconds) : r.keys;
+  return (
+    `moved ${r.moved} slot(s) to group ${gid} in ${r.seconds.toFixed(1)} s: ` +
+    `${r.keys} keys (${formatBytes(r.bytes)}), ${rate} keys/s`
+  );
+}
+
 /**
  * Gives `slots` to group `gid` (SlotMove, waiting up to `waitMs`), with a progress bar on stderr
  * (a terminal only): the slots of the request the target owns, polled from the topology (the
- * meta group moves them a batch at a time). Returns the final view and how many slots moved.
+ * meta group moves them a batch at a time), and the keys and bytes copied so far (the meta
+ * leader's totals). Returns the final view, how many slots moved and what was copied.
  */
 export async function moveWithProgress(
   ctx: Context,
   gid: number,
   slots: readonly number[],
   waitMs: number,
-): Promise<{ view: ClusterView; moved: number }> {
+): Promise<MoveResult> {
   const client = ctx.client();
   const before = await client.cluster();
+  const copied = new CopiedSinceStart(before);
   const pending = new Set(
     slots.filter((slot) => !before.groups.some((g) => g.id === gid && g.slots.includes(slot))),
   );
   const bar = new SingleBar({
-    format: `slot move to group ${gid} [{bar}] {value}/{total} slots | {rate} slots/s | ETA {eta_formatted}`,
+    format:
+      `slot move to group ${gid} [{bar}] {value}/{total} slots | {keys} keys, {size} | ` +
+      '{keyRate} keys/s | ETA {eta_formatted}',
     hideCursor: true,
     stream: process.stderr,
   });
-  bar.start(pending.size, 0, { rate: 0 });
+  bar.start(pending.size, 0, { keys: 0, size: formatBytes(0), keyRate: 0 });
   const started = Date.now();
   let done = false;
   const moving = client.moveSlots(gid, slots, { deadlineMs: waitMs }).finally(() => {
@@ -220,14 +281,20 @@ export async function moveWithProgress(
       if (view === null) continue;
       const owned = new Set(view.groups.find((g) => g.id === gid)?.slots ?? []);
       const moved = [...pending].filter((slot) => owned.has(slot)).length;
+      const { keys, bytes } = copied.update(view);
       const seconds = (Date.now() - started) / 1000;
-      bar.update(moved, { rate: (moved / Math.max(seconds, 0.001)).toFixed(1) });
+      bar.update(moved, {
+        keys,
+        size: formatBytes(bytes),
+        keyRate: Math.round(keys / Math.max(seconds, 0.001)),
+      });
     }
   })();
   try {
     const view = await moving;
-    bar.update(pending.size);
-    return { view, moved: pending.size };
+    const { keys, bytes } = copied.update(view);
+    bar.update(pending.size, { keys, size: formatBytes(bytes) });
+    return { view, moved: pending.size, keys, bytes, seconds: (Date.now() - started) / 1000 };
   } finally {
     await watching;
     bar.stop();
@@ -243,12 +310,8 @@ async function moveSlots(ctx: Context, args: Record<string, unknown>): Promise<n
     throw new UsageError(`<range>: ${(err as Error).message}`);
   }
   const waitMs = parseDuration(typeof args.wait === 'string' ? args.wait : '30m', '--wait');
-  const started = Date.now();
-  const { view, moved } = await moveWithProgress(ctx, gid, slots, waitMs);
-  if (ctx.writeOut !== 'json') {
-    const seconds = ((Date.now() - started) / 1000).toFixed(1);
-    ctx.io.out(`moved ${moved} slot(s) to group ${gid} in ${seconds} s\n`);
-  }
-  printCluster(ctx, view);
+  const result = await moveWithProgress(ctx, gid, slots, waitMs);
+  if (ctx.writeOut !== 'json') ctx.io.out(`${describeMoveResult(gid, result)}\n`);
+  printCluster(ctx, result.view);
   return exitCodes.success;
 }

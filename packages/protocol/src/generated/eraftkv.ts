@@ -947,6 +947,13 @@ export interface ClusterConfigChangeResp {
   errorMessage: string;
   slotCount: number;
   leaderId: number;
+  /**
+   * Keys and bytes the answering node has copied to the targets of slot moves since it started
+   * (it copies them as meta leader). Monotonic while the node lives: a tool showing a move's
+   * progress subtracts the value it saw before the move (and starts over when the leader changes).
+   */
+  slotMoveKeysCopied: number;
+  slotMoveBytesCopied: number;
 }
 
 /** A key and its value, as returned by Scan. */
@@ -5469,6 +5476,8 @@ function createBaseClusterConfigChangeResp(): ClusterConfigChangeResp {
     errorMessage: "",
     slotCount: 0,
     leaderId: 0,
+    slotMoveKeysCopied: 0,
+    slotMoveBytesCopied: 0,
   };
 }
 
@@ -5497,6 +5506,12 @@ export const ClusterConfigChangeResp: MessageFns<ClusterConfigChangeResp> = {
     }
     if (message.leaderId !== 0) {
       writer.uint32(64).int64(message.leaderId);
+    }
+    if (message.slotMoveKeysCopied !== 0) {
+      writer.uint32(72).int64(message.slotMoveKeysCopied);
+    }
+    if (message.slotMoveBytesCopied !== 0) {
+      writer.uint32(80).int64(message.slotMoveBytesCopied);
     }
     return writer;
   },
@@ -5578,6 +5593,22 @@ export const ClusterConfigChangeResp: MessageFns<ClusterConfigChangeResp> = {
             message.leaderId = longToNumber(reader.int64());
             continue;
           }
+          case 9: {
+            if (tag !== 72) {
+              break;
+            }
+
+            message.slotMoveKeysCopied = longToNumber(reader.int64());
+            continue;
+          }
+          case 10: {
+            if (tag !== 80) {
+              break;
+            }
+
+            message.slotMoveBytesCopied = longToNumber(reader.int64());
+            continue;
+          }
         }
         if ((tag & 7) === 4 || tag === 0) {
           break;
@@ -5628,6 +5659,16 @@ export const ClusterConfigChangeResp: MessageFns<ClusterConfigChangeResp> = {
         : isSet(object.leader_id)
         ? globalThis.Number(object.leader_id)
         : 0,
+      slotMoveKeysCopied: isSet(object.slotMoveKeysCopied)
+        ? globalThis.Number(object.slotMoveKeysCopied)
+        : isSet(object.slot_move_keys_copied)
+        ? globalThis.Number(object.slot_move_keys_copied)
+        : 0,
+      slotMoveBytesCopied: isSet(object.slotMoveBytesCopied)
+        ? globalThis.Number(object.slotMoveBytesCopied)
+        : isSet(object.slot_move_bytes_copied)
+        ? globalThis.Number(object.slot_move_bytes_copied)
+        : 0,
     };
   },
 
@@ -5657,6 +5698,12 @@ export const ClusterConfigChangeResp: MessageFns<ClusterConfigChangeResp> = {
     if (message.leaderId !== 0) {
       obj.leaderId = Math.round(message.leaderId);
     }
+    if (message.slotMoveKeysCopied !== 0) {
+      obj.slotMoveKeysCopied = Math.round(message.slotMoveKeysCopied);
+    }
+    if (message.slotMoveBytesCopied !== 0) {
+      obj.slotMoveBytesCopied = Math.round(message.slotMoveBytesCopied);
+    }
     return obj;
   },
 
@@ -5673,6 +5720,8 @@ export const ClusterConfigChangeResp: MessageFns<ClusterConfigChangeResp> = {
     message.errorMessage = object.errorMessage ?? "";
     message.slotCount = object.slotCount ?? 0;
     message.leaderId = object.leaderId ?? 0;
+    message.slotMoveKeysCopied = object.slotMoveKeysCopied ?? 0;
+    message.slotMoveBytesCopied = object.slotMoveBytesCopied ?? 0;
     return message;
   },
 };
