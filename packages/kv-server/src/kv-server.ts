@@ -205,6 +205,7 @@ export class KvServer {
       stateMachine,
       sources: groupCaller(),
       catchUp: () => watcher.pollOnce(),
+      entryBytesMax: this.limits.entryBytesMax,
       logger: this.logger.child({ component: 'slot-importer' }),
     });
     const metricLabels = { group_id: String(o.groupId), node_id: String(o.id) };

@@ -29,11 +29,20 @@ export interface SlotImporterOptions {
   readonly attemptMs?: number;
   /** Reads the topology from the meta group now and proposes a newer config (ConfigWatcher). */
   readonly catchUp?: () => Promise<void>;
+  /**
+   * The largest client entry the group takes (--entry-bytes-max). A chunk is at most its budget
+   * plus one pair (itself at most this), so a larger one is refused rather than proposed: an
+   * entry too large to replicate would stop the group.
+   */
+  readonly entryBytesMax?: number;
 }
 
 /** A replica that has not applied the freeze (or has moved past the move) says REJECTED: ask another. */
 const exportHint: LeaderHint<SlotExportResp> = (resp) =>
   resp.errorCode === ErrorCode.REJECTED ? '' : null;
+
+/** The most a chunk's budget may be (and so the most a chunk exceeds --entry-bytes-max by). */
+const chunkBytesMax = 1024 * 1024;
 
 /** How long before its deadline a call stops pulling and says how far it got. */
 const answerMarginMs = 1000;
@@ -125,7 +134,7 @@ export class SlotImporter {
           nextSlot: progress.nextSlot,
           afterKey: progress.afterKey,
           dedupAfter: progress.dedupAfter,
-          budgetBytes: this.options.chunkBytes ?? 512 * 1024,
+          budgetBytes: Math.min(this.options.chunkBytes ?? 512 * 1024, chunkBytesMax),
         },
         exportHint,
         {
@@ -145,7 +154,14 @@ export class SlotImporter {
           `source group ${req.sourceShardId} answered with a chunk of another move (group ${chunk.sourceShardId}, version ${chunk.configVersion})`,
         );
       }
-      const result = await raft.propose(encodeImportChunk(chunk));
+      const entry = encodeImportChunk(chunk);
+      const entryMax = (this.options.entryBytesMax ?? 4 * 1024 * 1024) + chunkBytesMax;
+      if (entry.length > entryMax) {
+        return refused(
+          `source group ${req.sourceShardId} sent a chunk of ${entry.length} bytes, more than the ${entryMax} a chunk can need (--entry-bytes-max plus the chunk budget)`,
+        );
+      }
+      const result = await raft.propose(entry);
       if (result?.kind !== 'moved') return refused(resultMessage(result));
       bytes += chunk.pairs.reduce((n, p) => n + p.key.length + p.value.length, 0);
       logger.debug('imported a chunk', {
