@@ -42,7 +42,7 @@ import {
   type Drop,
 } from './kv-commands';
 import { ApplyBatch } from './apply-batch';
-import { DedupTable } from './dedup-table';
+import { DedupTable, unknownSlot } from './dedup-table';
 import { ReadWriteGate } from './read-write-gate';
 import { ensureSlotIndex, rangeIsEmpty } from './slot-index';
 import { effectiveScanLimit, pairOverheadBytes, type KvLimits } from './request-validation';
@@ -526,7 +526,14 @@ export class DataStateMachine implements StateMachine<KvApplyResult> {
             requestId: 0,
             statusCode: 0,
           });
-      this.dedup.record(batch.ops, dedup, index, stored);
+      const slots = new Set(req.kvs.map((op) => slotOfKey(op.key, slotCount)));
+      this.dedup.record(
+        batch.ops,
+        dedup,
+        index,
+        stored,
+        slots.size === 1 ? [...slots][0] : unknownSlot,
+      );
     }
     return { kind: 'applied', ops, configVersion, duplicate: false };
   }
@@ -935,10 +942,16 @@ export class DataStateMachine implements StateMachine<KvApplyResult> {
     let dedupAfter = req.dedupAfter;
     let done = false;
     if (!stopped && (pairs.length === 0 || bytes < req.budgetBytes)) {
-      const records = this.dedup.recordsAfter(req.dedupAfter, Math.max(1, req.budgetBytes - bytes));
+      // The records of the moving slots' requests (and of requests whose slot is not known).
+      const moving = new Set(slots);
+      const records = this.dedup.recordsAfter(
+        req.dedupAfter,
+        Math.max(1, req.budgetBytes - bytes),
+        moving,
+      );
       dedup = records.map((r) => ({ id: r.id, response: r.response }));
       if (records.length > 0) dedupAfter = records[records.length - 1].index;
-      done = this.dedup.recordsAfter(dedupAfter, 1).length === 0;
+      done = this.dedup.recordsAfter(dedupAfter, 1, moving).length === 0;
       nextSlot = config.slotCount;
     } else if (!stopped) {
       nextSlot = config.slotCount;

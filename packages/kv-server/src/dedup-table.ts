@@ -7,6 +7,11 @@
 // A record keeps its request id and response as one-byte strings, not Buffers: the table holds up
 // to a whole window of records (100,000 by default), and a small Buffer is a slice of an 8 KiB
 // pool slab that it keeps alive whole, so Buffers here cost kilobytes per record instead of bytes.
+//
+// In memory only, a record also knows the one slot its request wrote to, when the request was
+// applied by this process (after a restart or a snapshot, and for requests over several slots,
+// it is unknown): a slot move then copies the records of its own slots and the unknown ones,
+// not the whole table.
 import type { StorageEngine, WriteOp } from '@eraftkv/raft-server';
 import { dedupEnd, dedupStart, readU64, u64 } from './state-layout';
 
@@ -14,7 +19,12 @@ interface DedupRecord {
   readonly index: number;
   /** The encoded response, latin1. */
   readonly response: string;
+  /** The slot of every key of the request, or -1 when unknown or several. */
+  readonly slot: number;
 }
+
+/** The slot of a record whose request's slots are not known (or are several). */
+export const unknownSlot = -1;
 
 export class DedupTable {
   private readonly records = new Map<string, DedupRecord>();
@@ -28,7 +38,7 @@ export class DedupTable {
     for await (const [key, value] of engine.iterate({ gte: dedupStart, lt: dedupEnd })) {
       const index = readU64(value);
       const id = key.toString('latin1');
-      table.records.set(id, { index, response: value.toString('latin1', 8) });
+      table.records.set(id, { index, response: value.toString('latin1', 8), slot: unknownSlot });
       table.order.push({ index, id });
     }
     table.order.sort((a, b) => a.index - b.index);
@@ -45,10 +55,13 @@ export class DedupTable {
     return Buffer.from(record.response, 'latin1');
   }
 
-  /** Records the response of the request applied at `index` (in memory and in `ops`). */
-  record(ops: WriteOp[], dbKey: Buffer, index: number, response: Buffer): void {
+  /**
+   * Records the response of the request applied at `index` (in memory and in `ops`); `slot` is
+   * the one slot its keys belong to (unknownSlot when several or not known).
+   */
+  record(ops: WriteOp[], dbKey: Buffer, index: number, response: Buffer, slot: number): void {
     const id = dbKey.toString('latin1');
-    this.records.set(id, { index, response: response.toString('latin1') });
+    this.records.set(id, { index, response: response.toString('latin1'), slot });
     this.order.push({ index, id });
     ops.push({ type: 'put', key: dbKey, value: Buffer.concat([u64(index), response]) });
   }
@@ -56,10 +69,12 @@ export class DedupTable {
   /**
    * Live records with an index above `after`, oldest first, until `budgetBytes` of ids and
    * answers (at least one record when there is any): what a slot move copies to the target.
+   * With `slots`, only the records of those slots and those whose slot is unknown.
    */
   recordsAfter(
     after: number,
     budgetBytes: number,
+    slots?: ReadonlySet<number>,
   ): { id: Buffer; response: Buffer; index: number }[] {
     // The queue is in index order: find the first entry above `after` by bisection.
     let lo = this.head;
@@ -75,6 +90,7 @@ export class DedupTable {
       const { index, id } = this.order[i];
       const record = this.records.get(id);
       if (record === undefined || record.index !== index) continue; // replaced or pruned
+      if (slots !== undefined && record.slot !== unknownSlot && !slots.has(record.slot)) continue;
       const size = id.length + record.response.length;
       if (out.length > 0 && bytes + size > budgetBytes) break;
       bytes += size;

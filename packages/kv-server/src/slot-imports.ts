@@ -7,7 +7,7 @@
 import type { SlotMoveChunk } from '@eraftkv/protocol';
 import type { StorageEngine } from '@eraftkv/raft-server';
 import type { ApplyBatch } from './apply-batch';
-import type { DedupTable } from './dedup-table';
+import { unknownSlot, type DedupTable } from './dedup-table';
 import type { AppliedConfig, ImportBegin } from './kv-commands';
 import { chunkProblem } from './slot-move-chunk';
 import {
@@ -181,7 +181,13 @@ export class SlotImports {
       batch.put(slotIndexKey(pair.slot, pair.key), noBytes);
     }
     for (const record of chunk.dedup) {
-      dedup.record(batch.ops, Buffer.from(record.id), index, Buffer.from(record.response));
+      dedup.record(
+        batch.ops,
+        Buffer.from(record.id),
+        index,
+        Buffer.from(record.response),
+        unknownSlot,
+      );
     }
     const next: ImportProgress = {
       ...progress,
