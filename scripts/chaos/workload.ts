@@ -6,6 +6,7 @@
 // slot move carries data), each written now and then and read back at the end by one scan: every
 // acknowledged write must be found there.
 import { EraftKvClient, InvalidArgumentError, type BatchOp } from '@eraftkv/client';
+import { slotOfKey } from '@eraftkv/protocol';
 import { HistoryRecorder, type Operation } from './history';
 import { ChaosRng } from './chaos-rng';
 
@@ -53,6 +54,8 @@ export class Workload {
   readonly keys: string[];
   /** The bulk writer's keys, ascending. */
   readonly bulkKeys: string[];
+  /** The group of each of `keys` at the last look at the topology. */
+  private readonly groupOfKey = new Map<string, number>();
 
   constructor(private readonly options: WorkloadOptions) {
     if (options.clients < 1) throw new RangeError('at least one client');
@@ -71,6 +74,9 @@ export class Workload {
       this.clients.push(client);
       this.loops.push(this.clientLoop(c, client, new ChaosRng(this.options.seed * 1000 + c)));
     }
+    const watcher = new EraftKvClient({ endpoints: this.options.endpoints, deadlineMs: 2000 });
+    this.clients.push(watcher);
+    this.loops.push(this.watchTopology(watcher));
     if (this.bulkKeys.length > 0) {
       // History client ids: 0..clients-1 the clients, clients the final reads, clients+1 this.
       const c = this.options.clients + 1;
@@ -89,6 +95,23 @@ export class Workload {
     this.running = false;
     await Promise.all(this.loops);
     this.loops = [];
+  }
+
+  /** Looks at the topology every half second while running (for batches within one group). */
+  private async watchTopology(client: EraftKvClient): Promise<void> {
+    while (this.running) {
+      const view = await client.cluster({ deadlineMs: 2000 }).catch(() => null);
+      if (view !== null) {
+        const owner = new Map<number, number>();
+        for (const g of view.groups) for (const slot of g.slots) owner.set(slot, g.id);
+        for (const key of this.keys) {
+          const group = owner.get(slotOfKey(Buffer.from(key), view.slotCount));
+          if (group === undefined) this.groupOfKey.delete(key);
+          else this.groupOfKey.set(key, group);
+        }
+      }
+      await new Promise((resolve) => setTimeout(resolve, 500));
+    }
   }
 
   /** Reads every key once more through a fresh client (recorded like any other read). */
@@ -242,7 +265,13 @@ export class Workload {
     rng: ChaosRng,
     value: () => string,
   ): Promise<void> {
-    const keys = rng.sample(this.keys, 2 + rng.int(2));
+    // Keys of one group, as far as the last look at the topology knows (a batch over several
+    // groups is refused whole): a first key, then others its group owned a moment ago.
+    const first = rng.pick(this.keys);
+    const group = this.groupOfKey.get(first);
+    const sameGroup = this.keys.filter((k) => k !== first && this.groupOfKey.get(k) === group);
+    const others = sameGroup.length > 0 ? sameGroup : this.keys.filter((k) => k !== first);
+    const keys = [first, ...rng.sample(others, Math.min(others.length, 1 + rng.int(2)))];
     const ops: BatchOp[] = [];
     const ids: { id: number; kind: 'read' | 'write' }[] = [];
     for (const key of keys) {
