@@ -384,5 +384,35 @@ describe('eraftkv-ctl against a local cluster', () => {
     const after = await client.cluster();
     expect(after.groups.find((g) => g.id === 2)?.slots).toEqual([]);
     expect((await client.scan('', undefined, { limit: 100_000 })).kvs.length).toBe(keysBefore);
+    // Group 2's replicas drop the keys they gave away (through their log, after the move), and
+    // endpoint status --slots shows it: no slot holds keys there, while group 1 holds some.
+    const held = async (): Promise<{ groupId: number; slotsWithKeys: number[] }[]> =>
+      JSON.parse(
+        (await ctl(endpoints, ['endpoint', 'status', '--cluster', '--slots', '-w', 'json'])).stdout,
+      ) as { groupId: number; serverType: string; slotsWithKeys: number[] }[];
+    const final = await waitUntil(
+      async () => {
+        const nodes = await held();
+        return nodes.filter((n) => n.groupId === 2).every((n) => n.slotsWithKeys.length === 0)
+          ? nodes
+          : undefined;
+      },
+      30_000,
+      "group 2's replicas to drop the keys of the slots they gave away",
+      500,
+    );
+    expect(final.filter((n) => n.groupId === 2)).toHaveLength(3);
+    expect(final.filter((n) => n.groupId === 1).every((n) => n.slotsWithKeys.length > 0)).toBe(
+      true,
+    );
+    const table = await ctl(endpoints, [
+      'endpoint',
+      'status',
+      '--cluster',
+      '--slots',
+      '-w',
+      'table',
+    ]);
+    expect(table.stdout).toContain('SLOTS WITH KEYS');
   });
 });

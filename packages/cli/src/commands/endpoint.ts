@@ -1,7 +1,7 @@
 // endpoint status / endpoint health: per node, as etcdctl shows them. With --cluster, every node
 // of every group (found through the topology); otherwise the --endpoints.
 import type { Argv } from 'yargs';
-import type { StatusResp } from '@eraftkv/protocol';
+import { formatSlotRanges, type StatusResp } from '@eraftkv/protocol';
 import type { Context, Runner } from '../context';
 import { exitCodes } from '../exit-codes';
 import { json, renderTable } from '../output';
@@ -36,13 +36,22 @@ export function endpointCommands(yargs: Argv, run: Runner): Argv {
                 default: false,
                 describe: 'every node of every group, not only --endpoints',
               })
-              .example('$0 endpoint status --cluster -w table', ''),
+              .option('slots', {
+                type: 'boolean',
+                default: false,
+                describe:
+                  'also list the slots each kv node holds keys for (one index seek per slot): after a move, the source lists none of the moved slots once it has dropped them',
+              })
+              .example('$0 endpoint status --cluster -w table', '')
+              .example('$0 endpoint status --cluster --slots -w table', ''),
           run(async (ctx, args) => {
             const addresses = await targets(ctx, args.cluster === true);
+            const slots = args.slots === true;
             const results = await Promise.all(
               addresses.map(async (address) => {
                 try {
-                  return { address, status: await ctx.client().status(address), error: null };
+                  const status = await ctx.client().status(address, { withSlots: slots });
+                  return { address, status, error: null };
                 } catch (err) {
                   return {
                     address,
@@ -65,8 +74,23 @@ export function endpointCommands(yargs: Argv, run: Runner): Argv {
             } else {
               const rows = results.map((r) => {
                 const s = r.status;
-                if (s === null)
-                  return [r.address, 'unreachable', '', '', '', '', '', '', '', r.error ?? ''];
+                if (s === null) {
+                  const blank = slots ? ['', ''] : [''];
+                  return [
+                    r.address,
+                    'unreachable',
+                    '',
+                    '',
+                    '',
+                    '',
+                    '',
+                    '',
+                    ...blank,
+                    r.error ?? '',
+                  ];
+                }
+                const held =
+                  s.serverType === 'meta' ? '-' : formatSlotRanges(s.slotsWithKeys) || 'none';
                 return [
                   r.address,
                   s.serverType === 'meta' ? 'meta' : `kv ${s.groupId}`,
@@ -77,6 +101,7 @@ export function endpointCommands(yargs: Argv, run: Runner): Argv {
                   String(s.commitIndex),
                   String(s.appliedIndex),
                   sizeText(s.dbSizeBytes),
+                  ...(slots ? [held] : []),
                   s.version,
                 ];
               });
@@ -90,6 +115,7 @@ export function endpointCommands(yargs: Argv, run: Runner): Argv {
                 'COMMIT',
                 'APPLIED',
                 'DB SIZE',
+                ...(slots ? ['SLOTS WITH KEYS'] : []),
                 'VERSION',
               ];
               if (ctx.writeOut === 'table') ctx.io.out(renderTable(header, rows));
