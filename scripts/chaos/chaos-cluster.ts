@@ -14,6 +14,8 @@ export interface ChaosClusterOptions {
   readonly kvGroups: number;
   /** Flags for every process (timing, snapshot frequency). */
   readonly extraArgs: readonly string[];
+  /** More flags for the meta nodes only. */
+  readonly metaArgs?: readonly string[];
 }
 
 export class ChaosCluster {
@@ -97,7 +99,7 @@ export class ChaosCluster {
         dataRoot: o.dataDir,
         peers: metaPeers,
         peerRoute: routes(0, id, metaIds),
-        extraArgs: o.extraArgs,
+        extraArgs: [...o.extraArgs, ...(o.metaArgs ?? [])],
       }),
     );
     const kvPeers = [1, 2, 3].map((id) => `${id}=${kvGrpc.get(id)}`).join(',');

@@ -237,6 +237,9 @@ async function main(): Promise<number> {
     spareKvNodes: 3,
     kvGroups: o.kvGroups,
     extraArgs: chaosNodeArgs,
+    // A move whose copy a fault stalls for a few seconds is rolled back (and its half-imported
+    // keys dropped by the target) rather than waited for: both outcomes get exercised.
+    metaArgs: ['--slot-import-deadline-ms', '4000'],
   });
   const local = cluster.local;
   const admin = new EraftKvClient({ endpoints: local.metaEndpoints(), deadlineMs: 20_000 });
