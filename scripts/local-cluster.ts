@@ -117,6 +117,8 @@ export interface LayoutOptions {
   readonly ports: 'fixed' | 'free' | ReadonlyMap<string, NodeAddresses>;
   /** Extra flags for every process (timing, log level...). */
   readonly extraArgs?: readonly string[];
+  /** Flags of one node (its TLS certificate...), after extraArgs. */
+  readonly nodeArgs?: (name: string, group: number, id: number) => readonly string[];
 }
 
 /** Asks the OS for `count` free ports on 127.0.0.1 (bound together, then released). */
@@ -172,7 +174,7 @@ export async function planCluster(o: LayoutOptions): Promise<ClusterLayout> {
       metricsAddress: p.metrics,
       dataRoot: o.dataDir,
       peers: metaPeers,
-      extraArgs: extra,
+      extraArgs: [...extra, ...(o.nodeArgs?.(`meta-${p.id}`, 0, p.id) ?? [])],
     }),
   );
   const kv = new Map<number, NodeSpec[]>();
@@ -196,7 +198,7 @@ export async function planCluster(o: LayoutOptions): Promise<ClusterLayout> {
           dataRoot: o.dataDir,
           peers,
           meta: metaAddresses,
-          extraArgs: extra,
+          extraArgs: [...extra, ...(o.nodeArgs?.(`kv-${group}-${p.id}`, group, p.id) ?? [])],
         }),
       ),
     );

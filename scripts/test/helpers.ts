@@ -26,8 +26,12 @@ export async function startTestCluster(options: {
   kvGroups?: number;
   nodes?: number;
   extraArgs?: string[];
+  /** Flags of one node (its TLS certificate...). */
+  nodeArgs?: (name: string, group: number, id: number) => readonly string[];
+  /** The data dir (default: a new temp dir, removed by cleanup). */
+  dir?: string;
 }): Promise<{ cluster: LocalCluster; dir: string; cleanup: () => Promise<void> }> {
-  const dir = await mkdtemp(join(tmpdir(), 'eraftkv-e2e-'));
+  const dir = options.dir ?? (await mkdtemp(join(tmpdir(), 'eraftkv-e2e-')));
   const layout = await planCluster({
     dataDir: dir,
     metaNodes: options.nodes ?? 3,
@@ -35,6 +39,7 @@ export async function startTestCluster(options: {
     kvNodesPerGroup: options.nodes ?? 3,
     ports: 'free',
     extraArgs: options.extraArgs ?? fastTiming,
+    nodeArgs: options.nodeArgs,
   });
   const cluster = new LocalCluster(layout);
   await cluster.writeManifest();
@@ -53,10 +58,15 @@ export async function startTestCluster(options: {
 export class BareClients {
   private readonly clients = new Map<string, ERaftKvClient>();
 
+  /** `credentials`: what every call is made with (default plaintext). */
+  constructor(
+    private readonly credentials: grpc.ChannelCredentials = grpc.credentials.createInsecure(),
+  ) {}
+
   get(address: string): ERaftKvClient {
     let c = this.clients.get(address);
     if (c === undefined) {
-      c = new ERaftKvClient(address, grpc.credentials.createInsecure(), {
+      c = new ERaftKvClient(address, this.credentials, {
         ...grpcChannelOptions(),
         // Tests restart nodes often: find them again sooner.
         'grpc.max_reconnect_backoff_ms': 500,

@@ -1,5 +1,6 @@
 // What every eraftkv-ctl command gets: the global flags, a lazily created client and the output.
-import { EraftKvClient } from '@eraftkv/client';
+import { readFileSync } from 'node:fs';
+import { EraftKvClient, type ClientTls } from '@eraftkv/client';
 import { UsageError } from './exit-codes';
 import type { Io, WriteOut } from './output';
 
@@ -9,12 +10,27 @@ export interface GlobalArgs {
   readonly endpoints: string;
   readonly writeOut: WriteOut;
   readonly commandTimeout: string;
+  /** TLS: the CA file the servers' certificates are checked against ('' for plaintext). */
+  readonly cacert: string;
+  /** TLS: a client certificate and its key ('' for none). */
+  readonly cert: string;
+  readonly key: string;
+}
+
+/** Reads a TLS file of a flag, or says which flag and file could not be read. */
+function tlsFile(flag: string, path: string): Buffer {
+  try {
+    return readFileSync(path);
+  } catch (err) {
+    throw new UsageError(`${flag} ${path} cannot be read: ${(err as Error).message}`);
+  }
 }
 
 export class Context {
   private clientInstance: EraftKvClient | null = null;
   readonly endpoints: string[];
   readonly timeoutMs: number;
+  readonly tls: ClientTls | undefined;
 
   constructor(
     readonly args: GlobalArgs,
@@ -26,6 +42,19 @@ export class Context {
       .filter((e) => e !== '');
     if (this.endpoints.length === 0) throw new UsageError('--endpoints is empty');
     this.timeoutMs = parseDuration(args.commandTimeout, '--command-timeout');
+    if ((args.cert === '') !== (args.key === ''))
+      throw new UsageError('--cert and --key go together (a client certificate and its key)');
+    if (args.cacert === '' && args.cert !== '')
+      throw new UsageError('--cert needs --cacert (the CA that signed the servers certificates)');
+    this.tls =
+      args.cacert === ''
+        ? undefined
+        : {
+            ca: tlsFile('--cacert', args.cacert),
+            ...(args.cert === ''
+              ? {}
+              : { cert: tlsFile('--cert', args.cert), key: tlsFile('--key', args.key) }),
+          };
   }
 
   get writeOut(): WriteOut {
@@ -36,6 +65,7 @@ export class Context {
     this.clientInstance ??= new EraftKvClient({
       endpoints: this.endpoints,
       deadlineMs: this.timeoutMs,
+      tls: this.tls,
     });
     return this.clientInstance;
   }

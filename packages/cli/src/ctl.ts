@@ -14,8 +14,53 @@ import { processIo, writeOutChoices, type Io, type WriteOut } from './output';
 
 export const ctlVersion = '0.1.0';
 
+/** The TLS flags, in etcdctl's names; taken out of argv before yargs sees it (see takeTlsFlags). */
+const tlsFlags = ['cacert', 'cert', 'key'] as const;
+
+/**
+ * Takes --cacert, --cert and --key (or --flag=value) out of argv, with ERAFTKV_CACERT... from
+ * the environment as defaults. They are read by hand because yargs would merge --key with the
+ * <key> argument of put, get and del.
+ */
+export function takeTlsFlags(
+  argv: readonly string[],
+  env: NodeJS.ProcessEnv = process.env,
+): { rest: string[]; tls: Pick<GlobalArgs, 'cacert' | 'cert' | 'key'> } {
+  const found: Record<(typeof tlsFlags)[number], string> = {
+    cacert: env.ERAFTKV_CACERT ?? '',
+    cert: env.ERAFTKV_CERT ?? '',
+    key: env.ERAFTKV_KEY ?? '',
+  };
+  const rest: string[] = [];
+  for (let i = 0; i < argv.length; i++) {
+    const arg = argv[i];
+    if (arg === '--') {
+      rest.push(...argv.slice(i));
+      break;
+    }
+    const flag = tlsFlags.find((f) => arg === `--${f}` || arg.startsWith(`--${f}=`));
+    if (flag === undefined) {
+      rest.push(arg);
+      continue;
+    }
+    const value = arg.includes('=') ? arg.slice(arg.indexOf('=') + 1) : argv[++i];
+    if (value === undefined || value === '') throw new UsageError(`--${flag} needs a file name`);
+    found[flag] = value;
+  }
+  return { rest, tls: found };
+}
+
 export async function runCtl(argv: readonly string[], io: Io = processIo): Promise<number> {
   let exitCode: number = exitCodes.success;
+  let tls: Pick<GlobalArgs, 'cacert' | 'cert' | 'key'>;
+  try {
+    const taken = takeTlsFlags(argv);
+    argv = taken.rest;
+    tls = taken.tls;
+  } catch (err) {
+    io.err(`Error: ${(err as Error).message}\n`);
+    return exitCodeOf(err);
+  }
   const run: Runner = (work) => async (args) => {
     let ctx: Context | null = null;
     try {
@@ -24,6 +69,7 @@ export async function runCtl(argv: readonly string[], io: Io = processIo): Promi
           endpoints: String(args.endpoints),
           writeOut: args.writeOut as WriteOut,
           commandTimeout: String(args.commandTimeout),
+          ...tls,
         } satisfies GlobalArgs,
         io,
       );
@@ -80,6 +126,10 @@ export async function runCtl(argv: readonly string[], io: Io = processIo): Promi
         '  eraftkv-ctl group list -w table',
         '  eraftkv-ctl member list --group 1',
         '  eraftkv-ctl endpoint health --cluster',
+        '',
+        'TLS (a cluster started with --cert-file...): --cacert FILE (the CA of the servers),',
+        '  --cert FILE --key FILE (a client certificate, for --client-cert-auth); or ERAFTKV_CACERT,',
+        '  ERAFTKV_CERT, ERAFTKV_KEY.',
         '',
         'Exit codes: 0 ok, 1 error (for get: key not found), 2 cluster unavailable or bad connection,',
         '3 invalid input, 128 bad arguments.',

@@ -1,6 +1,7 @@
 // ClientSession: what KvClient and AdminClient share: one connection pool, one LeaderCaller
 // (so one cache of each group's leader), the cached topology read from the meta group, and the
 // client id with its command sequence (every write of either carries (client id, command id)).
+import * as grpc from '@grpc/grpc-js';
 import { randomUUID } from 'node:crypto';
 import {
   ChangeType,
@@ -36,6 +37,29 @@ export interface EraftKvClientOptions {
    * this off, so that calls retry until their deadline (to ride out a restart of every node).
    */
   readonly refusedRoundsMax?: number;
+  /**
+   * TLS: the CA certificates (PEM) that the servers' certificates are checked against, and a
+   * client certificate and key (PEM) for clusters started with --client-cert-auth. Absent:
+   * plaintext (a TLS cluster refuses it).
+   */
+  readonly tls?: ClientTls;
+  /** The channel credentials themselves (servers pass reloadable ones); overrides `tls`. */
+  readonly credentials?: grpc.ChannelCredentials;
+}
+
+/** The TLS material of a client, as PEM (read the files yourself: eraftkv-ctl's --cacert...). */
+export interface ClientTls {
+  readonly ca: Buffer;
+  readonly cert?: Buffer;
+  readonly key?: Buffer;
+}
+
+/** The channel credentials of `tls` (plaintext when absent). */
+export function clientCredentials(tls: ClientTls | undefined): grpc.ChannelCredentials {
+  if (tls === undefined) return grpc.credentials.createInsecure();
+  if ((tls.cert === undefined) !== (tls.key === undefined))
+    throw new InvalidArgumentError('a client certificate and its key go together');
+  return grpc.credentials.createSsl(tls.ca, tls.key ?? null, tls.cert ?? null);
 }
 
 export interface CallOptions {
@@ -81,7 +105,10 @@ export class ClientSession {
     this.deadlineMs = options.deadlineMs ?? 5000;
     this.attemptTimeoutMs = options.attemptTimeoutMs ?? 2000;
     this.clientId = options.clientId ?? randomUUID();
-    this.connections = new Connections(options.messageBytesMax ?? defaultMessageBytesMax);
+    this.connections = new Connections(
+      options.messageBytesMax ?? defaultMessageBytesMax,
+      options.credentials ?? clientCredentials(options.tls),
+    );
     this.caller = new LeaderCaller(this.connections, {
       attemptTimeoutMs: this.attemptTimeoutMs,
       backoff: options.backoff ?? { baseMs: 20, maxMs: 500 },

@@ -123,7 +123,10 @@ export class Connections {
   private readonly options: grpc.ChannelOptions;
   private isClosed = false;
 
-  constructor(messageBytesMax = defaultMessageBytesMax) {
+  constructor(
+    messageBytesMax = defaultMessageBytesMax,
+    private readonly credentials: grpc.ChannelCredentials = grpc.credentials.createInsecure(),
+  ) {
     this.options = grpcChannelOptions(messageBytesMax);
   }
 
@@ -135,7 +138,7 @@ export class Connections {
   client(address: string): ERaftKvClient {
     let client = this.clients.get(address);
     if (client === undefined) {
-      client = new ERaftKvWireClient(address, grpc.credentials.createInsecure(), this.options);
+      client = new ERaftKvWireClient(address, this.credentials, this.options);
       this.clients.set(address, client);
     }
     return client;
@@ -144,7 +147,7 @@ export class Connections {
   health(address: string): HealthClient {
     let client = this.healthClients.get(address);
     if (client === undefined) {
-      client = new HealthClient(address, grpc.credentials.createInsecure(), this.options);
+      client = new HealthClient(address, this.credentials, this.options);
       this.healthClients.set(address, client);
     }
     return client;

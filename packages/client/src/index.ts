@@ -17,6 +17,8 @@ export {
   type ClusterView,
   type EraftKvClientOptions,
   type ReadOptions,
+  clientCredentials,
+  type ClientTls,
 } from './client-session';
 export {
   ClusterError,

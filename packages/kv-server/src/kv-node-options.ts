@@ -9,6 +9,7 @@ import {
   peersMissingSelf,
   raftTuningOf,
   splitHostPort,
+  tlsFlagsOf,
   validateCommonArgs,
 } from '@eraftkv/server-kit';
 import { type LogLevel } from '@eraftkv/raft-server';
@@ -199,6 +200,7 @@ export function parseKvCommandLine(
       enablePprof: args.enablePprof,
       clusterId: args.clusterId,
       raft: raftTuningOf(args, peerRoutes),
+      tls: tlsFlagsOf(args),
       shutdownGraceMs: args.shutdownGraceMs,
       configPollMs: args.configPollMs,
       dedupWindowEntries: args.dedupWindowEntries,

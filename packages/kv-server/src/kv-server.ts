@@ -19,6 +19,8 @@ import {
   formatPeers,
   groupCaller,
   NodeHost,
+  NodeTls,
+  type NodeTlsFlags,
   openRaftNode,
   type RaftTuning,
 } from '@eraftkv/server-kit';
@@ -62,6 +64,8 @@ export interface KvServerOptions {
   readonly version?: string;
   /** Called once if Raft fails in a way that leaves the node's state unknown (the binary exits). */
   readonly onFatal?: (err: Error) => void;
+  /** TLS (the --cert-file ... flags); absent: plaintext. */
+  readonly tls?: NodeTlsFlags;
 }
 
 interface Running {
@@ -73,6 +77,7 @@ interface Running {
 
 export class KvServer {
   private host: NodeHost | null = null;
+  private tls: NodeTls | null = null;
   private running: Running | null = null;
   /**
    * The Raft node while it starts: it answers Identify (a new group's members ask each other who
@@ -134,7 +139,10 @@ export class KvServer {
       this.limits.entryBytesMax + 2 * 1024 * 1024,
       64 * 1024 * 1024,
     );
+    const tlsFlags = this.options.tls;
+    this.tls = tlsFlags === undefined ? null : NodeTls.fromFlags(tlsFlags, this.logger);
     this.host = await NodeHost.bind({
+      tls: this.tls,
       kind: 'kv',
       listen: this.options.listen,
       metricsListen: this.options.metricsListen ?? '',
@@ -170,6 +178,7 @@ export class KvServer {
         peers,
         raft: {
           ...o.raft,
+          peerCredentials: this.tls?.peerCredentials(),
           // An entry larger than the append budget travels alone in a message of at most the
           // budget plus 1 MiB: with the budget at the largest request, every request fits.
           appendBytesMax: this.limits.entryBytesMax,
@@ -194,7 +203,7 @@ export class KvServer {
       groupId: o.groupId,
       raft,
       stateMachine,
-      meta: groupCaller(),
+      meta: groupCaller({ credentials: this.tls?.peerCredentials() }),
       metaAddresses: o.metaAddresses,
       pollMs: o.configPollMs ?? 500,
       logger: this.logger.child({ component: 'config-watcher' }),
@@ -203,7 +212,7 @@ export class KvServer {
       groupId: o.groupId,
       raft,
       stateMachine,
-      sources: groupCaller(),
+      sources: groupCaller({ credentials: this.tls?.peerCredentials() }),
       catchUp: () => watcher.pollOnce(),
       entryBytesMax: this.limits.entryBytesMax,
       logger: this.logger.child({ component: 'slot-importer' }),
@@ -211,7 +220,7 @@ export class KvServer {
     const metricLabels = { group_id: String(o.groupId), node_id: String(o.id) };
     this.slotMigratingAnswers.inc(metricLabels, 0);
     host.serve({
-      ...peerServiceHandlers(raft),
+      ...peerServiceHandlers(raft, this.tls?.authenticatePeer),
       ...adminHandlers(raft, {
         serverType: 'kv',
         version: o.version ?? '',
@@ -230,6 +239,7 @@ export class KvServer {
         limits: this.limits,
         logger: this.logger,
         onSlotMigrating: () => this.slotMigratingAnswers.inc(metricLabels),
+        authenticateMember: this.tls?.authenticateMember,
       }),
     } satisfies ERaftKvServer);
     this.running = { raft, stateMachine, watcher, importer };
@@ -268,7 +278,13 @@ export class KvServer {
     await this.host?.shutdown(this.options.shutdownGraceMs ?? 5000);
     if (running !== null) await running.raft.stop();
     await this.host?.closeHttp();
+    this.tls?.close();
     this.logger.info('kv server stopped');
+  }
+
+  /** Reads the TLS files again now (SIGHUP); no-op without TLS. */
+  reloadTls(): void {
+    this.tls?.reload();
   }
 
   /** Stops at once, as a crash would (tests): connections cut, the Ready in progress abandoned. */
@@ -284,5 +300,6 @@ export class KvServer {
     }
     await this.booting?.stop();
     await this.host?.closeHttp();
+    this.tls?.close();
   }
 }

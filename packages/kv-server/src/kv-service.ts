@@ -20,10 +20,13 @@ import {
 } from '@eraftkv/protocol';
 import { errorAnswer, failureStatus, unaryHandler } from '@eraftkv/server-kit';
 import {
+  AccessDeniedError,
   BusyError,
   InvalidArgumentError,
   LimitExceededError,
   type Logger,
+  type PeerAuthenticator,
+  type PeerCall,
   type RaftServer,
 } from '@eraftkv/raft-server';
 import type { ConfigWatcher } from './config-watcher';
@@ -43,6 +46,11 @@ export interface KvServiceOptions {
   readonly logger: Logger;
   /** Counts a request answered SLOT_MIGRATING (its slot frozen by a move; clients retry it). */
   readonly onSlotMigrating?: () => void;
+  /**
+   * With peer TLS: SlotExport and SlotImport are taken only from members of the cluster (a
+   * certificate a trusted peer CA signed that names a member), since they copy a group's data.
+   */
+  readonly authenticateMember?: PeerAuthenticator;
 }
 
 export type KvServiceHandlers = Pick<
@@ -75,6 +83,16 @@ interface Outcome {
 
 export function kvServiceHandlers(options: KvServiceOptions): KvServiceHandlers {
   const { raft, stateMachine, limits, groupId } = options;
+
+  /** Refuses a call that does not come from a member of the cluster (with peer TLS). */
+  const memberOnly = (call: PeerCall, method: string): void => {
+    const problem = options.authenticateMember?.(call, 0, 0) ?? null;
+    if (problem !== null)
+      throw new AccessDeniedError(
+        problem.kind,
+        `${method} is for cluster members: ${problem.message}`,
+      );
+  };
 
   /** A wrong-shard result: SLOT_MIGRATING (counted) while the slot moves, else WRONG_SHARD. */
   const notServed = (result: { migrating: boolean; message: string }): Outcome => {
@@ -267,7 +285,8 @@ export function kvServiceHandlers(options: KvServiceOptions): KvServiceHandlers 
       },
       options.logger,
     ),
-    slotExport: unaryHandler<SlotExportReq, SlotExportResp>(async (req) => {
+    slotExport: unaryHandler<SlotExportReq, SlotExportResp>(async (req, call) => {
+      memberOnly(call, 'SlotExport');
       if (req.sourceShardId !== groupId) {
         throw new InvalidArgumentError(
           `source_shard_id ${req.sourceShardId} is not this group (${groupId})`,
@@ -293,6 +312,7 @@ export function kvServiceHandlers(options: KvServiceOptions): KvServiceHandlers 
       }
     }, options.logger),
     slotImport: unaryHandler<SlotImportReq, SlotImportResp>(async (req, call) => {
+      memberOnly(call, 'SlotImport');
       const asked = call.getDeadline();
       const askedMs = asked instanceof Date ? asked.getTime() : asked;
       const deadline = Math.min(

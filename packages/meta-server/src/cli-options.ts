@@ -138,6 +138,14 @@ export function parseMetaArgs(argv: readonly string[], version: string): ParsedM
     shutdownGraceMs: parsed['shutdown-grace-ms'],
     peerRoute: parsed['peer-route'],
     compactionMarginEntries: parsed['compaction-margin-entries'],
+    certFile: parsed['cert-file'],
+    keyFile: parsed['key-file'],
+    trustedCaFile: parsed['trusted-ca-file'],
+    clientCertAuth: parsed['client-cert-auth'],
+    peerCertFile: parsed['peer-cert-file'],
+    peerKeyFile: parsed['peer-key-file'],
+    peerTrustedCaFile: parsed['peer-trusted-ca-file'],
+    tlsReloadMs: parsed['tls-reload-ms'],
   };
   try {
     validateCommonArgs(common);

@@ -11,8 +11,10 @@ import type { ERaftKvServer } from '@eraftkv/protocol';
 import {
   adminHandlers,
   NodeHost,
+  NodeTls,
   openRaftNode,
   unimplementedStream,
+  type NodeTlsFlags,
   type RaftTuning,
 } from '@eraftkv/server-kit';
 import {
@@ -81,12 +83,15 @@ export interface MetaServerOptions {
   readonly slotImportDeadlineMs?: number;
   /** The most slots a move freezes and copies at once (default 64). */
   readonly slotMoveBatchSlots?: number;
+  /** TLS (the --cert-file ... flags); absent: plaintext. */
+  readonly tls?: NodeTlsFlags;
 }
 
 export class MetaServer {
   readonly registry: Registry;
   private readonly logger: Logger;
   private host: NodeHost | null = null;
+  private tls: NodeTls | null = null;
   private raftServer: RaftServer<CommandOutcome> | null = null;
   private stateMachine: TopologyStateMachine | null = null;
   private slotMoves: SlotMoveCoordinator | null = null;
@@ -135,7 +140,9 @@ export class MetaServer {
     if (this.host !== null) throw new Error('the meta server is already listening');
     const o = this.options;
     if (o.defaultMetrics ?? true) collectDefaultMetrics({ register: this.registry });
+    this.tls = o.tls === undefined ? null : NodeTls.fromFlags(o.tls, this.logger);
     this.host = await NodeHost.bind({
+      tls: this.tls,
       kind: 'meta',
       listen: o.listen,
       metricsListen: o.metricsListen ?? '',
@@ -170,7 +177,7 @@ export class MetaServer {
         id: o.id,
         dataDir: o.dataDir,
         peers: peers ?? [],
-        raft: o.raft ?? {},
+        raft: { ...o.raft, peerCredentials: this.tls?.peerCredentials() },
         host,
         boot,
         registry: this.registry,
@@ -197,12 +204,17 @@ export class MetaServer {
     let importProblemLoggedAt = 0;
     this.sources =
       o.sourceGroups ??
-      new GrpcSourceGroupClient({ deadlineMs, attemptMs: Math.min(1000, deadlineMs) });
+      new GrpcSourceGroupClient({
+        deadlineMs,
+        attemptMs: Math.min(1000, deadlineMs),
+        credentials: this.tls?.peerCredentials(),
+      });
     this.targets =
       o.targetGroups ??
       new GrpcTargetGroupClient({
         deadlineMs: o.slotImportDeadlineMs ?? 10 * 60_000,
         callMs: 20_000,
+        credentials: this.tls?.peerCredentials(),
         onProblem: (batch, problem) => {
           // At most one line per 10 s: a target that keeps refusing is asked every 200 ms.
           const now = Date.now();
@@ -232,7 +244,7 @@ export class MetaServer {
       onCopied: (slots, keys, bytes) => metrics.slotsCopied(slots, keys, bytes),
     });
     host.serve({
-      ...peerServiceHandlers(raft),
+      ...peerServiceHandlers(raft, this.tls?.authenticatePeer),
       ...adminHandlers(raft, {
         serverType: 'meta',
         version: o.version ?? '',
@@ -297,6 +309,12 @@ export class MetaServer {
     this.targets?.close();
     await (this.raftServer ?? this.booting)?.stop();
     await this.host?.closeHttp();
+    this.tls?.close();
+  }
+
+  /** Reads the TLS files again now (SIGHUP); no-op without TLS. */
+  reloadTls(): void {
+    this.tls?.reload();
   }
 
   /** Stops at once, as a crash would (tests). */
@@ -308,5 +326,6 @@ export class MetaServer {
     this.targets?.close();
     await (this.raftServer ?? this.booting)?.abort();
     await this.host?.closeHttp();
+    this.tls?.close();
   }
 }

@@ -2,6 +2,7 @@
 // config through ClusterConfigChange{SlotMove, DataServer} and read its verdict. One LeaderCaller
 // per kv group (with a connection pool of its own) finds that group's leader and follows its
 // NOT_LEADER hints within a deadline.
+import type { ChannelCredentials } from '@grpc/grpc-js';
 import * as grpc from '@grpc/grpc-js';
 import {
   ErrorCode,
@@ -68,6 +69,8 @@ export class GrpcSourceGroupClient implements SourceGroupClient {
       readonly deadlineMs: number;
       /** One attempt against one address. */
       readonly attemptMs: number;
+      /** What kv groups are dialed with (TLS with the node's peer certificate). */
+      readonly credentials?: ChannelCredentials;
     },
   ) {
     this.whenClosed = new Promise<SourceVerdict>((resolve) => {
@@ -95,7 +98,7 @@ export class GrpcSourceGroupClient implements SourceGroupClient {
     }
     let caller = this.callers.get(groupId);
     if (caller === undefined) {
-      caller = groupCaller();
+      caller = groupCaller({ credentials: this.options.credentials });
       this.callers.set(groupId, caller);
     } else {
       // The group's membership may have changed: drop channels to servers no longer listed.

@@ -2,6 +2,7 @@
 // import a batch from its source (SlotImport), again and again until the target says the import
 // is complete, within a deadline. Each call resumes where the last one stopped: the target keeps
 // the import's progress in its own log. One LeaderCaller per target group follows NOT_LEADER hints.
+import type { ChannelCredentials } from '@grpc/grpc-js';
 import { ErrorCode, type SlotImportReq, type SlotImportResp } from '@eraftkv/protocol';
 import {
   TimeoutError,
@@ -47,6 +48,8 @@ export class GrpcTargetGroupClient implements TargetGroupClient {
       readonly deadlineMs: number;
       /** One SlotImport call (the target answers before it, saying how far it got). */
       readonly callMs: number;
+      /** What kv groups are dialed with (TLS with the node's peer certificate). */
+      readonly credentials?: ChannelCredentials;
       /** The pause before asking again after a REJECTED answer. */
       readonly retryPauseMs?: number;
       /** Told why an attempt failed (the import is asked again until its deadline). */
@@ -58,7 +61,7 @@ export class GrpcTargetGroupClient implements TargetGroupClient {
     const deadline = Date.now() + this.options.deadlineMs;
     let caller = this.callers.get(batch.target);
     if (caller === undefined) {
-      caller = groupCaller();
+      caller = groupCaller({ credentials: this.options.credentials });
       this.callers.set(batch.target, caller);
     }
     const req: SlotImportReq = {

@@ -36,6 +36,21 @@ export class InvalidArgumentError extends EraftError {
 }
 
 /** This node is not the leader; `leaderAddress` names the leader when known. */
+/**
+ * The caller is not who may make this call: no (trusted) certificate (UNAUTHENTICATED), or one
+ * that names someone without the right (PERMISSION_DENIED).
+ */
+export class AccessDeniedError extends EraftError {
+  override name = 'AccessDeniedError';
+  constructor(kind: 'unauthenticated' | 'permission-denied', message: string) {
+    super(
+      ErrorCode.OK,
+      kind === 'unauthenticated' ? grpc.status.UNAUTHENTICATED : grpc.status.PERMISSION_DENIED,
+      message,
+    );
+  }
+}
+
 export class NotLeaderError extends EraftError {
   override name = 'NotLeaderError';
   constructor(

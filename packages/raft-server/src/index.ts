@@ -2,6 +2,7 @@
 // a two-tier log store on RocksDB, snapshots in blocks and a gRPC peer transport, plus what a
 // node's data dir and observability need (identity, metrics, the HTTP endpoint).
 export {
+  AccessDeniedError,
   BusyError,
   EraftError,
   InvalidArgumentError,
@@ -66,6 +67,8 @@ export {
   peerServiceHandlers,
   protobufMembershipCodec,
   type PeerAnswer,
+  type PeerAuthenticator,
+  type PeerCall,
   type PeerInbox,
   type PeerInput,
   type PeerRpc,

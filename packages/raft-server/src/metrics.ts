@@ -140,7 +140,7 @@ export class RaftMetrics {
     });
     this.peerReceivedRefused = new Counter({
       name: 'eraftkv_network_peer_received_refused_total',
-      help: 'Peer messages this node refused, by reason: invalid (a field out of range), misaddressed, receiver-incarnation (for another incarnation of this node), term-jump, lost-entries (this node lost acknowledged entries), peer-lost-entries, contradiction (impossible in a correct group).',
+      help: 'Peer messages this node refused, by reason: invalid (a field out of range), misaddressed, unauthenticated (no trusted peer certificate), impersonation (a certificate naming another member), receiver-incarnation (for another incarnation of this node), term-jump, lost-entries (this node lost acknowledged entries), peer-lost-entries, contradiction (impossible in a correct group).',
       labelNames: ['group_id', 'node_id', 'reason'],
       registers,
     });

@@ -67,6 +67,8 @@ export interface RaftServerOptions<R> {
   readonly peerRoutes?: ReadonlyMap<NodeId, string>;
   /** Replaces the gRPC peer clients (tests use it to inject network faults). */
   readonly createPeerRpc?: PeerTransportOptions['createPeerRpc'];
+  /** What peers are dialed with (TLS with the node's peer certificate); default plaintext. */
+  readonly peerCredentials?: PeerTransportOptions['credentials'];
   /** Replaces the RocksDB engine of the log (tests use it to inject disk faults). */
   readonly wrapLogEngine?: (engine: StorageEngine) => StorageEngine;
   /** Called once when the node fails and stops (the server binaries exit the process). */
@@ -79,7 +81,7 @@ export interface RaftServerOptions<R> {
 }
 
 /** The options that may stay unset: no peer routes, the default gRPC peer clients. */
-type Unset = 'peerRoutes' | 'createPeerRpc';
+type Unset = 'peerRoutes' | 'createPeerRpc' | 'peerCredentials';
 
 /** The options with every default filled in, and what derives from them. */
 export type ResolvedRaftServerOptions<R> = Required<Omit<RaftServerOptions<R>, Unset>> &
@@ -154,6 +156,7 @@ export function resolveRaftServerOptions<R>(o: RaftServerOptions<R>): ResolvedRa
     rng: o.rng ?? { nextInt: (bound) => randomInt(bound) },
     peerRoutes: o.peerRoutes,
     createPeerRpc: o.createPeerRpc,
+    peerCredentials: o.peerCredentials,
     wrapLogEngine: o.wrapLogEngine ?? ((engine) => engine),
     onFatal: o.onFatal ?? (() => {}),
     boot: o.boot ?? new RaftServerBoot(),

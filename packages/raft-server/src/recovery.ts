@@ -57,6 +57,7 @@ export async function recoverNode<R>(
       ...events,
       createPeerRpc: o.createPeerRpc,
       peerRoutes: o.peerRoutes,
+      credentials: o.peerCredentials,
     });
     let bootstrap: Membership | null = null;
     if (o.bootstrap !== null && o.bootstrap.length > 0 && (await LogStore.isNew(engine))) {

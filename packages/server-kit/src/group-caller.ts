@@ -2,6 +2,7 @@
 // topology; the meta leader asking a kv group to hand over slots): through the client's
 // LeaderCaller, the one policy for finding a leader, following its hints and retrying within a
 // deadline, over a connection pool of the caller's own.
+import type { ChannelCredentials } from '@grpc/grpc-js';
 import { Connections, LeaderCaller } from '@eraftkv/client';
 
 export interface GroupCallerOptions {
@@ -9,6 +10,8 @@ export interface GroupCallerOptions {
   readonly messageBytesMax?: number;
   /** How long one attempt on one server may take (default 2000 ms). */
   readonly attemptTimeoutMs?: number;
+  /** TLS with the node's peer certificate (NodeTls.peerCredentials); default plaintext. */
+  readonly credentials?: ChannelCredentials;
 }
 
 /**
@@ -17,7 +20,7 @@ export interface GroupCallerOptions {
  * server's call retries until its deadline.
  */
 export function groupCaller(options: GroupCallerOptions = {}): LeaderCaller {
-  return new LeaderCaller(new Connections(options.messageBytesMax), {
+  return new LeaderCaller(new Connections(options.messageBytesMax, options.credentials), {
     attemptTimeoutMs: options.attemptTimeoutMs,
     refusedRoundsMax: 0,
   });

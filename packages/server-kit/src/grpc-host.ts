@@ -79,6 +79,8 @@ export interface GrpcHostOptions {
   readonly serving: () => boolean;
   /** Overrides of defaultGrpcConnectionLimits (tests use short ones). */
   readonly connectionLimits?: Partial<GrpcConnectionLimits>;
+  /** TLS credentials (NodeTls.serverCredentials); default plaintext. */
+  readonly credentials?: grpc.ServerCredentials;
 }
 
 export interface GrpcHost {
@@ -284,8 +286,10 @@ export async function startGrpcHost(options: GrpcHostOptions): Promise<GrpcHost>
     guardCalls(HealthService, healthService(options.serving), null),
   );
   const port = await new Promise<number>((resolve, reject) =>
-    server.bindAsync(options.listen, grpc.ServerCredentials.createInsecure(), (err, p) =>
-      err ? reject(err) : resolve(p),
+    server.bindAsync(
+      options.listen,
+      options.credentials ?? grpc.ServerCredentials.createInsecure(),
+      (err, p) => (err ? reject(err) : resolve(p)),
     ),
   ).catch((err: unknown) => {
     throw new Error(`cannot listen on ${options.listen}: ${(err as Error).message}`);

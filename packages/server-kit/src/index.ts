@@ -20,6 +20,7 @@ export {
 export {
   commonNodeOptions,
   raftTuningOf,
+  tlsFlagsOf,
   validateCommonArgs,
   type CommonNodeArgs,
 } from './node-options';
@@ -47,3 +48,4 @@ export {
 export { groupCaller, type GroupCallerOptions } from './group-caller';
 export { NodeHost, type NodeHostOptions } from './node-host';
 export { openRaftNode, type RaftNodeOptions, type RaftTuning } from './raft-node';
+export { memberUri, NodeTls, type NodeTlsFlags } from './tls';

@@ -22,6 +22,7 @@ import {
 } from '@eraftkv/raft-server';
 import { startGrpcHost, type GrpcHost } from './grpc-host';
 import { splitHostPort } from './peers';
+import type { NodeTls } from './tls';
 
 export interface NodeHostOptions {
   readonly kind: NodeKind;
@@ -35,6 +36,8 @@ export interface NodeHostOptions {
   readonly registry: Registry;
   /** Whether this node can serve correctly, and why not (/health, grpc.health.v1). */
   readonly health: () => HealthReport;
+  /** TLS for the gRPC port and peer authentication; null or absent: plaintext. */
+  readonly tls?: NodeTls | null;
 }
 
 type UnaryHandler = (
@@ -89,6 +92,7 @@ export class NodeHost {
       registry: o.registry,
       service: dispatch as ERaftKvServer,
       serving: () => self !== null && !self.stopping && o.health().healthy,
+      credentials: o.tls?.serverCredentials(),
     });
     let http: HttpEndpoint | null = null;
     if (metrics !== null) {
@@ -120,7 +124,8 @@ export class NodeHost {
 
   /** While the Raft node opens (and may wait for its --peers), it answers Identify. */
   boot(inbox: PeerInbox): void {
-    this.identify = peerServiceHandlers(inbox).identify as unknown as UnaryHandler;
+    this.identify = peerServiceHandlers(inbox, this.options.tls?.authenticatePeer)
+      .identify as unknown as UnaryHandler;
   }
 
   /** From now on every RPC goes to `handlers`. */

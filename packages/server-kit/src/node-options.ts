@@ -4,6 +4,7 @@
 import type { RaftTuning } from './raft-node';
 import type { LogLevel } from '@eraftkv/raft-server';
 import { peerNumberMax } from '@eraftkv/raft-server';
+import type { NodeTlsFlags } from './tls';
 
 interface OptionSpec {
   readonly type: 'string' | 'number' | 'boolean';
@@ -97,6 +98,58 @@ export const commonNodeOptions = {
       'Reach some peers through other addresses than the ones they advertise, as id=host:port,... (for proxies; the chaos suite routes every peer link through one)',
     default: '',
   },
+  'cert-file': {
+    type: 'string',
+    describe:
+      'TLS: the certificate this node presents on --listen (PEM). With TLS the port serves TLS only.',
+    default: '',
+    group: 'TLS:',
+  },
+  'key-file': {
+    type: 'string',
+    describe: 'TLS: the private key of --cert-file (PEM)',
+    default: '',
+    group: 'TLS:',
+  },
+  'trusted-ca-file': {
+    type: 'string',
+    describe: 'TLS: the CA certificates (PEM) that client certificates are checked against',
+    default: '',
+    group: 'TLS:',
+  },
+  'client-cert-auth': {
+    type: 'boolean',
+    describe: 'TLS: refuse clients without a certificate signed by --trusted-ca-file',
+    default: false,
+    group: 'TLS:',
+  },
+  'peer-cert-file': {
+    type: 'string',
+    describe:
+      'TLS: the certificate this node presents when it dials peers and other groups; its subjectAltName must hold the URI urn:eraftkv:group:<group>:node:<id> (0 for the meta group)',
+    default: '',
+    group: 'TLS:',
+  },
+  'peer-key-file': {
+    type: 'string',
+    describe: 'TLS: the private key of --peer-cert-file',
+    default: '',
+    group: 'TLS:',
+  },
+  'peer-trusted-ca-file': {
+    type: 'string',
+    describe:
+      'TLS: the CA certificates of peer certificates: Raft RPCs and slot copies are taken only from a certificate it signed that names the sender',
+    default: '',
+    group: 'TLS:',
+  },
+  'tls-reload-ms': {
+    type: 'number',
+    describe:
+      'TLS: how often the certificate, key and CA files are read again (also on SIGHUP); new connections use what changed',
+    default: 5000,
+    group: 'TLS:',
+  },
   'shutdown-grace-ms': {
     type: 'number',
     describe: 'How long a graceful stop waits for requests in flight',
@@ -122,6 +175,28 @@ export interface CommonNodeArgs {
   readonly compactionMarginEntries: number;
   readonly shutdownGraceMs: number;
   readonly peerRoute: string;
+  readonly certFile: string;
+  readonly keyFile: string;
+  readonly trustedCaFile: string;
+  readonly clientCertAuth: boolean;
+  readonly peerCertFile: string;
+  readonly peerKeyFile: string;
+  readonly peerTrustedCaFile: string;
+  readonly tlsReloadMs: number;
+}
+
+/** The TLS flags of the common flags (NodeTls.fromFlags). */
+export function tlsFlagsOf(args: CommonNodeArgs): NodeTlsFlags {
+  return {
+    certFile: args.certFile,
+    keyFile: args.keyFile,
+    trustedCaFile: args.trustedCaFile,
+    clientCertAuth: args.clientCertAuth,
+    peerCertFile: args.peerCertFile,
+    peerKeyFile: args.peerKeyFile,
+    peerTrustedCaFile: args.peerTrustedCaFile,
+    reloadMs: args.tlsReloadMs,
+  };
 }
 
 /** Checks values that yargs cannot: positive integers, sane timing. Throws with the flag name. */

@@ -12,6 +12,8 @@ export function installLifecycle(options: {
   readonly logger: Logger;
   /** Graceful stop; the process exits 0 when it resolves. */
   readonly stop: () => Promise<void>;
+  /** SIGHUP: read configuration files (TLS certificates) again. */
+  readonly reload?: () => void;
 }): Lifecycle {
   let stopping = false;
   const onSignal = (signal: NodeJS.Signals): void => {
@@ -34,6 +36,10 @@ export function installLifecycle(options: {
   };
   process.on('SIGTERM', onSignal);
   process.on('SIGINT', onSignal);
+  process.on('SIGHUP', () => {
+    options.logger.info('SIGHUP: reading the TLS files again');
+    options.reload?.();
+  });
   // Started by a launcher with an IPC channel (npm start): when the launcher goes away, so do
   // we, gracefully, instead of lingering as an orphan.
   if (process.send !== undefined) {

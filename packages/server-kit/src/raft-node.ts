@@ -30,6 +30,7 @@ export type RaftTuning = Partial<
     | 'rpcTimeoutMs'
     | 'appendBytesMax'
     | 'peerRoutes'
+    | 'peerCredentials'
   >
 >;
 

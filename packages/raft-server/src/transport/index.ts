@@ -5,6 +5,8 @@ export {
   peerServiceHandlers,
   type PeerAnswer,
   type PeerAnswers,
+  type PeerAuthenticator,
+  type PeerCall,
   type PeerInbox,
   type PeerInput,
   type PeerServiceHandlers,

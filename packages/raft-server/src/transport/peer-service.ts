@@ -49,7 +49,24 @@ export enum PeerRefusal {
    * data dir was created anew, campaigning as the member it was (FAILED_PRECONDITION).
    */
   CandidateIncarnation = 'candidate-incarnation',
+  /** No peer certificate, or one no trusted peer CA signed (UNAUTHENTICATED). */
+  Unauthenticated = 'unauthenticated',
+  /** A peer certificate that names another member than the sender the request claims (PERMISSION_DENIED). */
+  Impersonation = 'impersonation',
 }
+
+/** A call, as far as telling who made it goes (its TLS peer certificate). */
+export type PeerCall = Pick<grpc.ServerUnaryCall<unknown, unknown>, 'getAuthContext'>;
+
+/**
+ * Checks who sends a peer request: `senderId` of group `groupId` must be who the call's TLS peer
+ * certificate names. Null when it is; otherwise why not. Without one, every sender is taken.
+ */
+export type PeerAuthenticator = (
+  call: PeerCall,
+  groupId: number,
+  senderId: number,
+) => { readonly kind: 'unauthenticated' | 'permission-denied'; readonly message: string } | null;
 
 /** A decoded peer request, as it reaches the node. */
 export type PeerInput =
@@ -95,16 +112,41 @@ export type PeerServiceHandlers = Pick<
  */
 const streamAppendsInFlightMax = 1024;
 
-/** A request for another cluster, group, node or incarnation (FAILED_PRECONDITION). */
+/**
+ * A request for another cluster, group, node or incarnation (FAILED_PRECONDITION), or from a
+ * sender its certificate does not name (UNAUTHENTICATED, PERMISSION_DENIED).
+ */
 class PeerRequestError extends EraftError {
   override name = 'PeerRequestError';
   constructor(
-    readonly reason:
-      PeerRefusal.Misaddressed | PeerRefusal.ReceiverIncarnation | PeerRefusal.CandidateIncarnation,
+    readonly reason: Exclude<PeerRefusal, PeerRefusal.Invalid>,
     message: string,
   ) {
-    super(ErrorCode.OK, grpc.status.FAILED_PRECONDITION, message);
+    super(
+      ErrorCode.OK,
+      reason === PeerRefusal.Unauthenticated
+        ? grpc.status.UNAUTHENTICATED
+        : reason === PeerRefusal.Impersonation
+          ? grpc.status.PERMISSION_DENIED
+          : grpc.status.FAILED_PRECONDITION,
+      message,
+    );
   }
+}
+
+/** Refuses a request whose sender the call's certificate does not name. */
+function checkSender(
+  authenticate: PeerAuthenticator | undefined,
+  call: PeerCall,
+  groupId: number,
+  senderId: number,
+): void {
+  const problem = authenticate?.(call, groupId, senderId) ?? null;
+  if (problem === null) return;
+  throw new PeerRequestError(
+    problem.kind === 'unauthenticated' ? PeerRefusal.Unauthenticated : PeerRefusal.Impersonation,
+    `peer request claiming node ${senderId} of group ${groupId} refused: ${problem.message}`,
+  );
 }
 
 /** The fields every peer request carries to say who sends it to whom. */
@@ -202,12 +244,12 @@ function statusOf(err: unknown): grpc.StatusObject {
 }
 
 function handle<Req, Resp>(
-  work: (req: Req) => Promise<Resp>,
+  work: (req: Req, call: PeerCall) => Promise<Resp>,
 ): (call: grpc.ServerUnaryCall<Req, Resp>, callback: grpc.sendUnaryData<Resp>) => void {
   return (call, callback) => {
     // Through a promise, so that a synchronous throw becomes an error reply too.
     Promise.resolve(call.request)
-      .then(work)
+      .then((req) => work(req, call))
       .then(
         (resp) => callback(null, resp),
         (err: unknown) => callback(statusOf(err)),
@@ -221,6 +263,7 @@ function handle<Req, Resp>(
  */
 function appendEntriesStream(
   inbox: PeerInbox,
+  authenticate: PeerAuthenticator | undefined,
 ): (call: grpc.ServerDuplexStream<AppendEntriesReq, AppendEntriesResp>) => void {
   return (call) => {
     let answered: Promise<void> = Promise.resolve();
@@ -235,6 +278,7 @@ function appendEntriesStream(
       if (closed) return;
       if (++inFlight >= streamAppendsInFlightMax) call.pause();
       const answer = checked(inbox, req.leaderId, async () => {
+        checkSender(authenticate, call, req.groupId, req.leaderId);
         checkIdentity(inbox, req);
         const m = appendRequestFromWire(req);
         return appendResponseToWire(await inbox.receive({ kind: 'request', message: m }));
@@ -263,41 +307,53 @@ function appendEntriesStream(
   };
 }
 
-export function peerServiceHandlers(inbox: PeerInbox): PeerServiceHandlers {
+/**
+ * The peer RPCs of a node. With `authenticate`, each request's claimed sender (candidate,
+ * leader, asker) must be who the call's peer certificate names, checked before anything else.
+ */
+export function peerServiceHandlers(
+  inbox: PeerInbox,
+  authenticate?: PeerAuthenticator,
+): PeerServiceHandlers {
   return {
-    appendEntriesStream: appendEntriesStream(inbox),
-    requestVote: handle<RequestVoteReq, RequestVoteResp>((req) =>
+    appendEntriesStream: appendEntriesStream(inbox, authenticate),
+    requestVote: handle<RequestVoteReq, RequestVoteResp>((req, call) =>
       checked(inbox, req.candidateId, async () => {
+        checkSender(authenticate, call, req.groupId, req.candidateId);
         checkIdentity(inbox, req);
         checkCandidate(inbox, req);
         const m = voteRequestFromWire(req);
         return voteResponseToWire(await inbox.receive({ kind: 'request', message: m }), req);
       }),
     ),
-    appendEntries: handle<AppendEntriesReq, AppendEntriesResp>((req) =>
+    appendEntries: handle<AppendEntriesReq, AppendEntriesResp>((req, call) =>
       checked(inbox, req.leaderId, async () => {
+        checkSender(authenticate, call, req.groupId, req.leaderId);
         checkIdentity(inbox, req);
         const m = appendRequestFromWire(req);
         return appendResponseToWire(await inbox.receive({ kind: 'request', message: m }));
       }),
     ),
-    snapshot: handle<SnapshotReq, SnapshotResp>((req) =>
+    snapshot: handle<SnapshotReq, SnapshotResp>((req, call) =>
       checked(inbox, req.leaderId, async () => {
+        checkSender(authenticate, call, req.groupId, req.leaderId);
         checkIdentity(inbox, req);
         const block = snapshotBlockFromWire(req);
         const reply = await inbox.receive({ kind: 'snapshot-block', block });
         return snapshotReplyToWire(reply, req.messageToken);
       }),
     ),
-    timeoutNow: handle<TimeoutNowReq, TimeoutNowResp>((req) =>
+    timeoutNow: handle<TimeoutNowReq, TimeoutNowResp>((req, call) =>
       checked(inbox, req.leaderId, async () => {
+        checkSender(authenticate, call, req.groupId, req.leaderId);
         checkIdentity(inbox, req);
         await inbox.receive({ kind: 'one-way', message: timeoutNowFromWire(req) });
         return { term: req.term };
       }),
     ),
-    identify: handle<IdentifyReq, IdentifyResp>((req) =>
+    identify: handle<IdentifyReq, IdentifyResp>((req, call) =>
       checked(inbox, req.fromId, () => {
+        checkSender(authenticate, call, req.groupId, req.fromId);
         checkAddress(inbox, req);
         return Promise.resolve(inbox.identify(req));
       }),

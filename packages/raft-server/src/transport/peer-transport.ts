@@ -76,6 +76,8 @@ export interface PeerTransportOptions {
   readonly peerRoutes?: ReadonlyMap<NodeId, string>;
   /** Builds the RPC endpoint for a peer (default: grpc-js clients). */
   readonly createPeerRpc?: (address: string, options: PeerTransportOptions) => PeerRpc;
+  /** What the default grpc-js clients dial with (default: plaintext). */
+  readonly credentials?: grpc.ChannelCredentials;
 }
 
 function unary<Req, Resp>(
@@ -106,7 +108,7 @@ export function createGrpcPeerRpc(address: string, options: PeerTransportOptions
     'grpc.keepalive_time_ms': 10_000,
     'grpc.keepalive_timeout_ms': 5_000,
   };
-  const credentials = grpc.credentials.createInsecure();
+  const credentials = options.credentials ?? grpc.credentials.createInsecure();
   const replication = new ERaftKvWireClient(address, credentials, channelOptions);
   // A channel of its own (not shared from the global subchannel pool): its own TCP connection.
   const control = new ERaftKvWireClient(address, credentials, {

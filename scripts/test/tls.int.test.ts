@@ -1,0 +1,338 @@
+// A cluster with TLS everywhere, peer certificates and --client-cert-auth, as real processes:
+// clients need a certificate of the trusted CA; forged Raft RPCs (appends, votes with
+// leader_transfer, TimeoutNow) and slot exports are refused unless they come with the peer
+// certificate of the very member they claim to be from; the group keeps its leader, its term and
+// its data throughout; and a node's certificate files replaced on disk are served to new
+// connections without a restart.
+import { X509Certificate } from 'node:crypto';
+import { execFile } from 'node:child_process';
+import { copyFile, mkdir, mkdtemp, readFile, rm } from 'node:fs/promises';
+import { connect } from 'node:tls';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
+import * as grpc from '@grpc/grpc-js';
+import { EraftKvClient, UnavailableError, type ClientTls } from '@eraftkv/client';
+import {
+  AppendEntriesReq,
+  RequestVoteReq,
+  SlotExportReq,
+  TimeoutNowReq,
+  type ERaftKvClient,
+  type StatusResp,
+} from '@eraftkv/protocol';
+import { waitUntil } from '@eraftkv/test-support';
+import { initializeCluster, repositoryDir, type LocalCluster } from '../local-cluster';
+import { createLocalTls, type LocalTls } from '../tls-certs';
+import { BareClients, fastTiming, startTestCluster } from './helpers';
+
+const ctlBin = join(repositoryDir, 'packages/cli/bin/eraftkv-ctl.js');
+
+function ctl(args: readonly string[]): Promise<{ code: number; stdout: string; stderr: string }> {
+  return new Promise((resolve) => {
+    execFile(process.execPath, [ctlBin, ...args], { timeout: 60_000 }, (err, stdout, stderr) =>
+      resolve({
+        code: err === null ? 0 : typeof err.code === 'number' ? err.code : -1,
+        stdout,
+        stderr,
+      }),
+    );
+  });
+}
+
+jest.setTimeout(180_000);
+
+/** What a unary call ended with: its gRPC status code (0 for an answer). */
+function callStatus<Req, Resp>(
+  call: (
+    req: Req,
+    md: grpc.Metadata,
+    opts: Partial<grpc.CallOptions>,
+    cb: (err: grpc.ServiceError | null, resp: Resp) => void,
+  ) => grpc.ClientUnaryCall,
+  req: Req,
+): Promise<{ code: number; details: string }> {
+  return new Promise((resolve) => {
+    call(req, new grpc.Metadata(), { deadline: Date.now() + 3000 }, (err) =>
+      resolve(err === null ? { code: 0, details: '' } : { code: err.code, details: err.details }),
+    );
+  });
+}
+
+describe('TLS and peer identity', () => {
+  let dir: string;
+  let tls: LocalTls;
+  let other: LocalTls;
+  let cluster: LocalCluster;
+  let cleanup: () => Promise<void>;
+  let client: EraftKvClient;
+  const bares: BareClients[] = [];
+
+  const clientTls = async (user: string): Promise<ClientTls> => ({
+    ca: await readFile(tls.caFile),
+    cert: await readFile(tls.clients.get(user)!.certFile),
+    key: await readFile(tls.clients.get(user)!.keyFile),
+  });
+  /** Bare gRPC clients presenting the certificate `files` (signed by `ca`). */
+  const bareWith = async (
+    files: { certFile: string; keyFile: string },
+    ca = tls.caFile,
+  ): Promise<BareClients> => {
+    const b = new BareClients(
+      grpc.credentials.createSsl(
+        await readFile(ca),
+        await readFile(files.keyFile),
+        await readFile(files.certFile),
+      ),
+    );
+    bares.push(b);
+    return b;
+  };
+  const kvNode = (id: number): string => cluster.layout.kv.get(1)![id - 1].grpcAddress;
+  /** The status (with a state digest) of every kv replica, once all are at one applied index. */
+  const sameAppliedIndex = (what: string): Promise<StatusResp[]> =>
+    waitUntil(
+      async () => {
+        const s = await Promise.all(
+          [1, 2, 3].map((id) => client.status(kvNode(id), { withDigest: true })),
+        );
+        return new Set(s.map((x) => x.stateDigestIndex)).size === 1 ? s : undefined;
+      },
+      20_000,
+      what,
+    );
+
+  beforeAll(async () => {
+    dir = await mkdtemp(join(tmpdir(), 'eraftkv-tls-'));
+    const members = [
+      ...[1, 2, 3].map((id) => ({ name: `meta-${id}`, group: 0, id })),
+      ...[1, 2, 3].map((id) => ({ name: `kv-1-${id}`, group: 1, id })),
+      // A member of a group that does not exist: signed by the cluster's CA, but it may speak
+      // for nobody in group 1.
+      { name: 'kv-2-1', group: 2, id: 1 },
+    ];
+    tls = await createLocalTls(join(dir, 'tls'), members, ['admin']);
+    // The same names under another CA: a stranger's look-alike certificates.
+    other = await createLocalTls(join(dir, 'other-ca'), members, ['admin']);
+    ({ cluster, cleanup } = await startTestCluster({
+      dir: join(dir, 'data'),
+      extraArgs: [...fastTiming, '--tls-reload-ms', '300'],
+      nodeArgs: (name) => {
+        const own = tls.nodes.get(name)!;
+        return [
+          '--cert-file',
+          own.certFile,
+          '--key-file',
+          own.keyFile,
+          '--trusted-ca-file',
+          tls.caFile,
+          '--client-cert-auth',
+          '--peer-cert-file',
+          own.certFile,
+          '--peer-key-file',
+          own.keyFile,
+          '--peer-trusted-ca-file',
+          tls.caFile,
+        ];
+      },
+    }));
+    client = new EraftKvClient({
+      endpoints: cluster.metaEndpoints(),
+      deadlineMs: 20_000,
+      tls: await clientTls('admin'),
+    });
+    await initializeCluster(client, cluster);
+    await client.put('before', 'attacks');
+  });
+  afterAll(async () => {
+    client?.close();
+    for (const b of bares) b.closeAll();
+    await cleanup?.();
+    await rm(dir, { recursive: true, force: true });
+  });
+
+  it('serves clients with a certificate of the trusted CA, and no one else', async () => {
+    expect((await client.get('before'))?.toString()).toBe('attacks');
+    // eraftkv-ctl with --cacert --cert --key (a <key> argument and --key side by side).
+    const endpoints = ['--endpoints', cluster.metaEndpoints().join(',')];
+    const admin = tls.clients.get('admin')!;
+    const flags = ['--cacert', tls.caFile, '--cert', admin.certFile, '--key', admin.keyFile];
+    const put = await ctl([...endpoints, ...flags, 'put', 'via-ctl', 'yes']);
+    expect(put.stderr).toBe('');
+    expect(put.code).toBe(0);
+    const got = await ctl([...endpoints, 'get', 'via-ctl', ...flags]);
+    expect(got.stdout).toBe('yes\n');
+    // Without a certificate, ctl cannot reach a TLS cluster, and says so.
+    const refused = await ctl([...endpoints, '--command-timeout', '2s', 'get', 'via-ctl']);
+    expect(refused.code).not.toBe(0);
+    const missing = await ctl([...endpoints, '--cacert', join(dir, 'nope.crt'), 'get', 'x']);
+    expect(missing.stderr).toContain('--cacert');
+    expect(missing.stderr).toContain('nope.crt');
+    // Plaintext: a TLS port never answers it.
+    const plain = new EraftKvClient({ endpoints: cluster.metaEndpoints(), deadlineMs: 3000 });
+    await expect(plain.get('before')).rejects.toThrow(UnavailableError);
+    plain.close();
+    // TLS without a client certificate: refused in the handshake (--client-cert-auth).
+    const anonymous = new EraftKvClient({
+      endpoints: cluster.metaEndpoints(),
+      deadlineMs: 3000,
+      tls: { ca: await readFile(tls.caFile) },
+    });
+    await expect(anonymous.get('before')).rejects.toThrow();
+    anonymous.close();
+    // A certificate of another CA: refused too.
+    const stranger = new EraftKvClient({
+      endpoints: cluster.metaEndpoints(),
+      deadlineMs: 3000,
+      tls: {
+        ca: await readFile(tls.caFile),
+        cert: await readFile(other.clients.get('admin')!.certFile),
+        key: await readFile(other.clients.get('admin')!.keyFile),
+      },
+    });
+    await expect(stranger.get('before')).rejects.toThrow();
+    stranger.close();
+  });
+
+  it('refuses forged Raft RPCs and slot exports unless the certificate names the sender', async () => {
+    // Every member agrees on the leader first (the group may still be settling after its start).
+    await waitUntil(
+      async () => {
+        const s = await Promise.all([1, 2, 3].map((id) => client.status(kvNode(id))));
+        return s.every((x) => x.leaderId > 0 && x.leaderId === s[0].leaderId) ? true : undefined;
+      },
+      20_000,
+      'group 1 to settle on a leader',
+    );
+    const before = await client.members(1);
+    const leader = before.leaderId;
+    const follower = [1, 2, 3].find((id) => id !== leader)!;
+    const status = await client.status(kvNode(follower));
+    const forgedAppend = AppendEntriesReq.fromPartial({
+      leaderId: leader,
+      term: status.term,
+      prevLogIndex: status.lastLogIndex,
+      prevLogTerm: status.term,
+      leaderCommit: status.commitIndex,
+      entries: [
+        { id: status.lastLogIndex + 1, term: status.term, dataSize: 1, data: Buffer.from('x') },
+      ],
+      groupId: 1,
+      clusterId: 'eraftkv',
+      toId: follower,
+      toIncarnation: status.incarnation,
+    });
+    const forgedVote = RequestVoteReq.fromPartial({
+      term: status.term + 5,
+      candidateId: follower === 1 ? 2 : 1,
+      lastLogIdx: status.lastLogIndex + 100,
+      lastLogTerm: status.term + 5,
+      groupId: 1,
+      clusterId: 'eraftkv',
+      toId: follower,
+      leaderTransfer: true,
+      toIncarnation: status.incarnation,
+    });
+    const forgedTimeout = TimeoutNowReq.fromPartial({
+      term: status.term,
+      leaderId: leader,
+      groupId: 1,
+      clusterId: 'eraftkv',
+      toId: follower,
+      toIncarnation: status.incarnation,
+    });
+    const senders: { who: string; bare: BareClients }[] = [
+      // A client of the cluster: trusted CA, but it names no member.
+      { who: 'the admin client certificate', bare: await bareWith(tls.clients.get('admin')!) },
+      // A member of another group.
+      { who: 'a member of group 2', bare: await bareWith(tls.nodes.get('kv-2-1')!) },
+      // A member of group 1 claiming to be another member (the leader, or another candidate).
+      {
+        who: `kv-1-${follower === 3 ? 2 : 3} speaking for others`,
+        bare: await bareWith(tls.nodes.get(`kv-1-${follower === 3 ? 2 : 3}`)!),
+      },
+    ];
+    for (const { who, bare } of senders) {
+      const node: ERaftKvClient = bare.get(kvNode(follower));
+      const results = {
+        append: await callStatus(node.appendEntries.bind(node), forgedAppend),
+        vote: await callStatus(node.requestVote.bind(node), forgedVote),
+        timeout: await callStatus(node.timeoutNow.bind(node), forgedTimeout),
+      };
+      for (const [rpc, r] of Object.entries(results)) {
+        // UNAUTHENTICATED or PERMISSION_DENIED, nothing else (an answer, or UNAVAILABLE).
+        const outcome = [16, 7].includes(r.code) ? 'refused' : `${r.code} ${r.details}`;
+        expect({ who, rpc, outcome }).toEqual({ who, rpc, outcome: 'refused' });
+      }
+    }
+    // A look-alike certificate of another CA does not get past the handshake.
+    const stranger = await bareWith(other.nodes.get(`kv-1-${leader}`)!, tls.caFile);
+    const node = stranger.get(kvNode(follower));
+    expect((await callStatus(node.appendEntries.bind(node), forgedAppend)).code).toBe(
+      grpc.status.UNAVAILABLE,
+    );
+    // Slot exports copy a group's data: members of the cluster only.
+    const adminBare = senders[0].bare.get(kvNode(leader));
+    const exported = await callStatus(
+      adminBare.slotExport.bind(adminBare),
+      SlotExportReq.fromPartial({ sourceShardId: 1, configVersion: 1, slots: [0], budgetBytes: 1 }),
+    );
+    expect([16, 7]).toContain(exported.code);
+    // Nothing moved: the same leader in the same term, the data intact, replicas equal.
+    const after = await client.members(1);
+    expect(after.leaderId).toBe(leader);
+    expect((await client.get('before'))?.toString()).toBe('attacks');
+    await client.put('after', 'attacks');
+    const digests = await sameAppliedIndex('every replica at the same applied index');
+    expect(new Set(digests.map((s) => s.stateDigest)).size).toBe(1);
+    expect(digests[0].term).toBe(status.term);
+  });
+
+  it('serves a replaced certificate to new connections without a restart', async () => {
+    const address = kvNode(1);
+    const served = (): Promise<string> =>
+      new Promise((resolve, reject) => {
+        const [host, port] = address.split(':');
+        const socket = connect({
+          host,
+          port: Number(port),
+          ca: [],
+          rejectUnauthorized: false,
+          ALPNProtocols: ['h2'],
+        });
+        socket.once('secureConnect', () => {
+          const cert = socket.getPeerX509Certificate();
+          socket.destroy();
+          if (cert === undefined) reject(new Error('no certificate served'));
+          else resolve(cert.fingerprint256);
+        });
+        socket.once('error', reject);
+      });
+    const before = await served();
+    const own = tls.nodes.get('kv-1-1')!;
+    expect(before).toBe(new X509Certificate(await readFile(own.certFile)).fingerprint256);
+    // A new certificate for the same node from the same CA, written over its files (key first,
+    // as an operator's tool would): the node reads them again within --tls-reload-ms.
+    const renewed = join(dir, 'renewed');
+    await mkdir(renewed, { recursive: true });
+    await copyFile(tls.caFile, join(renewed, 'ca.crt'));
+    await copyFile(join(tls.dir, 'ca.key'), join(renewed, 'ca.key'));
+    const fresh = (
+      await createLocalTls(renewed, [{ name: 'kv-1-1', group: 1, id: 1 }], [])
+    ).nodes.get('kv-1-1')!;
+    const rotated = new X509Certificate(await readFile(fresh.certFile)).fingerprint256;
+    expect(rotated).not.toBe(before);
+    await copyFile(fresh.keyFile, own.keyFile);
+    await copyFile(fresh.certFile, own.certFile);
+    await waitUntil(
+      async () => ((await served()) === rotated ? true : undefined),
+      10_000,
+      'kv-1-1 to serve its new certificate',
+    );
+    // The node never stopped: the group keeps its members and takes writes, kv-1-1 among them.
+    for (let i = 0; i < 20; i++) await client.put(`rotated-${i}`, 'yes');
+    const members = await client.members(1);
+    expect(members.members).toHaveLength(3);
+    const statuses = await sameAppliedIndex('kv-1-1 to apply the writes made after its rotation');
+    expect(new Set(statuses.map((s) => s.stateDigest)).size).toBe(1);
+  });
+});
