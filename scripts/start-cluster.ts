@@ -6,9 +6,17 @@
 // Data lives in ./data; a second `npm start` reuses it, on the addresses in its cluster.json.
 //
 //   npm start [-- --fresh] [-- --kv-groups N] [-- --nodes N] [-- --data-dir DIR] [-- --free-ports]
+//             [-- --tls]
+//
+// With --tls, a local CA and certificates for every node and for an admin client are made under
+// <data dir>/tls (kept and reused), every node runs with mutual TLS (client certificates required,
+// Raft RPCs only from the peer certificate of the member they claim to come from), and the
+// welcome text says which ERAFTKV_CACERT / ERAFTKV_CERT / ERAFTKV_KEY eraftkv-ctl needs.
 import { rm } from 'node:fs/promises';
 import { join, resolve } from 'node:path';
-import { EraftKvClient } from '@eraftkv/client';
+import { readFile } from 'node:fs/promises';
+import { EraftKvClient, type ClientTls } from '@eraftkv/client';
+import { createLocalTls, type LocalTls } from './tls-certs';
 import {
   bindProblem,
   describeExit,
@@ -32,6 +40,7 @@ interface StartOptions {
   nodes: number;
   dataDir: string;
   freePorts: boolean;
+  tls: boolean;
 }
 
 const usage = `usage: npm start [-- options]
@@ -40,7 +49,9 @@ const usage = `usage: npm start [-- options]
   --nodes N        nodes per group, meta included (default 3)
   --data-dir DIR   where data and logs go (default ./data)
   --free-ports     listen on ports the OS picks instead of 8088... (tests; a data dir that
-                   holds a cluster.json always keeps the addresses recorded there)`;
+                   holds a cluster.json always keeps the addresses recorded there)
+  --tls            mutual TLS everywhere, with a local CA and certificates made under
+                   <data dir>/tls (openssl); prints the eraftkv-ctl settings to use`;
 
 /** How long a node gets to stop after SIGTERM before it is killed. */
 const stopGraceMs = 10_000;
@@ -54,6 +65,7 @@ function parseArgs(argv: readonly string[]): StartOptions {
     nodes: 3,
     dataDir: join(repositoryDir, 'data'),
     freePorts: false,
+    tls: false,
   };
   for (let i = 0; i < argv.length; i++) {
     const arg = argv[i];
@@ -68,6 +80,7 @@ function parseArgs(argv: readonly string[]): StartOptions {
     else if (arg === '--nodes') o.nodes = int();
     else if (arg === '--data-dir') o.dataDir = resolve(argv[++i] ?? '.');
     else if (arg === '--free-ports') o.freePorts = true;
+    else if (arg === '--tls') o.tls = true;
     else if (arg === '--help' || arg === '-h') {
       console.log(usage);
       process.exit(0);
@@ -76,8 +89,40 @@ function parseArgs(argv: readonly string[]): StartOptions {
   return o;
 }
 
+/** The names of the nodes of the layout o asks for (meta-1..., kv-1-1...). */
+function nodeNames(o: StartOptions): { name: string; group: number; id: number }[] {
+  const ids = Array.from({ length: o.nodes }, (_, i) => i + 1);
+  return [
+    ...ids.map((id) => ({ name: `meta-${id}`, group: 0, id })),
+    ...Array.from({ length: o.kvGroups }, (_, g) => g + 1).flatMap((group) =>
+      ids.map((id) => ({ name: `kv-${group}-${id}`, group, id })),
+    ),
+  ];
+}
+
+/** The TLS flags of one node: its certificate for the port and for peers, one CA for all. */
+function tlsArgs(tls: LocalTls, name: string): string[] {
+  const own = tls.nodes.get(name);
+  if (own === undefined) throw new Error(`no certificate was made for ${name}`);
+  return [
+    '--cert-file',
+    own.certFile,
+    '--key-file',
+    own.keyFile,
+    '--trusted-ca-file',
+    tls.caFile,
+    '--client-cert-auth',
+    '--peer-cert-file',
+    own.certFile,
+    '--peer-key-file',
+    own.keyFile,
+    '--peer-trusted-ca-file',
+    tls.caFile,
+  ];
+}
+
 /** Plans the cluster: a reused data dir keeps the layout and addresses of its cluster.json. */
-async function plan(o: StartOptions): Promise<LocalCluster> {
+async function plan(o: StartOptions, tls: LocalTls | null): Promise<LocalCluster> {
   const previous = await readManifest(o.dataDir);
   let ports: 'fixed' | 'free' | Map<string, NodeAddresses> = o.freePorts ? 'free' : 'fixed';
   if (previous !== null) {
@@ -98,6 +143,7 @@ async function plan(o: StartOptions): Promise<LocalCluster> {
     kvGroups: o.kvGroups,
     kvNodesPerGroup: o.nodes,
     ports,
+    nodeArgs: tls === null ? undefined : (name) => tlsArgs(tls, name),
   });
   return new LocalCluster(layout);
 }
@@ -130,7 +176,8 @@ async function startProblems(cluster: LocalCluster): Promise<string[]> {
 async function main(): Promise<void> {
   const o = parseArgs(process.argv.slice(2));
   if (o.fresh) await rm(o.dataDir, { recursive: true, force: true });
-  const cluster = await plan(o);
+  const tls = o.tls ? await createLocalTls(join(o.dataDir, 'tls'), nodeNames(o), ['admin']) : null;
+  const cluster = await plan(o, tls);
   const problems = await startProblems(cluster);
   if (problems.length > 0) {
     console.error(
@@ -168,7 +215,11 @@ async function main(): Promise<void> {
   const firstEnd = Promise.race(
     launched.map((node) => node.ended.then((status) => ({ node, status }))),
   );
-  const client = new EraftKvClient({ endpoints: cluster.metaEndpoints(), deadlineMs: 20_000 });
+  const client = new EraftKvClient({
+    endpoints: cluster.metaEndpoints(),
+    deadlineMs: 20_000,
+    tls: tls === null ? undefined : await adminTls(tls),
+  });
   const outcome = await Promise.race([
     bringUp(client, cluster).then(
       () => ({ kind: 'up' as const }),
@@ -197,7 +248,18 @@ async function main(): Promise<void> {
         );
     });
   }
-  printWelcome(cluster);
+  printWelcome(cluster, tls);
+}
+
+/** The admin client's TLS material. */
+async function adminTls(tls: LocalTls): Promise<ClientTls> {
+  const admin = tls.clients.get('admin');
+  if (admin === undefined) throw new Error('no admin client certificate was made');
+  return {
+    ca: await readFile(tls.caFile),
+    cert: await readFile(admin.certFile),
+    key: await readFile(admin.keyFile),
+  };
 }
 
 /** Initialises the cluster and waits until every node says it is healthy. */
@@ -251,7 +313,7 @@ function watchRestartedNodes(cluster: LocalCluster): NodeJS.Timeout {
   }, watchIntervalMs);
 }
 
-function printWelcome(cluster: LocalCluster): void {
+function printWelcome(cluster: LocalCluster, tls: LocalTls | null): void {
   const rows = cluster
     .allSpecs()
     .map((s) => [s.name, s.grpcAddress, `http://${s.metricsAddress}/metrics`, s.dataDir]);
@@ -266,9 +328,15 @@ function printWelcome(cluster: LocalCluster): void {
   const exportEndpoints = endpoints.every((e) => usual.includes(e))
     ? ''
     : `\n  export ERAFTKV_ENDPOINTS=${endpoints.join(',')}`;
+  const admin = tls?.clients.get('admin');
+  const exportTls =
+    tls === null || admin === undefined
+      ? ''
+      : `\n  # mutual TLS: eraftkv-ctl needs the CA and a client certificate (or --cacert --cert --key)` +
+        `\n  export ERAFTKV_CACERT=${tls.caFile} ERAFTKV_CERT=${admin.certFile} ERAFTKV_KEY=${admin.keyFile}`;
   console.log(`
-eraftkv is ready. In another terminal, try:
-${exportEndpoints}
+eraftkv is ready${tls === null ? '' : ' (mutual TLS)'}. In another terminal, try:
+${exportEndpoints}${exportTls}
   npx eraftkv-ctl put hello world
   npx eraftkv-ctl get hello
   npx eraftkv-ctl group list -w table

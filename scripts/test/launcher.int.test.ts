@@ -182,6 +182,47 @@ describe('npm start (the local cluster launcher)', () => {
     expect(processesUnder(dir)).toEqual([]);
   });
 
+  it('starts a cluster with mutual TLS (--tls) and says how eraftkv-ctl reaches it', async () => {
+    const tlsDir = join(root, 'tls-cluster');
+    const launcher = launch(['--data-dir', tlsDir, '--free-ports', '--nodes', '1', '--tls']);
+    await launcher.waitFor(/eraftkv is ready \(mutual TLS\)/);
+    const endpoints = /export ERAFTKV_ENDPOINTS=(\S+)/.exec(launcher.output)?.[1];
+    const settings = /export (ERAFTKV_CACERT=\S+ ERAFTKV_CERT=\S+ ERAFTKV_KEY=\S+)/.exec(
+      launcher.output,
+    )?.[1];
+    expect(endpoints).toBeDefined();
+    expect(settings).toBeDefined();
+    const env: Record<string, string> = { ...process.env, ERAFTKV_ENDPOINTS: endpoints! };
+    for (const pair of settings!.split(' ')) {
+      const [name, value] = pair.split('=');
+      env[name] = value;
+      expect(existsSync(value)).toBe(true);
+    }
+    const ctl = (args: string[], withEnv: Record<string, string>): Promise<string> =>
+      new Promise((resolve) => {
+        const child = spawn(
+          process.execPath,
+          [join(repositoryDir, 'packages/cli/bin/eraftkv-ctl.js'), ...args],
+          { env: withEnv, stdio: ['ignore', 'pipe', 'pipe'] },
+        );
+        let out = '';
+        child.stdout.on('data', (d: Buffer) => (out += d.toString()));
+        child.stderr.on('data', (d: Buffer) => (out += d.toString()));
+        child.once('close', (code) => resolve(`${code}: ${out}`));
+      });
+    // The welcome text's settings work as printed; without the client certificate, nothing does.
+    expect(await ctl(['put', 'secure', 'yes'], env)).toBe('0: OK\n');
+    expect(await ctl(['get', 'secure'], env)).toBe('0: yes\n');
+    const withoutCert = { ...env };
+    delete withoutCert.ERAFTKV_CERT;
+    delete withoutCert.ERAFTKV_KEY;
+    expect(await ctl(['--command-timeout', '2s', 'get', 'secure'], withoutCert)).toMatch(
+      /^2: Error: .*certificate required/s,
+    );
+    launcher.child.kill('SIGINT');
+    expect((await launcher.ended(30_000)).code).toBe(0);
+  });
+
   it('stops at once, naming it, when a port of the cluster is in use', async () => {
     const kv = (await manifest(dir)).find((n) => n.name === 'kv-1-1')!;
     const port = Number(kv.metrics.slice(kv.metrics.lastIndexOf(':') + 1));

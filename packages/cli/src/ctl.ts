@@ -16,6 +16,8 @@ export const ctlVersion = '0.1.0';
 
 /** The TLS flags, in etcdctl's names; taken out of argv before yargs sees it (see takeTlsFlags). */
 const tlsFlags = ['cacert', 'cert', 'key'] as const;
+/** Their environment variables. */
+const tlsEnvNames = ['ERAFTKV_CACERT', 'ERAFTKV_CERT', 'ERAFTKV_KEY'] as const;
 
 /**
  * Takes --cacert, --cert and --key (or --flag=value) out of argv, with ERAFTKV_CACERT... from
@@ -140,6 +142,14 @@ export async function runCtl(argv: readonly string[], io: Io = processIo): Promi
       // Stop at the first usage error: nothing runs after it.
       throw err ?? new UsageError(message);
     });
+  // yargs maps every ERAFTKV_* variable to an option (and ERAFTKV_KEY onto put's <key>): the TLS
+  // ones, already read by takeTlsFlags, are out of its sight while it parses.
+  const hidden = new Map<string, string>();
+  for (const name of tlsEnvNames) {
+    const value = process.env[name];
+    if (value !== undefined) hidden.set(name, value);
+    delete process.env[name];
+  }
   try {
     await parser.parseAsync();
   } catch (err) {
@@ -147,6 +157,8 @@ export async function runCtl(argv: readonly string[], io: Io = processIo): Promi
       `Error: ${(err as Error).message}\nRun 'eraftkv-ctl --help' (or '<command> --help') for usage.\n`,
     );
     exitCode = exitCodes.badArgs;
+  } finally {
+    for (const [name, value] of hidden) process.env[name] = value;
   }
   return exitCode;
 }
