@@ -2,8 +2,9 @@
 // clients need a certificate of the trusted CA; forged Raft RPCs (appends, votes with
 // leader_transfer, TimeoutNow) and slot exports are refused unless they come with the peer
 // certificate of the very member they claim to be from; the group keeps its leader, its term and
-// its data throughout; and a node's certificate files replaced on disk are served to new
-// connections without a restart.
+// its data throughout; slots move with their data between two groups over TLS, and a kv node
+// takes the hand-over of a move only from a meta node; and a node's certificate files replaced on
+// disk are served to new connections without a restart.
 import { X509Certificate } from 'node:crypto';
 import { execFile } from 'node:child_process';
 import { copyFile, mkdir, mkdtemp, readFile, rm } from 'node:fs/promises';
@@ -14,6 +15,9 @@ import * as grpc from '@grpc/grpc-js';
 import { EraftKvClient, UnavailableError, type ClientTls } from '@eraftkv/client';
 import {
   AppendEntriesReq,
+  ChangeType,
+  ClusterConfigChangeReq,
+  HandleServerType,
   RequestVoteReq,
   SlotExportReq,
   TimeoutNowReq,
@@ -105,16 +109,16 @@ describe('TLS and peer identity', () => {
     dir = await mkdtemp(join(tmpdir(), 'eraftkv-tls-'));
     const members = [
       ...[1, 2, 3].map((id) => ({ name: `meta-${id}`, group: 0, id })),
-      ...[1, 2, 3].map((id) => ({ name: `kv-1-${id}`, group: 1, id })),
-      // A member of a group that does not exist: signed by the cluster's CA, but it may speak
-      // for nobody in group 1.
-      { name: 'kv-2-1', group: 2, id: 1 },
+      ...[1, 2].flatMap((group) =>
+        [1, 2, 3].map((id) => ({ name: `kv-${group}-${id}`, group, id })),
+      ),
     ];
     tls = await createLocalTls(join(dir, 'tls'), members, ['admin']);
     // The same names under another CA: a stranger's look-alike certificates.
     other = await createLocalTls(join(dir, 'other-ca'), members, ['admin']);
     ({ cluster, cleanup } = await startTestCluster({
       dir: join(dir, 'data'),
+      kvGroups: 2,
       extraArgs: [...fastTiming, '--tls-reload-ms', '300'],
       nodeArgs: (name) => {
         const own = tls.nodes.get(name)!;
@@ -285,6 +289,38 @@ describe('TLS and peer identity', () => {
     const digests = await sameAppliedIndex('every replica at the same applied index');
     expect(new Set(digests.map((s) => s.stateDigest)).size).toBe(1);
     expect(digests[0].term).toBe(status.term);
+  });
+
+  it('moves slots with their data between groups over mutual TLS, and only the meta group may hand over', async () => {
+    // Keys over every slot (group 1 owns them all so far), then half the slots to group 2: the
+    // meta leader's hand-over and import requests and the target's exports all go over TLS with
+    // peer certificates.
+    for (let i = 0; i < 300; i += 50) {
+      await client.kv.batch(
+        Array.from({ length: 50 }, (_, j) => ({
+          type: 'put' as const,
+          key: `moved-${i + j}`,
+          value: `v${i + j}`,
+        })),
+      );
+    }
+    const view = await client.cluster();
+    const half = Array.from({ length: view.slotCount / 2 }, (_, i) => view.slotCount / 2 + i);
+    await client.moveSlots(2, half, { deadlineMs: 60_000 });
+    const scan = await client.scan('moved-', 'moved.', { limit: 1000 });
+    expect(scan.kvs).toHaveLength(300);
+    // A kv node takes the SlotMove hand-over only from a meta node's certificate.
+    const fromKv = (await bareWith(tls.nodes.get('kv-2-1')!)).get(kvNode(1));
+    const handOver = await callStatus(
+      fromKv.clusterConfigChange.bind(fromKv),
+      ClusterConfigChangeReq.fromPartial({
+        changeType: ChangeType.SlotMove,
+        handleServerType: HandleServerType.DataServer,
+        shardId: 1,
+        configVersion: view.configVersion,
+      }),
+    );
+    expect(handOver.code).toBe(grpc.status.PERMISSION_DENIED);
   });
 
   it('serves a replaced certificate to new connections without a restart', async () => {

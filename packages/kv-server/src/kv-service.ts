@@ -18,14 +18,18 @@ import {
   type SlotImportReq,
   type SlotImportResp,
 } from '@eraftkv/protocol';
-import { errorAnswer, failureStatus, unaryHandler } from '@eraftkv/server-kit';
+import {
+  errorAnswer,
+  failureStatus,
+  unaryHandler,
+  type MemberAuthenticator,
+} from '@eraftkv/server-kit';
 import {
   AccessDeniedError,
   BusyError,
   InvalidArgumentError,
   LimitExceededError,
   type Logger,
-  type PeerAuthenticator,
   type PeerCall,
   type RaftServer,
 } from '@eraftkv/raft-server';
@@ -47,10 +51,11 @@ export interface KvServiceOptions {
   /** Counts a request answered SLOT_MIGRATING (its slot frozen by a move; clients retry it). */
   readonly onSlotMigrating?: () => void;
   /**
-   * With peer TLS: SlotExport and SlotImport are taken only from members of the cluster (a
-   * certificate a trusted peer CA signed that names a member), since they copy a group's data.
+   * With peer TLS, the calls of other groups' servers are taken only from their peer
+   * certificates: the SlotMove hand-over and SlotImport from a meta node (group 0), SlotExport
+   * from a member of any group (the target's leader), since they freeze slots and copy data.
    */
-  readonly authenticateMember?: PeerAuthenticator;
+  readonly authenticateMember?: MemberAuthenticator;
 }
 
 export type KvServiceHandlers = Pick<
@@ -84,13 +89,13 @@ interface Outcome {
 export function kvServiceHandlers(options: KvServiceOptions): KvServiceHandlers {
   const { raft, stateMachine, limits, groupId } = options;
 
-  /** Refuses a call that does not come from a member of the cluster (with peer TLS). */
-  const memberOnly = (call: PeerCall, method: string): void => {
-    const problem = options.authenticateMember?.(call, 0, 0) ?? null;
+  /** Refuses a call that does not come from a member of `group` (null: any; with peer TLS). */
+  const memberOnly = (call: PeerCall, group: number | null, method: string): void => {
+    const problem = options.authenticateMember?.(call, group) ?? null;
     if (problem !== null)
       throw new AccessDeniedError(
         problem.kind,
-        `${method} is for cluster members: ${problem.message}`,
+        `${method} is for ${group === 0 ? 'the meta group' : 'cluster members'}: ${problem.message}`,
       );
   };
 
@@ -275,7 +280,8 @@ export function kvServiceHandlers(options: KvServiceOptions): KvServiceHandlers 
       });
     },
     clusterConfigChange: unaryHandler<ClusterConfigChangeReq, ClusterConfigChangeResp>(
-      async (req) => {
+      async (req, call) => {
+        memberOnly(call, 0, 'the SlotMove hand-over');
         if (req.changeType !== ChangeType.SlotMove) {
           throw new InvalidArgumentError(
             `a kv server answers only the SlotMove hand-over of the meta leader, not ${ChangeType[req.changeType] ?? String(req.changeType)}; send topology requests to the meta group`,
@@ -286,7 +292,7 @@ export function kvServiceHandlers(options: KvServiceOptions): KvServiceHandlers 
       options.logger,
     ),
     slotExport: unaryHandler<SlotExportReq, SlotExportResp>(async (req, call) => {
-      memberOnly(call, 'SlotExport');
+      memberOnly(call, null, 'SlotExport');
       if (req.sourceShardId !== groupId) {
         throw new InvalidArgumentError(
           `source_shard_id ${req.sourceShardId} is not this group (${groupId})`,
@@ -312,7 +318,7 @@ export function kvServiceHandlers(options: KvServiceOptions): KvServiceHandlers 
       }
     }, options.logger),
     slotImport: unaryHandler<SlotImportReq, SlotImportResp>(async (req, call) => {
-      memberOnly(call, 'SlotImport');
+      memberOnly(call, 0, 'SlotImport');
       const asked = call.getDeadline();
       const askedMs = asked instanceof Date ? asked.getTime() : asked;
       const deadline = Math.min(

@@ -48,4 +48,4 @@ export {
 export { groupCaller, type GroupCallerOptions } from './group-caller';
 export { NodeHost, type NodeHostOptions } from './node-host';
 export { openRaftNode, type RaftNodeOptions, type RaftTuning } from './raft-node';
-export { memberUri, NodeTls, type NodeTlsFlags } from './tls';
+export { memberUri, NodeTls, type MemberAuthenticator, type NodeTlsFlags } from './tls';

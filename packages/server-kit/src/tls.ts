@@ -199,6 +199,12 @@ function uriNames(cert: X509Certificate): string[] {
     .map((entry) => entry.slice('URI:'.length));
 }
 
+/** Checks that a call comes from a member of a group (null: any group); null when it does. */
+export type MemberAuthenticator = (
+  call: PeerCall,
+  group: number | null,
+) => ReturnType<PeerAuthenticator>;
+
 /** A node's TLS: its server credentials, what it dials peers with, and how it knows a peer. */
 export class NodeTls {
   private constructor(
@@ -303,13 +309,20 @@ export class NodeTls {
     );
   };
 
-  /** Checks that a call comes from some member of some group (slot copies between groups). */
-  readonly authenticateMember: PeerAuthenticator = (call) => {
+  /**
+   * Checks that a call comes from a member of group `group` (null: of any group), whichever node:
+   * the meta leader's hand-overs and import requests (group 0), slot copies between kv groups.
+   */
+  readonly authenticateMember: MemberAuthenticator = (call, group) => {
     if (this.peer === null) return null;
+    const pattern =
+      group === null
+        ? /^urn:eraftkv:group:\d+:node:\d+$/
+        : new RegExp(`^urn:eraftkv:group:${group}:node:\\d+$`);
     return this.checkPeer(call, (uris) =>
-      uris.some((uri) => /^urn:eraftkv:group:\d+:node:\d+$/.test(uri))
+      uris.some((uri) => pattern.test(uri))
         ? null
-        : 'the peer certificate names no member of this cluster',
+        : `the peer certificate names ${uris.join(', ') || 'no member'}, not a member of ${group === null ? 'this cluster' : group === 0 ? 'the meta group' : `group ${group}`}`,
     );
   };
 
