@@ -14,9 +14,8 @@
 // welcome text says which ERAFTKV_CACERT / ERAFTKV_CERT / ERAFTKV_KEY eraftkv-ctl needs.
 import { rm } from 'node:fs/promises';
 import { join, resolve } from 'node:path';
-import { readFile } from 'node:fs/promises';
-import { EraftKvClient, type ClientTls } from '@eraftkv/client';
-import { createLocalTls, type LocalTls } from './tls-certs';
+import { EraftKvClient } from '@eraftkv/client';
+import { clientTlsOf, createLocalTls, nodeTlsArgs, type LocalTls } from './tls-certs';
 import {
   bindProblem,
   describeExit,
@@ -100,27 +99,6 @@ function nodeNames(o: StartOptions): { name: string; group: number; id: number }
   ];
 }
 
-/** The TLS flags of one node: its certificate for the port and for peers, one CA for all. */
-function tlsArgs(tls: LocalTls, name: string): string[] {
-  const own = tls.nodes.get(name);
-  if (own === undefined) throw new Error(`no certificate was made for ${name}`);
-  return [
-    '--cert-file',
-    own.certFile,
-    '--key-file',
-    own.keyFile,
-    '--trusted-ca-file',
-    tls.caFile,
-    '--client-cert-auth',
-    '--peer-cert-file',
-    own.certFile,
-    '--peer-key-file',
-    own.keyFile,
-    '--peer-trusted-ca-file',
-    tls.caFile,
-  ];
-}
-
 /** Plans the cluster: a reused data dir keeps the layout and addresses of its cluster.json. */
 async function plan(o: StartOptions, tls: LocalTls | null): Promise<LocalCluster> {
   const previous = await readManifest(o.dataDir);
@@ -143,7 +121,7 @@ async function plan(o: StartOptions, tls: LocalTls | null): Promise<LocalCluster
     kvGroups: o.kvGroups,
     kvNodesPerGroup: o.nodes,
     ports,
-    nodeArgs: tls === null ? undefined : (name) => tlsArgs(tls, name),
+    nodeArgs: tls === null ? undefined : (name) => nodeTlsArgs(tls, name),
   });
   return new LocalCluster(layout);
 }
@@ -218,7 +196,7 @@ async function main(): Promise<void> {
   const client = new EraftKvClient({
     endpoints: cluster.metaEndpoints(),
     deadlineMs: 20_000,
-    tls: tls === null ? undefined : await adminTls(tls),
+    tls: tls === null ? undefined : await clientTlsOf(tls, 'admin'),
   });
   const outcome = await Promise.race([
     bringUp(client, cluster).then(
@@ -249,17 +227,6 @@ async function main(): Promise<void> {
     });
   }
   printWelcome(cluster, tls);
-}
-
-/** The admin client's TLS material. */
-async function adminTls(tls: LocalTls): Promise<ClientTls> {
-  const admin = tls.clients.get('admin');
-  if (admin === undefined) throw new Error('no admin client certificate was made');
-  return {
-    ca: await readFile(tls.caFile),
-    cert: await readFile(admin.certFile),
-    key: await readFile(admin.keyFile),
-  };
 }
 
 /** Initialises the cluster and waits until every node says it is healthy. */

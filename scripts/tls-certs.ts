@@ -6,6 +6,7 @@
 // Everything is written into one directory and kept there: a second run reuses the CA and every
 // certificate that is still good (issued by that CA, matching its key and its names, not
 // expired), so clients keep trusting a cluster that is started again.
+import type { ClientTls } from '@eraftkv/client';
 import { memberUri } from '@eraftkv/server-kit';
 import { execFile } from 'node:child_process';
 import { X509Certificate, createPrivateKey, randomBytes } from 'node:crypto';
@@ -312,4 +313,39 @@ async function openssl(making: string, args: readonly string[]): Promise<void> {
       `cannot create ${making}: openssl ${args[0] ?? ''} failed: ${stderr || message}`,
     );
   }
+}
+
+/**
+ * The flags that run node `name` with mutual TLS and peer identity: its certificate on its port
+ * and towards its peers, the local CA for clients and peers alike, client certificates required.
+ */
+export function nodeTlsArgs(tls: LocalTls, name: string): string[] {
+  const own = tls.nodes.get(name);
+  if (own === undefined) throw new Error(`no certificate was made for ${name}`);
+  return [
+    '--cert-file',
+    own.certFile,
+    '--key-file',
+    own.keyFile,
+    '--trusted-ca-file',
+    tls.caFile,
+    '--client-cert-auth',
+    '--peer-cert-file',
+    own.certFile,
+    '--peer-key-file',
+    own.keyFile,
+    '--peer-trusted-ca-file',
+    tls.caFile,
+  ];
+}
+
+/** The TLS material of client `user` (for EraftKvClient's tls option). */
+export async function clientTlsOf(tls: LocalTls, user: string): Promise<ClientTls> {
+  const files = tls.clients.get(user);
+  if (files === undefined) throw new Error(`no client certificate was made for ${user}`);
+  return {
+    ca: await readFile(tls.caFile),
+    cert: await readFile(files.certFile),
+    key: await readFile(files.keyFile),
+  };
 }

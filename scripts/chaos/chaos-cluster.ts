@@ -16,6 +16,8 @@ export interface ChaosClusterOptions {
   readonly extraArgs: readonly string[];
   /** More flags for the meta nodes only. */
   readonly metaArgs?: readonly string[];
+  /** Flags of one node by name (its TLS certificate), after the others. */
+  readonly nodeArgs?: (name: string) => readonly string[];
 }
 
 export class ChaosCluster {
@@ -99,7 +101,7 @@ export class ChaosCluster {
         dataRoot: o.dataDir,
         peers: metaPeers,
         peerRoute: routes(0, id, metaIds),
-        extraArgs: [...o.extraArgs, ...(o.metaArgs ?? [])],
+        extraArgs: [...o.extraArgs, ...(o.metaArgs ?? []), ...(o.nodeArgs?.(`meta-${id}`) ?? [])],
       }),
     );
     const kvPeers = [1, 2, 3].map((id) => `${id}=${kvGrpc.get(id)}`).join(',');
@@ -114,7 +116,7 @@ export class ChaosCluster {
         peers: id <= 3 ? kvPeers : '',
         meta: [...metaGrpc.values()],
         peerRoute: routes(1, id, kvIds),
-        extraArgs: o.extraArgs,
+        extraArgs: [...o.extraArgs, ...(o.nodeArgs?.(`kv-1-${id}`) ?? [])],
       }),
     );
     const otherGroups = new Map(
@@ -131,7 +133,7 @@ export class ChaosCluster {
             peers,
             meta: [...metaGrpc.values()],
             peerRoute: routes(g, id, otherIds),
-            extraArgs: o.extraArgs,
+            extraArgs: [...o.extraArgs, ...(o.nodeArgs?.(`kv-${g}-${id}`) ?? [])],
           }),
         );
         return [g, nodes] as const;

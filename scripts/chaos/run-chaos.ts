@@ -14,6 +14,7 @@ import { tmpdir } from 'node:os';
 import { join, resolve } from 'node:path';
 import { EraftKvClient, formatSlotRanges } from '@eraftkv/client';
 import { httpGet, initializeCluster, repositoryDir, waitUntil } from '../local-cluster';
+import { clientTlsOf, createLocalTls, nodeTlsArgs } from '../tls-certs';
 import { ChaosCluster } from './chaos-cluster';
 import { ChaosRng } from './chaos-rng';
 import { saveHistory } from './history';
@@ -29,6 +30,7 @@ interface ChaosOptions {
   keys: number;
   bulkKeys: number;
   kvGroups: number;
+  tls: boolean;
   out: string;
   keepData: boolean;
 }
@@ -41,6 +43,7 @@ const usage = `usage: npm run chaos -- [options]
   --keys N         keys the clients fight over (default 8)
   --bulk-keys N    keys a bulk writer fills and the end reads back (default 2000)
   --kv-groups N    kv groups, 1-3; slots move between them (default 2)
+  --tls            every node on mutual TLS with peer identity, every client with a certificate
   --out DIR        where results go (default ./chaos-results)
   --keep-data      keep the cluster's data dir (its path is printed)`;
 
@@ -53,6 +56,7 @@ function parseArgs(argv: readonly string[]): ChaosOptions {
     keys: 8,
     bulkKeys: 2000,
     kvGroups: 2,
+    tls: false,
     out: join(repositoryDir, 'chaos-results'),
     keepData: false,
   };
@@ -99,6 +103,9 @@ function parseArgs(argv: readonly string[]): ChaosOptions {
       case '--kv-groups':
         o.kvGroups = int(1);
         if (o.kvGroups > 3) throw new Error('--kv-groups needs an integer from 1 to 3');
+        break;
+      case '--tls':
+        o.tls = true;
         break;
       case '--out':
         o.out = resolve(value());
@@ -227,14 +234,35 @@ async function main(): Promise<number> {
     if (!process.stderr.isTTY) process.stderr.write(`${line}\n`);
   };
   console.log(
-    `chaos: seed ${o.seed}, ${o.durationS} s, nemeses ${o.nemeses.join(',')}, results in ${resultsDir}`,
+    `chaos: seed ${o.seed}, ${o.durationS} s, nemeses ${o.nemeses.join(',')}${o.tls ? ', mutual TLS' : ''}, results in ${resultsDir}`,
   );
   console.log(
-    `replay this schedule: npm run chaos -- --duration ${o.durationS} --nemesis ${o.nemeses.join(',')} --seed ${o.seed}`,
+    `replay this schedule: npm run chaos -- --duration ${o.durationS} --nemesis ${o.nemeses.join(',')} --seed ${o.seed}${o.tls ? ' --tls' : ''}`,
   );
+  // With --tls: certificates for every node (spares included) and one client, in the data dir.
+  const spareKvNodes = 3;
+  const tls = o.tls
+    ? await createLocalTls(
+        join(dataDir, 'tls'),
+        [
+          ...[1, 2, 3].map((id) => ({ name: `meta-${id}`, group: 0, id })),
+          ...Array.from({ length: 3 + spareKvNodes }, (_, i) => ({
+            name: `kv-1-${i + 1}`,
+            group: 1,
+            id: i + 1,
+          })),
+          ...Array.from({ length: o.kvGroups - 1 }, (_, g) => g + 2).flatMap((group) =>
+            [1, 2, 3].map((id) => ({ name: `kv-${group}-${id}`, group, id })),
+          ),
+        ],
+        ['chaos'],
+      )
+    : null;
+  const clientTls = tls === null ? undefined : await clientTlsOf(tls, 'chaos');
   const cluster = await ChaosCluster.create({
+    nodeArgs: tls === null ? undefined : (name) => nodeTlsArgs(tls, name),
     dataDir,
-    spareKvNodes: 3,
+    spareKvNodes,
     kvGroups: o.kvGroups,
     extraArgs: chaosNodeArgs,
     // A move whose copy a fault stalls for a few seconds is rolled back (and its half-imported
@@ -242,7 +270,11 @@ async function main(): Promise<number> {
     metaArgs: ['--slot-import-deadline-ms', '4000'],
   });
   const local = cluster.local;
-  const admin = new EraftKvClient({ endpoints: local.metaEndpoints(), deadlineMs: 20_000 });
+  const admin = new EraftKvClient({
+    endpoints: local.metaEndpoints(),
+    deadlineMs: 20_000,
+    tls: clientTls,
+  });
   const workload = new Workload({
     endpoints: local.metaEndpoints(),
     clients: o.clients,
@@ -251,6 +283,7 @@ async function main(): Promise<number> {
     thinkMsMax: 5,
     deadlineMs: 4000,
     bulkKeys: o.bulkKeys,
+    tls: clientTls,
   });
   const rng = new ChaosRng(o.seed);
   const nemesis = new Nemesis(

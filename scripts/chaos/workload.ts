@@ -5,7 +5,7 @@
 // have been applied). A bulk writer also fills many more keys (spread over every slot, so that a
 // slot move carries data), each written now and then and read back at the end by one scan: every
 // acknowledged write must be found there.
-import { EraftKvClient, InvalidArgumentError, type BatchOp } from '@eraftkv/client';
+import { EraftKvClient, InvalidArgumentError, type BatchOp, type ClientTls } from '@eraftkv/client';
 import { slotOfKey } from '@eraftkv/protocol';
 import { HistoryRecorder, type Operation } from './history';
 import { ChaosRng } from './chaos-rng';
@@ -21,6 +21,8 @@ export interface WorkloadOptions {
   readonly deadlineMs: number;
   /** Keys of the bulk writer (b0000, b0001, ...); 0 for none. */
   readonly bulkKeys: number;
+  /** TLS material of the clients (a run with --tls). */
+  readonly tls?: ClientTls;
 }
 
 export interface WorkloadCounts {
@@ -63,28 +65,30 @@ export class Workload {
     this.bulkKeys = Array.from({ length: options.bulkKeys }, (_, i) => bulkKey(i));
   }
 
+  /** A client of the cluster (over TLS when the run uses it); the workload's own deadline by default. */
+  private newClient(deadlineMs = this.options.deadlineMs): EraftKvClient {
+    return new EraftKvClient({
+      endpoints: this.options.endpoints,
+      deadlineMs,
+      attemptTimeoutMs: Math.min(1000, deadlineMs),
+      tls: this.options.tls,
+    });
+  }
+
   start(): void {
     this.running = true;
     for (let c = 0; c < this.options.clients; c++) {
-      const client = new EraftKvClient({
-        endpoints: this.options.endpoints,
-        deadlineMs: this.options.deadlineMs,
-        attemptTimeoutMs: Math.min(1000, this.options.deadlineMs),
-      });
+      const client = this.newClient();
       this.clients.push(client);
       this.loops.push(this.clientLoop(c, client, new ChaosRng(this.options.seed * 1000 + c)));
     }
-    const watcher = new EraftKvClient({ endpoints: this.options.endpoints, deadlineMs: 2000 });
+    const watcher = this.newClient(2000);
     this.clients.push(watcher);
     this.loops.push(this.watchTopology(watcher));
     if (this.bulkKeys.length > 0) {
       // History client ids: 0..clients-1 the clients, clients the final reads, clients+1 this.
       const c = this.options.clients + 1;
-      const client = new EraftKvClient({
-        endpoints: this.options.endpoints,
-        deadlineMs: this.options.deadlineMs,
-        attemptTimeoutMs: Math.min(1000, this.options.deadlineMs),
-      });
+      const client = this.newClient();
       this.clients.push(client);
       this.loops.push(this.bulkLoop(c, client, new ChaosRng(this.options.seed * 1000 + c)));
     }
@@ -116,7 +120,7 @@ export class Workload {
 
   /** Reads every key once more through a fresh client (recorded like any other read). */
   async finalReads(): Promise<{ key: string; value: string | null; error: string | null }[]> {
-    const client = new EraftKvClient({ endpoints: this.options.endpoints, deadlineMs: 10_000 });
+    const client = this.newClient(10_000);
     try {
       const out: { key: string; value: string | null; error: string | null }[] = [];
       for (const key of this.keys) {
@@ -144,7 +148,7 @@ export class Workload {
    */
   async finalScan(): Promise<{ found: number; error: string | null }> {
     if (this.bulkKeys.length === 0) return { found: 0, error: null };
-    const client = new EraftKvClient({ endpoints: this.options.endpoints, deadlineMs: 60_000 });
+    const client = this.newClient(60_000);
     const c = this.options.clients;
     const ids = this.bulkKeys.map((key) => this.recorder.invokeRead(c, key));
     try {

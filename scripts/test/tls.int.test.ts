@@ -12,7 +12,7 @@ import { connect } from 'node:tls';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import * as grpc from '@grpc/grpc-js';
-import { EraftKvClient, UnavailableError, type ClientTls } from '@eraftkv/client';
+import { EraftKvClient, UnavailableError } from '@eraftkv/client';
 import {
   AppendEntriesReq,
   ChangeType,
@@ -26,7 +26,7 @@ import {
 } from '@eraftkv/protocol';
 import { waitUntil } from '@eraftkv/test-support';
 import { initializeCluster, repositoryDir, type LocalCluster } from '../local-cluster';
-import { createLocalTls, type LocalTls } from '../tls-certs';
+import { clientTlsOf, createLocalTls, nodeTlsArgs, type LocalTls } from '../tls-certs';
 import { BareClients, fastTiming, startTestCluster } from './helpers';
 
 const ctlBin = join(repositoryDir, 'packages/cli/bin/eraftkv-ctl.js');
@@ -71,11 +71,6 @@ describe('TLS and peer identity', () => {
   let client: EraftKvClient;
   const bares: BareClients[] = [];
 
-  const clientTls = async (user: string): Promise<ClientTls> => ({
-    ca: await readFile(tls.caFile),
-    cert: await readFile(tls.clients.get(user)!.certFile),
-    key: await readFile(tls.clients.get(user)!.keyFile),
-  });
   /** Bare gRPC clients presenting the certificate `files` (signed by `ca`). */
   const bareWith = async (
     files: { certFile: string; keyFile: string },
@@ -120,29 +115,12 @@ describe('TLS and peer identity', () => {
       dir: join(dir, 'data'),
       kvGroups: 2,
       extraArgs: [...fastTiming, '--tls-reload-ms', '300'],
-      nodeArgs: (name) => {
-        const own = tls.nodes.get(name)!;
-        return [
-          '--cert-file',
-          own.certFile,
-          '--key-file',
-          own.keyFile,
-          '--trusted-ca-file',
-          tls.caFile,
-          '--client-cert-auth',
-          '--peer-cert-file',
-          own.certFile,
-          '--peer-key-file',
-          own.keyFile,
-          '--peer-trusted-ca-file',
-          tls.caFile,
-        ];
-      },
+      nodeArgs: (name) => nodeTlsArgs(tls, name),
     }));
     client = new EraftKvClient({
       endpoints: cluster.metaEndpoints(),
       deadlineMs: 20_000,
-      tls: await clientTls('admin'),
+      tls: await clientTlsOf(tls, 'admin'),
     });
     await initializeCluster(client, cluster);
     await client.put('before', 'attacks');
