@@ -1,6 +1,6 @@
 // A cluster with TLS everywhere, peer certificates and --client-cert-auth, as real processes:
 // clients need a certificate of the trusted CA; forged Raft RPCs (appends, votes with
-// leader_transfer, TimeoutNow) and slot exports are refused unless they come with the peer
+// leader_transfer, TimeoutNow, snapshots) and slot exports are refused unless they come with the peer
 // certificate of the very member they claim to be from; the group keeps its leader, its term and
 // its data throughout; slots move with their data between two groups over TLS, and a kv node
 // takes the hand-over of a move only from a meta node; and a node's certificate files replaced on
@@ -9,6 +9,7 @@ import { X509Certificate } from 'node:crypto';
 import { execFile } from 'node:child_process';
 import { copyFile, mkdir, mkdtemp, readFile, rm } from 'node:fs/promises';
 import { connect } from 'node:tls';
+import { crc32 } from 'node:zlib';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import * as grpc from '@grpc/grpc-js';
@@ -19,6 +20,7 @@ import {
   ClusterConfigChangeReq,
   HandleServerType,
   RequestVoteReq,
+  SnapshotReq,
   SlotExportReq,
   TimeoutNowReq,
   type ERaftKvClient,
@@ -214,6 +216,28 @@ describe('TLS and peer identity', () => {
       leaderTransfer: true,
       toIncarnation: status.incarnation,
     });
+    // A snapshot of a membership of the follower alone: installed, it would elect itself.
+    const forgedSnapshot = SnapshotReq.fromPartial({
+      term: status.term + 1,
+      leaderId: leader,
+      messageToken: 'forged',
+      snapshotIndex: status.lastLogIndex + 1000,
+      snapshotTerm: status.term + 1,
+      block: {
+        offset: 0,
+        data: Buffer.from('forged'),
+        blockSize: 6,
+        isLastChunk: true,
+        blockCrc32: crc32(Buffer.from('forged')),
+        fileSize: 6,
+        fileCrc32: crc32(Buffer.from('forged')),
+      },
+      groupId: 1,
+      clusterId: 'eraftkv',
+      toId: follower,
+      membership: { members: [{ id: follower, address: kvNode(follower), learner: false }] },
+      toIncarnation: status.incarnation,
+    });
     const forgedTimeout = TimeoutNowReq.fromPartial({
       term: status.term,
       leaderId: leader,
@@ -239,6 +263,7 @@ describe('TLS and peer identity', () => {
         append: await callStatus(node.appendEntries.bind(node), forgedAppend),
         vote: await callStatus(node.requestVote.bind(node), forgedVote),
         timeout: await callStatus(node.timeoutNow.bind(node), forgedTimeout),
+        snapshot: await callStatus(node.snapshot.bind(node), forgedSnapshot),
       };
       for (const [rpc, r] of Object.entries(results)) {
         // UNAUTHENTICATED or PERMISSION_DENIED, nothing else (an answer, or UNAVAILABLE).
