@@ -14,6 +14,9 @@ import { backoffMs, sleep, type BackoffOptions } from './backoff';
 import type { Connections, UnaryCall } from './connections';
 import { InvalidArgumentError, TimeoutError, UnavailableError } from './errors';
 
+/** What a failed TLS handshake looks like in grpc-js's connection errors. */
+const tlsTrouble = /SSL|TLS|certificate|secure TLS connection/i;
+
 /** What an answer from a server means to the call. */
 export type Verdict =
   /** The request was served: the call returns this answer. */
@@ -305,7 +308,9 @@ export class LeaderCaller {
         const what = call.groupId === 0 ? 'meta endpoint' : `member of group ${call.groupId}`;
         throw new UnavailableError(
           `every ${what} refused the connection (${servers.join(', ')}; last: ${state.lastProblem}); ` +
-            'check that the cluster is running and that the endpoints are right',
+            (tlsTrouble.test(state.lastProblem)
+              ? 'the TLS handshake failed: check the CA the servers are checked against and, for a cluster run with --client-cert-auth, the client certificate and key (eraftkv-ctl --cacert --cert --key)'
+              : 'check that the cluster is running and that the endpoints are right (a cluster run with TLS needs the CA: eraftkv-ctl --cacert)'),
         );
       }
       state.reloaded = true;
