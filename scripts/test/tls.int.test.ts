@@ -4,7 +4,7 @@
 // certificate of the very member they claim to be from; the group keeps its leader, its term and
 // its data throughout; slots move with their data between two groups over TLS, and a kv node
 // takes the hand-over of a move only from a meta node; and a node's certificate files replaced on
-// disk are served to new connections without a restart.
+// disk (every node's, while clients write) are served to new connections without a restart.
 import { X509Certificate } from 'node:crypto';
 import { execFile } from 'node:child_process';
 import { copyFile, mkdir, mkdtemp, readFile, rm } from 'node:fs/promises';
@@ -328,9 +328,9 @@ describe('TLS and peer identity', () => {
     expect(handOver.code).toBe(grpc.status.PERMISSION_DENIED);
   });
 
-  it('serves a replaced certificate to new connections without a restart', async () => {
-    const address = kvNode(1);
-    const served = (): Promise<string> =>
+  it('rotates every node certificate under load: new connections get them, no write fails, no restart', async () => {
+    /** The fingerprint of the certificate a node serves to a new connection. */
+    const served = (address: string): Promise<string> =>
       new Promise((resolve, reject) => {
         const [host, port] = address.split(':');
         const socket = connect({
@@ -348,32 +348,58 @@ describe('TLS and peer identity', () => {
         });
         socket.once('error', reject);
       });
-    const before = await served();
-    const own = tls.nodes.get('kv-1-1')!;
-    expect(before).toBe(new X509Certificate(await readFile(own.certFile)).fingerprint256);
-    // A new certificate for the same node from the same CA, written over its files (key first,
-    // as an operator's tool would): the node reads them again within --tls-reload-ms.
+    const nodes = cluster.allSpecs();
+    for (const n of nodes) {
+      expect(await served(n.grpcAddress)).toBe(
+        new X509Certificate(await readFile(tls.nodes.get(n.name)!.certFile)).fingerprint256,
+      );
+    }
+    // Writers keep going while every certificate is replaced.
+    let writing = true;
+    let written = 0;
+    const failures: string[] = [];
+    const writers = [0, 1, 2, 3].map(async (w) => {
+      for (let i = 0; writing; i++) {
+        try {
+          await client.put(`rotating-${w}-${i}`, 'yes');
+          written++;
+        } catch (err) {
+          failures.push((err as Error).message);
+        }
+      }
+    });
+    // New certificates from the same CA, written over each node's files (key first, as an
+    // operator's tool would): every node reads them again within --tls-reload-ms.
     const renewed = join(dir, 'renewed');
     await mkdir(renewed, { recursive: true });
     await copyFile(tls.caFile, join(renewed, 'ca.crt'));
     await copyFile(join(tls.dir, 'ca.key'), join(renewed, 'ca.key'));
-    const fresh = (
-      await createLocalTls(renewed, [{ name: 'kv-1-1', group: 1, id: 1 }], [])
-    ).nodes.get('kv-1-1')!;
-    const rotated = new X509Certificate(await readFile(fresh.certFile)).fingerprint256;
-    expect(rotated).not.toBe(before);
-    await copyFile(fresh.keyFile, own.keyFile);
-    await copyFile(fresh.certFile, own.certFile);
-    await waitUntil(
-      async () => ((await served()) === rotated ? true : undefined),
-      10_000,
-      'kv-1-1 to serve its new certificate',
+    const fresh = await createLocalTls(
+      renewed,
+      nodes.map((n) => ({ name: n.name, group: n.group, id: n.id })),
+      [],
     );
-    // The node never stopped: the group keeps its members and takes writes, kv-1-1 among them.
-    for (let i = 0; i < 20; i++) await client.put(`rotated-${i}`, 'yes');
-    const members = await client.members(1);
-    expect(members.members).toHaveLength(3);
-    const statuses = await sameAppliedIndex('kv-1-1 to apply the writes made after its rotation');
+    const expected = new Map<string, string>();
+    for (const n of nodes) {
+      const files = fresh.nodes.get(n.name)!;
+      expected.set(n.name, new X509Certificate(await readFile(files.certFile)).fingerprint256);
+      await copyFile(files.keyFile, tls.nodes.get(n.name)!.keyFile);
+      await copyFile(files.certFile, tls.nodes.get(n.name)!.certFile);
+    }
+    for (const n of nodes) {
+      await waitUntil(
+        async () => ((await served(n.grpcAddress)) === expected.get(n.name) ? true : undefined),
+        10_000,
+        `${n.name} to serve its new certificate`,
+      );
+    }
+    writing = false;
+    await Promise.all(writers);
+    expect(failures).toEqual([]);
+    expect(written).toBeGreaterThan(0);
+    // No node stopped: every group keeps its members, and replicas agree.
+    expect((await client.members(1)).members).toHaveLength(3);
+    const statuses = await sameAppliedIndex('every replica to apply the writes made meanwhile');
     expect(new Set(statuses.map((s) => s.stateDigest)).size).toBe(1);
   });
 });
