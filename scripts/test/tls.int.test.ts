@@ -6,7 +6,7 @@
 // takes the hand-over of a move only from a meta node; and a node's certificate files replaced on
 // disk (every node's, while clients write) are served to new connections without a restart.
 import { X509Certificate } from 'node:crypto';
-import { execFile } from 'node:child_process';
+import { execFile, spawn } from 'node:child_process';
 import { copyFile, mkdir, mkdtemp, readFile, rm } from 'node:fs/promises';
 import { connect } from 'node:tls';
 import { crc32 } from 'node:zlib';
@@ -27,8 +27,14 @@ import {
   type StatusResp,
 } from '@eraftkv/protocol';
 import { waitUntil } from '@eraftkv/test-support';
-import { initializeCluster, repositoryDir, type LocalCluster } from '../local-cluster';
-import { clientTlsOf, createLocalTls, nodeTlsArgs, type LocalTls } from '../tls-certs';
+import { freePorts, initializeCluster, repositoryDir, type LocalCluster } from '../local-cluster';
+import {
+  clientTlsOf,
+  createLocalTls,
+  nodeTlsArgs,
+  type LocalTls,
+  type TlsNode,
+} from '../tls-certs';
 import { BareClients, fastTiming, startTestCluster } from './helpers';
 
 const ctlBin = join(repositoryDir, 'packages/cli/bin/eraftkv-ctl.js');
@@ -62,6 +68,35 @@ function callStatus<Req, Resp>(
       resolve(err === null ? { code: 0, details: '' } : { code: err.code, details: err.details }),
     );
   });
+}
+
+/** The fingerprint of the certificate a node serves to a new connection. */
+function served(address: string): Promise<string> {
+  return new Promise((resolve, reject) => {
+    const [host, port] = address.split(':');
+    const socket = connect({
+      host,
+      port: Number(port),
+      ca: [],
+      rejectUnauthorized: false,
+      ALPNProtocols: ['h2'],
+    });
+    socket.once('secureConnect', () => {
+      const cert = socket.getPeerX509Certificate();
+      socket.destroy();
+      if (cert === undefined) reject(new Error('no certificate served'));
+      else resolve(cert.fingerprint256);
+    });
+    socket.once('error', reject);
+  });
+}
+
+/** New certificates for `nodes`, signed by the CA of `tls`, in `into`. */
+async function renew(tls: LocalTls, into: string, nodes: readonly TlsNode[]): Promise<LocalTls> {
+  await mkdir(into, { recursive: true });
+  await copyFile(tls.caFile, join(into, 'ca.crt'));
+  await copyFile(join(tls.dir, 'ca.key'), join(into, 'ca.key'));
+  return createLocalTls(into, nodes, []);
 }
 
 describe('TLS and peer identity', () => {
@@ -329,25 +364,6 @@ describe('TLS and peer identity', () => {
   });
 
   it('rotates every node certificate under load: new connections get them, no write fails, no restart', async () => {
-    /** The fingerprint of the certificate a node serves to a new connection. */
-    const served = (address: string): Promise<string> =>
-      new Promise((resolve, reject) => {
-        const [host, port] = address.split(':');
-        const socket = connect({
-          host,
-          port: Number(port),
-          ca: [],
-          rejectUnauthorized: false,
-          ALPNProtocols: ['h2'],
-        });
-        socket.once('secureConnect', () => {
-          const cert = socket.getPeerX509Certificate();
-          socket.destroy();
-          if (cert === undefined) reject(new Error('no certificate served'));
-          else resolve(cert.fingerprint256);
-        });
-        socket.once('error', reject);
-      });
     const nodes = cluster.allSpecs();
     for (const n of nodes) {
       expect(await served(n.grpcAddress)).toBe(
@@ -370,14 +386,10 @@ describe('TLS and peer identity', () => {
     });
     // New certificates from the same CA, written over each node's files (key first, as an
     // operator's tool would): every node reads them again within --tls-reload-ms.
-    const renewed = join(dir, 'renewed');
-    await mkdir(renewed, { recursive: true });
-    await copyFile(tls.caFile, join(renewed, 'ca.crt'));
-    await copyFile(join(tls.dir, 'ca.key'), join(renewed, 'ca.key'));
-    const fresh = await createLocalTls(
-      renewed,
+    const fresh = await renew(
+      tls,
+      join(dir, 'renewed'),
       nodes.map((n) => ({ name: n.name, group: n.group, id: n.id })),
-      [],
     );
     const expected = new Map<string, string>();
     for (const n of nodes) {
@@ -401,5 +413,49 @@ describe('TLS and peer identity', () => {
     expect((await client.members(1)).members).toHaveLength(3);
     const statuses = await sameAppliedIndex('every replica to apply the writes made meanwhile');
     expect(new Set(statuses.map((s) => s.stateDigest)).size).toBe(1);
+  });
+
+  it('reads its certificate files again on SIGHUP', async () => {
+    // A node of its own that would not look at its files for an hour by itself.
+    const [port] = await freePorts(1);
+    const address = `127.0.0.1:${port}`;
+    const own = await renew(tls, join(dir, 'hup'), [{ name: 'meta-1', group: 0, id: 1 }]);
+    const node = spawn(
+      process.execPath,
+      [
+        join(repositoryDir, 'packages/meta-server/bin/eraftkv-meta.js'),
+        '--id',
+        '1',
+        '--listen',
+        address,
+        '--peers',
+        `1=${address}`,
+        '--data-dir',
+        join(dir, 'hup-data'),
+        ...nodeTlsArgs(own, 'meta-1'),
+        '--tls-reload-ms',
+        '3600000',
+      ],
+      { stdio: 'ignore' },
+    );
+    const ended = new Promise((resolve) => node.once('close', resolve));
+    try {
+      const before = await waitUntil(() => served(address), 20_000, 'the node to serve TLS');
+      const next = await renew(tls, join(dir, 'hup-next'), [{ name: 'meta-1', group: 0, id: 1 }]);
+      const files = next.nodes.get('meta-1')!;
+      const after = new X509Certificate(await readFile(files.certFile)).fingerprint256;
+      expect(after).not.toBe(before);
+      await copyFile(files.keyFile, own.nodes.get('meta-1')!.keyFile);
+      await copyFile(files.certFile, own.nodes.get('meta-1')!.certFile);
+      node.kill('SIGHUP');
+      await waitUntil(
+        async () => ((await served(address)) === after ? true : undefined),
+        10_000,
+        'the node to serve the certificate it read on SIGHUP',
+      );
+    } finally {
+      node.kill('SIGTERM');
+      await ended;
+    }
   });
 });
