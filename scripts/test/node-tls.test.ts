@@ -142,6 +142,12 @@ describe('NodeTls', () => {
     ).toMatchObject({
       kind: 'unauthenticated',
     });
+    // A certificate naming a member but signed by the client CA, when that is another CA than
+    // the peer CA: clients' CA may not mint members.
+    const split = open(flags({ trustedCaFile: other.caFile }))!;
+    const minted = await callFrom(other.nodes.get('kv-1-2')!.certFile);
+    expect(split.authenticatePeer(minted, 1, 2)).toMatchObject({ kind: 'unauthenticated' });
+    expect(split.authenticatePeer(own, 1, 2)).toBeNull();
     // Members of a group: the meta group's nodes for hand-overs, anyone's for exports.
     const meta = await callFrom(tls.nodes.get('meta-1')!.certFile);
     expect(t.authenticateMember(meta, 0)).toBeNull();

@@ -41,6 +41,8 @@ interface Loaded {
   readonly cert: Buffer;
   readonly key: Buffer;
   readonly ca: Buffer | null;
+  /** Each CA file's certificates, by its flag. */
+  readonly caByFlag: ReadonlyMap<string, X509Certificate[]>;
 }
 
 /**
@@ -92,9 +94,10 @@ class FilesCertificateProvider implements grpc.experimental.CertificateProvider 
     for (const listener of this.caListeners) listener(this.caUpdate());
   }
 
-  /** The CA certificates of the last good read. */
-  caCertificates(): X509Certificate[] {
-    return this.loaded.ca === null ? [] : splitCertificates(this.loaded.ca);
+  /** The CA certificates of the last good read (of the file of `flag` only, if given). */
+  caCertificates(flag?: string): X509Certificate[] {
+    if (flag !== undefined) return this.loaded.caByFlag.get(flag) ?? [];
+    return [...this.loaded.caByFlag.values()].flat();
   }
 
   close(): void {
@@ -153,12 +156,13 @@ class FilesCertificateProvider implements grpc.experimental.CertificateProvider 
     if (!certs[0].checkPrivateKey(privateKey)) {
       throw new Error(`${keyFlag} ${keyPath} is not the key of the certificate in ${certPath}`);
     }
+    const caByFlag = new Map<string, X509Certificate[]>();
     const cas = this.files.cas.map(([flag, path]) => {
       const pem = readTlsFile(flag, path);
-      parseCertificates(flag, path, pem);
+      caByFlag.set(flag, parseCertificates(flag, path, pem));
       return pem;
     });
-    return { cert, key, ca: cas.length === 0 ? null : Buffer.concat(cas) };
+    return { cert, key, ca: cas.length === 0 ? null : Buffer.concat(cas), caByFlag };
   }
 }
 
@@ -353,7 +357,8 @@ export class NodeTls {
         message: `the peer certificate is not valid now (${cert.validFrom} to ${cert.validTo})`,
       };
     }
-    const signed = (this.peer?.caCertificates() ?? []).some(
+    // Only the peer CA vouches for members: a client CA may not mint a member's certificate.
+    const signed = (this.peer?.caCertificates('--peer-trusted-ca-file') ?? []).some(
       (ca) => cert.checkIssued(ca) && cert.verify(ca.publicKey),
     );
     if (!signed) {
