@@ -227,6 +227,8 @@ describe('TLS and peer identity', () => {
     const before = await client.members(1);
     const leader = before.leaderId;
     const follower = [1, 2, 3].find((id) => id !== leader)!;
+    // The member that is neither: every forged request claims to come from the leader.
+    const third = [1, 2, 3].find((id) => id !== leader && id !== follower)!;
     const status = await client.status(kvNode(follower));
     const forgedAppend = AppendEntriesReq.fromPartial({
       leaderId: leader,
@@ -244,7 +246,8 @@ describe('TLS and peer identity', () => {
     });
     const forgedVote = RequestVoteReq.fromPartial({
       term: status.term + 5,
-      candidateId: follower === 1 ? 2 : 1,
+      // The leader asking for votes with leader_transfer: a forged transfer.
+      candidateId: leader,
       lastLogIdx: status.lastLogIndex + 100,
       lastLogTerm: status.term + 5,
       groupId: 1,
@@ -288,10 +291,10 @@ describe('TLS and peer identity', () => {
       { who: 'the admin client certificate', bare: await bareWith(tls.clients.get('admin')!) },
       // A member of another group.
       { who: 'a member of group 2', bare: await bareWith(tls.nodes.get('kv-2-1')!) },
-      // A member of group 1 claiming to be another member (the leader, or another candidate).
+      // A member of group 1 claiming to be another member (the leader).
       {
-        who: `kv-1-${follower === 3 ? 2 : 3} speaking for others`,
-        bare: await bareWith(tls.nodes.get(`kv-1-${follower === 3 ? 2 : 3}`)!),
+        who: `kv-1-${third} speaking for the leader`,
+        bare: await bareWith(tls.nodes.get(`kv-1-${third}`)!),
       },
     ];
     for (const { who, bare } of senders) {
