@@ -49,3 +49,12 @@ export { groupCaller, type GroupCallerOptions } from './group-caller';
 export { NodeHost, type NodeHostOptions } from './node-host';
 export { openRaftNode, type RaftNodeOptions, type RaftTuning } from './raft-node';
 export { memberUri, NodeTls, type MemberAuthenticator, type NodeTlsFlags } from './tls';
+export {
+  AuthTable,
+  rootRole,
+  rootUser,
+  type AuthCommand,
+  type AuthTableJson,
+  type Permission,
+  type PermissionType,
+} from './auth-table';

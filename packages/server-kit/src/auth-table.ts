@@ -1,0 +1,241 @@
+// Users, roles and key permissions, in etcd's model: a user (the CN of a client certificate) has
+// roles; a role grants read, write or readwrite on keys: one key, a range [key, rangeEnd), or
+// every key from `key` on (rangeEnd "\0"); the role `root` may do anything, and auth can be
+// enabled only once a user `root` holds it (so that enabling never locks everyone out).
+//
+// The table is pure and deterministic: the meta group applies its commands in log order on every
+// replica and keeps it in its state; kv nodes hold a copy to check each request at its entry.
+// Nothing here reads a clock or a random source.
+
+/** What a permission allows. */
+export type PermissionType = 'read' | 'write' | 'readwrite';
+
+/** Keys a permission covers: `key` alone, [key, rangeEnd), or every key >= key (rangeEnd \0). */
+export interface Permission {
+  readonly key: Buffer;
+  /** Empty: `key` alone; a single 0 byte: every key from `key` on. */
+  readonly rangeEnd: Buffer;
+  readonly type: PermissionType;
+}
+
+/** A change of the table (one meta log command each). */
+export type AuthCommand =
+  | { readonly kind: 'auth-enable' }
+  | { readonly kind: 'auth-disable' }
+  | { readonly kind: 'user-add'; readonly user: string }
+  | { readonly kind: 'user-delete'; readonly user: string }
+  | { readonly kind: 'user-grant-role'; readonly user: string; readonly role: string }
+  | { readonly kind: 'user-revoke-role'; readonly user: string; readonly role: string }
+  | { readonly kind: 'role-add'; readonly role: string }
+  | { readonly kind: 'role-delete'; readonly role: string }
+  | {
+      readonly kind: 'role-grant-permission';
+      readonly role: string;
+      readonly permission: Permission;
+    }
+  | {
+      readonly kind: 'role-revoke-permission';
+      readonly role: string;
+      readonly key: Buffer;
+      readonly rangeEnd: Buffer;
+    };
+
+/** The role that may do anything (topology, membership, auth, every key). */
+export const rootRole = 'root';
+/** The user that must hold `root` before auth can be enabled. */
+export const rootUser = 'root';
+
+/** The longest user or role name, and how many permissions one role may hold. */
+export const authNameBytesMax = 128;
+export const permissionsPerRoleMax = 1024;
+
+/** The table as JSON (in the meta group's state and snapshots), keys base64. */
+export interface AuthTableJson {
+  readonly enabled: boolean;
+  readonly users: Record<string, string[]>;
+  readonly roles: Record<string, { key: string; rangeEnd: string; type: PermissionType }[]>;
+}
+
+/** Does [key, rangeEnd) of `p` contain every key of [start, end) (end empty: `start` alone)? */
+function covers(p: Permission, start: Buffer, end: Buffer): boolean {
+  if (p.rangeEnd.length === 0) return end.length === 0 && p.key.equals(start);
+  if (Buffer.compare(start, p.key) < 0) return false;
+  const fromOn = p.rangeEnd.length === 1 && p.rangeEnd[0] === 0;
+  if (fromOn) return true;
+  // A single key [start] lies inside when start < rangeEnd; a range when its end <= rangeEnd
+  // (an end of \0 means "to the end of the key space", never inside a bounded range).
+  if (end.length === 0) return Buffer.compare(start, p.rangeEnd) < 0;
+  if (end.length === 1 && end[0] === 0) return false;
+  return Buffer.compare(end, p.rangeEnd) <= 0;
+}
+
+function allows(p: Permission, kind: 'read' | 'write'): boolean {
+  return p.type === 'readwrite' || p.type === kind;
+}
+
+function checkName(what: string, name: string): string | null {
+  if (name === '') return `the ${what} name is empty`;
+  if (Buffer.byteLength(name) > authNameBytesMax)
+    return `the ${what} name is longer than ${authNameBytesMax} bytes`;
+  return null;
+}
+
+export class AuthTable {
+  private constructor(
+    readonly enabled: boolean,
+    private readonly users: ReadonlyMap<string, ReadonlySet<string>>,
+    private readonly roles: ReadonlyMap<string, readonly Permission[]>,
+  ) {}
+
+  static empty(): AuthTable {
+    return new AuthTable(false, new Map(), new Map([[rootRole, []]]));
+  }
+
+  /** Applies a command: the new table, or why it is refused (the table then stays as it was). */
+  apply(c: AuthCommand): { table: AuthTable } | { refused: string } {
+    const users = new Map(this.users);
+    const roles = new Map(this.roles);
+    const refused = (why: string): { refused: string } => ({ refused: why });
+    switch (c.kind) {
+      case 'auth-enable': {
+        if (!(this.users.get(rootUser)?.has(rootRole) ?? false))
+          return refused(`auth needs a user "${rootUser}" with the role "${rootRole}" first`);
+        return { table: new AuthTable(true, users, roles) };
+      }
+      case 'auth-disable':
+        return { table: new AuthTable(false, users, roles) };
+      case 'user-add': {
+        const bad = checkName('user', c.user);
+        if (bad !== null) return refused(bad);
+        if (users.has(c.user)) return refused(`user "${c.user}" exists`);
+        users.set(c.user, new Set());
+        break;
+      }
+      case 'user-delete':
+        if (!users.has(c.user)) return refused(`no user "${c.user}"`);
+        if (this.enabled && c.user === rootUser)
+          return refused(`user "${rootUser}" cannot be deleted while auth is enabled`);
+        users.delete(c.user);
+        break;
+      case 'user-grant-role': {
+        const held = users.get(c.user);
+        if (held === undefined) return refused(`no user "${c.user}"`);
+        if (!roles.has(c.role)) return refused(`no role "${c.role}"`);
+        users.set(c.user, new Set([...held, c.role]));
+        break;
+      }
+      case 'user-revoke-role': {
+        const held = users.get(c.user);
+        if (held === undefined) return refused(`no user "${c.user}"`);
+        if (!held.has(c.role)) return refused(`user "${c.user}" does not have role "${c.role}"`);
+        if (this.enabled && c.user === rootUser && c.role === rootRole)
+          return refused(`"${rootUser}" keeps "${rootRole}" while auth is enabled`);
+        users.set(c.user, new Set([...held].filter((r) => r !== c.role)));
+        break;
+      }
+      case 'role-add': {
+        const bad = checkName('role', c.role);
+        if (bad !== null) return refused(bad);
+        if (roles.has(c.role)) return refused(`role "${c.role}" exists`);
+        roles.set(c.role, []);
+        break;
+      }
+      case 'role-delete':
+        if (!roles.has(c.role)) return refused(`no role "${c.role}"`);
+        if (c.role === rootRole) return refused(`role "${rootRole}" cannot be deleted`);
+        roles.delete(c.role);
+        for (const [user, held] of users) {
+          if (held.has(c.role)) users.set(user, new Set([...held].filter((r) => r !== c.role)));
+        }
+        break;
+      case 'role-grant-permission': {
+        const held = roles.get(c.role);
+        if (held === undefined) return refused(`no role "${c.role}"`);
+        if (c.role === rootRole) return refused(`role "${rootRole}" already has every permission`);
+        const p = c.permission;
+        if (p.key.length === 0) return refused('a permission needs a key');
+        const bounded = p.rangeEnd.length > 0 && !(p.rangeEnd.length === 1 && p.rangeEnd[0] === 0);
+        if (bounded && Buffer.compare(p.rangeEnd, p.key) <= 0)
+          return refused('the range end of a permission must come after its key');
+        // Granting the same keys again replaces their type (etcd's behaviour).
+        const others = held.filter((q) => !(q.key.equals(p.key) && q.rangeEnd.equals(p.rangeEnd)));
+        if (others.length >= permissionsPerRoleMax)
+          return refused(`a role holds at most ${permissionsPerRoleMax} permissions`);
+        roles.set(c.role, [...others, p]);
+        break;
+      }
+      case 'role-revoke-permission': {
+        const held = roles.get(c.role);
+        if (held === undefined) return refused(`no role "${c.role}"`);
+        const kept = held.filter((q) => !(q.key.equals(c.key) && q.rangeEnd.equals(c.rangeEnd)));
+        if (kept.length === held.length) return refused(`role "${c.role}" has no such permission`);
+        roles.set(c.role, kept);
+        break;
+      }
+    }
+    return { table: new AuthTable(this.enabled, users, roles) };
+  }
+
+  /** Whether `user` may change topology, membership, leadership and auth: the root role (with auth off, everyone). */
+  mayAdminister(user: string): boolean {
+    return !this.enabled || (this.users.get(user)?.has(rootRole) ?? false);
+  }
+
+  /**
+   * Whether `user` may `kind` the keys [start, end) (end empty: `start` alone; end \0: every key
+   * from `start` on): some permission of one of its roles covers them all.
+   */
+  permits(user: string, kind: 'read' | 'write', start: Buffer, end: Buffer): boolean {
+    if (this.mayAdminister(user)) return true;
+    for (const role of this.users.get(user) ?? []) {
+      for (const p of this.roles.get(role) ?? []) {
+        if (allows(p, kind) && covers(p, start, end)) return true;
+      }
+    }
+    return false;
+  }
+
+  /** Users and their roles, sorted (for listing). */
+  listUsers(): { user: string; roles: string[] }[] {
+    return [...this.users]
+      .map(([user, roles]) => ({ user, roles: [...roles].sort() }))
+      .sort((a, b) => (a.user < b.user ? -1 : a.user > b.user ? 1 : 0));
+  }
+
+  /** Roles and their permissions, sorted (for listing). */
+  listRoles(): { role: string; permissions: readonly Permission[] }[] {
+    return [...this.roles]
+      .map(([role, permissions]) => ({ role, permissions }))
+      .sort((a, b) => (a.role < b.role ? -1 : a.role > b.role ? 1 : 0));
+  }
+
+  toJson(): AuthTableJson {
+    const users: Record<string, string[]> = {};
+    for (const { user, roles } of this.listUsers()) users[user] = roles;
+    const roles: AuthTableJson['roles'] = {};
+    for (const { role, permissions } of this.listRoles()) {
+      roles[role] = permissions.map((p) => ({
+        key: p.key.toString('base64'),
+        rangeEnd: p.rangeEnd.toString('base64'),
+        type: p.type,
+      }));
+    }
+    return { enabled: this.enabled, users, roles };
+  }
+
+  static fromJson(json: AuthTableJson): AuthTable {
+    const users = new Map(Object.entries(json.users).map(([u, r]) => [u, new Set(r)]));
+    const roles = new Map<string, Permission[]>(
+      Object.entries(json.roles).map(([role, ps]) => [
+        role,
+        ps.map((p) => ({
+          key: Buffer.from(p.key, 'base64'),
+          rangeEnd: Buffer.from(p.rangeEnd, 'base64'),
+          type: p.type,
+        })),
+      ]),
+    );
+    if (!roles.has(rootRole)) roles.set(rootRole, []);
+    return new AuthTable(json.enabled, users, roles);
+  }
+}
