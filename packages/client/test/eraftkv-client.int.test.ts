@@ -385,6 +385,18 @@ describe('EraftKvClient', () => {
     expect(first.more).toBe(true);
   });
 
+  /** A key whose slot is in the lower half of the slots, and one in the upper half. */
+  function keysOfBothHalves(): [string, string] {
+    const half = allSlots.length / 2;
+    const a = Array.from({ length: 50 }, (_, i) => `a${i}`).find(
+      (k) => slotOfKey(Buffer.from(k), slotCount) < half,
+    )!;
+    const b = Array.from({ length: 50 }, (_, i) => `b${i}`).find(
+      (k) => slotOfKey(Buffer.from(k), slotCount) >= half,
+    )!;
+    return [a, b];
+  }
+
   /** Two groups holding key-00..key-19 between them. */
   function twoGroupsWithKeys(): string[] {
     const half = allSlots.length / 2;
@@ -448,12 +460,7 @@ describe('EraftKvClient', () => {
       [2, { servers: [other.address], slots: allSlots.slice(half) }],
     ]);
     const client = newClient();
-    const a = Array.from({ length: 50 }, (_, i) => `a${i}`).find(
-      (k) => slotOfKey(Buffer.from(k), slotCount) < half,
-    )!;
-    const b = Array.from({ length: 50 }, (_, i) => `b${i}`).find(
-      (k) => slotOfKey(Buffer.from(k), slotCount) >= half,
-    )!;
+    const [a, b] = keysOfBothHalves();
     await expect(
       client.batch([
         { type: 'put', key: a, value: '1' },
@@ -471,12 +478,7 @@ describe('EraftKvClient', () => {
 
   it('reports a write whose keys moved apart while it was retried as of unknown outcome', async () => {
     const half = allSlots.length / 2;
-    const a = Array.from({ length: 50 }, (_, i) => `a${i}`).find(
-      (k) => slotOfKey(Buffer.from(k), slotCount) < half,
-    )!;
-    const b = Array.from({ length: 50 }, (_, i) => `b${i}`).find(
-      (k) => slotOfKey(Buffer.from(k), slotCount) >= half,
-    )!;
+    const [a, b] = keysOfBothHalves();
     const client = newClient();
     await client.get(a);
     // The batch reaches group 1, whose answer is lost (it may have applied the batch); then the

@@ -477,12 +477,16 @@ export class DataStateMachine implements StateMachine<KvApplyResult> {
     const ops: KvOpPair[] = [];
     // Every op passed the ownership check, so a config is applied.
     const slotCount = (ownership.config as AppliedConfig).slotCount;
+    // The one slot of every key of the request, or unknownSlot (for the dedup record).
+    let requestSlot: number | null = null;
     for (const op of req.kvs) {
       const key = dataKey(op.key);
+      const slot = slotOfKey(op.key, slotCount);
+      requestSlot = requestSlot === null || requestSlot === slot ? slot : unknownSlot;
       switch (op.opType) {
         case ClientOpType.Put:
           batch.put(key, Buffer.from(op.value));
-          batch.put(slotIndexKey(slotOfKey(op.key, slotCount), op.key), noBytes);
+          batch.put(slotIndexKey(slot, op.key), noBytes);
           ops.push(resultOp(op, { success: true }));
           break;
         case ClientOpType.Get: {
@@ -500,7 +504,7 @@ export class DataStateMachine implements StateMachine<KvApplyResult> {
           const existed = (await batch.get(key)) !== undefined;
           if (existed) {
             batch.del(key);
-            batch.del(slotIndexKey(slotOfKey(op.key, slotCount), op.key));
+            batch.del(slotIndexKey(slot, op.key));
           }
           ops.push(resultOp(op, { success: true, deleted: existed ? 1 : 0 }));
           break;
@@ -526,14 +530,7 @@ export class DataStateMachine implements StateMachine<KvApplyResult> {
             requestId: 0,
             statusCode: 0,
           });
-      const slots = new Set(req.kvs.map((op) => slotOfKey(op.key, slotCount)));
-      this.dedup.record(
-        batch.ops,
-        dedup,
-        index,
-        stored,
-        slots.size === 1 ? [...slots][0] : unknownSlot,
-      );
+      this.dedup.record(batch.ops, dedup, index, stored, requestSlot ?? unknownSlot);
     }
     return { kind: 'applied', ops, configVersion, duplicate: false };
   }
