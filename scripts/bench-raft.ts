@@ -115,6 +115,7 @@ async function child(): Promise<void> {
     status: unimplemented,
     slotExport: unimplemented,
     slotImport: unimplemented,
+    auth: unimplemented,
   };
   grpcServer.addService(ERaftKvService, service);
   const port = await new Promise<number>((resolve, reject) =>

@@ -8,13 +8,14 @@
 //   npm start [-- --fresh] [-- --kv-groups N] [-- --nodes N] [-- --data-dir DIR] [-- --free-ports]
 //             [-- --tls]
 //
-// With --tls, a local CA and certificates for every node and for an admin client are made under
+// With --tls, a local CA and certificates for every node and for the users root and app are made under
 // <data dir>/tls (kept and reused), every node runs with mutual TLS (client certificates required,
 // Raft RPCs only from the peer certificate of the member they claim to come from), and the
 // welcome text says which ERAFTKV_CACERT / ERAFTKV_CERT / ERAFTKV_KEY eraftkv-ctl needs.
 import { rm } from 'node:fs/promises';
 import { join, resolve } from 'node:path';
 import { EraftKvClient } from '@eraftkv/client';
+import { rootUser } from '@eraftkv/server-kit';
 import { clientTlsOf, createLocalTls, nodeTlsArgs, type LocalTls } from './tls-certs';
 import {
   bindProblem,
@@ -154,7 +155,11 @@ async function startProblems(cluster: LocalCluster): Promise<string[]> {
 async function main(): Promise<void> {
   const o = parseArgs(process.argv.slice(2));
   if (o.fresh) await rm(o.dataDir, { recursive: true, force: true });
-  const tls = o.tls ? await createLocalTls(join(o.dataDir, 'tls'), nodeNames(o), ['admin']) : null;
+  // Client certificates for the user root (the one that may enable auth and administer) and for
+  // a user app (to try roles with); a user is the CN of its certificate.
+  const tls = o.tls
+    ? await createLocalTls(join(o.dataDir, 'tls'), nodeNames(o), [rootUser, 'app'])
+    : null;
   const cluster = await plan(o, tls);
   const problems = await startProblems(cluster);
   if (problems.length > 0) {
@@ -196,7 +201,7 @@ async function main(): Promise<void> {
   const client = new EraftKvClient({
     endpoints: cluster.metaEndpoints(),
     deadlineMs: 20_000,
-    tls: tls === null ? undefined : await clientTlsOf(tls, 'admin'),
+    tls: tls === null ? undefined : await clientTlsOf(tls, rootUser),
   });
   const outcome = await Promise.race([
     bringUp(client, cluster).then(
@@ -295,12 +300,20 @@ function printWelcome(cluster: LocalCluster, tls: LocalTls | null): void {
   const exportEndpoints = endpoints.every((e) => usual.includes(e))
     ? ''
     : `\n  export ERAFTKV_ENDPOINTS=${endpoints.join(',')}`;
-  const admin = tls?.clients.get('admin');
+  const root = tls?.clients.get(rootUser);
+  const app = tls?.clients.get('app');
   const exportTls =
-    tls === null || admin === undefined
+    tls === null || root === undefined
       ? ''
       : `\n  # mutual TLS: eraftkv-ctl needs the CA and a client certificate (or --cacert --cert --key)` +
-        `\n  export ERAFTKV_CACERT=${tls.caFile} ERAFTKV_CERT=${admin.certFile} ERAFTKV_KEY=${admin.keyFile}`;
+        `\n  export ERAFTKV_CACERT=${tls.caFile} ERAFTKV_CERT=${root.certFile} ERAFTKV_KEY=${root.keyFile}`;
+  const authTour =
+    tls === null || app === undefined
+      ? ''
+      : `\n  # users and roles (README "Securing a cluster"); the certificate above is the user root's:` +
+        `\n  npx eraftkv-ctl user add root && npx eraftkv-ctl user grant-role root root && npx eraftkv-ctl auth enable` +
+        `\n  npx eraftkv-ctl role add app && npx eraftkv-ctl role grant-permission app readwrite app/ --prefix && npx eraftkv-ctl user add app && npx eraftkv-ctl user grant-role app app` +
+        `\n  npx eraftkv-ctl --cert ${app.certFile} --key ${app.keyFile} put app/hello world`;
   console.log(`
 eraftkv is ready${tls === null ? '' : ' (mutual TLS)'}. In another terminal, try:
 ${exportEndpoints}${exportTls}
@@ -309,7 +322,7 @@ ${exportEndpoints}${exportTls}
   npx eraftkv-ctl group list -w table
   npx eraftkv-ctl member list --group 1 -w table
   npx eraftkv-ctl endpoint health --cluster
-  npx eraftkv-ctl bench put --clients 64 --total 20000
+  npx eraftkv-ctl bench put --clients 64 --total 20000${authTour}
 
 Every node's command line is in ${join(cluster.layout.dataDir, 'cluster.json')}; logs are next to it.
 Press Ctrl-C to stop every node, restarted ones too (the data stays in ${cluster.layout.dataDir}).`);

@@ -2,6 +2,7 @@
 // table, --command-timeout, etcdctl's exit codes). runCtl never exits the process itself, so that
 // tests can run it in process.
 import yargs, { type Argv } from 'yargs';
+import { authCommands } from './commands/auth';
 import { balanceCommands } from './commands/balance';
 import { benchCommands } from './commands/bench';
 import { clusterCommands } from './commands/cluster';
@@ -111,6 +112,7 @@ export async function runCtl(argv: readonly string[], io: Io = processIo): Promi
   parser = balanceCommands(parser, run);
   parser = membershipCommands(parser, run);
   parser = endpointCommands(parser, run);
+  parser = authCommands(parser, run);
   parser = benchCommands(parser, run);
   parser = parser
     .demandCommand(1, 'name a command (see --help)')
@@ -128,6 +130,7 @@ export async function runCtl(argv: readonly string[], io: Io = processIo): Promi
         '  eraftkv-ctl group list -w table',
         '  eraftkv-ctl member list --group 1',
         '  eraftkv-ctl endpoint health --cluster',
+        '  eraftkv-ctl role grant-permission readers read app/ --prefix',
         '',
         'TLS (a cluster started with --cert-file...): --cacert FILE (the CA of the servers),',
         '  --cert FILE --key FILE (a client certificate, for --client-cert-auth); or ERAFTKV_CACERT,',

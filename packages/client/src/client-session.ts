@@ -206,7 +206,11 @@ export class ClientSession {
 }
 
 /** What a meta answer means: NOT_LEADER / NO_LEADER redirect, BUSY waits, other errors end. */
-function metaVerdict(resp: ClusterConfigChangeResp): Verdict {
+export function metaVerdict(resp: {
+  readonly errorCode: ErrorCode;
+  readonly leaderAddress: string;
+  readonly errorMessage: string;
+}): Verdict {
   switch (resp.errorCode) {
     case ErrorCode.OK:
       return { kind: 'answer' };

@@ -11,6 +11,7 @@
 // It is a facade over two objects that share one session (connections, leader cache, topology):
 // `client.kv` (KvClient: data) and `client.admin` (AdminClient: groups, slots, members, status).
 import type { StatusResp } from '@eraftkv/protocol';
+import { AuthClient } from './auth-client';
 import { AdminClient, type MemberView } from './admin-client';
 import {
   ClientSession,
@@ -27,6 +28,8 @@ export class EraftKvClient {
   readonly kv: KvClient;
   /** The administration of the cluster. */
   readonly admin: AdminClient;
+  /** Users, roles and key permissions. */
+  readonly auth: AuthClient;
   private readonly session: ClientSession;
 
   constructor(options: EraftKvClientOptions) {
@@ -34,6 +37,7 @@ export class EraftKvClient {
     this.clientId = this.session.clientId;
     this.kv = new KvClient(this.session);
     this.admin = new AdminClient(this.session);
+    this.auth = new AuthClient(this.session);
   }
 
   // Data: see KvClient.

@@ -3,7 +3,13 @@ import { ErrorCode } from '@eraftkv/protocol';
 
 export abstract class EraftKvError extends Error {
   abstract readonly kind:
-    'invalid-argument' | 'unavailable' | 'timeout' | 'cluster' | 'wrong-shard' | 'not-leader';
+    | 'invalid-argument'
+    | 'unavailable'
+    | 'timeout'
+    | 'cluster'
+    | 'wrong-shard'
+    | 'not-leader'
+    | 'access-denied';
 }
 
 /** The request is malformed or exceeds a limit; retrying it unchanged cannot succeed. */
@@ -43,6 +49,22 @@ export class ClusterError extends EraftKvError {
 export class WrongShardError extends EraftKvError {
   override name = 'WrongShardError';
   readonly kind = 'wrong-shard';
+}
+
+/**
+ * The cluster refused the caller (auth is enabled): `unauthenticated` when the call named no user
+ * (no client certificate, or the node does not verify them), else the user lacks a permission.
+ * Nothing of the request was done.
+ */
+export class AccessDeniedError extends EraftKvError {
+  override name = 'AccessDeniedError';
+  readonly kind = 'access-denied';
+  constructor(
+    readonly unauthenticated: boolean,
+    message: string,
+  ) {
+    super(message);
+  }
 }
 
 /** The node is not the leader and the deadline ran out before a leader was found. */

@@ -21,6 +21,7 @@ export {
   type ClientTls,
 } from './client-session';
 export {
+  AccessDeniedError,
   ClusterError,
   describeErrorCode,
   EraftKvError,
@@ -43,3 +44,10 @@ export {
 } from './leader-caller';
 export { formatSlotRanges, parseSlotRanges } from '@eraftkv/protocol';
 export { Topology, type GroupInfo } from './topology';
+export {
+  AuthClient,
+  type AuthListing,
+  type AuthStatus,
+  type KeyPermission,
+  type PermissionKind,
+} from './auth-client';

@@ -12,7 +12,7 @@ import * as grpc from '@grpc/grpc-js';
 import type { ERaftKvClient } from '@eraftkv/protocol';
 import { backoffMs, sleep, type BackoffOptions } from './backoff';
 import type { Connections, UnaryCall } from './connections';
-import { InvalidArgumentError, TimeoutError, UnavailableError } from './errors';
+import { AccessDeniedError, InvalidArgumentError, TimeoutError, UnavailableError } from './errors';
 
 /** What a failed TLS handshake looks like in grpc-js's connection errors. */
 const tlsTrouble = /SSL|TLS|certificate|secure TLS connection/i;
@@ -99,6 +99,8 @@ export function rpcError(err: unknown, address: string): Error {
   const e = err as Partial<grpc.ServiceError>;
   const detail = e.details || e.message || String(err);
   if (e.code === grpc.status.INVALID_ARGUMENT) return new InvalidArgumentError(detail);
+  if (e.code === grpc.status.PERMISSION_DENIED || e.code === grpc.status.UNAUTHENTICATED)
+    return new AccessDeniedError(e.code === grpc.status.UNAUTHENTICATED, `${address}: ${detail}`);
   if (e.code === grpc.status.UNAVAILABLE)
     return new UnavailableError(`${address} is unavailable: ${detail}`);
   if (e.code === grpc.status.DEADLINE_EXCEEDED)

@@ -220,6 +220,7 @@ async function startMeta(): Promise<FakeMeta> {
     leaderId: 1,
     slotMoveKeysCopied: 0,
     slotMoveBytesCopied: 0,
+    authRevision: 0,
   });
   const impl: Partial<ERaftKvServer> = {
     clusterConfigChange: (call, callback) => {

@@ -26,6 +26,7 @@ function answer(
     leaderId: 0,
     slotMoveKeysCopied: 0,
     slotMoveBytesCopied: 0,
+    authRevision: 0,
   };
 }
 

@@ -9,6 +9,8 @@
 // - it serves the meta leader's SlotMove hand-over: make the given config part of the log, wait
 //   until it is applied here, then say whether the frozen (Migrating) slots hold any key.
 import {
+  AuthAction,
+  AuthReq,
   ChangeType,
   ClusterConfigChangeReq,
   ClusterConfigChangeResp,
@@ -20,6 +22,7 @@ import {
   Slot,
   SlotStatus,
   slotCountMax,
+  type AuthResp,
   type ERaftKvClient,
 } from '@eraftkv/protocol';
 import type { LeaderCaller, LeaderHint } from '@eraftkv/client';
@@ -32,7 +35,14 @@ import {
 } from '@eraftkv/raft-server';
 import { type Member } from '@eraftkv/raft';
 import type { DataStateMachine, KvApplyResult } from './data-state-machine';
-import { configFromTopology, dropKeysMax, encodeConfig, encodeDrop } from './kv-commands';
+import {
+  configFromTopology,
+  dropKeysMax,
+  encodeAuth,
+  encodeConfig,
+  encodeDrop,
+  parseAuthTable,
+} from './kv-commands';
 
 export interface ConfigWatcherOptions {
   readonly groupId: number;
@@ -57,6 +67,11 @@ const metaLeaderHint: LeaderHint<ClusterConfigChangeResp> = (resp) =>
     ? resp.leaderAddress
     : null;
 
+const authLeaderHint: LeaderHint<AuthResp> = (resp) =>
+  resp.errorCode === ErrorCode.NOT_LEADER || resp.errorCode === ErrorCode.NO_LEADER
+    ? resp.leaderAddress
+    : null;
+
 export class ConfigWatcher {
   private timer: NodeJS.Timeout | null = null;
   private stopped = false;
@@ -66,6 +81,8 @@ export class ConfigWatcher {
   /** The config version and term of the last look for leftover keys, and whether it found work. */
   private sweptAt = '';
   private leftoversMayExist = false;
+  /** The last problem fetching the auth table ('' when none). */
+  private authProblem = '';
 
   constructor(private readonly options: ConfigWatcherOptions) {}
 
@@ -141,6 +158,7 @@ export class ConfigWatcher {
         return;
       }
     }
+    await this.syncAuth(topology.authRevision);
     const record = topology.shardGroup.find((g) => g.id === groupId);
     if (record !== undefined) await this.syncServers(record);
     try {
@@ -258,6 +276,51 @@ export class ConfigWatcher {
         return;
       }
     }
+  }
+
+  /**
+   * Puts the meta group's users, roles and permissions in the group's log when the meta group has
+   * a newer revision than the one applied here, so that every replica checks requests against the
+   * same table (a change reaches the group within about one poll).
+   */
+  private async syncAuth(revision: number): Promise<void> {
+    const { raft, stateMachine, logger } = this.options;
+    if (revision <= stateMachine.auth().revision || this.stopped || !raft.isLeader()) return;
+    let problem = '';
+    try {
+      const resp = await this.options.meta.callLeader(
+        0,
+        this.options.metaAddresses,
+        (client) => client.auth.bind(client),
+        AuthReq.fromPartial({ action: AuthAction.AuthList }),
+        authLeaderHint,
+        { deadline: Date.now() + Math.max(2000, 4 * this.options.pollMs), write: false },
+      );
+      if (resp.errorCode !== ErrorCode.OK) {
+        problem = `${ErrorCode[resp.errorCode] ?? resp.errorCode}: ${resp.errorMessage}`;
+      } else {
+        const table = parseAuthTable(resp.tableJson);
+        if (table.revision > stateMachine.auth().revision && !this.stopped && raft.isLeader()) {
+          const result = await raft.propose(encodeAuth(table));
+          if (result?.kind === 'auth' && result.applied) {
+            logger.info('auth table applied', { revision: table.revision, enabled: table.enabled });
+          }
+        }
+      }
+    } catch (err) {
+      problem = (err as Error).message;
+    }
+    // One line per streak of the same problem: the poll asks again every pollMs.
+    if (problem !== '' && problem !== this.authProblem) {
+      logger.warn(
+        'could not bring the auth table up to date; requests are checked against the last one applied',
+        {
+          revision,
+          error: problem,
+        },
+      );
+    }
+    this.authProblem = problem;
   }
 
   private callMeta(fields: Partial<ClusterConfigChangeReq>): Promise<ClusterConfigChangeResp> {

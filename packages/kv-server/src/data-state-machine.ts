@@ -37,10 +37,13 @@ import {
   CommandDecodeError,
   CommandKind,
   decodeCommand,
+  encodeAuth,
+  parseAuthTable,
   parseConfigJson,
   type AppliedConfig,
   type Drop,
 } from './kv-commands';
+import { AuthTable } from '@eraftkv/server-kit';
 import { ApplyBatch } from './apply-batch';
 import { DedupTable, unknownSlot } from './dedup-table';
 import { ReadWriteGate } from './read-write-gate';
@@ -49,6 +52,7 @@ import { effectiveScanLimit, pairOverheadBytes, type KvLimits } from './request-
 import { readSnapshotFile, writeSnapshotFile } from './snapshot-file';
 import {
   appliedKey,
+  authKey,
   configKey,
   dataEnd,
   dataKey,
@@ -82,6 +86,13 @@ export type KvApplyResult =
     }
   | { readonly kind: 'rejected'; readonly configVersion: number; readonly message: string }
   | { readonly kind: 'config'; readonly applied: boolean; readonly configVersion: number }
+  | {
+      /** The auth table: applied when its revision is newer than the one held. */
+      readonly kind: 'auth';
+      readonly applied: boolean;
+      readonly revision: number;
+      readonly configVersion: number;
+    }
   | {
       /** A slot move command (import begin or chunk, drop) was applied. */
       readonly kind: 'moved';
@@ -199,6 +210,8 @@ function resultOp(op: KvOpPair, fields: Partial<KvOpPair>): KvOpPair {
 export class DataStateMachine implements StateMachine<KvApplyResult> {
   private applied: number;
   private ownership: Ownership;
+  /** The users, roles and permissions as last applied (checked at each request's entry). */
+  private authTable: AuthTable;
   private restoring = false;
   private closed = false;
   /** A write of applied entries failed: the state is unknown, nothing is applied or read since. */
@@ -212,6 +225,7 @@ export class DataStateMachine implements StateMachine<KvApplyResult> {
     private readonly options: DataStateMachineOptions,
     applied: number,
     config: AppliedConfig | null,
+    auth: AuthTable,
     private dedup: DedupTable,
     private imports: SlotImports,
   ) {
@@ -219,19 +233,21 @@ export class DataStateMachine implements StateMachine<KvApplyResult> {
       throw new RangeError(`dedupWindowEntries must be a positive integer`);
     this.applied = applied;
     this.ownership = ownershipOf(config);
+    this.authTable = auth;
   }
 
   static async open(options: DataStateMachineOptions): Promise<DataStateMachine> {
     const opened = await openRocksEngine(options.path);
     const engine = options.wrapEngine?.(opened) ?? opened;
     try {
-      const { applied, config } = await DataStateMachine.load(engine);
+      const { applied, config, auth } = await DataStateMachine.load(engine);
       await ensureSlotIndex(engine, config, options.logger);
       return new DataStateMachine(
         engine,
         options,
         applied,
         config,
+        auth,
         await DedupTable.load(engine),
         await SlotImports.load(engine),
       );
@@ -243,14 +259,26 @@ export class DataStateMachine implements StateMachine<KvApplyResult> {
 
   private static async load(
     engine: StorageEngine,
-  ): Promise<{ applied: number; config: AppliedConfig | null }> {
-    const [appliedRaw, configRaw] = await Promise.all([
+  ): Promise<{ applied: number; config: AppliedConfig | null; auth: AuthTable }> {
+    const [appliedRaw, configRaw, authRaw] = await Promise.all([
       engine.get(appliedKey),
       engine.get(configKey),
+      engine.get(authKey),
     ]);
+    let auth = AuthTable.empty();
+    if (authRaw !== undefined) {
+      try {
+        auth = parseAuthTable(authRaw);
+      } catch (err) {
+        throw new Error(
+          `${engine.path}: the stored auth table is damaged (${(err as Error).message})`,
+        );
+      }
+    }
     return {
       applied: appliedRaw === undefined ? 0 : readU64(appliedRaw),
       config: configRaw === undefined ? null : parseConfigJson(configRaw.toString('utf8')),
+      auth,
     };
   }
 
@@ -361,6 +389,24 @@ export class DataStateMachine implements StateMachine<KvApplyResult> {
           result: { kind: 'config', applied: true, configVersion: command.config.version },
           ownership: ownershipOf(command.config),
         };
+      }
+      case CommandKind.Auth: {
+        const configVersion = configVersionOf(ownership);
+        const revision = command.table.revision;
+        if (revision <= this.authTable.revision) {
+          return {
+            result: {
+              kind: 'auth',
+              applied: false,
+              revision: this.authTable.revision,
+              configVersion,
+            },
+            ownership,
+          };
+        }
+        batch.put(authKey, encodeAuth(command.table).subarray(1));
+        this.authTable = command.table;
+        return { result: { kind: 'auth', applied: true, revision, configVersion }, ownership };
       }
       case CommandKind.ClientRequest:
         return {
@@ -610,6 +656,7 @@ export class DataStateMachine implements StateMachine<KvApplyResult> {
         await ensureSlotIndex(this.engine, loaded.config, this.options.logger);
         this.applied = loaded.applied;
         this.ownership = ownershipOf(loaded.config);
+        this.authTable = loaded.auth;
         this.dedup = await DedupTable.load(this.engine);
         this.imports = await SlotImports.load(this.engine);
       });
@@ -1021,6 +1068,11 @@ export class DataStateMachine implements StateMachine<KvApplyResult> {
    * A SHA-256 of every record of the state (data, config, dedup table) and the applied index it
    * covers, read with no apply in between: replicas at the same index must agree.
    */
+  /** The users, roles and permissions as applied here (requests are checked against them). */
+  auth(): AuthTable {
+    return this.authTable;
+  }
+
   stateDigest(): Promise<{ index: number; digest: string }> {
     return this.watchStorage(
       this.gate.shared(async () => {

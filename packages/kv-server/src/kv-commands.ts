@@ -5,6 +5,8 @@
 // slot ownership for every write at the same point of the log. Kinds 3-5 move slots with their
 // data (docs/slot-migration.md): 3 begins an import (JSON of ImportBegin), 4 is one chunk of it
 // (a protobuf SlotMoveChunk), 5 deletes keys of slots the group does not serve (JSON of Drop).
+// Kind 6 is the cluster's users, roles and permissions as the leader fetched them from the meta
+// group (JSON of AuthTableJson): every replica checks requests against the same table.
 import {
   ClientOperationReq,
   encodeMessage,
@@ -15,6 +17,7 @@ import {
   type ShardGroup,
 } from '@eraftkv/protocol';
 import { InvalidArgumentError } from '@eraftkv/raft-server';
+import { AuthTable } from '@eraftkv/server-kit';
 
 export enum CommandKind {
   ClientRequest = 1,
@@ -22,6 +25,7 @@ export enum CommandKind {
   ImportBegin = 3,
   ImportChunk = 4,
   Drop = 5,
+  Auth = 6,
 }
 
 /** The start of an import: the target takes `slots` from group `source` for the move begun at `version`. */
@@ -71,7 +75,8 @@ export type KvCommand =
   | { readonly kind: CommandKind.Config; readonly config: AppliedConfig }
   | { readonly kind: CommandKind.ImportBegin; readonly begin: ImportBegin }
   | { readonly kind: CommandKind.ImportChunk; readonly chunk: SlotMoveChunk }
-  | { readonly kind: CommandKind.Drop; readonly drop: Drop };
+  | { readonly kind: CommandKind.Drop; readonly drop: Drop }
+  | { readonly kind: CommandKind.Auth; readonly table: AuthTable };
 
 /** A log entry that cannot be decoded. Every replica reaches the same verdict on the same bytes. */
 export class CommandDecodeError extends Error {
@@ -174,8 +179,24 @@ export function decodeCommand(data: Uint8Array): KvCommand {
     }
     case CommandKind.Drop:
       return { kind: CommandKind.Drop, drop: parseDrop(body) };
+    case CommandKind.Auth:
+      return { kind: CommandKind.Auth, table: parseAuthTable(body) };
     default:
       throw new CommandDecodeError(`unknown command kind ${data[0]}`);
+  }
+}
+
+/** Encodes the auth table (its JSON as the meta group sent it, checked on decode). */
+export function encodeAuth(table: AuthTable): Buffer {
+  return jsonCommand(CommandKind.Auth, table.toJson());
+}
+
+/** The auth table of an entry or of the stored record; CommandDecodeError if it is malformed. */
+export function parseAuthTable(body: Uint8Array): AuthTable {
+  try {
+    return AuthTable.fromJson(JSON.parse(Buffer.from(body).toString('utf8')) as unknown);
+  } catch (err) {
+    throw new CommandDecodeError(`auth table does not decode: ${(err as Error).message}`);
   }
 }
 

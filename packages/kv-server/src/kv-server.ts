@@ -20,6 +20,8 @@ import {
   groupCaller,
   NodeHost,
   NodeTls,
+  AccessControl,
+  anonymous,
   type NodeTlsFlags,
   openRaftNode,
   type RaftTuning,
@@ -219,9 +221,11 @@ export class KvServer {
     });
     const metricLabels = { group_id: String(o.groupId), node_id: String(o.id) };
     this.slotMigratingAnswers.inc(metricLabels, 0);
+    const access = new AccessControl(() => stateMachine.auth(), this.tls?.callerOf ?? anonymous);
     host.serve({
       ...peerServiceHandlers(raft, this.tls?.authenticatePeer),
       ...adminHandlers(raft, {
+        access,
         serverType: 'kv',
         version: o.version ?? '',
         configVersion: () => stateMachine.configVersion(),
@@ -240,6 +244,7 @@ export class KvServer {
         logger: this.logger,
         onSlotMigrating: () => this.slotMigratingAnswers.inc(metricLabels),
         authenticateMember: this.tls?.authenticateMember,
+        access,
       }),
     } satisfies ERaftKvServer);
     this.running = { raft, stateMachine, watcher, importer };

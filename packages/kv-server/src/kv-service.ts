@@ -3,8 +3,10 @@
 // anything is read or proposed; routing outcomes travel as error codes with the leader's address
 // and the applied config version; overload and stops become gRPC statuses; both through
 // server-kit's error mapping, as everywhere.
+import * as grpc from '@grpc/grpc-js';
 import {
   ChangeType,
+  ClientOpType,
   ErrorCode,
   ReadConsistency,
   type ClientOperationReq,
@@ -19,9 +21,13 @@ import {
   type SlotImportResp,
 } from '@eraftkv/protocol';
 import {
+  anonymousCaller,
   errorAnswer,
   failureStatus,
   unaryHandler,
+  type AccessControl,
+  type Caller,
+  type KeyAccess,
   type MemberAuthenticator,
 } from '@eraftkv/server-kit';
 import {
@@ -56,6 +62,8 @@ export interface KvServiceOptions {
    * from a member of any group (the target's leader), since they freeze slots and copy data.
    */
   readonly authenticateMember?: MemberAuthenticator;
+  /** With auth enabled, what each user may read and write (checked before anything is done). */
+  readonly access?: AccessControl;
 }
 
 export type KvServiceHandlers = Pick<
@@ -65,6 +73,7 @@ export type KvServiceHandlers = Pick<
   | 'clusterConfigChange'
   | 'slotExport'
   | 'slotImport'
+  | 'auth'
 >;
 
 /** The most a chunk of a slot move's export may carry, and what it carries when not told. */
@@ -86,8 +95,40 @@ interface Outcome {
   readonly leaderAddress?: string;
 }
 
+const emptyKey = Buffer.alloc(0);
+const toTheEnd = Buffer.from([0]);
+
+function bufferOf(bytes: Uint8Array): Buffer {
+  return Buffer.isBuffer(bytes) ? bytes : Buffer.from(bytes.buffer, bytes.byteOffset, bytes.length);
+}
+
+/** The keys each operation of a (valid) request reads or writes, for the auth check. */
+export function keyAccessesOf(req: ClientOperationReq): KeyAccess[] {
+  return req.kvs.map((op, i) => {
+    const what = `kvs[${i}] (${ClientOpType[op.opType] ?? String(op.opType)})`;
+    const start = bufferOf(op.key);
+    switch (op.opType) {
+      case ClientOpType.Put:
+      case ClientOpType.Del:
+        return { kind: 'write', start, end: emptyKey, what };
+      case ClientOpType.Scan:
+        // An empty end means to the end of the key space.
+        return {
+          kind: 'read',
+          start,
+          end: op.endKey.length === 0 ? toTheEnd : bufferOf(op.endKey),
+          what,
+        };
+      default:
+        return { kind: 'read', start, end: emptyKey, what };
+    }
+  });
+}
+
 export function kvServiceHandlers(options: KvServiceOptions): KvServiceHandlers {
   const { raft, stateMachine, limits, groupId } = options;
+
+  const callerOf = (call: PeerCall): Caller => options.access?.callerOf(call) ?? anonymousCaller;
 
   /** Refuses a call that does not come from a member of `group` (null: any; with peer TLS). */
   const memberOnly = (call: PeerCall, group: number | null, method: string): void => {
@@ -183,6 +224,7 @@ export function kvServiceHandlers(options: KvServiceOptions): KvServiceHandlers 
       case 'rejected':
         throw new InvalidArgumentError(result.message);
       case 'config':
+      case 'auth':
       case 'moved':
         throw new Error(`a client request was applied as a ${result.kind} entry`);
     }
@@ -208,8 +250,11 @@ export function kvServiceHandlers(options: KvServiceOptions): KvServiceHandlers 
     }
   };
 
-  const handle = (req: ClientOperationReq): Promise<ClientOperationResp> => {
-    switch (validateClientRequest(req, limits)) {
+  const handle = (req: ClientOperationReq, caller: () => Caller): Promise<ClientOperationResp> => {
+    const kind = validateClientRequest(req, limits);
+    const access = options.access;
+    if (access !== undefined && access.enabled) access.requireKeys(caller(), keyAccessesOf(req));
+    switch (kind) {
       case 'read':
         return read(req);
       case 'scan':
@@ -227,10 +272,13 @@ export function kvServiceHandlers(options: KvServiceOptions): KvServiceHandlers 
 
   return {
     processRwOperation: unaryHandler<ClientOperationReq, ClientOperationResp>(
-      handle,
+      (req, call) => handle(req, () => callerOf(call)),
       options.logger,
     ),
     processRwOperationStream: (call) => {
+      // One stream, one connection, one certificate: its caller is found once, when needed.
+      let caller: Caller | null = null;
+      const streamCaller = (): Caller => (caller ??= callerOf(call));
       let inFlight = 0;
       let ended = false;
       const finishIfDone = (): void => {
@@ -257,7 +305,7 @@ export function kvServiceHandlers(options: KvServiceOptions): KvServiceHandlers 
         };
         let handling: Promise<ClientOperationResp>;
         try {
-          handling = handle(req);
+          handling = handle(req, streamCaller);
         } catch (err) {
           handling = Promise.reject(err instanceof Error ? err : new Error(String(err)));
         }
@@ -317,6 +365,11 @@ export function kvServiceHandlers(options: KvServiceOptions): KvServiceHandlers 
         return { errorCode: answer.errorCode, errorMessage: answer.errorMessage, chunk: undefined };
       }
     }, options.logger),
+    auth: (_call, callback) =>
+      callback({
+        code: grpc.status.UNIMPLEMENTED,
+        details: 'this is a kv server; send user, role and permission requests to the meta group',
+      }),
     slotImport: unaryHandler<SlotImportReq, SlotImportResp>(async (req, call) => {
       memberOnly(call, 0, 'SlotImport');
       const asked = call.getDeadline();

@@ -14,6 +14,8 @@
 //   's' u16 BE slot, key                  -> nothing: the slot index, one entry per data key,
 //                                            written and deleted in the same batch as the key,
 //                                            so that the keys of one slot are one range
+//   'u'                                   -> the auth table (JSON of AuthTableJson), as last
+//                                            applied from a kind-6 entry
 //   'x'                                   -> the layout version (u64 BE); a state without it
 //                                            predates the slot index, which is built at open
 //
@@ -21,6 +23,7 @@
 
 export const appliedKey = Buffer.from('a');
 export const configKey = Buffer.from('c');
+export const authKey = Buffer.from('u');
 export const layoutKey = Buffer.from('x');
 /** The layout this code writes: 1 = with the slot index. */
 export const layoutVersion = 1;

@@ -9,7 +9,9 @@ import * as grpc from '@grpc/grpc-js';
 import { collectDefaultMetrics, Registry } from 'prom-client';
 import type { ERaftKvServer } from '@eraftkv/protocol';
 import {
+  AccessControl,
   adminHandlers,
+  anonymous,
   NodeHost,
   NodeTls,
   openRaftNode,
@@ -28,6 +30,7 @@ import {
 } from '@eraftkv/raft-server';
 import { type Membership } from '@eraftkv/raft';
 import { MetaMetrics } from './meta-metrics';
+import { authHandler } from './auth-service';
 import { clusterConfigChangeHandler } from './meta-service';
 import { SlotMoveCoordinator } from './slot-move';
 import { GrpcSourceGroupClient, type SourceGroupClient } from './source-group-client';
@@ -243,13 +246,16 @@ export class MetaServer {
       onSettled: (committed, _slots, seconds) => metrics.slotMoveSettled(committed, seconds),
       onCopied: (slots, keys, bytes) => metrics.slotsCopied(slots, keys, bytes),
     });
+    const tls = this.tls;
+    const access = new AccessControl(() => stateMachine.topology.auth, tls?.callerOf ?? anonymous);
     host.serve({
-      ...peerServiceHandlers(raft, this.tls?.authenticatePeer),
+      ...peerServiceHandlers(raft, tls?.authenticatePeer),
       ...adminHandlers(raft, {
         serverType: 'meta',
         version: o.version ?? '',
         configVersion: () => stateMachine.topology.configVersion,
         dbSizeBytes: () => directorySizeBytes(o.dataDir),
+        access,
         logger: this.logger,
       }),
       clusterConfigChange: clusterConfigChangeHandler({
@@ -258,6 +264,22 @@ export class MetaServer {
         topology: () => stateMachine.topology,
         slotMoves: this.slotMoves,
         dedupWindowEntries: o.dedupWindowEntries ?? dedupWindowEntriesDefault,
+        access,
+        logger: this.logger,
+      }),
+      auth: authHandler({
+        raft,
+        propose,
+        topology: () => stateMachine.topology,
+        access,
+        authUnsupported: () => {
+          if (tls === null) return 'this meta server runs without TLS (--cert-file)';
+          if (!tls.verifiesClients)
+            return 'this meta server does not verify client certificates (--client-cert-auth), so it cannot tell users apart';
+          if (!tls.verifiesPeers)
+            return 'this meta server has no peer certificates (--peer-cert-file), so it cannot tell cluster members apart';
+          return null;
+        },
         logger: this.logger,
       }),
       processRwOperation: (_call, callback) =>

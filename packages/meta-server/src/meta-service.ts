@@ -13,11 +13,17 @@ import {
   type ClusterConfigChangeResp,
   type ERaftKvServer,
 } from '@eraftkv/protocol';
-import { checkPeerAddress, errorAnswer, unaryHandler } from '@eraftkv/server-kit';
+import {
+  checkPeerAddress,
+  errorAnswer,
+  unaryHandler,
+  type AccessControl,
+} from '@eraftkv/server-kit';
 import {
   InvalidArgumentError,
   NotLeaderError,
   type Logger,
+  type PeerCall,
   type RaftServer,
 } from '@eraftkv/raft-server';
 import type { SlotMoveCoordinator } from './slot-move';
@@ -41,6 +47,8 @@ export interface MetaServiceDeps {
   readonly slotMoves: SlotMoveCoordinator;
   /** What ClusterInit records as the dedup window. */
   readonly dedupWindowEntries: number;
+  /** Who may change the topology (with auth enabled, the role root). */
+  readonly access: AccessControl;
   /** Where errors that become INTERNAL (bugs) are logged. */
   readonly logger: Logger;
 }
@@ -209,6 +217,7 @@ export function clusterConfigChangeHandler(
       leaderAddress: raft.addressOf(leaderId),
       slotMoveKeysCopied: copied.keys,
       slotMoveBytesCopied: copied.bytes,
+      authRevision: topology.auth.revision,
     };
   };
 
@@ -227,6 +236,7 @@ export function clusterConfigChangeHandler(
       leaderAddress: a.leaderAddress,
       slotMoveKeysCopied: 0,
       slotMoveBytesCopied: 0,
+      authRevision: topology.auth.revision,
     };
   };
 
@@ -236,8 +246,24 @@ export function clusterConfigChangeHandler(
     throw new NotLeaderError(leader, raft.addressOf(leader));
   };
 
-  const work = async (req: ClusterConfigChangeReq): Promise<ClusterConfigChangeResp> => {
+  /** With auth enabled, only root changes the topology; a kv group keeps its own server record. */
+  const authorize = (plan: Plan, changeType: ChangeType, call: PeerCall): void => {
+    if (plan.kind === 'query') return;
+    const what = ChangeType[changeType] ?? 'a topology change';
+    const own =
+      plan.kind === 'command' &&
+      (plan.command.kind === 'server-join' || plan.command.kind === 'server-leave')
+        ? [plan.command.groupId]
+        : [];
+    deps.access.requireAdmin(call, what, own);
+  };
+
+  const work = async (
+    req: ClusterConfigChangeReq,
+    call: PeerCall,
+  ): Promise<ClusterConfigChangeResp> => {
     const plan = planRequest(req, deps.topology(), deps.dedupWindowEntries);
+    authorize(plan, req.changeType, call);
     try {
       switch (plan.kind) {
         case 'query':

@@ -9,6 +9,7 @@
 // in the group, and applying a guess would make replicas diverge, so it throws (which stops the
 // node, saying which entry is at fault).
 import type { ErrorCode } from '@eraftkv/protocol';
+import { authCommandFromJson, authCommandToJson } from '@eraftkv/server-kit';
 import type {
   GroupRecord,
   RequestId,
@@ -18,7 +19,9 @@ import type {
 } from './topology';
 
 export function encodeCommand(command: TopologyCommand): Buffer {
-  return Buffer.from(JSON.stringify(command), 'utf8');
+  const json =
+    command.kind === 'auth' ? { ...command, change: authCommandToJson(command.change) } : command;
+  return Buffer.from(JSON.stringify(json), 'utf8');
 }
 
 export class CommandDecodeError extends Error {
@@ -143,6 +146,8 @@ export function decodeCommand(data: Uint8Array, index: number): TopologyCommand 
           nowMs: integer(o, 'nowMs'),
           request: request(o),
         };
+      case 'auth':
+        return { kind, change: authCommandFromJson(o.change), request: request(o) };
       default:
         throw new CommandDecodeError(`unknown command kind "${kind}"`);
     }

@@ -9,6 +9,7 @@
 //   "g" + id (8-byte BE)   a GroupRecord
 //   "s" + slot (4-byte BE) a slot that differs from the default (no owner, Running)
 //   "d" + seq (8-byte BE)  a DedupRecord
+//   "u"                    the auth table (AuthTableJson: users, roles, permissions)
 //
 // A snapshot is one JSON file: {"format":"eraftkv-meta-topology/1","appliedIndex":N,"records":R}
 // with R the canonical TopologyRecords (the snapshot store adds its own checksum).
@@ -20,6 +21,7 @@ import {
   type StorageEngine,
   type WriteOp,
 } from '@eraftkv/raft-server';
+import type { AuthTableJson } from '@eraftkv/server-kit';
 import { decodeCommand } from './topology-command-codec';
 import {
   Topology,
@@ -42,10 +44,12 @@ const prefix = {
   group: 0x67, // 'g'
   slot: 0x73, // 's'
   dedup: 0x64, // 'd'
+  auth: 0x75, // 'u'
 } as const;
 
 const appliedKey = Buffer.from([prefix.applied]);
 const configKey = Buffer.from([prefix.config]);
+const authKey = Buffer.from([prefix.auth]);
 
 function key64(p: number, n: number): Buffer {
   const b = Buffer.alloc(9);
@@ -98,6 +102,7 @@ function changesToOps(changes: TopologyChanges): WriteOp[] {
   for (const d of changes.dedupPut) {
     ops.push({ type: 'put', key: key64(prefix.dedup, d.seq), value: json(d) });
   }
+  if (changes.auth !== null) ops.push({ type: 'put', key: authKey, value: json(changes.auth) });
   return ops;
 }
 
@@ -111,6 +116,9 @@ function recordsToOps(records: TopologyRecords): WriteOp[] {
   }
   for (const d of records.dedup) {
     ops.push({ type: 'put', key: key64(prefix.dedup, d.seq), value: json(d) });
+  }
+  if (records.auth !== undefined) {
+    ops.push({ type: 'put', key: authKey, value: json(records.auth) });
   }
   return ops;
 }
@@ -262,6 +270,7 @@ async function load(engine: StorageEngine): Promise<{ topology: Topology; applie
   const groups: GroupRecord[] = [];
   const slots: SlotEntry[] = [];
   const dedup: DedupRecord[] = [];
+  let auth: AuthTableJson | undefined;
   for await (const [key, value] of engine.iterate({})) {
     switch (key[0]) {
       case prefix.applied:
@@ -284,6 +293,9 @@ async function load(engine: StorageEngine): Promise<{ topology: Topology; applie
       case prefix.dedup:
         dedup.push(parse<DedupRecord>(value, engine.path, key));
         break;
+      case prefix.auth:
+        auth = parse<AuthTableJson>(value, engine.path, key);
+        break;
       default:
         throw new Error(
           `${engine.path}: unknown key ${key.toString('hex')}; this is not an eraftkv-meta state store`,
@@ -295,7 +307,12 @@ async function load(engine: StorageEngine): Promise<{ topology: Topology; applie
     if (groups.length + slots.length + dedup.length > 0) {
       throw new Error(`${engine.path}: records without a config record; the store is damaged`);
     }
-    return { topology: Topology.empty(), applied };
+    // Auth may be set up before ClusterInit.
+    const topology =
+      auth === undefined
+        ? Topology.empty()
+        : Topology.fromRecords({ ...Topology.empty().toRecords(), auth });
+    return { topology, applied };
   }
-  return { topology: Topology.fromRecords({ config, groups, slots, dedup }), applied };
+  return { topology: Topology.fromRecords({ config, groups, slots, dedup, auth }), applied };
 }

@@ -10,6 +10,7 @@ import {
   slotCountDefault,
   slotCountMax,
 } from '@eraftkv/protocol';
+import { AuthTable, type AuthCommand, type AuthTableJson } from '@eraftkv/server-kit';
 
 /** One kv server as the topology records it: its node id within its group and its address. */
 export interface ServerRecord {
@@ -86,6 +87,8 @@ export interface TopologyRecords {
   readonly groups: readonly GroupRecord[];
   readonly slots: readonly SlotEntry[];
   readonly dedup: readonly DedupRecord[];
+  /** Users, roles and permissions; absent in the records of a version without auth (empty). */
+  readonly auth?: AuthTableJson;
 }
 
 /**
@@ -133,6 +136,12 @@ export type TopologyCommand =
       readonly failure: StoredOutcome | null;
       readonly nowMs: number;
       readonly request: RequestId | null;
+    }
+  | {
+      /** A change of users, roles or permissions (allowed before ClusterInit too). */
+      readonly kind: 'auth';
+      readonly change: AuthCommand;
+      readonly request: RequestId | null;
     };
 
 export type TopologyCommandKind = TopologyCommand['kind'];
@@ -165,6 +174,8 @@ export interface TopologyChanges {
   readonly slots: ReadonlyMap<number, SlotRecord | null>;
   readonly dedupPut: readonly DedupRecord[];
   readonly dedupDelete: readonly number[];
+  /** The auth table, when it changed. */
+  readonly auth: AuthTableJson | null;
 }
 
 /** The dedup window before ClusterInit sets one, and the default ClusterInit records. */
@@ -234,6 +245,8 @@ export class Topology {
   private readonly changedSlots = new Set<number>();
   private dedupPut: DedupRecord[] = [];
   private dedupDelete: number[] = [];
+  private authTable = AuthTable.empty();
+  private changedAuth = false;
 
   private constructor(config: ConfigRecord) {
     this.config = config;
@@ -280,6 +293,15 @@ export class Topology {
       check(d.seq < c.dedupNextSeq, () => `dedup record ${d.seq} is not below the next seq`);
       t.dedup.set(requestKey(d), { ...d, outcome: { ...d.outcome } });
     }
+    if (records.auth !== undefined) {
+      try {
+        t.authTable = AuthTable.fromJson(records.auth);
+      } catch (err) {
+        throw new TopologyInvariantError(
+          `the stored auth table is damaged: ${(err as Error).message}`,
+        );
+      }
+    }
     t.assertInvariants();
     return t;
   }
@@ -295,6 +317,7 @@ export class Topology {
       groups: [...this.groups.values()].sort((a, b) => a.id - b.id),
       slots,
       dedup: [...this.dedup.values()].sort((a, b) => a.seq - b.seq),
+      auth: this.authTable.toJson(),
     };
   }
 
@@ -349,6 +372,11 @@ export class Topology {
 
   get dedupWindowEntries(): number {
     return this.config.dedupWindowEntries;
+  }
+
+  /** Users, roles and permissions, as applied. */
+  get auth(): AuthTable {
+    return this.authTable;
   }
 
   /** Number of requests the dedup table remembers now. */
@@ -432,6 +460,7 @@ export class Topology {
   private execute(command: TopologyCommand): Execution {
     if (command.kind === 'cluster-init')
       return this.init(command.slotCount, command.dedupWindowEntries);
+    if (command.kind === 'auth') return this.changeAuth(command.change);
     if (!this.config.initialized) {
       return {
         outcome: fail(
@@ -456,6 +485,17 @@ export class Topology {
       case 'slot-move-finish':
         return this.slotMoveFinish(command);
     }
+  }
+
+  /** Auth changes have their own revision (in the table): they leave the config version alone. */
+  private changeAuth(change: AuthCommand): Execution {
+    const result = this.authTable.apply(change);
+    if ('refused' in result) {
+      return { outcome: fail(ErrorCode.REJECTED, result.refused), changed: false, final: true };
+    }
+    this.authTable = result.table;
+    this.changedAuth = true;
+    return { outcome: ok(), changed: false, final: true };
   }
 
   private init(slotCount: number, dedupWindowEntries: number): Execution {
@@ -735,8 +775,10 @@ export class Topology {
       slots,
       dedupPut: this.dedupPut,
       dedupDelete: this.dedupDelete,
+      auth: this.changedAuth ? this.authTable.toJson() : null,
     };
     this.changedConfig = false;
+    this.changedAuth = false;
     this.changedGroups.clear();
     this.changedSlots.clear();
     this.dedupPut = [];

@@ -7,6 +7,8 @@
 import { BinaryReader } from '@bufbuild/protobuf/wire';
 import {
   AppendEntriesReq,
+  AuthAction,
+  AuthReq,
   ChangeType,
   ClientOperationReq,
   ClientOpType,
@@ -15,6 +17,7 @@ import {
   IdentifyReq,
   MemberChangeReq,
   MemberChangeType,
+  PermissionType,
   ReadConsistency,
   RequestVoteReq,
   ServerStatus,
@@ -95,6 +98,8 @@ const handleServerType = enumInfo('HandleServerType', HandleServerType);
 const serverStatus = enumInfo('ServerStatus', ServerStatus);
 const slotStatus = enumInfo('SlotStatus', SlotStatus);
 const memberChangeType = enumInfo('MemberChangeType', MemberChangeType);
+const authAction = enumInfo('AuthAction', AuthAction);
+const permissionType = enumInfo('PermissionType', PermissionType);
 
 /** Null when `value` is a declared value of the enum, else why not (naming `field`). */
 function enumProblem(info: EnumInfo, value: number, field: string): string | null {
@@ -146,6 +151,12 @@ function clusterConfigChangeProblem(req: ClusterConfigChangeReq): string | null 
 
 function memberChangeProblem(req: MemberChangeReq): string | null {
   return enumProblem(memberChangeType, req.changeType, 'change_type');
+}
+
+function authProblem(req: AuthReq): string | null {
+  const problem = enumProblem(authAction, req.action, 'action');
+  if (problem !== null || req.permission === undefined) return problem;
+  return enumProblem(permissionType, req.permission.permType, 'permission.perm_type');
 }
 
 /**
@@ -211,6 +222,7 @@ export const eraftKvRequestDecoders: ERaftKvRequestDecoders = {
   status: requestDecoder('eraftkv.StatusReq', StatusReq),
   slotExport: requestDecoder('eraftkv.SlotExportReq', SlotExportReq, slotExportProblem),
   slotImport: requestDecoder('eraftkv.SlotImportReq', SlotImportReq, slotImportProblem),
+  auth: requestDecoder('eraftkv.AuthReq', AuthReq, authProblem),
 };
 
 /** Group ids and config versions of a slot move: positive and within what storage holds. */

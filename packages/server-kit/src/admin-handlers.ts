@@ -17,6 +17,7 @@ import { checkPeerNumber, InvalidArgumentError, membershipToWire } from '@eraftk
 import type { Logger, RaftServer } from '@eraftkv/raft-server';
 import { errorAnswer, unaryHandler } from './error-mapping';
 import { checkPeerAddress } from './peers';
+import type { AccessControl } from './access';
 
 export interface AdminInfo {
   readonly serverType: 'meta' | 'kv';
@@ -29,6 +30,8 @@ export interface AdminInfo {
   readonly stateDigest?: () => Promise<{ index: number; digest: string }>;
   /** The slots holding at least one key and the applied index they were read at (kv servers). */
   readonly slotsWithKeys?: () => Promise<{ index: number; slots: number[] }>;
+  /** Who may change membership and leadership (with auth enabled, the role root). */
+  readonly access?: AccessControl;
   /** Where errors that become INTERNAL (bugs) are logged. */
   readonly logger: Logger;
 }
@@ -45,7 +48,8 @@ export function adminHandlers<R>(
     }
   };
   return {
-    memberChange: unaryHandler<MemberChangeReq, MemberChangeResp>(async (req) => {
+    memberChange: unaryHandler<MemberChangeReq, MemberChangeResp>(async (req, call) => {
+      info.access?.requireAdmin(call, 'MemberChange');
       groupCheck(req.groupId);
       checkPeerNumber(req.nodeId, 'node_id', 1);
       const needsAddress =
@@ -89,7 +93,8 @@ export function adminHandlers<R>(
         };
       }
     }, info.logger),
-    transferLeader: unaryHandler<TransferLeaderReq, TransferLeaderResp>(async (req) => {
+    transferLeader: unaryHandler<TransferLeaderReq, TransferLeaderResp>(async (req, call) => {
+      info.access?.requireAdmin(call, 'TransferLeader');
       groupCheck(req.groupId);
       // Target 0 would "succeed" at once on a node that knows no leader (leader id 0).
       checkPeerNumber(req.targetId, 'target_id', 1);

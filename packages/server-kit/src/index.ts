@@ -50,11 +50,26 @@ export { NodeHost, type NodeHostOptions } from './node-host';
 export { openRaftNode, type RaftNodeOptions, type RaftTuning } from './raft-node';
 export { memberUri, NodeTls, type MemberAuthenticator, type NodeTlsFlags } from './tls';
 export {
+  authCommandFromJson,
+  authCommandToJson,
+  AuthFormatError,
   AuthTable,
+  authTableBytesMax,
+  permissionKeyBytesMax,
   rootRole,
   rootUser,
   type AuthCommand,
+  type AuthCommandJson,
   type AuthTableJson,
   type Permission,
+  type PermissionJson,
   type PermissionType,
 } from './auth-table';
+export {
+  AccessControl,
+  anonymous,
+  anonymousCaller,
+  type Caller,
+  type CallerOf,
+  type KeyAccess,
+} from './access';

@@ -17,6 +17,7 @@ import { X509Certificate, createPrivateKey } from 'node:crypto';
 import { readFileSync } from 'node:fs';
 import * as grpc from '@grpc/grpc-js';
 import type { Logger, PeerAuthenticator, PeerCall } from '@eraftkv/raft-server';
+import type { CallerOf } from './access';
 
 /** The TLS flags of a node, as parsed ('' for a flag not given). */
 export interface NodeTlsFlags {
@@ -329,6 +330,50 @@ export class NodeTls {
         : `the peer certificate names ${uris.join(', ') || 'no member'}, not a member of ${group === null ? 'this cluster' : group === 0 ? 'the meta group' : `group ${group}`}`,
     );
   };
+
+  /**
+   * Who a call comes from: the user is the CN of its client certificate, which the handshake
+   * verified only with --client-cert-auth (without it nobody is named); the member is found from
+   * a peer certificate, when asked.
+   */
+  readonly callerOf: CallerOf = (call) => {
+    const presented = this.clientCertAuth ? call.getAuthContext().sslPeerCertificate : undefined;
+    const cn: unknown = presented?.subject?.CN;
+    let member: number | null | undefined;
+    return {
+      user: typeof cn === 'string' && cn !== '' ? cn : null,
+      memberOf: () => {
+        if (member === undefined) member = this.memberGroupOf(call);
+        return member;
+      },
+    };
+  };
+
+  private memberGroupOf(call: PeerCall): number | null {
+    if (this.peer === null) return null;
+    let group: number | null = null;
+    const problem = this.checkPeer(call, (uris) => {
+      for (const uri of uris) {
+        const m = /^urn:eraftkv:group:(\d+):node:\d+$/.exec(uri);
+        if (m !== null) {
+          group = Number(m[1]);
+          return null;
+        }
+      }
+      return 'no member';
+    });
+    return problem === null ? group : null;
+  }
+
+  /** Whether the port verifies client certificates (--client-cert-auth), so that CNs name users. */
+  get verifiesClients(): boolean {
+    return this.clientCertAuth;
+  }
+
+  /** Whether members are told apart by peer certificates (--peer-*-file). */
+  get verifiesPeers(): boolean {
+    return this.peer !== null;
+  }
 
   /** Reads every file again now (SIGHUP). */
   reload(): void {

@@ -573,6 +573,140 @@ export function memberChangeTypeToJSON(object: MemberChangeType): string {
   }
 }
 
+export enum AuthAction {
+  /** AuthStatus - Read whether auth is enabled and the table's revision. */
+  AuthStatus = 0,
+  AuthEnable = 1,
+  AuthDisable = 2,
+  UserAdd = 3,
+  UserDelete = 4,
+  UserGrantRole = 5,
+  UserRevokeRole = 6,
+  RoleAdd = 7,
+  RoleDelete = 8,
+  RoleGrantPermission = 9,
+  RoleRevokePermission = 10,
+  /** AuthList - Read every user and role (root, or a cluster member, when auth is enabled). */
+  AuthList = 11,
+  UNRECOGNIZED = -1,
+}
+
+export function authActionFromJSON(object: any): AuthAction {
+  switch (object) {
+    case 0:
+    case "AuthStatus":
+      return AuthAction.AuthStatus;
+    case 1:
+    case "AuthEnable":
+      return AuthAction.AuthEnable;
+    case 2:
+    case "AuthDisable":
+      return AuthAction.AuthDisable;
+    case 3:
+    case "UserAdd":
+      return AuthAction.UserAdd;
+    case 4:
+    case "UserDelete":
+      return AuthAction.UserDelete;
+    case 5:
+    case "UserGrantRole":
+      return AuthAction.UserGrantRole;
+    case 6:
+    case "UserRevokeRole":
+      return AuthAction.UserRevokeRole;
+    case 7:
+    case "RoleAdd":
+      return AuthAction.RoleAdd;
+    case 8:
+    case "RoleDelete":
+      return AuthAction.RoleDelete;
+    case 9:
+    case "RoleGrantPermission":
+      return AuthAction.RoleGrantPermission;
+    case 10:
+    case "RoleRevokePermission":
+      return AuthAction.RoleRevokePermission;
+    case 11:
+    case "AuthList":
+      return AuthAction.AuthList;
+    case -1:
+    case "UNRECOGNIZED":
+    default:
+      return AuthAction.UNRECOGNIZED;
+  }
+}
+
+export function authActionToJSON(object: AuthAction): string {
+  switch (object) {
+    case AuthAction.AuthStatus:
+      return "AuthStatus";
+    case AuthAction.AuthEnable:
+      return "AuthEnable";
+    case AuthAction.AuthDisable:
+      return "AuthDisable";
+    case AuthAction.UserAdd:
+      return "UserAdd";
+    case AuthAction.UserDelete:
+      return "UserDelete";
+    case AuthAction.UserGrantRole:
+      return "UserGrantRole";
+    case AuthAction.UserRevokeRole:
+      return "UserRevokeRole";
+    case AuthAction.RoleAdd:
+      return "RoleAdd";
+    case AuthAction.RoleDelete:
+      return "RoleDelete";
+    case AuthAction.RoleGrantPermission:
+      return "RoleGrantPermission";
+    case AuthAction.RoleRevokePermission:
+      return "RoleRevokePermission";
+    case AuthAction.AuthList:
+      return "AuthList";
+    case AuthAction.UNRECOGNIZED:
+    default:
+      return "UNRECOGNIZED";
+  }
+}
+
+export enum PermissionType {
+  READ = 0,
+  WRITE = 1,
+  READWRITE = 2,
+  UNRECOGNIZED = -1,
+}
+
+export function permissionTypeFromJSON(object: any): PermissionType {
+  switch (object) {
+    case 0:
+    case "READ":
+      return PermissionType.READ;
+    case 1:
+    case "WRITE":
+      return PermissionType.WRITE;
+    case 2:
+    case "READWRITE":
+      return PermissionType.READWRITE;
+    case -1:
+    case "UNRECOGNIZED":
+    default:
+      return PermissionType.UNRECOGNIZED;
+  }
+}
+
+export function permissionTypeToJSON(object: PermissionType): string {
+  switch (object) {
+    case PermissionType.READ:
+      return "READ";
+    case PermissionType.WRITE:
+      return "WRITE";
+    case PermissionType.READWRITE:
+      return "READWRITE";
+    case PermissionType.UNRECOGNIZED:
+    default:
+      return "UNRECOGNIZED";
+  }
+}
+
 /**
  * A request for a vote, sent by a (pre-)candidate to every voter of its group.
  * A pre-vote carries term = current_term + 1 and changes no state on either side.
@@ -954,6 +1088,11 @@ export interface ClusterConfigChangeResp {
    */
   slotMoveKeysCopied: number;
   slotMoveBytesCopied: number;
+  /**
+   * The revision of the users, roles and permissions (see Auth): kv group leaders fetch the table
+   * again when it grows.
+   */
+  authRevision: number;
 }
 
 /** A key and its value, as returned by Scan. */
@@ -1113,6 +1252,55 @@ export interface StatusResp {
    */
   slotsWithKeys: number[];
   slotsWithKeysIndex: number;
+}
+
+export interface Permission {
+  permType: PermissionType;
+  key: Buffer;
+  /** Empty: the key alone; a single 0 byte: every key from key on; else the exclusive end. */
+  rangeEnd: Buffer;
+}
+
+export interface AuthReq {
+  action: AuthAction;
+  user: string;
+  role: string;
+  /** RoleGrantPermission: the permission; RoleRevokePermission: its key and range_end. */
+  permission:
+    | Permission
+    | undefined;
+  /** (client_id, command_id) identifies a change so that a retried change applies once. */
+  clientId: string;
+  commandId: number;
+  /** Reads only: serve from local state instead of confirming leadership (may be stale). */
+  serializable: boolean;
+}
+
+export interface AuthUser {
+  name: string;
+  roles: string[];
+}
+
+export interface AuthRole {
+  name: string;
+  permissions: Permission[];
+}
+
+/** The answer to AuthReq: the state after a change (or as read). */
+export interface AuthResp {
+  errorCode: ErrorCode;
+  errorMessage: string;
+  /** With NOT_LEADER: the meta leader's gRPC address, empty while unknown. */
+  leaderAddress: string;
+  enabled: boolean;
+  revision: number;
+  /** AuthList only. */
+  users: AuthUser[];
+  roles: AuthRole[];
+  /** AuthList only: the whole table as JSON, what kv groups put in their logs. */
+  tableJson: Buffer;
+  /** The identity the meta server saw for this call (the client certificate's CN, empty if none). */
+  caller: string;
 }
 
 function createBaseRequestVoteReq(): RequestVoteReq {
@@ -5478,6 +5666,7 @@ function createBaseClusterConfigChangeResp(): ClusterConfigChangeResp {
     leaderId: 0,
     slotMoveKeysCopied: 0,
     slotMoveBytesCopied: 0,
+    authRevision: 0,
   };
 }
 
@@ -5512,6 +5701,9 @@ export const ClusterConfigChangeResp: MessageFns<ClusterConfigChangeResp> = {
     }
     if (message.slotMoveBytesCopied !== 0) {
       writer.uint32(80).int64(message.slotMoveBytesCopied);
+    }
+    if (message.authRevision !== 0) {
+      writer.uint32(88).int64(message.authRevision);
     }
     return writer;
   },
@@ -5609,6 +5801,14 @@ export const ClusterConfigChangeResp: MessageFns<ClusterConfigChangeResp> = {
             message.slotMoveBytesCopied = longToNumber(reader.int64());
             continue;
           }
+          case 11: {
+            if (tag !== 88) {
+              break;
+            }
+
+            message.authRevision = longToNumber(reader.int64());
+            continue;
+          }
         }
         if ((tag & 7) === 4 || tag === 0) {
           break;
@@ -5669,6 +5869,11 @@ export const ClusterConfigChangeResp: MessageFns<ClusterConfigChangeResp> = {
         : isSet(object.slot_move_bytes_copied)
         ? globalThis.Number(object.slot_move_bytes_copied)
         : 0,
+      authRevision: isSet(object.authRevision)
+        ? globalThis.Number(object.authRevision)
+        : isSet(object.auth_revision)
+        ? globalThis.Number(object.auth_revision)
+        : 0,
     };
   },
 
@@ -5704,6 +5909,9 @@ export const ClusterConfigChangeResp: MessageFns<ClusterConfigChangeResp> = {
     if (message.slotMoveBytesCopied !== 0) {
       obj.slotMoveBytesCopied = Math.round(message.slotMoveBytesCopied);
     }
+    if (message.authRevision !== 0) {
+      obj.authRevision = Math.round(message.authRevision);
+    }
     return obj;
   },
 
@@ -5722,6 +5930,7 @@ export const ClusterConfigChangeResp: MessageFns<ClusterConfigChangeResp> = {
     message.leaderId = object.leaderId ?? 0;
     message.slotMoveKeysCopied = object.slotMoveKeysCopied ?? 0;
     message.slotMoveBytesCopied = object.slotMoveBytesCopied ?? 0;
+    message.authRevision = object.authRevision ?? 0;
     return message;
   },
 };
@@ -7745,6 +7954,685 @@ export const StatusResp: MessageFns<StatusResp> = {
   },
 };
 
+function createBasePermission(): Permission {
+  return { permType: 0, key: Buffer.alloc(0), rangeEnd: Buffer.alloc(0) };
+}
+
+export const Permission: MessageFns<Permission> = {
+  encode(message: Permission, writer: BinaryWriter = new BinaryWriter()): BinaryWriter {
+    if (message.permType !== 0) {
+      writer.uint32(8).int32(message.permType);
+    }
+    if (message.key.length !== 0) {
+      writer.uint32(18).bytes(message.key);
+    }
+    if (message.rangeEnd.length !== 0) {
+      writer.uint32(26).bytes(message.rangeEnd);
+    }
+    return writer;
+  },
+
+  decode(input: BinaryReader | Uint8Array, length?: number): Permission {
+    const reader = input instanceof BinaryReader ? input : new BinaryReader(input);
+    const previousRecursionDepth = (reader as any).__tsProtoDecodeDepth ?? 0;
+    if (previousRecursionDepth >= 100) {
+      throw new globalThis.Error("protobuf decode recursion limit exceeded");
+    }
+    (reader as any).__tsProtoDecodeDepth = previousRecursionDepth + 1;
+    try {
+      const end = length === undefined ? reader.len : reader.pos + length;
+      const message = createBasePermission();
+      while (reader.pos < end) {
+        const tag = reader.uint32();
+        switch (tag >>> 3) {
+          case 1: {
+            if (tag !== 8) {
+              break;
+            }
+
+            message.permType = reader.int32() as any;
+            continue;
+          }
+          case 2: {
+            if (tag !== 18) {
+              break;
+            }
+
+            message.key = Buffer.from(reader.bytes());
+            continue;
+          }
+          case 3: {
+            if (tag !== 26) {
+              break;
+            }
+
+            message.rangeEnd = Buffer.from(reader.bytes());
+            continue;
+          }
+        }
+        if ((tag & 7) === 4 || tag === 0) {
+          break;
+        }
+        reader.skip(tag & 7);
+      }
+      return message;
+    } finally {
+      (reader as any).__tsProtoDecodeDepth = previousRecursionDepth;
+    }
+  },
+
+  fromJSON(object: any): Permission {
+    return {
+      permType: isSet(object.permType)
+        ? permissionTypeFromJSON(object.permType)
+        : isSet(object.perm_type)
+        ? permissionTypeFromJSON(object.perm_type)
+        : 0,
+      key: isSet(object.key) ? Buffer.from(bytesFromBase64(object.key)) : Buffer.alloc(0),
+      rangeEnd: isSet(object.rangeEnd)
+        ? Buffer.from(bytesFromBase64(object.rangeEnd))
+        : isSet(object.range_end)
+        ? Buffer.from(bytesFromBase64(object.range_end))
+        : Buffer.alloc(0),
+    };
+  },
+
+  toJSON(message: Permission): unknown {
+    const obj: any = {};
+    if (message.permType !== 0) {
+      obj.permType = permissionTypeToJSON(message.permType);
+    }
+    if (message.key.length !== 0) {
+      obj.key = base64FromBytes(message.key);
+    }
+    if (message.rangeEnd.length !== 0) {
+      obj.rangeEnd = base64FromBytes(message.rangeEnd);
+    }
+    return obj;
+  },
+
+  create<I extends Exact<DeepPartial<Permission>, I>>(base?: I): Permission {
+    return Permission.fromPartial(base ?? ({} as any));
+  },
+  fromPartial<I extends Exact<DeepPartial<Permission>, I>>(object: I): Permission {
+    const message = createBasePermission();
+    message.permType = object.permType ?? 0;
+    message.key = object.key ?? Buffer.alloc(0);
+    message.rangeEnd = object.rangeEnd ?? Buffer.alloc(0);
+    return message;
+  },
+};
+
+function createBaseAuthReq(): AuthReq {
+  return { action: 0, user: "", role: "", permission: undefined, clientId: "", commandId: 0, serializable: false };
+}
+
+export const AuthReq: MessageFns<AuthReq> = {
+  encode(message: AuthReq, writer: BinaryWriter = new BinaryWriter()): BinaryWriter {
+    if (message.action !== 0) {
+      writer.uint32(8).int32(message.action);
+    }
+    if (message.user !== "") {
+      writer.uint32(18).string(message.user);
+    }
+    if (message.role !== "") {
+      writer.uint32(26).string(message.role);
+    }
+    if (message.permission !== undefined) {
+      Permission.encode(message.permission, writer.uint32(34).fork()).join();
+    }
+    if (message.clientId !== "") {
+      writer.uint32(42).string(message.clientId);
+    }
+    if (message.commandId !== 0) {
+      writer.uint32(48).int64(message.commandId);
+    }
+    if (message.serializable !== false) {
+      writer.uint32(56).bool(message.serializable);
+    }
+    return writer;
+  },
+
+  decode(input: BinaryReader | Uint8Array, length?: number): AuthReq {
+    const reader = input instanceof BinaryReader ? input : new BinaryReader(input);
+    const previousRecursionDepth = (reader as any).__tsProtoDecodeDepth ?? 0;
+    if (previousRecursionDepth >= 100) {
+      throw new globalThis.Error("protobuf decode recursion limit exceeded");
+    }
+    (reader as any).__tsProtoDecodeDepth = previousRecursionDepth + 1;
+    try {
+      const end = length === undefined ? reader.len : reader.pos + length;
+      const message = createBaseAuthReq();
+      while (reader.pos < end) {
+        const tag = reader.uint32();
+        switch (tag >>> 3) {
+          case 1: {
+            if (tag !== 8) {
+              break;
+            }
+
+            message.action = reader.int32() as any;
+            continue;
+          }
+          case 2: {
+            if (tag !== 18) {
+              break;
+            }
+
+            message.user = reader.string();
+            continue;
+          }
+          case 3: {
+            if (tag !== 26) {
+              break;
+            }
+
+            message.role = reader.string();
+            continue;
+          }
+          case 4: {
+            if (tag !== 34) {
+              break;
+            }
+
+            message.permission = Permission.decode(reader, reader.uint32());
+            continue;
+          }
+          case 5: {
+            if (tag !== 42) {
+              break;
+            }
+
+            message.clientId = reader.string();
+            continue;
+          }
+          case 6: {
+            if (tag !== 48) {
+              break;
+            }
+
+            message.commandId = longToNumber(reader.int64());
+            continue;
+          }
+          case 7: {
+            if (tag !== 56) {
+              break;
+            }
+
+            message.serializable = reader.bool();
+            continue;
+          }
+        }
+        if ((tag & 7) === 4 || tag === 0) {
+          break;
+        }
+        reader.skip(tag & 7);
+      }
+      return message;
+    } finally {
+      (reader as any).__tsProtoDecodeDepth = previousRecursionDepth;
+    }
+  },
+
+  fromJSON(object: any): AuthReq {
+    return {
+      action: isSet(object.action) ? authActionFromJSON(object.action) : 0,
+      user: isSet(object.user) ? globalThis.String(object.user) : "",
+      role: isSet(object.role) ? globalThis.String(object.role) : "",
+      permission: isSet(object.permission) ? Permission.fromJSON(object.permission) : undefined,
+      clientId: isSet(object.clientId)
+        ? globalThis.String(object.clientId)
+        : isSet(object.client_id)
+        ? globalThis.String(object.client_id)
+        : "",
+      commandId: isSet(object.commandId)
+        ? globalThis.Number(object.commandId)
+        : isSet(object.command_id)
+        ? globalThis.Number(object.command_id)
+        : 0,
+      serializable: isSet(object.serializable) ? globalThis.Boolean(object.serializable) : false,
+    };
+  },
+
+  toJSON(message: AuthReq): unknown {
+    const obj: any = {};
+    if (message.action !== 0) {
+      obj.action = authActionToJSON(message.action);
+    }
+    if (message.user !== "") {
+      obj.user = message.user;
+    }
+    if (message.role !== "") {
+      obj.role = message.role;
+    }
+    if (message.permission !== undefined) {
+      obj.permission = Permission.toJSON(message.permission);
+    }
+    if (message.clientId !== "") {
+      obj.clientId = message.clientId;
+    }
+    if (message.commandId !== 0) {
+      obj.commandId = Math.round(message.commandId);
+    }
+    if (message.serializable !== false) {
+      obj.serializable = message.serializable;
+    }
+    return obj;
+  },
+
+  create<I extends Exact<DeepPartial<AuthReq>, I>>(base?: I): AuthReq {
+    return AuthReq.fromPartial(base ?? ({} as any));
+  },
+  fromPartial<I extends Exact<DeepPartial<AuthReq>, I>>(object: I): AuthReq {
+    const message = createBaseAuthReq();
+    message.action = object.action ?? 0;
+    message.user = object.user ?? "";
+    message.role = object.role ?? "";
+    message.permission = (object.permission !== undefined && object.permission !== null)
+      ? Permission.fromPartial(object.permission)
+      : undefined;
+    message.clientId = object.clientId ?? "";
+    message.commandId = object.commandId ?? 0;
+    message.serializable = object.serializable ?? false;
+    return message;
+  },
+};
+
+function createBaseAuthUser(): AuthUser {
+  return { name: "", roles: [] };
+}
+
+export const AuthUser: MessageFns<AuthUser> = {
+  encode(message: AuthUser, writer: BinaryWriter = new BinaryWriter()): BinaryWriter {
+    if (message.name !== "") {
+      writer.uint32(10).string(message.name);
+    }
+    for (const v of message.roles) {
+      writer.uint32(18).string(v!);
+    }
+    return writer;
+  },
+
+  decode(input: BinaryReader | Uint8Array, length?: number): AuthUser {
+    const reader = input instanceof BinaryReader ? input : new BinaryReader(input);
+    const previousRecursionDepth = (reader as any).__tsProtoDecodeDepth ?? 0;
+    if (previousRecursionDepth >= 100) {
+      throw new globalThis.Error("protobuf decode recursion limit exceeded");
+    }
+    (reader as any).__tsProtoDecodeDepth = previousRecursionDepth + 1;
+    try {
+      const end = length === undefined ? reader.len : reader.pos + length;
+      const message = createBaseAuthUser();
+      while (reader.pos < end) {
+        const tag = reader.uint32();
+        switch (tag >>> 3) {
+          case 1: {
+            if (tag !== 10) {
+              break;
+            }
+
+            message.name = reader.string();
+            continue;
+          }
+          case 2: {
+            if (tag !== 18) {
+              break;
+            }
+
+            message.roles.push(reader.string());
+            continue;
+          }
+        }
+        if ((tag & 7) === 4 || tag === 0) {
+          break;
+        }
+        reader.skip(tag & 7);
+      }
+      return message;
+    } finally {
+      (reader as any).__tsProtoDecodeDepth = previousRecursionDepth;
+    }
+  },
+
+  fromJSON(object: any): AuthUser {
+    return {
+      name: isSet(object.name) ? globalThis.String(object.name) : "",
+      roles: globalThis.Array.isArray(object?.roles) ? object.roles.map((e: any) => globalThis.String(e)) : [],
+    };
+  },
+
+  toJSON(message: AuthUser): unknown {
+    const obj: any = {};
+    if (message.name !== "") {
+      obj.name = message.name;
+    }
+    if (message.roles?.length) {
+      obj.roles = message.roles;
+    }
+    return obj;
+  },
+
+  create<I extends Exact<DeepPartial<AuthUser>, I>>(base?: I): AuthUser {
+    return AuthUser.fromPartial(base ?? ({} as any));
+  },
+  fromPartial<I extends Exact<DeepPartial<AuthUser>, I>>(object: I): AuthUser {
+    const message = createBaseAuthUser();
+    message.name = object.name ?? "";
+    message.roles = object.roles?.map((e) => e) || [];
+    return message;
+  },
+};
+
+function createBaseAuthRole(): AuthRole {
+  return { name: "", permissions: [] };
+}
+
+export const AuthRole: MessageFns<AuthRole> = {
+  encode(message: AuthRole, writer: BinaryWriter = new BinaryWriter()): BinaryWriter {
+    if (message.name !== "") {
+      writer.uint32(10).string(message.name);
+    }
+    for (const v of message.permissions) {
+      Permission.encode(v!, writer.uint32(18).fork()).join();
+    }
+    return writer;
+  },
+
+  decode(input: BinaryReader | Uint8Array, length?: number): AuthRole {
+    const reader = input instanceof BinaryReader ? input : new BinaryReader(input);
+    const previousRecursionDepth = (reader as any).__tsProtoDecodeDepth ?? 0;
+    if (previousRecursionDepth >= 100) {
+      throw new globalThis.Error("protobuf decode recursion limit exceeded");
+    }
+    (reader as any).__tsProtoDecodeDepth = previousRecursionDepth + 1;
+    try {
+      const end = length === undefined ? reader.len : reader.pos + length;
+      const message = createBaseAuthRole();
+      while (reader.pos < end) {
+        const tag = reader.uint32();
+        switch (tag >>> 3) {
+          case 1: {
+            if (tag !== 10) {
+              break;
+            }
+
+            message.name = reader.string();
+            continue;
+          }
+          case 2: {
+            if (tag !== 18) {
+              break;
+            }
+
+            message.permissions.push(Permission.decode(reader, reader.uint32()));
+            continue;
+          }
+        }
+        if ((tag & 7) === 4 || tag === 0) {
+          break;
+        }
+        reader.skip(tag & 7);
+      }
+      return message;
+    } finally {
+      (reader as any).__tsProtoDecodeDepth = previousRecursionDepth;
+    }
+  },
+
+  fromJSON(object: any): AuthRole {
+    return {
+      name: isSet(object.name) ? globalThis.String(object.name) : "",
+      permissions: globalThis.Array.isArray(object?.permissions)
+        ? object.permissions.map((e: any) => Permission.fromJSON(e))
+        : [],
+    };
+  },
+
+  toJSON(message: AuthRole): unknown {
+    const obj: any = {};
+    if (message.name !== "") {
+      obj.name = message.name;
+    }
+    if (message.permissions?.length) {
+      obj.permissions = message.permissions.map((e) => Permission.toJSON(e));
+    }
+    return obj;
+  },
+
+  create<I extends Exact<DeepPartial<AuthRole>, I>>(base?: I): AuthRole {
+    return AuthRole.fromPartial(base ?? ({} as any));
+  },
+  fromPartial<I extends Exact<DeepPartial<AuthRole>, I>>(object: I): AuthRole {
+    const message = createBaseAuthRole();
+    message.name = object.name ?? "";
+    message.permissions = object.permissions?.map((e) => Permission.fromPartial(e)) || [];
+    return message;
+  },
+};
+
+function createBaseAuthResp(): AuthResp {
+  return {
+    errorCode: 0,
+    errorMessage: "",
+    leaderAddress: "",
+    enabled: false,
+    revision: 0,
+    users: [],
+    roles: [],
+    tableJson: Buffer.alloc(0),
+    caller: "",
+  };
+}
+
+export const AuthResp: MessageFns<AuthResp> = {
+  encode(message: AuthResp, writer: BinaryWriter = new BinaryWriter()): BinaryWriter {
+    if (message.errorCode !== 0) {
+      writer.uint32(8).int32(message.errorCode);
+    }
+    if (message.errorMessage !== "") {
+      writer.uint32(18).string(message.errorMessage);
+    }
+    if (message.leaderAddress !== "") {
+      writer.uint32(26).string(message.leaderAddress);
+    }
+    if (message.enabled !== false) {
+      writer.uint32(32).bool(message.enabled);
+    }
+    if (message.revision !== 0) {
+      writer.uint32(40).int64(message.revision);
+    }
+    for (const v of message.users) {
+      AuthUser.encode(v!, writer.uint32(50).fork()).join();
+    }
+    for (const v of message.roles) {
+      AuthRole.encode(v!, writer.uint32(58).fork()).join();
+    }
+    if (message.tableJson.length !== 0) {
+      writer.uint32(66).bytes(message.tableJson);
+    }
+    if (message.caller !== "") {
+      writer.uint32(74).string(message.caller);
+    }
+    return writer;
+  },
+
+  decode(input: BinaryReader | Uint8Array, length?: number): AuthResp {
+    const reader = input instanceof BinaryReader ? input : new BinaryReader(input);
+    const previousRecursionDepth = (reader as any).__tsProtoDecodeDepth ?? 0;
+    if (previousRecursionDepth >= 100) {
+      throw new globalThis.Error("protobuf decode recursion limit exceeded");
+    }
+    (reader as any).__tsProtoDecodeDepth = previousRecursionDepth + 1;
+    try {
+      const end = length === undefined ? reader.len : reader.pos + length;
+      const message = createBaseAuthResp();
+      while (reader.pos < end) {
+        const tag = reader.uint32();
+        switch (tag >>> 3) {
+          case 1: {
+            if (tag !== 8) {
+              break;
+            }
+
+            message.errorCode = reader.int32() as any;
+            continue;
+          }
+          case 2: {
+            if (tag !== 18) {
+              break;
+            }
+
+            message.errorMessage = reader.string();
+            continue;
+          }
+          case 3: {
+            if (tag !== 26) {
+              break;
+            }
+
+            message.leaderAddress = reader.string();
+            continue;
+          }
+          case 4: {
+            if (tag !== 32) {
+              break;
+            }
+
+            message.enabled = reader.bool();
+            continue;
+          }
+          case 5: {
+            if (tag !== 40) {
+              break;
+            }
+
+            message.revision = longToNumber(reader.int64());
+            continue;
+          }
+          case 6: {
+            if (tag !== 50) {
+              break;
+            }
+
+            message.users.push(AuthUser.decode(reader, reader.uint32()));
+            continue;
+          }
+          case 7: {
+            if (tag !== 58) {
+              break;
+            }
+
+            message.roles.push(AuthRole.decode(reader, reader.uint32()));
+            continue;
+          }
+          case 8: {
+            if (tag !== 66) {
+              break;
+            }
+
+            message.tableJson = Buffer.from(reader.bytes());
+            continue;
+          }
+          case 9: {
+            if (tag !== 74) {
+              break;
+            }
+
+            message.caller = reader.string();
+            continue;
+          }
+        }
+        if ((tag & 7) === 4 || tag === 0) {
+          break;
+        }
+        reader.skip(tag & 7);
+      }
+      return message;
+    } finally {
+      (reader as any).__tsProtoDecodeDepth = previousRecursionDepth;
+    }
+  },
+
+  fromJSON(object: any): AuthResp {
+    return {
+      errorCode: isSet(object.errorCode)
+        ? errorCodeFromJSON(object.errorCode)
+        : isSet(object.error_code)
+        ? errorCodeFromJSON(object.error_code)
+        : 0,
+      errorMessage: isSet(object.errorMessage)
+        ? globalThis.String(object.errorMessage)
+        : isSet(object.error_message)
+        ? globalThis.String(object.error_message)
+        : "",
+      leaderAddress: isSet(object.leaderAddress)
+        ? globalThis.String(object.leaderAddress)
+        : isSet(object.leader_address)
+        ? globalThis.String(object.leader_address)
+        : "",
+      enabled: isSet(object.enabled) ? globalThis.Boolean(object.enabled) : false,
+      revision: isSet(object.revision) ? globalThis.Number(object.revision) : 0,
+      users: globalThis.Array.isArray(object?.users) ? object.users.map((e: any) => AuthUser.fromJSON(e)) : [],
+      roles: globalThis.Array.isArray(object?.roles) ? object.roles.map((e: any) => AuthRole.fromJSON(e)) : [],
+      tableJson: isSet(object.tableJson)
+        ? Buffer.from(bytesFromBase64(object.tableJson))
+        : isSet(object.table_json)
+        ? Buffer.from(bytesFromBase64(object.table_json))
+        : Buffer.alloc(0),
+      caller: isSet(object.caller) ? globalThis.String(object.caller) : "",
+    };
+  },
+
+  toJSON(message: AuthResp): unknown {
+    const obj: any = {};
+    if (message.errorCode !== 0) {
+      obj.errorCode = errorCodeToJSON(message.errorCode);
+    }
+    if (message.errorMessage !== "") {
+      obj.errorMessage = message.errorMessage;
+    }
+    if (message.leaderAddress !== "") {
+      obj.leaderAddress = message.leaderAddress;
+    }
+    if (message.enabled !== false) {
+      obj.enabled = message.enabled;
+    }
+    if (message.revision !== 0) {
+      obj.revision = Math.round(message.revision);
+    }
+    if (message.users?.length) {
+      obj.users = message.users.map((e) => AuthUser.toJSON(e));
+    }
+    if (message.roles?.length) {
+      obj.roles = message.roles.map((e) => AuthRole.toJSON(e));
+    }
+    if (message.tableJson.length !== 0) {
+      obj.tableJson = base64FromBytes(message.tableJson);
+    }
+    if (message.caller !== "") {
+      obj.caller = message.caller;
+    }
+    return obj;
+  },
+
+  create<I extends Exact<DeepPartial<AuthResp>, I>>(base?: I): AuthResp {
+    return AuthResp.fromPartial(base ?? ({} as any));
+  },
+  fromPartial<I extends Exact<DeepPartial<AuthResp>, I>>(object: I): AuthResp {
+    const message = createBaseAuthResp();
+    message.errorCode = object.errorCode ?? 0;
+    message.errorMessage = object.errorMessage ?? "";
+    message.leaderAddress = object.leaderAddress ?? "";
+    message.enabled = object.enabled ?? false;
+    message.revision = object.revision ?? 0;
+    message.users = object.users?.map((e) => AuthUser.fromPartial(e)) || [];
+    message.roles = object.roles?.map((e) => AuthRole.fromPartial(e)) || [];
+    message.tableJson = object.tableJson ?? Buffer.alloc(0);
+    message.caller = object.caller ?? "";
+    return message;
+  },
+};
+
 export type ERaftKvService = typeof ERaftKvService;
 export const ERaftKvService = {
   /** Raft peer RPCs. */
@@ -7892,6 +8780,16 @@ export const ERaftKvService = {
     responseSerialize: (value: SlotImportResp): Buffer => Buffer.from(SlotImportResp.encode(value).finish()),
     responseDeserialize: (value: Buffer): SlotImportResp => SlotImportResp.decode(value),
   },
+  /** Users, roles and permissions (meta servers). */
+  auth: {
+    path: "/eraftkv.ERaftKv/Auth" as const,
+    requestStream: false as const,
+    responseStream: false as const,
+    requestSerialize: (value: AuthReq): Buffer => Buffer.from(AuthReq.encode(value).finish()),
+    requestDeserialize: (value: Buffer): AuthReq => AuthReq.decode(value),
+    responseSerialize: (value: AuthResp): Buffer => Buffer.from(AuthResp.encode(value).finish()),
+    responseDeserialize: (value: Buffer): AuthResp => AuthResp.decode(value),
+  },
 } as const;
 
 export interface ERaftKvServer extends UntypedServiceImplementation {
@@ -7926,6 +8824,8 @@ export interface ERaftKvServer extends UntypedServiceImplementation {
    */
   slotExport: handleUnaryCall<SlotExportReq, SlotExportResp>;
   slotImport: handleUnaryCall<SlotImportReq, SlotImportResp>;
+  /** Users, roles and permissions (meta servers). */
+  auth: handleUnaryCall<AuthReq, AuthResp>;
 }
 
 export interface ERaftKvClient extends Client {
@@ -8134,6 +9034,19 @@ export interface ERaftKvClient extends Client {
     metadata: Metadata,
     options: Partial<CallOptions>,
     callback: (error: ServiceError | null, response: SlotImportResp) => void,
+  ): ClientUnaryCall;
+  /** Users, roles and permissions (meta servers). */
+  auth(request: AuthReq, callback: (error: ServiceError | null, response: AuthResp) => void): ClientUnaryCall;
+  auth(
+    request: AuthReq,
+    metadata: Metadata,
+    callback: (error: ServiceError | null, response: AuthResp) => void,
+  ): ClientUnaryCall;
+  auth(
+    request: AuthReq,
+    metadata: Metadata,
+    options: Partial<CallOptions>,
+    callback: (error: ServiceError | null, response: AuthResp) => void,
   ): ClientUnaryCall;
 }
 
