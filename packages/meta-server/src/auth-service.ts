@@ -15,6 +15,7 @@ import {
 } from '@eraftkv/protocol';
 import {
   errorAnswer,
+  rootUser,
   unaryHandler,
   type AccessControl,
   type AuthCommand,
@@ -183,8 +184,10 @@ export function authHandler(deps: AuthServiceDeps): ERaftKvServer['auth'] {
             false,
           );
         }
-        // Enabling from a connection that is not root would lock its caller out at once.
-        if (caller.user === null || !deps.topology().auth.holdsRoot(caller.user)) {
+        // Enabling from a connection that is not root would lock its caller out at once (the
+        // table itself refuses while no user "root" holds root, which is said first).
+        const table = deps.topology().auth;
+        if (table.holdsRoot(rootUser) && (caller.user === null || !table.holdsRoot(caller.user))) {
           return answer(
             deps.topology().auth,
             callerName,
