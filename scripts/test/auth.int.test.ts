@@ -175,7 +175,9 @@ describe('users, roles and key permissions', () => {
           { type: 'put', key: 'shared/straddle', value: '2' },
         ]),
       ),
-    ).toMatch(/AccessDeniedError: .*"shared\/straddle" \(kvs\[1\] \(Put\)\); nothing in the request was done/);
+    ).toMatch(
+      /AccessDeniedError: .*"shared\/straddle" \(kvs\[1\] \(Put\)\); nothing in the request was done/,
+    );
     expect(await as('root').get('alice/straddle')).toBeUndefined();
     expect(await as('root').get('shared/straddle')).toBeUndefined();
     // One inside both grants (a write of hers and a read of shared/) is served.

@@ -219,6 +219,37 @@ describe('npm start (the local cluster launcher)', () => {
     expect(await ctl(['--command-timeout', '2s', 'get', 'secure'], withoutCert)).toMatch(
       /^2: Error: .*certificate required/s,
     );
+    // The auth tour as printed: root enables auth, app gets app/ and nothing else.
+    const tour = launcher.output
+      .split('\n')
+      .map((l) => l.trim())
+      .filter((l) => l.startsWith('npx eraftkv-ctl') && /auth enable|role|app\/hello/.test(l));
+    expect(tour).toHaveLength(3);
+    for (const line of tour) {
+      for (const command of line.split(' && ')) {
+        const args = command.replace(/^npx eraftkv-ctl /, '').split(' ');
+        expect(await ctl(args, env)).toMatch(/^0: /);
+      }
+    }
+    const appFlags = tour[2]
+      .replace(/^npx eraftkv-ctl /, '')
+      .split(' ')
+      .slice(0, 4);
+    expect(await ctl([...appFlags, 'get', 'app/hello'], env)).toBe('0: world\n');
+    // The kv group takes the table up within about one poll of the meta group.
+    const refusal = await waitUntil(
+      async () => {
+        const out = await ctl([...appFlags, 'put', 'secure', 'no'], env);
+        return out.startsWith('0:') ? undefined : out;
+      },
+      20_000,
+      'the kv group to refuse app a write outside app/',
+    );
+    expect(refusal).toMatch(/^1: Error: .*user "app" may not write key "secure"/s);
+    expect(await ctl(['auth', 'status'], env)).toMatch(/Authentication Status: true/);
+    expect(await ctl(['role', 'get', 'app'], env)).toBe(
+      '0: Role app\nKV Read:\n\t[app/, app0) (prefix app/)\nKV Write:\n\t[app/, app0) (prefix app/)\n',
+    );
     launcher.child.kill('SIGINT');
     expect((await launcher.ended(30_000)).code).toBe(0);
   });

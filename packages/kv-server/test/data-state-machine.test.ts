@@ -4,6 +4,9 @@ import { readFile, rm, writeFile } from 'node:fs/promises';
 import { join } from 'node:path';
 import { slotOfKey, type KvOpPair } from '@eraftkv/protocol';
 import type { StorageEngine } from '@eraftkv/raft-server';
+import { EntryType } from '@eraftkv/raft';
+import { AuthTable, type AuthCommand } from '@eraftkv/server-kit';
+import { encodeAuth } from '../src/kv-commands';
 import {
   DataStateMachine,
   defaultKvLimits,
@@ -671,6 +674,58 @@ describe('DataStateMachine', () => {
     ).toMatchObject({
       duplicate: true,
     });
+  });
+
+  it('applies the auth table of a newer revision only, and keeps it across a restart and in snapshots', async () => {
+    const name = 'auth';
+    const sm = await fresh(1000, name);
+    await sm.apply([noopEntry(2)]);
+    const table = (changes: AuthCommand[]): AuthTable =>
+      changes.reduce((t, c) => {
+        const r = t.apply(c);
+        if ('refused' in r) throw new Error(r.refused);
+        return r.table;
+      }, AuthTable.empty());
+    const older = table([{ kind: 'user-add', user: 'root' }]);
+    const newer = table([
+      { kind: 'user-add', user: 'root' },
+      { kind: 'user-grant-role', user: 'root', role: 'root' },
+      { kind: 'auth-enable' },
+    ]);
+    const authEntry = (t: AuthTable) => (index: number) => ({
+      index,
+      term: 1,
+      type: EntryType.Normal,
+      data: encodeAuth(t),
+    });
+    expect(await applyOne(sm, authEntry(newer))).toMatchObject({
+      kind: 'auth',
+      applied: true,
+      revision: 3,
+    });
+    // A stale leader's older table is ignored the same way on every replica.
+    expect(await applyOne(sm, authEntry(older))).toMatchObject({
+      kind: 'auth',
+      applied: false,
+      revision: 3,
+    });
+    expect(sm.auth().enabled).toBe(true);
+    // A damaged table is refused as an entry that does not decode; the table stays.
+    const damaged = Buffer.concat([Buffer.from([6]), Buffer.from('{"revision":9,"enabled":true}')]);
+    expect(
+      await applyOne(sm, (index) => ({ index, term: 1, type: EntryType.Normal, data: damaged })),
+    ).toMatchObject({ kind: 'rejected' });
+    expect(sm.auth().revision).toBe(3);
+    const file = join(root, 'snapshot-auth.dat');
+    const index = await sm.writeSnapshot(file);
+    await sm.close();
+    open.splice(open.indexOf(sm), 1);
+    const reopened = await fresh(1000, name);
+    expect(reopened.auth().toJson()).toEqual(newer.toJson());
+    const target = await ready();
+    expect(target.auth().enabled).toBe(false);
+    await target.restoreSnapshot(file, index);
+    expect(target.auth().toJson()).toEqual(newer.toJson());
   });
 
   it('answers an apply before its write lands; reads wait for the write', async () => {

@@ -1,5 +1,13 @@
 // AuthTable: etcd's users, roles and key permissions as a pure table.
-import { AuthTable, type AuthCommand, type Permission } from '../src/auth-table';
+import {
+  authCommandFromJson,
+  authCommandToJson,
+  AuthFormatError,
+  AuthTable,
+  authTableBytesMax,
+  type AuthCommand,
+  type Permission,
+} from '../src/auth-table';
 
 const b = (s: string): Buffer => Buffer.from(s);
 const fromOn = Buffer.from([0]);
@@ -126,5 +134,68 @@ describe('AuthTable', () => {
     expect(again.toJson()).toEqual(t.toJson());
     expect(again.permits('app', 'write', b('logs/9'), b(''))).toBe(true);
     expect(again.enabled).toBe(true);
+  });
+
+  it('counts its changes in a revision, and a refused change leaves it alone', () => {
+    const t = base();
+    const r = t.apply({ kind: 'user-add', user: 'app' });
+    expect('refused' in r).toBe(true);
+    const next = t.apply({ kind: 'role-add', role: 'more' });
+    if ('refused' in next) throw new Error(next.refused);
+    expect(next.table.revision).toBe(t.revision + 1);
+    expect(AuthTable.empty().revision).toBe(0);
+    expect(t.toJson().revision).toBe(t.revision);
+  });
+
+  it('refuses a change that would make the table larger than its bound', () => {
+    let t = build({ kind: 'role-add', role: 'big' });
+    const key = 'k'.repeat(4000);
+    let refused = '';
+    for (let i = 0; i < 1000 && refused === ''; i++) {
+      const r = t.apply(grant('big', { key: b(`${key}${i}`), rangeEnd: b(''), type: 'read' }));
+      if ('refused' in r) refused = r.refused;
+      else t = r.table;
+    }
+    expect(refused).toMatch(new RegExp(`at most ${authTableBytesMax}`));
+    expect(Buffer.byteLength(JSON.stringify(t.toJson()))).toBeLessThanOrEqual(authTableBytesMax);
+  });
+
+  it('refuses damaged JSON, naming what is wrong', () => {
+    const good = base().toJson();
+    const bad = (change: Record<string, unknown>): unknown => ({ ...good, ...change });
+    expect(() => AuthTable.fromJson(null)).toThrow(AuthFormatError);
+    expect(() => AuthTable.fromJson(bad({ revision: -1 }))).toThrow(/revision/);
+    expect(() => AuthTable.fromJson(bad({ enabled: 'yes' }))).toThrow(/enabled/);
+    expect(() => AuthTable.fromJson(bad({ users: { app: ['ghost'] } }))).toThrow(
+      /not a known role/,
+    );
+    expect(() => AuthTable.fromJson(bad({ users: {} }))).toThrow(/enabled without a user "root"/);
+    expect(() =>
+      AuthTable.fromJson(bad({ roles: { r: [{ key: '!!', rangeEnd: '', type: 'read' }] } })),
+    ).toThrow(/canonical base64/);
+    expect(() =>
+      AuthTable.fromJson(bad({ roles: { r: [{ key: 'YQ==', rangeEnd: '', type: 'all' }] } })),
+    ).toThrow(/read, write or readwrite/);
+  });
+
+  it('carries every change through JSON (the meta log) unchanged, and refuses unknown ones', () => {
+    const changes: AuthCommand[] = [
+      { kind: 'auth-enable' },
+      { kind: 'auth-disable' },
+      { kind: 'user-add', user: 'u' },
+      { kind: 'user-delete', user: 'u' },
+      { kind: 'user-grant-role', user: 'u', role: 'r' },
+      { kind: 'user-revoke-role', user: 'u', role: 'r' },
+      { kind: 'role-add', role: 'r' },
+      { kind: 'role-delete', role: 'r' },
+      grant('r', { key: b('a'), rangeEnd: Buffer.from([0xff, 0]), type: 'write' }),
+      { kind: 'role-revoke-permission', role: 'r', key: b('a'), rangeEnd: fromOn },
+    ];
+    for (const c of changes) {
+      const again = authCommandFromJson(JSON.parse(JSON.stringify(authCommandToJson(c))));
+      expect(again).toEqual(c);
+    }
+    expect(() => authCommandFromJson({ kind: 'user-add' })).toThrow(/"user" is not a string/);
+    expect(() => authCommandFromJson({ kind: 'make-me-root' })).toThrow(/unknown kind/);
   });
 });
