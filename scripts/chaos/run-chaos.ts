@@ -13,8 +13,10 @@ import { copyFile, mkdir, mkdtemp, rm, writeFile } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import { join, resolve } from 'node:path';
 import { EraftKvClient, formatSlotRanges } from '@eraftkv/client';
+import { rootUser } from '@eraftkv/server-kit';
 import { httpGet, initializeCluster, repositoryDir, waitUntil } from '../local-cluster';
 import { clientTlsOf, createLocalTls, nodeTlsArgs } from '../tls-certs';
+import { authProblems, enableAuth, outsideKeyCount } from './auth';
 import { ChaosCluster } from './chaos-cluster';
 import { ChaosRng } from './chaos-rng';
 import { saveHistory } from './history';
@@ -31,6 +33,7 @@ interface ChaosOptions {
   bulkKeys: number;
   kvGroups: number;
   tls: boolean;
+  auth: boolean;
   out: string;
   keepData: boolean;
 }
@@ -44,6 +47,8 @@ const usage = `usage: npm run chaos -- [options]
   --bulk-keys N    keys a bulk writer fills and the end reads back (default 2000)
   --kv-groups N    kv groups, 1-3; slots move between them (default 2)
   --tls            every node on mutual TLS with peer identity, every client with a certificate
+  --auth           also auth enabled (implies --tls): the clients are a user granted only the
+                   workload's keys; at the end that user must still be refused every other key
   --out DIR        where results go (default ./chaos-results)
   --keep-data      keep the cluster's data dir (its path is printed)`;
 
@@ -57,6 +62,7 @@ function parseArgs(argv: readonly string[]): ChaosOptions {
     bulkKeys: 2000,
     kvGroups: 2,
     tls: false,
+    auth: false,
     out: join(repositoryDir, 'chaos-results'),
     keepData: false,
   };
@@ -107,6 +113,10 @@ function parseArgs(argv: readonly string[]): ChaosOptions {
       case '--tls':
         o.tls = true;
         break;
+      case '--auth':
+        o.auth = true;
+        o.tls = true;
+        break;
       case '--out':
         o.out = resolve(value());
         break;
@@ -149,6 +159,7 @@ export interface ChaosSummary {
     | 'replicas-differ'
     | 'copies-left'
     | 'lost-data-counted'
+    | 'auth-wrong'
     | 'error';
   /** Safety problems the nemeses saw (a node that lost its data dir and was counted). */
   readonly problems: string[];
@@ -234,10 +245,10 @@ async function main(): Promise<number> {
     if (!process.stderr.isTTY) process.stderr.write(`${line}\n`);
   };
   console.log(
-    `chaos: seed ${o.seed}, ${o.durationS} s, nemeses ${o.nemeses.join(',')}${o.tls ? ', mutual TLS' : ''}, results in ${resultsDir}`,
+    `chaos: seed ${o.seed}, ${o.durationS} s, nemeses ${o.nemeses.join(',')}${o.tls ? ', mutual TLS' : ''}${o.auth ? ', auth' : ''}, results in ${resultsDir}`,
   );
   console.log(
-    `replay this schedule: npm run chaos -- --duration ${o.durationS} --nemesis ${o.nemeses.join(',')} --seed ${o.seed}${o.tls ? ' --tls' : ''}`,
+    `replay this schedule: npm run chaos -- --duration ${o.durationS} --nemesis ${o.nemeses.join(',')} --seed ${o.seed}${o.auth ? ' --auth' : o.tls ? ' --tls' : ''}`,
   );
   // With --tls: certificates for every node (spares included) and one client, in the data dir.
   const spareKvNodes = 3;
@@ -255,9 +266,11 @@ async function main(): Promise<number> {
             [1, 2, 3].map((id) => ({ name: `kv-${group}-${id}`, group, id })),
           ),
         ],
-        ['chaos'],
+        // The nemesis administers as root; the workload's clients are the user "chaos".
+        [rootUser, 'chaos'],
       )
     : null;
+  const rootTls = tls === null ? undefined : await clientTlsOf(tls, rootUser);
   const clientTls = tls === null ? undefined : await clientTlsOf(tls, 'chaos');
   const cluster = await ChaosCluster.create({
     nodeArgs: tls === null ? undefined : (name) => nodeTlsArgs(tls, name),
@@ -273,7 +286,7 @@ async function main(): Promise<number> {
   const admin = new EraftKvClient({
     endpoints: local.metaEndpoints(),
     deadlineMs: 20_000,
-    tls: clientTls,
+    tls: rootTls,
   });
   const workload = new Workload({
     endpoints: local.metaEndpoints(),
@@ -312,6 +325,12 @@ async function main(): Promise<number> {
     ];
     for (const spec of [...cluster.metaNodes, ...firstKvNodes]) await local.start(spec.name);
     await initializeCluster(admin, local, log);
+    if (o.auth) {
+      await enableAuth(admin, workload.keyPrefixes);
+      log(
+        `auth enabled: user "chaos" may read and write ${workload.keyPrefixes.map((p) => `${p}*`).join(', ')}`,
+      );
+    }
     // Every kv group starts with an even share of the slots (empty: they move at once).
     const view = await admin.cluster();
     const share = Math.ceil(view.slotCount / o.kvGroups);
@@ -388,6 +407,8 @@ async function main(): Promise<number> {
       if (new Set(states.map((r) => r.digest)).size !== 1) replicasAgree = false;
     }
     const copiesLeft = await leftoverCopies(cluster, nemesis, admin);
+    const bypasses = o.auth ? await authProblems(local.metaEndpoints(), clientTls, workload) : [];
+    for (const b of bypasses) log(`auth: ${b}`);
     // Snapshots that really travelled: sent by leaders and installed by followers (counters of
     // processes that were restarted start over, so these are lower bounds).
     const snapshotCounts = { sent: 0, installed: 0 };
@@ -417,11 +438,13 @@ async function main(): Promise<number> {
           ? 'replicas-differ'
           : copiesLeft.length > 0
             ? 'copies-left'
-            : nemesis.problems.length > 0
-              ? 'lost-data-counted'
-              : check.result === 'unknown' || unread
-                ? 'unknown'
-                : 'ok';
+            : bypasses.length > 0
+              ? 'auth-wrong'
+              : nemesis.problems.length > 0
+                ? 'lost-data-counted'
+                : check.result === 'unknown' || unread
+                  ? 'unknown'
+                  : 'ok';
     summary = {
       seed: o.seed,
       durationS: o.durationS,
@@ -470,6 +493,14 @@ async function main(): Promise<number> {
       '',
       `nodes that lost their data dir: ${nemesis.stats.amnesias}, refused as the member they were: ${nemesis.stats.amnesiasRefused}`,
       ...nemesis.problems.map((p) => `  PROBLEM: ${p}`),
+      ...(o.auth
+        ? [
+            bypasses.length === 0
+              ? `auth: the workload's user was never refused its own keys, and after the faults still refused ${outsideKeyCount} keys outside its grants (put and get)`
+              : 'AUTH WRONG:',
+            ...bypasses.map((b) => `  ${b}`),
+          ]
+        : []),
       '',
       'final reads:',
       ...finals.map((f) => `  ${f.key} = ${f.error ?? JSON.stringify(f.value)}`),

@@ -56,12 +56,14 @@ export class Workload {
   readonly keys: string[];
   /** The bulk writer's keys, ascending. */
   readonly bulkKeys: string[];
+  /** Every key the workload touches starts with one of these (a role grants them, with --auth). */
+  readonly keyPrefixes: readonly string[] = [hotPrefix, bulkPrefix];
   /** The group of each of `keys` at the last look at the topology. */
   private readonly groupOfKey = new Map<string, number>();
 
   constructor(private readonly options: WorkloadOptions) {
     if (options.clients < 1) throw new RangeError('at least one client');
-    this.keys = Array.from({ length: options.keys }, (_, i) => `k${i}`);
+    this.keys = Array.from({ length: options.keys }, (_, i) => `${hotPrefix}${i}`);
     this.bulkKeys = Array.from({ length: options.bulkKeys }, (_, i) => bulkKey(i));
   }
 
@@ -311,6 +313,7 @@ export class Workload {
 }
 
 const bulkPrefix = 'b';
+const hotPrefix = 'k';
 /** The end of the bulk keys' range (exclusive): every bulk key starts with "b". */
 const bulkEnd = 'c';
 
