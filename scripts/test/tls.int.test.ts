@@ -1,10 +1,11 @@
-// A cluster with TLS everywhere, peer certificates and --client-cert-auth, as real processes:
-// clients need a certificate of the trusted CA; forged Raft RPCs (appends, votes with
-// leader_transfer, TimeoutNow, snapshots) and slot exports are refused unless they come with the peer
-// certificate of the very member they claim to be from; the group keeps its leader, its term and
-// its data throughout; slots move with their data between two groups over TLS, and a kv node
-// takes the hand-over of a move only from a meta node; and a node's certificate files replaced on
-// disk (every node's, while clients write) are served to new connections without a restart.
+// A cluster with TLS everywhere, peer certificates, --client-cert-auth and auth enabled (the
+// client is the user root), as real processes: clients need a certificate of the trusted CA;
+// forged Raft RPCs (appends, heartbeats of an invented leader, votes with leader_transfer,
+// TimeoutNow, snapshots) and slot exports are refused unless they come with the peer certificate
+// of the very member they claim to be from; the group keeps its leader, its term and its data
+// throughout; slots move with their data between two groups over TLS, and a kv node takes the
+// hand-over of a move only from a meta node; and a node's certificate files replaced on disk
+// (every node's, while clients write) are served to new connections without a restart.
 import { X509Certificate } from 'node:crypto';
 import { execFile, spawn } from 'node:child_process';
 import { copyFile, mkdir, mkdtemp, readFile, rm } from 'node:fs/promises';
@@ -26,6 +27,7 @@ import {
   type ERaftKvClient,
   type StatusResp,
 } from '@eraftkv/protocol';
+import { rootRole, rootUser } from '@eraftkv/server-kit';
 import { waitUntil } from '@eraftkv/test-support';
 import { freePorts, initializeCluster, repositoryDir, type LocalCluster } from '../local-cluster';
 import {
@@ -145,9 +147,9 @@ describe('TLS and peer identity', () => {
         [1, 2, 3].map((id) => ({ name: `kv-${group}-${id}`, group, id })),
       ),
     ];
-    tls = await createLocalTls(join(dir, 'tls'), members, ['admin']);
+    tls = await createLocalTls(join(dir, 'tls'), members, [rootUser]);
     // The same names under another CA: a stranger's look-alike certificates.
-    other = await createLocalTls(join(dir, 'other-ca'), members, ['admin']);
+    other = await createLocalTls(join(dir, 'other-ca'), members, [rootUser]);
     ({ cluster, cleanup } = await startTestCluster({
       dir: join(dir, 'data'),
       kvGroups: 2,
@@ -157,9 +159,13 @@ describe('TLS and peer identity', () => {
     client = new EraftKvClient({
       endpoints: cluster.metaEndpoints(),
       deadlineMs: 20_000,
-      tls: await clientTlsOf(tls, 'admin'),
+      tls: await clientTlsOf(tls, rootUser),
     });
     await initializeCluster(client, cluster);
+    // Auth on: the attacks below meet a cluster as an operator would secure it.
+    await client.auth.addUser(rootUser);
+    await client.auth.grantRole(rootUser, rootRole);
+    await client.auth.enable();
     await client.put('before', 'attacks');
   });
   afterAll(async () => {
@@ -173,7 +179,7 @@ describe('TLS and peer identity', () => {
     expect((await client.get('before'))?.toString()).toBe('attacks');
     // eraftkv-ctl with --cacert --cert --key (a <key> argument and --key side by side).
     const endpoints = ['--endpoints', cluster.metaEndpoints().join(',')];
-    const admin = tls.clients.get('admin')!;
+    const admin = tls.clients.get(rootUser)!;
     const flags = ['--cacert', tls.caFile, '--cert', admin.certFile, '--key', admin.keyFile];
     const put = await ctl([...endpoints, ...flags, 'put', 'via-ctl', 'yes']);
     expect(put.stderr).toBe('');
@@ -206,8 +212,8 @@ describe('TLS and peer identity', () => {
       deadlineMs: 3000,
       tls: {
         ca: await readFile(tls.caFile),
-        cert: await readFile(other.clients.get('admin')!.certFile),
-        key: await readFile(other.clients.get('admin')!.keyFile),
+        cert: await readFile(other.clients.get(rootUser)!.certFile),
+        key: await readFile(other.clients.get(rootUser)!.keyFile),
       },
     });
     await expect(stranger.get('before')).rejects.toThrow();
@@ -278,6 +284,18 @@ describe('TLS and peer identity', () => {
       membership: { members: [{ id: follower, address: kvNode(follower), learner: false }] },
       toIncarnation: status.incarnation,
     });
+    // A heartbeat of a leader nobody elected, in a later term: taken, it would depose the leader.
+    const inventedHeartbeat = AppendEntriesReq.fromPartial({
+      leaderId: 9,
+      term: status.term + 5,
+      prevLogIndex: status.lastLogIndex,
+      prevLogTerm: status.term,
+      leaderCommit: status.commitIndex,
+      groupId: 1,
+      clusterId: 'eraftkv',
+      toId: follower,
+      toIncarnation: status.incarnation,
+    });
     const forgedTimeout = TimeoutNowReq.fromPartial({
       term: status.term,
       leaderId: leader,
@@ -287,8 +305,8 @@ describe('TLS and peer identity', () => {
       toIncarnation: status.incarnation,
     });
     const senders: { who: string; bare: BareClients }[] = [
-      // A client of the cluster: trusted CA, but it names no member.
-      { who: 'the admin client certificate', bare: await bareWith(tls.clients.get('admin')!) },
+      // A client of the cluster, root even: trusted CA, but it names no member.
+      { who: 'the root client certificate', bare: await bareWith(tls.clients.get(rootUser)!) },
       // A member of another group.
       { who: 'a member of group 2', bare: await bareWith(tls.nodes.get('kv-2-1')!) },
       // A member of group 1 claiming to be another member (the leader).
@@ -301,6 +319,7 @@ describe('TLS and peer identity', () => {
       const node: ERaftKvClient = bare.get(kvNode(follower));
       const results = {
         append: await callStatus(node.appendEntries.bind(node), forgedAppend),
+        heartbeat: await callStatus(node.appendEntries.bind(node), inventedHeartbeat),
         vote: await callStatus(node.requestVote.bind(node), forgedVote),
         timeout: await callStatus(node.timeoutNow.bind(node), forgedTimeout),
         snapshot: await callStatus(node.snapshot.bind(node), forgedSnapshot),

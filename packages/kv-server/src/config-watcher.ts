@@ -83,6 +83,8 @@ export class ConfigWatcher {
   private leftoversMayExist = false;
   /** The last problem fetching the auth table ('' when none). */
   private authProblem = '';
+  /** A refresh of the auth table asked by refused requests, while it runs. */
+  private authRefresh: Promise<boolean> | null = null;
 
   constructor(private readonly options: ConfigWatcherOptions) {}
 
@@ -276,6 +278,45 @@ export class ConfigWatcher {
         return;
       }
     }
+  }
+
+  /**
+   * Brings the auth table up to the meta group's revision now, on the leader: a request refused
+   * by the table held here asks, so that a grant acknowledged before the request was sent is
+   * seen without waiting for the next poll. Concurrent asks share one round (one AuthStatus read
+   * of the meta group, and the table's proposal if it is newer). True when a newer table was
+   * applied, so the refusal is worth deciding again.
+   */
+  refreshAuth(): Promise<boolean> {
+    this.authRefresh ??= this.refreshAuthOnce().finally(() => {
+      this.authRefresh = null;
+    });
+    return this.authRefresh;
+  }
+
+  private async refreshAuthOnce(): Promise<boolean> {
+    const { raft, stateMachine } = this.options;
+    if (this.stopped || !raft.isLeader()) return false;
+    const before = stateMachine.auth().revision;
+    let revision: number;
+    try {
+      const status = await this.options.meta.callLeader(
+        0,
+        this.options.metaAddresses,
+        (client) => client.auth.bind(client),
+        AuthReq.fromPartial({ action: AuthAction.AuthStatus }),
+        authLeaderHint,
+        { deadline: Date.now() + 2000, write: false },
+      );
+      if (status.errorCode !== ErrorCode.OK) return false;
+      revision = status.revision;
+    } catch {
+      // The meta group is out of reach: the refusal stands on the table held here.
+      return false;
+    }
+    if (revision <= before) return false;
+    await this.syncAuth(revision);
+    return stateMachine.auth().revision > before;
   }
 
   /**

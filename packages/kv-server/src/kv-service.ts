@@ -250,10 +250,28 @@ export function kvServiceHandlers(options: KvServiceOptions): KvServiceHandlers 
     }
   };
 
-  const handle = (req: ClientOperationReq, caller: () => Caller): Promise<ClientOperationResp> => {
-    const kind = validateClientRequest(req, limits);
+  /**
+   * Refuses a request whose keys its user may not touch. A refusal is decided again once if the
+   * meta group had a newer table (a grant made just before the request), never an acceptance.
+   */
+  const checkAccess = async (req: ClientOperationReq, caller: Caller): Promise<void> => {
     const access = options.access;
-    if (access !== undefined && access.enabled) access.requireKeys(caller(), keyAccessesOf(req));
+    if (access === undefined || !access.enabled) return;
+    const accesses = keyAccessesOf(req);
+    try {
+      access.requireKeys(caller, accesses);
+    } catch (err) {
+      if (!(err instanceof AccessDeniedError) || !(await options.watcher.refreshAuth())) throw err;
+      access.requireKeys(caller, accesses);
+    }
+  };
+
+  const handle = async (
+    req: ClientOperationReq,
+    caller: () => Caller,
+  ): Promise<ClientOperationResp> => {
+    const kind = validateClientRequest(req, limits);
+    if (options.access?.enabled === true) await checkAccess(req, caller());
     switch (kind) {
       case 'read':
         return read(req);
