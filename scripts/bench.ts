@@ -1,5 +1,5 @@
 // `npm run bench [-- --quick] [--no-etcd] [--only put1,put16,put64,put256,get64]
-//   [--systems eraftkv,eraftkv-client,etcd]`
+//   [--systems eraftkv,eraftkv-client,etcd] [--tls]`
 //
 // eraftkv against etcd on the same machine, the way DESIGN.md section 11 measured etcd: a 3-node
 // cluster of each, one Node.js gRPC load generator (this process, plain unary calls, no client
@@ -10,7 +10,9 @@
 // A third system, `eraftkv-client`, is the same eraftkv cluster driven through EraftKvClient, the
 // way an application uses it: requests routed by slot and multiplexed over one
 // ProcessRWOperationStream per server instead of one HTTP/2 stream per request.
-// Results also go to bench-results/<time>.json.
+// With --tls the eraftkv clusters run mutual TLS with peer certificates (a local CA made with
+// openssl, as `npm start -- --tls`) and the load generator presents a client certificate; etcd
+// stays plaintext. Results also go to bench-results/<time>.json.
 import * as grpc from '@grpc/grpc-js';
 import { loadSync } from '@grpc/proto-loader';
 import { spawn, type ChildProcess } from 'node:child_process';
@@ -19,7 +21,7 @@ import { existsSync, readFileSync } from 'node:fs';
 import { mkdir, mkdtemp, rm, writeFile } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
-import { EraftKvClient } from '@eraftkv/client';
+import { clientCredentials, EraftKvClient } from '@eraftkv/client';
 import {
   ClientOpType,
   ERaftKvClient,
@@ -37,6 +39,7 @@ import {
   repositoryDir,
   waitUntil,
 } from './local-cluster';
+import { clientTlsOf, createLocalTls, nodeTlsArgs } from './tls-certs';
 
 interface Workload {
   /** For --only. */
@@ -159,7 +162,16 @@ function kvOp(type: ClientOpType, key: Buffer, value?: Buffer): KvOpPair {
 }
 
 /** eraftkv through plain unary ProcessRWOperation calls, or through the client library. */
-async function startEraftkv(dir: string, via: 'unary' | 'client'): Promise<Target> {
+async function startEraftkv(
+  dir: string,
+  via: 'unary' | 'client',
+  withTls: boolean,
+): Promise<Target> {
+  const nodes = [
+    ...[1, 2, 3].map((id) => ({ name: `meta-${id}`, group: 0, id })),
+    ...[1, 2, 3].map((id) => ({ name: `kv-1-${id}`, group: 1, id })),
+  ];
+  const tls = withTls ? await createLocalTls(join(dir, 'tls'), nodes, ['bench']) : null;
   const layout = await planCluster({
     dataDir: dir,
     metaNodes: 3,
@@ -167,10 +179,16 @@ async function startEraftkv(dir: string, via: 'unary' | 'client'): Promise<Targe
     kvNodesPerGroup: 3,
     ports: 'free',
     extraArgs: ['--log-level', 'warn'],
+    nodeArgs: tls === null ? undefined : (name) => nodeTlsArgs(tls, name),
   });
   const cluster = new LocalCluster(layout);
   await cluster.startAll();
-  const admin = new EraftKvClient({ endpoints: cluster.metaEndpoints(), deadlineMs: 30_000 });
+  const clientTls = tls === null ? undefined : await clientTlsOf(tls, 'bench');
+  const admin = new EraftKvClient({
+    endpoints: cluster.metaEndpoints(),
+    deadlineMs: 30_000,
+    tls: clientTls,
+  });
   await initializeCluster(admin, cluster);
   // Find the kv leader and talk to it directly, as the etcd measurement talks to etcd's leader.
   const { leaderId } = await waitUntil(
@@ -211,7 +229,7 @@ async function startEraftkv(dir: string, via: 'unary' | 'client'): Promise<Targe
   }
   admin.close();
   const leader = cluster.layout.kv.get(1)!.find((n) => n.id === leaderId)!;
-  const client = new ERaftKvClient(leader.grpcAddress, grpc.credentials.createInsecure(), {
+  const client = new ERaftKvClient(leader.grpcAddress, clientCredentials(clientTls), {
     'grpc.enable_channelz': 0,
   });
   let commandId = 0;
@@ -401,14 +419,15 @@ async function main(): Promise<void> {
   const args = process.argv.slice(2);
   const quick = args.includes('--quick');
   const noEtcd = args.includes('--no-etcd');
+  const tls = args.includes('--tls');
   const onlyIndex = args.indexOf('--only');
   const only = onlyIndex >= 0 ? (args[onlyIndex + 1] ?? '').split(',') : null;
   let workloads = allWorkloads.filter((w) => only === null || only.includes(w.id));
   if (quick)
     workloads = workloads.map((w) => ({ ...w, total: Math.max(500, Math.round(w.total / 5)) }));
   const systems: { name: string; start: (dir: string) => Promise<Target> }[] = [
-    { name: 'eraftkv', start: (dir) => startEraftkv(dir, 'unary') },
-    { name: 'eraftkv-client', start: (dir) => startEraftkv(dir, 'client') },
+    { name: 'eraftkv', start: (dir) => startEraftkv(dir, 'unary', tls) },
+    { name: 'eraftkv-client', start: (dir) => startEraftkv(dir, 'client', tls) },
   ];
   if (!noEtcd && etcdInstalled()) systems.push({ name: 'etcd', start: startEtcd });
   else if (!noEtcd)
