@@ -189,4 +189,30 @@ describe('NodeTls', () => {
     t.reload();
     expect(said.infos).toEqual([]);
   });
+
+  it('reads the certificate of a call once (the messages of a stream share it), and again after a CA reload', async () => {
+    // A node whose peer CA file can be replaced, and a call (one stream) from member 2.
+    const caFile = join(dir, 'peer-ca.crt');
+    await writeFile(caFile, await readFile(tls.caFile));
+    const t = open(flags({ peerTrustedCaFile: caFile }))!;
+    const presented = await callFrom(tls.nodes.get('kv-1-2')!.certFile);
+    let reads = 0;
+    const stream: PeerCall = {
+      getAuthContext: () => {
+        reads++;
+        return presented.getAuthContext();
+      },
+    };
+    for (let i = 0; i < 5; i++) expect(t.authenticatePeer(stream, 1, 2)).toBeNull();
+    expect(t.authenticatePeer(stream, 1, 1)).toMatchObject({ kind: 'permission-denied' });
+    expect(reads).toBe(1);
+    // The peer CA is replaced by one that did not sign it: the same stream is refused from now on.
+    await writeFile(caFile, await readFile(other.caFile));
+    t.reload();
+    expect(t.authenticatePeer(stream, 1, 2)).toMatchObject({
+      kind: 'unauthenticated',
+      message: expect.stringMatching(/not signed by a --peer-trusted-ca-file CA/) as unknown,
+    });
+    expect(reads).toBe(2);
+  });
 });
