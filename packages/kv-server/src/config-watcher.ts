@@ -136,6 +136,10 @@ export class ConfigWatcher {
       });
       return;
     }
+    // The auth table first: a config that gives the group slots then always comes after the
+    // table of its time in the log (a new group never serves its first slots unchecked).
+    await this.syncAuth(topology.authRevision);
+    if (this.stopped || !raft.isLeader()) return;
     if (topology.configVersion > stateMachine.configVersion()) {
       try {
         const config = configFromTopology({
@@ -160,7 +164,6 @@ export class ConfigWatcher {
         return;
       }
     }
-    await this.syncAuth(topology.authRevision);
     const record = topology.shardGroup.find((g) => g.id === groupId);
     if (record !== undefined) await this.syncServers(record);
     try {
