@@ -3,15 +3,9 @@
 // fault, that user must still be refused keys outside them (on every kv group), and must never
 // have been refused its own keys.
 import { AccessDeniedError, EraftKvClient, type ClientTls } from '@eraftkv/client';
+import { prefixRangeEnd } from '@eraftkv/protocol';
 import { rootRole, rootUser } from '@eraftkv/server-kit';
 import type { Workload } from './workload';
-
-/** The end of the range of every key that starts with `prefix` (ASCII prefixes). */
-function prefixEnd(prefix: string): Buffer {
-  const end = Buffer.from(prefix);
-  end[end.length - 1]++;
-  return end;
-}
 
 /** Sets up root, the workload's role and user, and enables auth. */
 export async function enableAuth(admin: EraftKvClient, prefixes: readonly string[]): Promise<void> {
@@ -23,7 +17,7 @@ export async function enableAuth(admin: EraftKvClient, prefixes: readonly string
     await auth.grantPermission('workload', {
       type: 'readwrite',
       key: Buffer.from(prefix),
-      rangeEnd: prefixEnd(prefix),
+      rangeEnd: prefixRangeEnd(Buffer.from(prefix)),
     });
   }
   await auth.addUser('chaos');

@@ -17,21 +17,21 @@ import {
   ClientOperationReq,
   ClusterConfigChangeReq,
   HandleServerType,
+  prefixRangeEnd,
   type StatusResp,
 } from '@eraftkv/protocol';
 import { waitUntil } from '@eraftkv/test-support';
 import { initializeCluster, type LocalCluster } from '../local-cluster';
 import { clientTlsOf, createLocalTls, nodeTlsArgs, type LocalTls } from '../tls-certs';
 import { BareClients, fastTiming, op, startTestCluster } from './helpers';
+import { sameAppliedIndex as sameAppliedIndexOf } from './helpers';
 
 jest.setTimeout(240_000);
 
-/** Every key with this prefix: [prefix, prefix with its last byte + 1). */
+/** Every key with this prefix. */
 function prefixed(prefix: string): { key: Buffer; rangeEnd: Buffer } {
   const key = Buffer.from(prefix);
-  const rangeEnd = Buffer.from(key);
-  rangeEnd[rangeEnd.length - 1]++;
-  return { key, rangeEnd };
+  return { key, rangeEnd: prefixRangeEnd(key) };
 }
 
 /** What a promise ended with: 'ok', or the error's class name and message. */
@@ -55,16 +55,7 @@ describe('users, roles and key permissions', () => {
   const as = (user: string): EraftKvClient => clients.get(user)!;
   const kvNode = (id: number): string => cluster.layout.kv.get(1)![id - 1].grpcAddress;
   const sameAppliedIndex = (what: string): Promise<StatusResp[]> =>
-    waitUntil(
-      async () => {
-        const s = await Promise.all(
-          [1, 2, 3].map((id) => as('root').status(kvNode(id), { withDigest: true })),
-        );
-        return new Set(s.map((x) => x.stateDigestIndex)).size === 1 ? s : undefined;
-      },
-      20_000,
-      what,
-    );
+    sameAppliedIndexOf(as('root'), [1, 2, 3].map(kvNode), what);
   /** Waits until the kv group refuses alice a write outside her grants (its table is applied). */
   const authReached = (what: string): Promise<true> =>
     waitUntil(

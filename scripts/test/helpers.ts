@@ -17,7 +17,8 @@ import {
   KvOpPair,
   type StatusResp,
 } from '@eraftkv/protocol';
-import { LocalCluster, planCluster } from '../local-cluster';
+import type { EraftKvClient } from '@eraftkv/client';
+import { LocalCluster, planCluster, waitUntil } from '../local-cluster';
 
 /** Faster timing than the defaults, so that elections in tests take under a second. */
 export const fastTiming = ['--tick-ms', '50', '--log-level', 'info'];
@@ -197,4 +198,20 @@ export async function checkMetricsText(text: string): Promise<Map<string, number
 export function sample(samples: Map<string, number>, name: string): number | undefined {
   for (const [key, value] of samples) if (key === name || key.startsWith(`${name}{`)) return value;
   return undefined;
+}
+
+/** The status (with a state digest) of every replica at `addresses`, once all are at one applied index. */
+export function sameAppliedIndex(
+  client: EraftKvClient,
+  addresses: readonly string[],
+  what: string,
+): Promise<StatusResp[]> {
+  return waitUntil(
+    async () => {
+      const s = await Promise.all(addresses.map((a) => client.status(a, { withDigest: true })));
+      return new Set(s.map((x) => x.stateDigestIndex)).size === 1 ? s : undefined;
+    },
+    20_000,
+    what,
+  );
 }

@@ -38,6 +38,7 @@ import {
   type TlsNode,
 } from '../tls-certs';
 import { BareClients, fastTiming, startTestCluster } from './helpers';
+import { sameAppliedIndex as sameAppliedIndexOf } from './helpers';
 
 const ctlBin = join(repositoryDir, 'packages/cli/bin/eraftkv-ctl.js');
 
@@ -128,16 +129,7 @@ describe('TLS and peer identity', () => {
   const kvNode = (id: number): string => cluster.layout.kv.get(1)![id - 1].grpcAddress;
   /** The status (with a state digest) of every kv replica, once all are at one applied index. */
   const sameAppliedIndex = (what: string): Promise<StatusResp[]> =>
-    waitUntil(
-      async () => {
-        const s = await Promise.all(
-          [1, 2, 3].map((id) => client.status(kvNode(id), { withDigest: true })),
-        );
-        return new Set(s.map((x) => x.stateDigestIndex)).size === 1 ? s : undefined;
-      },
-      20_000,
-      what,
-    );
+    sameAppliedIndexOf(client, [1, 2, 3].map(kvNode), what);
 
   beforeAll(async () => {
     dir = await mkdtemp(join(tmpdir(), 'eraftkv-tls-'));

@@ -1,5 +1,6 @@
 // The key ranges of role grant-permission / revoke-permission, as etcdctl spells them.
-import { describePermission, prefixRangeEnd, rangeEndOf } from '../src/commands/auth';
+import { prefixRangeEnd } from '@eraftkv/protocol';
+import { describePermission, rangeEndOf } from '../src/commands/auth';
 import { UsageError } from '../src/exit-codes';
 
 const b = (s: string): Buffer => Buffer.from(s);

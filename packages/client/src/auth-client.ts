@@ -5,8 +5,10 @@
 import {
   AuthAction,
   AuthReq,
-  PermissionType,
+  permissionName,
+  permissionType,
   type AuthResp,
+  type PermissionName,
   type Permission as WirePermission,
 } from '@eraftkv/protocol';
 import {
@@ -16,7 +18,7 @@ import {
   type ReadOptions,
 } from './client-session';
 
-export type PermissionKind = 'read' | 'write' | 'readwrite';
+export type PermissionKind = PermissionName;
 
 /** Keys a permission covers: `key` alone (rangeEnd empty), [key, rangeEnd), or every key from `key` on (rangeEnd a single 0 byte). */
 export interface KeyPermission {
@@ -38,25 +40,12 @@ export interface AuthListing extends AuthStatus {
   readonly roles: { name: string; permissions: KeyPermission[] }[];
 }
 
-const kindOf: Record<PermissionType, PermissionKind> = {
-  [PermissionType.READ]: 'read',
-  [PermissionType.WRITE]: 'write',
-  [PermissionType.READWRITE]: 'readwrite',
-  [PermissionType.UNRECOGNIZED]: 'read',
-};
-
-const typeOf: Record<PermissionKind, PermissionType> = {
-  read: PermissionType.READ,
-  write: PermissionType.WRITE,
-  readwrite: PermissionType.READWRITE,
-};
-
 function statusOf(resp: AuthResp): AuthStatus {
   return { enabled: resp.enabled, revision: resp.revision, caller: resp.caller };
 }
 
 function wirePermission(type: PermissionKind, key: Buffer, rangeEnd: Buffer): WirePermission {
-  return { permType: typeOf[type], key, rangeEnd };
+  return { permType: permissionType(type), key, rangeEnd };
 }
 
 export class AuthClient {
@@ -84,7 +73,8 @@ export class AuthClient {
       roles: resp.roles.map((r) => ({
         name: r.name,
         permissions: r.permissions.map((p) => ({
-          type: kindOf[p.permType],
+          // The meta group sends only the types it stores.
+          type: permissionName(p.permType) ?? 'read',
           key: Buffer.from(p.key),
           rangeEnd: Buffer.from(p.rangeEnd),
         })),

@@ -17,7 +17,7 @@ import {
   type ShardGroup,
 } from '@eraftkv/protocol';
 import { InvalidArgumentError } from '@eraftkv/raft-server';
-import { AuthTable } from '@eraftkv/server-kit';
+import { AuthTable, authTableBytesMax } from '@eraftkv/server-kit';
 
 export enum CommandKind {
   ClientRequest = 1,
@@ -193,6 +193,11 @@ export function encodeAuth(table: AuthTable): Buffer {
 
 /** The auth table of an entry or of the stored record; CommandDecodeError if it is malformed. */
 export function parseAuthTable(body: Uint8Array): AuthTable {
+  // The meta group never builds a larger table; a larger one is damaged or not from it.
+  if (body.length > authTableBytesMax)
+    throw new CommandDecodeError(
+      `auth table of ${body.length} bytes is larger than ${authTableBytesMax}`,
+    );
   try {
     return AuthTable.fromJson(JSON.parse(Buffer.from(body).toString('utf8')) as unknown);
   } catch (err) {

@@ -11,6 +11,8 @@ import {
   encodeImportBegin,
   type AppliedConfig,
 } from '../src';
+import { authTableBytesMax } from '@eraftkv/server-kit';
+import { parseAuthTable } from '../src/kv-commands';
 import { b, get, put, request } from './common';
 
 describe('log commands', () => {
@@ -203,5 +205,14 @@ describe('log commands', () => {
     expect(() => configFromTopology({ groupId: 1, version: 5, slotCount: 0, groups: [] })).toThrow(
       CommandDecodeError,
     );
+  });
+
+  it('refuses an auth table larger than the meta group ever builds, before parsing it', () => {
+    const padding = ' '.repeat(authTableBytesMax);
+    const body = Buffer.from(`{"revision":1,"enabled":false,"users":{},"roles":{}}${padding}`);
+    expect(() => parseAuthTable(body)).toThrow(/larger than 524288/);
+    expect(
+      parseAuthTable(Buffer.from('{"revision":1,"enabled":false,"users":{},"roles":{}}')).revision,
+    ).toBe(1);
   });
 });

@@ -7,21 +7,23 @@
 import {
   AuthAction,
   ErrorCode,
-  PermissionType,
+  permissionName,
+  permissionType,
   type AuthReq,
   type AuthResp,
   type ERaftKvServer,
   type Permission as WirePermission,
 } from '@eraftkv/protocol';
 import {
+  authNameBytesMax,
   errorAnswer,
+  permissionKeyBytesMax,
   rootUser,
   unaryHandler,
   type AccessControl,
   type AuthCommand,
   type AuthTable,
   type Permission,
-  type PermissionType as TablePermissionType,
 } from '@eraftkv/server-kit';
 import {
   InvalidArgumentError,
@@ -46,30 +48,38 @@ export interface AuthServiceDeps {
   readonly logger: Logger;
 }
 
-const typeNames: Record<PermissionType, TablePermissionType> = {
-  [PermissionType.READ]: 'read',
-  [PermissionType.WRITE]: 'write',
-  [PermissionType.READWRITE]: 'readwrite',
-  [PermissionType.UNRECOGNIZED]: 'read',
-};
-
-const wireTypes: Record<TablePermissionType, PermissionType> = {
-  read: PermissionType.READ,
-  write: PermissionType.WRITE,
-  readwrite: PermissionType.READWRITE,
-};
-
 function invalid(message: string): never {
   throw new InvalidArgumentError(message);
 }
 
 function permissionOf(req: AuthReq): WirePermission {
   if (req.permission === undefined) invalid('permission is required');
+  for (const field of ['key', 'rangeEnd'] as const) {
+    if (req.permission[field].length > permissionKeyBytesMax) {
+      invalid(
+        `permission.${field === 'key' ? 'key' : 'range_end'} is ${req.permission[field].length} bytes; the limit is ${permissionKeyBytesMax}`,
+      );
+    }
+  }
   return req.permission;
+}
+
+/**
+ * Refuses a user or role name longer than the table could hold, before anything is proposed (a
+ * name the table cannot know would only take room in the meta log).
+ */
+function checkNames(req: AuthReq): void {
+  for (const field of ['user', 'role'] as const) {
+    const bytes = Buffer.byteLength(req[field], 'utf8');
+    if (bytes > authNameBytesMax) {
+      invalid(`${field} is ${bytes} bytes; a name is at most ${authNameBytesMax}`);
+    }
+  }
 }
 
 /** The table change a request asks for; null for reads. Throws InvalidArgumentError. */
 export function authCommandOf(req: AuthReq): AuthCommand | null {
+  checkNames(req);
   switch (req.action) {
     case AuthAction.AuthStatus:
     case AuthAction.AuthList:
@@ -98,7 +108,8 @@ export function authCommandOf(req: AuthReq): AuthCommand | null {
         permission: {
           key: Buffer.from(p.key),
           rangeEnd: Buffer.from(p.rangeEnd),
-          type: typeNames[p.permType],
+          type:
+            permissionName(p.permType) ?? invalid('permission.perm_type is not a PermissionType'),
         },
       };
     }
@@ -128,7 +139,7 @@ function requestOf(req: AuthReq): RequestId | null {
 }
 
 function permissionToWire(p: Permission): WirePermission {
-  return { permType: wireTypes[p.type], key: p.key, rangeEnd: p.rangeEnd };
+  return { permType: permissionType(p.type), key: p.key, rangeEnd: p.rangeEnd };
 }
 
 export function authHandler(deps: AuthServiceDeps): ERaftKvServer['auth'] {

@@ -2,6 +2,7 @@
 // cluster topology) and the pieces it is made of, exported for tests and tools.
 export { MetaServer, type MetaServerOptions } from './meta-server';
 export { clusterConfigChangeHandler, planRequest, type MetaServiceDeps } from './meta-service';
+export { authCommandOf, authHandler, type AuthServiceDeps } from './auth-service';
 export { SlotMoveCoordinator, type SlotMoveDeps } from './slot-move';
 export {
   GrpcSourceGroupClient,

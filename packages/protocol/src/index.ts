@@ -20,3 +20,4 @@ export {
   ERaftKvWireClient,
   type MessageEncoder,
 } from './message-encoding';
+export * from './permission';

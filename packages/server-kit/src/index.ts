@@ -53,6 +53,7 @@ export {
   authCommandFromJson,
   authCommandToJson,
   AuthFormatError,
+  authNameBytesMax,
   AuthTable,
   authTableBytesMax,
   permissionKeyBytesMax,

@@ -3,26 +3,12 @@
 // the CN of a client certificate (eraftkv-ctl --cert); the role root may do anything.
 import type { Argv } from 'yargs';
 import type { AuthListing, KeyPermission, PermissionKind } from '@eraftkv/client';
+import { prefixRangeEnd } from '@eraftkv/protocol';
 import { textArg, type Context, type Runner } from '../context';
 import { exitCodes, UsageError } from '../exit-codes';
 import { json, printable, renderTable } from '../output';
 
 const fromKey = Buffer.from([0]);
-
-/**
- * The end of the range of every key that starts with `prefix`: the prefix with its last byte below
- * 0xff incremented (and what follows dropped); every key from the prefix on when there is none.
- */
-export function prefixRangeEnd(prefix: Buffer): Buffer {
-  for (let i = prefix.length - 1; i >= 0; i--) {
-    if (prefix[i] < 0xff) {
-      const end = Buffer.from(prefix.subarray(0, i + 1));
-      end[i]++;
-      return end;
-    }
-  }
-  return fromKey;
-}
 
 /** The range end a permission command's arguments ask for (exclusive of one another). */
 export function rangeEndOf(key: Buffer, args: Record<string, unknown>): Buffer {
