@@ -4,6 +4,9 @@
 import yargs from 'yargs';
 import {
   commonNodeOptions,
+  configFileDescription,
+  loadConfigFile,
+  nodeAddressing,
   parsePeerRoutes,
   parsePeers,
   peersMissingSelf,
@@ -11,6 +14,7 @@ import {
   splitHostPort,
   tlsFlagsOf,
   validateCommonArgs,
+  type NodeAddressing,
 } from '@eraftkv/server-kit';
 import { type LogLevel } from '@eraftkv/raft-server';
 import { type Member } from '@eraftkv/raft';
@@ -118,6 +122,9 @@ export function parseKvCommandLine(
     .usage('$0 [options]\n\nA kv server: one member of a kv group (shard group) of eraftkv.')
     .options(commonNodeOptions)
     .options(kvNodeOptions)
+    .config('config-file', configFileDescription, (path: string) =>
+      loadConfigFile(path, { ...commonNodeOptions, ...kvNodeOptions }),
+    )
     .env('ERAFTKV')
     .epilogue(example)
     .strict()
@@ -171,10 +178,9 @@ export function parseKvCommandLine(
   let peers: Member[];
   let metaAddresses: string[];
   let peerRoutes: Map<number, string>;
+  let addressing: NodeAddressing;
   try {
     peerRoutes = parsePeerRoutes(args.peerRoute);
-    splitHostPort(args.listen, '--listen');
-    if (args.metricsListen !== '') splitHostPort(args.metricsListen, '--metrics-listen');
     peers = parsePeers(args.peers);
     metaAddresses = args.meta
       .split(',')
@@ -187,6 +193,11 @@ export function parseKvCommandLine(
   if (metaAddresses.length === 0) throw new UsageError('--meta must name at least one host:port');
   const missingSelf = peersMissingSelf(peers, args.id);
   if (missingSelf !== null) throw new UsageError(missingSelf);
+  try {
+    addressing = nodeAddressing(args, peers);
+  } catch (err) {
+    throw new UsageError((err as Error).message);
+  }
   return {
     peers,
     logLevel: args.logLevel,
@@ -194,6 +205,8 @@ export function parseKvCommandLine(
       id: args.id,
       groupId: args.group,
       listen: args.listen,
+      advertise: addressing.advertise,
+      metricsAdvertise: addressing.metricsAdvertise,
       metaAddresses,
       dataDir: args.dataDir,
       metricsListen: args.metricsListen,

@@ -16,6 +16,7 @@ import { collectDefaultMetrics, Counter, Registry } from 'prom-client';
 import type { ERaftKvServer } from '@eraftkv/protocol';
 import {
   adminHandlers,
+  advertisedAddressProblem,
   formatPeers,
   groupCaller,
   NodeHost,
@@ -47,6 +48,10 @@ export interface KvServerOptions {
   readonly groupId: number;
   /** host:port for gRPC; port 0 picks a free one. */
   readonly listen: string;
+  /** What peers and clients are told to dial (default: the bound address). */
+  readonly advertise?: string;
+  /** Where /metrics is reached from elsewhere (default: the bound HTTP address). */
+  readonly metricsAdvertise?: string;
   /** The meta group's gRPC addresses. */
   readonly metaAddresses: readonly string[];
   readonly dataDir: string;
@@ -251,10 +256,14 @@ export class KvServer {
     watcher.start();
     this.logger.info('kv server started', {
       listen: this.address,
+      advertise: o.advertise ?? this.address,
       metrics: host.metricsAddress,
+      metricsAdvertise: o.metricsAdvertise ?? host.metricsAddress,
       meta: o.metaAddresses.join(','),
       members: formatPeers(raft.membership()),
     });
+    const moved = advertisedAddressProblem(raft.membership(), o.id, o.advertise);
+    if (moved !== null) this.logger.warn(moved);
   }
 
   /** Whether this node can serve correctly (/health and grpc.health.v1), and why not. */

@@ -1,4 +1,7 @@
 // The eraftkv-kv command line: what it accepts, and what it refuses with which message.
+import { mkdtempSync, rmSync, writeFileSync } from 'node:fs';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
 import { parseKvCommandLine, UsageError } from '../src';
 
 const required = [
@@ -129,5 +132,49 @@ describe('parseKvCommandLine', () => {
   ])('refuses %s with a UsageError', (_what, argv, message) => {
     expect(() => parse(argv)).toThrow(UsageError);
     expect(() => parse(argv)).toThrow(message);
+  });
+
+  it('takes DNS names in --meta and --peers, and advertises a name while binding 0.0.0.0', () => {
+    const line = parse([
+      ...withFlag('--listen', '0.0.0.0:7088'),
+      '--advertise',
+      'kv-1-0.eraftkv-kv-1:7088',
+      '--peers',
+      '1=kv-1-0.eraftkv-kv-1:7088,2=kv-1-1.eraftkv-kv-1:7088',
+    ]);
+    expect(line.server.listen).toBe('0.0.0.0:7088');
+    expect(line.server.advertise).toBe('kv-1-0.eraftkv-kv-1:7088');
+    const named = parse(withFlag('--meta', 'meta-0.eraftkv-meta:8088,meta-1.eraftkv-meta:8088'));
+    expect(named.server.metaAddresses).toEqual([
+      'meta-0.eraftkv-meta:8088',
+      'meta-1.eraftkv-meta:8088',
+    ]);
+  });
+
+  it('refuses a wildcard address to advertise and --peers that name it elsewhere', () => {
+    expect(() => parse(withFlag('--listen', '0.0.0.0:7088'))).toThrow(
+      /--listen \(the default of --advertise\) is 0\.0\.0\.0:7088.*give --advertise/,
+    );
+    expect(() => parse([...required, '--peers', '1=127.0.0.2:7088,2=127.0.0.1:7089'])).toThrow(
+      /lists this node \(--id 1\) at 127\.0\.0\.2:7088, but it advertises 127\.0\.0\.1:7088/,
+    );
+  });
+
+  it('reads a config file below the flags and refuses a meta-only key', () => {
+    const dir = mkdtempSync(join(tmpdir(), 'eraftkv-kv-config-'));
+    try {
+      const path = join(dir, 'kv.yaml');
+      writeFileSync(path, 'config-poll-ms: 250\nkey-bytes-max: 1024\ngroup: 7\n');
+      const line = parse([...required, '--config-file', path, '--key-bytes-max', '2048']);
+      expect(line.server.configPollMs).toBe(250);
+      expect(line.server.groupId).toBe(1); // the flag wins
+      expect(line.server.limits?.keyBytesMax).toBe(2048);
+      writeFileSync(path, 'slot-move-batch-slots: 4\n');
+      expect(() => parse([...required, '--config-file', path])).toThrow(
+        `--config-file ${path}: key "slot-move-batch-slots" is not a flag of this server`,
+      );
+    } finally {
+      rmSync(dir, { recursive: true, force: true });
+    }
   });
 });

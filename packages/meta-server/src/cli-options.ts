@@ -5,12 +5,15 @@
 import yargs from 'yargs';
 import {
   commonNodeOptions,
+  configFileDescription,
+  loadConfigFile,
+  nodeAddressing,
   parsePeerRoutes,
   parsePeers,
   peersMissingSelf,
-  splitHostPort,
   validateCommonArgs,
   type CommonNodeArgs,
+  type NodeAddressing,
 } from '@eraftkv/server-kit';
 import { type Member } from '@eraftkv/raft';
 import { dedupWindowEntriesDefault, dedupWindowEntriesMax } from './topology';
@@ -46,7 +49,7 @@ const metaOptions = {
 } as const;
 
 /** Everything eraftkv-meta runs with, checked. */
-export interface MetaArgs extends CommonNodeArgs {
+export interface MetaArgs extends CommonNodeArgs, NodeAddressing {
   /** The parsed --peers (empty: join an existing group, or use the stored membership). */
   readonly peerList: Member[];
   /** The parsed --peer-route: peers to dial through other addresses. */
@@ -90,6 +93,9 @@ export function parseMetaArgs(argv: readonly string[], version: string): ParsedM
     )
     .options(commonNodeOptions)
     .options(metaOptions)
+    .config('config-file', configFileDescription, (path: string) =>
+      loadConfigFile(path, { ...commonNodeOptions, ...metaOptions }),
+    )
     .env('ERAFTKV')
     .example(
       '$0 --id 1 --listen 127.0.0.1:8088 --peers 1=127.0.0.1:8088,2=127.0.0.1:8089,3=127.0.0.1:8090 --data-dir ./data/meta-1 --metrics-listen 127.0.0.1:9188',
@@ -124,9 +130,11 @@ export function parseMetaArgs(argv: readonly string[], version: string): ParsedM
   const common: CommonNodeArgs = {
     id: parsed.id,
     listen: parsed.listen,
+    advertise: parsed.advertise,
     peers: parsed.peers,
     dataDir: parsed['data-dir'],
     metricsListen: parsed['metrics-listen'],
+    metricsAdvertise: parsed['metrics-advertise'],
     enablePprof: parsed['enable-pprof'],
     clusterId: parsed['cluster-id'],
     logLevel: parsed['log-level'],
@@ -149,8 +157,6 @@ export function parseMetaArgs(argv: readonly string[], version: string): ParsedM
   };
   try {
     validateCommonArgs(common);
-    splitHostPort(common.listen, '--listen');
-    if (common.metricsListen !== '') splitHostPort(common.metricsListen, '--metrics-listen');
     if (common.dataDir.trim() === '') throw new Error('--data-dir must not be empty');
     if (!Number.isSafeInteger(common.shutdownGraceMs) || common.shutdownGraceMs < 0) {
       throw new Error(
@@ -169,10 +175,12 @@ export function parseMetaArgs(argv: readonly string[], version: string): ParsedM
     const peerRoutes = parsePeerRoutes(common.peerRoute);
     const missingSelf = peersMissingSelf(peerList, common.id);
     if (missingSelf !== null) throw new Error(missingSelf);
+    const addressing = nodeAddressing(common, peerList);
     return {
       kind: 'run',
       args: {
         ...common,
+        ...addressing,
         peerList,
         peerRoutes,
         dedupWindowEntries,

@@ -17,6 +17,11 @@ export function grpcChannelOptions(messageBytesMax = defaultMessageBytesMax): gr
     'grpc.initial_reconnect_backoff_ms': 100,
     'grpc.min_reconnect_backoff_ms': 100,
     'grpc.max_reconnect_backoff_ms': 1000,
+    // A peer named by DNS (a pod, a host) may come back at another address: when a connection is
+    // lost the name is looked up again, at most once a second (grpc-js waits 30 s by default).
+    'grpc.dns_min_time_between_resolutions_ms': 1000,
+    // No service config in DNS TXT records: a lookup nobody answers must not slow a dial.
+    'grpc.service_config_disable_resolution': 1,
     'grpc.max_send_message_length': messageBytesMax,
     'grpc.max_receive_message_length': messageBytesMax,
   };

@@ -19,12 +19,17 @@ export {
 } from './grpc-host';
 export {
   commonNodeOptions,
+  configFileDescription,
+  nodeAddressing,
   raftTuningOf,
   tlsFlagsOf,
   validateCommonArgs,
   type CommonNodeArgs,
+  type NodeAddressing,
 } from './node-options';
+export { configFileBytesMax, loadConfigFile, type ConfigOptionSpec } from './config-file';
 export {
+  advertisedAddressProblem,
   checkPeerAddress,
   formatPeers,
   parsePeerRoutes,

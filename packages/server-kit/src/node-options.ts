@@ -5,6 +5,8 @@ import type { RaftTuning } from './raft-node';
 import type { LogLevel } from '@eraftkv/raft-server';
 import { peerNumberMax } from '@eraftkv/raft-server';
 import type { NodeTlsFlags } from './tls';
+import type { Member } from '@eraftkv/raft';
+import { formatPeers, splitHostPort } from './peers';
 
 interface OptionSpec {
   readonly type: 'string' | 'number' | 'boolean';
@@ -23,8 +25,15 @@ export const commonNodeOptions = {
   },
   listen: {
     type: 'string',
-    describe: 'host:port for gRPC (peers and clients)',
+    describe:
+      'host:port the gRPC server binds (peers and clients); 0.0.0.0:PORT binds every interface',
     demandOption: true,
+  },
+  advertise: {
+    type: 'string',
+    describe:
+      "host:port peers, the meta group and clients are told to dial (a DNS name or an address, never a wildcard); must equal this node's entry in --peers. Default: --listen",
+    default: '',
   },
   peers: {
     type: 'string',
@@ -39,7 +48,13 @@ export const commonNodeOptions = {
   },
   'metrics-listen': {
     type: 'string',
-    describe: 'host:port for HTTP /metrics and /health (empty: off)',
+    describe: 'host:port the HTTP server binds for /metrics and /health (empty: off)',
+    default: '',
+  },
+  'metrics-advertise': {
+    type: 'string',
+    describe:
+      'host:port where /metrics and /health are reached from elsewhere (logged and reported by Status). Default: --metrics-listen',
     default: '',
   },
   'enable-pprof': {
@@ -161,9 +176,11 @@ export const commonNodeOptions = {
 export interface CommonNodeArgs {
   readonly id: number;
   readonly listen: string;
+  readonly advertise: string;
   readonly peers: string;
   readonly dataDir: string;
   readonly metricsListen: string;
+  readonly metricsAdvertise: string;
   readonly enablePprof: boolean;
   readonly clusterId: string;
   readonly logLevel: LogLevel;
@@ -240,4 +257,70 @@ export function raftTuningOf(
     logMemoryBytesMax: args.logMemoryMb * 1024 * 1024,
     peerRoutes,
   };
+}
+
+/** What --config-file says in --help (the binaries register it with yargs' .config()). */
+export const configFileDescription =
+  'A YAML or JSON file of settings whose keys are the flag names (data-dir: /data). The command line wins over ERAFTKV_* variables, which win over the file; an unknown key is an error';
+
+/** The hosts that bind every interface: an address to listen on, never one to dial. */
+const wildcardHosts = new Set(['', '0.0.0.0', '::', '[::]', '[::0]', '*', '[0:0:0:0:0:0:0:0]']);
+
+/** Where a node binds and what it tells others, both checked. */
+export interface NodeAddressing {
+  /** host:port peers and clients dial (--advertise, else --listen). */
+  readonly advertise: string;
+  /** host:port of /metrics and /health for others ('' without --metrics-listen). */
+  readonly metricsAdvertise: string;
+}
+
+function advertised(flag: string, value: string, listenFlag: string, listen: string): string {
+  const address = value === '' ? listen : value;
+  const from = value === '' ? `${listenFlag} (the default of ${flag})` : flag;
+  const { host, port } = splitHostPort(address, from);
+  if (wildcardHosts.has(host))
+    throw new Error(
+      `${from} is ${address}, which binds every interface but cannot be dialled: give ${flag} host:port with this node's DNS name or address`,
+    );
+  if (port === 0)
+    throw new Error(`${from} is ${address}: port 0 cannot be dialled; give ${flag} the real port`);
+  return address;
+}
+
+/**
+ * Checks --listen, --advertise, --metrics-listen and --metrics-advertise and that --peers (when
+ * it lists this node) names it at its advertised address, as etcd checks --initial-cluster
+ * against --initial-advertise-peer-urls: a node bootstrapped under an address it is not
+ * reachable at makes a group no one can reach. Throws an Error naming the flag.
+ */
+export function nodeAddressing(args: CommonNodeArgs, peers: readonly Member[]): NodeAddressing {
+  splitHostPort(args.listen, '--listen');
+  if (args.metricsListen !== '') splitHostPort(args.metricsListen, '--metrics-listen');
+  if (args.metricsListen === '' && args.metricsAdvertise !== '')
+    throw new Error('--metrics-advertise needs --metrics-listen (the HTTP server is off)');
+  const listenPort = splitHostPort(args.listen, '--listen').port;
+  // A test binds port 0 and learns its address afterwards: nothing is advertised before then.
+  const advertise =
+    args.advertise === '' && listenPort === 0
+      ? args.listen
+      : advertised('--advertise', args.advertise, '--listen', args.listen);
+  const metricsListenPort =
+    args.metricsListen === '' ? 0 : splitHostPort(args.metricsListen, '--metrics-listen').port;
+  const metricsAdvertise =
+    args.metricsListen === '' || (args.metricsAdvertise === '' && metricsListenPort === 0)
+      ? args.metricsListen
+      : advertised(
+          '--metrics-advertise',
+          args.metricsAdvertise,
+          '--metrics-listen',
+          args.metricsListen,
+        );
+  const self = peers.find((m) => m.id === args.id);
+  if (self !== undefined && self.address !== advertise)
+    throw new Error(
+      `--peers (${formatPeers(peers)}) lists this node (--id ${args.id}) at ${self.address}, but it advertises ${advertise}` +
+        (args.advertise === '' ? ' (--listen; no --advertise given)' : ' (--advertise)') +
+        ': the two must be the same host:port',
+    );
+  return { advertise, metricsAdvertise };
 }

@@ -93,3 +93,19 @@ export function peersDisagreement(
   if (given === held) return null;
   return `--peers (${given}) disagrees with the membership stored in --data-dir ${dataDir} (${held}); the stored membership wins (--peers is only read when the data dir is new; change members with eraftkv-ctl member add/remove)`;
 }
+
+/**
+ * When the membership records this node at another address than it now advertises (its name or
+ * port changed since it joined), peers keep dialling the recorded one: the warning to log, or
+ * null. There is no port 0 here (a test that binds any port advertises nothing of its own).
+ */
+export function advertisedAddressProblem(
+  membership: readonly Member[],
+  id: number,
+  advertise: string | undefined,
+): string | null {
+  if (advertise === undefined || advertise.endsWith(':0')) return null;
+  const self = membership.find((m) => m.id === id);
+  if (self === undefined || self.address === advertise) return null;
+  return `the group records this node (id ${id}) at ${self.address}, but it advertises ${advertise}: peers and clients keep dialling ${self.address}; remove the member and add it again at the new address to change it`;
+}

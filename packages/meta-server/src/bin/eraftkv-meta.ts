@@ -3,7 +3,13 @@
 // a fatal Raft failure exits 1, bad flags exit 2.
 import { readFileSync } from 'node:fs';
 import { join } from 'node:path';
-import { installLifecycle, raftTuningOf, tlsFlagsOf, writePidFile } from '@eraftkv/server-kit';
+import {
+  advertisedAddressProblem,
+  installLifecycle,
+  raftTuningOf,
+  tlsFlagsOf,
+  writePidFile,
+} from '@eraftkv/server-kit';
 import { jsonLogger } from '@eraftkv/raft-server';
 import { parseMetaArgs } from '../cli-options';
 import { MetaServer } from '../meta-server';
@@ -63,11 +69,15 @@ async function main(): Promise<void> {
     logger.info('started', {
       id: args.id,
       listen: address,
+      advertise: args.advertise,
       metrics: metricsAddress,
+      metricsAdvertise: args.metricsAdvertise,
       dataDir: args.dataDir,
       members: status.membership.map((m) => `${m.id}=${m.address}`).join(','),
       version,
     });
+    const moved = advertisedAddressProblem(status.membership, args.id, args.advertise);
+    if (moved !== null) logger.warn(moved);
   } catch (err) {
     logger.error('cannot start', { error: (err as Error).message });
     await server.abort().catch(() => undefined);
