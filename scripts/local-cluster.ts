@@ -42,6 +42,8 @@ export interface NodeSpec {
   readonly metricsAddress: string;
   readonly dataDir: string;
   readonly args: readonly string[];
+  /** A command that runs the node elsewhere (ip netns exec <host>), before node and its script. */
+  readonly launcher?: readonly string[];
 }
 
 /** Builds the spec (and command line) of one node. */
@@ -51,6 +53,10 @@ export function nodeSpec(fields: {
   readonly id: number;
   readonly grpcAddress: string;
   readonly metricsAddress: string;
+  /** What to bind when it is not the advertised address (0.0.0.0:port); then both are passed. */
+  readonly listen?: string;
+  readonly metricsListen?: string;
+  readonly launcher?: readonly string[];
   readonly dataRoot: string;
   /** The group's first members (id=host:port,...), or '' for a node that joins later. */
   readonly peers: string;
@@ -68,14 +74,16 @@ export function nodeSpec(fields: {
     ...(fields.kind === 'kv'
       ? ['--group', String(fields.group), '--meta', (fields.meta ?? []).join(',')]
       : []),
-    '--listen',
-    fields.grpcAddress,
+    ...(fields.listen === undefined
+      ? ['--listen', fields.grpcAddress]
+      : ['--listen', fields.listen, '--advertise', fields.grpcAddress]),
     '--peers',
     fields.peers,
     '--data-dir',
     dataDir,
-    '--metrics-listen',
-    fields.metricsAddress,
+    ...(fields.metricsListen === undefined
+      ? ['--metrics-listen', fields.metricsAddress]
+      : ['--metrics-listen', fields.metricsListen, '--metrics-advertise', fields.metricsAddress]),
     ...(fields.peerRoute ? ['--peer-route', fields.peerRoute] : []),
     ...(fields.extraArgs ?? []),
   ];
@@ -88,6 +96,7 @@ export function nodeSpec(fields: {
     metricsAddress: fields.metricsAddress,
     dataDir,
     args,
+    launcher: fields.launcher,
   };
 }
 
@@ -315,7 +324,7 @@ export class LocalCluster {
       grpc: s.grpcAddress,
       metrics: s.metricsAddress,
       dataDir: s.dataDir,
-      command: [process.execPath, s.kind === 'meta' ? metaBin : kvBin, ...s.args],
+      command: [...(s.launcher ?? []), process.execPath, s.kind === 'meta' ? metaBin : kvBin, ...s.args],
     }));
     await writeFile(
       join(this.layout.dataDir, 'cluster.json'),
@@ -344,7 +353,8 @@ export class LocalCluster {
     const bin = spec.kind === 'meta' ? metaBin : kvBin;
     const env = { ...process.env };
     delete env.ERAFTKV_PROFILE_DIR; // not a node flag (ERAFTKV_<FLAG> variables are)
-    const child = spawn(process.execPath, [...profile, bin, ...spec.args], {
+    const command = [...(spec.launcher ?? []), process.execPath, ...profile, bin, ...spec.args];
+    const child = spawn(command[0], command.slice(1), {
       env,
       // The IPC channel lets a node notice when its launcher is gone (it then stops itself).
       stdio: ['ignore', 'pipe', 'pipe', 'ipc'],
