@@ -57,8 +57,8 @@ interface Host {
   readonly name: string;
   /** The namespace (ip netns) name. */
   readonly netns: string;
-  /** The root-namespace end of its veth pair (on the bridge). */
-  readonly link: string;
+  /** The root-namespace end of its veth pair (on the bridge); a new one after a move. */
+  link: string;
   address: string;
 }
 
@@ -228,21 +228,18 @@ export class HostNetwork {
     if (host === undefined) throw new Error(`no host ${name}`);
     this.blackholes = this.blackholes.filter(([ns, a]) => ns !== host.netns && a !== host.address);
     this.ip('netns', 'del', host.netns);
-    if (this.linkExists(host.link)) this.ip('link', 'del', host.link);
+    // The pair goes with the namespace, but not always at once: delete it, or find it gone.
+    try {
+      this.ip('link', 'del', host.link);
+    } catch {
+      // Already gone with its namespace.
+    }
+    host.link = `${this.prefix}v${this.nextLink++}`;
     host.address = `${this.subnet}.${this.nextHostNumber++}`;
     if (this.nextHostNumber > 254) throw new Error('the hosts bridge has no address left');
     this.plug(host);
     this.writeHostsFiles();
     return host.address;
-  }
-
-  private linkExists(link: string): boolean {
-    try {
-      this.ip('link', 'show', link);
-      return true;
-    } catch {
-      return false;
-    }
   }
 
   /** Removes everything this run made; returns what it removed (for the report). */
