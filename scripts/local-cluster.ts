@@ -324,7 +324,12 @@ export class LocalCluster {
       grpc: s.grpcAddress,
       metrics: s.metricsAddress,
       dataDir: s.dataDir,
-      command: [...(s.launcher ?? []), process.execPath, s.kind === 'meta' ? metaBin : kvBin, ...s.args],
+      command: [
+        ...(s.launcher ?? []),
+        process.execPath,
+        s.kind === 'meta' ? metaBin : kvBin,
+        ...s.args,
+      ],
     }));
     await writeFile(
       join(this.layout.dataDir, 'cluster.json'),
