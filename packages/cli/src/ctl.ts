@@ -12,6 +12,7 @@ import { membershipCommands } from './commands/membership';
 import { Context, defaultEndpoints, type GlobalArgs, type Runner } from './context';
 import { exitCodeOf, exitCodes, UsageError } from './exit-codes';
 import { processIo, writeOutChoices, type Io, type WriteOut } from './output';
+import { hideUnknownEnvironment, ignoredEnvironmentWarning } from '@eraftkv/protocol';
 
 export const ctlVersion = '0.1.0';
 
@@ -145,14 +146,14 @@ export async function runCtl(argv: readonly string[], io: Io = processIo): Promi
       // Stop at the first usage error: nothing runs after it.
       throw err ?? new UsageError(message);
     });
-  // yargs maps every ERAFTKV_* variable to an option (and ERAFTKV_KEY onto put's <key>): the TLS
-  // ones, already read by takeTlsFlags, are out of its sight while it parses.
-  const hidden = new Map<string, string>();
-  for (const name of tlsEnvNames) {
-    const value = process.env[name];
-    if (value !== undefined) hidden.set(name, value);
-    delete process.env[name];
-  }
+  // yargs maps every ERAFTKV_* variable to an option (and ERAFTKV_KEY onto put's <key>): only
+  // those of the global flags stay in its sight while it parses. The TLS ones were read by
+  // takeTlsFlags; any other is warned about, as etcdctl does.
+  const environment = hideUnknownEnvironment(['endpoints', 'write-out', 'command-timeout']);
+  const warning = ignoredEnvironmentWarning(
+    environment.ignored.filter((name) => !(tlsEnvNames as readonly string[]).includes(name)),
+  );
+  if (warning !== '') io.err(`Warning: ${warning}\n`);
   try {
     await parser.parseAsync();
   } catch (err) {
@@ -161,7 +162,7 @@ export async function runCtl(argv: readonly string[], io: Io = processIo): Promi
     );
     exitCode = exitCodes.badArgs;
   } finally {
-    for (const [name, value] of hidden) process.env[name] = value;
+    environment.restore();
   }
   return exitCode;
 }

@@ -103,4 +103,25 @@ describe('eraftkv-ctl arguments', () => {
       delete process.env.ERAFTKV_ENDPOINTS;
     }
   });
+
+  it('ignores ERAFTKV_* variables that name no global flag, with a warning, and still reads ERAFTKV_ENDPOINTS', async () => {
+    // What Kubernetes puts in every pod of a namespace with a Service named eraftkv.
+    process.env.ERAFTKV_SERVICE_HOST = '10.0.0.1';
+    process.env.ERAFTKV_PORT = 'tcp://10.0.0.1:8088';
+    process.env.ERAFTKV_ENDPOINTS = '127.0.0.1:1,meta-2';
+    try {
+      const run = await ctl('get', 'a');
+      expect(run.err).toBe(
+        'Warning: ignoring ERAFTKV_PORT, ERAFTKV_SERVICE_HOST: no flag of this name (ERAFTKV_<FLAG> sets --<flag>)\n' +
+          'Error: endpoint "meta-2" is not host:port\n',
+      );
+      expect(run.code).toBe(3);
+      // Put back for the next parse.
+      expect(process.env.ERAFTKV_SERVICE_HOST).toBe('10.0.0.1');
+    } finally {
+      delete process.env.ERAFTKV_SERVICE_HOST;
+      delete process.env.ERAFTKV_PORT;
+      delete process.env.ERAFTKV_ENDPOINTS;
+    }
+  });
 });

@@ -18,6 +18,7 @@ import {
 } from '@eraftkv/server-kit';
 import { type LogLevel } from '@eraftkv/raft-server';
 import { type Member } from '@eraftkv/raft';
+import { hideUnknownEnvironment } from '@eraftkv/protocol';
 import type { KvServerOptions } from './kv-server';
 import {
   kvLimits,
@@ -98,6 +99,8 @@ export interface KvCommandLine {
   /** The bootstrap members from --peers (empty: join an existing group). */
   readonly peers: Member[];
   readonly logLevel: LogLevel;
+  /** ERAFTKV_* variables that name no flag (ignored; the binary warns about them). */
+  readonly ignoredEnvironment: string[];
 }
 
 // One flag per line: the command is too long for yargs' two-column example table.
@@ -116,6 +119,23 @@ const example = [
 export function parseKvCommandLine(
   argv: readonly string[],
   options: { readonly exitProcess: boolean; readonly version: string },
+): KvCommandLine {
+  const environment = hideUnknownEnvironment([
+    ...Object.keys(commonNodeOptions),
+    ...Object.keys(kvNodeOptions),
+    'config-file',
+  ]);
+  try {
+    return kvCommandLine(argv, options, environment.ignored);
+  } finally {
+    environment.restore();
+  }
+}
+
+function kvCommandLine(
+  argv: readonly string[],
+  options: { readonly exitProcess: boolean; readonly version: string },
+  ignoredEnvironment: string[],
 ): KvCommandLine {
   const args = yargs([...argv])
     .scriptName('eraftkv-kv')
@@ -201,6 +221,7 @@ export function parseKvCommandLine(
   return {
     peers,
     logLevel: args.logLevel,
+    ignoredEnvironment,
     server: {
       id: args.id,
       groupId: args.group,

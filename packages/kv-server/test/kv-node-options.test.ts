@@ -177,4 +177,15 @@ describe('parseKvCommandLine', () => {
       rmSync(dir, { recursive: true, force: true });
     }
   });
+
+  it('ignores ERAFTKV_* variables that name no flag (a Kubernetes service link) and reports them', () => {
+    process.env.ERAFTKV_SERVICE_PORT = '8088';
+    try {
+      const line = parse(required);
+      expect(line.ignoredEnvironment).toEqual(['ERAFTKV_SERVICE_PORT']);
+      expect(process.env.ERAFTKV_SERVICE_PORT).toBe('8088');
+    } finally {
+      delete process.env.ERAFTKV_SERVICE_PORT;
+    }
+  });
 });

@@ -16,6 +16,7 @@ import {
   type NodeAddressing,
 } from '@eraftkv/server-kit';
 import { type Member } from '@eraftkv/raft';
+import { hideUnknownEnvironment } from '@eraftkv/protocol';
 import { dedupWindowEntriesDefault, dedupWindowEntriesMax } from './topology';
 
 const metaOptions = {
@@ -58,6 +59,8 @@ export interface MetaArgs extends CommonNodeArgs, NodeAddressing {
   readonly slotMoveDeadlineMs: number;
   readonly slotImportDeadlineMs: number;
   readonly slotMoveBatchSlots: number;
+  /** ERAFTKV_* variables that name no flag (ignored; the binary warns about them). */
+  readonly ignoredEnvironment: string[];
 }
 
 export type ParsedMetaArgs =
@@ -115,6 +118,11 @@ export function parseMetaArgs(argv: readonly string[], version: string): ParsedM
   let failure: string | null = null;
   let output = '';
   let parsed: ReturnType<typeof parser.parseSync> | undefined;
+  const environment = hideUnknownEnvironment([
+    ...Object.keys(commonNodeOptions),
+    ...Object.keys(metaOptions),
+    'config-file',
+  ]);
   try {
     parsed = parser.parseSync([...argv], {}, (err, _argv, out) => {
       if (err) failure = err.message;
@@ -122,6 +130,8 @@ export function parseMetaArgs(argv: readonly string[], version: string): ParsedM
     });
   } catch (err) {
     failure = err instanceof Error ? err.message : String(err);
+  } finally {
+    environment.restore();
   }
   if (failure !== null) return usageError(failure);
   if (output !== '') return { kind: 'exit', code: 0, output: `${output}\n` };
@@ -187,6 +197,7 @@ export function parseMetaArgs(argv: readonly string[], version: string): ParsedM
         slotMoveDeadlineMs,
         slotImportDeadlineMs,
         slotMoveBatchSlots,
+        ignoredEnvironment: environment.ignored,
       },
     };
   } catch (err) {

@@ -199,4 +199,17 @@ describe('eraftkv-meta --config-file', () => {
       refusal([...base, '--config-file', file('e.yaml', 'listen: 1.2.3.4:1\nlisten: 1.2.3.4:2\n')]),
     ).toMatch(/not valid YAML or JSON/);
   });
+
+  it('ignores ERAFTKV_* variables that name no flag and reports them, still refusing unknown flags', () => {
+    process.env.ERAFTKV_SERVICE_HOST = '10.0.0.1';
+    process.env.ERAFTKV_PORT_8088_TCP_ADDR = '10.0.0.1';
+    process.env.ERAFTKV_TICK_MS = '60';
+    const args = run([...base, '--listen', '127.0.0.1:8088']);
+    expect(args.tickMs).toBe(60);
+    expect(args.ignoredEnvironment).toEqual(['ERAFTKV_PORT_8088_TCP_ADDR', 'ERAFTKV_SERVICE_HOST']);
+    expect(process.env.ERAFTKV_SERVICE_HOST).toBe('10.0.0.1');
+    expect(refusal([...base, '--listen', '127.0.0.1:8088', '--service-host', 'x'])).toMatch(
+      /Unknown argument/,
+    );
+  });
 });

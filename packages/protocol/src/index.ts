@@ -21,3 +21,4 @@ export {
   type MessageEncoder,
 } from './message-encoding';
 export * from './permission';
+export { environmentName, hideUnknownEnvironment, ignoredEnvironmentWarning } from './environment';

@@ -5,6 +5,7 @@ import { readFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { installLifecycle, writePidFile } from '@eraftkv/server-kit';
 import { jsonLogger } from '@eraftkv/raft-server';
+import { ignoredEnvironmentWarning } from '@eraftkv/protocol';
 import { KvServer } from '../kv-server';
 import { parseKvCommandLine, UsageError, type KvCommandLine } from '../kv-node-options';
 
@@ -30,6 +31,8 @@ async function main(): Promise<void> {
   }
   const { server: options, peers } = commandLine;
   const logger = jsonLogger(commandLine.logLevel, { service: 'eraftkv-kv' });
+  const ignored = ignoredEnvironmentWarning(commandLine.ignoredEnvironment);
+  if (ignored !== '') logger.warn(ignored);
   // The closures below run only after both constants exist.
   const lifecycle = installLifecycle({
     logger,

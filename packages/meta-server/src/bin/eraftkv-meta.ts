@@ -10,6 +10,7 @@ import {
   tlsFlagsOf,
   writePidFile,
 } from '@eraftkv/server-kit';
+import { ignoredEnvironmentWarning } from '@eraftkv/protocol';
 import { jsonLogger } from '@eraftkv/raft-server';
 import { parseMetaArgs } from '../cli-options';
 import { MetaServer } from '../meta-server';
@@ -36,6 +37,8 @@ async function main(): Promise<void> {
   }
   const args = parsed.args;
   const logger = jsonLogger(args.logLevel, { service: 'eraftkv-meta' });
+  const ignored = ignoredEnvironmentWarning(args.ignoredEnvironment);
+  if (ignored !== '') logger.warn(ignored);
   // The closures below run only after both constants exist.
   const lifecycle = installLifecycle({
     logger,
