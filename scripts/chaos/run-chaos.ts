@@ -17,6 +17,7 @@ import { rootUser } from '@eraftkv/server-kit';
 import { httpGet, initializeCluster, repositoryDir, waitUntil } from '../local-cluster';
 import { clientTlsOf, createLocalTls, nodeTlsArgs } from '../tls-certs';
 import { authProblems, enableAuth, outsideKeyCount } from './auth';
+import { OptionReader } from '../suite-options';
 import { ChaosCluster } from './chaos-cluster';
 import { ChaosRng } from './chaos-rng';
 import { saveHistory } from './history';
@@ -66,18 +67,10 @@ function parseArgs(argv: readonly string[]): ChaosOptions {
     out: join(repositoryDir, 'chaos-results'),
     keepData: false,
   };
-  for (let i = 0; i < argv.length; i++) {
-    const arg = argv[i];
-    const value = (): string => {
-      const v = argv[++i];
-      if (v === undefined) throw new Error(`${arg} needs a value\n${usage}`);
-      return v;
-    };
-    const int = (min: number): number => {
-      const n = Number(value());
-      if (!Number.isSafeInteger(n) || n < min) throw new Error(`${arg} needs an integer >= ${min}`);
-      return n;
-    };
+  const read = new OptionReader(argv, usage);
+  const value = (): string => read.value();
+  const int = (min: number): number => read.int(min);
+  for (let arg = read.next(); arg !== undefined; arg = read.next()) {
     switch (arg) {
       case '--duration':
         o.durationS = int(5);
@@ -129,7 +122,7 @@ function parseArgs(argv: readonly string[]): ChaosOptions {
         process.exit(0);
         break;
       default:
-        throw new Error(`unknown option ${arg}\n${usage}`);
+        throw read.unknown(arg);
     }
   }
   return o;

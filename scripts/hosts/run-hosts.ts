@@ -29,6 +29,7 @@ import {
   type NodeSpec,
 } from '../local-cluster';
 import { ChaosRng } from '../chaos/chaos-rng';
+import { OptionReader } from '../suite-options';
 import { saveHistory } from '../chaos/history';
 import { checkLinearizability, formatReport } from '../chaos/linearizability';
 import { Workload } from '../chaos/workload';
@@ -57,18 +58,10 @@ function parseArgs(argv: readonly string[]): HostsOptions {
     out: join(repositoryDir, 'hosts-results'),
     keepData: false,
   };
-  for (let i = 0; i < argv.length; i++) {
-    const arg = argv[i];
-    const value = (): string => {
-      const v = argv[++i];
-      if (v === undefined) throw new Error(`${arg} needs a value\n${usage}`);
-      return v;
-    };
-    const int = (min: number): number => {
-      const n = Number(value());
-      if (!Number.isSafeInteger(n) || n < min) throw new Error(`${arg} needs an integer >= ${min}`);
-      return n;
-    };
+  const read = new OptionReader(argv, usage);
+  const value = (): string => read.value();
+  const int = (min: number): number => read.int(min);
+  for (let arg = read.next(); arg !== undefined; arg = read.next()) {
     switch (arg) {
       case '--duration':
         o.durationS = int(5);
@@ -88,7 +81,7 @@ function parseArgs(argv: readonly string[]): HostsOptions {
         process.exit(0);
         break;
       default:
-        throw new Error(`unknown option ${arg}\n${usage}`);
+        throw read.unknown(arg);
     }
   }
   return o;

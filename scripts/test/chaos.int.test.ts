@@ -2,11 +2,11 @@
 // a minute against a real cluster, then the history must be linearizable, every replica of a group
 // must hold the same state, and no replica may keep keys of a slot its group gave away. A longer run is
 // `npm run chaos -- --duration 600`.
-import { execFile } from 'node:child_process';
-import { mkdtemp, readdir, readFile, rm } from 'node:fs/promises';
+import { mkdtemp, rm } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { repositoryDir } from '../local-cluster';
+import { runScript, suiteResults } from './helpers';
 
 jest.setTimeout(300_000);
 
@@ -33,35 +33,12 @@ describe('chaos (short run)', () => {
 
   it('stays linearizable and consistent through a minute of every nemesis', async () => {
     const seed = Number(process.env.ERAFTKV_CHAOS_SEED ?? Math.floor(Math.random() * 1_000_000));
-    const result = await new Promise<{ code: number; stdout: string; stderr: string }>(
-      (resolve) => {
-        execFile(
-          process.execPath,
-          [
-            join(repositoryDir, 'scripts/dist/chaos/run-chaos.js'),
-            '--duration',
-            '60',
-            '--seed',
-            String(seed),
-            '--out',
-            out,
-          ],
-          { timeout: 280_000, maxBuffer: 64 * 1024 * 1024 },
-          (err, stdout, stderr) =>
-            resolve({
-              code: err === null ? 0 : typeof err.code === 'number' ? err.code : -1,
-              stdout,
-              stderr,
-            }),
-        );
-      },
+    const result = await runScript(
+      join(repositoryDir, 'scripts/dist/chaos/run-chaos.js'),
+      ['--duration', '60', '--seed', String(seed), '--out', out],
+      280_000,
     );
-    const dirs = await readdir(out);
-    expect(dirs).toHaveLength(1);
-    const summary = JSON.parse(
-      await readFile(join(out, dirs[0], 'summary.json'), 'utf8'),
-    ) as Summary;
-    const report = await readFile(join(out, dirs[0], 'report.txt'), 'utf8');
+    const { summary, report } = await suiteResults<Summary>(out);
     // On failure, the seed and the report say everything: the report goes to the test's output
     // (the results dir is removed afterwards).
     if (summary.verdict !== 'ok' || result.code !== 0) {

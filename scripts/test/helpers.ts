@@ -2,7 +2,7 @@
 // generated gRPC client, and a Prometheus text check (promtool when installed, else a parser).
 import * as grpc from '@grpc/grpc-js';
 import { execFile } from 'node:child_process';
-import { mkdtemp, rm } from 'node:fs/promises';
+import { mkdtemp, readdir, readFile, rm } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import {
@@ -214,4 +214,41 @@ export function sameAppliedIndex(
     20_000,
     what,
   );
+}
+
+/** How a script run to its end went. */
+export interface ScriptRun {
+  readonly code: number;
+  readonly stdout: string;
+  readonly stderr: string;
+}
+
+/** Runs `node <script> <args>` to its end (or `timeoutMs`); never rejects. */
+export function runScript(
+  script: string,
+  args: readonly string[],
+  timeoutMs: number,
+): Promise<ScriptRun> {
+  return new Promise((resolve) => {
+    execFile(
+      process.execPath,
+      [script, ...args],
+      { timeout: timeoutMs, maxBuffer: 64 * 1024 * 1024 },
+      (err, stdout, stderr) =>
+        resolve({
+          code: err === null ? 0 : typeof err.code === 'number' ? err.code : -1,
+          stdout,
+          stderr,
+        }),
+    );
+  });
+}
+
+/** The summary.json and report.txt of the one run a fault suite wrote below `out`. */
+export async function suiteResults<S>(out: string): Promise<{ summary: S; report: string }> {
+  const dirs = await readdir(out);
+  if (dirs.length !== 1) throw new Error(`expected one run in ${out}, found ${dirs.join(', ')}`);
+  const summary = JSON.parse(await readFile(join(out, dirs[0], 'summary.json'), 'utf8')) as S;
+  const report = await readFile(join(out, dirs[0], 'report.txt'), 'utf8');
+  return { summary, report };
 }

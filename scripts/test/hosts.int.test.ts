@@ -4,13 +4,14 @@
 // be linearizable and the replicas equal. Every namespace, link and hosts file the run made must be
 // gone afterwards, also when the harness is killed in the middle. Needs root and iproute2: on a
 // machine without them the tests are skipped, saying why.
-import { execFile, execFileSync, spawn } from 'node:child_process';
+import { execFileSync, spawn } from 'node:child_process';
 import { existsSync, readdirSync } from 'node:fs';
-import { mkdtemp, readdir, readFile, rm } from 'node:fs/promises';
+import { mkdtemp, rm } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { repositoryDir, waitUntil } from '../local-cluster';
 import { hostsUsable } from '../hosts/host-network';
+import { runScript, suiteResults } from './helpers';
 
 jest.setTimeout(300_000);
 
@@ -58,27 +59,12 @@ describe('hosts as network namespaces (short run)', () => {
   hostsIt('stays linearizable through host faults and removes everything it made', async () => {
     const before = machineState();
     const seed = Number(process.env.ERAFTKV_HOSTS_SEED ?? Math.floor(Math.random() * 1_000_000));
-    const result = await new Promise<{ code: number; stdout: string; stderr: string }>(
-      (resolve) => {
-        execFile(
-          process.execPath,
-          [script, '--duration', '30', '--seed', String(seed), '--out', out],
-          { timeout: 280_000, maxBuffer: 64 * 1024 * 1024 },
-          (err, stdout, stderr) =>
-            resolve({
-              code: err === null ? 0 : typeof err.code === 'number' ? err.code : -1,
-              stdout,
-              stderr,
-            }),
-        );
-      },
+    const result = await runScript(
+      script,
+      ['--duration', '30', '--seed', String(seed), '--out', out],
+      280_000,
     );
-    const dirs = await readdir(out);
-    expect(dirs).toHaveLength(1);
-    const report = await readFile(join(out, dirs[0], 'report.txt'), 'utf8');
-    const summary = JSON.parse(
-      await readFile(join(out, dirs[0], 'summary.json'), 'utf8'),
-    ) as Summary;
+    const { summary, report } = await suiteResults<Summary>(out);
     if (summary.verdict !== 'ok' || result.code !== 0)
       console.log(`hosts seed ${seed} failed; its report:\n${report.slice(-20_000)}`);
     expect({ seed, verdict: summary.verdict, code: result.code }).toEqual({
