@@ -116,6 +116,7 @@ async function child(): Promise<void> {
     slotExport: unimplemented,
     slotImport: unimplemented,
     auth: unimplemented,
+    hashKv: unimplemented,
   };
   grpcServer.addService(ERaftKvService, service);
   const port = await new Promise<number>((resolve, reject) =>

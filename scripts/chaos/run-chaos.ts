@@ -398,6 +398,13 @@ async function main(): Promise<number> {
       );
       replicas.push(...states);
       if (new Set(states.map((r) => r.digest)).size !== 1) replicasAgree = false;
+      // The same through the group's own consistency check (eraftkv-ctl endpoint hashkv).
+      const check = await admin.hashKv(group, { deadlineMs: 60_000 });
+      const hashes = new Set(check.replicas.map((r) => r.digest));
+      log(
+        `hashkv of kv group ${group} at index ${check.index}: ${check.replicas.map((r) => `${r.nodeId}=${r.digest.slice(0, 12) || `none (${r.error})`}`).join(' ')}`,
+      );
+      if (hashes.size !== 1 || hashes.has('')) replicasAgree = false;
     }
     const copiesLeft = await leftoverCopies(cluster, nemesis, admin);
     const bypasses = o.auth ? await authProblems(local.metaEndpoints(), clientTls, workload) : [];

@@ -118,7 +118,7 @@ export class BareClients {
     const client = this.get(address);
     return new Promise((resolve, reject) =>
       client.status(
-        { withDigest: false, withSlots: false },
+        { withDigest: false, withSlots: false, checkIndex: 0 },
         new grpc.Metadata(),
         { deadline: Date.now() + timeoutMs },
         (err, resp) => (err ? reject(err) : resolve(resp)),

@@ -46,7 +46,7 @@ describe('eraftkv-ctl arguments', () => {
       ['member', 'member needs a subcommand: list, add, remove or promote'],
       ['leader', 'leader needs a subcommand: transfer'],
       ['slot', 'slot needs a subcommand: move'],
-      ['endpoint', 'endpoint needs a subcommand: status or health'],
+      ['endpoint', 'endpoint needs a subcommand: status, health or hashkv'],
     ];
     for (const [command, hint] of hints) {
       const run = await ctl(...nowhere, command);

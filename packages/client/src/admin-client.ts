@@ -9,6 +9,7 @@ import {
   HealthCheckResponse_ServingStatus,
   MemberChangeType,
   type ERaftKvClient,
+  type ReplicaDigest,
   type StatusResp,
 } from '@eraftkv/protocol';
 import type { CallOptions, ClientSession, ClusterView, ReadOptions } from './client-session';
@@ -255,6 +256,27 @@ export class AdminClient {
     return (resp.membership?.members ?? []).map(memberView);
   }
 
+  /**
+   * A consistency check of kv group `groupId` now: its leader appends a check entry and collects
+   * every member's digest of its state at that index (equal digests: equal data). The check
+   * scans every replica's whole state, so give it a deadline that allows for that.
+   */
+  async hashKv(
+    groupId: number,
+    options: CallOptions = {},
+  ): Promise<{ index: number; replicas: ReplicaDigest[] }> {
+    positiveId(groupId, 'group id');
+    const deadline = this.session.deadline(options);
+    const resp = await this.adminCall(groupId, (c) => c.hashKv.bind(c), { groupId }, deadline);
+    if (resp.errorCode !== ErrorCode.OK) {
+      throw new ClusterError(
+        resp.errorCode,
+        `${describeErrorCode(resp.errorCode)}: ${resp.errorMessage}`,
+      );
+    }
+    return { index: resp.index, replicas: resp.replicas };
+  }
+
   /** Hands the leadership of a group to node `nodeId`; resolves once it leads. */
   async transferLeader(groupId: number, nodeId: number, options: CallOptions = {}): Promise<void> {
     positiveId(nodeId, 'node id');
@@ -287,7 +309,11 @@ export class AdminClient {
       return await this.session.connections.unary(
         address,
         (c) => c.status.bind(c),
-        { withDigest: options.withDigest === true, withSlots: options.withSlots === true },
+        {
+          withDigest: options.withDigest === true,
+          withSlots: options.withSlots === true,
+          checkIndex: 0,
+        },
         options.deadlineMs ?? this.session.attemptTimeoutMs,
       );
     } catch (err) {
@@ -326,7 +352,7 @@ export class AdminClient {
         this.session.connections.unary(
           address,
           (c) => c.status.bind(c),
-          { withDigest: false, withSlots: false },
+          { withDigest: false, withSlots: false, checkIndex: 0 },
           timeoutMs,
         ),
       judge: (status) =>

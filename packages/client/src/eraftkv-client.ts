@@ -10,7 +10,7 @@
 //
 // It is a facade over two objects that share one session (connections, leader cache, topology):
 // `client.kv` (KvClient: data) and `client.admin` (AdminClient: groups, slots, members, status).
-import type { StatusResp } from '@eraftkv/protocol';
+import type { ReplicaDigest, StatusResp } from '@eraftkv/protocol';
 import { AuthClient } from './auth-client';
 import { AdminClient, type MemberView } from './admin-client';
 import {
@@ -120,6 +120,14 @@ export class EraftKvClient {
 
   transferLeader(groupId: number, nodeId: number, options?: CallOptions): Promise<void> {
     return this.admin.transferLeader(groupId, nodeId, options);
+  }
+
+  /** A consistency check of kv group `groupId`: every replica's digest at one log index. */
+  hashKv(
+    groupId: number,
+    options?: CallOptions,
+  ): Promise<{ index: number; replicas: ReplicaDigest[] }> {
+    return this.admin.hashKv(groupId, options);
   }
 
   status(

@@ -101,6 +101,12 @@ export type KvApplyResult =
       readonly keys: number;
       /** Import: complete. Drop: the slots hold no more keys. */
       readonly done: boolean;
+    }
+  | {
+      /** A consistency check: this replica digests its state at `index` (checkDigest). */
+      readonly kind: 'check';
+      readonly configVersion: number;
+      readonly index: number;
     };
 
 /** What a read request produced. */
@@ -189,6 +195,9 @@ function notServed(o: Ownership, key: Uint8Array): { message: string; migrating:
 
 const noBytes = Buffer.alloc(0);
 
+/** The consistency checks whose digests a replica keeps (the leader asks for the latest). */
+const checksKept = 8;
+
 /** The answer to `op`: its type, key and sign, and `fields`; every other field at its default. */
 function resultOp(op: KvOpPair, fields: Partial<KvOpPair>): KvOpPair {
   return {
@@ -219,6 +228,8 @@ export class DataStateMachine implements StateMachine<KvApplyResult> {
   /** The first corruption RocksDB reported in the state, if any: nothing here is trusted since. */
   private corrupt: StorageCorruptionError | null = null;
   private readonly gate = new ReadWriteGate();
+  /** Digests made at consistency check entries, by index ('pending' while being made). */
+  private readonly checks = new Map<number, { readonly digest: string } | 'pending'>();
 
   private constructor(
     private readonly engine: StorageEngine,
@@ -316,7 +327,7 @@ export class DataStateMachine implements StateMachine<KvApplyResult> {
         // The Raft runtime hands each entry over once, in order; anything else is a bug.
         throw new Error(`apply got entry ${first} but the state has applied ${this.applied}`);
       }
-      const batch = new ApplyBatch(this.engine);
+      let batch = new ApplyBatch(this.engine);
       let ownership = this.ownership;
       const results: (KvApplyResult | undefined)[] = [];
       for (const entry of entries) {
@@ -324,29 +335,81 @@ export class DataStateMachine implements StateMachine<KvApplyResult> {
           results.push(undefined);
           continue;
         }
+        if (isCheckEntry(entry)) {
+          // Everything before the check goes to disk, then the check reads the state as of its
+          // index from a RocksDB snapshot while the entries after it are applied.
+          await this.writeApplied(batch, entry.index);
+          this.startCheck(entry.index);
+          batch = new ApplyBatch(this.engine);
+          results.push({
+            kind: 'check',
+            configVersion: configVersionOf(ownership),
+            index: entry.index,
+          });
+          continue;
+        }
         const outcome = await this.applyEntry(entry, batch, ownership);
         ownership = outcome.ownership;
         results.push(outcome.result);
       }
       const last = entries[entries.length - 1].index;
-      this.dedup.prune(batch.ops, last - this.options.dedupWindowEntries);
-      batch.put(appliedKey, u64(last));
-      const written = this.engine.write(batch.ops, { sync: false });
+      const written = this.writeApplied(batch, last);
       this.applied = last;
       this.ownership = ownership;
       decided(results);
-      try {
-        await written;
-      } catch (err) {
-        this.writeFailure = err instanceof Error ? err : new Error(String(err));
-        this.options.logger?.error('applying to the kv state failed; its state is unknown', {
-          error: this.writeFailure.message,
-        });
-        throw err;
-      }
+      await written;
     } catch (err) {
       throw this.noteStorageFailure(err);
     }
+  }
+
+  /**
+   * Writes a batch of applied entries up to `index` (with the applied index and the dedup
+   * records that fell out of the window). A failed write leaves the state unknown: every later
+   * apply and read fails with it.
+   */
+  private async writeApplied(batch: ApplyBatch, index: number): Promise<void> {
+    this.dedup.prune(batch.ops, index - this.options.dedupWindowEntries);
+    batch.put(appliedKey, u64(index));
+    try {
+      await this.engine.write(batch.ops, { sync: false });
+    } catch (err) {
+      this.writeFailure = err instanceof Error ? err : new Error(String(err));
+      this.options.logger?.error('applying to the kv state failed; its state is unknown', {
+        error: this.writeFailure.message,
+      });
+      throw err;
+    }
+  }
+
+  /**
+   * Starts the digest of a consistency check at `index`: the iterator is made now (RocksDB pins
+   * a snapshot of the state as written up to `index`) and read in the background.
+   */
+  private startCheck(index: number): void {
+    const pairs = this.engine.iterate({});
+    this.checks.set(index, 'pending');
+    for (const old of this.checks.keys()) {
+      if (this.checks.size <= checksKept) break;
+      this.checks.delete(old);
+    }
+    digestOf(pairs).then(
+      (digest) => {
+        if (this.checks.has(index)) this.checks.set(index, { digest });
+      },
+      (err: unknown) => {
+        this.checks.delete(index);
+        this.options.logger?.warn('a consistency check could not read the state', {
+          index,
+          error: (err as Error).message,
+        });
+      },
+    );
+  }
+
+  /** The digest made at the consistency check at `index`, 'pending', or null (none here). */
+  checkDigest(index: number): { readonly digest: string } | 'pending' | null {
+    return this.checks.get(index) ?? null;
   }
 
   private async applyEntry(
@@ -440,6 +503,12 @@ export class DataStateMachine implements StateMachine<KvApplyResult> {
       }
       case CommandKind.Drop:
         return { result: await this.applyDrop(command.drop, batch, ownership), ownership };
+      case CommandKind.Check:
+        // applyBatch takes every check entry itself (isCheckEntry); nothing else decodes as one.
+        return {
+          result: { kind: 'check', configVersion: configVersionOf(ownership), index: entry.index },
+          ownership,
+        };
     }
   }
 
@@ -1064,30 +1133,40 @@ export class DataStateMachine implements StateMachine<KvApplyResult> {
     return Promise.resolve(this.dedup.size());
   }
 
-  /**
-   * A SHA-256 of every record of the state (data, config, dedup table) and the applied index it
-   * covers, read with no apply in between: replicas at the same index must agree.
-   */
   /** The users, roles and permissions as applied here (requests are checked against them). */
   auth(): AuthTable {
     return this.authTable;
   }
 
+  /**
+   * A SHA-256 of every record of the state (data, config, dedup table) and the applied index it
+   * covers, read with no apply in between: replicas at the same index must agree.
+   */
   stateDigest(): Promise<{ index: number; digest: string }> {
     return this.watchStorage(
       this.gate.shared(async () => {
         this.assertOpen();
-        const hash = createHash('sha256');
-        const length = Buffer.alloc(4);
-        for await (const [key, value] of this.engine.iterate({})) {
-          if (key.equals(appliedKey)) continue;
-          length.writeUInt32BE(key.length);
-          hash.update(length).update(key);
-          length.writeUInt32BE(value.length);
-          hash.update(length).update(value);
-        }
-        return { index: this.applied, digest: hash.digest('hex') };
+        return { index: this.applied, digest: await digestOf(this.engine.iterate({})) };
       }),
     );
   }
+}
+
+/** Whether an entry is a consistency check (CommandKind.Check and nothing else). */
+function isCheckEntry(entry: Entry): boolean {
+  return entry.data.length === 1 && entry.data[0] === (CommandKind.Check as number);
+}
+
+/** The SHA-256 of every record but the applied index, each as length-prefixed key and value. */
+async function digestOf(pairs: AsyncIterable<[Buffer, Buffer]>): Promise<string> {
+  const hash = createHash('sha256');
+  const length = Buffer.alloc(4);
+  for await (const [key, value] of pairs) {
+    if (key.equals(appliedKey)) continue;
+    length.writeUInt32BE(key.length);
+    hash.update(length).update(key);
+    length.writeUInt32BE(value.length);
+    hash.update(length).update(value);
+  }
+  return hash.digest('hex');
 }

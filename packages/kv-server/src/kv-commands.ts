@@ -26,6 +26,8 @@ export enum CommandKind {
   ImportChunk = 4,
   Drop = 5,
   Auth = 6,
+  /** A consistency check: every replica digests its state at this entry's index (HashKv). */
+  Check = 7,
 }
 
 /** The start of an import: the target takes `slots` from group `source` for the move begun at `version`. */
@@ -76,7 +78,8 @@ export type KvCommand =
   | { readonly kind: CommandKind.ImportBegin; readonly begin: ImportBegin }
   | { readonly kind: CommandKind.ImportChunk; readonly chunk: SlotMoveChunk }
   | { readonly kind: CommandKind.Drop; readonly drop: Drop }
-  | { readonly kind: CommandKind.Auth; readonly table: AuthTable };
+  | { readonly kind: CommandKind.Auth; readonly table: AuthTable }
+  | { readonly kind: CommandKind.Check };
 
 /** A log entry that cannot be decoded. Every replica reaches the same verdict on the same bytes. */
 export class CommandDecodeError extends Error {
@@ -181,9 +184,18 @@ export function decodeCommand(data: Uint8Array): KvCommand {
       return { kind: CommandKind.Drop, drop: parseDrop(body) };
     case CommandKind.Auth:
       return { kind: CommandKind.Auth, table: parseAuthTable(body) };
+    case CommandKind.Check:
+      if (body.length !== 0)
+        throw new CommandDecodeError(`a check entry carries no body, not ${body.length} bytes`);
+      return { kind: CommandKind.Check };
     default:
       throw new CommandDecodeError(`unknown command kind ${data[0]}`);
   }
+}
+
+/** Encodes a consistency check entry (no body: its index is what it names). */
+export function encodeCheck(): Buffer {
+  return Buffer.from([CommandKind.Check]);
 }
 
 /** Encodes the auth table (its JSON as the meta group sent it, checked on decode). */

@@ -37,6 +37,13 @@ export const kvNodeOptions = {
     describe: "The meta group's gRPC addresses as host:port,...",
     demandOption: true,
   },
+  'consistency-check-interval-ms': {
+    type: 'number',
+    describe:
+      'How often the group leader checks that every replica holds the same state (a check entry in the log; each replica digests its state at it). A replica that differs is named in an error log and in eraftkv_server_replica_digest_mismatch. 0: never',
+    default: 300_000,
+    group: 'Kv:',
+  },
   'config-poll-ms': {
     type: 'number',
     describe: 'How often the group leader reads the topology from the meta group',
@@ -183,6 +190,10 @@ function kvCommandLine(
     if (!Number.isSafeInteger(value) || value <= 0)
       throw new UsageError(`${flag} must be a positive integer, got ${value}`);
   }
+  if (!Number.isSafeInteger(args.consistencyCheckIntervalMs) || args.consistencyCheckIntervalMs < 0)
+    throw new UsageError(
+      `--consistency-check-interval-ms must be 0 (never) or a positive integer, got ${args.consistencyCheckIntervalMs}`,
+    );
   const ceilings: [string, number, number][] = [
     ['--key-bytes-max', args.keyBytesMax, 64 * 1024],
     ['--value-bytes-max', args.valueBytesMax, 16 * 1024 * 1024],
@@ -237,6 +248,7 @@ function kvCommandLine(
       tls: tlsFlagsOf(args),
       shutdownGraceMs: args.shutdownGraceMs,
       configPollMs: args.configPollMs,
+      consistencyCheckIntervalMs: args.consistencyCheckIntervalMs,
       dedupWindowEntries: args.dedupWindowEntries,
       limits: kvLimits({
         keyBytesMax: args.keyBytesMax,

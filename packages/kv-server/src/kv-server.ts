@@ -38,6 +38,8 @@ import {
 } from '@eraftkv/raft-server';
 import { type Member } from '@eraftkv/raft';
 import { ConfigWatcher } from './config-watcher';
+import { ConsistencyChecker, hashKvHandler } from './consistency-check';
+import { Connections } from '@eraftkv/client';
 import { SlotImporter } from './slot-importer';
 import { DataStateMachine, type KvApplyResult } from './data-state-machine';
 import { kvServiceHandlers } from './kv-service';
@@ -65,6 +67,8 @@ export interface KvServerOptions {
   readonly raft?: RaftTuning;
   readonly shutdownGraceMs?: number;
   readonly configPollMs?: number;
+  /** How often the leader checks that every replica holds the same state (0: never). */
+  readonly consistencyCheckIntervalMs?: number;
   readonly limits?: KvLimits;
   readonly dedupWindowEntries?: number;
   /** Reported by the Status RPC. */
@@ -80,6 +84,8 @@ interface Running {
   readonly stateMachine: DataStateMachine;
   readonly watcher: ConfigWatcher;
   readonly importer: SlotImporter;
+  readonly checker: ConsistencyChecker;
+  readonly checkerConnections: Connections;
 }
 
 export class KvServer {
@@ -227,6 +233,16 @@ export class KvServer {
     const metricLabels = { group_id: String(o.groupId), node_id: String(o.id) };
     this.slotMigratingAnswers.inc(metricLabels, 0);
     const access = new AccessControl(() => stateMachine.auth(), this.tls?.callerOf ?? anonymous);
+    const checkerConnections = new Connections(undefined, this.tls?.peerCredentials());
+    const checker = new ConsistencyChecker({
+      groupId: o.groupId,
+      nodeId: o.id,
+      raft,
+      stateMachine,
+      connections: checkerConnections,
+      registry: this.registry,
+      logger: this.logger.child({ component: 'consistency-check' }),
+    });
     host.serve({
       ...peerServiceHandlers(raft, this.tls?.authenticatePeer),
       ...adminHandlers(raft, {
@@ -237,6 +253,7 @@ export class KvServer {
         dbSizeBytes: () => directorySizeBytes(o.dataDir),
         stateDigest: () => stateMachine.stateDigest(),
         slotsWithKeys: () => stateMachine.slotsWithKeysAt(),
+        checkDigest: (index) => stateMachine.checkDigest(index),
         logger: this.logger,
       }),
       ...kvServiceHandlers({
@@ -251,9 +268,11 @@ export class KvServer {
         authenticateMember: this.tls?.authenticateMember,
         access,
       }),
+      hashKv: hashKvHandler(o.groupId, checker, access, this.logger),
     } satisfies ERaftKvServer);
-    this.running = { raft, stateMachine, watcher, importer };
+    this.running = { raft, stateMachine, watcher, importer, checker, checkerConnections };
     watcher.start();
+    checker.start(o.consistencyCheckIntervalMs ?? 0);
     this.logger.info('kv server started', {
       listen: this.address,
       advertise: o.advertise ?? this.address,
@@ -287,10 +306,12 @@ export class KvServer {
     await this.booting?.stop();
     if (running !== null) {
       running.importer.stop();
+      running.checker.stop();
       await running.watcher.stop();
     }
     await this.host?.shutdown(this.options.shutdownGraceMs ?? 5000);
     if (running !== null) await running.raft.stop();
+    running?.checkerConnections.close();
     await this.host?.closeHttp();
     this.tls?.close();
     this.logger.info('kv server stopped');
@@ -309,8 +330,10 @@ export class KvServer {
     const running = this.running;
     if (running !== null) {
       running.importer.stop();
+      running.checker.stop();
       await running.watcher.stop();
       await running.raft.abort();
+      running.checkerConnections.close();
     }
     await this.booting?.stop();
     await this.host?.closeHttp();

@@ -226,6 +226,7 @@ export function kvServiceHandlers(options: KvServiceOptions): KvServiceHandlers 
       case 'config':
       case 'auth':
       case 'moved':
+      case 'check':
         throw new Error(`a client request was applied as a ${result.kind} entry`);
     }
   };

@@ -1,10 +1,11 @@
 // The data state machine on real RocksDB in a temp dir: what apply decides, what reads return,
 // dedup, configs, snapshots and restarts.
+import { encodeCheck } from '../src/kv-commands';
 import { readFile, rm, writeFile } from 'node:fs/promises';
 import { join } from 'node:path';
 import { slotOfKey, type KvOpPair } from '@eraftkv/protocol';
 import type { StorageEngine } from '@eraftkv/raft-server';
-import { EntryType } from '@eraftkv/raft';
+import { EntryType, type Entry } from '@eraftkv/raft';
 import { AuthTable, type AuthCommand } from '@eraftkv/server-kit';
 import { encodeAuth } from '../src/kv-commands';
 import {
@@ -778,5 +779,57 @@ describe('DataStateMachine', () => {
     open.splice(open.indexOf(sm), 1);
     const attempt: Promise<KvReadResult> = sm.read([get('a')], defaultKvLimits);
     await expect(attempt).rejects.toThrow('closed');
+  });
+
+  describe('consistency checks', () => {
+    const checkEntry = (index: number): Entry => ({
+      index,
+      term: 1,
+      type: EntryType.Normal,
+      data: encodeCheck(),
+    });
+    const digestAt = async (sm: DataStateMachine, index: number): Promise<string> => {
+      for (;;) {
+        const d = sm.checkDigest(index);
+        if (d === null) throw new Error(`no check at ${index}`);
+        if (d !== 'pending') return d.digest;
+        await new Promise((r) => setTimeout(r, 5));
+      }
+    };
+
+    it('digests the state as of the check entry, however the entries around it are batched', async () => {
+      const a = await ready();
+      const b = await ready();
+      const start = (await a.appliedIndex()) + 1;
+      const entries = [
+        writeEntry(start, request([put('a', '1'), put('b', '2')])),
+        checkEntry(start + 1),
+        writeEntry(start + 2, request([put('a', 'changed'), del('b')])),
+        checkEntry(start + 3),
+      ];
+      // One batch on a, one entry at a time on b.
+      const results = await a.apply(entries);
+      expect(results[1]).toEqual({ kind: 'check', configVersion: 1, index: start + 1 });
+      for (const e of entries) await b.apply([e]);
+      const first = await digestAt(a, start + 1);
+      expect(await digestAt(b, start + 1)).toBe(first);
+      expect(await digestAt(b, start + 3)).toBe(await digestAt(a, start + 3));
+      // The write after the first check is not in it.
+      expect(await digestAt(a, start + 3)).not.toBe(first);
+      // It is the digest a full read of the state gives at that index.
+      const c = await ready();
+      await c.apply(entries.slice(0, 2));
+      expect(await c.stateDigest()).toEqual({ index: start + 1, digest: first });
+      expect(a.checkDigest(start + 2)).toBeNull();
+    });
+
+    it('tells replicas with different data apart', async () => {
+      const a = await ready();
+      const b = await ready();
+      const start = (await a.appliedIndex()) + 1;
+      await a.apply([writeEntry(start, request([put('k', 'v')])), checkEntry(start + 1)]);
+      await b.apply([writeEntry(start, request([put('k', 'w')])), checkEntry(start + 1)]);
+      expect(await digestAt(a, start + 1)).not.toBe(await digestAt(b, start + 1));
+    });
   });
 });

@@ -300,6 +300,11 @@ export class MetaServer {
           code: grpc.status.UNIMPLEMENTED,
           details: 'this is a meta server; a slot move imports into a kv server',
         }),
+      hashKv: (_call, callback) =>
+        callback({
+          code: grpc.status.UNIMPLEMENTED,
+          details: 'this is a meta server; HashKv checks a kv group (ask its servers)',
+        }),
     } satisfies ERaftKvServer);
     this.slotMoves.watch(o.slotMoveCheckIntervalMs ?? 1000);
   }

@@ -24,6 +24,7 @@ import {
   SlotStatus,
   SlotExportReq,
   SlotImportReq,
+  HashKvReq,
   SnapshotReq,
   StatusReq,
   TimeoutNowReq,
@@ -223,6 +224,7 @@ export const eraftKvRequestDecoders: ERaftKvRequestDecoders = {
   slotExport: requestDecoder('eraftkv.SlotExportReq', SlotExportReq, slotExportProblem),
   slotImport: requestDecoder('eraftkv.SlotImportReq', SlotImportReq, slotImportProblem),
   auth: requestDecoder('eraftkv.AuthReq', AuthReq, authProblem),
+  hashKv: requestDecoder('eraftkv.HashKvReq', HashKvReq),
 };
 
 /** Group ids and config versions of a slot move: positive and within what storage holds. */

@@ -28,6 +28,11 @@ export interface AdminInfo {
   readonly dbSizeBytes: () => Promise<number>;
   /** A digest of the whole state machine and the applied index it covers (optional). */
   readonly stateDigest?: () => Promise<{ index: number; digest: string }>;
+  /**
+   * The digest this node made at a consistency check's log index (kv servers): the digest,
+   * 'pending' while it is computed, or null when it has none for that index.
+   */
+  readonly checkDigest?: (index: number) => { readonly digest: string } | 'pending' | null;
   /** The slots holding at least one key and the applied index they were read at (kv servers). */
   readonly slotsWithKeys?: () => Promise<{ index: number; slots: number[] }>;
   /** Who may change membership and leadership (with auth enabled, the role root). */
@@ -121,6 +126,10 @@ export function adminHandlers<R>(
         req.withDigest && info.stateDigest !== undefined ? await info.stateDigest() : null;
       const slots =
         req.withSlots && info.slotsWithKeys !== undefined ? await info.slotsWithKeys() : null;
+      const check =
+        req.checkIndex > 0 && info.checkDigest !== undefined
+          ? info.checkDigest(req.checkIndex)
+          : null;
       const s = raft.status();
       const self = s.membership.find((m) => m.id === s.id);
       return {
@@ -153,6 +162,8 @@ export function adminHandlers<R>(
         incarnation: s.incarnation,
         slotsWithKeys: slots?.slots ?? [],
         slotsWithKeysIndex: slots?.index ?? 0,
+        checkDigest: check === null || check === 'pending' ? '' : check.digest,
+        checkPending: check === 'pending',
       };
     }, info.logger),
   };

@@ -5,6 +5,7 @@ import { formatSlotRanges, type StatusResp } from '@eraftkv/protocol';
 import type { Context, Runner } from '../context';
 import { exitCodes } from '../exit-codes';
 import { json, renderTable } from '../output';
+import { parseDuration } from '../context';
 
 async function targets(ctx: Context, cluster: boolean): Promise<string[]> {
   if (!cluster) return ctx.endpoints;
@@ -180,7 +181,106 @@ export function endpointCommands(yargs: Argv, run: Runner): Argv {
             return results.every((r) => r.health) ? exitCodes.success : exitCodes.error;
           }),
         )
-        .demandCommand(1, 'endpoint needs a subcommand: status or health'),
+        .command(
+          'hashkv',
+          "Check that every replica of each kv group holds the same data: the group's leader appends a check to its log, each replica digests its state at that index",
+          (yy) =>
+            yy
+              .option('group', {
+                type: 'number',
+                describe: 'check this kv group only (default: every kv group)',
+              })
+              .option('cluster', {
+                type: 'boolean',
+                default: false,
+                describe:
+                  "etcdctl's flag; hashkv always covers every replica of the groups it checks",
+              })
+              .option('timeout', {
+                type: 'string',
+                default: '60s',
+                describe: 'how long one group may take (every replica scans its whole state)',
+              })
+              .example('$0 endpoint hashkv -w table', '')
+              .example('$0 endpoint hashkv --group 2', ''),
+          run(async (ctx, args) => {
+            const view = await ctx.client().cluster({ serializable: true });
+            const groups =
+              args.group === undefined
+                ? view.groups.map((g) => g.id).filter((id) => id > 0)
+                : [Number(args.group)];
+            const timeoutMs = parseDuration(String(args.timeout), '--timeout');
+            const rows: {
+              group: number;
+              endpoint: string;
+              id: number;
+              index: number;
+              hash: string;
+              error: string;
+              agrees: boolean;
+            }[] = [];
+            const verdicts: string[] = [];
+            let ok = true;
+            for (const group of groups) {
+              try {
+                const check = await ctx.client().hashKv(group, { deadlineMs: timeoutMs });
+                const counts = new Map<string, number>();
+                for (const r of check.replicas)
+                  if (r.digest !== '') counts.set(r.digest, (counts.get(r.digest) ?? 0) + 1);
+                const majority =
+                  [...counts].find(([, n]) => n > check.replicas.length / 2)?.[0] ?? '';
+                const differ = check.replicas.filter(
+                  (r) => r.digest === '' || r.digest !== majority,
+                );
+                if (differ.length > 0) ok = false;
+                for (const r of check.replicas)
+                  rows.push({
+                    group,
+                    endpoint: r.address,
+                    id: r.nodeId,
+                    index: check.index,
+                    hash: r.digest,
+                    error: r.error,
+                    agrees: r.digest !== '' && r.digest === majority,
+                  });
+                verdicts.push(
+                  differ.length === 0
+                    ? `group ${group}: ${check.replicas.length} replicas agree at index ${check.index}`
+                    : `group ${group}: REPLICAS DIFFER at index ${check.index}: ${differ.map((r) => `node ${r.nodeId}${r.digest === '' ? ` (no digest: ${r.error})` : ''}`).join(', ')}`,
+                );
+              } catch (err) {
+                ok = false;
+                verdicts.push(`group ${group}: no check: ${(err as Error).message}`);
+              }
+            }
+            if (ctx.writeOut === 'json') ctx.io.out(json({ groups: rows, verdicts }));
+            else if (ctx.writeOut === 'table') {
+              ctx.io.out(
+                renderTable(
+                  ['ENDPOINT', 'GROUP', 'ID', 'INDEX', 'HASH', 'AGREES', 'ERROR'],
+                  rows.map((r) => [
+                    r.endpoint,
+                    String(r.group),
+                    String(r.id),
+                    String(r.index),
+                    r.hash.slice(0, 16),
+                    String(r.agrees),
+                    r.error,
+                  ]),
+                ),
+              );
+              for (const v of verdicts) ctx.io.out(`${v}\n`);
+            } else {
+              for (const r of rows)
+                ctx.io.out(
+                  `${r.endpoint}, group ${r.group}, node ${r.id}, index ${r.index}, hash ${r.hash || `none (${r.error})`}\n`,
+                );
+              for (const v of verdicts) ctx.io.out(`${v}\n`);
+            }
+            return ok ? exitCodes.success : exitCodes.error;
+          }),
+        )
+        .demandCommand(1, 'endpoint needs a subcommand: status, health or hashkv'),
     () => {},
   );
 }

@@ -1204,6 +1204,11 @@ export interface StatusReq {
    * one index seek per such slot), e.g. to check that a moved slot left nothing behind.
    */
   withSlots: boolean;
+  /**
+   * Also return the digest this node made of its state at this consistency check's log index
+   * (kv servers; see HashKv), in StatusResp.check_digest.
+   */
+  checkIndex: number;
 }
 
 /** Replication progress of one peer, as the leader sees it. */
@@ -1252,6 +1257,43 @@ export interface StatusResp {
    */
   slotsWithKeys: number[];
   slotsWithKeysIndex: number;
+  /**
+   * With StatusReq.check_index: the SHA-256 of this node's state at that check's index; empty
+   * when this node has none (it did not apply that check: restarted since, or caught up by a
+   * snapshot) or is still computing it (check_pending).
+   */
+  checkDigest: string;
+  checkPending: boolean;
+}
+
+/**
+ * A consistency check of a kv group, served by its leader (eraftkv-ctl endpoint hashkv): the
+ * leader appends a check entry to the group's log; every replica, applying it, digests its whole
+ * state at that index (from a RocksDB snapshot, while it goes on applying); the leader then
+ * collects each member's digest. Replicas that hold the same data have the same digest.
+ */
+export interface HashKvReq {
+  groupId: number;
+}
+
+/** One replica's digest at the check's index. */
+export interface ReplicaDigest {
+  nodeId: number;
+  address: string;
+  /** Empty when the replica gave none: `error` says why. */
+  digest: string;
+  error: string;
+  isLearner: boolean;
+}
+
+export interface HashKvResp {
+  errorCode: ErrorCode;
+  leaderAddress: string;
+  errorMessage: string;
+  leaderId: number;
+  /** The log index every digest is taken at. */
+  index: number;
+  replicas: ReplicaDigest[];
 }
 
 export interface Permission {
@@ -7190,7 +7232,7 @@ export const TransferLeaderResp: MessageFns<TransferLeaderResp> = {
 };
 
 function createBaseStatusReq(): StatusReq {
-  return { withDigest: false, withSlots: false };
+  return { withDigest: false, withSlots: false, checkIndex: 0 };
 }
 
 export const StatusReq: MessageFns<StatusReq> = {
@@ -7200,6 +7242,9 @@ export const StatusReq: MessageFns<StatusReq> = {
     }
     if (message.withSlots !== false) {
       writer.uint32(16).bool(message.withSlots);
+    }
+    if (message.checkIndex !== 0) {
+      writer.uint32(24).int64(message.checkIndex);
     }
     return writer;
   },
@@ -7233,6 +7278,14 @@ export const StatusReq: MessageFns<StatusReq> = {
             message.withSlots = reader.bool();
             continue;
           }
+          case 3: {
+            if (tag !== 24) {
+              break;
+            }
+
+            message.checkIndex = longToNumber(reader.int64());
+            continue;
+          }
         }
         if ((tag & 7) === 4 || tag === 0) {
           break;
@@ -7257,6 +7310,11 @@ export const StatusReq: MessageFns<StatusReq> = {
         : isSet(object.with_slots)
         ? globalThis.Boolean(object.with_slots)
         : false,
+      checkIndex: isSet(object.checkIndex)
+        ? globalThis.Number(object.checkIndex)
+        : isSet(object.check_index)
+        ? globalThis.Number(object.check_index)
+        : 0,
     };
   },
 
@@ -7268,6 +7326,9 @@ export const StatusReq: MessageFns<StatusReq> = {
     if (message.withSlots !== false) {
       obj.withSlots = message.withSlots;
     }
+    if (message.checkIndex !== 0) {
+      obj.checkIndex = Math.round(message.checkIndex);
+    }
     return obj;
   },
 
@@ -7278,6 +7339,7 @@ export const StatusReq: MessageFns<StatusReq> = {
     const message = createBaseStatusReq();
     message.withDigest = object.withDigest ?? false;
     message.withSlots = object.withSlots ?? false;
+    message.checkIndex = object.checkIndex ?? 0;
     return message;
   },
 };
@@ -7452,6 +7514,8 @@ function createBaseStatusResp(): StatusResp {
     incarnation: 0,
     slotsWithKeys: [],
     slotsWithKeysIndex: 0,
+    checkDigest: "",
+    checkPending: false,
   };
 }
 
@@ -7529,6 +7593,12 @@ export const StatusResp: MessageFns<StatusResp> = {
     }
     if (message.slotsWithKeysIndex !== 0) {
       writer.uint32(184).int64(message.slotsWithKeysIndex);
+    }
+    if (message.checkDigest !== "") {
+      writer.uint32(194).string(message.checkDigest);
+    }
+    if (message.checkPending !== false) {
+      writer.uint32(200).bool(message.checkPending);
     }
     return writer;
   },
@@ -7740,6 +7810,22 @@ export const StatusResp: MessageFns<StatusResp> = {
             message.slotsWithKeysIndex = longToNumber(reader.int64());
             continue;
           }
+          case 24: {
+            if (tag !== 194) {
+              break;
+            }
+
+            message.checkDigest = reader.string();
+            continue;
+          }
+          case 25: {
+            if (tag !== 200) {
+              break;
+            }
+
+            message.checkPending = reader.bool();
+            continue;
+          }
         }
         if ((tag & 7) === 4 || tag === 0) {
           break;
@@ -7843,6 +7929,16 @@ export const StatusResp: MessageFns<StatusResp> = {
         : isSet(object.slots_with_keys_index)
         ? globalThis.Number(object.slots_with_keys_index)
         : 0,
+      checkDigest: isSet(object.checkDigest)
+        ? globalThis.String(object.checkDigest)
+        : isSet(object.check_digest)
+        ? globalThis.String(object.check_digest)
+        : "",
+      checkPending: isSet(object.checkPending)
+        ? globalThis.Boolean(object.checkPending)
+        : isSet(object.check_pending)
+        ? globalThis.Boolean(object.check_pending)
+        : false,
     };
   },
 
@@ -7917,6 +8013,12 @@ export const StatusResp: MessageFns<StatusResp> = {
     if (message.slotsWithKeysIndex !== 0) {
       obj.slotsWithKeysIndex = Math.round(message.slotsWithKeysIndex);
     }
+    if (message.checkDigest !== "") {
+      obj.checkDigest = message.checkDigest;
+    }
+    if (message.checkPending !== false) {
+      obj.checkPending = message.checkPending;
+    }
     return obj;
   },
 
@@ -7950,6 +8052,389 @@ export const StatusResp: MessageFns<StatusResp> = {
     message.incarnation = object.incarnation ?? 0;
     message.slotsWithKeys = object.slotsWithKeys?.map((e) => e) || [];
     message.slotsWithKeysIndex = object.slotsWithKeysIndex ?? 0;
+    message.checkDigest = object.checkDigest ?? "";
+    message.checkPending = object.checkPending ?? false;
+    return message;
+  },
+};
+
+function createBaseHashKvReq(): HashKvReq {
+  return { groupId: 0 };
+}
+
+export const HashKvReq: MessageFns<HashKvReq> = {
+  encode(message: HashKvReq, writer: BinaryWriter = new BinaryWriter()): BinaryWriter {
+    if (message.groupId !== 0) {
+      writer.uint32(8).int64(message.groupId);
+    }
+    return writer;
+  },
+
+  decode(input: BinaryReader | Uint8Array, length?: number): HashKvReq {
+    const reader = input instanceof BinaryReader ? input : new BinaryReader(input);
+    const previousRecursionDepth = (reader as any).__tsProtoDecodeDepth ?? 0;
+    if (previousRecursionDepth >= 100) {
+      throw new globalThis.Error("protobuf decode recursion limit exceeded");
+    }
+    (reader as any).__tsProtoDecodeDepth = previousRecursionDepth + 1;
+    try {
+      const end = length === undefined ? reader.len : reader.pos + length;
+      const message = createBaseHashKvReq();
+      while (reader.pos < end) {
+        const tag = reader.uint32();
+        switch (tag >>> 3) {
+          case 1: {
+            if (tag !== 8) {
+              break;
+            }
+
+            message.groupId = longToNumber(reader.int64());
+            continue;
+          }
+        }
+        if ((tag & 7) === 4 || tag === 0) {
+          break;
+        }
+        reader.skip(tag & 7);
+      }
+      return message;
+    } finally {
+      (reader as any).__tsProtoDecodeDepth = previousRecursionDepth;
+    }
+  },
+
+  fromJSON(object: any): HashKvReq {
+    return {
+      groupId: isSet(object.groupId)
+        ? globalThis.Number(object.groupId)
+        : isSet(object.group_id)
+        ? globalThis.Number(object.group_id)
+        : 0,
+    };
+  },
+
+  toJSON(message: HashKvReq): unknown {
+    const obj: any = {};
+    if (message.groupId !== 0) {
+      obj.groupId = Math.round(message.groupId);
+    }
+    return obj;
+  },
+
+  create<I extends Exact<DeepPartial<HashKvReq>, I>>(base?: I): HashKvReq {
+    return HashKvReq.fromPartial(base ?? ({} as any));
+  },
+  fromPartial<I extends Exact<DeepPartial<HashKvReq>, I>>(object: I): HashKvReq {
+    const message = createBaseHashKvReq();
+    message.groupId = object.groupId ?? 0;
+    return message;
+  },
+};
+
+function createBaseReplicaDigest(): ReplicaDigest {
+  return { nodeId: 0, address: "", digest: "", error: "", isLearner: false };
+}
+
+export const ReplicaDigest: MessageFns<ReplicaDigest> = {
+  encode(message: ReplicaDigest, writer: BinaryWriter = new BinaryWriter()): BinaryWriter {
+    if (message.nodeId !== 0) {
+      writer.uint32(8).int64(message.nodeId);
+    }
+    if (message.address !== "") {
+      writer.uint32(18).string(message.address);
+    }
+    if (message.digest !== "") {
+      writer.uint32(26).string(message.digest);
+    }
+    if (message.error !== "") {
+      writer.uint32(34).string(message.error);
+    }
+    if (message.isLearner !== false) {
+      writer.uint32(40).bool(message.isLearner);
+    }
+    return writer;
+  },
+
+  decode(input: BinaryReader | Uint8Array, length?: number): ReplicaDigest {
+    const reader = input instanceof BinaryReader ? input : new BinaryReader(input);
+    const previousRecursionDepth = (reader as any).__tsProtoDecodeDepth ?? 0;
+    if (previousRecursionDepth >= 100) {
+      throw new globalThis.Error("protobuf decode recursion limit exceeded");
+    }
+    (reader as any).__tsProtoDecodeDepth = previousRecursionDepth + 1;
+    try {
+      const end = length === undefined ? reader.len : reader.pos + length;
+      const message = createBaseReplicaDigest();
+      while (reader.pos < end) {
+        const tag = reader.uint32();
+        switch (tag >>> 3) {
+          case 1: {
+            if (tag !== 8) {
+              break;
+            }
+
+            message.nodeId = longToNumber(reader.int64());
+            continue;
+          }
+          case 2: {
+            if (tag !== 18) {
+              break;
+            }
+
+            message.address = reader.string();
+            continue;
+          }
+          case 3: {
+            if (tag !== 26) {
+              break;
+            }
+
+            message.digest = reader.string();
+            continue;
+          }
+          case 4: {
+            if (tag !== 34) {
+              break;
+            }
+
+            message.error = reader.string();
+            continue;
+          }
+          case 5: {
+            if (tag !== 40) {
+              break;
+            }
+
+            message.isLearner = reader.bool();
+            continue;
+          }
+        }
+        if ((tag & 7) === 4 || tag === 0) {
+          break;
+        }
+        reader.skip(tag & 7);
+      }
+      return message;
+    } finally {
+      (reader as any).__tsProtoDecodeDepth = previousRecursionDepth;
+    }
+  },
+
+  fromJSON(object: any): ReplicaDigest {
+    return {
+      nodeId: isSet(object.nodeId)
+        ? globalThis.Number(object.nodeId)
+        : isSet(object.node_id)
+        ? globalThis.Number(object.node_id)
+        : 0,
+      address: isSet(object.address) ? globalThis.String(object.address) : "",
+      digest: isSet(object.digest) ? globalThis.String(object.digest) : "",
+      error: isSet(object.error) ? globalThis.String(object.error) : "",
+      isLearner: isSet(object.isLearner)
+        ? globalThis.Boolean(object.isLearner)
+        : isSet(object.is_learner)
+        ? globalThis.Boolean(object.is_learner)
+        : false,
+    };
+  },
+
+  toJSON(message: ReplicaDigest): unknown {
+    const obj: any = {};
+    if (message.nodeId !== 0) {
+      obj.nodeId = Math.round(message.nodeId);
+    }
+    if (message.address !== "") {
+      obj.address = message.address;
+    }
+    if (message.digest !== "") {
+      obj.digest = message.digest;
+    }
+    if (message.error !== "") {
+      obj.error = message.error;
+    }
+    if (message.isLearner !== false) {
+      obj.isLearner = message.isLearner;
+    }
+    return obj;
+  },
+
+  create<I extends Exact<DeepPartial<ReplicaDigest>, I>>(base?: I): ReplicaDigest {
+    return ReplicaDigest.fromPartial(base ?? ({} as any));
+  },
+  fromPartial<I extends Exact<DeepPartial<ReplicaDigest>, I>>(object: I): ReplicaDigest {
+    const message = createBaseReplicaDigest();
+    message.nodeId = object.nodeId ?? 0;
+    message.address = object.address ?? "";
+    message.digest = object.digest ?? "";
+    message.error = object.error ?? "";
+    message.isLearner = object.isLearner ?? false;
+    return message;
+  },
+};
+
+function createBaseHashKvResp(): HashKvResp {
+  return { errorCode: 0, leaderAddress: "", errorMessage: "", leaderId: 0, index: 0, replicas: [] };
+}
+
+export const HashKvResp: MessageFns<HashKvResp> = {
+  encode(message: HashKvResp, writer: BinaryWriter = new BinaryWriter()): BinaryWriter {
+    if (message.errorCode !== 0) {
+      writer.uint32(8).int32(message.errorCode);
+    }
+    if (message.leaderAddress !== "") {
+      writer.uint32(18).string(message.leaderAddress);
+    }
+    if (message.errorMessage !== "") {
+      writer.uint32(26).string(message.errorMessage);
+    }
+    if (message.leaderId !== 0) {
+      writer.uint32(32).int64(message.leaderId);
+    }
+    if (message.index !== 0) {
+      writer.uint32(40).int64(message.index);
+    }
+    for (const v of message.replicas) {
+      ReplicaDigest.encode(v!, writer.uint32(50).fork()).join();
+    }
+    return writer;
+  },
+
+  decode(input: BinaryReader | Uint8Array, length?: number): HashKvResp {
+    const reader = input instanceof BinaryReader ? input : new BinaryReader(input);
+    const previousRecursionDepth = (reader as any).__tsProtoDecodeDepth ?? 0;
+    if (previousRecursionDepth >= 100) {
+      throw new globalThis.Error("protobuf decode recursion limit exceeded");
+    }
+    (reader as any).__tsProtoDecodeDepth = previousRecursionDepth + 1;
+    try {
+      const end = length === undefined ? reader.len : reader.pos + length;
+      const message = createBaseHashKvResp();
+      while (reader.pos < end) {
+        const tag = reader.uint32();
+        switch (tag >>> 3) {
+          case 1: {
+            if (tag !== 8) {
+              break;
+            }
+
+            message.errorCode = reader.int32() as any;
+            continue;
+          }
+          case 2: {
+            if (tag !== 18) {
+              break;
+            }
+
+            message.leaderAddress = reader.string();
+            continue;
+          }
+          case 3: {
+            if (tag !== 26) {
+              break;
+            }
+
+            message.errorMessage = reader.string();
+            continue;
+          }
+          case 4: {
+            if (tag !== 32) {
+              break;
+            }
+
+            message.leaderId = longToNumber(reader.int64());
+            continue;
+          }
+          case 5: {
+            if (tag !== 40) {
+              break;
+            }
+
+            message.index = longToNumber(reader.int64());
+            continue;
+          }
+          case 6: {
+            if (tag !== 50) {
+              break;
+            }
+
+            message.replicas.push(ReplicaDigest.decode(reader, reader.uint32()));
+            continue;
+          }
+        }
+        if ((tag & 7) === 4 || tag === 0) {
+          break;
+        }
+        reader.skip(tag & 7);
+      }
+      return message;
+    } finally {
+      (reader as any).__tsProtoDecodeDepth = previousRecursionDepth;
+    }
+  },
+
+  fromJSON(object: any): HashKvResp {
+    return {
+      errorCode: isSet(object.errorCode)
+        ? errorCodeFromJSON(object.errorCode)
+        : isSet(object.error_code)
+        ? errorCodeFromJSON(object.error_code)
+        : 0,
+      leaderAddress: isSet(object.leaderAddress)
+        ? globalThis.String(object.leaderAddress)
+        : isSet(object.leader_address)
+        ? globalThis.String(object.leader_address)
+        : "",
+      errorMessage: isSet(object.errorMessage)
+        ? globalThis.String(object.errorMessage)
+        : isSet(object.error_message)
+        ? globalThis.String(object.error_message)
+        : "",
+      leaderId: isSet(object.leaderId)
+        ? globalThis.Number(object.leaderId)
+        : isSet(object.leader_id)
+        ? globalThis.Number(object.leader_id)
+        : 0,
+      index: isSet(object.index) ? globalThis.Number(object.index) : 0,
+      replicas: globalThis.Array.isArray(object?.replicas)
+        ? object.replicas.map((e: any) => ReplicaDigest.fromJSON(e))
+        : [],
+    };
+  },
+
+  toJSON(message: HashKvResp): unknown {
+    const obj: any = {};
+    if (message.errorCode !== 0) {
+      obj.errorCode = errorCodeToJSON(message.errorCode);
+    }
+    if (message.leaderAddress !== "") {
+      obj.leaderAddress = message.leaderAddress;
+    }
+    if (message.errorMessage !== "") {
+      obj.errorMessage = message.errorMessage;
+    }
+    if (message.leaderId !== 0) {
+      obj.leaderId = Math.round(message.leaderId);
+    }
+    if (message.index !== 0) {
+      obj.index = Math.round(message.index);
+    }
+    if (message.replicas?.length) {
+      obj.replicas = message.replicas.map((e) => ReplicaDigest.toJSON(e));
+    }
+    return obj;
+  },
+
+  create<I extends Exact<DeepPartial<HashKvResp>, I>>(base?: I): HashKvResp {
+    return HashKvResp.fromPartial(base ?? ({} as any));
+  },
+  fromPartial<I extends Exact<DeepPartial<HashKvResp>, I>>(object: I): HashKvResp {
+    const message = createBaseHashKvResp();
+    message.errorCode = object.errorCode ?? 0;
+    message.leaderAddress = object.leaderAddress ?? "";
+    message.errorMessage = object.errorMessage ?? "";
+    message.leaderId = object.leaderId ?? 0;
+    message.index = object.index ?? 0;
+    message.replicas = object.replicas?.map((e) => ReplicaDigest.fromPartial(e)) || [];
     return message;
   },
 };
@@ -8790,6 +9275,16 @@ export const ERaftKvService = {
     responseSerialize: (value: AuthResp): Buffer => Buffer.from(AuthResp.encode(value).finish()),
     responseDeserialize: (value: Buffer): AuthResp => AuthResp.decode(value),
   },
+  /** A consistency check of a kv group: every replica's digest at one log index. */
+  hashKv: {
+    path: "/eraftkv.ERaftKv/HashKv" as const,
+    requestStream: false as const,
+    responseStream: false as const,
+    requestSerialize: (value: HashKvReq): Buffer => Buffer.from(HashKvReq.encode(value).finish()),
+    requestDeserialize: (value: Buffer): HashKvReq => HashKvReq.decode(value),
+    responseSerialize: (value: HashKvResp): Buffer => Buffer.from(HashKvResp.encode(value).finish()),
+    responseDeserialize: (value: Buffer): HashKvResp => HashKvResp.decode(value),
+  },
 } as const;
 
 export interface ERaftKvServer extends UntypedServiceImplementation {
@@ -8826,6 +9321,8 @@ export interface ERaftKvServer extends UntypedServiceImplementation {
   slotImport: handleUnaryCall<SlotImportReq, SlotImportResp>;
   /** Users, roles and permissions (meta servers). */
   auth: handleUnaryCall<AuthReq, AuthResp>;
+  /** A consistency check of a kv group: every replica's digest at one log index. */
+  hashKv: handleUnaryCall<HashKvReq, HashKvResp>;
 }
 
 export interface ERaftKvClient extends Client {
@@ -9047,6 +9544,19 @@ export interface ERaftKvClient extends Client {
     metadata: Metadata,
     options: Partial<CallOptions>,
     callback: (error: ServiceError | null, response: AuthResp) => void,
+  ): ClientUnaryCall;
+  /** A consistency check of a kv group: every replica's digest at one log index. */
+  hashKv(request: HashKvReq, callback: (error: ServiceError | null, response: HashKvResp) => void): ClientUnaryCall;
+  hashKv(
+    request: HashKvReq,
+    metadata: Metadata,
+    callback: (error: ServiceError | null, response: HashKvResp) => void,
+  ): ClientUnaryCall;
+  hashKv(
+    request: HashKvReq,
+    metadata: Metadata,
+    options: Partial<CallOptions>,
+    callback: (error: ServiceError | null, response: HashKvResp) => void,
   ): ClientUnaryCall;
 }
 
