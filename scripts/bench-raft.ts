@@ -117,6 +117,7 @@ async function child(): Promise<void> {
     slotImport: unimplemented,
     auth: unimplemented,
     hashKv: unimplemented,
+    backup: (call) => call.end(),
   };
   grpcServer.addService(ERaftKvService, service);
   const port = await new Promise<number>((resolve, reject) =>

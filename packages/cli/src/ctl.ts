@@ -9,6 +9,7 @@ import { clusterCommands } from './commands/cluster';
 import { endpointCommands } from './commands/endpoint';
 import { kvCommands } from './commands/kv';
 import { membershipCommands } from './commands/membership';
+import { snapshotCommands } from './commands/snapshot';
 import { Context, defaultEndpoints, type GlobalArgs, type Runner } from './context';
 import { exitCodeOf, exitCodes, UsageError } from './exit-codes';
 import { processIo, writeOutChoices, type Io, type WriteOut } from './output';
@@ -113,6 +114,7 @@ export async function runCtl(argv: readonly string[], io: Io = processIo): Promi
   parser = balanceCommands(parser, run);
   parser = membershipCommands(parser, run);
   parser = endpointCommands(parser, run);
+  parser = snapshotCommands(parser, run);
   parser = authCommands(parser, run);
   parser = benchCommands(parser, run);
   parser = parser

@@ -9,6 +9,7 @@ import {
   HealthCheckResponse_ServingStatus,
   MemberChangeType,
   type ERaftKvClient,
+  type BackupChunk,
   type ReplicaDigest,
   type StatusResp,
 } from '@eraftkv/protocol';
@@ -275,6 +276,49 @@ export class AdminClient {
       );
     }
     return { index: resp.index, replicas: resp.replicas };
+  }
+
+  /**
+   * A consistent copy of kv group `groupId`'s data, streamed by its leader in chunks (every key of
+   * the slots it owns at one applied index; see BackupReq). Stopping the iteration cancels the
+   * call. The stream has no deadline of its own: a large group takes as long as it takes.
+   */
+  async *backup(
+    groupId: number,
+    options: CallOptions & { chunkBytes?: number } = {},
+  ): AsyncGenerator<BackupChunk> {
+    positiveId(groupId, 'group id');
+    const deadline = this.session.deadline(options);
+    const servers = await this.session.groupAddresses(groupId, deadline);
+    let leader = '';
+    let last = '';
+    for (const address of servers) {
+      try {
+        const s = await this.status(address, { deadlineMs: Math.min(2000, deadline - Date.now()) });
+        if (s.role === 'leader') {
+          leader = address;
+          break;
+        }
+        if (s.leaderAddress !== '') leader = s.leaderAddress;
+      } catch (err) {
+        last = (err as Error).message;
+      }
+    }
+    if (leader === '')
+      throw new ClusterError(
+        ErrorCode.NO_LEADER,
+        `kv group ${groupId} has no leader to copy from${last === '' ? '' : ` (${last})`}`,
+      );
+    const call = this.session.connections
+      .client(leader)
+      .backup({ groupId, chunkBytes: options.chunkBytes ?? 0 }, new grpc.Metadata());
+    try {
+      for await (const chunk of call as AsyncIterable<BackupChunk>) yield chunk;
+    } catch (err) {
+      throw rpcError(err, leader);
+    } finally {
+      call.cancel();
+    }
   }
 
   /** Hands the leadership of a group to node `nodeId`; resolves once it leads. */

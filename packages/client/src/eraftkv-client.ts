@@ -10,7 +10,7 @@
 //
 // It is a facade over two objects that share one session (connections, leader cache, topology):
 // `client.kv` (KvClient: data) and `client.admin` (AdminClient: groups, slots, members, status).
-import type { ReplicaDigest, StatusResp } from '@eraftkv/protocol';
+import type { BackupChunk, ReplicaDigest, StatusResp } from '@eraftkv/protocol';
 import { AuthClient } from './auth-client';
 import { AdminClient, type MemberView } from './admin-client';
 import {
@@ -120,6 +120,14 @@ export class EraftKvClient {
 
   transferLeader(groupId: number, nodeId: number, options?: CallOptions): Promise<void> {
     return this.admin.transferLeader(groupId, nodeId, options);
+  }
+
+  /** A consistent copy of kv group `groupId`'s data, chunk by chunk (AdminClient.backup). */
+  backup(
+    groupId: number,
+    options?: CallOptions & { chunkBytes?: number },
+  ): AsyncGenerator<BackupChunk> {
+    return this.admin.backup(groupId, options);
   }
 
   /** A consistency check of kv group `groupId`: every replica's digest at one log index. */

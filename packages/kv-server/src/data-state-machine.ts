@@ -56,6 +56,7 @@ import {
   configKey,
   dataEnd,
   dataKey,
+  dataStart,
   dedupKey,
   readU64,
   slotIndexEnd,
@@ -1131,6 +1132,46 @@ export class DataStateMachine implements StateMachine<KvApplyResult> {
   dedupRecordCount(): Promise<number> {
     this.assertOpen();
     return Promise.resolve(this.dedup.size());
+  }
+
+  /**
+   * A copy of the group's data as of now (a backup): the applied index and config, the slots the
+   * group owns in it (Running or Migrating: a slot being imported still belongs to its source),
+   * and their keys in key order from a RocksDB snapshot taken now, read lazily by the caller.
+   */
+  backupCursor(): Promise<{
+    readonly index: number;
+    readonly configVersion: number;
+    readonly slots: number[];
+    readonly pairs: AsyncIterable<[Buffer, Buffer]>;
+  }> {
+    return this.watchStorage(
+      this.gate.shared(() => {
+        this.assertOpen();
+        const config = this.ownership.config;
+        if (config === null)
+          throw new RejectedError(ErrorCode.REJECTED, 'this group has applied no config yet');
+        const owned = new Set(
+          config.slots
+            .filter((x) => x.status === 'Running' || x.status === 'Migrating')
+            .map((x) => x.id),
+        );
+        const all = this.engine.iterate({ gte: dataStart, lt: dataEnd });
+        const slotCount = config.slotCount;
+        async function* ownedPairs(): AsyncGenerator<[Buffer, Buffer]> {
+          for await (const [key, value] of all) {
+            const user = userKey(key);
+            if (owned.has(slotOfKey(user, slotCount))) yield [user, value];
+          }
+        }
+        return Promise.resolve({
+          index: this.applied,
+          configVersion: config.version,
+          slots: [...owned].sort((a, b) => a - b),
+          pairs: ownedPairs(),
+        });
+      }),
+    );
   }
 
   /** The users, roles and permissions as applied here (requests are checked against them). */

@@ -39,6 +39,7 @@ import {
 import { type Member } from '@eraftkv/raft';
 import { ConfigWatcher } from './config-watcher';
 import { ConsistencyChecker, hashKvHandler } from './consistency-check';
+import { backupHandler } from './backup-service';
 import { Connections } from '@eraftkv/client';
 import { SlotImporter } from './slot-importer';
 import { DataStateMachine, type KvApplyResult } from './data-state-machine';
@@ -269,6 +270,13 @@ export class KvServer {
         access,
       }),
       hashKv: hashKvHandler(o.groupId, checker, access, this.logger),
+      backup: backupHandler({
+        groupId: o.groupId,
+        raft,
+        stateMachine,
+        access,
+        logger: this.logger,
+      }),
     } satisfies ERaftKvServer);
     this.running = { raft, stateMachine, watcher, importer, checker, checkerConnections };
     watcher.start();

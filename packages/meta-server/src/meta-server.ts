@@ -300,6 +300,7 @@ export class MetaServer {
           code: grpc.status.UNIMPLEMENTED,
           details: 'this is a meta server; a slot move imports into a kv server',
         }),
+      backup: unimplementedStream('Backup (a kv server operation)'),
       hashKv: (_call, callback) =>
         callback({
           code: grpc.status.UNIMPLEMENTED,

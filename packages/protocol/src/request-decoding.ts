@@ -25,6 +25,7 @@ import {
   SlotExportReq,
   SlotImportReq,
   HashKvReq,
+  BackupReq,
   SnapshotReq,
   StatusReq,
   TimeoutNowReq,
@@ -225,6 +226,7 @@ export const eraftKvRequestDecoders: ERaftKvRequestDecoders = {
   slotImport: requestDecoder('eraftkv.SlotImportReq', SlotImportReq, slotImportProblem),
   auth: requestDecoder('eraftkv.AuthReq', AuthReq, authProblem),
   hashKv: requestDecoder('eraftkv.HashKvReq', HashKvReq),
+  backup: requestDecoder('eraftkv.BackupReq', BackupReq),
 };
 
 /** Group ids and config versions of a slot move: positive and within what storage holds. */

@@ -98,9 +98,7 @@ export function unaryHandler<Req, Resp>(
 }
 
 /** A streaming method this server does not offer: the stream ends with UNIMPLEMENTED. */
-export function unimplementedStream(
-  what: string,
-): (call: grpc.ServerDuplexStream<unknown, unknown>) => void {
+export function unimplementedStream(what: string): (call: NodeJS.EventEmitter) => void {
   return (call) => {
     call.emit('error', { code: grpc.status.UNIMPLEMENTED, details: `${what} is not served here` });
   };

@@ -12,8 +12,10 @@ import {
   Client,
   type ClientDuplexStream,
   type ClientOptions,
+  type ClientReadableStream,
   type ClientUnaryCall,
   type handleBidiStreamingCall,
+  type handleServerStreamingCall,
   type handleUnaryCall,
   makeGenericClientConstructor,
   type Metadata,
@@ -1284,6 +1286,31 @@ export interface ReplicaDigest {
   digest: string;
   error: string;
   isLearner: boolean;
+}
+
+/**
+ * A copy of a kv group's data at one point (eraftkv-ctl snapshot save), served by its leader:
+ * it confirms its leadership (ReadIndex) and, once its state has applied that far, streams every
+ * key of the slots its group owns (Running or Migrating in its applied config) from a RocksDB
+ * snapshot of that state, in key order, in chunks of about chunk_bytes. A follower ends the call
+ * with FAILED_PRECONDITION naming the leader.
+ */
+export interface BackupReq {
+  groupId: number;
+  /** About this many key and value bytes per chunk (0: 1 MiB; at most 4 MiB). */
+  chunkBytes: number;
+}
+
+export interface BackupChunk {
+  /** The applied index the whole copy is read at, and the config version it was owned under. */
+  index: number;
+  configVersion: number;
+  /** The slots copied (in the first chunk only). */
+  slots: number[];
+  kvs: KeyValue[];
+  /** The last chunk: `keys` is the number of keys sent in all. */
+  done: boolean;
+  keys: number;
 }
 
 export interface HashKvResp {
@@ -8272,6 +8299,266 @@ export const ReplicaDigest: MessageFns<ReplicaDigest> = {
   },
 };
 
+function createBaseBackupReq(): BackupReq {
+  return { groupId: 0, chunkBytes: 0 };
+}
+
+export const BackupReq: MessageFns<BackupReq> = {
+  encode(message: BackupReq, writer: BinaryWriter = new BinaryWriter()): BinaryWriter {
+    if (message.groupId !== 0) {
+      writer.uint32(8).int64(message.groupId);
+    }
+    if (message.chunkBytes !== 0) {
+      writer.uint32(16).uint32(message.chunkBytes);
+    }
+    return writer;
+  },
+
+  decode(input: BinaryReader | Uint8Array, length?: number): BackupReq {
+    const reader = input instanceof BinaryReader ? input : new BinaryReader(input);
+    const previousRecursionDepth = (reader as any).__tsProtoDecodeDepth ?? 0;
+    if (previousRecursionDepth >= 100) {
+      throw new globalThis.Error("protobuf decode recursion limit exceeded");
+    }
+    (reader as any).__tsProtoDecodeDepth = previousRecursionDepth + 1;
+    try {
+      const end = length === undefined ? reader.len : reader.pos + length;
+      const message = createBaseBackupReq();
+      while (reader.pos < end) {
+        const tag = reader.uint32();
+        switch (tag >>> 3) {
+          case 1: {
+            if (tag !== 8) {
+              break;
+            }
+
+            message.groupId = longToNumber(reader.int64());
+            continue;
+          }
+          case 2: {
+            if (tag !== 16) {
+              break;
+            }
+
+            message.chunkBytes = reader.uint32();
+            continue;
+          }
+        }
+        if ((tag & 7) === 4 || tag === 0) {
+          break;
+        }
+        reader.skip(tag & 7);
+      }
+      return message;
+    } finally {
+      (reader as any).__tsProtoDecodeDepth = previousRecursionDepth;
+    }
+  },
+
+  fromJSON(object: any): BackupReq {
+    return {
+      groupId: isSet(object.groupId)
+        ? globalThis.Number(object.groupId)
+        : isSet(object.group_id)
+        ? globalThis.Number(object.group_id)
+        : 0,
+      chunkBytes: isSet(object.chunkBytes)
+        ? globalThis.Number(object.chunkBytes)
+        : isSet(object.chunk_bytes)
+        ? globalThis.Number(object.chunk_bytes)
+        : 0,
+    };
+  },
+
+  toJSON(message: BackupReq): unknown {
+    const obj: any = {};
+    if (message.groupId !== 0) {
+      obj.groupId = Math.round(message.groupId);
+    }
+    if (message.chunkBytes !== 0) {
+      obj.chunkBytes = Math.round(message.chunkBytes);
+    }
+    return obj;
+  },
+
+  create<I extends Exact<DeepPartial<BackupReq>, I>>(base?: I): BackupReq {
+    return BackupReq.fromPartial(base ?? ({} as any));
+  },
+  fromPartial<I extends Exact<DeepPartial<BackupReq>, I>>(object: I): BackupReq {
+    const message = createBaseBackupReq();
+    message.groupId = object.groupId ?? 0;
+    message.chunkBytes = object.chunkBytes ?? 0;
+    return message;
+  },
+};
+
+function createBaseBackupChunk(): BackupChunk {
+  return { index: 0, configVersion: 0, slots: [], kvs: [], done: false, keys: 0 };
+}
+
+export const BackupChunk: MessageFns<BackupChunk> = {
+  encode(message: BackupChunk, writer: BinaryWriter = new BinaryWriter()): BinaryWriter {
+    if (message.index !== 0) {
+      writer.uint32(8).int64(message.index);
+    }
+    if (message.configVersion !== 0) {
+      writer.uint32(16).int64(message.configVersion);
+    }
+    if (message.slots.length !== 0) {
+      writer.uint32(26).fork();
+      for (const v of message.slots) {
+        writer.uint32(v);
+      }
+      writer.join();
+    }
+    for (const v of message.kvs) {
+      KeyValue.encode(v!, writer.uint32(34).fork()).join();
+    }
+    if (message.done !== false) {
+      writer.uint32(40).bool(message.done);
+    }
+    if (message.keys !== 0) {
+      writer.uint32(48).int64(message.keys);
+    }
+    return writer;
+  },
+
+  decode(input: BinaryReader | Uint8Array, length?: number): BackupChunk {
+    const reader = input instanceof BinaryReader ? input : new BinaryReader(input);
+    const previousRecursionDepth = (reader as any).__tsProtoDecodeDepth ?? 0;
+    if (previousRecursionDepth >= 100) {
+      throw new globalThis.Error("protobuf decode recursion limit exceeded");
+    }
+    (reader as any).__tsProtoDecodeDepth = previousRecursionDepth + 1;
+    try {
+      const end = length === undefined ? reader.len : reader.pos + length;
+      const message = createBaseBackupChunk();
+      while (reader.pos < end) {
+        const tag = reader.uint32();
+        switch (tag >>> 3) {
+          case 1: {
+            if (tag !== 8) {
+              break;
+            }
+
+            message.index = longToNumber(reader.int64());
+            continue;
+          }
+          case 2: {
+            if (tag !== 16) {
+              break;
+            }
+
+            message.configVersion = longToNumber(reader.int64());
+            continue;
+          }
+          case 3: {
+            if (tag === 24) {
+              message.slots.push(reader.uint32());
+
+              continue;
+            }
+
+            if (tag === 26) {
+              const end2 = reader.uint32() + reader.pos;
+              while (reader.pos < end2) {
+                message.slots.push(reader.uint32());
+              }
+
+              continue;
+            }
+
+            break;
+          }
+          case 4: {
+            if (tag !== 34) {
+              break;
+            }
+
+            message.kvs.push(KeyValue.decode(reader, reader.uint32()));
+            continue;
+          }
+          case 5: {
+            if (tag !== 40) {
+              break;
+            }
+
+            message.done = reader.bool();
+            continue;
+          }
+          case 6: {
+            if (tag !== 48) {
+              break;
+            }
+
+            message.keys = longToNumber(reader.int64());
+            continue;
+          }
+        }
+        if ((tag & 7) === 4 || tag === 0) {
+          break;
+        }
+        reader.skip(tag & 7);
+      }
+      return message;
+    } finally {
+      (reader as any).__tsProtoDecodeDepth = previousRecursionDepth;
+    }
+  },
+
+  fromJSON(object: any): BackupChunk {
+    return {
+      index: isSet(object.index) ? globalThis.Number(object.index) : 0,
+      configVersion: isSet(object.configVersion)
+        ? globalThis.Number(object.configVersion)
+        : isSet(object.config_version)
+        ? globalThis.Number(object.config_version)
+        : 0,
+      slots: globalThis.Array.isArray(object?.slots) ? object.slots.map((e: any) => globalThis.Number(e)) : [],
+      kvs: globalThis.Array.isArray(object?.kvs) ? object.kvs.map((e: any) => KeyValue.fromJSON(e)) : [],
+      done: isSet(object.done) ? globalThis.Boolean(object.done) : false,
+      keys: isSet(object.keys) ? globalThis.Number(object.keys) : 0,
+    };
+  },
+
+  toJSON(message: BackupChunk): unknown {
+    const obj: any = {};
+    if (message.index !== 0) {
+      obj.index = Math.round(message.index);
+    }
+    if (message.configVersion !== 0) {
+      obj.configVersion = Math.round(message.configVersion);
+    }
+    if (message.slots?.length) {
+      obj.slots = message.slots.map((e) => Math.round(e));
+    }
+    if (message.kvs?.length) {
+      obj.kvs = message.kvs.map((e) => KeyValue.toJSON(e));
+    }
+    if (message.done !== false) {
+      obj.done = message.done;
+    }
+    if (message.keys !== 0) {
+      obj.keys = Math.round(message.keys);
+    }
+    return obj;
+  },
+
+  create<I extends Exact<DeepPartial<BackupChunk>, I>>(base?: I): BackupChunk {
+    return BackupChunk.fromPartial(base ?? ({} as any));
+  },
+  fromPartial<I extends Exact<DeepPartial<BackupChunk>, I>>(object: I): BackupChunk {
+    const message = createBaseBackupChunk();
+    message.index = object.index ?? 0;
+    message.configVersion = object.configVersion ?? 0;
+    message.slots = object.slots?.map((e) => e) || [];
+    message.kvs = object.kvs?.map((e) => KeyValue.fromPartial(e)) || [];
+    message.done = object.done ?? false;
+    message.keys = object.keys ?? 0;
+    return message;
+  },
+};
+
 function createBaseHashKvResp(): HashKvResp {
   return { errorCode: 0, leaderAddress: "", errorMessage: "", leaderId: 0, index: 0, replicas: [] };
 }
@@ -9285,6 +9572,16 @@ export const ERaftKvService = {
     responseSerialize: (value: HashKvResp): Buffer => Buffer.from(HashKvResp.encode(value).finish()),
     responseDeserialize: (value: Buffer): HashKvResp => HashKvResp.decode(value),
   },
+  /** A consistent copy of a kv group's data, streamed by its leader. */
+  backup: {
+    path: "/eraftkv.ERaftKv/Backup" as const,
+    requestStream: false as const,
+    responseStream: true as const,
+    requestSerialize: (value: BackupReq): Buffer => Buffer.from(BackupReq.encode(value).finish()),
+    requestDeserialize: (value: Buffer): BackupReq => BackupReq.decode(value),
+    responseSerialize: (value: BackupChunk): Buffer => Buffer.from(BackupChunk.encode(value).finish()),
+    responseDeserialize: (value: Buffer): BackupChunk => BackupChunk.decode(value),
+  },
 } as const;
 
 export interface ERaftKvServer extends UntypedServiceImplementation {
@@ -9323,6 +9620,8 @@ export interface ERaftKvServer extends UntypedServiceImplementation {
   auth: handleUnaryCall<AuthReq, AuthResp>;
   /** A consistency check of a kv group: every replica's digest at one log index. */
   hashKv: handleUnaryCall<HashKvReq, HashKvResp>;
+  /** A consistent copy of a kv group's data, streamed by its leader. */
+  backup: handleServerStreamingCall<BackupReq, BackupChunk>;
 }
 
 export interface ERaftKvClient extends Client {
@@ -9558,6 +9857,9 @@ export interface ERaftKvClient extends Client {
     options: Partial<CallOptions>,
     callback: (error: ServiceError | null, response: HashKvResp) => void,
   ): ClientUnaryCall;
+  /** A consistent copy of a kv group's data, streamed by its leader. */
+  backup(request: BackupReq, options?: Partial<CallOptions>): ClientReadableStream<BackupChunk>;
+  backup(request: BackupReq, metadata?: Metadata, options?: Partial<CallOptions>): ClientReadableStream<BackupChunk>;
 }
 
 export const ERaftKvClient = makeGenericClientConstructor(ERaftKvService, "eraftkv.ERaftKv") as unknown as {

@@ -1,0 +1,294 @@
+// The backup file of eraftkv-ctl snapshot save / status / restore. A file is an 8-byte magic and
+// then records, each `[kind u8][length u32 BE][payload][checksum: the first 8 bytes of the
+// SHA-256 of kind, length and payload]`:
+//   1 header     JSON {format, createdAt, slotCount, configVersion, groups: [{id, slots}]}
+//   2 group      JSON {group, index, configVersion, slots}: a group's part begins
+//   3 data       pairs [u32 key length][key][u32 value length][value]...
+//   4 group end  JSON {group, keys, bytes}
+//   5 trailer    JSON {groups, keys, bytes}
+// Records come in that order (a group's data between its group and group end records), and the
+// counts must add up: a reader that reaches the trailer has checked every byte. A file is written
+// under FILE.part and renamed only once complete, so no half-written backup carries the name.
+import { createHash } from 'node:crypto';
+import { open, rename, rm, type FileHandle } from 'node:fs/promises';
+
+export const backupMagic = Buffer.from('EKVBAK\x00\x01', 'latin1');
+export const backupFormat = 1;
+/** The largest record payload a reader accepts (a data record holds one chunk of a group). */
+export const backupRecordBytesMax = 16 * 1024 * 1024;
+
+export enum RecordKind {
+  Header = 1,
+  Group = 2,
+  Data = 3,
+  GroupEnd = 4,
+  Trailer = 5,
+}
+
+export interface BackupHeader {
+  readonly format: number;
+  readonly createdAt: string;
+  readonly slotCount: number;
+  readonly configVersion: number;
+  /** Every kv group and the slots it owned when the backup began. */
+  readonly groups: readonly { readonly id: number; readonly slots: readonly number[] }[];
+}
+
+export interface GroupBegin {
+  readonly group: number;
+  /** The applied index the group's part was read at. */
+  readonly index: number;
+  readonly configVersion: number;
+  readonly slots: readonly number[];
+}
+
+export interface GroupEnd {
+  readonly group: number;
+  readonly keys: number;
+  readonly bytes: number;
+}
+
+export interface Trailer {
+  readonly groups: number;
+  readonly keys: number;
+  readonly bytes: number;
+}
+
+/** A backup that is truncated, damaged or not a backup: names the file and the offset. */
+export class BackupFileError extends Error {
+  override name = 'BackupFileError';
+  constructor(
+    readonly path: string,
+    readonly offset: number,
+    message: string,
+  ) {
+    super(`${path}: at offset ${offset}: ${message}`);
+  }
+}
+
+function checksum(head: Buffer, payload: Buffer): Buffer {
+  return createHash('sha256').update(head).update(payload).digest().subarray(0, 8);
+}
+
+/** Encodes key-value pairs as a data record's payload. */
+export function encodePairs(pairs: readonly { key: Uint8Array; value: Uint8Array }[]): Buffer {
+  let size = 0;
+  for (const p of pairs) size += 8 + p.key.length + p.value.length;
+  const out = Buffer.alloc(size);
+  let at = 0;
+  for (const p of pairs) {
+    at = out.writeUInt32BE(p.key.length, at);
+    out.set(p.key, at);
+    at += p.key.length;
+    at = out.writeUInt32BE(p.value.length, at);
+    out.set(p.value, at);
+    at += p.value.length;
+  }
+  return out;
+}
+
+/** Decodes a data record's payload; throws an Error saying what is wrong. */
+export function decodePairs(payload: Buffer): { key: Buffer; value: Buffer }[] {
+  const pairs: { key: Buffer; value: Buffer }[] = [];
+  let at = 0;
+  const take = (): Buffer => {
+    if (at + 4 > payload.length) throw new Error('a data record ends inside a length');
+    const n = payload.readUInt32BE(at);
+    at += 4;
+    if (at + n > payload.length) throw new Error('a data record ends inside a key or value');
+    const b = payload.subarray(at, at + n);
+    at += n;
+    return b;
+  };
+  while (at < payload.length) pairs.push({ key: take(), value: take() });
+  return pairs;
+}
+
+/** Writes a backup: records go to PATH.part, which finish() syncs and renames to PATH. */
+export class BackupWriter {
+  private bytesWritten = 0;
+
+  private constructor(
+    private readonly path: string,
+    private readonly file: FileHandle,
+  ) {}
+
+  static async create(path: string): Promise<BackupWriter> {
+    const file = await open(`${path}.part`, 'w');
+    const writer = new BackupWriter(path, file);
+    await writer.raw(backupMagic);
+    return writer;
+  }
+
+  get bytes(): number {
+    return this.bytesWritten;
+  }
+
+  private async raw(b: Buffer): Promise<void> {
+    await this.file.write(b);
+    this.bytesWritten += b.length;
+  }
+
+  async record(kind: RecordKind, payload: Buffer): Promise<void> {
+    if (payload.length > backupRecordBytesMax)
+      throw new Error(
+        `a backup record of ${payload.length} bytes is above ${backupRecordBytesMax}`,
+      );
+    const head = Buffer.alloc(5);
+    head.writeUInt8(kind, 0);
+    head.writeUInt32BE(payload.length, 1);
+    await this.raw(Buffer.concat([head, payload, checksum(head, payload)]));
+  }
+
+  json(kind: RecordKind, value: object): Promise<void> {
+    return this.record(kind, Buffer.from(JSON.stringify(value), 'utf8'));
+  }
+
+  async finish(): Promise<void> {
+    await this.file.sync();
+    await this.file.close();
+    await rename(`${this.path}.part`, this.path);
+  }
+
+  /** Gives up: the partial file is removed. */
+  async abandon(): Promise<void> {
+    await this.file.close().catch(() => undefined);
+    await rm(`${this.path}.part`, { force: true });
+  }
+}
+
+/** What a reader hands over, in file order. */
+export type BackupRecord =
+  | { readonly kind: RecordKind.Header; readonly header: BackupHeader }
+  | { readonly kind: RecordKind.Group; readonly group: GroupBegin }
+  | {
+      readonly kind: RecordKind.Data;
+      readonly group: number;
+      readonly pairs: { key: Buffer; value: Buffer }[];
+    }
+  | { readonly kind: RecordKind.GroupEnd; readonly end: GroupEnd }
+  | { readonly kind: RecordKind.Trailer; readonly trailer: Trailer };
+
+/**
+ * Reads and checks a backup from start to end, handing over each record as it is verified (the
+ * file is read in pieces, never whole). Throws a BackupFileError at the first bad byte: a wrong
+ * magic, a checksum that does not match, a record out of order, counts that do not add up, or
+ * an end before the trailer.
+ */
+export async function readBackup(
+  path: string,
+  onRecord: (record: BackupRecord, offset: number) => void | Promise<void>,
+): Promise<Trailer> {
+  const file = await open(path, 'r').catch((err: unknown) => {
+    throw new BackupFileError(path, 0, `cannot be read: ${(err as Error).message}`);
+  });
+  try {
+    let offset = 0;
+    const read = async (n: number, what: string): Promise<Buffer> => {
+      const b = Buffer.alloc(n);
+      let got = 0;
+      while (got < n) {
+        const { bytesRead } = await file.read(b, got, n - got, offset + got);
+        if (bytesRead === 0)
+          throw new BackupFileError(path, offset + got, `the file ends inside ${what} (truncated)`);
+        got += bytesRead;
+      }
+      offset += n;
+      return b;
+    };
+    const magic = await read(backupMagic.length, 'the magic');
+    if (!magic.equals(backupMagic))
+      throw new BackupFileError(path, 0, 'not an eraftkv backup (wrong magic)');
+    let header: BackupHeader | null = null;
+    let group: GroupBegin | null = null;
+    let groupKeys = 0;
+    let groupBytes = 0;
+    let totals = { groups: 0, keys: 0, bytes: 0 };
+    for (;;) {
+      const at = offset;
+      const head = await read(5, 'a record header');
+      const kind = head.readUInt8(0) as RecordKind;
+      const length = head.readUInt32BE(1);
+      if (length > backupRecordBytesMax)
+        throw new BackupFileError(path, at, `a record claims ${length} bytes (damaged)`);
+      const payload = await read(length, 'a record');
+      const sum = await read(8, 'a checksum');
+      if (!sum.equals(checksum(head, payload)))
+        throw new BackupFileError(path, at, 'a record does not match its checksum (damaged)');
+      const bad = (message: string): BackupFileError => new BackupFileError(path, at, message);
+      const json = (): Record<string, unknown> => {
+        try {
+          return JSON.parse(payload.toString('utf8')) as Record<string, unknown>;
+        } catch {
+          throw bad('a record is not the JSON it should be');
+        }
+      };
+      switch (kind) {
+        case RecordKind.Header: {
+          if (header !== null) throw bad('a second header');
+          const h = json() as unknown as BackupHeader;
+          if (h.format !== backupFormat)
+            throw bad(
+              `format ${String(h.format)} is not ${backupFormat} (written by another version)`,
+            );
+          header = h;
+          await onRecord({ kind, header: h }, at);
+          break;
+        }
+        case RecordKind.Group: {
+          if (header === null || group !== null) throw bad('a group record out of order');
+          group = json() as unknown as GroupBegin;
+          groupKeys = 0;
+          groupBytes = 0;
+          await onRecord({ kind, group }, at);
+          break;
+        }
+        case RecordKind.Data: {
+          if (group === null) throw bad('data outside a group');
+          let pairs: { key: Buffer; value: Buffer }[];
+          try {
+            pairs = decodePairs(payload);
+          } catch (err) {
+            throw bad((err as Error).message);
+          }
+          groupKeys += pairs.length;
+          groupBytes += payload.length;
+          await onRecord({ kind, group: group.group, pairs }, at);
+          break;
+        }
+        case RecordKind.GroupEnd: {
+          if (group === null) throw bad('a group end without its group');
+          const end = json() as unknown as GroupEnd;
+          if (end.group !== group.group || end.keys !== groupKeys || end.bytes !== groupBytes)
+            throw bad(
+              `group ${group.group} ends with ${end.keys} keys and ${end.bytes} bytes, but ${groupKeys} keys and ${groupBytes} bytes were read`,
+            );
+          totals = {
+            groups: totals.groups + 1,
+            keys: totals.keys + groupKeys,
+            bytes: totals.bytes + groupBytes,
+          };
+          group = null;
+          await onRecord({ kind, end }, at);
+          break;
+        }
+        case RecordKind.Trailer: {
+          if (header === null || group !== null) throw bad('the trailer out of order');
+          const t = json() as unknown as Trailer;
+          if (t.groups !== totals.groups || t.keys !== totals.keys || t.bytes !== totals.bytes)
+            throw bad(
+              `the trailer counts ${t.groups} groups, ${t.keys} keys and ${t.bytes} bytes, but ${totals.groups}, ${totals.keys} and ${totals.bytes} were read`,
+            );
+          const { bytesRead } = await file.read(Buffer.alloc(1), 0, 1, offset);
+          if (bytesRead !== 0) throw new BackupFileError(path, offset, 'bytes after the trailer');
+          await onRecord({ kind, trailer: t }, at);
+          return t;
+        }
+        default:
+          throw bad(`unknown record kind ${String(kind)} (damaged)`);
+      }
+    }
+  } finally {
+    await file.close();
+  }
+}
