@@ -176,10 +176,15 @@ class Limiter {
   private running = new Set<Promise<void>>();
   private failure: Error | null = null;
   constructor(private readonly limit: number) {}
+  /** Throws the first failure of the work added so far. */
+  private check(): void {
+    const failure = this.failure;
+    if (failure !== null) throw failure;
+  }
   async add(work: () => Promise<void>): Promise<void> {
-    if (this.failure !== null) throw this.failure;
+    this.check();
     while (this.running.size >= this.limit) await Promise.race(this.running);
-    if (this.failure !== null) throw this.failure;
+    this.check();
     const p: Promise<void> = work()
       .catch((err: unknown) => {
         this.failure ??= err instanceof Error ? err : new Error(String(err));
@@ -189,7 +194,7 @@ class Limiter {
   }
   async done(): Promise<void> {
     await Promise.all(this.running);
-    if (this.failure !== null) throw this.failure;
+    this.check();
   }
 }
 
