@@ -12,6 +12,7 @@
 // <data dir>/tls (kept and reused), every node runs with mutual TLS (client certificates required,
 // Raft RPCs only from the peer certificate of the member they claim to come from), and the
 // welcome text says which ERAFTKV_CACERT / ERAFTKV_CERT / ERAFTKV_KEY eraftkv-ctl needs.
+import { spawn } from 'node:child_process';
 import { rm } from 'node:fs/promises';
 import { join, resolve } from 'node:path';
 import { EraftKvClient } from '@eraftkv/client';
@@ -41,6 +42,8 @@ interface StartOptions {
   dataDir: string;
   freePorts: boolean;
   tls: boolean;
+  /** A backup to load once the cluster is up (eraftkv-ctl snapshot restore). */
+  restore: string | null;
 }
 
 const usage = `usage: npm start [-- options]
@@ -51,7 +54,10 @@ const usage = `usage: npm start [-- options]
   --free-ports     listen on ports the OS picks instead of 8088... (tests; a data dir that
                    holds a cluster.json always keeps the addresses recorded there)
   --tls            mutual TLS everywhere, with a local CA and certificates made under
-                   <data dir>/tls (openssl); prints the eraftkv-ctl settings to use`;
+                   <data dir>/tls (openssl); prints the eraftkv-ctl settings to use
+  --restore FILE   load a backup (eraftkv-ctl snapshot save) once the cluster is up; the
+                   cluster must hold no keys (use --fresh) and run as many kv groups as the
+                   backup has (--kv-groups N)`;
 
 /** How long a node gets to stop after SIGTERM before it is killed. */
 const stopGraceMs = 10_000;
@@ -66,6 +72,7 @@ function parseArgs(argv: readonly string[]): StartOptions {
     dataDir: join(repositoryDir, 'data'),
     freePorts: false,
     tls: false,
+    restore: null,
   };
   for (let i = 0; i < argv.length; i++) {
     const arg = argv[i];
@@ -81,7 +88,11 @@ function parseArgs(argv: readonly string[]): StartOptions {
     else if (arg === '--data-dir') o.dataDir = resolve(argv[++i] ?? '.');
     else if (arg === '--free-ports') o.freePorts = true;
     else if (arg === '--tls') o.tls = true;
-    else if (arg === '--help' || arg === '-h') {
+    else if (arg === '--restore') {
+      const file = argv[++i];
+      if (file === undefined) throw new Error(`--restore needs a backup file\n${usage}`);
+      o.restore = resolve(file);
+    } else if (arg === '--help' || arg === '-h') {
       console.log(usage);
       process.exit(0);
     } else throw new Error(`unknown option ${arg}\n${usage}`);
@@ -223,6 +234,15 @@ async function main(): Promise<void> {
       reportStartupExit(cluster, outcome.node, outcome.status);
       return stop(1);
   }
+  if (o.restore !== null) {
+    const code = await restoreBackup(cluster, tls, o.restore);
+    if (code !== 0) {
+      console.error(
+        `the backup ${o.restore} was not restored (eraftkv-ctl exited ${code}); the cluster needs no keys (--fresh) and one kv group per group of the backup (--kv-groups N)`,
+      );
+      return stop(1);
+    }
+  }
   for (const node of launched) {
     void node.ended.then((status) => {
       if (!stopping)
@@ -232,6 +252,37 @@ async function main(): Promise<void> {
     });
   }
   printWelcome(cluster, tls);
+}
+
+/** Loads a backup with eraftkv-ctl snapshot restore (its progress and summary on this terminal). */
+function restoreBackup(
+  cluster: LocalCluster,
+  tls: LocalTls | null,
+  file: string,
+): Promise<number | null> {
+  const root = tls?.clients.get(rootUser);
+  const env =
+    tls === null || root === undefined
+      ? process.env
+      : {
+          ...process.env,
+          ERAFTKV_CACERT: tls.caFile,
+          ERAFTKV_CERT: root.certFile,
+          ERAFTKV_KEY: root.keyFile,
+        };
+  const child = spawn(
+    process.execPath,
+    [
+      join(repositoryDir, 'packages/cli/bin/eraftkv-ctl.js'),
+      '--endpoints',
+      cluster.metaEndpoints().join(','),
+      'snapshot',
+      'restore',
+      file,
+    ],
+    { stdio: 'inherit', env },
+  );
+  return new Promise((ok) => child.once('exit', (code) => ok(code)));
 }
 
 /** Initialises the cluster and waits until every node says it is healthy. */

@@ -31,6 +31,7 @@ import { json, renderTable } from '../output';
 /** Shows progress on stderr, at most twice a second, and a final line. */
 class Progress {
   private last = 0;
+  private shown = '';
   constructor(
     private readonly ctx: Context,
     private readonly what: string,
@@ -39,7 +40,9 @@ class Progress {
     const now = Date.now();
     if (!force && now - this.last < 500) return;
     this.last = now;
-    this.ctx.io.err(`${this.what}: ${keys} keys, ${(bytes / 1024 / 1024).toFixed(1)} MiB\n`);
+    const line = `${this.what}: ${keys} keys, ${(bytes / 1024 / 1024).toFixed(1)} MiB\n`;
+    if (line !== this.shown) this.ctx.io.err(line);
+    this.shown = line;
   }
 }
 
@@ -121,7 +124,7 @@ async function save(ctx: Context, path: string): Promise<number> {
   if (ctx.writeOut === 'json') ctx.io.out(json(summary));
   else
     ctx.io.out(
-      `Snapshot saved at ${path}: ${parts.length} groups, ${keys} keys, ${writer.bytes} bytes in ${summary.seconds} s ` +
+      `Snapshot saved at ${path}: ${parts.length} group${parts.length === 1 ? '' : 's'}, ${keys} keys, ${writer.bytes} bytes in ${summary.seconds} s ` +
         `(${summary.keysPerSecond} keys/s, ${summary.mibPerSecond} MiB/s)\n`,
     );
   return exitCodes.success;
@@ -286,7 +289,7 @@ async function restore(ctx: Context, path: string): Promise<number> {
   if (ctx.writeOut === 'json') ctx.io.out(json(summary));
   else
     ctx.io.out(
-      `Restored ${keys} keys (${bytes} bytes) into ${h.groups.length} groups in ${summary.seconds} s ` +
+      `Restored ${keys} keys (${bytes} bytes) into ${h.groups.length} group${h.groups.length === 1 ? '' : 's'} in ${summary.seconds} s ` +
         `(${summary.keysPerSecond} keys/s, ${summary.mibPerSecond} MiB/s)\n`,
     );
   return exitCodes.success;
