@@ -136,6 +136,12 @@ export interface DataStateMachineOptions {
   readonly logger?: Logger;
   /** Wraps the RocksDB engine (tests use it to delay or fail writes). */
   readonly wrapEngine?: (engine: StorageEngine) => StorageEngine;
+  /**
+   * Read every record once when opening (RocksDB checks every block it reads against its
+   * checksum): a damaged state is refused at start, naming the file, instead of being found by
+   * the first read of the damaged block.
+   */
+  readonly verifyOnOpen?: boolean;
 }
 
 /** What remains of a read response's byte bound (KvLimits.responseBytesMax). */
@@ -252,6 +258,7 @@ export class DataStateMachine implements StateMachine<KvApplyResult> {
     const opened = await openRocksEngine(options.path);
     const engine = options.wrapEngine?.(opened) ?? opened;
     try {
+      if (options.verifyOnOpen === true) await verifyState(engine);
       const { applied, config, auth } = await DataStateMachine.load(engine);
       await ensureSlotIndex(engine, config, options.logger);
       return new DataStateMachine(
@@ -400,6 +407,8 @@ export class DataStateMachine implements StateMachine<KvApplyResult> {
       },
       (err: unknown) => {
         this.checks.delete(index);
+        // A damaged block found by the check makes this replica report itself corrupt.
+        this.noteStorageFailure(err);
         this.options.logger?.warn('a consistency check could not read the state', {
           index,
           error: (err as Error).message,
@@ -1189,6 +1198,25 @@ export class DataStateMachine implements StateMachine<KvApplyResult> {
         this.assertOpen();
         return { index: this.applied, digest: await digestOf(this.engine.iterate({})) };
       }),
+    );
+  }
+}
+
+/**
+ * Reads every record of a state once (RocksDB verifies each block's checksum as it reads it);
+ * a damaged one fails with a message naming the data dir, RocksDB's words (which name the file)
+ * and what to do.
+ */
+async function verifyState(engine: StorageEngine): Promise<void> {
+  try {
+    await digestOf(engine.iterate({}));
+  } catch (err) {
+    if (!(err instanceof StorageCorruptionError)) throw err;
+    throw new StorageCorruptionError(
+      err.path,
+      `${err.message}. The kv state in ${engine.path} is damaged: this replica cannot start. ` +
+        'Remove it from its group (eraftkv-ctl member remove), move its data dir away, start it with an empty --peers and add it back as a learner (eraftkv-ctl member add --learner): it is sent a snapshot',
+      { cause: err },
     );
   }
 }

@@ -37,6 +37,13 @@ export const kvNodeOptions = {
     describe: "The meta group's gRPC addresses as host:port,...",
     demandOption: true,
   },
+  'verify-state-on-start': {
+    type: 'boolean',
+    describe:
+      'Read the whole kv state once at start (RocksDB checks every block against its checksum) and refuse to start on a damaged one, naming the file. Costs a full read of the data dir at every start',
+    default: true,
+    group: 'Kv:',
+  },
   'consistency-check-interval-ms': {
     type: 'number',
     describe:
@@ -249,6 +256,7 @@ function kvCommandLine(
       shutdownGraceMs: args.shutdownGraceMs,
       configPollMs: args.configPollMs,
       consistencyCheckIntervalMs: args.consistencyCheckIntervalMs,
+      verifyStateOnStart: args.verifyStateOnStart,
       dedupWindowEntries: args.dedupWindowEntries,
       limits: kvLimits({
         keyBytesMax: args.keyBytesMax,

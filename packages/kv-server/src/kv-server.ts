@@ -68,6 +68,8 @@ export interface KvServerOptions {
   readonly raft?: RaftTuning;
   readonly shutdownGraceMs?: number;
   readonly configPollMs?: number;
+  /** Read the whole state once at start, refusing a damaged one (default true). */
+  readonly verifyStateOnStart?: boolean;
   /** How often the leader checks that every replica holds the same state (0: never). */
   readonly consistencyCheckIntervalMs?: number;
   readonly limits?: KvLimits;
@@ -207,6 +209,7 @@ export class KvServer {
             path: join(o.dataDir, 'state'),
             dedupWindowEntries: o.dedupWindowEntries ?? 100_000,
             logger: this.logger,
+            verifyOnOpen: o.verifyStateOnStart ?? true,
           }),
       });
     } finally {

@@ -118,6 +118,16 @@ describe('KvServer: a corrupt kv state', () => {
     const stateDir = join(options.dataDir, 'state');
     await corruptLargestSst(stateDir);
 
+    // By default the node reads its whole state at start and refuses the damaged one.
+    const refused = new KvServer(options);
+    await refused.listen();
+    await expect(
+      refused.start([{ id: 1, address: refused.address, learner: false, incarnation: 0 }]),
+    ).rejects.toThrow(`The kv state in ${stateDir} is damaged: this replica cannot start`);
+    await refused.abort();
+
+    // Without that check (--verify-state-on-start=false) the damage is found by the first read.
+    options = { ...options, verifyStateOnStart: false };
     s = await start();
     client = kvClient(s.address);
     const err = await processRw(client, request([scan('key-', '', 10_000)])).then(
