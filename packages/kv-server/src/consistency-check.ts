@@ -8,7 +8,13 @@
 import type * as grpc from '@grpc/grpc-js';
 import { Counter, Gauge, type Registry } from 'prom-client';
 import type { Connections } from '@eraftkv/client';
-import { ErrorCode, type HashKvReq, type HashKvResp, type ReplicaDigest } from '@eraftkv/protocol';
+import {
+  ErrorCode,
+  judgeDigests,
+  type HashKvReq,
+  type HashKvResp,
+  type ReplicaDigest,
+} from '@eraftkv/protocol';
 import { InvalidArgumentError, type Logger, type RaftServer } from '@eraftkv/raft-server';
 import { errorAnswer, unaryHandler, type AccessControl } from '@eraftkv/server-kit';
 import type { DataStateMachine, KvApplyResult } from './data-state-machine';
@@ -164,16 +170,10 @@ export class ConsistencyChecker {
 
   /** Names the replicas whose digest differs from the one most replicas hold. */
   private judge(index: number, replicas: ReplicaDigest[]): CheckOutcome {
-    const counts = new Map<string, number>();
-    for (const r of replicas)
-      if (r.digest !== '') counts.set(r.digest, (counts.get(r.digest) ?? 0) + 1);
-    let majority = '';
-    for (const [digest, n] of counts) if (n > replicas.length / 2) majority = digest;
+    const verdict = judgeDigests(replicas);
+    const majority = verdict.majority;
     const answered = replicas.filter((r) => r.digest !== '');
-    // Without a majority digest every answering replica is suspect.
-    const mismatched = answered
-      .filter((r) => (majority === '' ? counts.size > 1 : r.digest !== majority))
-      .map((r) => r.nodeId);
+    const mismatched = verdict.differing.map((r) => r.nodeId);
     const labels = { group_id: String(this.o.groupId), node_id: String(this.o.nodeId) };
     for (const r of replicas)
       this.mismatch.set(

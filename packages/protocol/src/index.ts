@@ -22,3 +22,4 @@ export {
 } from './message-encoding';
 export * from './permission';
 export { environmentName, hideUnknownEnvironment, ignoredEnvironmentWarning } from './environment';
+export { judgeDigests, type DigestVerdict } from './replica-digests';

@@ -1,7 +1,7 @@
 // endpoint status / endpoint health: per node, as etcdctl shows them. With --cluster, every node
 // of every group (found through the topology); otherwise the --endpoints.
 import type { Argv } from 'yargs';
-import { formatSlotRanges, type StatusResp } from '@eraftkv/protocol';
+import { formatSlotRanges, judgeDigests, type StatusResp } from '@eraftkv/protocol';
 import type { Context, Runner } from '../context';
 import { exitCodes } from '../exit-codes';
 import { json, renderTable } from '../output';
@@ -224,14 +224,9 @@ export function endpointCommands(yargs: Argv, run: Runner): Argv {
             for (const group of groups) {
               try {
                 const check = await ctx.client().hashKv(group, { deadlineMs: timeoutMs });
-                const counts = new Map<string, number>();
-                for (const r of check.replicas)
-                  if (r.digest !== '') counts.set(r.digest, (counts.get(r.digest) ?? 0) + 1);
-                const majority =
-                  [...counts].find(([, n]) => n > check.replicas.length / 2)?.[0] ?? '';
-                const differ = check.replicas.filter(
-                  (r) => r.digest === '' || r.digest !== majority,
-                );
+                const verdict = judgeDigests(check.replicas);
+                const majority = verdict.majority;
+                const differ = [...verdict.differing, ...verdict.missing];
                 if (differ.length > 0) ok = false;
                 for (const r of check.replicas)
                   rows.push({
