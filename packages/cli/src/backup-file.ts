@@ -157,6 +157,27 @@ export class BackupWriter {
   }
 }
 
+/** Whether a header's slot count and groups are what a cluster can hold (not only parseable). */
+function headerIsSound(h: BackupHeader): boolean {
+  const slotCount: unknown = h.slotCount;
+  const groups: unknown = h.groups;
+  if (typeof slotCount !== 'number' || !Number.isSafeInteger(slotCount)) return false;
+  if (slotCount < 1 || slotCount > 65536 || !Array.isArray(groups)) return false;
+  const isSlot = (x: unknown): boolean =>
+    typeof x === 'number' && Number.isSafeInteger(x) && x >= 0 && x < slotCount;
+  return (groups as unknown[]).every((g: unknown) => {
+    if (typeof g !== 'object' || g === null) return false;
+    const { id, slots } = g as { id?: unknown; slots?: unknown };
+    return (
+      typeof id === 'number' &&
+      Number.isSafeInteger(id) &&
+      id > 0 &&
+      Array.isArray(slots) &&
+      (slots as unknown[]).every(isSlot)
+    );
+  });
+}
+
 /** What a reader hands over, in file order. */
 export type BackupRecord =
   | { readonly kind: RecordKind.Header; readonly header: BackupHeader }
@@ -231,13 +252,18 @@ export async function readBackup(
             throw bad(
               `format ${String(h.format)} is not ${backupFormat} (written by another version)`,
             );
+          if (!headerIsSound(h))
+            throw bad('the header does not hold a slot count and groups of slots within it');
           header = h;
           await onRecord({ kind, header: h }, at);
           break;
         }
         case RecordKind.Group: {
           if (header === null || group !== null) throw bad('a group record out of order');
-          group = json() as unknown as GroupBegin;
+          const begun = json() as unknown as GroupBegin;
+          if (!header.groups.some((g) => g.id === begun.group))
+            throw bad('a group record names a group the header does not list');
+          group = begun;
           groupKeys = 0;
           groupBytes = 0;
           await onRecord({ kind, group }, at);

@@ -105,4 +105,20 @@ describe('backup file', () => {
       /cannot be read/,
     );
   });
+
+  it('refuses a header whose slots a cluster cannot hold, checksum or not', async () => {
+    const path = join(dir, 'header.ekv');
+    const w = await BackupWriter.create(path);
+    await w.json(RecordKind.Header, {
+      format: backupFormat,
+      createdAt: 'now',
+      slotCount: 16,
+      configVersion: 1,
+      groups: [{ id: 1, slots: [0, 99] }],
+    });
+    await w.finish();
+    await expect(readBackup(path, () => undefined)).rejects.toThrow(
+      `${path}: at offset 8: the header does not hold a slot count and groups of slots within it`,
+    );
+  });
 });
