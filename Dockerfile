@@ -1,6 +1,6 @@
 # syntax=docker/dockerfile:1
-# The eraftkv image: eraftkv-meta, eraftkv-kv and eraftkv-ctl on PATH, run as the unprivileged
-# `node` user (uid 1000) with node data under /data. One image for every role: the command picks
+# The eraftkv image: eraftkv-meta, eraftkv-kv, eraftkv-ctl and eraftkv-utl on PATH, run as the
+# unprivileged `node` user (uid 1000) with node data under /data. One image for every role: the command picks
 # the binary (deploy/kubernetes runs `eraftkv-meta ...` and `eraftkv-kv ...` in it).
 #
 #   docker build -t eraftkv:0.1.0 .
@@ -36,17 +36,18 @@ COPY packages/raft/package.json packages/raft/
 COPY packages/raft-server/package.json packages/raft-server/
 COPY packages/server-kit/package.json packages/server-kit/
 COPY packages/test-support/package.json packages/test-support/
+COPY packages/utl/package.json packages/utl/
 # --ignore-scripts: the root `prepare` script builds, and the sources are not copied yet. The one
 # install script the servers need is rocksdb's (it finds or compiles the native binary).
 RUN npm ci --ignore-scripts --no-audit --no-fund \
     && npm rebuild rocksdb
 
 # The generated protocol code is committed (packages/protocol/src/generated), so the build is
-# `tsc -b` alone; protoc is only needed to regenerate it. Only the three binaries and what they
+# `tsc -b` alone; protoc is only needed to regenerate it. Only the four binaries and what they
 # reference are built (not scripts/ or the test helpers).
 COPY tsconfig.base.json ./
 COPY packages/ packages/
-RUN npx tsc -b packages/meta-server packages/kv-server packages/cli \
+RUN npx tsc -b packages/meta-server packages/kv-server packages/cli packages/utl \
     && npm prune --omit=dev --no-audit --no-fund
 
 # What the runtime stage takes: the production node_modules (the @eraftkv/* entries are links
@@ -72,6 +73,7 @@ COPY --from=build /out/ /app/
 RUN ln -s /app/packages/meta-server/bin/eraftkv-meta.js /usr/local/bin/eraftkv-meta \
     && ln -s /app/packages/kv-server/bin/eraftkv-kv.js /usr/local/bin/eraftkv-kv \
     && ln -s /app/packages/cli/bin/eraftkv-ctl.js /usr/local/bin/eraftkv-ctl \
+    && ln -s /app/packages/utl/bin/eraftkv-utl.js /usr/local/bin/eraftkv-utl \
     && mkdir -p /data \
     && chown 1000:1000 /data
 

@@ -590,6 +590,24 @@ export async function httpGet(
 }
 
 /**
+ * The layout eraftkv-utl snapshot restore takes (--layout, as JSON) to build the data dirs of
+ * `cluster` as cluster `clusterId`: every node's id, advertised address and data dir.
+ */
+export function restoreLayoutOf(cluster: LocalCluster, clusterId: string): Record<string, unknown> {
+  const node = (s: NodeSpec): Record<string, unknown> => ({
+    ...(s.kind === 'kv' ? { group: s.group } : {}),
+    id: s.id,
+    address: s.grpcAddress,
+    'data-dir': s.dataDir,
+  });
+  return {
+    'cluster-id': clusterId,
+    meta: cluster.layout.meta.map(node),
+    kv: [...cluster.layout.kv.values()].flat().map(node),
+  };
+}
+
+/**
  * Brings a new cluster into service, as npm start does: waits until every node of the layout
  * accepts connections, initialises the cluster (1024 slots), registers every kv group of the
  * layout and gives group 1 every slot that has no owner. Steps a previous run already did are
@@ -600,6 +618,8 @@ export async function initializeCluster(
   cluster: LocalCluster,
   say: (line: string) => void = () => {},
   slotCount = 1024,
+  /** Give group 1 every slot no group owns (not for a cluster restored with its slot map). */
+  assignFreeSlots = true,
 ): Promise<void> {
   // The client gives up at once when every node refuses connections, which is what nodes still
   // starting do: wait for them to listen first.
@@ -644,7 +664,7 @@ export async function initializeCluster(
   const unassigned = Array.from({ length: view.slotCount }, (_, i) => i).filter(
     (s) => !assigned.has(s),
   );
-  if (unassigned.length > 0) {
+  if (assignFreeSlots && unassigned.length > 0) {
     await client.moveSlots(1, unassigned);
     say(`group 1 owns ${unassigned.length} slots`);
   }

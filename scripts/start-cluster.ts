@@ -13,9 +13,10 @@
 // Raft RPCs only from the peer certificate of the member they claim to come from), and the
 // welcome text says which ERAFTKV_CACERT / ERAFTKV_CERT / ERAFTKV_KEY eraftkv-ctl needs.
 import { spawn } from 'node:child_process';
-import { rm } from 'node:fs/promises';
+import { rm, writeFile } from 'node:fs/promises';
 import { join, resolve } from 'node:path';
 import { EraftKvClient } from '@eraftkv/client';
+import { backupRecords, BackupRecordKind, type BackupHeader } from '@eraftkv/protocol';
 import { rootUser } from '@eraftkv/server-kit';
 import { clientTlsOf, createLocalTls, nodeTlsArgs, type LocalTls } from './tls-certs';
 import {
@@ -28,6 +29,7 @@ import {
   planCluster,
   readManifest,
   repositoryDir,
+  restoreLayoutOf,
   stopNodeProcesses,
   waitUntil,
   type ExitStatus,
@@ -42,7 +44,7 @@ interface StartOptions {
   dataDir: string;
   freePorts: boolean;
   tls: boolean;
-  /** A backup to load once the cluster is up (eraftkv-ctl snapshot restore). */
+  /** A backup to build the cluster from (eraftkv-utl snapshot restore), before it starts. */
   restore: string | null;
 }
 
@@ -55,9 +57,9 @@ const usage = `usage: npm start [-- options]
                    holds a cluster.json always keeps the addresses recorded there)
   --tls            mutual TLS everywhere, with a local CA and certificates made under
                    <data dir>/tls (openssl); prints the eraftkv-ctl settings to use
-  --restore FILE   load a backup (eraftkv-ctl snapshot save) once the cluster is up; the
-                   cluster must hold no keys (use --fresh) and run as many kv groups as the
-                   backup has (--kv-groups N)`;
+  --restore FILE   build a new cluster from a backup (eraftkv-ctl snapshot save) with
+                   eraftkv-utl snapshot restore, then start it: one kv group per group of the
+                   backup, its slot map and keys; the data dir must hold no cluster (--fresh)`;
 
 /** How long a node gets to stop after SIGTERM before it is killed. */
 const stopGraceMs = 10_000;
@@ -115,6 +117,11 @@ function nodeNames(o: StartOptions): { name: string; group: number; id: number }
 async function plan(o: StartOptions, tls: LocalTls | null): Promise<LocalCluster> {
   const previous = await readManifest(o.dataDir);
   let ports: 'fixed' | 'free' | Map<string, NodeAddresses> = o.freePorts ? 'free' : 'fixed';
+  if (previous !== null && o.restore !== null) {
+    throw new Error(
+      `${o.dataDir} holds a cluster; --restore builds a new one: add --fresh to wipe it first`,
+    );
+  }
   if (previous !== null) {
     const meta = previous.nodes.filter((n) => n.kind === 'meta').length;
     const groups = new Set(previous.nodes.filter((n) => n.kind === 'kv').map((n) => n.group)).size;
@@ -166,6 +173,7 @@ async function startProblems(cluster: LocalCluster): Promise<string[]> {
 async function main(): Promise<void> {
   const o = parseArgs(process.argv.slice(2));
   if (o.fresh) await rm(o.dataDir, { recursive: true, force: true });
+  o.kvGroups = await groupsToRun(o);
   // Client certificates for the user root (the one that may enable auth and administer) and for
   // a user app (to try roles with); a user is the CN of its certificate.
   const tls = o.tls
@@ -204,6 +212,15 @@ async function main(): Promise<void> {
   process.on('SIGTERM', () => void stop(0));
 
   await cluster.writeManifest();
+  if (o.restore !== null) {
+    const code = await restoreBackup(cluster, o.dataDir, o.restore);
+    if (code !== 0) {
+      console.error(
+        `npm start: the cluster was not built from ${o.restore} (eraftkv-utl exited ${code})`,
+      );
+      process.exit(1);
+    }
+  }
   await cluster.startAll();
   const launched = cluster.runningNodes();
   const firstEnd = Promise.race(
@@ -215,7 +232,7 @@ async function main(): Promise<void> {
     tls: tls === null ? undefined : await clientTlsOf(tls, rootUser),
   });
   const outcome = await Promise.race([
-    bringUp(client, cluster).then(
+    bringUp(client, cluster, o.restore === null).then(
       () => ({ kind: 'up' as const }),
       (err: unknown) => ({ kind: 'failed' as const, err: err as Error }),
     ),
@@ -234,15 +251,6 @@ async function main(): Promise<void> {
       reportStartupExit(cluster, outcome.node, outcome.status);
       return stop(1);
   }
-  if (o.restore !== null) {
-    const code = await restoreBackup(cluster, tls, o.restore);
-    if (code !== 0) {
-      console.error(
-        `the backup ${o.restore} was not restored (eraftkv-ctl exited ${code}); the cluster needs no keys (--fresh) and one kv group per group of the backup (--kv-groups N)`,
-      );
-      return stop(1);
-    }
-  }
   for (const node of launched) {
     void node.ended.then((status) => {
       if (!stopping)
@@ -254,40 +262,61 @@ async function main(): Promise<void> {
   printWelcome(cluster, tls);
 }
 
-/** Loads a backup with eraftkv-ctl snapshot restore (its progress and summary on this terminal). */
-function restoreBackup(
+/**
+ * With --restore: the kv groups the backup has (numbered 1..N, as this launcher runs them), read
+ * from its header; otherwise --kv-groups.
+ */
+async function groupsToRun(o: StartOptions): Promise<number> {
+  if (o.restore === null) return o.kvGroups;
+  const header = await readBackupHeader(o.restore);
+  const ids = header.groups.map((g) => g.id).sort((a, b) => a - b);
+  if (!ids.every((id, i) => id === i + 1))
+    throw new Error(
+      `${o.restore} holds kv groups ${ids.join(', ')}; npm start runs groups 1..N: restore it with eraftkv-utl snapshot restore and a layout instead`,
+    );
+  return ids.length;
+}
+
+async function readBackupHeader(path: string): Promise<BackupHeader> {
+  for await (const [record] of backupRecords(path)) {
+    if (record.kind === BackupRecordKind.Header) return record.header;
+  }
+  throw new Error(`${path}: no header`);
+}
+
+/**
+ * Builds every data dir of `cluster` from the backup with eraftkv-utl snapshot restore (its
+ * progress and summary on this terminal), as cluster "eraftkv", the id the nodes run with.
+ */
+async function restoreBackup(
   cluster: LocalCluster,
-  tls: LocalTls | null,
+  dataDir: string,
   file: string,
 ): Promise<number | null> {
-  const root = tls?.clients.get(rootUser);
-  const env =
-    tls === null || root === undefined
-      ? process.env
-      : {
-          ...process.env,
-          ERAFTKV_CACERT: tls.caFile,
-          ERAFTKV_CERT: root.certFile,
-          ERAFTKV_KEY: root.keyFile,
-        };
+  const layoutPath = join(dataDir, 'restore-layout.json');
+  await writeFile(layoutPath, `${JSON.stringify(restoreLayoutOf(cluster, 'eraftkv'), null, 2)}\n`);
   const child = spawn(
     process.execPath,
     [
-      join(repositoryDir, 'packages/cli/bin/eraftkv-ctl.js'),
-      '--endpoints',
-      cluster.metaEndpoints().join(','),
+      join(repositoryDir, 'packages/utl/bin/eraftkv-utl.js'),
       'snapshot',
       'restore',
       file,
+      '--layout',
+      layoutPath,
     ],
-    { stdio: 'inherit', env },
+    { stdio: 'inherit' },
   );
   return new Promise((ok) => child.once('exit', (code) => ok(code)));
 }
 
 /** Initialises the cluster and waits until every node says it is healthy. */
-async function bringUp(client: EraftKvClient, cluster: LocalCluster): Promise<void> {
-  await initializeCluster(client, cluster, (line) => console.log(line));
+async function bringUp(
+  client: EraftKvClient,
+  cluster: LocalCluster,
+  assignFreeSlots: boolean,
+): Promise<void> {
+  await initializeCluster(client, cluster, (line) => console.log(line), 1024, assignFreeSlots);
   await waitUntil(
     async () => {
       const answers = await Promise.all(

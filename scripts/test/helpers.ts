@@ -31,6 +31,8 @@ export async function startTestCluster(options: {
   nodeArgs?: (name: string, group: number, id: number) => readonly string[];
   /** The data dir (default: a new temp dir, removed by cleanup). */
   dir?: string;
+  /** Runs once the cluster is planned, before any node starts (to build its data dirs). */
+  beforeStart?: (cluster: LocalCluster) => Promise<void>;
 }): Promise<{ cluster: LocalCluster; dir: string; cleanup: () => Promise<void> }> {
   const dir = options.dir ?? (await mkdtemp(join(tmpdir(), 'eraftkv-e2e-')));
   const layout = await planCluster({
@@ -44,6 +46,7 @@ export async function startTestCluster(options: {
   });
   const cluster = new LocalCluster(layout);
   await cluster.writeManifest();
+  await options.beforeStart?.(cluster);
   await cluster.startAll();
   return {
     cluster,

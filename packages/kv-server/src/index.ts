@@ -42,4 +42,5 @@ export {
   type KvLimits,
   type RequestKind,
 } from './request-validation';
+export { SeedStateError, writeSeedSnapshot, type SeedPair } from './seed-state';
 export { readSnapshotFile, SnapshotFormatError, writeSnapshotFile } from './snapshot-file';

@@ -11,6 +11,6 @@ export {
 } from './source-group-client';
 export * from './topology';
 export { CommandDecodeError, decodeCommand, encodeCommand } from './topology-command-codec';
-export { TopologyStateMachine } from './topology-state-machine';
+export { TopologyStateMachine, writeTopologySnapshot } from './topology-state-machine';
 export { groupToWire, metaGroupId, topologyToWire } from './topology-wire';
 export { parseMetaArgs, type MetaArgs, type ParsedMetaArgs } from './cli-options';

@@ -129,6 +129,19 @@ interface SnapshotFileContent {
   readonly records: TopologyRecords;
 }
 
+/**
+ * Writes the snapshot file of the topology `records` at applied `index`, in the format
+ * restoreSnapshot reads (eraftkv-utl snapshot restore seeds a meta data dir with it).
+ */
+export async function writeTopologySnapshot(
+  path: string,
+  index: number,
+  records: TopologyRecords,
+): Promise<void> {
+  const content: SnapshotFileContent = { format: snapshotFormat, appliedIndex: index, records };
+  await writeFile(path, JSON.stringify(content));
+}
+
 export class TopologyStateMachine implements StateMachine<CommandOutcome> {
   /**
    * Every write goes through this chain, in the order it was made: a synced write of the applied
@@ -217,12 +230,7 @@ export class TopologyStateMachine implements StateMachine<CommandOutcome> {
    */
   async writeSnapshot(path: string): Promise<number> {
     const index = this.applied;
-    const content: SnapshotFileContent = {
-      format: snapshotFormat,
-      appliedIndex: index,
-      records: this.model.toRecords(),
-    };
-    await writeFile(path, JSON.stringify(content));
+    await writeTopologySnapshot(path, index, this.model.toRecords());
     return index;
   }
 

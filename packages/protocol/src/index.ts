@@ -23,3 +23,20 @@ export {
 export * from './permission';
 export { environmentName, hideUnknownEnvironment, ignoredEnvironmentWarning } from './environment';
 export { judgeDigests, type DigestVerdict } from './replica-digests';
+export {
+  BackupFileError,
+  backupFormat,
+  backupMagic,
+  backupRecords,
+  backupRecordBytesMax,
+  BackupRecordKind,
+  BackupWriter,
+  decodeBackupPairs,
+  encodeBackupPairs,
+  readBackup,
+  type BackupHeader,
+  type BackupRecord,
+  type BackupGroupBegin,
+  type BackupGroupEnd,
+  type BackupTrailer,
+} from './backup-file';

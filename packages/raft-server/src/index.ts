@@ -32,6 +32,7 @@ export {
 } from './logger';
 export { RaftMetrics } from './metrics';
 export {
+  createNodeIdentity,
   DataDirError,
   identityFileName,
   openNodeIdentity,
@@ -47,6 +48,7 @@ export {
   type RaftServerOptions,
   type ResolvedRaftServerOptions,
 } from './raft-server-options';
+export { seedDataDir, seedIndex, seedTerm } from './seed';
 export { SnapshotStore, type SnapshotFile } from './snapshot';
 export type { StateMachine } from './state-machine';
 export {

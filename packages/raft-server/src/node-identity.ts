@@ -78,6 +78,21 @@ export async function openNodeIdentity(
   return { identity, created: false };
 }
 
+/**
+ * Creates the identity of a new data dir that is being built outside a running node (eraftkv-utl
+ * snapshot restore): a fresh incarnation, written first, as openNodeIdentity does. Refuses a
+ * dir that already has an identity or holds a node's state.
+ */
+export async function createNodeIdentity(dataDir: string, claim: NodeClaim): Promise<NodeIdentity> {
+  const { identity, created } = await openNodeIdentity(dataDir, claim);
+  if (!created) {
+    throw new DataDirError(
+      `data dir ${dataDir} already has an identity (${identityFileName}): it belongs to a node`,
+    );
+  }
+  return identity;
+}
+
 /** Incarnations are drawn below 2^47 (peers accept up to 2^48 - 1). */
 const peerIncarnationMax = 2 ** 47;
 

@@ -52,6 +52,7 @@ import { PendingAnswers, PendingReads, PendingTransfers, Wait } from './waiters'
 /** A snapshot of the node's state for status RPCs and tools. */
 export interface RaftServerStatus extends RaftStatus {
   readonly groupId: number;
+  readonly clusterId: string;
   readonly incarnation: number;
   readonly leaderAddress: string;
   readonly snapshotIndex: number;
@@ -598,6 +599,7 @@ export class RaftServer<R> implements OpenNode {
       ...s,
       applied: this.loop.appliedIndex,
       groupId: this.options.groupId,
+      clusterId: this.options.clusterId,
       incarnation: this.options.incarnation,
       leaderAddress: this.addressOf(s.leader),
       snapshotIndex: this.snapshots.snapshotIndex,

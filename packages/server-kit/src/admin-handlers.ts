@@ -160,6 +160,7 @@ export function adminHandlers<R>(
         stateDigest: digest?.digest ?? '',
         stateDigestIndex: digest?.index ?? 0,
         incarnation: s.incarnation,
+        clusterId: s.clusterId,
         slotsWithKeys: slots?.slots ?? [],
         slotsWithKeysIndex: slots?.index ?? 0,
         checkDigest: check === null || check === 'pending' ? '' : check.digest,

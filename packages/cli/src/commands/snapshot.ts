@@ -1,28 +1,30 @@
-// snapshot save / status / restore: backups of a whole cluster (backup-file.ts has the format).
+// snapshot save / status / load: backups of a whole cluster (the format is backup-file.ts in
+// @eraftkv/protocol; building a new cluster's data dirs from a backup is eraftkv-utl snapshot
+// restore, which works on files, not through a cluster).
 //
-// save: the topology (slot count, every kv group's slots), then each kv group's data read by its
-// leader at one applied index after a ReadIndex (every write acknowledged before the group's part
-// began is in it), streamed chunk by chunk into FILE.part, renamed to FILE once complete. Each
-// group's part is consistent in itself; parts of different groups are read one after another,
-// so a write made between two groups' parts may be in one and not the other (as with any
-// per-shard backup): stop writers first for a copy consistent across groups.
+// save: the topology (cluster id, slot count, every kv group's slots), then each kv group's data
+// read by its leader at one applied index after a ReadIndex (every write acknowledged before the
+// group's part began is in it), streamed chunk by chunk into FILE.part, renamed to FILE once
+// complete. Each group's part is consistent in itself; parts of different groups are read one
+// after another, so a write made between two groups' parts may be in one and not the other (as
+// with any per-shard backup): stop writers first for a copy consistent across groups.
 //
-// restore: checks the whole file first (nothing is written from a damaged backup), then loads it
-// into a new, empty cluster: initialises it with the backup's slot count if needed, gives each
+// load: checks the whole file first (nothing is written from a damaged backup), then loads it
+// into a running, empty cluster: initialises it with the backup's slot count if needed, gives each
 // registered kv group the slots its namesake owned, and writes every key through the groups.
 import type { Argv } from 'yargs';
-import { ClusterError } from '@eraftkv/client';
+import { ClusterError, type EraftKvClient } from '@eraftkv/client';
 import { ErrorCode, formatSlotRanges } from '@eraftkv/protocol';
 import {
   BackupWriter,
   backupFormat,
-  encodePairs,
+  encodeBackupPairs,
   readBackup,
-  RecordKind,
+  BackupRecordKind,
   type BackupHeader,
-  type GroupBegin,
-  type GroupEnd,
-} from '../backup-file';
+  type BackupGroupBegin,
+  type BackupGroupEnd,
+} from '@eraftkv/protocol';
 import type { Context, Runner } from '../context';
 import { exitCodes } from '../exit-codes';
 import { UsageError } from '../exit-codes';
@@ -46,35 +48,40 @@ class Progress {
   }
 }
 
-/** Restore's writes in flight at once, and the most keys and bytes per write. */
-const restoreWritesInFlight = 16;
-const restoreBatchKeys = 100;
-const restoreBatchBytes = 512 * 1024;
+/** Load's writes in flight at once, and the most keys and bytes per write. */
+const loadWritesInFlight = 16;
+const loadBatchKeys = 100;
+const loadBatchBytes = 512 * 1024;
 
 async function save(ctx: Context, path: string): Promise<number> {
   const client = ctx.client();
   const view = await client.cluster();
   const groups = view.groups.filter((g) => g.id > 0);
   if (groups.length === 0) throw new UsageError('the cluster has no kv group to back up');
+  const clusterId = await clusterIdOf(
+    client,
+    view.groups.filter((g) => g.id === 0).flatMap((g) => g.servers.map((n) => n.address)),
+  );
   const started = Date.now();
   const writer = await BackupWriter.create(path);
   const progress = new Progress(ctx, `saving to ${path}`);
   let keys = 0;
   let dataBytes = 0;
-  const parts: (GroupEnd & { index: number })[] = [];
+  const parts: (BackupGroupEnd & { index: number })[] = [];
   try {
     const header: BackupHeader = {
       format: backupFormat,
       createdAt: new Date().toISOString(),
+      clusterId,
       slotCount: view.slotCount,
       configVersion: view.configVersion,
       groups: groups.map((g) => ({ id: g.id, slots: [...g.slots].sort((a, b) => a - b) })),
     };
-    await writer.json(RecordKind.Header, header);
+    await writer.json(BackupRecordKind.Header, header);
     for (const g of groups) {
       let groupKeys = 0;
       let groupBytes = 0;
-      let begun: GroupBegin | null = null;
+      let begun: BackupGroupBegin | null = null;
       for await (const chunk of client.backup(g.id, { deadlineMs: 30_000 })) {
         if (begun === null) {
           begun = {
@@ -83,11 +90,11 @@ async function save(ctx: Context, path: string): Promise<number> {
             configVersion: chunk.configVersion,
             slots: chunk.slots,
           };
-          await writer.json(RecordKind.Group, begun);
+          await writer.json(BackupRecordKind.Group, begun);
         }
         if (chunk.kvs.length > 0) {
-          const payload = encodePairs(chunk.kvs);
-          await writer.record(RecordKind.Data, payload);
+          const payload = encodeBackupPairs(chunk.kvs);
+          await writer.record(BackupRecordKind.Data, payload);
           groupKeys += chunk.kvs.length;
           groupBytes += payload.length;
           progress.update(keys + groupKeys, writer.bytes);
@@ -98,13 +105,13 @@ async function save(ctx: Context, path: string): Promise<number> {
           );
       }
       if (begun === null) throw new Error(`group ${g.id} sent nothing`);
-      const end: GroupEnd = { group: g.id, keys: groupKeys, bytes: groupBytes };
-      await writer.json(RecordKind.GroupEnd, end);
+      const end: BackupGroupEnd = { group: g.id, keys: groupKeys, bytes: groupBytes };
+      await writer.json(BackupRecordKind.GroupEnd, end);
       parts.push({ ...end, index: begun.index });
       keys += groupKeys;
       dataBytes += groupBytes;
     }
-    await writer.json(RecordKind.Trailer, { groups: parts.length, keys, bytes: dataBytes });
+    await writer.json(BackupRecordKind.Trailer, { groups: parts.length, keys, bytes: dataBytes });
     await writer.finish();
   } catch (err) {
     await writer.abandon();
@@ -130,13 +137,29 @@ async function save(ctx: Context, path: string): Promise<number> {
   return exitCodes.success;
 }
 
+/** The cluster id the first meta node that answers reports. */
+async function clusterIdOf(
+  client: EraftKvClient,
+  metaAddresses: readonly string[],
+): Promise<string> {
+  const failures: string[] = [];
+  for (const address of metaAddresses) {
+    try {
+      return (await client.status(address, { deadlineMs: 5000 })).clusterId;
+    } catch (err) {
+      failures.push(`${address}: ${(err as Error).message}`);
+    }
+  }
+  throw new Error(`no meta node told its cluster id (${failures.join('; ') || 'none listed'})`);
+}
+
 async function status(ctx: Context, path: string): Promise<number> {
   let header: BackupHeader | null = null;
-  const groups: (GroupBegin & { keys: number; bytes: number })[] = [];
+  const groups: (BackupGroupBegin & { keys: number; bytes: number })[] = [];
   const trailer = await readBackup(path, (record) => {
-    if (record.kind === RecordKind.Header) header = record.header;
-    if (record.kind === RecordKind.Group) groups.push({ ...record.group, keys: 0, bytes: 0 });
-    if (record.kind === RecordKind.GroupEnd) {
+    if (record.kind === BackupRecordKind.Header) header = record.header;
+    if (record.kind === BackupRecordKind.Group) groups.push({ ...record.group, keys: 0, bytes: 0 });
+    if (record.kind === BackupRecordKind.GroupEnd) {
       const g = groups[groups.length - 1];
       groups[groups.length - 1] = { ...g, keys: record.end.keys, bytes: record.end.bytes };
     }
@@ -163,7 +186,7 @@ async function status(ctx: Context, path: string): Promise<number> {
     );
   } else {
     ctx.io.out(
-      `${path}: checksums ok, format ${h.format}, taken ${h.createdAt}, ${h.slotCount} slots, config version ${h.configVersion}\n`,
+      `${path}: checksums ok, format ${h.format}, cluster "${h.clusterId}", taken ${h.createdAt}, ${h.slotCount} slots, config version ${h.configVersion}\n`,
     );
     for (const g of groups)
       ctx.io.out(
@@ -201,11 +224,11 @@ class Limiter {
   }
 }
 
-async function restore(ctx: Context, path: string): Promise<number> {
+async function load(ctx: Context, path: string): Promise<number> {
   // 1. The whole file is checked before anything is written.
   let header: BackupHeader | null = null;
   const checked = await readBackup(path, (record) => {
-    if (record.kind === RecordKind.Header) header = record.header;
+    if (record.kind === BackupRecordKind.Header) header = record.header;
   });
   const h = header as BackupHeader | null;
   if (h === null) throw new Error(`${path}: no header`);
@@ -217,11 +240,11 @@ async function restore(ctx: Context, path: string): Promise<number> {
   });
   if (view === null || view.slotCount === 0) {
     view = await client.initCluster(h.slotCount);
-    ctx.io.err(`restore: cluster initialised with ${h.slotCount} slots\n`);
+    ctx.io.err(`load: cluster initialised with ${h.slotCount} slots\n`);
   }
   if (view.slotCount !== h.slotCount)
     throw new UsageError(
-      `the target cluster has ${view.slotCount} slots and the backup ${h.slotCount}: restore into a new cluster`,
+      `the target cluster has ${view.slotCount} slots and the backup ${h.slotCount}: load it into a new cluster`,
     );
   const missing = h.groups.filter((g) => !view!.groups.some((t) => t.id === g.id));
   if (missing.length > 0)
@@ -231,7 +254,7 @@ async function restore(ctx: Context, path: string): Promise<number> {
   const held = await client.scan(Buffer.alloc(0), undefined, { limit: 1 });
   if (held.kvs.length > 0)
     throw new UsageError(
-      `the target cluster already holds keys (${JSON.stringify(held.kvs[0].key.toString())}...): restore needs an empty cluster`,
+      `the target cluster already holds keys (${JSON.stringify(held.kvs[0].key.toString())}...): load needs an empty cluster`,
     );
   // 3. The backup's slot map.
   for (const g of h.groups) {
@@ -239,13 +262,13 @@ async function restore(ctx: Context, path: string): Promise<number> {
     const toMove = g.slots.filter((s) => !owned.has(s));
     if (toMove.length > 0) {
       view = await client.moveSlots(g.id, toMove, { deadlineMs: 120_000 });
-      ctx.io.err(`restore: group ${g.id} owns slots ${formatSlotRanges(g.slots)}\n`);
+      ctx.io.err(`load: group ${g.id} owns slots ${formatSlotRanges(g.slots)}\n`);
     }
   }
   // 4. Every key, in batches of one group's keys.
   const started = Date.now();
-  const progress = new Progress(ctx, `restoring from ${path}`);
-  const limiter = new Limiter(restoreWritesInFlight);
+  const progress = new Progress(ctx, `loading ${path}`);
+  const limiter = new Limiter(loadWritesInFlight);
   let keys = 0;
   let bytes = 0;
   const write = (pairs: { key: Buffer; value: Buffer }[]): Promise<void> =>
@@ -259,13 +282,13 @@ async function restore(ctx: Context, path: string): Promise<number> {
       progress.update(keys, bytes);
     });
   await readBackup(path, async (record) => {
-    if (record.kind !== RecordKind.Data) return;
+    if (record.kind !== BackupRecordKind.Data) return;
     let batch: { key: Buffer; value: Buffer }[] = [];
     let batchBytes = 0;
     for (const p of record.pairs) {
       batch.push(p);
       batchBytes += p.key.length + p.value.length;
-      if (batch.length >= restoreBatchKeys || batchBytes >= restoreBatchBytes) {
+      if (batch.length >= loadBatchKeys || batchBytes >= loadBatchBytes) {
         await write(batch);
         batch = [];
         batchBytes = 0;
@@ -289,7 +312,7 @@ async function restore(ctx: Context, path: string): Promise<number> {
   if (ctx.writeOut === 'json') ctx.io.out(json(summary));
   else
     ctx.io.out(
-      `Restored ${keys} keys (${bytes} bytes) into ${h.groups.length} group${h.groups.length === 1 ? '' : 's'} in ${summary.seconds} s ` +
+      `Loaded ${keys} keys (${bytes} bytes) into ${h.groups.length} group${h.groups.length === 1 ? '' : 's'} in ${summary.seconds} s ` +
         `(${summary.keysPerSecond} keys/s, ${summary.mibPerSecond} MiB/s)\n`,
     );
   return exitCodes.success;
@@ -298,7 +321,7 @@ async function restore(ctx: Context, path: string): Promise<number> {
 export function snapshotCommands(yargs: Argv, run: Runner): Argv {
   return yargs.command(
     'snapshot',
-    'Back up a cluster to a file and restore it: save, status, restore',
+    'Back up a cluster to a file: save, status, load (restore: eraftkv-utl)',
     (y) =>
       y
         .command(
@@ -328,8 +351,8 @@ export function snapshotCommands(yargs: Argv, run: Runner): Argv {
           run((ctx, args) => status(ctx, String(args.file))),
         )
         .command(
-          'restore <file>',
-          'Load a backup into a new, empty cluster at --endpoints (its kv groups registered, with the ids of the backup): checks the whole file first, then sets the slot map and writes every key',
+          'load <file>',
+          'Load a backup into a running, empty cluster at --endpoints (its kv groups registered, with the ids of the backup): checks the whole file first, then sets the slot map and writes every key through Raft',
           (yy) =>
             yy
               .positional('file', {
@@ -337,10 +360,22 @@ export function snapshotCommands(yargs: Argv, run: Runner): Argv {
                 demandOption: true,
                 describe: 'the backup to load',
               })
-              .example('$0 --endpoints new-meta:8088 snapshot restore ./backup.ekv', ''),
-          run((ctx, args) => restore(ctx, String(args.file))),
+              .example('$0 --endpoints new-meta:8088 snapshot load ./backup.ekv', ''),
+          run((ctx, args) => load(ctx, String(args.file))),
         )
-        .demandCommand(1, 'snapshot needs a subcommand: save, status or restore'),
+        .command(
+          'restore <file>',
+          'Not here: building a new cluster from a backup is eraftkv-utl snapshot restore (it writes data dirs, offline)',
+          (yy) => yy.positional('file', { type: 'string', describe: 'the backup' }),
+          run(() => {
+            throw new UsageError(
+              'snapshot restore builds the data dirs of a new cluster and runs without one: ' +
+                'eraftkv-utl snapshot restore FILE --layout LAYOUT (eraftkv-utl --help). ' +
+                'To write a backup into a running, empty cluster instead: eraftkv-ctl snapshot load FILE',
+            );
+          }),
+        )
+        .demandCommand(1, 'snapshot needs a subcommand: save, status or load'),
     () => {},
   );
 }

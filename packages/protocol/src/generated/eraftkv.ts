@@ -1266,6 +1266,8 @@ export interface StatusResp {
    */
   checkDigest: string;
   checkPending: boolean;
+  /** The cluster this node belongs to (its --cluster-id, recorded in its data dir). */
+  clusterId: string;
 }
 
 /**
@@ -7543,6 +7545,7 @@ function createBaseStatusResp(): StatusResp {
     slotsWithKeysIndex: 0,
     checkDigest: "",
     checkPending: false,
+    clusterId: "",
   };
 }
 
@@ -7626,6 +7629,9 @@ export const StatusResp: MessageFns<StatusResp> = {
     }
     if (message.checkPending !== false) {
       writer.uint32(200).bool(message.checkPending);
+    }
+    if (message.clusterId !== "") {
+      writer.uint32(210).string(message.clusterId);
     }
     return writer;
   },
@@ -7853,6 +7859,14 @@ export const StatusResp: MessageFns<StatusResp> = {
             message.checkPending = reader.bool();
             continue;
           }
+          case 26: {
+            if (tag !== 210) {
+              break;
+            }
+
+            message.clusterId = reader.string();
+            continue;
+          }
         }
         if ((tag & 7) === 4 || tag === 0) {
           break;
@@ -7966,6 +7980,11 @@ export const StatusResp: MessageFns<StatusResp> = {
         : isSet(object.check_pending)
         ? globalThis.Boolean(object.check_pending)
         : false,
+      clusterId: isSet(object.clusterId)
+        ? globalThis.String(object.clusterId)
+        : isSet(object.cluster_id)
+        ? globalThis.String(object.cluster_id)
+        : "",
     };
   },
 
@@ -8046,6 +8065,9 @@ export const StatusResp: MessageFns<StatusResp> = {
     if (message.checkPending !== false) {
       obj.checkPending = message.checkPending;
     }
+    if (message.clusterId !== "") {
+      obj.clusterId = message.clusterId;
+    }
     return obj;
   },
 
@@ -8081,6 +8103,7 @@ export const StatusResp: MessageFns<StatusResp> = {
     message.slotsWithKeysIndex = object.slotsWithKeysIndex ?? 0;
     message.checkDigest = object.checkDigest ?? "";
     message.checkPending = object.checkPending ?? false;
+    message.clusterId = object.clusterId ?? "";
     return message;
   },
 };

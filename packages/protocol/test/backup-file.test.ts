@@ -6,9 +6,9 @@ import { join } from 'node:path';
 import {
   BackupWriter,
   backupFormat,
-  encodePairs,
+  encodeBackupPairs,
   readBackup,
-  RecordKind,
+  BackupRecordKind,
   type BackupRecord,
 } from '../src/backup-file';
 
@@ -29,21 +29,22 @@ describe('backup file', () => {
 
   async function writeSample(path: string, trailerKeys?: number): Promise<{ dataAt: number }> {
     const w = await BackupWriter.create(path);
-    await w.json(RecordKind.Header, {
+    await w.json(BackupRecordKind.Header, {
       format: backupFormat,
       createdAt: 'now',
+      clusterId: 'test',
       slotCount: 16,
       configVersion: 3,
       groups: [{ id: 1, slots: [0, 1] }],
     });
-    await w.json(RecordKind.Group, { group: 1, index: 42, configVersion: 3, slots: [0, 1] });
+    await w.json(BackupRecordKind.Group, { group: 1, index: 42, configVersion: 3, slots: [0, 1] });
     const dataAt = w.bytes;
-    const a = encodePairs(pairs(3, 'a'));
-    const b = encodePairs(pairs(2, 'b'));
-    await w.record(RecordKind.Data, a);
-    await w.record(RecordKind.Data, b);
-    await w.json(RecordKind.GroupEnd, { group: 1, keys: 5, bytes: a.length + b.length });
-    await w.json(RecordKind.Trailer, {
+    const a = encodeBackupPairs(pairs(3, 'a'));
+    const b = encodeBackupPairs(pairs(2, 'b'));
+    await w.record(BackupRecordKind.Data, a);
+    await w.record(BackupRecordKind.Data, b);
+    await w.json(BackupRecordKind.GroupEnd, { group: 1, keys: 5, bytes: a.length + b.length });
+    await w.json(BackupRecordKind.Trailer, {
       groups: 1,
       keys: trailerKeys ?? 5,
       bytes: a.length + b.length,
@@ -61,9 +62,11 @@ describe('backup file', () => {
     });
     expect(seen.map((r) => r.kind)).toEqual([1, 2, 3, 3, 4, 5]);
     expect(trailer.keys).toBe(5);
-    const data = seen.filter((r) => r.kind === RecordKind.Data);
+    const data = seen.filter((r) => r.kind === BackupRecordKind.Data);
     expect(
-      data.flatMap((r) => (r.kind === RecordKind.Data ? r.pairs : [])).map((p) => p.key.toString()),
+      data
+        .flatMap((r) => (r.kind === BackupRecordKind.Data ? r.pairs : []))
+        .map((p) => p.key.toString()),
     ).toEqual(['a-0', 'a-1', 'a-2', 'b-0', 'b-1']);
     // Nothing is left under the temporary name.
     await expect(access(`${path}.part`)).rejects.toThrow();
@@ -106,19 +109,61 @@ describe('backup file', () => {
     );
   });
 
-  it('refuses a header whose slots a cluster cannot hold, checksum or not', async () => {
+  const soundHeader = {
+    format: backupFormat,
+    createdAt: 'now',
+    clusterId: 'test',
+    slotCount: 16,
+    configVersion: 1,
+    groups: [
+      { id: 1, slots: [0, 1] },
+      { id: 2, slots: [2] },
+    ],
+  };
+  it.each([
+    ['a slot beyond the count', { groups: [{ id: 1, slots: [0, 99] }] }],
+    [
+      'a slot owned by two groups',
+      {
+        groups: [
+          { id: 1, slots: [0, 1] },
+          { id: 2, slots: [1] },
+        ],
+      },
+    ],
+    [
+      'a group listed twice',
+      {
+        groups: [
+          { id: 1, slots: [0] },
+          { id: 1, slots: [1] },
+        ],
+      },
+    ],
+    ['group id 0', { groups: [{ id: 0, slots: [0] }] }],
+    ['no cluster id', { clusterId: undefined }],
+    ['a negative config version', { configVersion: -1 }],
+    ['no slot', { slotCount: 0 }],
+  ])('refuses a header with %s, checksum or not', async (_what, change) => {
     const path = join(dir, 'header.ekv');
     const w = await BackupWriter.create(path);
-    await w.json(RecordKind.Header, {
-      format: backupFormat,
-      createdAt: 'now',
-      slotCount: 16,
-      configVersion: 1,
-      groups: [{ id: 1, slots: [0, 99] }],
-    });
+    await w.json(BackupRecordKind.Header, { ...soundHeader, ...change });
     await w.finish();
     await expect(readBackup(path, () => undefined)).rejects.toThrow(
-      `${path}: at offset 8: the header does not hold a slot count and groups of slots within it`,
+      `${path}: at offset 8: the header does not hold a cluster id, a config version, a slot count and groups of distinct slots within it`,
     );
+  });
+
+  it('reads a sound header', async () => {
+    const path = join(dir, 'sound.ekv');
+    const w = await BackupWriter.create(path);
+    await w.json(BackupRecordKind.Header, soundHeader);
+    await w.json(BackupRecordKind.Trailer, { groups: 0, keys: 0, bytes: 0 });
+    await w.finish();
+    const headers: unknown[] = [];
+    await readBackup(path, (r) => {
+      if (r.kind === BackupRecordKind.Header) headers.push(r.header);
+    });
+    expect(headers).toEqual([soundHeader]);
   });
 });

@@ -1,7 +1,7 @@
-// The backup file of eraftkv-ctl snapshot save / status / restore. A file is an 8-byte magic and
-// then records, each `[kind u8][length u32 BE][payload][checksum: the first 8 bytes of the
-// SHA-256 of kind, length and payload]`:
-//   1 header     JSON {format, createdAt, slotCount, configVersion, groups: [{id, slots}]}
+// The backup file of eraftkv-ctl snapshot save / status / load and eraftkv-utl snapshot restore.
+// A file is an 8-byte magic and then records, each `[kind u8][length u32 BE][payload][checksum:
+// the first 8 bytes of the SHA-256 of kind, length and payload]`:
+//   1 header     JSON {format, createdAt, clusterId, slotCount, configVersion, groups: [{id, slots}]}
 //   2 group      JSON {group, index, configVersion, slots}: a group's part begins
 //   3 data       pairs [u32 key length][key][u32 value length][value]...
 //   4 group end  JSON {group, keys, bytes}
@@ -17,7 +17,7 @@ export const backupFormat = 1;
 /** The largest record payload a reader accepts (a data record holds one chunk of a group). */
 export const backupRecordBytesMax = 16 * 1024 * 1024;
 
-export enum RecordKind {
+export enum BackupRecordKind {
   Header = 1,
   Group = 2,
   Data = 3,
@@ -28,13 +28,15 @@ export enum RecordKind {
 export interface BackupHeader {
   readonly format: number;
   readonly createdAt: string;
+  /** The id of the cluster backed up (its nodes' --cluster-id). */
+  readonly clusterId: string;
   readonly slotCount: number;
   readonly configVersion: number;
   /** Every kv group and the slots it owned when the backup began. */
   readonly groups: readonly { readonly id: number; readonly slots: readonly number[] }[];
 }
 
-export interface GroupBegin {
+export interface BackupGroupBegin {
   readonly group: number;
   /** The applied index the group's part was read at. */
   readonly index: number;
@@ -42,13 +44,13 @@ export interface GroupBegin {
   readonly slots: readonly number[];
 }
 
-export interface GroupEnd {
+export interface BackupGroupEnd {
   readonly group: number;
   readonly keys: number;
   readonly bytes: number;
 }
 
-export interface Trailer {
+export interface BackupTrailer {
   readonly groups: number;
   readonly keys: number;
   readonly bytes: number;
@@ -71,7 +73,9 @@ function checksum(head: Buffer, payload: Buffer): Buffer {
 }
 
 /** Encodes key-value pairs as a data record's payload. */
-export function encodePairs(pairs: readonly { key: Uint8Array; value: Uint8Array }[]): Buffer {
+export function encodeBackupPairs(
+  pairs: readonly { key: Uint8Array; value: Uint8Array }[],
+): Buffer {
   let size = 0;
   for (const p of pairs) size += 8 + p.key.length + p.value.length;
   const out = Buffer.alloc(size);
@@ -88,7 +92,7 @@ export function encodePairs(pairs: readonly { key: Uint8Array; value: Uint8Array
 }
 
 /** Decodes a data record's payload; throws an Error saying what is wrong. */
-export function decodePairs(payload: Buffer): { key: Buffer; value: Buffer }[] {
+export function decodeBackupPairs(payload: Buffer): { key: Buffer; value: Buffer }[] {
   const pairs: { key: Buffer; value: Buffer }[] = [];
   let at = 0;
   const take = (): Buffer => {
@@ -129,7 +133,7 @@ export class BackupWriter {
     this.bytesWritten += b.length;
   }
 
-  async record(kind: RecordKind, payload: Buffer): Promise<void> {
+  async record(kind: BackupRecordKind, payload: Buffer): Promise<void> {
     if (payload.length > backupRecordBytesMax)
       throw new Error(
         `a backup record of ${payload.length} bytes is above ${backupRecordBytesMax}`,
@@ -140,7 +144,7 @@ export class BackupWriter {
     await this.raw(Buffer.concat([head, payload, checksum(head, payload)]));
   }
 
-  json(kind: RecordKind, value: object): Promise<void> {
+  json(kind: BackupRecordKind, value: object): Promise<void> {
     return this.record(kind, Buffer.from(JSON.stringify(value), 'utf8'));
   }
 
@@ -159,47 +163,50 @@ export class BackupWriter {
 
 /** Whether a header's slot count and groups are what a cluster can hold (not only parseable). */
 function headerIsSound(h: BackupHeader): boolean {
-  const slotCount: unknown = h.slotCount;
-  const groups: unknown = h.groups;
-  if (typeof slotCount !== 'number' || !Number.isSafeInteger(slotCount)) return false;
-  if (slotCount < 1 || slotCount > 65536 || !Array.isArray(groups)) return false;
-  const isSlot = (x: unknown): boolean =>
-    typeof x === 'number' && Number.isSafeInteger(x) && x >= 0 && x < slotCount;
+  const { slotCount, groups, clusterId, configVersion } = h as unknown as Record<string, unknown>;
+  const isCount = (x: unknown): x is number =>
+    typeof x === 'number' && Number.isSafeInteger(x) && x >= 0;
+  if (typeof clusterId !== 'string' || !isCount(configVersion)) return false;
+  if (!isCount(slotCount) || slotCount < 1 || slotCount > 65536 || !Array.isArray(groups))
+    return false;
+  // Every slot within the count and owned by one group at most; every group id once.
+  const owners = new Set<number>();
+  const ids = new Set<number>();
   return (groups as unknown[]).every((g: unknown) => {
     if (typeof g !== 'object' || g === null) return false;
     const { id, slots } = g as { id?: unknown; slots?: unknown };
-    return (
-      typeof id === 'number' &&
-      Number.isSafeInteger(id) &&
-      id > 0 &&
-      Array.isArray(slots) &&
-      (slots as unknown[]).every(isSlot)
-    );
+    if (!isCount(id) || id < 1 || ids.has(id) || !Array.isArray(slots)) return false;
+    ids.add(id);
+    return (slots as unknown[]).every((x) => {
+      if (!isCount(x) || x >= slotCount || owners.has(x)) return false;
+      owners.add(x);
+      return true;
+    });
   });
 }
 
 /** What a reader hands over, in file order. */
 export type BackupRecord =
-  | { readonly kind: RecordKind.Header; readonly header: BackupHeader }
-  | { readonly kind: RecordKind.Group; readonly group: GroupBegin }
+  | { readonly kind: BackupRecordKind.Header; readonly header: BackupHeader }
+  | { readonly kind: BackupRecordKind.Group; readonly group: BackupGroupBegin }
   | {
-      readonly kind: RecordKind.Data;
+      readonly kind: BackupRecordKind.Data;
       readonly group: number;
       readonly pairs: { key: Buffer; value: Buffer }[];
     }
-  | { readonly kind: RecordKind.GroupEnd; readonly end: GroupEnd }
-  | { readonly kind: RecordKind.Trailer; readonly trailer: Trailer };
+  | { readonly kind: BackupRecordKind.GroupEnd; readonly end: BackupGroupEnd }
+  | { readonly kind: BackupRecordKind.Trailer; readonly trailer: BackupTrailer };
 
 /**
- * Reads and checks a backup from start to end, handing over each record as it is verified (the
- * file is read in pieces, never whole). Throws a BackupFileError at the first bad byte: a wrong
- * magic, a checksum that does not match, a record out of order, counts that do not add up, or
- * an end before the trailer.
+ * Reads and checks a backup from start to end, handing over each record (with its offset) as it
+ * is verified (the file is read in pieces, never whole); returns the trailer. Throws a
+ * BackupFileError at the first bad byte: a wrong magic, a checksum that does not match, a record
+ * out of order, counts that do not add up, or an end before the trailer. A consumer that stops
+ * early closes the file.
  */
-export async function readBackup(
+export async function* backupRecords(
   path: string,
-  onRecord: (record: BackupRecord, offset: number) => void | Promise<void>,
-): Promise<Trailer> {
+): AsyncGenerator<readonly [BackupRecord, number], BackupTrailer> {
   const file = await open(path, 'r').catch((err: unknown) => {
     throw new BackupFileError(path, 0, `cannot be read: ${(err as Error).message}`);
   });
@@ -221,14 +228,14 @@ export async function readBackup(
     if (!magic.equals(backupMagic))
       throw new BackupFileError(path, 0, 'not an eraftkv backup (wrong magic)');
     let header: BackupHeader | null = null;
-    let group: GroupBegin | null = null;
+    let group: BackupGroupBegin | null = null;
     let groupKeys = 0;
     let groupBytes = 0;
     let totals = { groups: 0, keys: 0, bytes: 0 };
     for (;;) {
       const at = offset;
       const head = await read(5, 'a record header');
-      const kind = head.readUInt8(0) as RecordKind;
+      const kind = head.readUInt8(0) as BackupRecordKind;
       const length = head.readUInt32BE(1);
       if (length > backupRecordBytesMax)
         throw new BackupFileError(path, at, `a record claims ${length} bytes (damaged)`);
@@ -245,7 +252,7 @@ export async function readBackup(
         }
       };
       switch (kind) {
-        case RecordKind.Header: {
+        case BackupRecordKind.Header: {
           if (header !== null) throw bad('a second header');
           const h = json() as unknown as BackupHeader;
           if (h.format !== backupFormat)
@@ -253,38 +260,40 @@ export async function readBackup(
               `format ${String(h.format)} is not ${backupFormat} (written by another version)`,
             );
           if (!headerIsSound(h))
-            throw bad('the header does not hold a slot count and groups of slots within it');
+            throw bad(
+              'the header does not hold a cluster id, a config version, a slot count and groups of distinct slots within it',
+            );
           header = h;
-          await onRecord({ kind, header: h }, at);
+          yield [{ kind, header: h }, at];
           break;
         }
-        case RecordKind.Group: {
+        case BackupRecordKind.Group: {
           if (header === null || group !== null) throw bad('a group record out of order');
-          const begun = json() as unknown as GroupBegin;
+          const begun = json() as unknown as BackupGroupBegin;
           if (!header.groups.some((g) => g.id === begun.group))
             throw bad('a group record names a group the header does not list');
           group = begun;
           groupKeys = 0;
           groupBytes = 0;
-          await onRecord({ kind, group }, at);
+          yield [{ kind, group }, at];
           break;
         }
-        case RecordKind.Data: {
+        case BackupRecordKind.Data: {
           if (group === null) throw bad('data outside a group');
           let pairs: { key: Buffer; value: Buffer }[];
           try {
-            pairs = decodePairs(payload);
+            pairs = decodeBackupPairs(payload);
           } catch (err) {
             throw bad((err as Error).message);
           }
           groupKeys += pairs.length;
           groupBytes += payload.length;
-          await onRecord({ kind, group: group.group, pairs }, at);
+          yield [{ kind, group: group.group, pairs }, at];
           break;
         }
-        case RecordKind.GroupEnd: {
+        case BackupRecordKind.GroupEnd: {
           if (group === null) throw bad('a group end without its group');
-          const end = json() as unknown as GroupEnd;
+          const end = json() as unknown as BackupGroupEnd;
           if (end.group !== group.group || end.keys !== groupKeys || end.bytes !== groupBytes)
             throw bad(
               `group ${group.group} ends with ${end.keys} keys and ${end.bytes} bytes, but ${groupKeys} keys and ${groupBytes} bytes were read`,
@@ -295,19 +304,19 @@ export async function readBackup(
             bytes: totals.bytes + groupBytes,
           };
           group = null;
-          await onRecord({ kind, end }, at);
+          yield [{ kind, end }, at];
           break;
         }
-        case RecordKind.Trailer: {
+        case BackupRecordKind.Trailer: {
           if (header === null || group !== null) throw bad('the trailer out of order');
-          const t = json() as unknown as Trailer;
+          const t = json() as unknown as BackupTrailer;
           if (t.groups !== totals.groups || t.keys !== totals.keys || t.bytes !== totals.bytes)
             throw bad(
               `the trailer counts ${t.groups} groups, ${t.keys} keys and ${t.bytes} bytes, but ${totals.groups}, ${totals.keys} and ${totals.bytes} were read`,
             );
           const { bytesRead } = await file.read(Buffer.alloc(1), 0, 1, offset);
           if (bytesRead !== 0) throw new BackupFileError(path, offset, 'bytes after the trailer');
-          await onRecord({ kind, trailer: t }, at);
+          yield [{ kind, trailer: t }, at];
           return t;
         }
         default:
@@ -316,5 +325,18 @@ export async function readBackup(
     }
   } finally {
     await file.close();
+  }
+}
+
+/** Reads and checks a whole backup (backupRecords), calling `onRecord` for each record. */
+export async function readBackup(
+  path: string,
+  onRecord: (record: BackupRecord, offset: number) => void | Promise<void>,
+): Promise<BackupTrailer> {
+  const records = backupRecords(path);
+  for (;;) {
+    const next = await records.next();
+    if (next.done === true) return next.value;
+    await onRecord(next.value[0], next.value[1]);
   }
 }
