@@ -30,6 +30,11 @@ export interface RaftServerOptions<R> {
   readonly stateMachine: StateMachine<R>;
   /** One tick of the core (default 100 ms: elections after 1-2 s, heartbeats every 100 ms). */
   readonly tickMs?: number;
+  /**
+   * How often the data dir is checked for having been deleted or replaced under the running node
+   * (data-dir-watch.ts; default 1000 ms, 0 never).
+   */
+  readonly dataDirCheckMs?: number;
   readonly electionTicks?: number;
   readonly heartbeatTicks?: number;
   /** Bytes of log entries kept in memory (tier 1; default 64 MiB). */
@@ -103,6 +108,7 @@ const mebibyte = 1024 * 1024;
 export const raftServerDefaults = {
   bootstrapRetryMs: 300,
   tickMs: 100,
+  dataDirCheckMs: 1000,
   electionTicks: 10,
   heartbeatTicks: 1,
   logMemoryBytesMax: 64 * mebibyte,
@@ -136,6 +142,7 @@ export function resolveRaftServerOptions<R>(o: RaftServerOptions<R>): ResolvedRa
     bootstrapRetryMs: o.bootstrapRetryMs ?? d.bootstrapRetryMs,
     stateMachine: o.stateMachine,
     tickMs,
+    dataDirCheckMs: o.dataDirCheckMs ?? d.dataDirCheckMs,
     electionTicks,
     heartbeatTicks: o.heartbeatTicks ?? d.heartbeatTicks,
     logMemoryBytesMax: o.logMemoryBytesMax ?? d.logMemoryBytesMax,

@@ -24,6 +24,7 @@ import {
   type RefusedMessage,
   type SnapshotMeta,
 } from '@eraftkv/raft';
+import { DataDirWatch } from './data-dir-watch';
 import { identityAnswer, incarnationOfNewNode, type OpenNode } from './bootstrap';
 import { BusyError, NotLeaderError, ProposalDroppedError, StoppedError } from './errors';
 import { NodeHealth } from './health';
@@ -83,6 +84,7 @@ export class RaftServer<R> implements OpenNode {
   private readonly transfers = new PendingTransfers();
   private readonly answers = new PendingAnswers();
   private ticker: NodeJS.Timeout | null = null;
+  private dataDirWatch: DataDirWatch | null = null;
   private proposalFlushScheduled = false;
   private readonly nodeHealth: NodeHealth;
   private failure: Error | null = null;
@@ -114,6 +116,9 @@ export class RaftServer<R> implements OpenNode {
     });
     const server = new RaftServer(o, parts);
     built = server;
+    server.dataDirWatch = await DataDirWatch.start(o.dataDir, o.dataDirCheckMs, (err) =>
+      server.fail(err),
+    );
     server.run(parts);
     o.boot.opened(server);
     if (o.boot.stopRequested) {
@@ -272,6 +277,7 @@ export class RaftServer<R> implements OpenNode {
     if (abort) this.loop.abort();
     else this.loop.stop();
     if (this.ticker) clearInterval(this.ticker);
+    this.dataDirWatch?.stop();
     this.transport.close();
   }
 

@@ -7,6 +7,7 @@ import { RawNode, type Membership } from '@eraftkv/raft';
 import { discoverBootstrap } from './bootstrap';
 import { LogStore } from './log-store';
 import { storedNumberMax } from './log-store/entry-codec';
+import { DataDirError } from './node-identity';
 import type { ResolvedRaftServerOptions } from './raft-server-options';
 import { SnapshotStore } from './snapshot';
 import { openRocksEngine } from './storage-engine';
@@ -80,13 +81,27 @@ export async function recoverNode<R>(
   try {
     const snapshotMeta = logStore.latestSnapshot();
     const snapshotFile = stores.find(snapshotMeta.index, snapshotMeta.term) ?? null;
+    let applied = await o.stateMachine.appliedIndex();
+    const compacted = logStore.firstIndex() - 1;
+    // The snapshot file is read whole once: a damaged one is never restored or sent.
+    const damage = snapshotFile === null ? null : await stores.damage(snapshotFile);
+    if (snapshotFile !== null && damage !== null) {
+      const json = snapshotFile.path.replace(/\.dat$/, '.json');
+      throw new DataDirError(
+        `snapshot file ${snapshotFile.path} is damaged: ${damage}. ` +
+          (applied < compacted
+            ? `This node needs it (its state machine has applied ${applied} and the log starts after ${compacted}), ` +
+              `so its data is incomplete: remove it from its group (eraftkv-ctl member remove), move data dir ${o.dataDir} ` +
+              `aside, start it with an empty --peers and add it back as a learner (eraftkv-ctl member add --learner)`
+            : `This node does not need it (its state machine has applied ${applied}, past the snapshot's ${snapshotFile.meta.index}): ` +
+              `move ${snapshotFile.path} and ${json} aside and start it again; it writes a new snapshot when a follower needs one`),
+      );
+    }
     await stores.adopt(snapshotFile);
     logStore.markSnapshotFileReady(snapshotFile !== null);
 
     // The state machine may lag the log's compaction point (its unsynced writes were lost, or a
     // snapshot install was interrupted): then it is restored from the snapshot first.
-    let applied = await o.stateMachine.appliedIndex();
-    const compacted = logStore.firstIndex() - 1;
     if (applied < compacted) {
       if (snapshotFile !== null && snapshotFile.meta.index >= compacted) {
         o.logger.warn('state machine behind the log; restoring it from the snapshot', {

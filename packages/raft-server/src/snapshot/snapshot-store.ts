@@ -21,6 +21,7 @@ import {
 import { join } from 'node:path';
 import { crc32 } from 'node:zlib';
 import type { Membership, SnapshotMeta } from '@eraftkv/raft';
+import { DataDirError } from '../node-identity';
 
 export interface SnapshotFile {
   readonly meta: SnapshotMeta;
@@ -107,7 +108,16 @@ export class SnapshotStore {
     const metas: StoredMeta[] = [];
     for (const name of names) {
       if (!name.startsWith('snap-') || !name.endsWith('.json')) continue;
-      metas.push(JSON.parse(await readFile(join(dir, name), 'utf8')) as StoredMeta);
+      const path = join(dir, name);
+      try {
+        metas.push(JSON.parse(await readFile(path, 'utf8')) as StoredMeta);
+      } catch (err) {
+        throw new DataDirError(
+          `snapshot metadata ${path} cannot be read (${(err as Error).message}): the file is damaged. ` +
+            `Move it and its .dat file aside and start again: a node whose state machine is up to date ` +
+            `writes a new snapshot when it needs one (one that needs it refuses to start, saying so)`,
+        );
+      }
     }
     for (const m of metas) {
       const file: SnapshotFile = {
@@ -119,6 +129,24 @@ export class SnapshotStore {
       store.files.set(file.path, file);
     }
     return store;
+  }
+
+  /**
+   * Reads `file` whole and compares it with the size and CRC-32 recorded when it was written or
+   * received: null when it matches, else what is wrong (missing, another size, another CRC).
+   */
+  async damage(file: SnapshotFile): Promise<string | null> {
+    let actual: { crc32: number; sizeBytes: number };
+    try {
+      actual = await checksumFile(file.path);
+    } catch (err) {
+      return `it cannot be read (${(err as Error).message})`;
+    }
+    if (actual.sizeBytes !== file.sizeBytes)
+      return `it holds ${actual.sizeBytes} bytes, ${file.sizeBytes} were written`;
+    if (actual.crc32 !== file.crc32)
+      return `its CRC-32 is ${actual.crc32.toString(16)}, ${file.crc32.toString(16)} was written`;
+    return null;
   }
 
   /** The snapshot in use (the one the log store refers to), if any. */
