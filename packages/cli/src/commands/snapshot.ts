@@ -12,6 +12,7 @@
 // load: checks the whole file first (nothing is written from a damaged backup), then loads it
 // into a running, empty cluster: initialises it with the backup's slot count if needed, gives each
 // registered kv group the slots its namesake owned, and writes every key through the groups.
+import { SingleBar } from 'cli-progress';
 import type { Argv } from 'yargs';
 import { ClusterError, type EraftKvClient } from '@eraftkv/client';
 import { ErrorCode, formatSlotRanges } from '@eraftkv/protocol';
@@ -30,21 +31,48 @@ import { exitCodes } from '../exit-codes';
 import { UsageError } from '../exit-codes';
 import { json, renderTable } from '../output';
 
-/** Shows progress on stderr, at most twice a second, and a final line. */
+/**
+ * Shows progress on stderr: on a terminal a bar (of `total` when it is known, else of the groups
+ * done) with keys, MiB and keys/s; elsewhere (logs, pipes) a line at most twice a second.
+ */
 class Progress {
   private last = 0;
   private shown = '';
+  private readonly started = Date.now();
+  private readonly bar: SingleBar | null;
   constructor(
     private readonly ctx: Context,
     private readonly what: string,
-  ) {}
-  update(keys: number, bytes: number, force = false): void {
+    private readonly total: { readonly count: number; readonly unit: 'keys' | 'groups' },
+  ) {
+    this.bar =
+      process.stderr.isTTY === true
+        ? new SingleBar({
+            format: `${what} [{bar}] {value}/{total} ${total.unit} | {keys} keys, {mib} MiB | {rate} keys/s`,
+            hideCursor: true,
+            stream: process.stderr,
+          })
+        : null;
+    this.bar?.start(total.count, 0, { keys: 0, mib: '0.0', rate: 0 });
+  }
+  update(keys: number, bytes: number, groupsDone: number, force = false): void {
     const now = Date.now();
+    const mib = (bytes / 1024 / 1024).toFixed(1);
+    if (this.bar !== null) {
+      const rate = Math.round(keys / Math.max(0.001, (now - this.started) / 1000));
+      this.bar.update(this.total.unit === 'keys' ? keys : groupsDone, { keys, mib, rate });
+      if (force) this.bar.stop();
+      return;
+    }
     if (!force && now - this.last < 500) return;
     this.last = now;
-    const line = `${this.what}: ${keys} keys, ${(bytes / 1024 / 1024).toFixed(1)} MiB\n`;
+    const line = `${this.what}: ${keys} keys, ${mib} MiB\n`;
     if (line !== this.shown) this.ctx.io.err(line);
     this.shown = line;
+  }
+  /** Ends the bar (the cursor comes back) when the work fails. */
+  stop(): void {
+    this.bar?.stop();
   }
 }
 
@@ -64,7 +92,7 @@ async function save(ctx: Context, path: string): Promise<number> {
   );
   const started = Date.now();
   const writer = await BackupWriter.create(path);
-  const progress = new Progress(ctx, `saving to ${path}`);
+  const progress = new Progress(ctx, `saving to ${path}`, { count: groups.length, unit: 'groups' });
   let keys = 0;
   let dataBytes = 0;
   const parts: (BackupGroupEnd & { index: number })[] = [];
@@ -97,7 +125,7 @@ async function save(ctx: Context, path: string): Promise<number> {
           await writer.record(BackupRecordKind.Data, payload);
           groupKeys += chunk.kvs.length;
           groupBytes += payload.length;
-          progress.update(keys + groupKeys, writer.bytes);
+          progress.update(keys + groupKeys, writer.bytes, parts.length);
         }
         if (chunk.done && chunk.keys !== groupKeys)
           throw new Error(
@@ -114,11 +142,12 @@ async function save(ctx: Context, path: string): Promise<number> {
     await writer.json(BackupRecordKind.Trailer, { groups: parts.length, keys, bytes: dataBytes });
     await writer.finish();
   } catch (err) {
+    progress.stop();
     await writer.abandon();
     throw err;
   }
   const seconds = Math.max(0.001, (Date.now() - started) / 1000);
-  progress.update(keys, writer.bytes, true);
+  progress.update(keys, writer.bytes, parts.length, true);
   const summary = {
     path,
     groups: parts,
@@ -267,7 +296,7 @@ async function load(ctx: Context, path: string): Promise<number> {
   }
   // 4. Every key, in batches of one group's keys.
   const started = Date.now();
-  const progress = new Progress(ctx, `loading ${path}`);
+  const progress = new Progress(ctx, `loading ${path}`, { count: checked.keys, unit: 'keys' });
   const limiter = new Limiter(loadWritesInFlight);
   let keys = 0;
   let bytes = 0;
@@ -279,9 +308,9 @@ async function load(ctx: Context, path: string): Promise<number> {
       );
       keys += pairs.length;
       for (const p of pairs) bytes += p.key.length + p.value.length;
-      progress.update(keys, bytes);
+      progress.update(keys, bytes, 0);
     });
-  await readBackup(path, async (record) => {
+  const loading = readBackup(path, async (record) => {
     if (record.kind !== BackupRecordKind.Data) return;
     let batch: { key: Buffer; value: Buffer }[] = [];
     let batchBytes = 0;
@@ -296,11 +325,17 @@ async function load(ctx: Context, path: string): Promise<number> {
     }
     if (batch.length > 0) await write(batch);
   });
-  await limiter.done();
+  try {
+    await loading;
+    await limiter.done();
+  } catch (err) {
+    progress.stop();
+    throw err;
+  }
   if (keys !== checked.keys)
     throw new Error(`restored ${keys} keys, but the backup holds ${checked.keys}`);
   const seconds = Math.max(0.001, (Date.now() - started) / 1000);
-  progress.update(keys, bytes, true);
+  progress.update(keys, bytes, 0, true);
   const summary = {
     path,
     keys,
