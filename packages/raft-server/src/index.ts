@@ -36,6 +36,7 @@ export {
   DataDirError,
   identityFileName,
   openNodeIdentity,
+  restoreMarkerFileName,
   type NodeClaim,
   type NodeIdentity,
   type NodeKind,

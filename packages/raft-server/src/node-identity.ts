@@ -34,6 +34,13 @@ export interface NodeIdentity extends NodeClaim {
 export const identityFileName = 'identity.json';
 const formatVersion = 1;
 
+/**
+ * Present in a data dir that eraftkv-utl snapshot restore built and has not yet finished with
+ * (the restore renames every node's dir into place, then removes this file from each): a node
+ * never starts on one, since the other dirs of its cluster may be missing.
+ */
+export const restoreMarkerFileName = 'restore-incomplete';
+
 /** The entries of a data dir that hold a node's state: their presence means "not new". */
 const stateEntries = ['raft-log', 'snapshots', 'state'];
 
@@ -55,6 +62,18 @@ export async function openNodeIdentity(
   claim: NodeClaim,
 ): Promise<{ identity: NodeIdentity; created: boolean }> {
   const path = join(dataDir, identityFileName);
+  const marker = join(dataDir, restoreMarkerFileName);
+  if (
+    await readFile(marker).then(
+      () => true,
+      () => false,
+    )
+  ) {
+    throw new DataDirError(
+      `data dir ${dataDir} was being built by eraftkv-utl snapshot restore, which did not finish (${marker}): ` +
+        `run the same restore again (it replaces the data dirs it left unfinished)`,
+    );
+  }
   let raw: string | undefined;
   try {
     raw = await readFile(path, 'utf8');

@@ -15,9 +15,20 @@
 //    state machine's state at that point: the topology, or the group's keys from the backup
 //    (raft-server's seed.ts says how a node opens this).
 // 4. Everything is built in DIR.restoring next to each data dir and renamed into place only once
-//    every node is complete: a failure leaves no data dir behind, a half-restored cluster never
-//    exists under the real names.
-import { copyFile, mkdir, open, readdir, rename, rm, rmdir, stat } from 'node:fs/promises';
+//    every node is complete: a failure leaves no data dir behind. Each dir carries a marker
+//    (raft-server's restoreMarkerFileName) until every dir is in place, so that a crash among the
+//    renames leaves dirs no node starts on, and that the same restore run again replaces.
+import {
+  access,
+  copyFile,
+  mkdir,
+  open,
+  readdir,
+  rename,
+  rm,
+  stat,
+  writeFile,
+} from 'node:fs/promises';
 import { dirname, join } from 'node:path';
 import {
   configFromTopology,
@@ -42,7 +53,12 @@ import {
   type BackupHeader,
 } from '@eraftkv/protocol';
 import type { Membership } from '@eraftkv/raft';
-import { createNodeIdentity, seedDataDir, seedIndex } from '@eraftkv/raft-server';
+import {
+  createNodeIdentity,
+  restoreMarkerFileName,
+  seedDataDir,
+  seedIndex,
+} from '@eraftkv/raft-server';
 import { layoutGroups, type LayoutNode, type RestoreLayout } from './restore-layout';
 
 /** The restore cannot go ahead: the message says what is wrong and with which file or entry. */
@@ -135,6 +151,10 @@ export async function restoreCluster(o: RestoreOptions): Promise<RestoreSummary>
         nodeId: n.id,
       });
       incarnations.set(n, identity.incarnation);
+      await writeFile(
+        join(n.dataDir + restoringSuffix, restoreMarkerFileName),
+        `eraftkv-utl snapshot restore ${o.backup} --layout ${o.layoutPath}, started ${new Date(started).toISOString()}\n`,
+      );
     }
     const membershipOf = (members: readonly LayoutNode[]): Membership =>
       [...members]
@@ -198,13 +218,15 @@ export async function restoreCluster(o: RestoreOptions): Promise<RestoreSummary>
       say(`group ${g.id}: ${counts.keys} keys on ${members.length} nodes`);
     }
 
-    // 4. Into place.
+    // 4. Into place (what is there is empty or an unfinished restore's), then usable.
     for (const n of nodes) {
-      await rmdir(n.dataDir).catch((err: NodeJS.ErrnoException) => {
-        if (err.code !== 'ENOENT') throw err;
-      });
+      await rm(n.dataDir, { recursive: true, force: true });
       await rename(n.dataDir + restoringSuffix, n.dataDir);
       await syncDir(dirname(n.dataDir));
+    }
+    for (const n of nodes) {
+      await rm(join(n.dataDir, restoreMarkerFileName));
+      await syncDir(n.dataDir);
     }
     const backupBytes = (await stat(o.backup)).size;
     return {
@@ -231,7 +253,12 @@ async function refuseExistingDataDirs(nodes: readonly LayoutNode[]): Promise<voi
   for (const n of nodes) {
     try {
       const entries = await readdir(n.dataDir);
-      if (entries.length > 0) taken.push(n.dataDir);
+      // A dir an unfinished restore left (its marker still there) is replaced.
+      const unfinished = await access(join(n.dataDir, restoreMarkerFileName)).then(
+        () => true,
+        () => false,
+      );
+      if (entries.length > 0 && !unfinished) taken.push(n.dataDir);
     } catch (err) {
       const code = (err as NodeJS.ErrnoException).code;
       if (code === 'ENOTDIR') taken.push(n.dataDir);

@@ -12,6 +12,7 @@ import {
   encodeBackupPairs,
   slotOfKey,
 } from '@eraftkv/protocol';
+import { openNodeIdentity, restoreMarkerFileName } from '@eraftkv/raft-server';
 import { parseRestoreLayout, type RestoreLayout } from '../src/restore-layout';
 import { restoreCluster, RestoreError } from '../src/restore';
 import { runUtl } from '../src/utl';
@@ -233,6 +234,31 @@ describe('eraftkv-utl snapshot restore', () => {
     );
     expect(await readdir(join(dir, 'kv-2-2'))).toEqual(['precious']);
     expect((await readdir(dir)).sort()).toEqual(['b.ekv', 'kv-2-2', 'meta-1']);
+  });
+
+  it('replaces the dirs of a restore that did not finish, which no node starts on meanwhile', async () => {
+    const backup = join(dir, 'b.ekv');
+    await writeBackup(backup);
+    await restore(backup);
+    // As if it had crashed among the renames: the dirs in place still carry the marker, the
+    // others are not there yet.
+    const names = ['meta-1', 'meta-2', 'meta-3', 'kv-1-1', 'kv-1-2', 'kv-1-3'];
+    for (const name of names) await writeFile(join(dir, name, restoreMarkerFileName), 'x');
+    for (const name of ['kv-2-1', 'kv-2-2', 'kv-2-3'])
+      await rm(join(dir, name), { recursive: true });
+    const claim = { clusterId: 'new', kind: 'kv', groupId: 1, nodeId: 1 } as const;
+    await expect(openNodeIdentity(join(dir, 'kv-1-1'), claim)).rejects.toThrow(
+      `data dir ${join(dir, 'kv-1-1')} was being built by eraftkv-utl snapshot restore, which did not finish`,
+    );
+    const before = JSON.parse(await readFile(join(dir, 'kv-1-1', 'identity.json'), 'utf8')) as {
+      incarnation: number;
+    };
+    const again = await restore(backup);
+    expect(again.keys).toBe(keys.length);
+    for (const name of [...names, 'kv-2-1', 'kv-2-2', 'kv-2-3'])
+      expect(await readdir(join(dir, name))).not.toContain(restoreMarkerFileName);
+    const { identity } = await openNodeIdentity(join(dir, 'kv-1-1'), claim);
+    expect(identity.incarnation).not.toBe(before.incarnation);
   });
 
   it('runs as eraftkv-utl: exit 0 with a summary, exit 1 naming the file, exit 128 without an id', async () => {
