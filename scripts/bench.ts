@@ -216,7 +216,9 @@ async function startEraftkv(
     );
     return {
       system: 'eraftkv-client',
-      put: (key, value) => admin.put(key, value),
+      put: async (key, value) => {
+        await admin.put(key, value);
+      },
       get: async (key) => {
         await admin.get(key);
       },

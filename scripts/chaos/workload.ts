@@ -194,7 +194,9 @@ export class Workload {
       const key = rng.pick(this.keys);
       if (roll < 0.4) {
         const written = value();
-        await this.write(c, key, written, () => client.put(key, written));
+        await this.write(c, key, written, async () => {
+          await client.put(key, written);
+        });
       } else if (roll < 0.75) {
         await this.read(c, key, client);
       } else if (roll < 0.85) {
@@ -219,7 +221,9 @@ export class Workload {
       if (next < this.bulkKeys.length || rng.chance(0.7)) {
         const key = this.bulkKeys[next++ % this.bulkKeys.length];
         const written = `b${c}-${++seq}-${padding}`;
-        await this.write(c, key, written, () => client.put(key, written));
+        await this.write(c, key, written, async () => {
+          await client.put(key, written);
+        });
       } else {
         await this.read(c, rng.pick(this.bulkKeys), client);
       }

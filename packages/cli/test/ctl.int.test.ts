@@ -38,6 +38,8 @@ const configVersion = 3;
 
 class FakeNode {
   readonly data = new Map<string, Buffer>();
+  /** Counts the data requests answered: the revision each answer carries. */
+  private revision = 0;
   server: StartedServer | null = null;
 
   get address(): string {
@@ -63,6 +65,7 @@ class FakeNode {
             groupId: 1,
             configVersion,
             leaderId: 1,
+            revision: ++this.revision,
           }),
         ),
       status: (_call, callback) =>
@@ -190,7 +193,9 @@ describe('eraftkv-ctl against a fake node', () => {
     node.data.set('bin', Buffer.from([0xff, 0x00]));
     const put = await run('-w', 'json', 'put', 'k', 'v');
     expect(put.code).toBe(0);
-    expect(JSON.parse(put.out)).toEqual({ ok: true, key: 'k' });
+    const putJson = JSON.parse(put.out) as { revision: number };
+    expect(putJson).toMatchObject({ ok: true, key: 'k', group: 1 });
+    expect(putJson.revision).toBeGreaterThan(0);
     const got = await run('get', 'k', '-w', 'json');
     expect(JSON.parse(got.out)).toEqual({
       key: 'k',
@@ -205,7 +210,13 @@ describe('eraftkv-ctl against a fake node', () => {
       out: '{\n  "key": "nope",\n  "found": false\n}\n',
       err: '',
     });
-    expect(JSON.parse((await run('del', 'k', '-w', 'json')).out)).toEqual({ key: 'k', deleted: 1 });
+    // The group and the revision the server answered, one more for each request.
+    expect(JSON.parse((await run('del', 'k', '-w', 'json')).out)).toEqual({
+      key: 'k',
+      deleted: 1,
+      group: 1,
+      revision: putJson.revision + 3,
+    });
     expect((await run('get', 'bin')).out).toBe('base64:/wA=\n');
     expect(JSON.parse((await run('get', 'bin', '-w', 'json')).out)).toMatchObject({
       valueBase64: '/wA=',

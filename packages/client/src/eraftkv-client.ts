@@ -20,7 +20,14 @@ import {
   type EraftKvClientOptions,
   type ReadOptions,
 } from './client-session';
-import { KvClient, type BatchOp, type BatchResult, type Bytes, type ScanResult } from './kv-client';
+import {
+  KvClient,
+  type BatchOp,
+  type BatchResult,
+  type Bytes,
+  type ResponseHeader,
+  type ScanResult,
+} from './kv-client';
 
 export class EraftKvClient {
   readonly clientId: string;
@@ -42,7 +49,7 @@ export class EraftKvClient {
 
   // Data: see KvClient.
 
-  put(key: Bytes, value: Bytes, options?: CallOptions): Promise<void> {
+  put(key: Bytes, value: Bytes, options?: CallOptions): Promise<ResponseHeader> {
     return this.kv.put(key, value, options);
   }
 
@@ -64,6 +71,13 @@ export class EraftKvClient {
 
   batch(ops: readonly BatchOp[], options?: CallOptions): Promise<BatchResult[]> {
     return this.kv.batch(ops, options);
+  }
+
+  batchWithHeader(
+    ops: readonly BatchOp[],
+    options?: CallOptions,
+  ): Promise<{ results: BatchResult[]; header: ResponseHeader }> {
+    return this.kv.batchWithHeader(ops, options);
   }
 
   // Administration: see AdminClient.

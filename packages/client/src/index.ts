@@ -6,6 +6,7 @@ export {
   toBytes,
   type BatchOp,
   type BatchResult,
+  type ResponseHeader,
   type Bytes,
   type KeyValue,
   type ScanResult,

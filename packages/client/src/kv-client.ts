@@ -38,6 +38,16 @@ export type BatchResult =
   | { readonly type: 'get'; readonly value: Buffer | undefined }
   | { readonly type: 'del'; readonly deleted: boolean };
 
+/**
+ * Which group served a request and its revision: for a write, the one it produced; for a read,
+ * the state it saw. Each group numbers its own writes, so revisions of different groups are not
+ * comparable.
+ */
+export interface ResponseHeader {
+  readonly group: number;
+  readonly revision: number;
+}
+
 /** Turns user input into bytes: strings are UTF-8. */
 export function toBytes(value: Bytes): Buffer {
   if (typeof value === 'string') return Buffer.from(value, 'utf8');
@@ -49,9 +59,9 @@ export function toBytes(value: Bytes): Buffer {
 export class KvClient {
   constructor(private readonly session: ClientSession) {}
 
-  /** Writes `value` under `key`. */
-  async put(key: Bytes, value: Bytes, options: CallOptions = {}): Promise<void> {
-    await this.batch([{ type: 'put', key, value }], options);
+  /** Writes `value` under `key`; returns the group and the revision the write produced. */
+  async put(key: Bytes, value: Bytes, options: CallOptions = {}): Promise<ResponseHeader> {
+    return (await this.batchWithHeader([{ type: 'put', key, value }], options)).header;
   }
 
   /** The value of `key`, or undefined when the key does not exist (an empty value exists). */
@@ -191,6 +201,14 @@ export class KvClient {
    * batch's earlier writes). Keys of different groups are refused with InvalidArgumentError.
    */
   async batch(ops: readonly BatchOp[], options: CallOptions = {}): Promise<BatchResult[]> {
+    return (await this.batchWithHeader(ops, options)).results;
+  }
+
+  /** batch(), with the group that applied it and the revision it produced (or saw). */
+  async batchWithHeader(
+    ops: readonly BatchOp[],
+    options: CallOptions = {},
+  ): Promise<{ results: BatchResult[]; header: ResponseHeader }> {
     if (ops.length === 0) throw new InvalidArgumentError('a batch needs at least one operation');
     const keys = ops.map((op) => toBytes(op.key));
     const wire: KvOpPair[] = ops.map((op, i) => {
@@ -205,7 +223,7 @@ export class KvClient {
     });
     const writes = ops.some((op) => op.type !== 'get');
     const resp = await this.dataCall(keys, wire, writes, options);
-    return ops.map((op, i): BatchResult => {
+    const results = ops.map((op, i): BatchResult => {
       const result = resp.ops[i];
       switch (op.type) {
         case 'put':
@@ -216,6 +234,7 @@ export class KvClient {
           return { type: 'del', deleted: (result?.deleted ?? 0) > 0 };
       }
     });
+    return { results, header: { group: resp.groupId, revision: resp.revision } };
   }
 
   private async dataCall(

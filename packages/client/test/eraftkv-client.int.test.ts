@@ -57,6 +57,7 @@ function resp(fields: Partial<ClientOperationResp>): ClientOperationResp {
     groupId: 1,
     requestId: 0,
     statusCode: 0,
+    revision: 0,
     ...fields,
   };
 }
@@ -303,6 +304,23 @@ describe('EraftKvClient', () => {
     expect((await client.get('empty'))?.length).toBe(0);
     expect(await client.del('hello')).toBe(true);
     expect(await client.del('hello')).toBe(false);
+  });
+
+  it("returns the group and the revision of a write's answer", async () => {
+    const client = newClient();
+    leader.script = [() => resp({ groupId: 1, revision: 42 })];
+    expect(await client.put('r', 'v')).toEqual({ group: 1, revision: 42 });
+    leader.script = [
+      (req) =>
+        resp({
+          groupId: 1,
+          revision: 43,
+          ops: req.kvs.map((op) => ({ ...op, success: true, deleted: 1 })),
+        }),
+    ];
+    const { results, header } = await client.batchWithHeader([{ type: 'del', key: 'r' }]);
+    expect(results).toEqual([{ type: 'del', deleted: true }]);
+    expect(header).toEqual({ group: 1, revision: 43 });
   });
 
   it('retries a write whose answer was lost with the same request id, so it applies once', async () => {

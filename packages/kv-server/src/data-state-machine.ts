@@ -75,6 +75,11 @@ export type KvApplyResult =
       readonly kind: 'applied';
       readonly ops: KvOpPair[];
       readonly configVersion: number;
+      /**
+       * The group's revision the request produced: the log index it was applied at (for a
+       * retry, the index of the first apply).
+       */
+      readonly revision: number;
       /** The request was a retry of one already applied: `ops` is the stored response. */
       readonly duplicate: boolean;
     }
@@ -112,7 +117,13 @@ export type KvApplyResult =
 
 /** What a read request produced. */
 export type KvReadResult =
-  | { readonly kind: 'read'; readonly ops: KvOpPair[]; readonly configVersion: number }
+  | {
+      readonly kind: 'read';
+      readonly ops: KvOpPair[];
+      readonly configVersion: number;
+      /** The group's revision the read saw: the index the state had applied. */
+      readonly revision: number;
+    }
   | {
       readonly kind: 'wrong-shard';
       readonly configVersion: number;
@@ -572,10 +583,11 @@ export class DataStateMachine implements StateMachine<KvApplyResult> {
           kind: 'applied',
           // An empty record is a request of puts only: its answer is each put, successful.
           ops:
-            stored.length === 0
+            stored.response.length === 0
               ? req.kvs.map((op) => resultOp(op, { success: true }))
-              : ClientOperationResp.decode(stored).ops,
+              : ClientOperationResp.decode(stored.response).ops,
           configVersion,
+          revision: stored.index,
           duplicate: true,
         };
       }
@@ -654,10 +666,12 @@ export class DataStateMachine implements StateMachine<KvApplyResult> {
             groupId: 0,
             requestId: 0,
             statusCode: 0,
+            // The record keeps the index it was applied at: the revision comes from there.
+            revision: 0,
           });
       this.dedup.record(batch.ops, dedup, index, stored, requestSlot ?? unknownSlot);
     }
-    return { kind: 'applied', ops, configVersion, duplicate: false };
+    return { kind: 'applied', ops, configVersion, revision: index, duplicate: false };
   }
 
   syncApplied(): Promise<number> {
@@ -898,7 +912,8 @@ export class DataStateMachine implements StateMachine<KvApplyResult> {
             ? resultOp(op, { success: true, kvs: [], more: true })
             : await this.scan(op, ownership, effectiveScanLimit(op.limit, limits), budget);
         }
-        return { kind: 'read', ops: results, configVersion };
+        // Applies wait for the gate: the state read is the one at `applied`.
+        return { kind: 'read', ops: results, configVersion, revision: this.applied };
       } catch (err) {
         throw this.noteStorageFailure(err);
       }

@@ -46,13 +46,18 @@ export class DedupTable {
   }
 
   /**
-   * The stored response of the request `dbKey` if it was applied within the window before
-   * `index`, else null (never applied, or so long ago that it counts as new).
+   * The stored response of the request `dbKey` and the log index it was applied at, if that was
+   * within the window before `index`, else null (never applied, or so long ago that it counts as
+   * new).
    */
-  lookup(dbKey: Buffer, index: number, window: number): Buffer | null {
+  lookup(
+    dbKey: Buffer,
+    index: number,
+    window: number,
+  ): { readonly response: Buffer; readonly index: number } | null {
     const record = this.records.get(dbKey.toString('latin1'));
     if (record === undefined || record.index <= index - window) return null;
-    return Buffer.from(record.response, 'latin1');
+    return { response: Buffer.from(record.response, 'latin1'), index: record.index };
   }
 
   /**

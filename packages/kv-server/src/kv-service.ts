@@ -93,6 +93,8 @@ interface Outcome {
   /** Overrides of the leader hint (from a NotLeaderError, which knows best). */
   readonly leaderId?: number;
   readonly leaderAddress?: string;
+  /** The group's revision the request produced or saw. */
+  readonly revision?: number;
 }
 
 const emptyKey = Buffer.alloc(0);
@@ -162,6 +164,7 @@ export function kvServiceHandlers(options: KvServiceOptions): KvServiceHandlers 
       groupId,
       requestId: 0,
       statusCode: 0,
+      revision: outcome.revision ?? 0,
     };
   };
 
@@ -194,7 +197,7 @@ export function kvServiceHandlers(options: KvServiceOptions): KvServiceHandlers 
     }
     switch (result.kind) {
       case 'read':
-        return respond({ ops: result.ops });
+        return respond({ ops: result.ops, revision: result.revision });
       case 'wrong-shard':
         return respond(notServed(result));
       case 'snapshotting':
@@ -218,7 +221,7 @@ export function kvServiceHandlers(options: KvServiceOptions): KvServiceHandlers 
     if (result === undefined) throw new Error('a client request was applied without a result');
     switch (result.kind) {
       case 'applied':
-        return respond({ ops: result.ops });
+        return respond({ ops: result.ops, revision: result.revision });
       case 'wrong-shard':
         return respond(notServed(result));
       case 'rejected':

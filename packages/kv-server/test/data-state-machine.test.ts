@@ -327,9 +327,17 @@ describe('DataStateMachine', () => {
     const sm = await ready();
     const ids = { clientId: 'client-a', commandId: 1 };
     const first = applied(await write(sm, [put('k', 'first'), get('k')], ids));
+    const firstIndex = await sm.appliedIndex();
     applied(await write(sm, [put('k', 'second')]));
     const retry = await write(sm, [put('k', 'first'), get('k')], ids);
-    expect(retry).toEqual({ kind: 'applied', ops: first, configVersion: 1, duplicate: true });
+    // The answer and the revision of the first apply.
+    expect(retry).toEqual({
+      kind: 'applied',
+      ops: first,
+      configVersion: 1,
+      revision: firstIndex,
+      duplicate: true,
+    });
     expect((await readOk(sm, [get('k')]))[0].value.toString()).toBe('second');
     // Another command id of the same client is a new write.
     applied(await write(sm, [put('k', 'third')], { clientId: 'client-a', commandId: 2 }));
@@ -343,14 +351,44 @@ describe('DataStateMachine', () => {
     await setConfig(sm, config(1, slotCount, allSlots));
     const ids = { clientId: 'client-p', commandId: 7 };
     const first = applied(await write(sm, [put('a', '1'), put('b', '2')], ids));
+    const firstIndex = await sm.appliedIndex();
     applied(await write(sm, [put('a', 'later')]));
     const retry = await write(sm, [put('a', '1'), put('b', '2')], ids);
-    expect(retry).toEqual({ kind: 'applied', ops: first, configVersion: 1, duplicate: true });
+    const answer = {
+      kind: 'applied',
+      ops: first,
+      configVersion: 1,
+      revision: firstIndex,
+      duplicate: true,
+    };
+    expect(retry).toEqual(answer);
     await sm.close();
     sm = await fresh(1000, name);
     const again = await write(sm, [put('a', '1'), put('b', '2')], ids);
-    expect(again).toEqual({ kind: 'applied', ops: first, configVersion: 1, duplicate: true });
+    expect(again).toEqual(answer);
     expect((await readOk(sm, [get('a')]))[0].value.toString()).toBe('later');
+  });
+
+  it('numbers writes by the log index that applied them, and reads by the index they saw', async () => {
+    const sm = await ready();
+    const base = (await sm.appliedIndex()) + 1;
+    const results = await sm.apply([
+      writeEntry(base, request([put('r', '1')])),
+      noopEntry(base + 1),
+      writeEntry(base + 2, request([put('r', '2'), del('r')])),
+    ]);
+    expect(results.map((r) => (r?.kind === 'applied' ? r.revision : r?.kind))).toEqual([
+      base,
+      undefined,
+      base + 2,
+    ]);
+    expect(await sm.read([get('r')], defaultKvLimits)).toMatchObject({
+      kind: 'read',
+      revision: base + 2,
+    });
+    // Every later write has a higher revision.
+    const later = await write(sm, [put('r', '3')]);
+    expect(later).toMatchObject({ kind: 'applied', revision: base + 3 });
   });
 
   it('applies a retry twice in one batch once', async () => {

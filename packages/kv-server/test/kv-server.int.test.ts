@@ -202,9 +202,14 @@ describe('KvServer: a group of three with a fake meta group', () => {
     const deleted = await processRw(clientOf(l), request([del(gone)]));
     expect(deleted.ops[0].deleted).toBe(1);
     acked.delete(gone.toString('hex'));
+    // Each write has a revision of its own, higher than the one before.
+    expect(resp.revision).toBeGreaterThan(0);
+    expect(deleted.revision).toBeGreaterThan(resp.revision);
 
     const read = await processRw(clientOf(l), request([get(key), get(empty), get(gone)]));
     expect(read.errorCode).toBe(ErrorCode.OK);
+    // A read sees at least every write acknowledged before it.
+    expect(read.revision).toBeGreaterThanOrEqual(deleted.revision);
     expect(read.ops.map((op) => [op.found, op.value.toString()])).toEqual([
       [true, 'hello'],
       [true, ''],
@@ -288,6 +293,8 @@ describe('KvServer: a group of three with a fake meta group', () => {
     const retry = await processRw(clientOf(l), request([put(key, 'first')], ids));
     expect(retry.errorCode).toBe(ErrorCode.OK);
     expect(retry.ops).toEqual(first.ops);
+    // The retry answers the revision of the first apply.
+    expect(retry.revision).toBe(first.revision);
     const read = await processRw(clientOf(l), request([get(key)]));
     expect(read.ops[0].value.toString()).toBe('second');
   });

@@ -13,11 +13,15 @@ export function kvCommands(yargs: Argv, run: Runner): Argv {
         y
           .positional('key', { type: 'string', describe: 'the key' })
           .positional('value', { type: 'string', describe: 'the value (may be empty)' })
-          .example('$0 put hello world', 'prints OK'),
+          .example('$0 put hello world', 'prints OK')
+          .example(
+            '$0 put hello world -w json',
+            'prints {"ok":true,"key":"hello","group":1,"revision":42}: the group that took the write and the revision it produced',
+          ),
       run(async (ctx, args) => {
         const key = textArg(args.key, '<key>');
-        await ctx.client().put(key, textArg(args.value ?? '', '<value>'));
-        if (ctx.writeOut === 'json') ctx.io.out(json({ ok: true, key }));
+        const header = await ctx.client().put(key, textArg(args.value ?? '', '<value>'));
+        if (ctx.writeOut === 'json') ctx.io.out(json({ ok: true, key, ...header }));
         else ctx.io.out('OK\n');
         return exitCodes.success;
       }),
@@ -75,8 +79,9 @@ export function kvCommands(yargs: Argv, run: Runner): Argv {
           .example('$0 del hello', 'prints 1'),
       run(async (ctx, args) => {
         const key = textArg(args.key, '<key>');
-        const deleted = await ctx.client().del(key);
-        if (ctx.writeOut === 'json') ctx.io.out(json({ key, deleted: deleted ? 1 : 0 }));
+        const { results, header } = await ctx.client().batchWithHeader([{ type: 'del', key }]);
+        const deleted = results[0].type === 'del' && results[0].deleted;
+        if (ctx.writeOut === 'json') ctx.io.out(json({ key, deleted: deleted ? 1 : 0, ...header }));
         else ctx.io.out(`${deleted ? 1 : 0}\n`);
         return exitCodes.success;
       }),

@@ -1161,6 +1161,12 @@ export interface ClientOperationResp {
    * a unary call would have returned as its status; error_message then carries its message.
    */
   statusCode: number;
+  /**
+   * The revision of the group that served the request: for a write, the one it produced (the log
+   * index it was applied at; a retry answers the first apply's); for a read, the state it saw.
+   * Revisions grow with every write of the group; each group numbers its own. 0 on errors.
+   */
+  revision: number;
 }
 
 /** A membership change of the group that the receiving node belongs to. */
@@ -6546,6 +6552,7 @@ function createBaseClientOperationResp(): ClientOperationResp {
     groupId: 0,
     requestId: 0,
     statusCode: 0,
+    revision: 0,
   };
 }
 
@@ -6577,6 +6584,9 @@ export const ClientOperationResp: MessageFns<ClientOperationResp> = {
     }
     if (message.statusCode !== 0) {
       writer.uint32(72).uint32(message.statusCode);
+    }
+    if (message.revision !== 0) {
+      writer.uint32(80).int64(message.revision);
     }
     return writer;
   },
@@ -6666,6 +6676,14 @@ export const ClientOperationResp: MessageFns<ClientOperationResp> = {
             message.statusCode = reader.uint32();
             continue;
           }
+          case 10: {
+            if (tag !== 80) {
+              break;
+            }
+
+            message.revision = longToNumber(reader.int64());
+            continue;
+          }
         }
         if ((tag & 7) === 4 || tag === 0) {
           break;
@@ -6721,6 +6739,7 @@ export const ClientOperationResp: MessageFns<ClientOperationResp> = {
         : isSet(object.status_code)
         ? globalThis.Number(object.status_code)
         : 0,
+      revision: isSet(object.revision) ? globalThis.Number(object.revision) : 0,
     };
   },
 
@@ -6753,6 +6772,9 @@ export const ClientOperationResp: MessageFns<ClientOperationResp> = {
     if (message.statusCode !== 0) {
       obj.statusCode = Math.round(message.statusCode);
     }
+    if (message.revision !== 0) {
+      obj.revision = Math.round(message.revision);
+    }
     return obj;
   },
 
@@ -6770,6 +6792,7 @@ export const ClientOperationResp: MessageFns<ClientOperationResp> = {
     message.groupId = object.groupId ?? 0;
     message.requestId = object.requestId ?? 0;
     message.statusCode = object.statusCode ?? 0;
+    message.revision = object.revision ?? 0;
     return message;
   },
 };
