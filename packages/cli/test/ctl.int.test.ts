@@ -2,7 +2,11 @@
 // (node 1 of group 0) and the leader of kv group 1 at once, keeps keys in a map, and answers
 // Status and grpc.health.v1. What is checked is what a user sees: the lines, tables and JSON
 // documents printed, and the exit codes.
+import { mkdtemp, readdir, rm } from 'node:fs/promises';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
 import {
+  BackupChunk,
   ChangeType,
   ClientOperationResp,
   ClientOpType,
@@ -40,6 +44,8 @@ class FakeNode {
   readonly data = new Map<string, Buffer>();
   /** Counts the data requests answered: the revision each answer carries. */
   private revision = 0;
+  /** The slots a Backup says the group served when it read its part (default: all). */
+  backupSlots: number[] | null = null;
   server: StartedServer | null = null;
 
   get address(): string {
@@ -55,6 +61,18 @@ class FakeNode {
           return;
         }
         callback(null, this.topology({}));
+      },
+      backup: (call) => {
+        const kvs = [...this.data].map(([key, value]) => ({
+          key: Buffer.from(key, 'latin1'),
+          value,
+        }));
+        const slots = this.backupSlots ?? Array.from({ length: slotCount }, (_, i) => i);
+        call.write(BackupChunk.fromPartial({ index: 9, configVersion, slots, kvs }));
+        call.write(
+          BackupChunk.fromPartial({ index: 9, configVersion, done: true, keys: kvs.length }),
+        );
+        call.end();
       },
       // ProcessRWOperationStream is left UNIMPLEMENTED: the client falls back to unary calls.
       processRwOperation: (call, callback) =>
@@ -89,6 +107,7 @@ class FakeNode {
             },
             version: '0.1.0-test',
             serverType: 'kv',
+            clusterId: 'test-cluster',
             dbSizeBytes: 2048,
           }),
         ),
@@ -221,6 +240,30 @@ describe('eraftkv-ctl against a fake node', () => {
     expect(JSON.parse((await run('get', 'bin', '-w', 'json')).out)).toMatchObject({
       valueBase64: '/wA=',
     });
+  });
+
+  it('saves a backup, and refuses one whose group served other slots than the header lists', async () => {
+    node.data.set('saved', Buffer.from('yes'));
+    const dir = await mkdtemp(join(tmpdir(), 'eraftkv-ctl-save-'));
+    try {
+      const saved = await run('snapshot', 'save', join(dir, 'ok.ekv'));
+      expect(saved.code).toBe(0);
+      expect(saved.out).toMatch(/Snapshot saved at .*ok\.ekv: 1 group, \d+ keys/);
+      const status = await run('snapshot', 'status', join(dir, 'ok.ekv'));
+      expect(status.out).toContain('cluster "test-cluster"');
+      // A slot moved between the header (the cluster view) and the group's part.
+      node.backupSlots = Array.from({ length: slotCount - 1 }, (_, i) => i);
+      const moved = await run('snapshot', 'save', join(dir, 'moved.ekv'));
+      expect(moved.code).toBe(exitCodes.error);
+      expect(moved.err).toContain(
+        'group 1 served slots 0-14 when its part was read, but 0-15 when the save began: slots moved during the save',
+      );
+      // Nothing under the name, and no part file left.
+      expect(await readdir(dir)).toEqual(['ok.ekv']);
+    } finally {
+      node.backupSlots = null;
+      await rm(dir, { recursive: true, force: true });
+    }
   });
 
   it('scans as lines, as a table and as JSON, and says on stderr when --limit cut it short', async () => {
