@@ -162,10 +162,13 @@ export class BackupWriter {
 }
 
 /** Whether a header's slot count and groups are what a cluster can hold (not only parseable). */
+/** A non-negative safe integer. */
+function isCount(x: unknown): x is number {
+  return typeof x === 'number' && Number.isSafeInteger(x) && x >= 0;
+}
+
 function headerIsSound(h: BackupHeader): boolean {
   const { slotCount, groups, clusterId, configVersion } = h as unknown as Record<string, unknown>;
-  const isCount = (x: unknown): x is number =>
-    typeof x === 'number' && Number.isSafeInteger(x) && x >= 0;
   if (typeof clusterId !== 'string' || !isCount(configVersion)) return false;
   if (!isCount(slotCount) || slotCount < 1 || slotCount > 65536 || !Array.isArray(groups))
     return false;
@@ -183,6 +186,16 @@ function headerIsSound(h: BackupHeader): boolean {
       return true;
     });
   });
+}
+
+function groupBeginIsSound(g: BackupGroupBegin, slotCount: number): boolean {
+  const { index, configVersion, slots } = g as unknown as Record<string, unknown>;
+  return (
+    isCount(index) &&
+    isCount(configVersion) &&
+    Array.isArray(slots) &&
+    (slots as unknown[]).every((x) => isCount(x) && x < slotCount)
+  );
 }
 
 /** What a reader hands over, in file order. */
@@ -272,6 +285,10 @@ export async function* backupRecords(
           const begun = json() as unknown as BackupGroupBegin;
           if (!header.groups.some((g) => g.id === begun.group))
             throw bad('a group record names a group the header does not list');
+          if (!groupBeginIsSound(begun, header.slotCount))
+            throw bad(
+              `group ${begun.group}'s record does not hold an index, a config version and slots within the count`,
+            );
           group = begun;
           groupKeys = 0;
           groupBytes = 0;

@@ -154,6 +154,23 @@ describe('backup file', () => {
     );
   });
 
+  it.each([
+    ['a slot beyond the count', { index: 4, configVersion: 1, slots: [99] }],
+    ['no slots', { index: 4, configVersion: 1 }],
+    ['a negative index', { index: -4, configVersion: 1, slots: [0] }],
+    ['no config version', { index: 4, slots: [0] }],
+  ])('refuses a group record with %s', async (_what, fields) => {
+    const path = join(dir, 'group.ekv');
+    const w = await BackupWriter.create(path);
+    await w.json(BackupRecordKind.Header, soundHeader);
+    const at = w.bytes;
+    await w.json(BackupRecordKind.Group, { group: 1, ...fields });
+    await w.finish();
+    await expect(readBackup(path, () => undefined)).rejects.toThrow(
+      `${path}: at offset ${at}: group 1's record does not hold an index, a config version and slots within the count`,
+    );
+  });
+
   it('reads a sound header', async () => {
     const path = join(dir, 'sound.ekv');
     const w = await BackupWriter.create(path);

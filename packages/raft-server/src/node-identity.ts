@@ -8,7 +8,7 @@
 // group's membership records which data dir each member is; a new data dir is a new incarnation,
 // which peers refuse to count until an operator has removed the node and added it again.
 import { randomInt } from 'node:crypto';
-import { mkdir, open, readFile, readdir, rename } from 'node:fs/promises';
+import { access, mkdir, open, readFile, readdir, rename } from 'node:fs/promises';
 import { join } from 'node:path';
 import * as grpc from '@grpc/grpc-js';
 import { ErrorCode } from '@eraftkv/protocol';
@@ -64,7 +64,7 @@ export async function openNodeIdentity(
   const path = join(dataDir, identityFileName);
   const marker = join(dataDir, restoreMarkerFileName);
   if (
-    await readFile(marker).then(
+    await access(marker).then(
       () => true,
       () => false,
     )

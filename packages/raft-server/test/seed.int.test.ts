@@ -113,6 +113,27 @@ describe('seeded data dirs', () => {
     );
   });
 
+  it.each([
+    ['not JSON', () => '{"index": 1,'],
+    [
+      'a field of the wrong type',
+      (m: Record<string, unknown>) => JSON.stringify({ ...m, crc32: 'x' }),
+    ],
+    ['another index', (m: Record<string, unknown>) => JSON.stringify({ ...m, index: 7 })],
+    [
+      'a broken membership',
+      (m: Record<string, unknown>) => JSON.stringify({ ...m, membership: [{ id: 1 }] }),
+    ],
+  ])('refuses snapshot metadata with %s, naming the file', async (_what, damage) => {
+    await seedGroup(cluster, [1], 'seeded');
+    const { json } = await snapshotFiles(cluster.nodes.get(1)!.dataDir);
+    const meta = JSON.parse(await readFile(json, 'utf8')) as Record<string, unknown>;
+    await writeFile(json, damage(meta));
+    const opened = cluster.start(1, null);
+    await expect(opened).rejects.toThrow(DataDirError);
+    await expect(opened).rejects.toThrow(`snapshot metadata ${json} cannot be read`);
+  });
+
   it('refuses a damaged snapshot file the node can do without, and starts once it is moved aside', async () => {
     await seedGroup(cluster, [1], 'seeded');
     await cluster.start(1, null);

@@ -18,17 +18,7 @@
 //    every node is complete: a failure leaves no data dir behind. Each dir carries a marker
 //    (raft-server's restoreMarkerFileName) until every dir is in place, so that a crash among the
 //    renames leaves dirs no node starts on, and that the same restore run again replaces.
-import {
-  access,
-  copyFile,
-  mkdir,
-  open,
-  readdir,
-  rename,
-  rm,
-  stat,
-  writeFile,
-} from 'node:fs/promises';
+import { copyFile, mkdir, open, readdir, rename, rm, stat, writeFile } from 'node:fs/promises';
 import { dirname, join } from 'node:path';
 import {
   configFromTopology,
@@ -254,11 +244,7 @@ async function refuseExistingDataDirs(nodes: readonly LayoutNode[]): Promise<voi
     try {
       const entries = await readdir(n.dataDir);
       // A dir an unfinished restore left (its marker still there) is replaced.
-      const unfinished = await access(join(n.dataDir, restoreMarkerFileName)).then(
-        () => true,
-        () => false,
-      );
-      if (entries.length > 0 && !unfinished) taken.push(n.dataDir);
+      if (entries.length > 0 && !entries.includes(restoreMarkerFileName)) taken.push(n.dataDir);
     } catch (err) {
       const code = (err as NodeJS.ErrnoException).code;
       if (code === 'ENOTDIR') taken.push(n.dataDir);

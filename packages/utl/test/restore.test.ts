@@ -318,5 +318,21 @@ describe('eraftkv-utl snapshot restore', () => {
       3,
     ]);
     expect((await readdir(dir)).sort()).toEqual(['b.ekv', 'k1', 'k2', 'layout.json', 'm1']);
+    expect(ok.err).not.toContain('warning');
+    // Keeping the backed-up cluster's id works, with a warning.
+    for (const d of ['k1', 'k2', 'm1']) await rm(join(dir, d), { recursive: true });
+    const kept = await run(
+      'snapshot',
+      'restore',
+      backup,
+      '--layout',
+      layoutPath,
+      '--cluster-id',
+      'old',
+    );
+    expect(kept.code).toBe(0);
+    expect(kept.err).toContain(
+      `warning: the restored cluster keeps the backed-up cluster's id "old"`,
+    );
   });
 });

@@ -43,7 +43,7 @@ class Progress {
   constructor(
     private readonly ctx: Context,
     private readonly what: string,
-    private readonly total: { readonly count: number; readonly unit: 'keys' | 'groups' },
+    total: { readonly count: number; readonly unit: 'keys' | 'groups' },
   ) {
     this.bar =
       process.stderr.isTTY === true
@@ -55,12 +55,13 @@ class Progress {
         : null;
     this.bar?.start(total.count, 0, { keys: 0, mib: '0.0', rate: 0 });
   }
-  update(keys: number, bytes: number, groupsDone: number, force = false): void {
+  /** `done` is the bar's value, out of the total's count (groups or keys done). */
+  update(done: number, keys: number, bytes: number, force = false): void {
     const now = Date.now();
     const mib = (bytes / 1024 / 1024).toFixed(1);
     if (this.bar !== null) {
       const rate = Math.round(keys / Math.max(0.001, (now - this.started) / 1000));
-      this.bar.update(this.total.unit === 'keys' ? keys : groupsDone, { keys, mib, rate });
+      this.bar.update(done, { keys, mib, rate });
       if (force) this.bar.stop();
       return;
     }
@@ -136,7 +137,7 @@ async function save(ctx: Context, path: string): Promise<number> {
           await writer.record(BackupRecordKind.Data, payload);
           groupKeys += chunk.kvs.length;
           groupBytes += payload.length;
-          progress.update(keys + groupKeys, writer.bytes, parts.length);
+          progress.update(parts.length, keys + groupKeys, writer.bytes);
         }
         if (chunk.done && chunk.keys !== groupKeys)
           throw new Error(
@@ -158,7 +159,7 @@ async function save(ctx: Context, path: string): Promise<number> {
     throw err;
   }
   const seconds = Math.max(0.001, (Date.now() - started) / 1000);
-  progress.update(keys, writer.bytes, parts.length, true);
+  progress.update(parts.length, keys, writer.bytes, true);
   const summary = {
     path,
     groups: parts,
@@ -319,7 +320,7 @@ async function load(ctx: Context, path: string): Promise<number> {
       );
       keys += pairs.length;
       for (const p of pairs) bytes += p.key.length + p.value.length;
-      progress.update(keys, bytes, 0);
+      progress.update(keys, keys, bytes);
     });
   const loading = readBackup(path, async (record) => {
     if (record.kind !== BackupRecordKind.Data) return;
@@ -346,7 +347,7 @@ async function load(ctx: Context, path: string): Promise<number> {
   if (keys !== checked.keys)
     throw new Error(`restored ${keys} keys, but the backup holds ${checked.keys}`);
   const seconds = Math.max(0.001, (Date.now() - started) / 1000);
-  progress.update(keys, bytes, 0, true);
+  progress.update(keys, keys, bytes, true);
   const summary = {
     path,
     keys,

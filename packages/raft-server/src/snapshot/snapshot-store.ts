@@ -38,6 +38,32 @@ interface StoredMeta {
   crc32: number;
 }
 
+/** What is wrong with a stored snapshot's metadata (file `name`), or null. */
+function storedMetaProblem(value: unknown, name: string): string | null {
+  if (typeof value !== 'object' || value === null) return 'not a JSON object';
+  const m = value as Record<string, unknown>;
+  const count = (x: unknown): boolean => typeof x === 'number' && Number.isSafeInteger(x) && x >= 0;
+  for (const field of ['index', 'term', 'sizeBytes', 'crc32'] as const) {
+    if (!count(m[field])) return `"${field}" is not a non-negative integer`;
+  }
+  if (name !== `${baseName(m.index as number, m.term as number)}.json`)
+    return `it names index ${String(m.index)} and term ${String(m.term)}, not those of its file name`;
+  const members = m.membership;
+  const memberOk = (x: unknown): boolean => {
+    if (typeof x !== 'object' || x === null) return false;
+    const e = x as Record<string, unknown>;
+    return (
+      count(e.id) &&
+      typeof e.address === 'string' &&
+      typeof e.learner === 'boolean' &&
+      count(e.incarnation)
+    );
+  };
+  if (!Array.isArray(members) || !members.every(memberOk))
+    return '"membership" is not a list of members (id, address, learner, incarnation)';
+  return null;
+}
+
 /** One block of a snapshot being received. */
 export interface IncomingBlock {
   /** Identifies the transfer (leader, term and the snapshot's identity). */
@@ -110,7 +136,10 @@ export class SnapshotStore {
       if (!name.startsWith('snap-') || !name.endsWith('.json')) continue;
       const path = join(dir, name);
       try {
-        metas.push(JSON.parse(await readFile(path, 'utf8')) as StoredMeta);
+        const value: unknown = JSON.parse(await readFile(path, 'utf8'));
+        const problem = storedMetaProblem(value, name);
+        if (problem !== null) throw new Error(problem);
+        metas.push(value as StoredMeta);
       } catch (err) {
         throw new DataDirError(
           `snapshot metadata ${path} cannot be read (${(err as Error).message}): the file is damaged. ` +
