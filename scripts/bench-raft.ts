@@ -118,6 +118,7 @@ async function child(): Promise<void> {
     auth: unimplemented,
     hashKv: unimplemented,
     backup: (call) => call.end(),
+    watch: (call) => call.end(),
   };
   grpcServer.addService(ERaftKvService, service);
   const port = await new Promise<number>((resolve, reject) =>

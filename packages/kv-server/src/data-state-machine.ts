@@ -53,6 +53,8 @@ import { readSnapshotFile, writeSnapshotFile } from './snapshot-file';
 import {
   appliedKey,
   authKey,
+  historyFloorKey,
+  revisionOfHistoryKey,
   configKey,
   dataEnd,
   dataKey,
@@ -68,6 +70,15 @@ import {
 } from './state-layout';
 import { SlotImports, type ImportProgress } from './slot-imports';
 import { chunkChecksum } from './slot-move-chunk';
+import {
+  decodeChange,
+  HistoryIndex,
+  historyRange,
+  oldestWatchable,
+  type Change,
+  type PendingChange,
+} from './watch-history';
+import { rangeHolds, WatchHub, type WatchRange } from './watch-hub';
 
 /** What applying one normal entry produced (handed to whoever proposed it). */
 export type KvApplyResult =
@@ -153,7 +164,37 @@ export interface DataStateMachineOptions {
    * the first read of the damaged block.
    */
   readonly verifyOnOpen?: boolean;
+  /**
+   * The changes of the last this many revisions are kept for watches (0: none; a watch then only
+   * starts from now). Every member of a group must use the same value, since the history is part
+   * of the replicated state. Default: watchHistoryRevisionsDefault.
+   */
+  readonly watchHistoryRevisions?: number;
 }
+
+/** Revisions of watch history kept when not told (--watch-history-revisions). */
+export const watchHistoryRevisionsDefault = 100_000;
+
+/** What a watcher's replay of the history read (DataStateMachine.watchHistory). */
+export type HistoryRead =
+  | {
+      /** The revision asked for is no longer kept: `oldest` is the first that can be watched. */
+      readonly kind: 'compacted';
+      readonly oldest: number;
+    }
+  | {
+      readonly kind: 'changes';
+      /** The first revision read (the one asked for, or the next one for "from now"). */
+      readonly from: number;
+      /** The changes of the range from `from` through `through`, in revision order. */
+      readonly changes: Change[];
+      readonly through: number;
+      /** Everything up to the applied index was read: the watcher joined the live changes. */
+      readonly joined: boolean;
+    };
+
+/** A replay reads at most this many history records per call (it holds applies meanwhile). */
+const historyRecordsPerRead = 4096;
 
 /** What remains of a read response's byte bound (KvLimits.responseBytesMax). */
 interface ResponseBudget {
@@ -248,6 +289,9 @@ export class DataStateMachine implements StateMachine<KvApplyResult> {
   private readonly gate = new ReadWriteGate();
   /** Digests made at consistency check entries, by index ('pending' while being made). */
   private readonly checks = new Map<number, { readonly digest: string } | 'pending'>();
+  /** The watchers of the changes this replica applies from now on. */
+  readonly watchers = new WatchHub();
+  private readonly historyWindow: number;
 
   private constructor(
     private readonly engine: StorageEngine,
@@ -257,10 +301,15 @@ export class DataStateMachine implements StateMachine<KvApplyResult> {
     auth: AuthTable,
     private dedup: DedupTable,
     private imports: SlotImports,
+    private history: HistoryIndex,
   ) {
     if (!Number.isSafeInteger(options.dedupWindowEntries) || options.dedupWindowEntries < 1)
       throw new RangeError(`dedupWindowEntries must be a positive integer`);
+    this.historyWindow = options.watchHistoryRevisions ?? watchHistoryRevisionsDefault;
+    if (!Number.isSafeInteger(this.historyWindow) || this.historyWindow < 0)
+      throw new RangeError(`watchHistoryRevisions must be a non-negative integer`);
     this.applied = applied;
+    this.watchers.revision = applied;
     this.ownership = ownershipOf(config);
     this.authTable = auth;
   }
@@ -280,6 +329,7 @@ export class DataStateMachine implements StateMachine<KvApplyResult> {
         auth,
         await DedupTable.load(engine),
         await SlotImports.load(engine),
+        await HistoryIndex.load(engine, applied),
       );
     } catch (err) {
       await engine.close();
@@ -349,6 +399,7 @@ export class DataStateMachine implements StateMachine<KvApplyResult> {
       let batch = new ApplyBatch(this.engine);
       let ownership = this.ownership;
       const results: (KvApplyResult | undefined)[] = [];
+      const changes: Change[] = [];
       for (const entry of entries) {
         if (entry.type !== EntryType.Normal) {
           results.push(undefined);
@@ -367,7 +418,7 @@ export class DataStateMachine implements StateMachine<KvApplyResult> {
           });
           continue;
         }
-        const outcome = await this.applyEntry(entry, batch, ownership);
+        const outcome = await this.applyEntry(entry, batch, ownership, changes);
         ownership = outcome.ownership;
         results.push(outcome.result);
       }
@@ -377,6 +428,8 @@ export class DataStateMachine implements StateMachine<KvApplyResult> {
       this.ownership = ownership;
       decided(results);
       await written;
+      // On disk: the watchers may see it (a replay reading the history meanwhile waits for us).
+      this.watchers.publish(changes, last);
     } catch (err) {
       throw this.noteStorageFailure(err);
     }
@@ -389,6 +442,7 @@ export class DataStateMachine implements StateMachine<KvApplyResult> {
    */
   private async writeApplied(batch: ApplyBatch, index: number): Promise<void> {
     this.dedup.prune(batch.ops, index - this.options.dedupWindowEntries);
+    this.history.trim(batch.ops, index - this.historyWindow + 1);
     batch.put(appliedKey, u64(index));
     try {
       await this.engine.write(batch.ops, { sync: false });
@@ -437,6 +491,7 @@ export class DataStateMachine implements StateMachine<KvApplyResult> {
     entry: Entry,
     batch: ApplyBatch,
     ownership: Ownership,
+    changes: Change[],
   ): Promise<{ result: KvApplyResult; ownership: Ownership }> {
     let command;
     try {
@@ -494,7 +549,7 @@ export class DataStateMachine implements StateMachine<KvApplyResult> {
       }
       case CommandKind.ClientRequest:
         return {
-          result: await this.applyRequest(entry.index, command.request, batch, ownership),
+          result: await this.applyRequest(entry.index, command.request, batch, ownership, changes),
           ownership,
         };
       case CommandKind.ImportBegin:
@@ -572,6 +627,7 @@ export class DataStateMachine implements StateMachine<KvApplyResult> {
     req: ClientOperationReq,
     batch: ApplyBatch,
     ownership: Ownership,
+    changes: Change[],
   ): Promise<KvApplyResult> {
     const configVersion = configVersionOf(ownership);
     const dedup =
@@ -612,6 +668,9 @@ export class DataStateMachine implements StateMachine<KvApplyResult> {
       if (problem !== null) return { kind: 'wrong-shard', configVersion, ...problem };
     }
     const ops: KvOpPair[] = [];
+    // What the request changed, for the watch history (and the watchers of this replica).
+    const made: PendingChange[] = [];
+    const keepChanges = this.historyWindow > 0 || this.watchers.size() > 0;
     // Every op passed the ownership check, so a config is applied.
     const slotCount = (ownership.config as AppliedConfig).slotCount;
     // The one slot of every key of the request, or unknownSlot (for the dedup record).
@@ -621,11 +680,15 @@ export class DataStateMachine implements StateMachine<KvApplyResult> {
       const slot = slotOfKey(op.key, slotCount);
       requestSlot = requestSlot === null || requestSlot === slot ? slot : unknownSlot;
       switch (op.opType) {
-        case ClientOpType.Put:
-          batch.put(key, Buffer.from(op.value));
+        case ClientOpType.Put: {
+          const value = Buffer.from(op.value);
+          if (keepChanges)
+            made.push({ type: 'put', key: Buffer.from(op.key), value, prev: await batch.get(key) });
+          batch.put(key, value);
           batch.put(slotIndexKey(slot, op.key), noBytes);
           ops.push(resultOp(op, { success: true }));
           break;
+        }
         case ClientOpType.Get: {
           const value = await batch.get(key);
           ops.push(
@@ -638,10 +701,13 @@ export class DataStateMachine implements StateMachine<KvApplyResult> {
           break;
         }
         case ClientOpType.Del: {
-          const existed = (await batch.get(key)) !== undefined;
+          const prev = await batch.get(key);
+          const existed = prev !== undefined;
           if (existed) {
             batch.del(key);
             batch.del(slotIndexKey(slot, op.key));
+            if (keepChanges)
+              made.push({ type: 'delete', key: Buffer.from(op.key), value: noBytes, prev });
           }
           ops.push(resultOp(op, { success: true, deleted: existed ? 1 : 0 }));
           break;
@@ -670,6 +736,10 @@ export class DataStateMachine implements StateMachine<KvApplyResult> {
             revision: 0,
           });
       this.dedup.record(batch.ops, dedup, index, stored, requestSlot ?? unknownSlot);
+    }
+    if (made.length > 0) {
+      if (this.historyWindow > 0) this.history.record(batch.ops, index, made);
+      for (const change of made) changes.push({ ...change, revision: index });
     }
     return { kind: 'applied', ops, configVersion, revision: index, duplicate: false };
   }
@@ -752,6 +822,13 @@ export class DataStateMachine implements StateMachine<KvApplyResult> {
         this.authTable = loaded.auth;
         this.dedup = await DedupTable.load(this.engine);
         this.imports = await SlotImports.load(this.engine);
+        this.history = await HistoryIndex.load(this.engine, loaded.applied);
+        // The state jumped past changes no watcher here was given: each ends, and resumes from
+        // its last revision (from this replica's history, or another replica's).
+        this.watchers.revision = loaded.applied;
+        this.watchers.cutAll(
+          `this replica installed a snapshot at revision ${loaded.applied}; resume the watch from the last revision received`,
+        );
       });
     } finally {
       this.restoring = false;
@@ -762,6 +839,9 @@ export class DataStateMachine implements StateMachine<KvApplyResult> {
     if (this.closed) return;
     await this.gate.exclusive(async () => {
       this.closed = true;
+      this.watchers.cutAll(
+        'the server is stopping; resume the watch from the last revision received',
+      );
       await this.engine.close();
     });
   }
@@ -1198,6 +1278,67 @@ export class DataStateMachine implements StateMachine<KvApplyResult> {
     );
   }
 
+  /**
+   * Reads the watch history of `range` from revision `from` (0: from the next revision) for a
+   * watcher, at most about `budgetBytes` of matching changes and historyRecordsPerRead records.
+   * When that reaches the applied index, `join` runs before any later apply can publish: the
+   * watcher then gets every later change live, and none twice.
+   */
+  watchHistory(
+    range: WatchRange,
+    from: number,
+    budgetBytes: number,
+    join: () => void,
+  ): Promise<HistoryRead> {
+    return this.watchStorage(
+      this.gate.shared(async (): Promise<HistoryRead> => {
+        this.assertOpen();
+        if (this.corrupt !== null) throw this.corrupt;
+        if (this.writeFailure !== null) throw this.writeFailure;
+        const applied = this.applied;
+        const start = from === 0 ? applied + 1 : from;
+        const oldest = oldestWatchable(applied, this.historyWindow, this.history.floor);
+        if (start < oldest) return { kind: 'compacted', oldest };
+        const changes: Change[] = [];
+        let bytes = 0;
+        let records = 0;
+        if (start <= applied) {
+          for await (const [key, record] of this.engine.iterate(historyRange(start, applied))) {
+            const revision = revisionOfHistoryKey(key);
+            // Stop between revisions: a response never splits the changes of one write.
+            const last = changes.length > 0 ? changes[changes.length - 1].revision : start - 1;
+            if (
+              revision !== last &&
+              (bytes >= budgetBytes || records >= historyRecordsPerRead) &&
+              revision > start
+            ) {
+              return {
+                kind: 'changes',
+                from: start,
+                changes,
+                through: revision - 1,
+                joined: false,
+              };
+            }
+            records++;
+            const change = decodeChange(revision, record);
+            if (!rangeHolds(range, change.key)) continue;
+            changes.push(change);
+            bytes += change.key.length + change.value.length + (change.prev?.length ?? 0);
+          }
+        }
+        join();
+        return {
+          kind: 'changes',
+          from: start,
+          changes,
+          through: Math.max(applied, start - 1),
+          joined: true,
+        };
+      }),
+    );
+  }
+
   /** The users, roles and permissions as applied here (requests are checked against them). */
   auth(): AuthTable {
     return this.authTable;
@@ -1246,7 +1387,8 @@ async function digestOf(pairs: AsyncIterable<[Buffer, Buffer]>): Promise<string>
   const hash = createHash('sha256');
   const length = Buffer.alloc(4);
   for await (const [key, value] of pairs) {
-    if (key.equals(appliedKey)) continue;
+    // Not part of the replicated state: where each replica began keeping history.
+    if (key.equals(appliedKey) || key.equals(historyFloorKey)) continue;
     length.writeUInt32BE(key.length);
     hash.update(length).update(key);
     length.writeUInt32BE(value.length);

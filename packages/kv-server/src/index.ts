@@ -6,7 +6,10 @@ export {
   type DataStateMachineOptions,
   type KvApplyResult,
   type KvReadResult,
+  type HistoryRead,
+  watchHistoryRevisionsDefault,
 } from './data-state-machine';
+export { defaultWatchLimits, watchHandler, type WatchLimits } from './watch-service';
 export {
   CommandDecodeError,
   CommandKind,

@@ -20,6 +20,8 @@ import { type LogLevel } from '@eraftkv/raft-server';
 import { type Member } from '@eraftkv/raft';
 import { hideUnknownEnvironment } from '@eraftkv/protocol';
 import type { KvServerOptions } from './kv-server';
+import { watchHistoryRevisionsDefault } from './data-state-machine';
+import { defaultWatchLimits } from './watch-service';
 import {
   kvLimits,
   responseBytesMaxDefault,
@@ -100,6 +102,33 @@ export const kvNodeOptions = {
       'Retried writes (same client_id and command_id) within this many log entries return the stored answer; must be equal on every member',
     default: 100000,
     group: 'Kv:',
+  },
+  'watch-history-revisions': {
+    type: 'number',
+    describe:
+      "Watches may start from (and resume at) any of the group's last this many revisions; older ones are answered compacted. 0 keeps none (watches start from now). Must be equal on every member",
+    default: watchHistoryRevisionsDefault,
+    group: 'Watch:',
+  },
+  'watch-stream-buffer-bytes': {
+    type: 'number',
+    describe:
+      'Bytes of events one watch stream may have waiting for its reader; a slower reader is cut with RESOURCE_EXHAUSTED (it resumes from its last revision)',
+    default: defaultWatchLimits.streamBufferBytes,
+    group: 'Watch:',
+  },
+  'watches-max': {
+    type: 'number',
+    describe: 'Watch streams this node serves at once; more are refused with RESOURCE_EXHAUSTED',
+    default: defaultWatchLimits.watchesMax,
+    group: 'Watch:',
+  },
+  'watch-progress-interval-ms': {
+    type: 'number',
+    describe:
+      'A watch that asked for progress notifications gets one (its revision) when nothing was sent to it for this long',
+    default: defaultWatchLimits.progressIntervalMs,
+    group: 'Watch:',
   },
 } as const;
 
@@ -192,6 +221,9 @@ function kvCommandLine(
     ['--scan-requests-in-flight-max', args.scanRequestsInFlightMax],
     ['--dedup-window-entries', args.dedupWindowEntries],
     ['--shutdown-grace-ms', args.shutdownGraceMs],
+    ['--watch-stream-buffer-bytes', args.watchStreamBufferBytes],
+    ['--watches-max', args.watchesMax],
+    ['--watch-progress-interval-ms', args.watchProgressIntervalMs],
   ];
   for (const [flag, value] of positive) {
     if (!Number.isSafeInteger(value) || value <= 0)
@@ -201,6 +233,10 @@ function kvCommandLine(
     throw new UsageError(
       `--consistency-check-interval-ms must be 0 (never) or a positive integer, got ${args.consistencyCheckIntervalMs}`,
     );
+  if (!Number.isSafeInteger(args.watchHistoryRevisions) || args.watchHistoryRevisions < 0)
+    throw new UsageError(
+      `--watch-history-revisions must be 0 (none) or a positive integer, got ${args.watchHistoryRevisions}`,
+    );
   const ceilings: [string, number, number][] = [
     ['--key-bytes-max', args.keyBytesMax, 64 * 1024],
     ['--value-bytes-max', args.valueBytesMax, 16 * 1024 * 1024],
@@ -209,6 +245,10 @@ function kvCommandLine(
     ['--response-bytes-max', args.responseBytesMax, 256 * 1024 * 1024],
     ['--scan-requests-in-flight-max', args.scanRequestsInFlightMax, 10_000],
     ['--dedup-window-entries', args.dedupWindowEntries, 100_000_000],
+    ['--watch-history-revisions', args.watchHistoryRevisions, 100_000_000],
+    ['--watch-stream-buffer-bytes', args.watchStreamBufferBytes, 1024 * 1024 * 1024],
+    ['--watches-max', args.watchesMax, 1_000_000],
+    ['--watch-progress-interval-ms', args.watchProgressIntervalMs, 24 * 3600 * 1000],
   ];
   for (const [flag, value, max] of ceilings) {
     if (value > max) throw new UsageError(`${flag} must be at most ${max}, got ${value}`);
@@ -258,6 +298,12 @@ function kvCommandLine(
       consistencyCheckIntervalMs: args.consistencyCheckIntervalMs,
       verifyStateOnStart: args.verifyStateOnStart,
       dedupWindowEntries: args.dedupWindowEntries,
+      watchHistoryRevisions: args.watchHistoryRevisions,
+      watchLimits: {
+        streamBufferBytes: args.watchStreamBufferBytes,
+        watchesMax: args.watchesMax,
+        progressIntervalMs: args.watchProgressIntervalMs,
+      },
       limits: kvLimits({
         keyBytesMax: args.keyBytesMax,
         valueBytesMax: args.valueBytesMax,

@@ -39,6 +39,7 @@ import {
 import { type Member } from '@eraftkv/raft';
 import { ConfigWatcher } from './config-watcher';
 import { ConsistencyChecker, hashKvHandler } from './consistency-check';
+import { defaultWatchLimits, watchHandler, type WatchLimits } from './watch-service';
 import { backupHandler } from './backup-service';
 import { Connections } from '@eraftkv/client';
 import { SlotImporter } from './slot-importer';
@@ -74,6 +75,10 @@ export interface KvServerOptions {
   readonly consistencyCheckIntervalMs?: number;
   readonly limits?: KvLimits;
   readonly dedupWindowEntries?: number;
+  /** Revisions of watch history kept (--watch-history-revisions). */
+  readonly watchHistoryRevisions?: number;
+  /** Bounds of watch streams (--watch-stream-buffer-bytes, --watches-max, ...). */
+  readonly watchLimits?: WatchLimits;
   /** Reported by the Status RPC. */
   readonly version?: string;
   /** Called once if Raft fails in a way that leaves the node's state unknown (the binary exits). */
@@ -208,6 +213,7 @@ export class KvServer {
           DataStateMachine.open({
             path: join(o.dataDir, 'state'),
             dedupWindowEntries: o.dedupWindowEntries ?? 100_000,
+            watchHistoryRevisions: o.watchHistoryRevisions,
             logger: this.logger,
             verifyOnOpen: o.verifyStateOnStart ?? true,
           }),
@@ -278,6 +284,17 @@ export class KvServer {
         raft,
         stateMachine,
         access,
+        logger: this.logger,
+      }),
+      watch: watchHandler({
+        groupId: o.groupId,
+        stateMachine,
+        limits: this.limits,
+        watchLimits: o.watchLimits ?? defaultWatchLimits,
+        access,
+        watcher,
+        registry: this.registry,
+        metricLabels,
         logger: this.logger,
       }),
     } satisfies ERaftKvServer);

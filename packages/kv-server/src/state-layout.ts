@@ -7,6 +7,10 @@
 //   'd' u32 len(client_id) client_id u64 command_id -> dedup record: u64 BE log index, then the
 //                                            stored ClientOperationResp (its ops); nothing for
 //                                            a request of puts only (each put succeeded)
+//   'h' u64 BE revision, u16 BE n         -> the n-th change the write at that revision (log
+//                                            index) made: the watch history (watch-history.ts),
+//                                            written in the same batch as the change and
+//                                            trimmed to the last --watch-history-revisions
 //   'k' key                               -> value
 //   'm' u64 BE version, u64 BE source     -> an import in progress (JSON of ImportProgress,
 //                                            data-state-machine.ts): the slots, where the copy
@@ -16,6 +20,11 @@
 //                                            so that the keys of one slot are one range
 //   'u'                                   -> the auth table (JSON of AuthTableJson), as last
 //                                            applied from a kind-6 entry
+//   'w'                                   -> the first revision the watch history is complete
+//                                            from (u64 BE): where this replica began keeping it
+//                                            (a state that predates history), not part of the
+//                                            digest, since replicas upgraded at other indexes
+//                                            differ in it
 //   'x'                                   -> the layout version (u64 BE); a state without it
 //                                            predates the slot index, which is built at open
 //
@@ -25,12 +34,14 @@ export const appliedKey = Buffer.from('a');
 export const configKey = Buffer.from('c');
 export const authKey = Buffer.from('u');
 export const layoutKey = Buffer.from('x');
+export const historyFloorKey = Buffer.from('w');
 /** The layout this code writes: 1 = with the slot index. */
 export const layoutVersion = 1;
 const dedupPrefix = 0x64; // 'd'
 const dataPrefix = 0x6b; // 'k'
 const slotIndexPrefix = 0x73; // 's'
 const importPrefix = 0x6d; // 'm'
+const historyPrefix = 0x68; // 'h'
 
 /** The first key after every data key ('k' + 1). */
 export const dataEnd = Buffer.from([dataPrefix + 1]);
@@ -111,3 +122,21 @@ export function dedupKey(clientId: string, commandId: number): Buffer {
 /** The range of every dedup record. */
 export const dedupStart = Buffer.from([dedupPrefix]);
 export const dedupEnd = Buffer.from([dedupPrefix + 1]);
+
+/** The history record of the `n`-th change made at `revision`. */
+export function historyKey(revision: number, n: number): Buffer {
+  const out = Buffer.allocUnsafe(11);
+  out[0] = historyPrefix;
+  u64(revision).copy(out, 1);
+  out.writeUInt16BE(n, 9);
+  return out;
+}
+
+/** The revision of a history record's key. */
+export function revisionOfHistoryKey(stored: Buffer): number {
+  return readU64(stored, 1);
+}
+
+/** The range of every history record. */
+export const historyStart = Buffer.from([historyPrefix]);
+export const historyEnd = Buffer.from([historyPrefix + 1]);

@@ -301,6 +301,7 @@ export class MetaServer {
           details: 'this is a meta server; a slot move imports into a kv server',
         }),
       backup: unimplementedStream('Backup (a kv server operation)'),
+      watch: unimplementedStream('Watch (a kv server operation)'),
       hashKv: (_call, callback) =>
         callback({
           code: grpc.status.UNIMPLEMENTED,

@@ -26,6 +26,7 @@ import {
   SlotImportReq,
   HashKvReq,
   BackupReq,
+  WatchReq,
   SnapshotReq,
   StatusReq,
   TimeoutNowReq,
@@ -227,7 +228,17 @@ export const eraftKvRequestDecoders: ERaftKvRequestDecoders = {
   auth: requestDecoder('eraftkv.AuthReq', AuthReq, authProblem),
   hashKv: requestDecoder('eraftkv.HashKvReq', HashKvReq),
   backup: requestDecoder('eraftkv.BackupReq', BackupReq),
+  watch: requestDecoder('eraftkv.WatchReq', WatchReq, watchProblem),
 };
+
+/** A watch: a group id and a start revision within what a log index can be. */
+function watchProblem(req: WatchReq): string | null {
+  if (!Number.isSafeInteger(req.groupId) || req.groupId < 0)
+    return `group_id: must be in [0, ${Number.MAX_SAFE_INTEGER}], got ${req.groupId}`;
+  if (!Number.isSafeInteger(req.startRevision) || req.startRevision < 0)
+    return `start_revision: must be in [0, ${Number.MAX_SAFE_INTEGER}], got ${req.startRevision}`;
+  return null;
+}
 
 /** Group ids and config versions of a slot move: positive and within what storage holds. */
 function positiveIdProblem(name: string, value: number): string | null {

@@ -709,6 +709,39 @@ export function permissionTypeToJSON(object: PermissionType): string {
   }
 }
 
+export enum WatchEventType {
+  WATCH_PUT = 0,
+  WATCH_DELETE = 1,
+  UNRECOGNIZED = -1,
+}
+
+export function watchEventTypeFromJSON(object: any): WatchEventType {
+  switch (object) {
+    case 0:
+    case "WATCH_PUT":
+      return WatchEventType.WATCH_PUT;
+    case 1:
+    case "WATCH_DELETE":
+      return WatchEventType.WATCH_DELETE;
+    case -1:
+    case "UNRECOGNIZED":
+    default:
+      return WatchEventType.UNRECOGNIZED;
+  }
+}
+
+export function watchEventTypeToJSON(object: WatchEventType): string {
+  switch (object) {
+    case WatchEventType.WATCH_PUT:
+      return "WATCH_PUT";
+    case WatchEventType.WATCH_DELETE:
+      return "WATCH_DELETE";
+    case WatchEventType.UNRECOGNIZED:
+    default:
+      return "UNRECOGNIZED";
+  }
+}
+
 /**
  * A request for a vote, sent by a (pre-)candidate to every voter of its group.
  * A pre-vote carries term = current_term + 1 and changes no state on either side.
@@ -1378,6 +1411,66 @@ export interface AuthResp {
   tableJson: Buffer;
   /** The identity the meta server saw for this call (the client certificate's CN, empty if none). */
   caller: string;
+}
+
+export interface WatchEvent {
+  type: WatchEventType;
+  key: Buffer;
+  /** WATCH_PUT: the value written. */
+  value: Buffer;
+  /**
+   * The group's revision of the write (the log index it was applied at); the ops of one request
+   * share one.
+   */
+  revision: number;
+  /** With prev_kv asked: whether the key held a value before, and that value. */
+  hasPrev: boolean;
+  prevValue: Buffer;
+}
+
+export interface WatchReq {
+  /**
+   * The kv group the caller means to watch (0: whichever this node serves); another one is
+   * refused with FAILED_PRECONDITION, as a topology that moved under the client.
+   */
+  groupId: number;
+  key: Buffer;
+  /** Empty: the key alone; a single 0 byte: every key from `key` on; else the range [key, range_end). */
+  rangeEnd: Buffer;
+  /** The first revision to send changes of (0: the next one, from now). */
+  startRevision: number;
+  /** Send each event's previous value. */
+  prevKv: boolean;
+  /**
+   * Send a response without events, carrying the revision, when nothing was sent for
+   * --watch-progress-interval-ms.
+   */
+  progressNotify: boolean;
+}
+
+export interface WatchResp {
+  groupId: number;
+  /**
+   * Every change of this group up to this revision that the watch matches has been sent (in this
+   * response or before it): a watch resumed from revision + 1 goes on exactly after it.
+   */
+  revision: number;
+  events: WatchEvent[];
+  /** The first response of a watch (no events): `revision` is where it starts, minus one. */
+  created: boolean;
+  /**
+   * The revision asked for is older than the history kept: this is the oldest that can be
+   * watched, and the watch ends (start it again from here, or from now after a fresh read).
+   */
+  compactRevision: number;
+  /** Why the watch ended, with compact_revision. */
+  cancelReason: string;
+  /**
+   * The changes of one revision were too large for one message: more of them follow, and
+   * `revision` stays at the one before until the last part (fragment false) arrives. A client
+   * holds the parts until then, and after a cut resumes from the revision they belong to.
+   */
+  fragment: boolean;
 }
 
 function createBaseRequestVoteReq(): RequestVoteReq {
@@ -9451,6 +9544,523 @@ export const AuthResp: MessageFns<AuthResp> = {
   },
 };
 
+function createBaseWatchEvent(): WatchEvent {
+  return {
+    type: 0,
+    key: Buffer.alloc(0),
+    value: Buffer.alloc(0),
+    revision: 0,
+    hasPrev: false,
+    prevValue: Buffer.alloc(0),
+  };
+}
+
+export const WatchEvent: MessageFns<WatchEvent> = {
+  encode(message: WatchEvent, writer: BinaryWriter = new BinaryWriter()): BinaryWriter {
+    if (message.type !== 0) {
+      writer.uint32(8).int32(message.type);
+    }
+    if (message.key.length !== 0) {
+      writer.uint32(18).bytes(message.key);
+    }
+    if (message.value.length !== 0) {
+      writer.uint32(26).bytes(message.value);
+    }
+    if (message.revision !== 0) {
+      writer.uint32(32).int64(message.revision);
+    }
+    if (message.hasPrev !== false) {
+      writer.uint32(40).bool(message.hasPrev);
+    }
+    if (message.prevValue.length !== 0) {
+      writer.uint32(50).bytes(message.prevValue);
+    }
+    return writer;
+  },
+
+  decode(input: BinaryReader | Uint8Array, length?: number): WatchEvent {
+    const reader = input instanceof BinaryReader ? input : new BinaryReader(input);
+    const previousRecursionDepth = (reader as any).__tsProtoDecodeDepth ?? 0;
+    if (previousRecursionDepth >= 100) {
+      throw new globalThis.Error("protobuf decode recursion limit exceeded");
+    }
+    (reader as any).__tsProtoDecodeDepth = previousRecursionDepth + 1;
+    try {
+      const end = length === undefined ? reader.len : reader.pos + length;
+      const message = createBaseWatchEvent();
+      while (reader.pos < end) {
+        const tag = reader.uint32();
+        switch (tag >>> 3) {
+          case 1: {
+            if (tag !== 8) {
+              break;
+            }
+
+            message.type = reader.int32() as any;
+            continue;
+          }
+          case 2: {
+            if (tag !== 18) {
+              break;
+            }
+
+            message.key = Buffer.from(reader.bytes());
+            continue;
+          }
+          case 3: {
+            if (tag !== 26) {
+              break;
+            }
+
+            message.value = Buffer.from(reader.bytes());
+            continue;
+          }
+          case 4: {
+            if (tag !== 32) {
+              break;
+            }
+
+            message.revision = longToNumber(reader.int64());
+            continue;
+          }
+          case 5: {
+            if (tag !== 40) {
+              break;
+            }
+
+            message.hasPrev = reader.bool();
+            continue;
+          }
+          case 6: {
+            if (tag !== 50) {
+              break;
+            }
+
+            message.prevValue = Buffer.from(reader.bytes());
+            continue;
+          }
+        }
+        if ((tag & 7) === 4 || tag === 0) {
+          break;
+        }
+        reader.skip(tag & 7);
+      }
+      return message;
+    } finally {
+      (reader as any).__tsProtoDecodeDepth = previousRecursionDepth;
+    }
+  },
+
+  fromJSON(object: any): WatchEvent {
+    return {
+      type: isSet(object.type) ? watchEventTypeFromJSON(object.type) : 0,
+      key: isSet(object.key) ? Buffer.from(bytesFromBase64(object.key)) : Buffer.alloc(0),
+      value: isSet(object.value) ? Buffer.from(bytesFromBase64(object.value)) : Buffer.alloc(0),
+      revision: isSet(object.revision) ? globalThis.Number(object.revision) : 0,
+      hasPrev: isSet(object.hasPrev)
+        ? globalThis.Boolean(object.hasPrev)
+        : isSet(object.has_prev)
+        ? globalThis.Boolean(object.has_prev)
+        : false,
+      prevValue: isSet(object.prevValue)
+        ? Buffer.from(bytesFromBase64(object.prevValue))
+        : isSet(object.prev_value)
+        ? Buffer.from(bytesFromBase64(object.prev_value))
+        : Buffer.alloc(0),
+    };
+  },
+
+  toJSON(message: WatchEvent): unknown {
+    const obj: any = {};
+    if (message.type !== 0) {
+      obj.type = watchEventTypeToJSON(message.type);
+    }
+    if (message.key.length !== 0) {
+      obj.key = base64FromBytes(message.key);
+    }
+    if (message.value.length !== 0) {
+      obj.value = base64FromBytes(message.value);
+    }
+    if (message.revision !== 0) {
+      obj.revision = Math.round(message.revision);
+    }
+    if (message.hasPrev !== false) {
+      obj.hasPrev = message.hasPrev;
+    }
+    if (message.prevValue.length !== 0) {
+      obj.prevValue = base64FromBytes(message.prevValue);
+    }
+    return obj;
+  },
+
+  create<I extends Exact<DeepPartial<WatchEvent>, I>>(base?: I): WatchEvent {
+    return WatchEvent.fromPartial(base ?? ({} as any));
+  },
+  fromPartial<I extends Exact<DeepPartial<WatchEvent>, I>>(object: I): WatchEvent {
+    const message = createBaseWatchEvent();
+    message.type = object.type ?? 0;
+    message.key = object.key ?? Buffer.alloc(0);
+    message.value = object.value ?? Buffer.alloc(0);
+    message.revision = object.revision ?? 0;
+    message.hasPrev = object.hasPrev ?? false;
+    message.prevValue = object.prevValue ?? Buffer.alloc(0);
+    return message;
+  },
+};
+
+function createBaseWatchReq(): WatchReq {
+  return {
+    groupId: 0,
+    key: Buffer.alloc(0),
+    rangeEnd: Buffer.alloc(0),
+    startRevision: 0,
+    prevKv: false,
+    progressNotify: false,
+  };
+}
+
+export const WatchReq: MessageFns<WatchReq> = {
+  encode(message: WatchReq, writer: BinaryWriter = new BinaryWriter()): BinaryWriter {
+    if (message.groupId !== 0) {
+      writer.uint32(8).int64(message.groupId);
+    }
+    if (message.key.length !== 0) {
+      writer.uint32(18).bytes(message.key);
+    }
+    if (message.rangeEnd.length !== 0) {
+      writer.uint32(26).bytes(message.rangeEnd);
+    }
+    if (message.startRevision !== 0) {
+      writer.uint32(32).int64(message.startRevision);
+    }
+    if (message.prevKv !== false) {
+      writer.uint32(40).bool(message.prevKv);
+    }
+    if (message.progressNotify !== false) {
+      writer.uint32(48).bool(message.progressNotify);
+    }
+    return writer;
+  },
+
+  decode(input: BinaryReader | Uint8Array, length?: number): WatchReq {
+    const reader = input instanceof BinaryReader ? input : new BinaryReader(input);
+    const previousRecursionDepth = (reader as any).__tsProtoDecodeDepth ?? 0;
+    if (previousRecursionDepth >= 100) {
+      throw new globalThis.Error("protobuf decode recursion limit exceeded");
+    }
+    (reader as any).__tsProtoDecodeDepth = previousRecursionDepth + 1;
+    try {
+      const end = length === undefined ? reader.len : reader.pos + length;
+      const message = createBaseWatchReq();
+      while (reader.pos < end) {
+        const tag = reader.uint32();
+        switch (tag >>> 3) {
+          case 1: {
+            if (tag !== 8) {
+              break;
+            }
+
+            message.groupId = longToNumber(reader.int64());
+            continue;
+          }
+          case 2: {
+            if (tag !== 18) {
+              break;
+            }
+
+            message.key = Buffer.from(reader.bytes());
+            continue;
+          }
+          case 3: {
+            if (tag !== 26) {
+              break;
+            }
+
+            message.rangeEnd = Buffer.from(reader.bytes());
+            continue;
+          }
+          case 4: {
+            if (tag !== 32) {
+              break;
+            }
+
+            message.startRevision = longToNumber(reader.int64());
+            continue;
+          }
+          case 5: {
+            if (tag !== 40) {
+              break;
+            }
+
+            message.prevKv = reader.bool();
+            continue;
+          }
+          case 6: {
+            if (tag !== 48) {
+              break;
+            }
+
+            message.progressNotify = reader.bool();
+            continue;
+          }
+        }
+        if ((tag & 7) === 4 || tag === 0) {
+          break;
+        }
+        reader.skip(tag & 7);
+      }
+      return message;
+    } finally {
+      (reader as any).__tsProtoDecodeDepth = previousRecursionDepth;
+    }
+  },
+
+  fromJSON(object: any): WatchReq {
+    return {
+      groupId: isSet(object.groupId)
+        ? globalThis.Number(object.groupId)
+        : isSet(object.group_id)
+        ? globalThis.Number(object.group_id)
+        : 0,
+      key: isSet(object.key) ? Buffer.from(bytesFromBase64(object.key)) : Buffer.alloc(0),
+      rangeEnd: isSet(object.rangeEnd)
+        ? Buffer.from(bytesFromBase64(object.rangeEnd))
+        : isSet(object.range_end)
+        ? Buffer.from(bytesFromBase64(object.range_end))
+        : Buffer.alloc(0),
+      startRevision: isSet(object.startRevision)
+        ? globalThis.Number(object.startRevision)
+        : isSet(object.start_revision)
+        ? globalThis.Number(object.start_revision)
+        : 0,
+      prevKv: isSet(object.prevKv)
+        ? globalThis.Boolean(object.prevKv)
+        : isSet(object.prev_kv)
+        ? globalThis.Boolean(object.prev_kv)
+        : false,
+      progressNotify: isSet(object.progressNotify)
+        ? globalThis.Boolean(object.progressNotify)
+        : isSet(object.progress_notify)
+        ? globalThis.Boolean(object.progress_notify)
+        : false,
+    };
+  },
+
+  toJSON(message: WatchReq): unknown {
+    const obj: any = {};
+    if (message.groupId !== 0) {
+      obj.groupId = Math.round(message.groupId);
+    }
+    if (message.key.length !== 0) {
+      obj.key = base64FromBytes(message.key);
+    }
+    if (message.rangeEnd.length !== 0) {
+      obj.rangeEnd = base64FromBytes(message.rangeEnd);
+    }
+    if (message.startRevision !== 0) {
+      obj.startRevision = Math.round(message.startRevision);
+    }
+    if (message.prevKv !== false) {
+      obj.prevKv = message.prevKv;
+    }
+    if (message.progressNotify !== false) {
+      obj.progressNotify = message.progressNotify;
+    }
+    return obj;
+  },
+
+  create<I extends Exact<DeepPartial<WatchReq>, I>>(base?: I): WatchReq {
+    return WatchReq.fromPartial(base ?? ({} as any));
+  },
+  fromPartial<I extends Exact<DeepPartial<WatchReq>, I>>(object: I): WatchReq {
+    const message = createBaseWatchReq();
+    message.groupId = object.groupId ?? 0;
+    message.key = object.key ?? Buffer.alloc(0);
+    message.rangeEnd = object.rangeEnd ?? Buffer.alloc(0);
+    message.startRevision = object.startRevision ?? 0;
+    message.prevKv = object.prevKv ?? false;
+    message.progressNotify = object.progressNotify ?? false;
+    return message;
+  },
+};
+
+function createBaseWatchResp(): WatchResp {
+  return { groupId: 0, revision: 0, events: [], created: false, compactRevision: 0, cancelReason: "", fragment: false };
+}
+
+export const WatchResp: MessageFns<WatchResp> = {
+  encode(message: WatchResp, writer: BinaryWriter = new BinaryWriter()): BinaryWriter {
+    if (message.groupId !== 0) {
+      writer.uint32(8).int64(message.groupId);
+    }
+    if (message.revision !== 0) {
+      writer.uint32(16).int64(message.revision);
+    }
+    for (const v of message.events) {
+      WatchEvent.encode(v!, writer.uint32(26).fork()).join();
+    }
+    if (message.created !== false) {
+      writer.uint32(32).bool(message.created);
+    }
+    if (message.compactRevision !== 0) {
+      writer.uint32(40).int64(message.compactRevision);
+    }
+    if (message.cancelReason !== "") {
+      writer.uint32(50).string(message.cancelReason);
+    }
+    if (message.fragment !== false) {
+      writer.uint32(56).bool(message.fragment);
+    }
+    return writer;
+  },
+
+  decode(input: BinaryReader | Uint8Array, length?: number): WatchResp {
+    const reader = input instanceof BinaryReader ? input : new BinaryReader(input);
+    const previousRecursionDepth = (reader as any).__tsProtoDecodeDepth ?? 0;
+    if (previousRecursionDepth >= 100) {
+      throw new globalThis.Error("protobuf decode recursion limit exceeded");
+    }
+    (reader as any).__tsProtoDecodeDepth = previousRecursionDepth + 1;
+    try {
+      const end = length === undefined ? reader.len : reader.pos + length;
+      const message = createBaseWatchResp();
+      while (reader.pos < end) {
+        const tag = reader.uint32();
+        switch (tag >>> 3) {
+          case 1: {
+            if (tag !== 8) {
+              break;
+            }
+
+            message.groupId = longToNumber(reader.int64());
+            continue;
+          }
+          case 2: {
+            if (tag !== 16) {
+              break;
+            }
+
+            message.revision = longToNumber(reader.int64());
+            continue;
+          }
+          case 3: {
+            if (tag !== 26) {
+              break;
+            }
+
+            message.events.push(WatchEvent.decode(reader, reader.uint32()));
+            continue;
+          }
+          case 4: {
+            if (tag !== 32) {
+              break;
+            }
+
+            message.created = reader.bool();
+            continue;
+          }
+          case 5: {
+            if (tag !== 40) {
+              break;
+            }
+
+            message.compactRevision = longToNumber(reader.int64());
+            continue;
+          }
+          case 6: {
+            if (tag !== 50) {
+              break;
+            }
+
+            message.cancelReason = reader.string();
+            continue;
+          }
+          case 7: {
+            if (tag !== 56) {
+              break;
+            }
+
+            message.fragment = reader.bool();
+            continue;
+          }
+        }
+        if ((tag & 7) === 4 || tag === 0) {
+          break;
+        }
+        reader.skip(tag & 7);
+      }
+      return message;
+    } finally {
+      (reader as any).__tsProtoDecodeDepth = previousRecursionDepth;
+    }
+  },
+
+  fromJSON(object: any): WatchResp {
+    return {
+      groupId: isSet(object.groupId)
+        ? globalThis.Number(object.groupId)
+        : isSet(object.group_id)
+        ? globalThis.Number(object.group_id)
+        : 0,
+      revision: isSet(object.revision) ? globalThis.Number(object.revision) : 0,
+      events: globalThis.Array.isArray(object?.events) ? object.events.map((e: any) => WatchEvent.fromJSON(e)) : [],
+      created: isSet(object.created) ? globalThis.Boolean(object.created) : false,
+      compactRevision: isSet(object.compactRevision)
+        ? globalThis.Number(object.compactRevision)
+        : isSet(object.compact_revision)
+        ? globalThis.Number(object.compact_revision)
+        : 0,
+      cancelReason: isSet(object.cancelReason)
+        ? globalThis.String(object.cancelReason)
+        : isSet(object.cancel_reason)
+        ? globalThis.String(object.cancel_reason)
+        : "",
+      fragment: isSet(object.fragment) ? globalThis.Boolean(object.fragment) : false,
+    };
+  },
+
+  toJSON(message: WatchResp): unknown {
+    const obj: any = {};
+    if (message.groupId !== 0) {
+      obj.groupId = Math.round(message.groupId);
+    }
+    if (message.revision !== 0) {
+      obj.revision = Math.round(message.revision);
+    }
+    if (message.events?.length) {
+      obj.events = message.events.map((e) => WatchEvent.toJSON(e));
+    }
+    if (message.created !== false) {
+      obj.created = message.created;
+    }
+    if (message.compactRevision !== 0) {
+      obj.compactRevision = Math.round(message.compactRevision);
+    }
+    if (message.cancelReason !== "") {
+      obj.cancelReason = message.cancelReason;
+    }
+    if (message.fragment !== false) {
+      obj.fragment = message.fragment;
+    }
+    return obj;
+  },
+
+  create<I extends Exact<DeepPartial<WatchResp>, I>>(base?: I): WatchResp {
+    return WatchResp.fromPartial(base ?? ({} as any));
+  },
+  fromPartial<I extends Exact<DeepPartial<WatchResp>, I>>(object: I): WatchResp {
+    const message = createBaseWatchResp();
+    message.groupId = object.groupId ?? 0;
+    message.revision = object.revision ?? 0;
+    message.events = object.events?.map((e) => WatchEvent.fromPartial(e)) || [];
+    message.created = object.created ?? false;
+    message.compactRevision = object.compactRevision ?? 0;
+    message.cancelReason = object.cancelReason ?? "";
+    message.fragment = object.fragment ?? false;
+    return message;
+  },
+};
+
 export type ERaftKvService = typeof ERaftKvService;
 export const ERaftKvService = {
   /** Raft peer RPCs. */
@@ -9628,6 +10238,16 @@ export const ERaftKvService = {
     responseSerialize: (value: BackupChunk): Buffer => Buffer.from(BackupChunk.encode(value).finish()),
     responseDeserialize: (value: Buffer): BackupChunk => BackupChunk.decode(value),
   },
+  /** The changes of a key, range or prefix in one kv group (any replica; docs/watch.md). */
+  watch: {
+    path: "/eraftkv.ERaftKv/Watch" as const,
+    requestStream: false as const,
+    responseStream: true as const,
+    requestSerialize: (value: WatchReq): Buffer => Buffer.from(WatchReq.encode(value).finish()),
+    requestDeserialize: (value: Buffer): WatchReq => WatchReq.decode(value),
+    responseSerialize: (value: WatchResp): Buffer => Buffer.from(WatchResp.encode(value).finish()),
+    responseDeserialize: (value: Buffer): WatchResp => WatchResp.decode(value),
+  },
 } as const;
 
 export interface ERaftKvServer extends UntypedServiceImplementation {
@@ -9668,6 +10288,8 @@ export interface ERaftKvServer extends UntypedServiceImplementation {
   hashKv: handleUnaryCall<HashKvReq, HashKvResp>;
   /** A consistent copy of a kv group's data, streamed by its leader. */
   backup: handleServerStreamingCall<BackupReq, BackupChunk>;
+  /** The changes of a key, range or prefix in one kv group (any replica; docs/watch.md). */
+  watch: handleServerStreamingCall<WatchReq, WatchResp>;
 }
 
 export interface ERaftKvClient extends Client {
@@ -9906,6 +10528,9 @@ export interface ERaftKvClient extends Client {
   /** A consistent copy of a kv group's data, streamed by its leader. */
   backup(request: BackupReq, options?: Partial<CallOptions>): ClientReadableStream<BackupChunk>;
   backup(request: BackupReq, metadata?: Metadata, options?: Partial<CallOptions>): ClientReadableStream<BackupChunk>;
+  /** The changes of a key, range or prefix in one kv group (any replica; docs/watch.md). */
+  watch(request: WatchReq, options?: Partial<CallOptions>): ClientReadableStream<WatchResp>;
+  watch(request: WatchReq, metadata?: Metadata, options?: Partial<CallOptions>): ClientReadableStream<WatchResp>;
 }
 
 export const ERaftKvClient = makeGenericClientConstructor(ERaftKvService, "eraftkv.ERaftKv") as unknown as {
