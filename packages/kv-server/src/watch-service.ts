@@ -135,7 +135,7 @@ export function watchHandler(
   };
 
   return (call) => {
-    const stream = new WatchStream(o, call, metrics);
+    const stream = new WatchStream(o, call, metrics, () => active.delete(stream));
     if (active.size >= o.watchLimits.watchesMax) {
       stream.fail({
         code: grpc.status.RESOURCE_EXHAUSTED,
@@ -144,13 +144,10 @@ export function watchHandler(
       return;
     }
     active.add(stream);
-    stream
-      .run()
-      .catch((err: unknown) => {
-        const status = failureStatus(err, o.logger, 'Watch');
-        stream.fail({ code: status.status, details: status.details });
-      })
-      .finally(() => active.delete(stream));
+    stream.run().catch((err: unknown) => {
+      const status = failureStatus(err, o.logger, 'Watch');
+      stream.fail({ code: status.status, details: status.details });
+    });
   };
 }
 
@@ -181,6 +178,8 @@ class WatchStream implements HubWatcher {
     private readonly o: WatchServiceOptions,
     private readonly call: grpc.ServerWritableStream<WatchReq, WatchResp>,
     private readonly metrics: StreamMetrics,
+    /** Called once when the stream ends, however it ends. */
+    private readonly onEnd: () => void,
   ) {
     call.on('cancelled', () => this.finish());
     call.on('close', () => this.finish());
@@ -394,6 +393,7 @@ class WatchStream implements HubWatcher {
   private finish(): void {
     if (this.ended) return;
     this.ended = true;
+    this.onEnd();
     if (this.ticker !== null) clearInterval(this.ticker);
     if (this.joined) this.o.stateMachine.watchers.remove(this);
   }

@@ -1,0 +1,316 @@
+// The Watch RPC on a kv group of three KvServers in this process over real gRPC on 127.0.0.1
+// (port 0) with real RocksDB and a fake meta group: events in revision order with the revisions
+// the writes were answered with, replay from a revision, resumption without loss or repeat,
+// compaction, progress notifications, bad requests, the per-stream and per-node bounds, and a
+// watch on a member that stops.
+import * as grpc from '@grpc/grpc-js';
+import { rm } from 'node:fs/promises';
+import { join } from 'node:path';
+import {
+  ErrorCode,
+  SlotStatus,
+  WatchEventType,
+  WatchReq,
+  type ERaftKvClient,
+  type KvOpPair,
+  type WatchResp,
+} from '@eraftkv/protocol';
+import { waitFor } from '@eraftkv/test-support';
+import { KvServer } from '../src';
+import { b, del, FakeMeta, kvClient, processRw, put, request, tempDir } from './common';
+
+jest.setTimeout(120_000);
+
+const slotCount = 8;
+const historyRevisions = 400;
+
+/** One watch stream: every response it got, and how it ended. */
+interface OpenWatch {
+  readonly call: grpc.ClientReadableStream<WatchResp>;
+  readonly responses: WatchResp[];
+  /** Resolves with the status the stream ended with. */
+  readonly ended: Promise<grpc.StatusObject>;
+}
+
+function openWatch(client: ERaftKvClient, fields: Partial<WatchReq>): OpenWatch {
+  const call = client.watch(WatchReq.fromPartial(fields));
+  const responses: WatchResp[] = [];
+  call.on('data', (resp: WatchResp) => responses.push(resp));
+  const ended = new Promise<grpc.StatusObject>((resolve) => {
+    call.on('status', resolve);
+  });
+  // The status carries the error too; 'error' must be listened to or it throws.
+  call.on('error', () => undefined);
+  return { call, responses, ended };
+}
+
+/** The events of `responses` as "revision TYPE key=value". */
+function eventsOf(responses: readonly WatchResp[]): string[] {
+  return responses.flatMap((r) =>
+    r.events.map(
+      (e) =>
+        `${e.revision} ${e.type === WatchEventType.WATCH_PUT ? 'PUT' : 'DELETE'} ${Buffer.from(e.key).toString()}=${Buffer.from(e.value).toString()}` +
+        (e.hasPrev ? ` (was ${Buffer.from(e.prevValue).toString()})` : ''),
+    ),
+  );
+}
+
+describe('Watch on a kv group of three', () => {
+  let root = '';
+  const meta = new FakeMeta();
+  const servers: KvServer[] = [];
+  const stopped = new Set<KvServer>();
+  const clients = new Map<string, ERaftKvClient>();
+  const watches: OpenWatch[] = [];
+
+  const clientOf = (server: KvServer): ERaftKvClient => {
+    let client = clients.get(server.address);
+    if (client === undefined) {
+      client = kvClient(server.address);
+      clients.set(server.address, client);
+    }
+    return client;
+  };
+  const running = (): KvServer[] => servers.filter((s) => !stopped.has(s));
+  const watch = (server: KvServer, fields: Partial<WatchReq>): OpenWatch => {
+    const w = openWatch(clientOf(server), fields);
+    watches.push(w);
+    return w;
+  };
+
+  async function leader(): Promise<KvServer> {
+    return waitFor(
+      () => {
+        const leaders = running().filter((s) => s.raft.isLeader());
+        return leaders.length === 1 ? leaders[0] : undefined;
+      },
+      { timeoutMs: 15_000, what: 'one leader' },
+    );
+  }
+
+  /** Writes through the leader; returns the revision the write was answered with. */
+  async function write(...ops: KvOpPair[]): Promise<number> {
+    const resp = await processRw(clientOf(await leader()), request(ops));
+    expect(resp.errorCode).toBe(ErrorCode.OK);
+    return resp.revision;
+  }
+
+  const until = <T>(what: string, check: () => T | undefined | false): Promise<T> =>
+    waitFor(check, { timeoutMs: 15_000, what });
+
+  beforeAll(async () => {
+    root = await tempDir('watch');
+    await meta.start();
+    meta.setTopology(slotCount, [
+      { id: 1, slots: [0, 1, 2, 3, 4, 5, 6, 7].map((id) => [id, SlotStatus.Running]) },
+    ]);
+    for (let id = 1; id <= 3; id++) {
+      servers.push(
+        new KvServer({
+          id,
+          groupId: 1,
+          listen: '127.0.0.1:0',
+          metaAddresses: [meta.address],
+          dataDir: join(root, `kv-1-${id}`),
+          raft: { tickMs: 20 },
+          configPollMs: 50,
+          shutdownGraceMs: 2000,
+          watchHistoryRevisions: historyRevisions,
+          watchLimits: { streamBufferBytes: 256 * 1024, watchesMax: 40, progressIntervalMs: 200 },
+        }),
+      );
+    }
+    for (const s of servers) await s.listen();
+    const peers = servers.map((s, i) => ({
+      id: i + 1,
+      address: s.address,
+      learner: false,
+      incarnation: 0,
+    }));
+    await Promise.all(servers.map((s) => s.start(peers)));
+    await leader();
+    await until('the config applied everywhere', () =>
+      servers.every((s) => s.stateMachine.configVersion() >= 1),
+    );
+  });
+
+  afterEach(() => {
+    for (const w of watches.splice(0)) w.call.cancel();
+  });
+
+  afterAll(async () => {
+    for (const w of watches) w.call.cancel();
+    for (const client of clients.values()) client.close();
+    for (const s of servers) await s.stop().catch(() => undefined);
+    await meta.stop();
+    if (root !== '') await rm(root, { recursive: true, force: true });
+  });
+
+  it('sends the changes of a key from now, with the revisions the writes were answered with', async () => {
+    const l = await leader();
+    await write(put('other', 'x'));
+    const w = watch(l, { key: b('k1'), prevKv: true });
+    const created = await until('the created response', () => w.responses[0]);
+    expect(created.created).toBe(true);
+    expect(created.groupId).toBe(1);
+    const r1 = await write(put('k1', 'a'));
+    await write(put('k10', 'not this key'));
+    const r2 = await write(put('k1', 'b'), put('other', 'y'));
+    const r3 = await write(del('k1'));
+    expect(created.revision).toBeLessThan(r1);
+    await until('three events', () => eventsOf(w.responses).length >= 3);
+    expect(eventsOf(w.responses)).toEqual([
+      `${r1} PUT k1=a`,
+      `${r2} PUT k1=b (was a)`,
+      `${r3} DELETE k1= (was b)`,
+    ]);
+    // Each response says how far the watch has seen.
+    const last = w.responses[w.responses.length - 1];
+    expect(last.revision).toBeGreaterThanOrEqual(r3);
+  });
+
+  it('replays a prefix from a revision and goes on live, on a follower too', async () => {
+    const revisions: number[] = [];
+    for (let i = 0; i < 30; i++) revisions.push(await write(put(`p/${i % 7}`, String(i))));
+    const l = await leader();
+    const f = running().find((s) => s !== l) as KvServer;
+    const expected = revisions.map((r, i) => `${r} PUT p/${i % 7}=${i}`);
+    for (const server of [l, f]) {
+      const w = watch(server, {
+        key: b('p/'),
+        rangeEnd: b('p0'),
+        startRevision: revisions[0],
+      });
+      await until('the replay', () => eventsOf(w.responses).length >= 30);
+      expect(eventsOf(w.responses)).toEqual(expected);
+      expect(w.responses[0].created).toBe(true);
+      expect(w.responses[0].revision).toBe(revisions[0] - 1);
+    }
+    const more = await write(put('p/x', 'live'));
+    for (const w of watches)
+      await until('the live event', () => eventsOf(w.responses).includes(`${more} PUT p/x=live`));
+  });
+
+  it('resumes from the last revision received, missing nothing and repeating nothing', async () => {
+    const l = await leader();
+    const first = await write(put('r/start', '0'));
+    const all = watch(l, { key: b('r/'), rangeEnd: b('r0'), startRevision: first });
+    const cut = watch(l, { key: b('r/'), rangeEnd: b('r0'), startRevision: first });
+    const writes = Array.from({ length: 40 }, (_, i) => write(put(`r/${i % 5}`, String(i))));
+    // Cut the second one somewhere in the middle of the writes.
+    await until('some events', () => eventsOf(cut.responses).length >= 10);
+    cut.call.cancel();
+    await Promise.all(writes);
+    await until('every event', () => eventsOf(all.responses).length >= 41);
+    const received = cut.responses.filter((r) => !r.fragment);
+    const resumeFrom = received[received.length - 1].revision + 1;
+    const rest = watch(l, { key: b('r/'), rangeEnd: b('r0'), startRevision: resumeFrom });
+    await until('the rest', () =>
+      eventsOf([...cut.responses, ...rest.responses]).length >= 41 ? true : undefined,
+    );
+    expect(eventsOf([...cut.responses, ...rest.responses])).toEqual(eventsOf(all.responses));
+  });
+
+  it('answers a revision older than the history as compacted and ends the watch', async () => {
+    for (let i = 0; i < historyRevisions + 20; i += 40)
+      await Promise.all(Array.from({ length: 40 }, (_, j) => write(put(`c/${j}`, String(i)))));
+    const w = watch(await leader(), { key: b('c/0'), startRevision: 1 });
+    const status = await w.ended;
+    expect(status.code).toBe(grpc.status.OK);
+    expect(w.responses).toHaveLength(1);
+    expect(w.responses[0].compactRevision).toBeGreaterThan(1);
+    expect(w.responses[0].cancelReason).toMatch(/older than the history this group keeps/);
+    // From the compact revision it starts.
+    const ok = watch(await leader(), {
+      key: b('c/0'),
+      startRevision: w.responses[0].compactRevision,
+    });
+    await until('replayed events', () => eventsOf(ok.responses).length > 0);
+  });
+
+  it('sends progress notifications to an idle watch that asked for them', async () => {
+    const w = watch(await leader(), { key: b('idle'), progressNotify: true });
+    const revision = await write(put('busy', '1'));
+    const progress = await until('a progress notification', () =>
+      w.responses.find((r) => !r.created && r.events.length === 0 && r.revision >= revision),
+    );
+    expect(progress.compactRevision).toBe(0);
+    expect(eventsOf(w.responses)).toEqual([]);
+  });
+
+  it('refuses malformed watches, naming the field', async () => {
+    const l = await leader();
+    const cases: [Partial<WatchReq>, grpc.status, RegExp][] = [
+      [{ key: Buffer.alloc(0) }, grpc.status.INVALID_ARGUMENT, /key is empty/],
+      [{ key: Buffer.alloc(5000, 1) }, grpc.status.INVALID_ARGUMENT, /key is 5000 bytes/],
+      [{ key: b('b'), rangeEnd: b('a') }, grpc.status.INVALID_ARGUMENT, /range_end must be after/],
+      [{ key: b('k'), groupId: 7 }, grpc.status.FAILED_PRECONDITION, /serves group 1/],
+      [{ key: b('k'), startRevision: -1 }, grpc.status.INVALID_ARGUMENT, /start_revision/],
+    ];
+    for (const [fields, code, message] of cases) {
+      const w = watch(l, fields);
+      const status = await w.ended;
+      expect([status.code, status.details]).toEqual([code, expect.stringMatching(message)]);
+    }
+  });
+
+  it('cuts a watcher that does not read, with RESOURCE_EXHAUSTED, and it resumes from the history', async () => {
+    const l = await leader();
+    const from = (await write(put('slow/0', 'start'))) + 1;
+    const w = watch(l, { key: b('slow/'), rangeEnd: b('slow0'), startRevision: from });
+    await until('created', () => w.responses[0]);
+    w.call.pause();
+    const value = 'v'.repeat(32 * 1024);
+    const revisions: number[] = [];
+    for (let i = 0; i < 60; i++) revisions.push(await write(put(`slow/${i}`, value)));
+    w.call.resume();
+    const status = await w.ended;
+    expect(status.code).toBe(grpc.status.RESOURCE_EXHAUSTED);
+    expect(status.details).toMatch(/--watch-stream-buffer-bytes/);
+    const got = w.responses.filter((r) => !r.fragment);
+    const resumeFrom = got[got.length - 1].revision + 1;
+    const rest = watch(l, { key: b('slow/'), rangeEnd: b('slow0'), startRevision: resumeFrom });
+    await until('the rest', () =>
+      eventsOf([...w.responses, ...rest.responses]).length >= 60 ? true : undefined,
+    );
+    expect(
+      [...w.responses, ...rest.responses].flatMap((r) => r.events.map((e) => e.revision)),
+    ).toEqual(revisions);
+  });
+
+  it('refuses watches beyond --watches-max', async () => {
+    const l = await leader();
+    const open = Array.from({ length: 40 }, (_, i) => watch(l, { key: b(`many/${i}`) }));
+    await until('40 watches created', () => open.every((w) => w.responses.length > 0));
+    const refused = watch(l, { key: b('many/x') });
+    const status = await refused.ended;
+    expect(status.code).toBe(grpc.status.RESOURCE_EXHAUSTED);
+    expect(status.details).toMatch(/--watches-max/);
+  });
+
+  it('ends the watches of a member that stops; they resume elsewhere without a gap', async () => {
+    const l = await leader();
+    const f = running().find((s) => s !== l) as KvServer;
+    const first = (await write(put('stop/start', '0'))) + 1;
+    const w = watch(f, { key: b('stop/'), rangeEnd: b('stop0'), startRevision: first });
+    const before = [await write(put('stop/a', '1')), await write(put('stop/b', '2'))];
+    await until('two events', () => eventsOf(w.responses).length >= 2);
+    stopped.add(f);
+    await f.stop();
+    const status = await w.ended;
+    expect(status.code).not.toBe(grpc.status.OK);
+    const after = [await write(put('stop/c', '3')), await write(put('stop/a', '4'))];
+    const got = w.responses.filter((r) => !r.fragment);
+    const rest = watch(await leader(), {
+      key: b('stop/'),
+      rangeEnd: b('stop0'),
+      startRevision: got[got.length - 1].revision + 1,
+    });
+    await until('the rest', () =>
+      eventsOf([...w.responses, ...rest.responses]).length >= 4 ? true : undefined,
+    );
+    expect(
+      [...w.responses, ...rest.responses].flatMap((r) => r.events.map((e) => e.revision)),
+    ).toEqual([...before, ...after]);
+  });
+});
