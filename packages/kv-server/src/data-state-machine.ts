@@ -55,6 +55,7 @@ import {
   authKey,
   historyFloorKey,
   revisionOfHistoryKey,
+  slotSinceKey,
   configKey,
   dataEnd,
   dataKey,
@@ -71,12 +72,14 @@ import {
 import { SlotImports, type ImportProgress } from './slot-imports';
 import { chunkChecksum } from './slot-move-chunk';
 import {
-  decodeChange,
+  decodeItem,
   HistoryIndex,
   historyRange,
+  isSlotMark,
   oldestWatchable,
-  type Change,
+  type HistoryItem,
   type PendingChange,
+  type PendingItem,
 } from './watch-history';
 import { rangeHolds, WatchHub, type WatchRange } from './watch-hub';
 
@@ -186,11 +189,17 @@ export type HistoryRead =
       readonly kind: 'changes';
       /** The first revision read (the one asked for, or the next one for "from now"). */
       readonly from: number;
-      /** The changes of the range from `from` through `through`, in revision order. */
-      readonly changes: Change[];
+      /**
+       * The changes of the range and every slot mark from `from` through `through`, in revision
+       * order.
+       */
+      readonly items: HistoryItem[];
       readonly through: number;
       /** Everything up to the applied index was read: the watcher joined the live changes. */
       readonly joined: boolean;
+      /** The slots served just before `from`, with the start of each one's period (slotsAt). */
+      readonly slots: { readonly slot: number; readonly since: number }[];
+      readonly slotCount: number;
     };
 
 /** A replay reads at most this many history records per call (it holds applies meanwhile). */
@@ -215,16 +224,91 @@ interface Ownership {
   readonly config: AppliedConfig | null;
   /** Slots listed with status Running: the only ones read or written. */
   readonly served: ReadonlySet<number>;
+  /**
+   * For each served slot, the config version its period of ownership began at (0: before this
+   * state kept it), for watchers ordering a moved slot's events (watch-history.ts).
+   */
+  readonly since: ReadonlyMap<number, number>;
 }
 
-const noOwnership: Ownership = { config: null, served: new Set() };
+const noOwnership: Ownership = { config: null, served: new Set(), since: new Map() };
 
-function ownershipOf(config: AppliedConfig | null): Ownership {
+function servedBy(config: AppliedConfig): Set<number> {
+  return new Set(config.slots.filter((s) => s.status === 'Running').map((s) => s.id));
+}
+
+/** The ownership of a stored config and its stored periods (absent: all from before, 0). */
+function ownershipOf(config: AppliedConfig | null, since: ReadonlyMap<number, number>): Ownership {
   if (config === null) return noOwnership;
+  const served = servedBy(config);
   return {
     config,
-    served: new Set(config.slots.filter((s) => s.status === 'Running').map((s) => s.id)),
+    served,
+    since: new Map([...served].map((slot) => [slot, since.get(slot) ?? 0])),
   };
+}
+
+/**
+ * The ownership after `config` applies, and the slot marks of what it changed. The slots of a
+ * group's first config begin their period with it and make no mark (nothing was watched before).
+ */
+function ownershipAfter(
+  before: Ownership,
+  config: AppliedConfig,
+): { ownership: Ownership; marks: PendingItem[] } {
+  const served = servedBy(config);
+  const since = new Map<number, number>();
+  const marks: PendingItem[] = [];
+  for (const slot of [...before.served].sort((a, b) => a - b)) {
+    if (served.has(slot)) continue;
+    marks.push({
+      type: 'slot-left',
+      slot,
+      configVersion: config.version,
+      since: before.since.get(slot) ?? 0,
+    });
+  }
+  for (const slot of [...served].sort((a, b) => a - b)) {
+    const kept = before.served.has(slot);
+    since.set(slot, kept ? (before.since.get(slot) ?? 0) : config.version);
+    if (!kept && before.config !== null)
+      marks.push({
+        type: 'slot-arrived',
+        slot,
+        configVersion: config.version,
+        since: config.version,
+      });
+  }
+  return { ownership: { config, served, since }, marks };
+}
+
+function encodeSince(since: ReadonlyMap<number, number>): Buffer {
+  return Buffer.from(JSON.stringify([...since.entries()]), 'utf8');
+}
+
+function parseSince(path: string, raw: Buffer | undefined): Map<number, number> {
+  if (raw === undefined) return new Map();
+  const fail = (): never => {
+    throw new Error(`${path}: the stored periods of slot ownership ('v') are damaged`);
+  };
+  let parsed: unknown;
+  try {
+    parsed = JSON.parse(raw.toString('utf8'));
+  } catch {
+    return fail();
+  }
+  if (!Array.isArray(parsed)) return fail();
+  const out = new Map<number, number>();
+  for (const pair of parsed as unknown[]) {
+    if (
+      !Array.isArray(pair) ||
+      pair.length !== 2 ||
+      !pair.every((n) => Number.isSafeInteger(n) && (n as number) >= 0)
+    )
+      return fail();
+    out.set(pair[0] as number, pair[1] as number);
+  }
+  return out;
 }
 
 function configVersionOf(o: Ownership): number {
@@ -298,6 +382,7 @@ export class DataStateMachine implements StateMachine<KvApplyResult> {
     private readonly options: DataStateMachineOptions,
     applied: number,
     config: AppliedConfig | null,
+    since: ReadonlyMap<number, number>,
     auth: AuthTable,
     private dedup: DedupTable,
     private imports: SlotImports,
@@ -310,7 +395,7 @@ export class DataStateMachine implements StateMachine<KvApplyResult> {
       throw new RangeError(`watchHistoryRevisions must be a non-negative integer`);
     this.applied = applied;
     this.watchers.revision = applied;
-    this.ownership = ownershipOf(config);
+    this.ownership = ownershipOf(config, since);
     this.authTable = auth;
   }
 
@@ -319,13 +404,14 @@ export class DataStateMachine implements StateMachine<KvApplyResult> {
     const engine = options.wrapEngine?.(opened) ?? opened;
     try {
       if (options.verifyOnOpen === true) await verifyState(engine);
-      const { applied, config, auth } = await DataStateMachine.load(engine);
+      const { applied, config, since, auth } = await DataStateMachine.load(engine);
       await ensureSlotIndex(engine, config, options.logger);
       return new DataStateMachine(
         engine,
         options,
         applied,
         config,
+        since,
         auth,
         await DedupTable.load(engine),
         await SlotImports.load(engine),
@@ -337,13 +423,17 @@ export class DataStateMachine implements StateMachine<KvApplyResult> {
     }
   }
 
-  private static async load(
-    engine: StorageEngine,
-  ): Promise<{ applied: number; config: AppliedConfig | null; auth: AuthTable }> {
-    const [appliedRaw, configRaw, authRaw] = await Promise.all([
+  private static async load(engine: StorageEngine): Promise<{
+    applied: number;
+    config: AppliedConfig | null;
+    since: Map<number, number>;
+    auth: AuthTable;
+  }> {
+    const [appliedRaw, configRaw, authRaw, sinceRaw] = await Promise.all([
       engine.get(appliedKey),
       engine.get(configKey),
       engine.get(authKey),
+      engine.get(slotSinceKey),
     ]);
     let auth = AuthTable.empty();
     if (authRaw !== undefined) {
@@ -358,6 +448,7 @@ export class DataStateMachine implements StateMachine<KvApplyResult> {
     return {
       applied: appliedRaw === undefined ? 0 : readU64(appliedRaw),
       config: configRaw === undefined ? null : parseConfigJson(configRaw.toString('utf8')),
+      since: parseSince(engine.path, sinceRaw),
       auth,
     };
   }
@@ -399,7 +490,7 @@ export class DataStateMachine implements StateMachine<KvApplyResult> {
       let batch = new ApplyBatch(this.engine);
       let ownership = this.ownership;
       const results: (KvApplyResult | undefined)[] = [];
-      const changes: Change[] = [];
+      const changes: HistoryItem[] = [];
       for (const entry of entries) {
         if (entry.type !== EntryType.Normal) {
           results.push(undefined);
@@ -491,7 +582,7 @@ export class DataStateMachine implements StateMachine<KvApplyResult> {
     entry: Entry,
     batch: ApplyBatch,
     ownership: Ownership,
-    changes: Change[],
+    changes: HistoryItem[],
   ): Promise<{ result: KvApplyResult; ownership: Ownership }> {
     let command;
     try {
@@ -524,9 +615,15 @@ export class DataStateMachine implements StateMachine<KvApplyResult> {
         }
         batch.put(configKey, Buffer.from(JSON.stringify(command.config), 'utf8'));
         this.imports.settle(batch, command.config);
+        const next = ownershipAfter(ownership, command.config);
+        batch.put(slotSinceKey, encodeSince(next.ownership.since));
+        if (next.marks.length > 0) {
+          if (this.historyWindow > 0) this.history.record(batch.ops, entry.index, next.marks);
+          for (const mark of next.marks) changes.push({ ...mark, revision: entry.index });
+        }
         return {
           result: { kind: 'config', applied: true, configVersion: command.config.version },
-          ownership: ownershipOf(command.config),
+          ownership: next.ownership,
         };
       }
       case CommandKind.Auth: {
@@ -627,7 +724,7 @@ export class DataStateMachine implements StateMachine<KvApplyResult> {
     req: ClientOperationReq,
     batch: ApplyBatch,
     ownership: Ownership,
-    changes: Change[],
+    changes: HistoryItem[],
   ): Promise<KvApplyResult> {
     const configVersion = configVersionOf(ownership);
     const dedup =
@@ -818,7 +915,7 @@ export class DataStateMachine implements StateMachine<KvApplyResult> {
         // A snapshot of a replica that predates the slot index has none.
         await ensureSlotIndex(this.engine, loaded.config, this.options.logger);
         this.applied = loaded.applied;
-        this.ownership = ownershipOf(loaded.config);
+        this.ownership = ownershipOf(loaded.config, loaded.since);
         this.authTable = loaded.auth;
         this.dedup = await DedupTable.load(this.engine);
         this.imports = await SlotImports.load(this.engine);
@@ -1299,44 +1396,61 @@ export class DataStateMachine implements StateMachine<KvApplyResult> {
         const start = from === 0 ? applied + 1 : from;
         const oldest = oldestWatchable(applied, this.historyWindow, this.history.floor);
         if (start < oldest) return { kind: 'compacted', oldest };
-        const changes: Change[] = [];
+        const items: HistoryItem[] = [];
+        const owned = this.slotsAt(start);
+        const read = (through: number, joined: boolean): HistoryRead => ({
+          kind: 'changes',
+          from: start,
+          items,
+          through,
+          joined,
+          slotCount: this.ownership.config?.slotCount ?? 0,
+          slots: owned,
+        });
         let bytes = 0;
         let records = 0;
         if (start <= applied) {
           for await (const [key, record] of this.engine.iterate(historyRange(start, applied))) {
             const revision = revisionOfHistoryKey(key);
             // Stop between revisions: a response never splits the changes of one write.
-            const last = changes.length > 0 ? changes[changes.length - 1].revision : start - 1;
+            const last = items.length > 0 ? items[items.length - 1].revision : start - 1;
             if (
               revision !== last &&
               (bytes >= budgetBytes || records >= historyRecordsPerRead) &&
               revision > start
-            ) {
-              return {
-                kind: 'changes',
-                from: start,
-                changes,
-                through: revision - 1,
-                joined: false,
-              };
-            }
+            )
+              return read(revision - 1, false);
             records++;
-            const change = decodeChange(revision, record);
-            if (!rangeHolds(range, change.key)) continue;
-            changes.push(change);
-            bytes += change.key.length + change.value.length + (change.prev?.length ?? 0);
+            const item = decodeItem(revision, record);
+            if (isSlotMark(item)) {
+              items.push(item);
+              continue;
+            }
+            if (!rangeHolds(range, item.key)) continue;
+            items.push(item);
+            bytes += item.key.length + item.value.length + (item.prev?.length ?? 0);
           }
         }
         join();
-        return {
-          kind: 'changes',
-          from: start,
-          changes,
-          through: Math.max(applied, start - 1),
-          joined: true,
-        };
+        return read(Math.max(applied, start - 1), true);
       }),
     );
+  }
+
+  /**
+   * The slots this group served just before revision `start` (within the history kept), with the
+   * config version each one's period of ownership began at: the ones served now, with the slot
+   * marks from `start` on undone.
+   */
+  private slotsAt(start: number): { slot: number; since: number }[] {
+    const since = new Map(this.ownership.since);
+    for (const mark of this.history.marksSince(start)) {
+      if (mark.type === 'slot-arrived') since.delete(mark.slot);
+      else since.set(mark.slot, mark.since);
+    }
+    return [...since.entries()]
+      .sort(([a], [b]) => a - b)
+      .map(([slot, version]) => ({ slot, since: version }));
   }
 
   /** The users, roles and permissions as applied here (requests are checked against them). */

@@ -18,6 +18,9 @@
 //   's' u16 BE slot, key                  -> nothing: the slot index, one entry per data key,
 //                                            written and deleted in the same batch as the key,
 //                                            so that the keys of one slot are one range
+//   'v'                                   -> for each slot served, the config version its period
+//                                            of ownership began at (JSON [[slot, version]...];
+//                                            absent: every one from before history, 0)
 //   'u'                                   -> the auth table (JSON of AuthTableJson), as last
 //                                            applied from a kind-6 entry
 //   'w'                                   -> the first revision the watch history is complete
@@ -35,6 +38,7 @@ export const configKey = Buffer.from('c');
 export const authKey = Buffer.from('u');
 export const layoutKey = Buffer.from('x');
 export const historyFloorKey = Buffer.from('w');
+export const slotSinceKey = Buffer.from('v');
 /** The layout this code writes: 1 = with the slot index. */
 export const layoutVersion = 1;
 const dedupPrefix = 0x64; // 'd'

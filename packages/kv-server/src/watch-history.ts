@@ -10,8 +10,14 @@
 // never on how entries were batched. A slot move's copy and the clean-up of moved slots make no
 // changes here: they move keys, they do not write them.
 //
+// A change of which slots the group writes is in the history too, as a slot mark: the slot left
+// (frozen for a move, or given away) or arrived (a move finished, or was rolled back), with the
+// topology version that did it and the one its period of ownership began at. A client watching
+// several groups orders the events of a moved slot by these periods (docs/watch.md).
+//
 // Which revisions hold records is mirrored in memory (revision, count), oldest first, so trimming
-// deletes exactly the records that fell out of the window without reading the disk.
+// deletes exactly the records that fell out of the window without reading the disk; so are the
+// slot marks (a move makes two), to tell which slots the group wrote at a past revision.
 import type { StorageEngine, WriteOp } from '@eraftkv/raft-server';
 import {
   historyEnd,
@@ -25,7 +31,7 @@ import {
 
 export type ChangeType = 'put' | 'delete';
 
-/** One change of the history. */
+/** One change of a key in the history. */
 export interface Change {
   readonly type: ChangeType;
   readonly key: Buffer;
@@ -36,17 +42,62 @@ export interface Change {
   readonly prev: Buffer | undefined;
 }
 
-/** The changes a write request made, at its revision (before it is recorded). */
-export type PendingChange = Omit<Change, 'revision'>;
+/** A slot the group stopped or began writing at `revision`. */
+export interface SlotMark {
+  readonly type: 'slot-left' | 'slot-arrived';
+  readonly slot: number;
+  readonly revision: number;
+  /** The topology version that made the change. */
+  readonly configVersion: number;
+  /** The topology version the period of ownership began at (arrived: configVersion). */
+  readonly since: number;
+}
+
+/** What the history holds: changes of keys and slot marks. */
+export type HistoryItem = Change | SlotMark;
+
+/** An item before it is recorded at its revision. */
+export type Pending<T> = T extends unknown ? Omit<T, 'revision'> : never;
+export type PendingChange = Pending<Change>;
+export type PendingItem = Pending<HistoryItem>;
+
+function isPendingChange(item: PendingItem): item is PendingChange {
+  return item.type === 'put' || item.type === 'delete';
+}
+
+export function isSlotMark(item: HistoryItem): item is SlotMark {
+  return item.type === 'slot-left' || item.type === 'slot-arrived';
+}
 
 /** The most changes one revision may hold (n is a u16). */
 export const changesPerRevisionMax = 0x1_0000;
 
-const typeCodes: Record<ChangeType, number> = { put: 1, delete: 2 };
+const typeCodes: Record<HistoryItem['type'], number> = {
+  put: 1,
+  delete: 2,
+  'slot-left': 3,
+  'slot-arrived': 4,
+};
 const hasPrevFlag = 1;
+const markBytes = 19;
 
-/** A record: u8 type, u8 flags, u32 key length, key, u32 value length, value, then prev (if any). */
-export function encodeChange(change: PendingChange): Buffer {
+/**
+ * A record. A change: u8 type, u8 flags, u32 key length, key, u32 value length, value, then prev
+ * (if any). A slot mark: u8 type, u16 slot, u64 config version, u64 since.
+ */
+export function encodeItem(item: PendingItem): Buffer {
+  if (!isPendingChange(item)) {
+    const out = Buffer.allocUnsafe(markBytes);
+    out[0] = typeCodes[item.type];
+    out.writeUInt16BE(item.slot, 1);
+    u64(item.configVersion).copy(out, 3);
+    u64(item.since).copy(out, 11);
+    return out;
+  }
+  return encodeChange(item);
+}
+
+function encodeChange(change: PendingChange): Buffer {
   const prev = change.prev;
   const out = Buffer.allocUnsafe(
     10 + change.key.length + change.value.length + (prev?.length ?? 0),
@@ -68,10 +119,20 @@ export class HistoryRecordError extends Error {
   override name = 'HistoryRecordError';
 }
 
-export function decodeChange(revision: number, record: Buffer): Change {
+export function decodeItem(revision: number, record: Buffer): HistoryItem {
   const fail = (why: string): never => {
     throw new HistoryRecordError(`the history record of revision ${revision} ${why}`);
   };
+  if (record[0] === 3 || record[0] === 4) {
+    if (record.length !== markBytes) fail(`is a slot mark of ${record.length} bytes`);
+    return {
+      type: record[0] === 3 ? 'slot-left' : 'slot-arrived',
+      slot: record.readUInt16BE(1),
+      revision,
+      configVersion: readU64(record, 3),
+      since: readU64(record, 11),
+    };
+  }
   if (record.length < 10) fail(`is ${record.length} bytes, shorter than any record`);
   const type = record[0] === 1 ? 'put' : record[0] === 2 ? 'delete' : fail(`has type ${record[0]}`);
   const keyLength = record.readUInt32BE(2);
@@ -92,6 +153,8 @@ export class HistoryIndex {
   private revisions: number[] = [];
   private counts: number[] = [];
   private head = 0;
+  /** The slot marks kept, oldest first. */
+  private marks: SlotMark[] = [];
 
   private constructor(
     /** The first revision the history is complete from (where this replica began keeping it). */
@@ -115,8 +178,12 @@ export class HistoryIndex {
       floor = readU64(stored);
     }
     const index = new HistoryIndex(floor);
-    for await (const [key] of engine.iterate({ gte: historyStart, lt: historyEnd })) {
+    for await (const [key, record] of engine.iterate({ gte: historyStart, lt: historyEnd })) {
       const revision = revisionOfHistoryKey(key);
+      if (record[0] === 3 || record[0] === 4) {
+        const mark = decodeItem(revision, record);
+        if (isSlotMark(mark)) index.marks.push(mark);
+      }
       const last = index.revisions.length - 1;
       if (last >= 0 && index.revisions[last] === revision) index.counts[last]++;
       else {
@@ -127,15 +194,25 @@ export class HistoryIndex {
     return index;
   }
 
-  /** Adds the records of `changes` made at `revision` to `ops`. */
-  record(ops: WriteOp[], revision: number, changes: readonly PendingChange[]): void {
-    if (changes.length === 0) return;
-    if (changes.length > changesPerRevisionMax)
-      throw new RangeError(`a write made ${changes.length} changes, more than a revision holds`);
-    for (const [n, change] of changes.entries())
-      ops.push({ type: 'put', key: historyKey(revision, n), value: encodeChange(change) });
+  /** Adds the records of `items` made at `revision` to `ops`. */
+  record(ops: WriteOp[], revision: number, items: readonly PendingItem[]): void {
+    if (items.length === 0) return;
+    if (items.length > changesPerRevisionMax)
+      throw new RangeError(`an entry made ${items.length} changes, more than a revision holds`);
+    for (const [n, item] of items.entries()) {
+      ops.push({ type: 'put', key: historyKey(revision, n), value: encodeItem(item) });
+      if (!isPendingChange(item)) this.marks.push({ ...item, revision });
+    }
     this.revisions.push(revision);
-    this.counts.push(changes.length);
+    this.counts.push(items.length);
+  }
+
+  /** The slot marks at `from` or later, newest first. */
+  marksSince(from: number): SlotMark[] {
+    const out: SlotMark[] = [];
+    for (let i = this.marks.length - 1; i >= 0 && this.marks[i].revision >= from; i--)
+      out.push(this.marks[i]);
+    return out;
   }
 
   /** Adds to `ops` the deletes of every record of a revision below `keepFrom`. */
@@ -146,6 +223,9 @@ export class HistoryIndex {
         ops.push({ type: 'del', key: historyKey(revision, n) });
       this.head++;
     }
+    let dropped = 0;
+    while (dropped < this.marks.length && this.marks[dropped].revision < keepFrom) dropped++;
+    if (dropped > 0) this.marks = this.marks.slice(dropped);
     if (this.head > 1024 && this.head * 2 > this.revisions.length) {
       this.revisions = this.revisions.slice(this.head);
       this.counts = this.counts.slice(this.head);

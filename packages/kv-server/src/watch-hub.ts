@@ -1,8 +1,8 @@
 // The live side of watch: the changes of every apply batch, handed to the watchers whose keys they
-// touch once the batch is on disk, in revision order. A watcher of one key is found by a map
+// touch once the batch is on disk, in revision order (slot marks go to every watcher). A watcher of one key is found by a map
 // lookup, one of a range or a prefix by a walk over the range watchers, so a change costs what
 // its own watchers cost, not one check per watcher of the node.
-import type { Change } from './watch-history';
+import { isSlotMark, type HistoryItem } from './watch-history';
 
 /** The keys a watch covers: one key (end undefined), [start, end), or every key from start on. */
 export interface WatchRange {
@@ -24,7 +24,7 @@ export interface HubWatcher {
    * change up to it has now been handed over. Batches with nothing for the watcher are not
    * delivered: the hub's `revision` says how far it has published.
    */
-  deliver(changes: readonly Change[], revision: number): void;
+  deliver(items: readonly HistoryItem[], revision: number): void;
   /** The hub closes: the watcher must end (it missed nothing yet, `reason` says why). */
   cut(reason: string): void;
 }
@@ -65,16 +65,20 @@ export class WatchHub {
   }
 
   /** Hands the changes of a batch applied through `revision` to the watchers that cover them. */
-  publish(changes: readonly Change[], revision: number): void {
+  publish(items: readonly HistoryItem[], revision: number): void {
     this.revision = revision;
     if (this.count === 0) return;
-    const matched = new Map<HubWatcher, Change[]>();
-    const add = (watcher: HubWatcher, change: Change): void => {
+    const matched = new Map<HubWatcher, HistoryItem[]>();
+    const add = (watcher: HubWatcher, item: HistoryItem): void => {
       const list = matched.get(watcher);
-      if (list === undefined) matched.set(watcher, [change]);
-      else list.push(change);
+      if (list === undefined) matched.set(watcher, [item]);
+      else list.push(item);
     };
-    for (const change of changes) {
+    for (const change of items) {
+      if (isSlotMark(change)) {
+        for (const watcher of this.everyWatcher()) add(watcher, change);
+        continue;
+      }
       const exact = this.byKey.get(change.key.toString('latin1'));
       if (exact !== undefined) for (const watcher of exact) add(watcher, change);
       for (const watcher of this.ranges)

@@ -11,13 +11,19 @@
 // bounded by --watches-max.
 import * as grpc from '@grpc/grpc-js';
 import { Counter, Gauge, type Registry } from 'prom-client';
-import { WatchEventType, type WatchEvent, type WatchReq, type WatchResp } from '@eraftkv/protocol';
+import {
+  slotOfKey,
+  WatchEventType,
+  type WatchEvent,
+  type WatchReq,
+  type WatchResp,
+} from '@eraftkv/protocol';
 import { AccessDeniedError, type Logger } from '@eraftkv/raft-server';
 import { failureStatus, type AccessControl } from '@eraftkv/server-kit';
 import type { ConfigWatcher } from './config-watcher';
 import type { DataStateMachine } from './data-state-machine';
 import type { KvLimits } from './request-validation';
-import type { Change } from './watch-history';
+import { isSlotMark, type HistoryItem } from './watch-history';
 import type { HubWatcher, WatchRange } from './watch-hub';
 
 export interface WatchLimits {
@@ -80,7 +86,8 @@ export function watchRangeOf(req: WatchReq, keyBytesMax: number): WatchRange | s
   return { start, end };
 }
 
-function eventSize(change: Change, withPrev: boolean): number {
+function eventSize(change: HistoryItem, withPrev: boolean): number {
+  if (isSlotMark(change)) return eventOverheadBytes;
   return (
     change.key.length +
     change.value.length +
@@ -89,15 +96,34 @@ function eventSize(change: Change, withPrev: boolean): number {
   );
 }
 
-function eventOf(change: Change, withPrev: boolean): WatchEvent {
-  const prev = withPrev ? change.prev : undefined;
+function eventOf(item: HistoryItem, withPrev: boolean): WatchEvent {
+  if (isSlotMark(item)) {
+    return {
+      type:
+        item.type === 'slot-left'
+          ? WatchEventType.WATCH_SLOT_LEFT
+          : WatchEventType.WATCH_SLOT_ARRIVED,
+      key: noBytes,
+      value: noBytes,
+      revision: item.revision,
+      hasPrev: false,
+      prevValue: noBytes,
+      slot: item.slot,
+      configVersion: item.configVersion,
+      sinceConfigVersion: item.since,
+    };
+  }
+  const prev = withPrev ? item.prev : undefined;
   return {
-    type: change.type === 'put' ? WatchEventType.WATCH_PUT : WatchEventType.WATCH_DELETE,
-    key: change.key,
-    value: change.value,
-    revision: change.revision,
+    type: item.type === 'put' ? WatchEventType.WATCH_PUT : WatchEventType.WATCH_DELETE,
+    key: item.key,
+    value: item.value,
+    revision: item.revision,
     hasPrev: prev !== undefined,
     prevValue: prev ?? noBytes,
+    slot: 0,
+    configVersion: 0,
+    sinceConfigVersion: 0,
   };
 }
 
@@ -166,7 +192,9 @@ class WatchStream implements HubWatcher {
   /** Bytes of responses written and not yet taken by the transport. */
   private pendingBytes = 0;
   /** Live changes that came while the replay's last response was being written. */
-  private held: { changes: readonly Change[]; revision: number }[] | null = null;
+  private held: { items: readonly HistoryItem[]; revision: number }[] | null = null;
+  /** A watch of one key gets the slot marks of its key's slot only (null: every mark). */
+  private keySlot: number | null = null;
   private joined = false;
   private ended = false;
   private sentSinceTick = false;
@@ -227,10 +255,18 @@ class WatchStream implements HubWatcher {
         first = false;
         this.start = read.from;
         this.sentThrough = read.from - 1;
-        this.write({ ...this.response(this.sentThrough), created: true }, 0);
+        if (this.range.end === undefined && read.slotCount > 0)
+          this.keySlot = slotOfKey(this.range.start, read.slotCount);
+        const slots = read.slots
+          .filter((x) => this.keySlot === null || x.slot === this.keySlot)
+          .map((x) => ({ slot: x.slot, sinceConfigVersion: x.since }));
+        this.write(
+          { ...this.response(this.sentThrough), created: true, slotCount: read.slotCount, slots },
+          0,
+        );
         if (req.progressNotify) this.startTicks();
       }
-      this.send(read.changes, read.through);
+      this.send(this.covered(read.items), read.through);
       // Joined: the held live changes follow at once (writes keep their order).
       if (read.joined) break;
       await this.drained();
@@ -240,7 +276,7 @@ class WatchStream implements HubWatcher {
     // The replay is written: the live changes held meanwhile follow it, then come as they apply.
     const held = this.held ?? [];
     this.held = null;
-    for (const batch of held) this.deliver(batch.changes, batch.revision);
+    for (const batch of held) this.deliver(batch.items, batch.revision);
   }
 
   private async checkAccess(): Promise<void> {
@@ -269,17 +305,18 @@ class WatchStream implements HubWatcher {
     this.o.stateMachine.watchers.add(this);
   }
 
-  deliver(changes: readonly Change[], revision: number): void {
+  deliver(items: readonly HistoryItem[], revision: number): void {
     if (this.ended) return;
     if (this.held !== null) {
-      this.held.push({ changes, revision });
+      this.held.push({ items, revision });
       return;
     }
     // A watch from a future revision skips what comes before it.
-    const wanted =
-      changes.length > 0 && changes[0].revision < this.start
-        ? changes.filter((c) => c.revision >= this.start)
-        : changes;
+    const wanted = this.covered(
+      items.length > 0 && items[0].revision < this.start
+        ? items.filter((c) => c.revision >= this.start)
+        : items,
+    );
     if (wanted.length === 0) return;
     this.send(wanted, revision);
     if (this.pendingBytes > this.o.watchLimits.streamBufferBytes) {
@@ -289,6 +326,13 @@ class WatchStream implements HubWatcher {
         details: `the watcher fell behind: ${this.pendingBytes} bytes of events waited for it, above --watch-stream-buffer-bytes (${this.o.watchLimits.streamBufferBytes}); resume from revision ${this.sentThrough + 1}`,
       });
     }
+  }
+
+  /** `items` without the slot marks of other slots than a one-key watch's. */
+  private covered(items: readonly HistoryItem[]): readonly HistoryItem[] {
+    const slot = this.keySlot;
+    if (slot === null || !items.some((x) => isSlotMark(x) && x.slot !== slot)) return items;
+    return items.filter((x) => !isSlotMark(x) || x.slot === slot);
   }
 
   cut(reason: string): void {
@@ -304,7 +348,7 @@ class WatchStream implements HubWatcher {
   }
 
   /** Sends `changes` (whole revisions, in order) with everything through `through` covered. */
-  private send(changes: readonly Change[], through: number): void {
+  private send(changes: readonly HistoryItem[], through: number): void {
     let events: WatchEvent[] = [];
     let bytes = 0;
     const flush = (revision: number, fragment: boolean): void => {
@@ -348,6 +392,8 @@ class WatchStream implements HubWatcher {
       compactRevision: 0,
       cancelReason: '',
       fragment: false,
+      slotCount: 0,
+      slots: [],
     };
   }
 

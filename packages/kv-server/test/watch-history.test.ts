@@ -9,7 +9,14 @@ import { openRocksEngine } from '@eraftkv/raft-server';
 import type { Entry } from '@eraftkv/raft';
 import { DataStateMachine, type HistoryRead } from '../src';
 import { appliedKey, historyFloorKey, u64 } from '../src/state-layout';
-import { decodeChange, encodeChange, HistoryRecordError, type Change } from '../src/watch-history';
+import {
+  decodeItem,
+  encodeItem,
+  HistoryRecordError,
+  isSlotMark,
+  type Change,
+  type HistoryItem,
+} from '../src/watch-history';
 import type { HubWatcher, WatchRange } from '../src/watch-hub';
 import { b, config, configEntry, del, get, put, request, tempDir, writeEntry } from './common';
 
@@ -18,14 +25,15 @@ const everything: WatchRange = { start: Buffer.alloc(0), end: null };
 const key = (k: string): WatchRange => ({ start: b(k), end: undefined });
 
 /** The changes as comparable lines. */
-const brief = (changes: readonly Change[]): string[] =>
-  changes.map(
-    (c) =>
-      `${c.revision} ${c.type} ${c.key.toString()}=${c.value.toString()}` +
-      (c.prev === undefined ? '' : ` (was ${c.prev.toString()})`),
+const brief = (items: readonly HistoryItem[]): string[] =>
+  items.map((c) =>
+    isSlotMark(c)
+      ? `${c.revision} ${c.type} ${c.slot} v${c.configVersion} since v${c.since}`
+      : `${c.revision} ${c.type} ${c.key.toString()}=${c.value.toString()}` +
+        (c.prev === undefined ? '' : ` (was ${c.prev.toString()})`),
   );
 
-function changesOf(read: HistoryRead): { changes: Change[]; through: number; joined: boolean } {
+function changesOf(read: HistoryRead): { items: HistoryItem[]; through: number; joined: boolean } {
   if (read.kind !== 'changes') throw new Error(`expected changes, got ${JSON.stringify(read)}`);
   return read;
 }
@@ -39,21 +47,24 @@ describe('watch history records', () => {
       { type: 'delete', key: b('key'), value: b(''), prev: b('gone') },
     ];
     for (const change of cases) {
-      const decoded = decodeChange(7, encodeChange(change));
+      const decoded = decodeItem(7, encodeItem(change));
       expect(decoded).toEqual({ ...change, revision: 7 });
     }
+    const mark = { type: 'slot-left' as const, slot: 65535, configVersion: 9, since: 3 };
+    expect(decodeItem(8, encodeItem(mark))).toEqual({ ...mark, revision: 8 });
+    expect(() => decodeItem(8, encodeItem(mark).subarray(0, 18))).toThrow(/slot mark of 18 bytes/);
   });
 
   it('refuses records that do not decode, naming the revision', () => {
-    const good = encodeChange({ type: 'put', key: b('k'), value: b('v'), prev: undefined });
+    const good = encodeItem({ type: 'put', key: b('k'), value: b('v'), prev: undefined });
     const badType = Buffer.from(good);
     badType[0] = 9;
-    expect(() => decodeChange(3, badType)).toThrow(/revision 3 has type 9/);
-    expect(() => decodeChange(3, good.subarray(0, 8))).toThrow(HistoryRecordError);
-    expect(() => decodeChange(3, Buffer.concat([good, b('x')]))).toThrow(/bytes after its value/);
+    expect(() => decodeItem(3, badType)).toThrow(/revision 3 has type 9/);
+    expect(() => decodeItem(3, good.subarray(0, 8))).toThrow(HistoryRecordError);
+    expect(() => decodeItem(3, Buffer.concat([good, b('x')]))).toThrow(/bytes after its value/);
     const longKey = Buffer.from(good);
     longKey.writeUInt32BE(1000, 2);
-    expect(() => decodeChange(3, longKey)).toThrow(/key longer than the record/);
+    expect(() => decodeItem(3, longKey)).toThrow(/key longer than the record/);
   });
 });
 
@@ -109,7 +120,7 @@ describe('DataStateMachine watch history', () => {
     expect(await write(sm, [put('a', '3')], { clientId: 'c', commandId: 1 })).toBe(r4);
     expect([r1, r2, r3, r4]).toEqual([2, 3, 4, 5]);
     const all = changesOf(await read(sm, everything, 1));
-    expect(brief(all.changes)).toEqual([
+    expect(brief(all.items)).toEqual([
       '2 put a=1',
       '2 put b=1',
       '3 put a=2 (was 1)',
@@ -118,22 +129,22 @@ describe('DataStateMachine watch history', () => {
     ]);
     expect(all.through).toBe(6);
     expect(all.joined).toBe(true);
-    expect(brief(changesOf(await read(sm, key('b'), 1)).changes)).toEqual([
+    expect(brief(changesOf(await read(sm, key('b'), 1)).items)).toEqual([
       '2 put b=1',
       '4 delete b= (was 1)',
     ]);
-    expect(brief(changesOf(await read(sm, key('a'), 4)).changes)).toEqual(['5 put a=3 (was 2)']);
+    expect(brief(changesOf(await read(sm, key('a'), 4)).items)).toEqual(['5 put a=3 (was 2)']);
     const range = { start: b('a'), end: b('b') };
-    expect(changesOf(await read(sm, range, 1)).changes.map((c) => c.key.toString())).toEqual([
+    expect(changesOf(await read(sm, range, 1)).items.map((c) => c.key.toString())).toEqual([
       'a',
       'a',
       'a',
     ]);
     // From now: nothing read, the watch starts after the applied index.
-    expect(await read(sm, everything, 0)).toEqual({
+    expect(await read(sm, everything, 0)).toMatchObject({
       kind: 'changes',
       from: 7,
-      changes: [],
+      items: [],
       through: 6,
       joined: true,
     });
@@ -149,11 +160,11 @@ describe('DataStateMachine watch history', () => {
     for (;;) {
       const part = changesOf(await read(sm, everything, from, 250));
       parts++;
-      seen.push(...part.changes);
-      for (const c of part.changes) expect(c.revision).toBeLessThanOrEqual(part.through);
+      seen.push(...part.items);
+      for (const c of part.items) expect(c.revision).toBeLessThanOrEqual(part.through);
       if (part.joined) break;
       // Whole revisions: both changes of the last revision read are in this part.
-      expect(part.changes.filter((c) => c.revision === part.through)).toHaveLength(2);
+      expect(part.items.filter((c) => c.revision === part.through)).toHaveLength(2);
       from = part.through + 1;
     }
     expect(parts).toBeGreaterThan(5);
@@ -168,7 +179,7 @@ describe('DataStateMachine watch history', () => {
     // Applied 11: revisions 7..11 are kept.
     expect(await read(sm, everything, 6)).toEqual({ kind: 'compacted', oldest: 7 });
     const kept = changesOf(await read(sm, everything, 7));
-    expect(kept.changes.map((c) => c.revision)).toEqual([7, 8, 9, 10, 11]);
+    expect(kept.items.map((c) => c.revision)).toEqual([7, 8, 9, 10, 11]);
     // With no history at all, only a watch from now (or later) starts.
     const none = await fresh(0);
     await write(none, [put('k', 'v')]);
@@ -216,7 +227,7 @@ describe('DataStateMachine watch history', () => {
     const replay = changesOf(
       await sm.watchHistory(watcher.range, 1, 1 << 20, () => sm.watchers.add(watcher)),
     );
-    expect(brief(replay.changes)).toEqual(['2 put a=1']);
+    expect(brief(replay.items)).toEqual(['2 put a=1']);
     await write(sm, [put('b', '1')]);
     await write(sm, [put('a', '2'), put('a', '3')]);
     // A write is answered once decided; its watchers get it once it is on disk.
@@ -241,10 +252,59 @@ describe('DataStateMachine watch history', () => {
     await target.restoreSnapshot(file, index);
     expect(reasons).toEqual([expect.stringMatching(/installed a snapshot at revision 3/)]);
     expect(target.watchers.size()).toBe(0);
-    expect(brief(changesOf(await read(target, key('a'), 1)).changes)).toEqual([
+    expect(brief(changesOf(await read(target, key('a'), 1)).items)).toEqual([
       '2 put a=1',
       '3 put a=2 (was 1)',
     ]);
+  });
+
+  it('marks the slots a config takes away and brings, with the periods of ownership', async () => {
+    const sm = await fresh(); // config 1: every slot Running
+    await write(sm, [put('a', '1')]);
+    const setConfig = async (c: ReturnType<typeof config>): Promise<number> => {
+      const index = (await sm.appliedIndex()) + 1;
+      await sm.apply([configEntry(index, c)]);
+      return index;
+    };
+    // Version 2 freezes slots 1 and 2 (a move away), version 3 gives them away, version 4 brings
+    // back slot 2 (a move in), version 5 freezes 3 and version 6 rolls it back.
+    const r2 = await setConfig(config(2, 8, [0, 3, 4, 5, 6, 7], [1, 2]));
+    const r3 = await setConfig(config(3, 8, [0, 3, 4, 5, 6, 7]));
+    const r4 = await setConfig(config(4, 8, [0, 2, 3, 4, 5, 6, 7]));
+    const r5 = await setConfig(config(5, 8, [0, 2, 4, 5, 6, 7], [3]));
+    const r6 = await setConfig(config(6, 8, [0, 2, 3, 4, 5, 6, 7]));
+    const all = changesOf(await read(sm, everything, 2));
+    expect(brief(all.items)).toEqual([
+      '2 put a=1',
+      `${r2} slot-left 1 v2 since v1`,
+      `${r2} slot-left 2 v2 since v1`,
+      `${r4} slot-arrived 2 v4 since v4`,
+      `${r5} slot-left 3 v5 since v1`,
+      `${r6} slot-arrived 3 v6 since v6`,
+    ]);
+    expect(r3).toBe(r2 + 1);
+    // The slots served at each start, with their periods: now, and at past revisions.
+    const at = async (from: number): Promise<string> => {
+      const r = await read(sm, everything, from);
+      if (r.kind !== 'changes') throw new Error('compacted');
+      return r.slots.map((x) => `${x.slot}@${x.since}`).join(' ');
+    };
+    expect(await at(0)).toBe('0@1 2@4 3@6 4@1 5@1 6@1 7@1');
+    expect(await at(r6)).toBe('0@1 2@4 4@1 5@1 6@1 7@1');
+    expect(await at(r5)).toBe('0@1 2@4 3@1 4@1 5@1 6@1 7@1');
+    expect(await at(r4)).toBe('0@1 3@1 4@1 5@1 6@1 7@1');
+    expect(await at(r2)).toBe('0@1 1@1 2@1 3@1 4@1 5@1 6@1 7@1');
+    // A replica that installs a snapshot has the same periods and marks.
+    const file = join(root, `snap-${++next}`);
+    const index = await sm.writeSnapshot(file);
+    const copy = await fresh();
+    await copy.restoreSnapshot(file, index);
+    const again = await read(copy, everything, r4);
+    if (again.kind !== 'changes') throw new Error('compacted');
+    expect(again.slots.map((x) => `${x.slot}@${x.since}`).join(' ')).toBe(
+      '0@1 3@1 4@1 5@1 6@1 7@1',
+    );
+    expect(brief(again.items)).toEqual(brief(all.items).slice(3));
   });
 
   it('starts the history of a state that predates it at its next revision', async () => {

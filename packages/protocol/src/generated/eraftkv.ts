@@ -712,6 +712,18 @@ export function permissionTypeToJSON(object: PermissionType): string {
 export enum WatchEventType {
   WATCH_PUT = 0,
   WATCH_DELETE = 1,
+  /**
+   * WATCH_SLOT_LEFT - The group stopped writing a slot (frozen for a move, or given away) at `revision`: no event of
+   * its keys comes from this group after it until a WATCH_SLOT_ARRIVED. Only `slot`,
+   * `config_version` (the topology version that did it) and `since_config_version` (when the
+   * period of ownership it ends began) are set.
+   */
+  WATCH_SLOT_LEFT = 2,
+  /**
+   * WATCH_SLOT_ARRIVED - The group began writing a slot (a move finished, or was rolled back) at `revision`, under
+   * topology `config_version` (which is also its `since_config_version`).
+   */
+  WATCH_SLOT_ARRIVED = 3,
   UNRECOGNIZED = -1,
 }
 
@@ -723,6 +735,12 @@ export function watchEventTypeFromJSON(object: any): WatchEventType {
     case 1:
     case "WATCH_DELETE":
       return WatchEventType.WATCH_DELETE;
+    case 2:
+    case "WATCH_SLOT_LEFT":
+      return WatchEventType.WATCH_SLOT_LEFT;
+    case 3:
+    case "WATCH_SLOT_ARRIVED":
+      return WatchEventType.WATCH_SLOT_ARRIVED;
     case -1:
     case "UNRECOGNIZED":
     default:
@@ -736,6 +754,10 @@ export function watchEventTypeToJSON(object: WatchEventType): string {
       return "WATCH_PUT";
     case WatchEventType.WATCH_DELETE:
       return "WATCH_DELETE";
+    case WatchEventType.WATCH_SLOT_LEFT:
+      return "WATCH_SLOT_LEFT";
+    case WatchEventType.WATCH_SLOT_ARRIVED:
+      return "WATCH_SLOT_ARRIVED";
     case WatchEventType.UNRECOGNIZED:
     default:
       return "UNRECOGNIZED";
@@ -1413,6 +1435,15 @@ export interface AuthResp {
   caller: string;
 }
 
+/**
+ * A slot a group writes, and the topology version its period of ownership began at (0: before
+ * this group kept history).
+ */
+export interface WatchSlot {
+  slot: number;
+  sinceConfigVersion: number;
+}
+
 export interface WatchEvent {
   type: WatchEventType;
   key: Buffer;
@@ -1426,6 +1457,10 @@ export interface WatchEvent {
   /** With prev_kv asked: whether the key held a value before, and that value. */
   hasPrev: boolean;
   prevValue: Buffer;
+  /** WATCH_SLOT_LEFT and WATCH_SLOT_ARRIVED. */
+  slot: number;
+  configVersion: number;
+  sinceConfigVersion: number;
 }
 
 export interface WatchReq {
@@ -1471,6 +1506,13 @@ export interface WatchResp {
    * holds the parts until then, and after a cut resumes from the revision they belong to.
    */
   fragment: boolean;
+  /**
+   * With created: the slots this group wrote at the start (`revision`) that the watch covers, and
+   * the cluster's slot count. A client watching several groups orders the events of a slot that
+   * moved by these periods of ownership (docs/watch.md).
+   */
+  slotCount: number;
+  slots: WatchSlot[];
 }
 
 function createBaseRequestVoteReq(): RequestVoteReq {
@@ -9544,6 +9586,95 @@ export const AuthResp: MessageFns<AuthResp> = {
   },
 };
 
+function createBaseWatchSlot(): WatchSlot {
+  return { slot: 0, sinceConfigVersion: 0 };
+}
+
+export const WatchSlot: MessageFns<WatchSlot> = {
+  encode(message: WatchSlot, writer: BinaryWriter = new BinaryWriter()): BinaryWriter {
+    if (message.slot !== 0) {
+      writer.uint32(8).uint32(message.slot);
+    }
+    if (message.sinceConfigVersion !== 0) {
+      writer.uint32(16).int64(message.sinceConfigVersion);
+    }
+    return writer;
+  },
+
+  decode(input: BinaryReader | Uint8Array, length?: number): WatchSlot {
+    const reader = input instanceof BinaryReader ? input : new BinaryReader(input);
+    const previousRecursionDepth = (reader as any).__tsProtoDecodeDepth ?? 0;
+    if (previousRecursionDepth >= 100) {
+      throw new globalThis.Error("protobuf decode recursion limit exceeded");
+    }
+    (reader as any).__tsProtoDecodeDepth = previousRecursionDepth + 1;
+    try {
+      const end = length === undefined ? reader.len : reader.pos + length;
+      const message = createBaseWatchSlot();
+      while (reader.pos < end) {
+        const tag = reader.uint32();
+        switch (tag >>> 3) {
+          case 1: {
+            if (tag !== 8) {
+              break;
+            }
+
+            message.slot = reader.uint32();
+            continue;
+          }
+          case 2: {
+            if (tag !== 16) {
+              break;
+            }
+
+            message.sinceConfigVersion = longToNumber(reader.int64());
+            continue;
+          }
+        }
+        if ((tag & 7) === 4 || tag === 0) {
+          break;
+        }
+        reader.skip(tag & 7);
+      }
+      return message;
+    } finally {
+      (reader as any).__tsProtoDecodeDepth = previousRecursionDepth;
+    }
+  },
+
+  fromJSON(object: any): WatchSlot {
+    return {
+      slot: isSet(object.slot) ? globalThis.Number(object.slot) : 0,
+      sinceConfigVersion: isSet(object.sinceConfigVersion)
+        ? globalThis.Number(object.sinceConfigVersion)
+        : isSet(object.since_config_version)
+        ? globalThis.Number(object.since_config_version)
+        : 0,
+    };
+  },
+
+  toJSON(message: WatchSlot): unknown {
+    const obj: any = {};
+    if (message.slot !== 0) {
+      obj.slot = Math.round(message.slot);
+    }
+    if (message.sinceConfigVersion !== 0) {
+      obj.sinceConfigVersion = Math.round(message.sinceConfigVersion);
+    }
+    return obj;
+  },
+
+  create<I extends Exact<DeepPartial<WatchSlot>, I>>(base?: I): WatchSlot {
+    return WatchSlot.fromPartial(base ?? ({} as any));
+  },
+  fromPartial<I extends Exact<DeepPartial<WatchSlot>, I>>(object: I): WatchSlot {
+    const message = createBaseWatchSlot();
+    message.slot = object.slot ?? 0;
+    message.sinceConfigVersion = object.sinceConfigVersion ?? 0;
+    return message;
+  },
+};
+
 function createBaseWatchEvent(): WatchEvent {
   return {
     type: 0,
@@ -9552,6 +9683,9 @@ function createBaseWatchEvent(): WatchEvent {
     revision: 0,
     hasPrev: false,
     prevValue: Buffer.alloc(0),
+    slot: 0,
+    configVersion: 0,
+    sinceConfigVersion: 0,
   };
 }
 
@@ -9574,6 +9708,15 @@ export const WatchEvent: MessageFns<WatchEvent> = {
     }
     if (message.prevValue.length !== 0) {
       writer.uint32(50).bytes(message.prevValue);
+    }
+    if (message.slot !== 0) {
+      writer.uint32(56).uint32(message.slot);
+    }
+    if (message.configVersion !== 0) {
+      writer.uint32(64).int64(message.configVersion);
+    }
+    if (message.sinceConfigVersion !== 0) {
+      writer.uint32(72).int64(message.sinceConfigVersion);
     }
     return writer;
   },
@@ -9639,6 +9782,30 @@ export const WatchEvent: MessageFns<WatchEvent> = {
             message.prevValue = Buffer.from(reader.bytes());
             continue;
           }
+          case 7: {
+            if (tag !== 56) {
+              break;
+            }
+
+            message.slot = reader.uint32();
+            continue;
+          }
+          case 8: {
+            if (tag !== 64) {
+              break;
+            }
+
+            message.configVersion = longToNumber(reader.int64());
+            continue;
+          }
+          case 9: {
+            if (tag !== 72) {
+              break;
+            }
+
+            message.sinceConfigVersion = longToNumber(reader.int64());
+            continue;
+          }
         }
         if ((tag & 7) === 4 || tag === 0) {
           break;
@@ -9667,6 +9834,17 @@ export const WatchEvent: MessageFns<WatchEvent> = {
         : isSet(object.prev_value)
         ? Buffer.from(bytesFromBase64(object.prev_value))
         : Buffer.alloc(0),
+      slot: isSet(object.slot) ? globalThis.Number(object.slot) : 0,
+      configVersion: isSet(object.configVersion)
+        ? globalThis.Number(object.configVersion)
+        : isSet(object.config_version)
+        ? globalThis.Number(object.config_version)
+        : 0,
+      sinceConfigVersion: isSet(object.sinceConfigVersion)
+        ? globalThis.Number(object.sinceConfigVersion)
+        : isSet(object.since_config_version)
+        ? globalThis.Number(object.since_config_version)
+        : 0,
     };
   },
 
@@ -9690,6 +9868,15 @@ export const WatchEvent: MessageFns<WatchEvent> = {
     if (message.prevValue.length !== 0) {
       obj.prevValue = base64FromBytes(message.prevValue);
     }
+    if (message.slot !== 0) {
+      obj.slot = Math.round(message.slot);
+    }
+    if (message.configVersion !== 0) {
+      obj.configVersion = Math.round(message.configVersion);
+    }
+    if (message.sinceConfigVersion !== 0) {
+      obj.sinceConfigVersion = Math.round(message.sinceConfigVersion);
+    }
     return obj;
   },
 
@@ -9704,6 +9891,9 @@ export const WatchEvent: MessageFns<WatchEvent> = {
     message.revision = object.revision ?? 0;
     message.hasPrev = object.hasPrev ?? false;
     message.prevValue = object.prevValue ?? Buffer.alloc(0);
+    message.slot = object.slot ?? 0;
+    message.configVersion = object.configVersion ?? 0;
+    message.sinceConfigVersion = object.sinceConfigVersion ?? 0;
     return message;
   },
 };
@@ -9885,7 +10075,17 @@ export const WatchReq: MessageFns<WatchReq> = {
 };
 
 function createBaseWatchResp(): WatchResp {
-  return { groupId: 0, revision: 0, events: [], created: false, compactRevision: 0, cancelReason: "", fragment: false };
+  return {
+    groupId: 0,
+    revision: 0,
+    events: [],
+    created: false,
+    compactRevision: 0,
+    cancelReason: "",
+    fragment: false,
+    slotCount: 0,
+    slots: [],
+  };
 }
 
 export const WatchResp: MessageFns<WatchResp> = {
@@ -9910,6 +10110,12 @@ export const WatchResp: MessageFns<WatchResp> = {
     }
     if (message.fragment !== false) {
       writer.uint32(56).bool(message.fragment);
+    }
+    if (message.slotCount !== 0) {
+      writer.uint32(64).uint32(message.slotCount);
+    }
+    for (const v of message.slots) {
+      WatchSlot.encode(v!, writer.uint32(74).fork()).join();
     }
     return writer;
   },
@@ -9983,6 +10189,22 @@ export const WatchResp: MessageFns<WatchResp> = {
             message.fragment = reader.bool();
             continue;
           }
+          case 8: {
+            if (tag !== 64) {
+              break;
+            }
+
+            message.slotCount = reader.uint32();
+            continue;
+          }
+          case 9: {
+            if (tag !== 74) {
+              break;
+            }
+
+            message.slots.push(WatchSlot.decode(reader, reader.uint32()));
+            continue;
+          }
         }
         if ((tag & 7) === 4 || tag === 0) {
           break;
@@ -10016,6 +10238,14 @@ export const WatchResp: MessageFns<WatchResp> = {
         ? globalThis.String(object.cancel_reason)
         : "",
       fragment: isSet(object.fragment) ? globalThis.Boolean(object.fragment) : false,
+      slotCount: isSet(object.slotCount)
+        ? globalThis.Number(object.slotCount)
+        : isSet(object.slot_count)
+        ? globalThis.Number(object.slot_count)
+        : 0,
+      slots: globalThis.Array.isArray(object?.slots)
+        ? object.slots.map((e: any) => WatchSlot.fromJSON(e))
+        : [],
     };
   },
 
@@ -10042,6 +10272,12 @@ export const WatchResp: MessageFns<WatchResp> = {
     if (message.fragment !== false) {
       obj.fragment = message.fragment;
     }
+    if (message.slotCount !== 0) {
+      obj.slotCount = Math.round(message.slotCount);
+    }
+    if (message.slots?.length) {
+      obj.slots = message.slots.map((e) => WatchSlot.toJSON(e));
+    }
     return obj;
   },
 
@@ -10057,6 +10293,8 @@ export const WatchResp: MessageFns<WatchResp> = {
     message.compactRevision = object.compactRevision ?? 0;
     message.cancelReason = object.cancelReason ?? "";
     message.fragment = object.fragment ?? false;
+    message.slotCount = object.slotCount ?? 0;
+    message.slots = object.slots?.map((e) => WatchSlot.fromPartial(e)) || [];
     return message;
   },
 };
