@@ -1,13 +1,15 @@
 // `npm run chaos -- [--duration 120] [--nemesis all|kill,pause,...] [--seed S] [--clients 6]
 //                   [--keys 8] [--bulk-keys 2000] [--kv-groups 2] [--out ./chaos-results]
-//                   [--keep-data]`
+//                   [--watchers 3] [--watch-cut-ms 4000] [--keep-data]`
 //
 // The fault-tolerance suite: a real cluster with a proxy on every peer link, clients recording a
 // history of every operation, nemeses breaking things (and moving slots between the kv groups)
 // for --duration seconds; then everything is healed, every key is read once more, the history is
 // checked for linearizability per key, every replica of each kv group must hold the same state
 // (a digest at the same applied index), and every replica must hold keys only in the slots its
-// group owns (a moved slot leaves nothing behind). Writes the history, a readable report and a
+// group owns (a moved slot leaves nothing behind), and every watcher (a prefix watch and key
+// watches, cut and resumed all along) must have seen every acknowledged write of its keys once,
+// in order (watchers.ts). Writes the history, a readable report and a
 // summary to --out/<time>-seed<S>/. Exit code 0 only when every check passes.
 import { copyFile, mkdir, mkdtemp, rm, writeFile } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
@@ -23,6 +25,7 @@ import { ChaosRng } from './chaos-rng';
 import { saveHistory } from './history';
 import { checkLinearizability, formatReport, type CheckResult } from './linearizability';
 import { Nemesis, nemesisKinds, type NemesisKind } from './nemesis';
+import { ChaosWatchers, type WatchersReport } from './watchers';
 import { Workload } from './workload';
 
 interface ChaosOptions {
@@ -37,6 +40,8 @@ interface ChaosOptions {
   auth: boolean;
   out: string;
   keepData: boolean;
+  watchers: number;
+  watchCutMs: number;
 }
 
 const usage = `usage: npm run chaos -- [options]
@@ -51,6 +56,10 @@ const usage = `usage: npm run chaos -- [options]
   --auth           also auth enabled (implies --tls): the clients are a user granted only the
                    workload's keys; at the end that user must still be refused every other key
   --out DIR        where results go (default ./chaos-results)
+  --watchers N     watches of the workload's keys: one of their whole prefix and N-1 of single
+                   keys (default 3; 0: none)
+  --watch-cut-ms M the suite stops a random watcher and resumes it from its last revisions about
+                   this often (default 4000; 0: only faults cut them)
   --keep-data      keep the cluster's data dir (its path is printed)`;
 
 function parseArgs(argv: readonly string[]): ChaosOptions {
@@ -66,6 +75,8 @@ function parseArgs(argv: readonly string[]): ChaosOptions {
     auth: false,
     out: join(repositoryDir, 'chaos-results'),
     keepData: false,
+    watchers: 3,
+    watchCutMs: 4000,
   };
   const read = new OptionReader(argv, usage);
   const value = (): string => read.value();
@@ -116,6 +127,12 @@ function parseArgs(argv: readonly string[]): ChaosOptions {
       case '--keep-data':
         o.keepData = true;
         break;
+      case '--watchers':
+        o.watchers = int(0);
+        break;
+      case '--watch-cut-ms':
+        o.watchCutMs = int(0);
+        break;
       case '--help':
       case '-h':
         console.log(usage);
@@ -153,6 +170,7 @@ export interface ChaosSummary {
     | 'copies-left'
     | 'lost-data-counted'
     | 'auth-wrong'
+    | 'watch-wrong'
     | 'error';
   /** Safety problems the nemeses saw (a node that lost its data dir and was counted). */
   readonly problems: string[];
@@ -165,6 +183,8 @@ export interface ChaosSummary {
   readonly copiesLeft: string[];
   /** Bulk keys the final scan found, of those written. */
   readonly bulk: { keys: number; found: number };
+  /** What the watchers saw, and what was wrong with it. */
+  readonly watch: Omit<WatchersReport, 'errors'>;
   readonly resultsDir: string;
   readonly error: string | null;
 }
@@ -291,6 +311,14 @@ async function main(): Promise<number> {
     bulkKeys: o.bulkKeys,
     tls: clientTls,
   });
+  const watchers = new ChaosWatchers({
+    endpoints: local.metaEndpoints(),
+    tls: clientTls,
+    seed: o.seed,
+    prefix: workload.keyPrefixes[0],
+    keys: workload.keys.slice(0, Math.max(0, o.watchers - 1)),
+    cutEveryMs: o.watchCutMs,
+  });
   const rng = new ChaosRng(o.seed);
   const nemesis = new Nemesis(
     {
@@ -340,6 +368,10 @@ async function main(): Promise<number> {
       'the first write',
     );
 
+    if (o.watchers > 0) {
+      await watchers.start();
+      log(`${o.watchers} watcher(s) started on every kv group`);
+    }
     const started = Date.now();
     const until = started + o.durationS * 1000;
     workload.start();
@@ -425,6 +457,20 @@ async function main(): Promise<number> {
 
     const history = workload.history();
     await saveHistory(join(resultsDir, 'history.jsonl'), history);
+    // The watchers catch up with the last acknowledged writes, then are checked against them.
+    let watch: WatchersReport = {
+      watchers: 0,
+      events: 0,
+      cuts: 0,
+      restarts: 0,
+      problems: [],
+      errors: new Map(),
+    };
+    if (o.watchers > 0) {
+      await watchers.catchUp(history, 60_000);
+      await watchers.stop();
+      watch = watchers.report(history);
+    }
     const checkStarted = Date.now();
     const check = checkLinearizability(history);
     const checkMs = Date.now() - checkStarted;
@@ -440,11 +486,13 @@ async function main(): Promise<number> {
             ? 'copies-left'
             : bypasses.length > 0
               ? 'auth-wrong'
-              : nemesis.problems.length > 0
-                ? 'lost-data-counted'
-                : check.result === 'unknown' || unread
-                  ? 'unknown'
-                  : 'ok';
+              : watch.problems.length > 0
+                ? 'watch-wrong'
+                : nemesis.problems.length > 0
+                  ? 'lost-data-counted'
+                  : check.result === 'unknown' || unread
+                    ? 'unknown'
+                    : 'ok';
     summary = {
       seed: o.seed,
       durationS: o.durationS,
@@ -457,6 +505,13 @@ async function main(): Promise<number> {
       replicas,
       copiesLeft,
       bulk: { keys: workload.bulkKeys.length, found: bulkScan.found },
+      watch: {
+        watchers: watch.watchers,
+        events: watch.events,
+        cuts: watch.cuts,
+        restarts: watch.restarts,
+        problems: watch.problems,
+      },
       problems: [...nemesis.problems],
       resultsDir,
       error: null,
@@ -490,6 +545,14 @@ async function main(): Promise<number> {
       ...copiesLeft.map((l) => `    ${l}`),
       `bulk keys: ${bulkScan.found} of ${workload.bulkKeys.length} found by the final scan` +
         (bulkScan.error === null ? '' : ` (FAILED: ${bulkScan.error})`),
+      o.watchers > 0
+        ? `watchers: ${watch.watchers}, ${watch.events} events seen, ${watch.cuts} cut by the suite, ${watch.restarts} restarts; ` +
+          (watch.problems.length === 0
+            ? 'each saw every acknowledged write of its keys once, in order'
+            : 'WATCH WRONG:')
+        : 'watchers: none',
+      ...watch.problems.map((p) => `  ${p}`),
+      `  watcher errors: ${[...watch.errors].map(([k, n]) => `${k} x${n}`).join(', ') || 'none'}`,
       '',
       `nodes that lost their data dir: ${nemesis.stats.amnesias}, refused as the member they were: ${nemesis.stats.amnesiasRefused}`,
       ...nemesis.problems.map((p) => `  PROBLEM: ${p}`),
@@ -529,6 +592,7 @@ async function main(): Promise<number> {
       replicas: [],
       copiesLeft: [],
       bulk: { keys: workload.bulkKeys.length, found: 0 },
+      watch: { watchers: 0, events: 0, cuts: 0, restarts: 0, problems: [] },
       problems: [...nemesis.problems],
       resultsDir,
       error: (err as Error).stack ?? String(err),
@@ -540,6 +604,7 @@ async function main(): Promise<number> {
   } finally {
     if (progress) clearInterval(progress);
     await workload.stop().catch(() => undefined);
+    await watchers.stop().catch(() => undefined);
     workload.close();
     admin.close();
     await local.stopAll(5000).catch(() => local.killAll());
@@ -560,7 +625,7 @@ async function main(): Promise<number> {
   if (s === null) throw new Error('the chaos run ended without a summary');
   await writeFile(join(resultsDir, 'summary.json'), `${JSON.stringify(s, null, 2)}\n`);
   console.log(
-    `chaos verdict: ${s.verdict} | ${s.operations.ok} ok, ${s.operations.fail} fail, ${s.operations.unknown} unknown | ` +
+    `chaos verdict: ${s.verdict} | ${s.operations.ok} ok, ${s.operations.fail} fail, ${s.operations.unknown} unknown | watch ${s.watch.events} events, ${s.watch.problems.length} problems | ` +
       `faults ${Object.entries(s.faults)
         .map(([k, n]) => `${k} ${n}`)
         .join(', ')}`,

@@ -1,6 +1,7 @@
 // What every eraftkv-ctl command gets: the global flags, a lazily created client and the output.
 import { readFileSync } from 'node:fs';
 import { EraftKvClient, type ClientTls } from '@eraftkv/client';
+import { prefixRangeEnd } from '@eraftkv/protocol';
 import { UsageError } from './exit-codes';
 import type { Io, WriteOut } from './output';
 
@@ -104,4 +105,27 @@ export function textArg(value: unknown, name: string): string {
   if (typeof value === 'string') return value;
   if (typeof value === 'number') return String(value);
   throw new UsageError(`${name} is missing`);
+}
+
+/**
+ * The range end that a command's [end] argument (named `endName` in messages), --prefix or
+ * --from-key ask for, exclusive of one another: empty for the key alone, a single 0 byte for
+ * every key from the key on.
+ */
+export function rangeEndOf(key: Buffer, args: Record<string, unknown>, endName = '[end]'): Buffer {
+  const end = args.end === undefined ? null : Buffer.from(textArg(args.end, endName), 'utf8');
+  const chosen: [boolean, string][] = [
+    [end !== null, endName],
+    [args.prefix === true, '--prefix'],
+    [args['from-key'] === true, '--from-key'],
+  ];
+  const given = chosen.filter(([on]) => on).map(([, name]) => name);
+  if (given.length > 1) throw new UsageError(`${given.join(' and ')} exclude each other`);
+  if (end !== null) {
+    if (Buffer.compare(end, key) <= 0) throw new UsageError(`${endName} must come after <key>`);
+    return end;
+  }
+  if (args.prefix === true) return prefixRangeEnd(key);
+  if (args['from-key'] === true) return Buffer.from([0]);
+  return Buffer.alloc(0);
 }

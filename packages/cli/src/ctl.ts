@@ -10,6 +10,7 @@ import { endpointCommands } from './commands/endpoint';
 import { kvCommands } from './commands/kv';
 import { membershipCommands } from './commands/membership';
 import { snapshotCommands } from './commands/snapshot';
+import { watchCommands } from './commands/watch';
 import { Context, defaultEndpoints, type GlobalArgs, type Runner } from './context';
 import { exitCodeOf, exitCodes, UsageError } from './exit-codes';
 import { processIo, writeOutChoices, type Io, type WriteOut } from './output';
@@ -110,6 +111,7 @@ export async function runCtl(argv: readonly string[], io: Io = processIo): Promi
       global: true,
     });
   parser = kvCommands(parser, run);
+  parser = watchCommands(parser, run);
   parser = clusterCommands(parser, run);
   parser = balanceCommands(parser, run);
   parser = membershipCommands(parser, run);
@@ -130,6 +132,7 @@ export async function runCtl(argv: readonly string[], io: Io = processIo): Promi
         'Examples:',
         '  eraftkv-ctl put hello world && eraftkv-ctl get hello',
         '  eraftkv-ctl scan a z --limit 10 -w table',
+        '  eraftkv-ctl watch app/ --prefix --prev-kv',
         '  eraftkv-ctl group list -w table',
         '  eraftkv-ctl member list --group 1',
         '  eraftkv-ctl endpoint health --cluster',

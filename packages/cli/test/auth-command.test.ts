@@ -1,6 +1,7 @@
 // The key ranges of role grant-permission / revoke-permission, as etcdctl spells them.
 import { prefixRangeEnd } from '@eraftkv/protocol';
-import { describePermission, rangeEndOf } from '../src/commands/auth';
+import { describePermission } from '../src/commands/auth';
+import { rangeEndOf } from '../src/context';
 import { UsageError } from '../src/exit-codes';
 
 const b = (s: string): Buffer => Buffer.from(s);

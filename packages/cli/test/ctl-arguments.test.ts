@@ -71,12 +71,34 @@ describe('eraftkv-ctl arguments', () => {
       [['group', 'add', '2', '127.0.0.1:1,nohost'], 'Error: "nohost" is not host:port\n'],
       [['group', 'remove', '0'], 'Error: <gid> must be a positive integer, got 0\n'],
       [['slot', 'move', '2', '9-x'], 'Error: <range>: '],
+      [['watch', 'a', 'b', '--prefix'], 'Error: [range_end] and --prefix exclude each other\n'],
+      [['watch', 'b', 'a'], 'Error: [range_end] must come after <key>\n'],
+      [['watch', 'a', '--rev', '-1'], 'Error: --rev must be a non-negative integer, got -1\n'],
+      [['watch', 'a', '--rev', 'x'], 'Error: --rev must be a non-negative integer, got NaN\n'],
+      [['-w', 'table', 'watch', 'a'], 'Error: watch prints -w simple or -w json\n'],
     ];
     for (const [args, message] of cases) {
       const run = await ctl(...nowhere, ...args);
       expect({ args, code: run.code, out: run.out }).toEqual({ args, code: 128, out: '' });
       expect(run.err.startsWith(message)).toBe(true);
     }
+  });
+
+  it('explains in watch --help that revisions are per group', async () => {
+    const printed: string[] = [];
+    const log = jest.spyOn(console, 'log').mockImplementation((text: string) => {
+      printed.push(text);
+    });
+    try {
+      expect(await ctl(...nowhere, 'watch', '--help')).toEqual({ code: 0, out: '', err: '' });
+    } finally {
+      log.mockRestore();
+    }
+    const help = printed.join('\n');
+    expect(help).toContain('eraftkv-ctl watch <key> [range_end]');
+    for (const flag of ['--prefix', '--rev', '--prev-kv', '--progress-notify'])
+      expect(help).toContain(flag);
+    expect(help).toContain('Revisions are per group');
   });
 
   it('exits 128 for --endpoints that name no endpoint', async () => {

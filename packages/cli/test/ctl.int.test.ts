@@ -16,13 +16,20 @@ import {
   HealthService,
   SlotStatus,
   StatusResp,
+  WatchEventType,
+  WatchResp,
   type ERaftKvServer,
   type HealthServer,
   type KvOpPair,
 } from '@eraftkv/protocol';
-import { closedAddress, startFakeERaftKv, type StartedServer } from '@eraftkv/test-support';
+import {
+  closedAddress,
+  startFakeERaftKv,
+  waitFor,
+  type StartedServer,
+} from '@eraftkv/test-support';
 import { exitCodes } from '../src';
-import { ctl, type CtlRun } from './run-ctl';
+import { ctl, startCtl, type CtlRun } from './run-ctl';
 
 const slotCount = 16;
 
@@ -40,6 +47,10 @@ function tableRows(table: string): string[][] {
 }
 const configVersion = 3;
 
+type WatchCall = Parameters<ERaftKvServer['watch']>[0];
+/** gRPC status codes (the numbers every gRPC implementation uses). */
+const invalidArgument = 3;
+
 class FakeNode {
   readonly data = new Map<string, Buffer>();
   /** Counts the data requests answered: the revision each answer carries. */
@@ -47,6 +58,12 @@ class FakeNode {
   /** The slots a Backup says the group served when it read its part (default: all). */
   backupSlots: number[] | null = null;
   server: StartedServer | null = null;
+  /**
+   * What the next Watch calls do, in order; past the script a call is answered `created` at
+   * revision 0 and held open.
+   */
+  watchScript: ((call: WatchCall) => void)[] = [];
+  readonly watchCalls: WatchCall[] = [];
 
   get address(): string {
     return this.server?.address ?? '';
@@ -73,6 +90,13 @@ class FakeNode {
           BackupChunk.fromPartial({ index: 9, configVersion, done: true, keys: kvs.length }),
         );
         call.end();
+      },
+      watch: (call) => {
+        this.watchCalls.push(call);
+        const step =
+          this.watchScript.shift() ??
+          ((c: WatchCall) => c.write(WatchResp.fromPartial({ groupId: 1, created: true })));
+        step(call);
       },
       // ProcessRWOperationStream is left UNIMPLEMENTED: the client falls back to unary calls.
       processRwOperation: (call, callback) =>
@@ -407,6 +431,206 @@ describe('eraftkv-ctl against a fake node', () => {
     expect(refused.out).toBe('');
     expect(refused.err).toMatch(/^Error: .*\n$/);
     expect(refused.err).toMatch(/exists/i);
+  });
+
+  it("watch prints each change in etcdctl's lines until Ctrl-C, then exits 0", async () => {
+    const k = Buffer.from('k');
+    node.watchScript = [
+      (call) => {
+        call.write(WatchResp.fromPartial({ groupId: 1, created: true, revision: 9 }));
+        call.write(
+          WatchResp.fromPartial({
+            groupId: 1,
+            revision: 11,
+            events: [
+              { type: WatchEventType.WATCH_PUT, key: k, value: Buffer.from('v1'), revision: 10 },
+              {
+                type: WatchEventType.WATCH_PUT,
+                key: k,
+                value: Buffer.from('v2'),
+                revision: 11,
+                hasPrev: true,
+                prevValue: Buffer.from('v1'),
+              },
+            ],
+          }),
+        );
+        call.write(
+          WatchResp.fromPartial({
+            groupId: 1,
+            revision: 12,
+            events: [
+              {
+                type: WatchEventType.WATCH_DELETE,
+                key: k,
+                revision: 12,
+                hasPrev: true,
+                prevValue: Buffer.from('v2'),
+              },
+            ],
+          }),
+        );
+        call.write(
+          WatchResp.fromPartial({
+            groupId: 1,
+            revision: 13,
+            events: [
+              {
+                type: WatchEventType.WATCH_SLOT_LEFT,
+                revision: 13,
+                slot: 4,
+                configVersion: 8,
+                sinceConfigVersion: 2,
+              },
+            ],
+          }),
+        );
+        call.write(WatchResp.fromPartial({ groupId: 1, revision: 13 }));
+      },
+    ];
+    const listeners = process.listenerCount('SIGINT');
+    const watching = startCtl(
+      '--endpoints',
+      node.address,
+      'watch',
+      'k',
+      '--prev-kv',
+      '--progress-notify',
+    );
+    await waitFor(() => watching.printed().out.includes('progress notify'), {
+      what: 'the watch to print the changes',
+    });
+    const printed =
+      'PUT\nk\nv1\n' +
+      'PUT\nk\nv1\nk\nv2\n' +
+      'DELETE\nk\nv2\nk\n\n' +
+      'progress notify: 13 (group 1)\n';
+    const noted = 'slot 4 left group 1 at revision 13 (topology version 8)\n';
+    expect(watching.printed()).toEqual({ out: printed, err: noted });
+    expect(node.watchCalls.at(-1)?.request).toEqual({
+      groupId: 1,
+      key: k,
+      rangeEnd: Buffer.alloc(0),
+      startRevision: 0,
+      prevKv: true,
+      progressNotify: true,
+    });
+    // Ctrl-C: the watch's own listener ends it (the test process has no other).
+    expect(process.listenerCount('SIGINT')).toBe(listeners + 1);
+    process.emit('SIGINT', 'SIGINT');
+    expect(await watching.done).toEqual({ code: 0, out: printed, err: noted });
+    expect(process.listenerCount('SIGINT')).toBe(listeners);
+    await waitFor(() => node.watchCalls.at(-1)?.cancelled, { what: 'the stream to be cancelled' });
+  });
+
+  it('watch -w json prints one line per answer, keys and values in base64 too', async () => {
+    node.watchScript = [
+      (call) => {
+        call.write(WatchResp.fromPartial({ groupId: 1, created: true, revision: 4 }));
+        call.write(
+          WatchResp.fromPartial({
+            groupId: 1,
+            revision: 6,
+            events: [
+              {
+                type: WatchEventType.WATCH_PUT,
+                key: Buffer.from('p/a'),
+                value: Buffer.from('v'),
+                revision: 5,
+              },
+              {
+                type: WatchEventType.WATCH_PUT,
+                key: Buffer.from('p/b'),
+                value: Buffer.from([0xff, 0x00]),
+                revision: 6,
+              },
+            ],
+          }),
+        );
+      },
+    ];
+    const watching = startCtl(
+      '--endpoints',
+      node.address,
+      '-w',
+      'json',
+      'watch',
+      'p/',
+      '--prefix',
+      '--rev',
+      '5',
+    );
+    await waitFor(() => watching.printed().out.split('\n').length > 2, {
+      what: 'two lines of JSON',
+    });
+    process.emit('SIGINT', 'SIGINT');
+    const run = await watching.done;
+    expect(run.code).toBe(0);
+    const lines = run.out.trimEnd().split('\n');
+    expect(lines.map((l) => JSON.parse(l) as unknown)).toEqual([
+      { group: 1, revision: 4, created: true, progress: false, events: [], slotMarks: [] },
+      {
+        group: 1,
+        revision: 6,
+        created: false,
+        progress: false,
+        events: [
+          {
+            type: 'PUT',
+            key: 'p/a',
+            keyBase64: 'cC9h',
+            value: 'v',
+            valueBase64: 'dg==',
+            revision: 5,
+          },
+          {
+            type: 'PUT',
+            key: 'p/b',
+            keyBase64: 'cC9i',
+            value: Buffer.from([0xff, 0x00]).toString('utf8'),
+            valueBase64: '/wA=',
+            revision: 6,
+          },
+        ],
+        slotMarks: [],
+      },
+    ]);
+    expect(node.watchCalls.at(-1)?.request).toMatchObject({
+      key: Buffer.from('p/'),
+      rangeEnd: Buffer.from('p0'),
+      startRevision: 5,
+    });
+  });
+
+  it('watch exits 1 saying the oldest revision that can still be watched when --rev is compacted', async () => {
+    node.watchScript = [
+      (call) => {
+        call.write(WatchResp.fromPartial({ groupId: 1, compactRevision: 50, cancelReason: '' }));
+        call.end();
+      },
+    ];
+    expect(await run('watch', 'k', '--rev', '3')).toEqual({
+      code: exitCodes.error,
+      out: '',
+      err:
+        'Error: watch of group 1: revision 3 is older than the history the group keeps: the ' +
+        'oldest revision that can still be watched is 50; watch again with --rev 50 (the changes ' +
+        'before it are gone) or without --rev, from now\n',
+    });
+  });
+
+  it('watch exits 3 naming the group when the cluster refuses the watch as invalid', async () => {
+    node.watchScript = [
+      (call) => call.emit('error', { code: invalidArgument, details: 'key: too long' }),
+    ];
+    const listeners = process.listenerCount('SIGINT');
+    expect(await run('watch', 'k')).toEqual({
+      code: exitCodes.invalidInput,
+      out: '',
+      err: 'Error: watch of group 1: key: too long\n',
+    });
+    // Ctrl-C is the process's own again.
+    expect(process.listenerCount('SIGINT')).toBe(listeners);
   });
 
   it('exits 2 within --command-timeout when no endpoint answers', async () => {

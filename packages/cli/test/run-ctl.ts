@@ -7,16 +7,26 @@ export interface CtlRun {
   readonly err: string;
 }
 
-export async function ctl(...argv: string[]): Promise<CtlRun> {
+/** A command still running (watch): what it printed so far, and its end. */
+export interface RunningCtl {
+  readonly printed: () => { readonly out: string; readonly err: string };
+  readonly done: Promise<CtlRun>;
+}
+
+export function startCtl(...argv: string[]): RunningCtl {
   let out = '';
   let err = '';
-  const code = await runCtl(argv, {
+  const done = runCtl(argv, {
     out: (text) => {
       out += text;
     },
     err: (text) => {
       err += text;
     },
-  });
-  return { code, out, err };
+  }).then((code) => ({ code, out, err }));
+  return { printed: () => ({ out, err }), done };
+}
+
+export function ctl(...argv: string[]): Promise<CtlRun> {
+  return startCtl(...argv).done;
 }

@@ -88,6 +88,8 @@ export class ClientSession {
   readonly endpoints: readonly string[];
   readonly deadlineMs: number;
   readonly attemptTimeoutMs: number;
+  /** Retry pacing, of the LeaderCaller's attempts and of reopening a broken watch stream. */
+  readonly backoff: BackoffOptions;
   readonly connections: Connections;
   readonly caller: LeaderCaller;
   private commandSeq = 0;
@@ -105,13 +107,14 @@ export class ClientSession {
     this.deadlineMs = options.deadlineMs ?? 5000;
     this.attemptTimeoutMs = options.attemptTimeoutMs ?? 2000;
     this.clientId = options.clientId ?? randomUUID();
+    this.backoff = options.backoff ?? { baseMs: 20, maxMs: 500 };
     this.connections = new Connections(
       options.messageBytesMax ?? defaultMessageBytesMax,
       options.credentials ?? clientCredentials(options.tls),
     );
     this.caller = new LeaderCaller(this.connections, {
       attemptTimeoutMs: this.attemptTimeoutMs,
-      backoff: options.backoff ?? { baseMs: 20, maxMs: 500 },
+      backoff: this.backoff,
       refusedRoundsMax: options.refusedRoundsMax ?? 2,
     });
   }
@@ -189,10 +192,13 @@ export class ClientSession {
     };
   }
 
-  /** The addresses of a group's members as the topology records them (0: the meta endpoints). */
-  async groupAddresses(groupId: number, deadline: number): Promise<string[]> {
+  /**
+   * The addresses of a group's members as the topology records them (0: the meta endpoints), from
+   * a fresh topology unless `refresh` is false.
+   */
+  async groupAddresses(groupId: number, deadline: number, refresh = true): Promise<string[]> {
     if (groupId === 0) return [...this.endpoints];
-    const topology = await this.topology(true, deadline);
+    const topology = await this.topology(refresh, deadline);
     const group = topology.groups.get(groupId);
     if (group === undefined)
       throw new ClusterError(ErrorCode.GROUP_NOT_FOUND, `group ${groupId} is not in the topology`);

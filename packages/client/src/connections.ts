@@ -19,7 +19,7 @@ export type UnaryCall<Req, Resp> = (
 ) => grpc.ClientUnaryCall;
 
 /** An error shaped like the ones grpc-js hands to unary callbacks. */
-function serviceError(code: grpc.status, details: string): grpc.ServiceError {
+export function serviceError(code: grpc.status, details: string): grpc.ServiceError {
   return Object.assign(new Error(`${code} ${grpc.status[code]}: ${details}`), {
     code,
     details,
@@ -122,6 +122,7 @@ export class Connections {
   private readonly healthClients = new Map<string, HealthClient>();
   private readonly options: grpc.ChannelOptions;
   private isClosed = false;
+  private readonly closing = new AbortController();
 
   constructor(
     messageBytesMax = defaultMessageBytesMax,
@@ -133,6 +134,14 @@ export class Connections {
   /** close() was called: calls through a LeaderCaller over this pool are refused. */
   get closed(): boolean {
     return this.isClosed;
+  }
+
+  /**
+   * Aborted by close(). A closed channel lets the calls already on it go on, so a stream that
+   * outlives single calls (a watch) ends on this.
+   */
+  get closeSignal(): AbortSignal {
+    return this.closing.signal;
   }
 
   client(address: string): ERaftKvClient {
@@ -242,6 +251,7 @@ export class Connections {
 
   close(): void {
     this.isClosed = true;
+    this.closing.abort();
     for (const s of this.streams.values()) s.close();
     this.streams.clear();
     for (const c of this.clients.values()) c.close();

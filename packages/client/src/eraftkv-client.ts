@@ -28,6 +28,7 @@ import {
   type ResponseHeader,
   type ScanResult,
 } from './kv-client';
+import { Watch, type WatchOptions } from './watch';
 
 export class EraftKvClient {
   readonly clientId: string;
@@ -78,6 +79,34 @@ export class EraftKvClient {
     options?: CallOptions,
   ): Promise<{ results: BatchResult[]; header: ResponseHeader }> {
     return this.kv.batchWithHeader(ops, options);
+  }
+
+  /**
+   * The changes of `key` (a key alone), of [key, rangeEnd) or of every key with prefix `key`,
+   * from now or from a start revision on, as an async iterable of batches (docs/watch.md):
+   *
+   *   for await (const batch of client.watch('app/', { prefix: true, signal })) ...
+   *
+   * Revisions are per group, and a key's slot may move between groups: every kv group is
+   * watched, for a key as for a range, each in its own revisions (`startRevisions` says where
+   * each starts); a group created later is watched from its first revision. Order: the changes
+   * of a key come in the order they were applied, each once, across slot moves too (a moved
+   * slot's changes in its new group wait until its old group's are delivered); the changes of
+   * different keys come in revision order within a group, and batches of different groups
+   * interleave in no set order. Every group starts with a `created` batch.
+   *
+   * A group's stream that breaks (a node stops, the watcher was too slow, the topology moved) is
+   * reopened from the revision after the last one received, on the group's known leader first
+   * and then its other members, with backoff: no change is delivered twice or skipped. The watch
+   * fails (the iterable throws, after the batches before) when a group cannot be reached again
+   * within the deadline (`deadlineMs`, default the client's), with a WatchCompactedError when a
+   * start revision is older than a group's history, and with InvalidArgumentError or
+   * AccessDeniedError when the cluster refuses it. Abort `signal`, call cancel(), break out of
+   * the loop or close the client to end it: the iterable then ends without an error (and drops
+   * the batches not taken yet).
+   */
+  watch(key: Bytes, options?: WatchOptions): Watch {
+    return new Watch(this.session, key, options);
   }
 
   // Administration: see AdminClient.

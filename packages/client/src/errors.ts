@@ -9,7 +9,8 @@ export abstract class EraftKvError extends Error {
     | 'cluster'
     | 'wrong-shard'
     | 'not-leader'
-    | 'access-denied';
+    | 'access-denied'
+    | 'compacted';
 }
 
 /** The request is malformed or exceeds a limit; retrying it unchanged cannot succeed. */
@@ -73,6 +74,24 @@ export class NotLeaderError extends EraftKvError {
   readonly kind = 'not-leader';
   constructor(
     readonly leaderAddress: string,
+    message: string,
+  ) {
+    super(message);
+  }
+}
+
+/**
+ * A watch asked a group for changes older than the history it keeps: nothing of the watch was
+ * lost, but it cannot go on where it stood. `compactRevision` is the oldest revision of `group`
+ * that can still be watched; start again from it (missing what came before it) or from now after
+ * a fresh read.
+ */
+export class WatchCompactedError extends EraftKvError {
+  override name = 'WatchCompactedError';
+  readonly kind = 'compacted';
+  constructor(
+    readonly group: number,
+    readonly compactRevision: number,
     message: string,
   ) {
     super(message);

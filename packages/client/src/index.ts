@@ -30,8 +30,16 @@ export {
   NotLeaderError,
   TimeoutError,
   UnavailableError,
+  WatchCompactedError,
   WrongShardError,
 } from './errors';
+export {
+  Watch,
+  type WatchBatch,
+  type WatchEvent,
+  type WatchOptions,
+  type WatchSlotMark,
+} from './watch';
 export { backoffMs, type BackoffOptions } from './backoff';
 export { Connections, type UnaryCall } from './connections';
 export {

@@ -54,6 +54,11 @@ export interface LeaderCall<Resp> {
   readonly write: boolean;
   /** Any member may serve it (serializable reads): rotate over the members, ignore the leader. */
   readonly anyReplica?: boolean;
+  /**
+   * With anyReplica: still try the known leader first (it has applied the most), and rotate over
+   * the members once it fails. An answer from any member still says nothing about the leader.
+   */
+  readonly preferLeader?: boolean;
   /** Overrides the caller's limit on one attempt. */
   readonly attemptTimeoutMs?: number;
   /**
@@ -205,7 +210,11 @@ export class LeaderCaller {
       const servers = await call.servers();
       if (servers.length === 0)
         throw new UnavailableError(`${groupName(call.groupId)} has no server to call`);
-      const address = this.pick(call.groupId, servers, call.anyReplica === true);
+      const address = this.pick(
+        call.groupId,
+        servers,
+        call.anyReplica === true && call.preferLeader !== true,
+      );
       const left = call.deadline - Date.now();
       if (left <= 0) throw this.deadlineError(call, state);
       let resp: Resp;
@@ -253,7 +262,11 @@ export class LeaderCaller {
     return servers[(this.rotation.get(groupId) ?? 0) % servers.length];
   }
 
-  private rotate(groupId: number): void {
+  /**
+   * Forgets the leader of `groupId` and moves its rotation on to the next member: the next call
+   * goes elsewhere (a stream to the last server broke).
+   */
+  rotate(groupId: number): void {
     this.leaders.delete(groupId);
     this.rotation.set(groupId, (this.rotation.get(groupId) ?? 0) + 1);
   }

@@ -5,16 +5,12 @@ import * as grpc from '@grpc/grpc-js';
 import { createServer, type AddressInfo, type Socket } from 'node:net';
 import { closedAddress, startFakeERaftKv, type StartedServer } from '@eraftkv/test-support';
 import {
-  ChangeType,
   ClientOpType,
   ErrorCode,
   MemberChangeType,
   slotOfKey,
-  SlotStatus,
   type ClientOperationReq,
   type ClientOperationResp,
-  type ClusterConfigChangeReq,
-  type ClusterConfigChangeResp,
   type ERaftKvServer,
   type KvOpPair,
 } from '@eraftkv/protocol';
@@ -26,8 +22,7 @@ import {
   UnavailableError,
   WrongShardError,
 } from '../src';
-
-const slotCount = 16;
+import { slotCount, startMeta, type FakeMeta } from './fake-meta';
 
 interface FakeKv {
   address: string;
@@ -169,80 +164,6 @@ async function startKv(): Promise<FakeKv> {
     },
   };
   fake.server = await startFakeERaftKv(impl, { what: 'the fake kv node' });
-  fake.address = fake.server.address;
-  return fake;
-}
-
-interface FakeMeta {
-  address: string;
-  server: StartedServer | null;
-  queries: number;
-  /** group id -> { servers, slots } */
-  groups: Map<number, { servers: string[]; slots: number[] }>;
-  version: number;
-  requests: ClusterConfigChangeReq[];
-}
-
-async function startMeta(): Promise<FakeMeta> {
-  const fake: FakeMeta = {
-    address: '',
-    server: null,
-    queries: 0,
-    groups: new Map(),
-    version: 1,
-    requests: [],
-  };
-  const topology = (): ClusterConfigChangeResp => ({
-    success: true,
-    shardGroup: [
-      {
-        id: 0,
-        slots: [],
-        servers: [{ id: 1, address: fake.address, serverStatus: 0 }],
-        leaderId: 1,
-      },
-      ...[...fake.groups].map(([id, g]) => ({
-        id,
-        slots: g.slots.map((s) => ({
-          id: s,
-          slotStatus: SlotStatus.Running,
-          statusModifyTime: 0,
-          targetShardId: 0,
-        })),
-        servers: g.servers.map((address, i) => ({ id: i + 1, address, serverStatus: 0 })),
-        leaderId: 0,
-      })),
-    ],
-    configVersion: fake.version,
-    errorCode: ErrorCode.OK,
-    leaderAddress: '',
-    errorMessage: '',
-    slotCount,
-    leaderId: 1,
-    slotMoveKeysCopied: 0,
-    slotMoveBytesCopied: 0,
-    authRevision: 0,
-  });
-  const impl: Partial<ERaftKvServer> = {
-    clusterConfigChange: (call, callback) => {
-      fake.requests.push(call.request);
-      if (call.request.changeType === ChangeType.ShardsQuery) fake.queries++;
-      if (
-        call.request.changeType === ChangeType.ShardJoin &&
-        fake.groups.has(call.request.shardId)
-      ) {
-        callback(null, {
-          ...topology(),
-          success: false,
-          errorCode: ErrorCode.GROUP_EXISTS,
-          errorMessage: 'group 1 exists',
-        });
-        return;
-      }
-      callback(null, topology());
-    },
-  };
-  fake.server = await startFakeERaftKv(impl, { what: 'the fake meta node' });
   fake.address = fake.server.address;
   return fake;
 }

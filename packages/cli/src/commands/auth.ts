@@ -4,25 +4,11 @@
 import type { Argv } from 'yargs';
 import type { AuthListing, KeyPermission, PermissionKind } from '@eraftkv/client';
 import { prefixRangeEnd } from '@eraftkv/protocol';
-import { textArg, type Context, type Runner } from '../context';
+import { rangeEndOf, textArg, type Context, type Runner } from '../context';
 import { exitCodes, UsageError } from '../exit-codes';
 import { json, printable, renderTable } from '../output';
 
 const fromKey = Buffer.from([0]);
-
-/** The range end a permission command's arguments ask for (exclusive of one another). */
-export function rangeEndOf(key: Buffer, args: Record<string, unknown>): Buffer {
-  const end = args.end === undefined ? null : Buffer.from(textArg(args.end, '[end]'), 'utf8');
-  const chosen = [end !== null, args.prefix === true, args['from-key'] === true].filter(Boolean);
-  if (chosen.length > 1) throw new UsageError('[end], --prefix and --from-key exclude each other');
-  if (end !== null) {
-    if (Buffer.compare(end, key) <= 0) throw new UsageError('[end] must come after <key>');
-    return end;
-  }
-  if (args.prefix === true) return prefixRangeEnd(key);
-  if (args['from-key'] === true) return fromKey;
-  return Buffer.alloc(0);
-}
 
 /** A permission's keys as etcdctl shows them: [key, end), [key, <open ended>) or the key alone. */
 export function describePermission(p: KeyPermission): string {
