@@ -119,6 +119,8 @@ async function child(): Promise<void> {
     hashKv: unimplemented,
     backup: (call) => call.end(),
     watch: (call) => call.end(),
+    lease: unimplemented,
+    leaseKeepAlive: (call) => call.end(),
   };
   grpcServer.addService(ERaftKvService, service);
   const port = await new Promise<number>((resolve, reject) =>

@@ -82,6 +82,7 @@ import {
   type PendingItem,
 } from './watch-history';
 import { rangeHolds, WatchHub, type WatchRange } from './watch-hub';
+import { groupOfLease, leaseGroupMax, leaseIdGroupFactor, LeaseTable } from './lease-table';
 
 /** What applying one normal entry produced (handed to whoever proposed it). */
 export type KvApplyResult =
@@ -127,6 +128,15 @@ export type KvApplyResult =
       readonly kind: 'check';
       readonly configVersion: number;
       readonly index: number;
+    }
+  | {
+      /** A lease was granted, or a revoke applied (`found`: the lease was held). */
+      readonly kind: 'lease';
+      readonly configVersion: number;
+      readonly revision: number;
+      readonly id: number;
+      readonly ttlSeconds: number;
+      readonly found: boolean;
     };
 
 /** What a read request produced. */
@@ -173,7 +183,12 @@ export interface DataStateMachineOptions {
    * of the replicated state. Default: watchHistoryRevisionsDefault.
    */
   readonly watchHistoryRevisions?: number;
+  /** The group this state belongs to: lease ids carry it (default 1, for tests). */
+  readonly groupId?: number;
 }
+
+/** The most keys one lease holds: a revoke deletes them all in one apply. */
+export const leaseKeysMax = 10_000;
 
 /** Revisions of watch history kept when not told (--watch-history-revisions). */
 export const watchHistoryRevisionsDefault = 100_000;
@@ -355,6 +370,7 @@ function resultOp(op: KvOpPair, fields: Partial<KvOpPair>): KvOpPair {
     kvs: [],
     more: false,
     deleted: 0,
+    lease: 0,
     ...fields,
   };
 }
@@ -387,6 +403,7 @@ export class DataStateMachine implements StateMachine<KvApplyResult> {
     private dedup: DedupTable,
     private imports: SlotImports,
     private history: HistoryIndex,
+    private leases: LeaseTable,
   ) {
     if (!Number.isSafeInteger(options.dedupWindowEntries) || options.dedupWindowEntries < 1)
       throw new RangeError(`dedupWindowEntries must be a positive integer`);
@@ -416,6 +433,7 @@ export class DataStateMachine implements StateMachine<KvApplyResult> {
         await DedupTable.load(engine),
         await SlotImports.load(engine),
         await HistoryIndex.load(engine, applied),
+        await LeaseTable.load(engine),
       );
     } catch (err) {
       await engine.close();
@@ -617,10 +635,7 @@ export class DataStateMachine implements StateMachine<KvApplyResult> {
         this.imports.settle(batch, command.config);
         const next = ownershipAfter(ownership, command.config);
         batch.put(slotSinceKey, encodeSince(next.ownership.since));
-        if (next.marks.length > 0) {
-          if (this.historyWindow > 0) this.history.record(batch.ops, entry.index, next.marks);
-          for (const mark of next.marks) changes.push({ ...mark, revision: entry.index });
-        }
+        this.recordChanges(batch, entry.index, next.marks, changes);
         return {
           result: { kind: 'config', applied: true, configVersion: command.config.version },
           ownership: next.ownership,
@@ -676,6 +691,37 @@ export class DataStateMachine implements StateMachine<KvApplyResult> {
       }
       case CommandKind.Drop:
         return { result: await this.applyDrop(command.drop, batch, ownership), ownership };
+      case CommandKind.LeaseGrant: {
+        const configVersion = configVersionOf(ownership);
+        const group = this.options.groupId ?? 1;
+        if (group > leaseGroupMax || entry.index >= leaseIdGroupFactor)
+          return {
+            result: {
+              kind: 'rejected',
+              configVersion,
+              message: `lease ids of group ${group} at log index ${entry.index} would not be safe integers`,
+            },
+            ownership,
+          };
+        const id = group * leaseIdGroupFactor + entry.index;
+        this.leases.grant(batch.ops, id, command.grant.ttlSeconds);
+        return {
+          result: {
+            kind: 'lease',
+            configVersion,
+            revision: entry.index,
+            id,
+            ttlSeconds: command.grant.ttlSeconds,
+            found: true,
+          },
+          ownership,
+        };
+      }
+      case CommandKind.LeaseRevoke:
+        return {
+          result: await this.applyRevoke(entry.index, command.revoke.id, batch, ownership, changes),
+          ownership,
+        };
       case CommandKind.Check:
         // applyBatch takes every check entry itself (isCheckEntry); nothing else decodes as one.
         return {
@@ -683,6 +729,64 @@ export class DataStateMachine implements StateMachine<KvApplyResult> {
           ownership,
         };
     }
+  }
+
+  /**
+   * Revokes lease `id`: deletes every key attached to it that the group serves (a key of a slot
+   * frozen or gone for a move stays, detached), each a change watchers see at this revision.
+   */
+  private async applyRevoke(
+    index: number,
+    id: number,
+    batch: ApplyBatch,
+    ownership: Ownership,
+    changes: HistoryItem[],
+  ): Promise<KvApplyResult> {
+    const configVersion = configVersionOf(ownership);
+    const lease = this.leases.get(id);
+    if (lease === undefined)
+      return { kind: 'lease', configVersion, revision: index, id, ttlSeconds: 0, found: false };
+    const made: PendingChange[] = [];
+    const slotCount = ownership.config?.slotCount ?? 0;
+    const keys = [...lease.keys].sort().map((user) => Buffer.from(user, 'latin1'));
+    this.leases.revoke(batch.ops, id);
+    for (const key of keys) {
+      if (slotCount === 0) break;
+      const slot = slotOfKey(key, slotCount);
+      if (!ownership.served.has(slot)) continue;
+      const stored = dataKey(key);
+      const prev = await batch.get(stored);
+      if (prev === undefined) continue;
+      batch.del(stored);
+      batch.del(slotIndexKey(slot, key));
+      made.push({ type: 'delete', key, value: noBytes, prev });
+    }
+    this.recordChanges(batch, index, made, changes);
+    return {
+      kind: 'lease',
+      configVersion,
+      revision: index,
+      id,
+      ttlSeconds: lease.ttlSeconds,
+      found: true,
+    };
+  }
+
+  /** Records what one entry changed in the history and for the watchers of this batch. */
+  private recordChanges(
+    batch: ApplyBatch,
+    index: number,
+    made: readonly PendingItem[],
+    changes: HistoryItem[],
+  ): void {
+    if (made.length === 0) return;
+    if (this.historyWindow > 0) this.history.record(batch.ops, index, made);
+    for (const change of made) changes.push({ ...change, revision: index });
+  }
+
+  /** The leases this replica holds (their TTLs and keys; not when they expire). */
+  leaseTable(): Pick<LeaseTable, 'get' | 'all' | 'size'> {
+    return this.leases;
   }
 
   /**
@@ -710,8 +814,10 @@ export class DataStateMachine implements StateMachine<KvApplyResult> {
     for (const slot of drop.slots) {
       const keys = await batch.keysIn(slotIndexRange(slot), drop.limit - deleted);
       for (const indexKey of keys) {
-        batch.del(dataKey(userKeyOfIndex(indexKey)));
+        const user = userKeyOfIndex(indexKey);
+        batch.del(dataKey(user));
         batch.del(indexKey);
+        this.leases.attach(batch.ops, user, 0);
       }
       deleted += keys.length;
       if (deleted >= drop.limit) break;
@@ -764,6 +870,8 @@ export class DataStateMachine implements StateMachine<KvApplyResult> {
       const problem = notServed(ownership, op.key);
       if (problem !== null) return { kind: 'wrong-shard', configVersion, ...problem };
     }
+    const leaseProblem = this.leaseProblem(req);
+    if (leaseProblem !== null) return { kind: 'rejected', configVersion, message: leaseProblem };
     const ops: KvOpPair[] = [];
     // What the request changed, for the watch history (and the watchers of this replica).
     const made: PendingChange[] = [];
@@ -783,6 +891,7 @@ export class DataStateMachine implements StateMachine<KvApplyResult> {
             made.push({ type: 'put', key: Buffer.from(op.key), value, prev: await batch.get(key) });
           batch.put(key, value);
           batch.put(slotIndexKey(slot, op.key), noBytes);
+          this.leases.attach(batch.ops, op.key, op.lease);
           ops.push(resultOp(op, { success: true }));
           break;
         }
@@ -803,6 +912,7 @@ export class DataStateMachine implements StateMachine<KvApplyResult> {
           if (existed) {
             batch.del(key);
             batch.del(slotIndexKey(slot, op.key));
+            this.leases.attach(batch.ops, op.key, 0);
             if (keepChanges)
               made.push({ type: 'delete', key: Buffer.from(op.key), value: noBytes, prev });
           }
@@ -834,11 +944,32 @@ export class DataStateMachine implements StateMachine<KvApplyResult> {
           });
       this.dedup.record(batch.ops, dedup, index, stored, requestSlot ?? unknownSlot);
     }
-    if (made.length > 0) {
-      if (this.historyWindow > 0) this.history.record(batch.ops, index, made);
-      for (const change of made) changes.push({ ...change, revision: index });
-    }
+    this.recordChanges(batch, index, made, changes);
     return { kind: 'applied', ops, configVersion, revision: index, duplicate: false };
+  }
+
+  /**
+   * Why the leases a request's puts name cannot take their keys, or null: each must be held by
+   * this group and stay within leaseKeysMax.
+   */
+  private leaseProblem(req: ClientOperationReq): string | null {
+    const adding = new Map<number, number>();
+    for (const [i, op] of req.kvs.entries()) {
+      if (op.opType !== ClientOpType.Put || op.lease === 0) continue;
+      const lease = this.leases.get(op.lease);
+      const hex = op.lease.toString(16);
+      if (lease === undefined) {
+        const group = groupOfLease(op.lease);
+        return group === (this.options.groupId ?? 1)
+          ? `kvs[${i}]: lease ${hex} is not held (expired, revoked or never granted)`
+          : `kvs[${i}]: lease ${hex} belongs to group ${group}, but the key is in group ${this.options.groupId ?? 1}: a lease holds keys of its own group only`;
+      }
+      const more = (adding.get(op.lease) ?? 0) + 1;
+      adding.set(op.lease, more);
+      if (lease.keys.size + more > leaseKeysMax)
+        return `kvs[${i}]: lease ${hex} already holds ${lease.keys.size} keys, the most a lease holds is ${leaseKeysMax}`;
+    }
+    return null;
   }
 
   syncApplied(): Promise<number> {
@@ -920,6 +1051,7 @@ export class DataStateMachine implements StateMachine<KvApplyResult> {
         this.dedup = await DedupTable.load(this.engine);
         this.imports = await SlotImports.load(this.engine);
         this.history = await HistoryIndex.load(this.engine, loaded.applied);
+        this.leases = await LeaseTable.load(this.engine);
         // The state jumped past changes no watcher here was given: each ends, and resumes from
         // its last revision (from this replica's history, or another replica's).
         this.watchers.revision = loaded.applied;

@@ -28,7 +28,22 @@ export enum CommandKind {
   Auth = 6,
   /** A consistency check: every replica digests its state at this entry's index (HashKv). */
   Check = 7,
+  /** Grants a lease (JSON of LeaseGrant); its id is the group's and the entry's index. */
+  LeaseGrant = 8,
+  /** Revokes a lease and deletes its keys (JSON of LeaseRevoke): asked, or its TTL ran out. */
+  LeaseRevoke = 9,
 }
+
+export interface LeaseGrant {
+  readonly ttlSeconds: number;
+}
+
+export interface LeaseRevoke {
+  readonly id: number;
+}
+
+/** The longest TTL a lease can be granted with (the record holds a u32). */
+export const leaseTtlSecondsMax = 0xffff_ffff;
 
 /** The start of an import: the target takes `slots` from group `source` for the move begun at `version`. */
 export interface ImportBegin {
@@ -79,7 +94,9 @@ export type KvCommand =
   | { readonly kind: CommandKind.ImportChunk; readonly chunk: SlotMoveChunk }
   | { readonly kind: CommandKind.Drop; readonly drop: Drop }
   | { readonly kind: CommandKind.Auth; readonly table: AuthTable }
-  | { readonly kind: CommandKind.Check };
+  | { readonly kind: CommandKind.Check }
+  | { readonly kind: CommandKind.LeaseGrant; readonly grant: LeaseGrant }
+  | { readonly kind: CommandKind.LeaseRevoke; readonly revoke: LeaseRevoke };
 
 /** A log entry that cannot be decoded. Every replica reaches the same verdict on the same bytes. */
 export class CommandDecodeError extends Error {
@@ -135,6 +152,7 @@ export function encodeClientRequest(req: ClientOperationReq): Buffer {
       kvs: [],
       more: false,
       deleted: 0,
+      lease: op.lease,
     })),
     readConsistency: ReadConsistency.LINEARIZABLE,
     configVersion: 0,
@@ -188,6 +206,24 @@ export function decodeCommand(data: Uint8Array): KvCommand {
       if (body.length !== 0)
         throw new CommandDecodeError(`a check entry carries no body, not ${body.length} bytes`);
       return { kind: CommandKind.Check };
+    case CommandKind.LeaseGrant: {
+      const o = parseJsonObject(body, 'lease grant');
+      if (
+        !isNonNegativeInteger(o.ttlSeconds) ||
+        o.ttlSeconds < 1 ||
+        o.ttlSeconds > leaseTtlSecondsMax
+      )
+        throw new CommandDecodeError(
+          `lease grant TTL must be in [1, ${leaseTtlSecondsMax}] seconds, got ${String(o.ttlSeconds)}`,
+        );
+      return { kind: CommandKind.LeaseGrant, grant: { ttlSeconds: o.ttlSeconds } };
+    }
+    case CommandKind.LeaseRevoke: {
+      const o = parseJsonObject(body, 'lease revoke');
+      if (!isNonNegativeInteger(o.id) || o.id < 1)
+        throw new CommandDecodeError(`lease revoke id must be positive, got ${String(o.id)}`);
+      return { kind: CommandKind.LeaseRevoke, revoke: { id: o.id } };
+    }
     default:
       throw new CommandDecodeError(`unknown command kind ${data[0]}`);
   }
@@ -228,6 +264,14 @@ export function encodeImportBegin(begin: ImportBegin): Buffer {
 
 export function encodeImportChunk(chunk: SlotMoveChunk): Buffer {
   return encodeMessage(SlotMoveChunk, chunk, CommandKind.ImportChunk);
+}
+
+export function encodeLeaseGrant(grant: LeaseGrant): Buffer {
+  return jsonCommand(CommandKind.LeaseGrant, { ttlSeconds: grant.ttlSeconds });
+}
+
+export function encodeLeaseRevoke(revoke: LeaseRevoke): Buffer {
+  return jsonCommand(CommandKind.LeaseRevoke, { id: revoke.id });
 }
 
 export function encodeDrop(drop: Drop): Buffer {

@@ -103,6 +103,12 @@ export const kvNodeOptions = {
     default: 100000,
     group: 'Kv:',
   },
+  'lease-ttl-max-seconds': {
+    type: 'number',
+    describe: 'The longest TTL a lease is granted with',
+    default: 365 * 24 * 3600,
+    group: 'Kv:',
+  },
   'watch-history-revisions': {
     type: 'number',
     describe:
@@ -223,6 +229,7 @@ function kvCommandLine(
     ['--shutdown-grace-ms', args.shutdownGraceMs],
     ['--watch-stream-buffer-bytes', args.watchStreamBufferBytes],
     ['--watches-max', args.watchesMax],
+    ['--lease-ttl-max-seconds', args.leaseTtlMaxSeconds],
     ['--watch-progress-interval-ms', args.watchProgressIntervalMs],
   ];
   for (const [flag, value] of positive) {
@@ -248,6 +255,7 @@ function kvCommandLine(
     ['--watch-history-revisions', args.watchHistoryRevisions, 100_000_000],
     ['--watch-stream-buffer-bytes', args.watchStreamBufferBytes, 1024 * 1024 * 1024],
     ['--watches-max', args.watchesMax, 1_000_000],
+    ['--lease-ttl-max-seconds', args.leaseTtlMaxSeconds, 0xffff_ffff],
     ['--watch-progress-interval-ms', args.watchProgressIntervalMs, 24 * 3600 * 1000],
   ];
   for (const [flag, value, max] of ceilings) {
@@ -299,6 +307,7 @@ function kvCommandLine(
       verifyStateOnStart: args.verifyStateOnStart,
       dedupWindowEntries: args.dedupWindowEntries,
       watchHistoryRevisions: args.watchHistoryRevisions,
+      leaseTtlMaxSeconds: args.leaseTtlMaxSeconds,
       watchLimits: {
         streamBufferBytes: args.watchStreamBufferBytes,
         watchesMax: args.watchesMax,

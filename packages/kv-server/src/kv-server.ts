@@ -40,6 +40,11 @@ import { type Member } from '@eraftkv/raft';
 import { ConfigWatcher } from './config-watcher';
 import { ConsistencyChecker, hashKvHandler } from './consistency-check';
 import { defaultWatchLimits, watchHandler, type WatchLimits } from './watch-service';
+import { LeaseKeeper } from './lease-keeper';
+import { leaseHandlers } from './lease-service';
+
+/** The longest lease TTL granted when not told (one year). */
+export const leaseTtlMaxSecondsDefault = 365 * 24 * 3600;
 import { backupHandler } from './backup-service';
 import { Connections } from '@eraftkv/client';
 import { SlotImporter } from './slot-importer';
@@ -77,6 +82,8 @@ export interface KvServerOptions {
   readonly dedupWindowEntries?: number;
   /** Revisions of watch history kept (--watch-history-revisions). */
   readonly watchHistoryRevisions?: number;
+  /** The longest TTL a lease is granted with (--lease-ttl-max-seconds). */
+  readonly leaseTtlMaxSeconds?: number;
   /** Bounds of watch streams (--watch-stream-buffer-bytes, --watches-max, ...). */
   readonly watchLimits?: WatchLimits;
   /** Reported by the Status RPC. */
@@ -94,6 +101,7 @@ interface Running {
   readonly importer: SlotImporter;
   readonly checker: ConsistencyChecker;
   readonly checkerConnections: Connections;
+  readonly leaseKeeper: LeaseKeeper;
 }
 
 export class KvServer {
@@ -214,6 +222,7 @@ export class KvServer {
             path: join(o.dataDir, 'state'),
             dedupWindowEntries: o.dedupWindowEntries ?? 100_000,
             watchHistoryRevisions: o.watchHistoryRevisions,
+            groupId: o.groupId,
             logger: this.logger,
             verifyOnOpen: o.verifyStateOnStart ?? true,
           }),
@@ -243,6 +252,11 @@ export class KvServer {
     const metricLabels = { group_id: String(o.groupId), node_id: String(o.id) };
     this.slotMigratingAnswers.inc(metricLabels, 0);
     const access = new AccessControl(() => stateMachine.auth(), this.tls?.callerOf ?? anonymous);
+    const leaseKeeper = new LeaseKeeper({
+      raft,
+      stateMachine,
+      logger: this.logger.child({ component: 'leases' }),
+    });
     const checkerConnections = new Connections(undefined, this.tls?.peerCredentials());
     const checker = new ConsistencyChecker({
       groupId: o.groupId,
@@ -286,6 +300,15 @@ export class KvServer {
         access,
         logger: this.logger,
       }),
+      ...leaseHandlers({
+        groupId: o.groupId,
+        raft,
+        stateMachine,
+        keeper: leaseKeeper,
+        access,
+        ttlSecondsMax: o.leaseTtlMaxSeconds ?? leaseTtlMaxSecondsDefault,
+        logger: this.logger,
+      }),
       watch: watchHandler({
         groupId: o.groupId,
         stateMachine,
@@ -298,7 +321,16 @@ export class KvServer {
         logger: this.logger,
       }),
     } satisfies ERaftKvServer);
-    this.running = { raft, stateMachine, watcher, importer, checker, checkerConnections };
+    this.running = {
+      raft,
+      stateMachine,
+      watcher,
+      importer,
+      checker,
+      checkerConnections,
+      leaseKeeper,
+    };
+    leaseKeeper.start();
     watcher.start();
     checker.start(o.consistencyCheckIntervalMs ?? 0);
     this.logger.info('kv server started', {
@@ -335,6 +367,7 @@ export class KvServer {
     if (running !== null) {
       running.importer.stop();
       running.checker.stop();
+      running.leaseKeeper.stop();
       await running.watcher.stop();
     }
     await this.host?.shutdown(this.options.shutdownGraceMs ?? 5000);
@@ -359,6 +392,7 @@ export class KvServer {
     if (running !== null) {
       running.importer.stop();
       running.checker.stop();
+      running.leaseKeeper.stop();
       await running.watcher.stop();
       await running.raft.abort();
       running.checkerConnections.close();

@@ -230,6 +230,7 @@ export function kvServiceHandlers(options: KvServiceOptions): KvServiceHandlers 
       case 'auth':
       case 'moved':
       case 'check':
+      case 'lease':
         throw new Error(`a client request was applied as a ${result.kind} entry`);
     }
   };

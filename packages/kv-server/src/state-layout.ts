@@ -2,6 +2,8 @@
 // records, so that the user's keys keep their byte order under their prefix and a snapshot is one
 // ordered walk over everything:
 //
+//   'A' u64 BE lease id, key              -> nothing: the key is attached to the lease
+//   'L' u64 BE lease id                   -> the lease's TTL in seconds (u32 BE) (lease-table.ts)
 //   'a'                                   -> applied index (u64 BE)
 //   'c'                                   -> applied config (JSON of AppliedConfig)
 //   'd' u32 len(client_id) client_id u64 command_id -> dedup record: u64 BE log index, then the
@@ -144,3 +146,29 @@ export function revisionOfHistoryKey(stored: Buffer): number {
 /** The range of every history record. */
 export const historyStart = Buffer.from([historyPrefix]);
 export const historyEnd = Buffer.from([historyPrefix + 1]);
+
+const leasePrefix = 0x4c; // 'L'
+const attachmentPrefix = 0x41; // 'A'
+
+/** The record of lease `id`. */
+export function leaseKey(id: number): Buffer {
+  return Buffer.concat([Buffer.from([leasePrefix]), u64(id)]);
+}
+
+/** The record that attaches `key` (a user key) to lease `id`. */
+export function attachmentKey(id: number, key: Uint8Array): Buffer {
+  return Buffer.concat([Buffer.from([attachmentPrefix]), u64(id), key]);
+}
+
+/** The attachment records of lease `id`. */
+export function attachmentRange(id: number): { gte: Buffer; lt: Buffer } {
+  return {
+    gte: Buffer.concat([Buffer.from([attachmentPrefix]), u64(id)]),
+    lt: Buffer.concat([Buffer.from([attachmentPrefix]), u64(id + 1)]),
+  };
+}
+
+export const leaseStart = Buffer.from([leasePrefix]);
+export const leaseEnd = Buffer.from([leasePrefix + 1]);
+export const attachmentStart = Buffer.from([attachmentPrefix]);
+export const attachmentEnd = Buffer.from([attachmentPrefix + 1]);

@@ -73,7 +73,7 @@ describe('log commands', () => {
 
   it.each([
     ['an empty entry', Buffer.alloc(0), 'empty command'],
-    ['an unknown kind', Buffer.from([9, 1, 2]), 'unknown command kind 9'],
+    ['an unknown kind', Buffer.from([99, 1, 2]), 'unknown command kind 99'],
     ['a config that is not JSON', Buffer.concat([Buffer.from([2]), b('{')]), 'config is not JSON'],
     [
       'a config with version 0',

@@ -1,13 +1,21 @@
-// The Watch RPC on a kv group of three KvServers in this process over real gRPC on 127.0.0.1
-// (port 0) with real RocksDB and a fake meta group: events in revision order with the revisions
-// the writes were answered with, replay from a revision, resumption without loss or repeat,
-// compaction, progress notifications, bad requests, the per-stream and per-node bounds, and a
-// watch on a member that stops.
+// Watch and leases on a kv group of three KvServers in this process over real gRPC on 127.0.0.1
+// (port 0) with real RocksDB and a fake meta group. Watch: events in revision order with the
+// revisions the writes were answered with, replay from a revision, resumption without loss or
+// repeat, compaction, progress notifications, bad requests, the per-stream and per-node bounds,
+// and a watch on a member that stops. Leases: expiry deletes the keys (watchers see the
+// deletes), keep-alives hold a lease, and a leader killed during a lease's life does not expire
+// it early.
 import * as grpc from '@grpc/grpc-js';
 import { rm } from 'node:fs/promises';
 import { join } from 'node:path';
 import {
   ErrorCode,
+  LeaseAction,
+  LeaseKeepAliveReq,
+  LeaseReq,
+  ReadConsistency,
+  type LeaseKeepAliveResp,
+  type LeaseResp,
   SlotStatus,
   WatchEventType,
   WatchReq,
@@ -17,7 +25,7 @@ import {
 } from '@eraftkv/protocol';
 import { waitFor } from '@eraftkv/test-support';
 import { KvServer } from '../src';
-import { b, del, FakeMeta, kvClient, processRw, put, request, tempDir } from './common';
+import { b, del, FakeMeta, get, kvClient, processRw, put, request, tempDir } from './common';
 
 jest.setTimeout(120_000);
 
@@ -98,28 +106,64 @@ describe('Watch on a kv group of three', () => {
   const until = <T>(what: string, check: () => T | undefined | false): Promise<T> =>
     waitFor(check, { timeoutMs: 15_000, what });
 
+  const makeServer = (id: number, listen: string): KvServer =>
+    new KvServer({
+      id,
+      groupId: 1,
+      listen,
+      metaAddresses: [meta.address],
+      dataDir: join(root, `kv-1-${id}`),
+      raft: { tickMs: 20 },
+      configPollMs: 50,
+      shutdownGraceMs: 2000,
+      watchHistoryRevisions: historyRevisions,
+      watchLimits: { streamBufferBytes: 256 * 1024, watchesMax: 40, progressIntervalMs: 200 },
+    });
+
+  const lease = (server: KvServer, fields: Partial<LeaseReq>): Promise<LeaseResp> =>
+    new Promise((resolve, reject) =>
+      clientOf(server).lease(LeaseReq.fromPartial(fields), (err, resp) =>
+        err ? reject(err) : resolve(resp),
+      ),
+    );
+
+  /** Grants a lease of `ttlSeconds` through the leader. */
+  async function grant(ttlSeconds: number): Promise<number> {
+    const resp = await lease(await leader(), { action: LeaseAction.LEASE_GRANT, ttlSeconds });
+    expect(resp.errorCode).toBe(ErrorCode.OK);
+    return resp.leases[0].id;
+  }
+
+  /** One keep-alive of `id` through `server`'s LeaseKeepAlive stream: the TTL answered. */
+  function keepAlive(server: KvServer, id: number): Promise<LeaseKeepAliveResp> {
+    return new Promise((resolve, reject) => {
+      const call = clientOf(server).leaseKeepAlive();
+      call.on('data', (resp: LeaseKeepAliveResp) => {
+        resolve(resp);
+        call.end();
+      });
+      call.on('error', (err) => reject(err));
+      call.write(LeaseKeepAliveReq.fromPartial({ id }));
+    });
+  }
+
+  /** The value of `key` read through the leader (null: absent). */
+  async function value(key: string): Promise<string | null> {
+    const resp = await processRw(
+      clientOf(await leader()),
+      request([get(key)], { readConsistency: ReadConsistency.LINEARIZABLE }),
+    );
+    expect(resp.errorCode).toBe(ErrorCode.OK);
+    return resp.ops[0].found ? Buffer.from(resp.ops[0].value).toString() : null;
+  }
+
   beforeAll(async () => {
     root = await tempDir('watch');
     await meta.start();
     meta.setTopology(slotCount, [
       { id: 1, slots: [0, 1, 2, 3, 4, 5, 6, 7].map((id) => [id, SlotStatus.Running]) },
     ]);
-    for (let id = 1; id <= 3; id++) {
-      servers.push(
-        new KvServer({
-          id,
-          groupId: 1,
-          listen: '127.0.0.1:0',
-          metaAddresses: [meta.address],
-          dataDir: join(root, `kv-1-${id}`),
-          raft: { tickMs: 20 },
-          configPollMs: 50,
-          shutdownGraceMs: 2000,
-          watchHistoryRevisions: historyRevisions,
-          watchLimits: { streamBufferBytes: 256 * 1024, watchesMax: 40, progressIntervalMs: 200 },
-        }),
-      );
-    }
+    for (let id = 1; id <= 3; id++) servers.push(makeServer(id, '127.0.0.1:0'));
     for (const s of servers) await s.listen();
     const peers = servers.map((s, i) => ({
       id: i + 1,
@@ -286,6 +330,113 @@ describe('Watch on a kv group of three', () => {
     const status = await refused.ended;
     expect(status.code).toBe(grpc.status.RESOURCE_EXHAUSTED);
     expect(status.details).toMatch(/--watches-max/);
+  });
+
+  it('expires a lease that is not kept alive: its keys are deleted, and watchers see the deletes', async () => {
+    const id = await grant(1);
+    expect(Math.floor(id / 2 ** 32)).toBe(1);
+    const w = watch(await leader(), { key: b('lease/'), rangeEnd: b('lease0') });
+    await until('created', () => w.responses[0]);
+    const put1 = await write({ ...put('lease/a', '1'), lease: id });
+    await write({ ...put('lease/b', '2'), lease: id }, put('lease/c', 'no lease'));
+    const ttl = await lease(await leader(), {
+      action: LeaseAction.LEASE_TIME_TO_LIVE,
+      id,
+      keys: true,
+    });
+    expect(ttl.leases[0].grantedTtlSeconds).toBe(1);
+    expect(ttl.leases[0].keys.map((k) => Buffer.from(k).toString())).toEqual([
+      'lease/a',
+      'lease/b',
+    ]);
+    await until('the deletes of the expired lease', () =>
+      eventsOf(w.responses).some((e) => e.includes('DELETE lease/b')) ? true : undefined,
+    );
+    const events = eventsOf(w.responses);
+    const deletes = events.filter((e) => e.includes('DELETE'));
+    expect(deletes.map((e) => e.split(' ').slice(1).join(' '))).toEqual([
+      'DELETE lease/a=',
+      'DELETE lease/b=',
+    ]);
+    // Both deletes are the revoke's: one revision, after the puts.
+    const revisions = new Set(deletes.map((e) => Number(e.split(' ')[0])));
+    expect(revisions.size).toBe(1);
+    expect([...revisions][0]).toBeGreaterThan(put1);
+    expect([await value('lease/a'), await value('lease/b'), await value('lease/c')]).toEqual([
+      null,
+      null,
+      'no lease',
+    ]);
+    const after = await lease(await leader(), { action: LeaseAction.LEASE_TIME_TO_LIVE, id });
+    expect(after.leases[0].ttlSeconds).toBe(-1);
+    const revoke = await lease(await leader(), { action: LeaseAction.LEASE_REVOKE, id });
+    expect(revoke.errorCode).toBe(ErrorCode.LEASE_NOT_FOUND);
+    // A put naming the gone lease is refused whole.
+    const refused = await processRw(
+      clientOf(await leader()),
+      request([{ ...put('lease/d', '1'), lease: id }]),
+    ).then(
+      () => null,
+      (err: grpc.ServiceError) => err,
+    );
+    expect([refused?.code, refused?.details]).toEqual([
+      grpc.status.INVALID_ARGUMENT,
+      expect.stringMatching(/lease [0-9a-f]+ is not held/),
+    ]);
+  });
+
+  it('keeps a lease alive, and a leader killed during its life does not expire it early', async () => {
+    const ttlSeconds = 3;
+    const id = await grant(ttlSeconds);
+    await write({ ...put('held', 'v'), lease: id });
+    // Kept alive past its TTL.
+    const grantedAt = Date.now();
+    let lastKeptAt = 0;
+    while (Date.now() - grantedAt < ttlSeconds * 1000 + 1000) {
+      const resp = await keepAlive(await leader(), id);
+      expect(resp).toMatchObject({ id, ttlSeconds, errorCode: ErrorCode.OK });
+      lastKeptAt = Date.now();
+      await until('half a second', () => (Date.now() - lastKeptAt >= 500 ? true : undefined));
+    }
+    expect(await value('held')).toBe('v');
+    // A follower takes no keep-alive.
+    const l = await leader();
+    const f = running().find((s) => s !== l) as KvServer;
+    expect((await keepAlive(f, id)).errorCode).toBe(ErrorCode.NOT_LEADER);
+    // The leader keeps it alive once more, then is killed.
+    await keepAlive(l, id);
+    lastKeptAt = Date.now();
+    const index = servers.indexOf(l);
+    stopped.add(l);
+    await l.stop();
+    // A new leader starts every TTL again: the lease lives at least its TTL after the last
+    // keep-alive, whenever the new leader came.
+    const newLeader = await leader();
+    expect(newLeader).not.toBe(l);
+    await until('most of the TTL after the last keep-alive', () =>
+      Date.now() - lastKeptAt >= ttlSeconds * 1000 - 300 ? true : undefined,
+    );
+    expect(await value('held')).toBe('v');
+    // Then, not kept alive, it expires.
+    await waitFor(async () => ((await value('held')) === null ? true : undefined), {
+      timeoutMs: 20_000,
+      what: 'the lease to expire under the new leader',
+    });
+    expect(Date.now() - lastKeptAt).toBeGreaterThanOrEqual(ttlSeconds * 1000);
+    // The killed member comes back on its data dir.
+    const restarted = makeServer(index + 1, l.address);
+    servers[index] = restarted;
+    stopped.delete(l);
+    await restarted.listen();
+    await restarted.start(
+      servers.map((s, i) => ({ id: i + 1, address: s.address, learner: false, incarnation: 0 })),
+    );
+    await until('the restarted member to catch up', () =>
+      restarted.stateMachine.leaseTable().get(id) === undefined &&
+      restarted.raft.status().applied >= newLeader.raft.status().commit
+        ? true
+        : undefined,
+    );
   });
 
   it('ends the watches of a member that stops; they resume elsewhere without a gap', async () => {

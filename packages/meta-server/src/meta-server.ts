@@ -302,6 +302,12 @@ export class MetaServer {
         }),
       backup: unimplementedStream('Backup (a kv server operation)'),
       watch: unimplementedStream('Watch (a kv server operation)'),
+      lease: (_call, callback) =>
+        callback({
+          code: grpc.status.UNIMPLEMENTED,
+          details: 'this is a meta server; leases belong to kv groups (ask their servers)',
+        }),
+      leaseKeepAlive: unimplementedStream('LeaseKeepAlive (a kv server operation)'),
       hashKv: (_call, callback) =>
         callback({
           code: grpc.status.UNIMPLEMENTED,

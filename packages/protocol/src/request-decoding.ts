@@ -27,6 +27,9 @@ import {
   HashKvReq,
   BackupReq,
   WatchReq,
+  LeaseAction,
+  LeaseReq,
+  LeaseKeepAliveReq,
   SnapshotReq,
   StatusReq,
   TimeoutNowReq,
@@ -103,6 +106,7 @@ const slotStatus = enumInfo('SlotStatus', SlotStatus);
 const memberChangeType = enumInfo('MemberChangeType', MemberChangeType);
 const authAction = enumInfo('AuthAction', AuthAction);
 const permissionType = enumInfo('PermissionType', PermissionType);
+const leaseAction = enumInfo('LeaseAction', LeaseAction);
 
 /** Null when `value` is a declared value of the enum, else why not (naming `field`). */
 function enumProblem(info: EnumInfo, value: number, field: string): string | null {
@@ -229,7 +233,24 @@ export const eraftKvRequestDecoders: ERaftKvRequestDecoders = {
   hashKv: requestDecoder('eraftkv.HashKvReq', HashKvReq),
   backup: requestDecoder('eraftkv.BackupReq', BackupReq),
   watch: requestDecoder('eraftkv.WatchReq', WatchReq, watchProblem),
+  lease: requestDecoder('eraftkv.LeaseReq', LeaseReq, leaseProblem),
+  leaseKeepAlive: requestDecoder('eraftkv.LeaseKeepAliveReq', LeaseKeepAliveReq),
 };
+
+/** A lease request: a known action, and ids and a TTL within what storage holds. */
+function leaseProblem(req: LeaseReq): string | null {
+  const action = enumProblem(leaseAction, req.action, 'action');
+  if (action !== null) return action;
+  for (const [name, value] of [
+    ['group_id', req.groupId],
+    ['id', req.id],
+    ['ttl_seconds', req.ttlSeconds],
+  ] as const) {
+    if (!Number.isSafeInteger(value) || value < 0)
+      return `${name}: must be in [0, ${Number.MAX_SAFE_INTEGER}], got ${value}`;
+  }
+  return null;
+}
 
 /** A watch: a group id and a start revision within what a log index can be. */
 function watchProblem(req: WatchReq): string | null {

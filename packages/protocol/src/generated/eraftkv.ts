@@ -137,6 +137,8 @@ export enum ErrorCode {
    * is committed the source answers WRONG_SHARD and the target serves the slot.
    */
   SLOT_MIGRATING = 18,
+  /** LEASE_NOT_FOUND - The lease named is not held by its group (never granted, expired or revoked). */
+  LEASE_NOT_FOUND = 19,
   UNRECOGNIZED = -1,
 }
 
@@ -199,6 +201,9 @@ export function errorCodeFromJSON(object: any): ErrorCode {
     case 18:
     case "SLOT_MIGRATING":
       return ErrorCode.SLOT_MIGRATING;
+    case 19:
+    case "LEASE_NOT_FOUND":
+      return ErrorCode.LEASE_NOT_FOUND;
     case -1:
     case "UNRECOGNIZED":
     default:
@@ -246,6 +251,8 @@ export function errorCodeToJSON(object: ErrorCode): string {
       return "STALE_SERVER_CONFIG";
     case ErrorCode.SLOT_MIGRATING:
       return "SLOT_MIGRATING";
+    case ErrorCode.LEASE_NOT_FOUND:
+      return "LEASE_NOT_FOUND";
     case ErrorCode.UNRECOGNIZED:
     default:
       return "UNRECOGNIZED";
@@ -764,6 +771,51 @@ export function watchEventTypeToJSON(object: WatchEventType): string {
   }
 }
 
+export enum LeaseAction {
+  LEASE_GRANT = 0,
+  LEASE_REVOKE = 1,
+  LEASE_TIME_TO_LIVE = 2,
+  LEASE_LIST = 3,
+  UNRECOGNIZED = -1,
+}
+
+export function leaseActionFromJSON(object: any): LeaseAction {
+  switch (object) {
+    case 0:
+    case "LEASE_GRANT":
+      return LeaseAction.LEASE_GRANT;
+    case 1:
+    case "LEASE_REVOKE":
+      return LeaseAction.LEASE_REVOKE;
+    case 2:
+    case "LEASE_TIME_TO_LIVE":
+      return LeaseAction.LEASE_TIME_TO_LIVE;
+    case 3:
+    case "LEASE_LIST":
+      return LeaseAction.LEASE_LIST;
+    case -1:
+    case "UNRECOGNIZED":
+    default:
+      return LeaseAction.UNRECOGNIZED;
+  }
+}
+
+export function leaseActionToJSON(object: LeaseAction): string {
+  switch (object) {
+    case LeaseAction.LEASE_GRANT:
+      return "LEASE_GRANT";
+    case LeaseAction.LEASE_REVOKE:
+      return "LEASE_REVOKE";
+    case LeaseAction.LEASE_TIME_TO_LIVE:
+      return "LEASE_TIME_TO_LIVE";
+    case LeaseAction.LEASE_LIST:
+      return "LEASE_LIST";
+    case LeaseAction.UNRECOGNIZED:
+    default:
+      return "UNRECOGNIZED";
+  }
+}
+
 /**
  * A request for a vote, sent by a (pre-)candidate to every voter of its group.
  * A pre-vote carries term = current_term + 1 and changes no state on either side.
@@ -1182,6 +1234,12 @@ export interface KvOpPair {
   more: boolean;
   /** Del (response): the number of keys deleted (0 or 1). */
   deleted: number;
+  /**
+   * Put: attach the key to this lease of the key's group (0: none; a put without a lease detaches
+   * the key from the one it had). The lease must exist: a request naming an unknown one is
+   * refused whole (INVALID_ARGUMENT).
+   */
+  lease: number;
 }
 
 /** A client request: one or more operations on keys of one shard group, applied atomically. */
@@ -1513,6 +1571,56 @@ export interface WatchResp {
    */
   slotCount: number;
   slots: WatchSlot[];
+}
+
+export interface LeaseReq {
+  action: LeaseAction;
+  /** The group the lease belongs to (grant and list; revoke and time-to-live take it from the id). */
+  groupId: number;
+  /** Revoke and time-to-live. */
+  id: number;
+  /** Grant: the TTL in seconds (at least 1; at most --lease-ttl-max-seconds). */
+  ttlSeconds: number;
+  /** Time-to-live: also list the keys attached. */
+  keys: boolean;
+}
+
+export interface LeaseInfo {
+  id: number;
+  /** The TTL it was granted with. */
+  grantedTtlSeconds: number;
+  /** The seconds left before its leader expires it (-1: not found, or expired). */
+  ttlSeconds: number;
+  keys: Buffer[];
+}
+
+export interface LeaseResp {
+  errorCode: ErrorCode;
+  errorMessage: string;
+  leaderAddress: string;
+  leaderId: number;
+  groupId: number;
+  /** The group's revision of the grant or revoke (the log index it was applied at). */
+  revision: number;
+  /** Grant and time-to-live: the lease; list: every lease of the group. */
+  leases: LeaseInfo[];
+}
+
+/** One keep-alive: sent to the lease's group leader, which starts the lease's TTL again. */
+export interface LeaseKeepAliveReq {
+  id: number;
+}
+
+export interface LeaseKeepAliveResp {
+  id: number;
+  /**
+   * The TTL started again, in seconds; 0: the lease is not found (expired or revoked) and is
+   * not kept alive.
+   */
+  ttlSeconds: number;
+  errorCode: ErrorCode;
+  errorMessage: string;
+  leaderAddress: string;
 }
 
 function createBaseRequestVoteReq(): RequestVoteReq {
@@ -6245,6 +6353,7 @@ function createBaseKvOpPair(): KvOpPair {
     kvs: [],
     more: false,
     deleted: 0,
+    lease: 0,
   };
 }
 
@@ -6282,6 +6391,9 @@ export const KvOpPair: MessageFns<KvOpPair> = {
     }
     if (message.deleted !== 0) {
       writer.uint32(88).int64(message.deleted);
+    }
+    if (message.lease !== 0) {
+      writer.uint32(96).int64(message.lease);
     }
     return writer;
   },
@@ -6387,6 +6499,14 @@ export const KvOpPair: MessageFns<KvOpPair> = {
             message.deleted = longToNumber(reader.int64());
             continue;
           }
+          case 12: {
+            if (tag !== 96) {
+              break;
+            }
+
+            message.lease = longToNumber(reader.int64());
+            continue;
+          }
         }
         if ((tag & 7) === 4 || tag === 0) {
           break;
@@ -6426,6 +6546,7 @@ export const KvOpPair: MessageFns<KvOpPair> = {
         : [],
       more: isSet(object.more) ? globalThis.Boolean(object.more) : false,
       deleted: isSet(object.deleted) ? globalThis.Number(object.deleted) : 0,
+      lease: isSet(object.lease) ? globalThis.Number(object.lease) : 0,
     };
   },
 
@@ -6464,6 +6585,9 @@ export const KvOpPair: MessageFns<KvOpPair> = {
     if (message.deleted !== 0) {
       obj.deleted = Math.round(message.deleted);
     }
+    if (message.lease !== 0) {
+      obj.lease = Math.round(message.lease);
+    }
     return obj;
   },
 
@@ -6483,6 +6607,7 @@ export const KvOpPair: MessageFns<KvOpPair> = {
     message.kvs = object.kvs?.map((e) => KeyValue.fromPartial(e)) || [];
     message.more = object.more ?? false;
     message.deleted = object.deleted ?? 0;
+    message.lease = object.lease ?? 0;
     return message;
   },
 };
@@ -10299,6 +10424,675 @@ export const WatchResp: MessageFns<WatchResp> = {
   },
 };
 
+function createBaseLeaseReq(): LeaseReq {
+  return { action: 0, groupId: 0, id: 0, ttlSeconds: 0, keys: false };
+}
+
+export const LeaseReq: MessageFns<LeaseReq> = {
+  encode(message: LeaseReq, writer: BinaryWriter = new BinaryWriter()): BinaryWriter {
+    if (message.action !== 0) {
+      writer.uint32(8).int32(message.action);
+    }
+    if (message.groupId !== 0) {
+      writer.uint32(16).int64(message.groupId);
+    }
+    if (message.id !== 0) {
+      writer.uint32(24).int64(message.id);
+    }
+    if (message.ttlSeconds !== 0) {
+      writer.uint32(32).int64(message.ttlSeconds);
+    }
+    if (message.keys !== false) {
+      writer.uint32(40).bool(message.keys);
+    }
+    return writer;
+  },
+
+  decode(input: BinaryReader | Uint8Array, length?: number): LeaseReq {
+    const reader = input instanceof BinaryReader ? input : new BinaryReader(input);
+    const previousRecursionDepth = (reader as any).__tsProtoDecodeDepth ?? 0;
+    if (previousRecursionDepth >= 100) {
+      throw new globalThis.Error("protobuf decode recursion limit exceeded");
+    }
+    (reader as any).__tsProtoDecodeDepth = previousRecursionDepth + 1;
+    try {
+      const end = length === undefined ? reader.len : reader.pos + length;
+      const message = createBaseLeaseReq();
+      while (reader.pos < end) {
+        const tag = reader.uint32();
+        switch (tag >>> 3) {
+          case 1: {
+            if (tag !== 8) {
+              break;
+            }
+
+            message.action = reader.int32() as any;
+            continue;
+          }
+          case 2: {
+            if (tag !== 16) {
+              break;
+            }
+
+            message.groupId = longToNumber(reader.int64());
+            continue;
+          }
+          case 3: {
+            if (tag !== 24) {
+              break;
+            }
+
+            message.id = longToNumber(reader.int64());
+            continue;
+          }
+          case 4: {
+            if (tag !== 32) {
+              break;
+            }
+
+            message.ttlSeconds = longToNumber(reader.int64());
+            continue;
+          }
+          case 5: {
+            if (tag !== 40) {
+              break;
+            }
+
+            message.keys = reader.bool();
+            continue;
+          }
+        }
+        if ((tag & 7) === 4 || tag === 0) {
+          break;
+        }
+        reader.skip(tag & 7);
+      }
+      return message;
+    } finally {
+      (reader as any).__tsProtoDecodeDepth = previousRecursionDepth;
+    }
+  },
+
+  fromJSON(object: any): LeaseReq {
+    return {
+      action: isSet(object.action) ? leaseActionFromJSON(object.action) : 0,
+      groupId: isSet(object.groupId)
+        ? globalThis.Number(object.groupId)
+        : isSet(object.group_id)
+        ? globalThis.Number(object.group_id)
+        : 0,
+      id: isSet(object.id) ? globalThis.Number(object.id) : 0,
+      ttlSeconds: isSet(object.ttlSeconds)
+        ? globalThis.Number(object.ttlSeconds)
+        : isSet(object.ttl_seconds)
+        ? globalThis.Number(object.ttl_seconds)
+        : 0,
+      keys: isSet(object.keys) ? globalThis.Boolean(object.keys) : false,
+    };
+  },
+
+  toJSON(message: LeaseReq): unknown {
+    const obj: any = {};
+    if (message.action !== 0) {
+      obj.action = leaseActionToJSON(message.action);
+    }
+    if (message.groupId !== 0) {
+      obj.groupId = Math.round(message.groupId);
+    }
+    if (message.id !== 0) {
+      obj.id = Math.round(message.id);
+    }
+    if (message.ttlSeconds !== 0) {
+      obj.ttlSeconds = Math.round(message.ttlSeconds);
+    }
+    if (message.keys !== false) {
+      obj.keys = message.keys;
+    }
+    return obj;
+  },
+
+  create<I extends Exact<DeepPartial<LeaseReq>, I>>(base?: I): LeaseReq {
+    return LeaseReq.fromPartial(base ?? ({} as any));
+  },
+  fromPartial<I extends Exact<DeepPartial<LeaseReq>, I>>(object: I): LeaseReq {
+    const message = createBaseLeaseReq();
+    message.action = object.action ?? 0;
+    message.groupId = object.groupId ?? 0;
+    message.id = object.id ?? 0;
+    message.ttlSeconds = object.ttlSeconds ?? 0;
+    message.keys = object.keys ?? false;
+    return message;
+  },
+};
+
+function createBaseLeaseInfo(): LeaseInfo {
+  return { id: 0, grantedTtlSeconds: 0, ttlSeconds: 0, keys: [] };
+}
+
+export const LeaseInfo: MessageFns<LeaseInfo> = {
+  encode(message: LeaseInfo, writer: BinaryWriter = new BinaryWriter()): BinaryWriter {
+    if (message.id !== 0) {
+      writer.uint32(8).int64(message.id);
+    }
+    if (message.grantedTtlSeconds !== 0) {
+      writer.uint32(16).int64(message.grantedTtlSeconds);
+    }
+    if (message.ttlSeconds !== 0) {
+      writer.uint32(24).int64(message.ttlSeconds);
+    }
+    for (const v of message.keys) {
+      writer.uint32(34).bytes(v!);
+    }
+    return writer;
+  },
+
+  decode(input: BinaryReader | Uint8Array, length?: number): LeaseInfo {
+    const reader = input instanceof BinaryReader ? input : new BinaryReader(input);
+    const previousRecursionDepth = (reader as any).__tsProtoDecodeDepth ?? 0;
+    if (previousRecursionDepth >= 100) {
+      throw new globalThis.Error("protobuf decode recursion limit exceeded");
+    }
+    (reader as any).__tsProtoDecodeDepth = previousRecursionDepth + 1;
+    try {
+      const end = length === undefined ? reader.len : reader.pos + length;
+      const message = createBaseLeaseInfo();
+      while (reader.pos < end) {
+        const tag = reader.uint32();
+        switch (tag >>> 3) {
+          case 1: {
+            if (tag !== 8) {
+              break;
+            }
+
+            message.id = longToNumber(reader.int64());
+            continue;
+          }
+          case 2: {
+            if (tag !== 16) {
+              break;
+            }
+
+            message.grantedTtlSeconds = longToNumber(reader.int64());
+            continue;
+          }
+          case 3: {
+            if (tag !== 24) {
+              break;
+            }
+
+            message.ttlSeconds = longToNumber(reader.int64());
+            continue;
+          }
+          case 4: {
+            if (tag !== 34) {
+              break;
+            }
+
+            message.keys.push(Buffer.from(reader.bytes()));
+            continue;
+          }
+        }
+        if ((tag & 7) === 4 || tag === 0) {
+          break;
+        }
+        reader.skip(tag & 7);
+      }
+      return message;
+    } finally {
+      (reader as any).__tsProtoDecodeDepth = previousRecursionDepth;
+    }
+  },
+
+  fromJSON(object: any): LeaseInfo {
+    return {
+      id: isSet(object.id) ? globalThis.Number(object.id) : 0,
+      grantedTtlSeconds: isSet(object.grantedTtlSeconds)
+        ? globalThis.Number(object.grantedTtlSeconds)
+        : isSet(object.granted_ttl_seconds)
+        ? globalThis.Number(object.granted_ttl_seconds)
+        : 0,
+      ttlSeconds: isSet(object.ttlSeconds)
+        ? globalThis.Number(object.ttlSeconds)
+        : isSet(object.ttl_seconds)
+        ? globalThis.Number(object.ttl_seconds)
+        : 0,
+      keys: globalThis.Array.isArray(object?.keys) ? object.keys.map((e: any) => Buffer.from(bytesFromBase64(e))) : [],
+    };
+  },
+
+  toJSON(message: LeaseInfo): unknown {
+    const obj: any = {};
+    if (message.id !== 0) {
+      obj.id = Math.round(message.id);
+    }
+    if (message.grantedTtlSeconds !== 0) {
+      obj.grantedTtlSeconds = Math.round(message.grantedTtlSeconds);
+    }
+    if (message.ttlSeconds !== 0) {
+      obj.ttlSeconds = Math.round(message.ttlSeconds);
+    }
+    if (message.keys?.length) {
+      obj.keys = message.keys.map((e) => base64FromBytes(e));
+    }
+    return obj;
+  },
+
+  create<I extends Exact<DeepPartial<LeaseInfo>, I>>(base?: I): LeaseInfo {
+    return LeaseInfo.fromPartial(base ?? ({} as any));
+  },
+  fromPartial<I extends Exact<DeepPartial<LeaseInfo>, I>>(object: I): LeaseInfo {
+    const message = createBaseLeaseInfo();
+    message.id = object.id ?? 0;
+    message.grantedTtlSeconds = object.grantedTtlSeconds ?? 0;
+    message.ttlSeconds = object.ttlSeconds ?? 0;
+    message.keys = object.keys?.map((e) => e) || [];
+    return message;
+  },
+};
+
+function createBaseLeaseResp(): LeaseResp {
+  return { errorCode: 0, errorMessage: "", leaderAddress: "", leaderId: 0, groupId: 0, revision: 0, leases: [] };
+}
+
+export const LeaseResp: MessageFns<LeaseResp> = {
+  encode(message: LeaseResp, writer: BinaryWriter = new BinaryWriter()): BinaryWriter {
+    if (message.errorCode !== 0) {
+      writer.uint32(8).int32(message.errorCode);
+    }
+    if (message.errorMessage !== "") {
+      writer.uint32(18).string(message.errorMessage);
+    }
+    if (message.leaderAddress !== "") {
+      writer.uint32(26).string(message.leaderAddress);
+    }
+    if (message.leaderId !== 0) {
+      writer.uint32(32).int64(message.leaderId);
+    }
+    if (message.groupId !== 0) {
+      writer.uint32(40).int64(message.groupId);
+    }
+    if (message.revision !== 0) {
+      writer.uint32(48).int64(message.revision);
+    }
+    for (const v of message.leases) {
+      LeaseInfo.encode(v!, writer.uint32(58).fork()).join();
+    }
+    return writer;
+  },
+
+  decode(input: BinaryReader | Uint8Array, length?: number): LeaseResp {
+    const reader = input instanceof BinaryReader ? input : new BinaryReader(input);
+    const previousRecursionDepth = (reader as any).__tsProtoDecodeDepth ?? 0;
+    if (previousRecursionDepth >= 100) {
+      throw new globalThis.Error("protobuf decode recursion limit exceeded");
+    }
+    (reader as any).__tsProtoDecodeDepth = previousRecursionDepth + 1;
+    try {
+      const end = length === undefined ? reader.len : reader.pos + length;
+      const message = createBaseLeaseResp();
+      while (reader.pos < end) {
+        const tag = reader.uint32();
+        switch (tag >>> 3) {
+          case 1: {
+            if (tag !== 8) {
+              break;
+            }
+
+            message.errorCode = reader.int32() as any;
+            continue;
+          }
+          case 2: {
+            if (tag !== 18) {
+              break;
+            }
+
+            message.errorMessage = reader.string();
+            continue;
+          }
+          case 3: {
+            if (tag !== 26) {
+              break;
+            }
+
+            message.leaderAddress = reader.string();
+            continue;
+          }
+          case 4: {
+            if (tag !== 32) {
+              break;
+            }
+
+            message.leaderId = longToNumber(reader.int64());
+            continue;
+          }
+          case 5: {
+            if (tag !== 40) {
+              break;
+            }
+
+            message.groupId = longToNumber(reader.int64());
+            continue;
+          }
+          case 6: {
+            if (tag !== 48) {
+              break;
+            }
+
+            message.revision = longToNumber(reader.int64());
+            continue;
+          }
+          case 7: {
+            if (tag !== 58) {
+              break;
+            }
+
+            message.leases.push(LeaseInfo.decode(reader, reader.uint32()));
+            continue;
+          }
+        }
+        if ((tag & 7) === 4 || tag === 0) {
+          break;
+        }
+        reader.skip(tag & 7);
+      }
+      return message;
+    } finally {
+      (reader as any).__tsProtoDecodeDepth = previousRecursionDepth;
+    }
+  },
+
+  fromJSON(object: any): LeaseResp {
+    return {
+      errorCode: isSet(object.errorCode)
+        ? errorCodeFromJSON(object.errorCode)
+        : isSet(object.error_code)
+        ? errorCodeFromJSON(object.error_code)
+        : 0,
+      errorMessage: isSet(object.errorMessage)
+        ? globalThis.String(object.errorMessage)
+        : isSet(object.error_message)
+        ? globalThis.String(object.error_message)
+        : "",
+      leaderAddress: isSet(object.leaderAddress)
+        ? globalThis.String(object.leaderAddress)
+        : isSet(object.leader_address)
+        ? globalThis.String(object.leader_address)
+        : "",
+      leaderId: isSet(object.leaderId)
+        ? globalThis.Number(object.leaderId)
+        : isSet(object.leader_id)
+        ? globalThis.Number(object.leader_id)
+        : 0,
+      groupId: isSet(object.groupId)
+        ? globalThis.Number(object.groupId)
+        : isSet(object.group_id)
+        ? globalThis.Number(object.group_id)
+        : 0,
+      revision: isSet(object.revision) ? globalThis.Number(object.revision) : 0,
+      leases: globalThis.Array.isArray(object?.leases)
+        ? object.leases.map((e: any) => LeaseInfo.fromJSON(e))
+        : [],
+    };
+  },
+
+  toJSON(message: LeaseResp): unknown {
+    const obj: any = {};
+    if (message.errorCode !== 0) {
+      obj.errorCode = errorCodeToJSON(message.errorCode);
+    }
+    if (message.errorMessage !== "") {
+      obj.errorMessage = message.errorMessage;
+    }
+    if (message.leaderAddress !== "") {
+      obj.leaderAddress = message.leaderAddress;
+    }
+    if (message.leaderId !== 0) {
+      obj.leaderId = Math.round(message.leaderId);
+    }
+    if (message.groupId !== 0) {
+      obj.groupId = Math.round(message.groupId);
+    }
+    if (message.revision !== 0) {
+      obj.revision = Math.round(message.revision);
+    }
+    if (message.leases?.length) {
+      obj.leases = message.leases.map((e) => LeaseInfo.toJSON(e));
+    }
+    return obj;
+  },
+
+  create<I extends Exact<DeepPartial<LeaseResp>, I>>(base?: I): LeaseResp {
+    return LeaseResp.fromPartial(base ?? ({} as any));
+  },
+  fromPartial<I extends Exact<DeepPartial<LeaseResp>, I>>(object: I): LeaseResp {
+    const message = createBaseLeaseResp();
+    message.errorCode = object.errorCode ?? 0;
+    message.errorMessage = object.errorMessage ?? "";
+    message.leaderAddress = object.leaderAddress ?? "";
+    message.leaderId = object.leaderId ?? 0;
+    message.groupId = object.groupId ?? 0;
+    message.revision = object.revision ?? 0;
+    message.leases = object.leases?.map((e) => LeaseInfo.fromPartial(e)) || [];
+    return message;
+  },
+};
+
+function createBaseLeaseKeepAliveReq(): LeaseKeepAliveReq {
+  return { id: 0 };
+}
+
+export const LeaseKeepAliveReq: MessageFns<LeaseKeepAliveReq> = {
+  encode(message: LeaseKeepAliveReq, writer: BinaryWriter = new BinaryWriter()): BinaryWriter {
+    if (message.id !== 0) {
+      writer.uint32(8).int64(message.id);
+    }
+    return writer;
+  },
+
+  decode(input: BinaryReader | Uint8Array, length?: number): LeaseKeepAliveReq {
+    const reader = input instanceof BinaryReader ? input : new BinaryReader(input);
+    const previousRecursionDepth = (reader as any).__tsProtoDecodeDepth ?? 0;
+    if (previousRecursionDepth >= 100) {
+      throw new globalThis.Error("protobuf decode recursion limit exceeded");
+    }
+    (reader as any).__tsProtoDecodeDepth = previousRecursionDepth + 1;
+    try {
+      const end = length === undefined ? reader.len : reader.pos + length;
+      const message = createBaseLeaseKeepAliveReq();
+      while (reader.pos < end) {
+        const tag = reader.uint32();
+        switch (tag >>> 3) {
+          case 1: {
+            if (tag !== 8) {
+              break;
+            }
+
+            message.id = longToNumber(reader.int64());
+            continue;
+          }
+        }
+        if ((tag & 7) === 4 || tag === 0) {
+          break;
+        }
+        reader.skip(tag & 7);
+      }
+      return message;
+    } finally {
+      (reader as any).__tsProtoDecodeDepth = previousRecursionDepth;
+    }
+  },
+
+  fromJSON(object: any): LeaseKeepAliveReq {
+    return { id: isSet(object.id) ? globalThis.Number(object.id) : 0 };
+  },
+
+  toJSON(message: LeaseKeepAliveReq): unknown {
+    const obj: any = {};
+    if (message.id !== 0) {
+      obj.id = Math.round(message.id);
+    }
+    return obj;
+  },
+
+  create<I extends Exact<DeepPartial<LeaseKeepAliveReq>, I>>(base?: I): LeaseKeepAliveReq {
+    return LeaseKeepAliveReq.fromPartial(base ?? ({} as any));
+  },
+  fromPartial<I extends Exact<DeepPartial<LeaseKeepAliveReq>, I>>(object: I): LeaseKeepAliveReq {
+    const message = createBaseLeaseKeepAliveReq();
+    message.id = object.id ?? 0;
+    return message;
+  },
+};
+
+function createBaseLeaseKeepAliveResp(): LeaseKeepAliveResp {
+  return { id: 0, ttlSeconds: 0, errorCode: 0, errorMessage: "", leaderAddress: "" };
+}
+
+export const LeaseKeepAliveResp: MessageFns<LeaseKeepAliveResp> = {
+  encode(message: LeaseKeepAliveResp, writer: BinaryWriter = new BinaryWriter()): BinaryWriter {
+    if (message.id !== 0) {
+      writer.uint32(8).int64(message.id);
+    }
+    if (message.ttlSeconds !== 0) {
+      writer.uint32(16).int64(message.ttlSeconds);
+    }
+    if (message.errorCode !== 0) {
+      writer.uint32(24).int32(message.errorCode);
+    }
+    if (message.errorMessage !== "") {
+      writer.uint32(34).string(message.errorMessage);
+    }
+    if (message.leaderAddress !== "") {
+      writer.uint32(42).string(message.leaderAddress);
+    }
+    return writer;
+  },
+
+  decode(input: BinaryReader | Uint8Array, length?: number): LeaseKeepAliveResp {
+    const reader = input instanceof BinaryReader ? input : new BinaryReader(input);
+    const previousRecursionDepth = (reader as any).__tsProtoDecodeDepth ?? 0;
+    if (previousRecursionDepth >= 100) {
+      throw new globalThis.Error("protobuf decode recursion limit exceeded");
+    }
+    (reader as any).__tsProtoDecodeDepth = previousRecursionDepth + 1;
+    try {
+      const end = length === undefined ? reader.len : reader.pos + length;
+      const message = createBaseLeaseKeepAliveResp();
+      while (reader.pos < end) {
+        const tag = reader.uint32();
+        switch (tag >>> 3) {
+          case 1: {
+            if (tag !== 8) {
+              break;
+            }
+
+            message.id = longToNumber(reader.int64());
+            continue;
+          }
+          case 2: {
+            if (tag !== 16) {
+              break;
+            }
+
+            message.ttlSeconds = longToNumber(reader.int64());
+            continue;
+          }
+          case 3: {
+            if (tag !== 24) {
+              break;
+            }
+
+            message.errorCode = reader.int32() as any;
+            continue;
+          }
+          case 4: {
+            if (tag !== 34) {
+              break;
+            }
+
+            message.errorMessage = reader.string();
+            continue;
+          }
+          case 5: {
+            if (tag !== 42) {
+              break;
+            }
+
+            message.leaderAddress = reader.string();
+            continue;
+          }
+        }
+        if ((tag & 7) === 4 || tag === 0) {
+          break;
+        }
+        reader.skip(tag & 7);
+      }
+      return message;
+    } finally {
+      (reader as any).__tsProtoDecodeDepth = previousRecursionDepth;
+    }
+  },
+
+  fromJSON(object: any): LeaseKeepAliveResp {
+    return {
+      id: isSet(object.id) ? globalThis.Number(object.id) : 0,
+      ttlSeconds: isSet(object.ttlSeconds)
+        ? globalThis.Number(object.ttlSeconds)
+        : isSet(object.ttl_seconds)
+        ? globalThis.Number(object.ttl_seconds)
+        : 0,
+      errorCode: isSet(object.errorCode)
+        ? errorCodeFromJSON(object.errorCode)
+        : isSet(object.error_code)
+        ? errorCodeFromJSON(object.error_code)
+        : 0,
+      errorMessage: isSet(object.errorMessage)
+        ? globalThis.String(object.errorMessage)
+        : isSet(object.error_message)
+        ? globalThis.String(object.error_message)
+        : "",
+      leaderAddress: isSet(object.leaderAddress)
+        ? globalThis.String(object.leaderAddress)
+        : isSet(object.leader_address)
+        ? globalThis.String(object.leader_address)
+        : "",
+    };
+  },
+
+  toJSON(message: LeaseKeepAliveResp): unknown {
+    const obj: any = {};
+    if (message.id !== 0) {
+      obj.id = Math.round(message.id);
+    }
+    if (message.ttlSeconds !== 0) {
+      obj.ttlSeconds = Math.round(message.ttlSeconds);
+    }
+    if (message.errorCode !== 0) {
+      obj.errorCode = errorCodeToJSON(message.errorCode);
+    }
+    if (message.errorMessage !== "") {
+      obj.errorMessage = message.errorMessage;
+    }
+    if (message.leaderAddress !== "") {
+      obj.leaderAddress = message.leaderAddress;
+    }
+    return obj;
+  },
+
+  create<I extends Exact<DeepPartial<LeaseKeepAliveResp>, I>>(base?: I): LeaseKeepAliveResp {
+    return LeaseKeepAliveResp.fromPartial(base ?? ({} as any));
+  },
+  fromPartial<I extends Exact<DeepPartial<LeaseKeepAliveResp>, I>>(object: I): LeaseKeepAliveResp {
+    const message = createBaseLeaseKeepAliveResp();
+    message.id = object.id ?? 0;
+    message.ttlSeconds = object.ttlSeconds ?? 0;
+    message.errorCode = object.errorCode ?? 0;
+    message.errorMessage = object.errorMessage ?? "";
+    message.leaderAddress = object.leaderAddress ?? "";
+    return message;
+  },
+};
+
 export type ERaftKvService = typeof ERaftKvService;
 export const ERaftKvService = {
   /** Raft peer RPCs. */
@@ -10486,6 +11280,26 @@ export const ERaftKvService = {
     responseSerialize: (value: WatchResp): Buffer => Buffer.from(WatchResp.encode(value).finish()),
     responseDeserialize: (value: Buffer): WatchResp => WatchResp.decode(value),
   },
+  /** Leases of a kv group (its leader; docs/leases.md). */
+  lease: {
+    path: "/eraftkv.ERaftKv/Lease" as const,
+    requestStream: false as const,
+    responseStream: false as const,
+    requestSerialize: (value: LeaseReq): Buffer => Buffer.from(LeaseReq.encode(value).finish()),
+    requestDeserialize: (value: Buffer): LeaseReq => LeaseReq.decode(value),
+    responseSerialize: (value: LeaseResp): Buffer => Buffer.from(LeaseResp.encode(value).finish()),
+    responseDeserialize: (value: Buffer): LeaseResp => LeaseResp.decode(value),
+  },
+  /** Keep-alives of leases, answered in order; sent to the leases' group leader. */
+  leaseKeepAlive: {
+    path: "/eraftkv.ERaftKv/LeaseKeepAlive" as const,
+    requestStream: true as const,
+    responseStream: true as const,
+    requestSerialize: (value: LeaseKeepAliveReq): Buffer => Buffer.from(LeaseKeepAliveReq.encode(value).finish()),
+    requestDeserialize: (value: Buffer): LeaseKeepAliveReq => LeaseKeepAliveReq.decode(value),
+    responseSerialize: (value: LeaseKeepAliveResp): Buffer => Buffer.from(LeaseKeepAliveResp.encode(value).finish()),
+    responseDeserialize: (value: Buffer): LeaseKeepAliveResp => LeaseKeepAliveResp.decode(value),
+  },
 } as const;
 
 export interface ERaftKvServer extends UntypedServiceImplementation {
@@ -10528,6 +11342,10 @@ export interface ERaftKvServer extends UntypedServiceImplementation {
   backup: handleServerStreamingCall<BackupReq, BackupChunk>;
   /** The changes of a key, range or prefix in one kv group (any replica; docs/watch.md). */
   watch: handleServerStreamingCall<WatchReq, WatchResp>;
+  /** Leases of a kv group (its leader; docs/leases.md). */
+  lease: handleUnaryCall<LeaseReq, LeaseResp>;
+  /** Keep-alives of leases, answered in order; sent to the leases' group leader. */
+  leaseKeepAlive: handleBidiStreamingCall<LeaseKeepAliveReq, LeaseKeepAliveResp>;
 }
 
 export interface ERaftKvClient extends Client {
@@ -10769,6 +11587,26 @@ export interface ERaftKvClient extends Client {
   /** The changes of a key, range or prefix in one kv group (any replica; docs/watch.md). */
   watch(request: WatchReq, options?: Partial<CallOptions>): ClientReadableStream<WatchResp>;
   watch(request: WatchReq, metadata?: Metadata, options?: Partial<CallOptions>): ClientReadableStream<WatchResp>;
+  /** Leases of a kv group (its leader; docs/leases.md). */
+  lease(request: LeaseReq, callback: (error: ServiceError | null, response: LeaseResp) => void): ClientUnaryCall;
+  lease(
+    request: LeaseReq,
+    metadata: Metadata,
+    callback: (error: ServiceError | null, response: LeaseResp) => void,
+  ): ClientUnaryCall;
+  lease(
+    request: LeaseReq,
+    metadata: Metadata,
+    options: Partial<CallOptions>,
+    callback: (error: ServiceError | null, response: LeaseResp) => void,
+  ): ClientUnaryCall;
+  /** Keep-alives of leases, answered in order; sent to the leases' group leader. */
+  leaseKeepAlive(): ClientDuplexStream<LeaseKeepAliveReq, LeaseKeepAliveResp>;
+  leaseKeepAlive(options: Partial<CallOptions>): ClientDuplexStream<LeaseKeepAliveReq, LeaseKeepAliveResp>;
+  leaseKeepAlive(
+    metadata: Metadata,
+    options?: Partial<CallOptions>,
+  ): ClientDuplexStream<LeaseKeepAliveReq, LeaseKeepAliveResp>;
 }
 
 export const ERaftKvClient = makeGenericClientConstructor(ERaftKvService, "eraftkv.ERaftKv") as unknown as {
