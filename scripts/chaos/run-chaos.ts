@@ -414,7 +414,11 @@ async function main(): Promise<number> {
       const states = await waitUntil(
         async () => {
           const statuses = await Promise.all(
-            members.map((m) => admin.status(m.grpcAddress, { withDigest: true })),
+            // A digest reads the whole state, the watch history included: seconds on a busy
+            // machine, more than a status call's usual deadline.
+            members.map((m) =>
+              admin.status(m.grpcAddress, { withDigest: true, deadlineMs: 15_000 }),
+            ),
           );
           const indexes = new Set(statuses.map((s) => s.stateDigestIndex));
           if (indexes.size !== 1) return undefined;
