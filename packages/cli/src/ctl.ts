@@ -8,6 +8,7 @@ import { benchCommands } from './commands/bench';
 import { clusterCommands } from './commands/cluster';
 import { endpointCommands } from './commands/endpoint';
 import { kvCommands } from './commands/kv';
+import { leaseCommands } from './commands/lease';
 import { membershipCommands } from './commands/membership';
 import { snapshotCommands } from './commands/snapshot';
 import { watchCommands } from './commands/watch';
@@ -26,7 +27,9 @@ const tlsEnvNames = ['ERAFTKV_CACERT', 'ERAFTKV_CERT', 'ERAFTKV_KEY'] as const;
 /**
  * Takes --cacert, --cert and --key (or --flag=value) out of argv, with ERAFTKV_CACERT... from
  * the environment as defaults. They are read by hand because yargs would merge --key with the
- * <key> argument of put, get and del.
+ * <key> argument of put, get and del. 'lease grant' has a --key of its own (the key whose group
+ * the lease goes to): after those words --key is left to it, and the TLS key goes before them
+ * (or in ERAFTKV_KEY).
  */
 export function takeTlsFlags(
   argv: readonly string[],
@@ -38,13 +41,17 @@ export function takeTlsFlags(
     key: env.ERAFTKV_KEY ?? '',
   };
   const rest: string[] = [];
+  let keyIsLeaseGrants = false;
   for (let i = 0; i < argv.length; i++) {
     const arg = argv[i];
     if (arg === '--') {
       rest.push(...argv.slice(i));
       break;
     }
-    const flag = tlsFlags.find((f) => arg === `--${f}` || arg.startsWith(`--${f}=`));
+    if (arg === 'grant' && argv[i - 1] === 'lease') keyIsLeaseGrants = true;
+    const flag = tlsFlags.find(
+      (f) => (f !== 'key' || !keyIsLeaseGrants) && (arg === `--${f}` || arg.startsWith(`--${f}=`)),
+    );
     if (flag === undefined) {
       rest.push(arg);
       continue;
@@ -112,6 +119,7 @@ export async function runCtl(argv: readonly string[], io: Io = processIo): Promi
     });
   parser = kvCommands(parser, run);
   parser = watchCommands(parser, run);
+  parser = leaseCommands(parser, run);
   parser = clusterCommands(parser, run);
   parser = balanceCommands(parser, run);
   parser = membershipCommands(parser, run);
@@ -133,6 +141,7 @@ export async function runCtl(argv: readonly string[], io: Io = processIo): Promi
         '  eraftkv-ctl put hello world && eraftkv-ctl get hello',
         '  eraftkv-ctl scan a z --limit 10 -w table',
         '  eraftkv-ctl watch app/ --prefix --prev-kv',
+        '  eraftkv-ctl lease grant 60 --key app/session   (then put app/session v --lease <id>)',
         '  eraftkv-ctl group list -w table',
         '  eraftkv-ctl member list --group 1',
         '  eraftkv-ctl endpoint health --cluster',

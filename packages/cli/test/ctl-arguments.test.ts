@@ -2,11 +2,14 @@
 // usage mistake exits 128 (etcdctl's code for bad arguments) with a message that names the flag
 // or argument. The endpoints given here never answer, and nothing here needs them to.
 import { exitCodes } from '../src';
+import { takeTlsFlags } from '../src/ctl';
 import { ctl } from './run-ctl';
 
 /** An endpoint no test here may reach: port 9 on 127.0.0.1 (discard, never served here). */
 const nowhere = ['--endpoints', '127.0.0.1:9'];
 const seeHelp = "Run 'eraftkv-ctl --help' (or '<command> --help') for usage.\n";
+const notALeaseId =
+  "must be a lease id in hex as 'lease grant' prints it (its first 8 digits the group, the last 8 not all 0)";
 
 describe('eraftkv-ctl arguments', () => {
   it('exits 128, pointing at --help, without a command', async () => {
@@ -47,6 +50,7 @@ describe('eraftkv-ctl arguments', () => {
       ['leader', 'leader needs a subcommand: transfer'],
       ['slot', 'slot needs a subcommand: move'],
       ['endpoint', 'endpoint needs a subcommand: status, health or hashkv'],
+      ['lease', 'lease needs a subcommand: grant, revoke, timetolive, list or keep-alive'],
     ];
     for (const [command, hint] of hints) {
       const run = await ctl(...nowhere, command);
@@ -76,6 +80,29 @@ describe('eraftkv-ctl arguments', () => {
       [['watch', 'a', '--rev', '-1'], 'Error: --rev must be a non-negative integer, got -1\n'],
       [['watch', 'a', '--rev', 'x'], 'Error: --rev must be a non-negative integer, got NaN\n'],
       [['-w', 'table', 'watch', 'a'], 'Error: watch prints -w simple or -w json\n'],
+      [['lease', 'grant', '0'], 'Error: <ttl> must be a positive integer, got 0\n'],
+      [
+        ['lease', 'grant', '60', '--group', '0'],
+        'Error: --group must be a positive integer, got 0\n',
+      ],
+      // --key after 'lease grant' is the command's (the TLS --key goes before it).
+      [
+        ['lease', 'grant', '60', '--group', '2', '--key', 'app/x'],
+        'Error: --group and --key exclude each other\n',
+      ],
+      [['lease', 'list', '--group', '-1'], 'Error: --group must be a positive integer, got -1\n'],
+      [['lease', 'revoke', '5'], `Error: <id> ${notALeaseId}, got "5"\n`],
+      [['lease', 'revoke', 'lease-1'], `Error: <id> ${notALeaseId}, got "lease-1"\n`],
+      [['lease', 'timetolive', '0x200000000'], `Error: <id> ${notALeaseId}, got "0x200000000"\n`],
+      [
+        ['lease', 'keep-alive', '10000000000000000'],
+        `Error: <id> ${notALeaseId}, got "10000000000000000"\n`,
+      ],
+      [['put', 'k', 'v', '--lease', 'zz'], `Error: --lease ${notALeaseId}, got "zz"\n`],
+      [
+        ['-w', 'table', 'lease', 'keep-alive', '100000001'],
+        'Error: lease keep-alive prints -w simple or -w json\n',
+      ],
     ];
     for (const [args, message] of cases) {
       const run = await ctl(...nowhere, ...args);
@@ -99,6 +126,55 @@ describe('eraftkv-ctl arguments', () => {
     for (const flag of ['--prefix', '--rev', '--prev-kv', '--progress-notify'])
       expect(help).toContain(flag);
     expect(help).toContain('Revisions are per group');
+  });
+
+  it('explains in lease --help that a lease belongs to one kv group and that its id carries it', async () => {
+    for (const command of [['lease'], ['lease', 'grant'], ['lease', 'keep-alive']]) {
+      const printed: string[] = [];
+      const log = jest.spyOn(console, 'log').mockImplementation((text: string) => {
+        printed.push(text);
+      });
+      try {
+        expect(await ctl(...nowhere, ...command, '--help')).toEqual({ code: 0, out: '', err: '' });
+      } finally {
+        log.mockRestore();
+      }
+      const help = printed.join('\n').replace(/\s+/g, ' ');
+      expect(help).toContain(`eraftkv-ctl ${command.join(' ')}`);
+      expect(help).toContain('A lease belongs to one kv group');
+      expect(help).toContain('id = group * 2^32 + n');
+      expect(help).toContain('it can hold keys of that group only');
+    }
+  });
+
+  it("leaves --key after 'lease grant' to the command, and takes the TLS --key before it", () => {
+    expect(
+      takeTlsFlags(
+        [
+          '--cacert',
+          'ca.pem',
+          '--cert',
+          'c.pem',
+          '--key',
+          'c.key',
+          'lease',
+          'grant',
+          '60',
+          '--key',
+          'app/x',
+        ],
+        {},
+      ),
+    ).toEqual({
+      rest: ['lease', 'grant', '60', '--key', 'app/x'],
+      tls: { cacert: 'ca.pem', cert: 'c.pem', key: 'c.key' },
+    });
+    // Anywhere else --key is the TLS key, as before.
+    expect(takeTlsFlags(['lease', 'revoke', '100000001', '--key=c.key'], {})).toEqual({
+      rest: ['lease', 'revoke', '100000001'],
+      tls: { cacert: '', cert: '', key: 'c.key' },
+    });
+    expect(takeTlsFlags(['put', 'grant', 'v', '--key', 'c.key'], {}).tls.key).toBe('c.key');
   });
 
   it('exits 128 for --endpoints that name no endpoint', async () => {

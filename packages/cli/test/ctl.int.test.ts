@@ -18,6 +18,11 @@ import {
   StatusResp,
   WatchEventType,
   WatchResp,
+  LeaseAction,
+  LeaseKeepAliveResp,
+  LeaseResp,
+  type LeaseKeepAliveReq,
+  type LeaseReq,
   type ERaftKvServer,
   type HealthServer,
   type KvOpPair,
@@ -64,6 +69,11 @@ class FakeNode {
    */
   watchScript: ((call: WatchCall) => void)[] = [];
   readonly watchCalls: WatchCall[] = [];
+  /** The leases of group 1: id -> the TTL granted and the keys attached (latin1). */
+  readonly leases = new Map<number, { ttlSeconds: number; keys: Set<string> }>();
+  readonly leaseRequests: LeaseReq[] = [];
+  /** The leases granted so far: lease n of group 1 is the n-th. */
+  leasesGranted = 0;
 
   get address(): string {
     return this.server?.address ?? '';
@@ -98,8 +108,28 @@ class FakeNode {
           ((c: WatchCall) => c.write(WatchResp.fromPartial({ groupId: 1, created: true })));
         step(call);
       },
+      lease: (call, callback) => {
+        this.leaseRequests.push(call.request);
+        callback(null, this.leaseAnswer(call.request));
+      },
+      leaseKeepAlive: (call) => {
+        call.on('data', (req: LeaseKeepAliveReq) =>
+          call.write(
+            LeaseKeepAliveResp.fromPartial({
+              id: req.id,
+              ttlSeconds: this.leases.get(req.id)?.ttlSeconds ?? 0,
+            }),
+          ),
+        );
+        call.on('end', () => call.end());
+      },
       // ProcessRWOperationStream is left UNIMPLEMENTED: the client falls back to unary calls.
-      processRwOperation: (call, callback) =>
+      processRwOperation: (call, callback) => {
+        const unknown = call.request.kvs.find((op) => op.lease !== 0 && !this.leases.has(op.lease));
+        if (unknown !== undefined) {
+          callback({ code: invalidArgument, details: `lease ${unknown.lease} is not held` }, null);
+          return;
+        }
         callback(
           null,
           ClientOperationResp.fromPartial({
@@ -109,7 +139,8 @@ class FakeNode {
             leaderId: 1,
             revision: ++this.revision,
           }),
-        ),
+        );
+      },
       status: (_call, callback) =>
         callback(
           null,
@@ -171,11 +202,58 @@ class FakeNode {
     });
   }
 
+  /** Answers a Lease call as group 1's leader does; a lease has 8 s less left than granted. */
+  private leaseAnswer(req: LeaseReq): LeaseResp {
+    const info = (id: number, keys: boolean): LeaseResp['leases'][number] => {
+      const lease = this.leases.get(id);
+      if (lease === undefined) return { id, grantedTtlSeconds: 0, ttlSeconds: -1, keys: [] };
+      return {
+        id,
+        grantedTtlSeconds: lease.ttlSeconds,
+        ttlSeconds: Math.max(1, lease.ttlSeconds - 8),
+        keys: keys ? [...lease.keys].sort().map((k) => Buffer.from(k, 'latin1')) : [],
+      };
+    };
+    switch (req.action) {
+      case LeaseAction.LEASE_GRANT: {
+        const id = 2 ** 32 + ++this.leasesGranted;
+        this.leases.set(id, { ttlSeconds: req.ttlSeconds, keys: new Set() });
+        return LeaseResp.fromPartial({
+          groupId: 1,
+          revision: ++this.revision,
+          leases: [{ id, grantedTtlSeconds: req.ttlSeconds, ttlSeconds: req.ttlSeconds, keys: [] }],
+        });
+      }
+      case LeaseAction.LEASE_REVOKE: {
+        const lease = this.leases.get(req.id);
+        if (lease === undefined)
+          return LeaseResp.fromPartial({
+            groupId: 1,
+            errorCode: ErrorCode.LEASE_NOT_FOUND,
+            revision: ++this.revision,
+          });
+        for (const key of lease.keys) this.data.delete(key);
+        this.leases.delete(req.id);
+        return LeaseResp.fromPartial({ groupId: 1, revision: ++this.revision });
+      }
+      case LeaseAction.LEASE_TIME_TO_LIVE:
+        return LeaseResp.fromPartial({ groupId: 1, leases: [info(req.id, req.keys)] });
+      case LeaseAction.LEASE_LIST:
+        return LeaseResp.fromPartial({
+          groupId: 1,
+          leases: [...this.leases.keys()].map((id) => info(id, false)),
+        });
+      default:
+        return LeaseResp.fromPartial({ groupId: 1, errorCode: ErrorCode.REJECTED });
+    }
+  }
+
   private apply(op: KvOpPair): KvOpPair {
     const key = op.key.toString('latin1');
     switch (op.opType) {
       case ClientOpType.Put:
         this.data.set(key, op.value);
+        if (op.lease !== 0) this.leases.get(op.lease)?.keys.add(key);
         return { ...op, success: true };
       case ClientOpType.Get: {
         const value = this.data.get(key);
@@ -217,7 +295,11 @@ describe('eraftkv-ctl against a fake node', () => {
   afterAll(async () => {
     await node.server?.close();
   });
-  beforeEach(() => node.data.clear());
+  beforeEach(() => {
+    node.data.clear();
+    node.leases.clear();
+    node.leasesGranted = 0;
+  });
 
   it('puts, gets and deletes, printing plain lines and exiting 0 (get of a missing key: 1)', async () => {
     expect(await run('put', 'hello', 'world')).toEqual({ code: 0, out: 'OK\n', err: '' });
@@ -631,6 +713,160 @@ describe('eraftkv-ctl against a fake node', () => {
     });
     // Ctrl-C is the process's own again.
     expect(process.listenerCount('SIGINT')).toBe(listeners);
+  });
+
+  it("lease grant, put --lease, timetolive, list and revoke print etcdctl's lines", async () => {
+    const id = '0000000100000001';
+    expect(await run('lease', 'grant', '60')).toEqual({
+      code: 0,
+      out: `lease ${id} granted with TTL(60s)\n`,
+      err: '',
+    });
+    expect(node.leaseRequests.at(-1)).toMatchObject({
+      action: LeaseAction.LEASE_GRANT,
+      groupId: 1,
+      ttlSeconds: 60,
+    });
+    expect(await run('put', 'k1', 'v', '--lease', id)).toEqual({ code: 0, out: 'OK\n', err: '' });
+    expect(await run('put', 'k2', 'v', '--lease', `0x${id}`)).toEqual({
+      code: 0,
+      out: 'OK\n',
+      err: '',
+    });
+    expect([...(node.leases.get(2 ** 32 + 1)?.keys ?? [])]).toEqual(['k1', 'k2']);
+    expect(await run('lease', 'timetolive', id)).toEqual({
+      code: 0,
+      out: `lease ${id} granted with TTL(60s), remaining(52s)\n`,
+      err: '',
+    });
+    expect(await run('lease', 'timetolive', '100000001', '--keys')).toEqual({
+      code: 0,
+      out: `lease ${id} granted with TTL(60s), remaining(52s), attached keys([k1 k2])\n`,
+      err: '',
+    });
+    expect((await run('lease', 'grant', '5', '--key', 'k3')).out).toBe(
+      'lease 0000000100000002 granted with TTL(5s)\n',
+    );
+    expect(await run('lease', 'list')).toEqual({
+      code: 0,
+      out: `found 2 leases\n${id}\n0000000100000002\n`,
+      err: '',
+    });
+    expect(tableRows((await run('lease', 'list', '--group', '1', '-w', 'table')).out)).toEqual([
+      ['ID', 'GROUP', 'TTL', 'GRANTED TTL'],
+      [id, '1', '52', '60'],
+      ['0000000100000002', '1', '1', '5'],
+    ]);
+    expect(await run('lease', 'revoke', id)).toEqual({
+      code: 0,
+      out: `lease ${id} revoked\n`,
+      err: '',
+    });
+    expect(node.data.has('k1')).toBe(false);
+    expect(await run('lease', 'timetolive', id)).toEqual({
+      code: 0,
+      out: `lease ${id} already expired\n`,
+      err: '',
+    });
+    expect(await run('lease', 'revoke', id)).toEqual({
+      code: exitCodes.error,
+      out: '',
+      err: `Error: lease ${id} not found (never granted, expired or revoked)\n`,
+    });
+    // The server refuses a put with a lease it does not hold.
+    expect(await run('put', 'k1', 'v', '--lease', id)).toEqual({
+      code: exitCodes.invalidInput,
+      out: '',
+      err: `Error: lease ${2 ** 32 + 1} is not held\n`,
+    });
+  });
+
+  it('prints leases with -w json: ids as numbers and in hex, with their group', async () => {
+    const id = 2 ** 32 + 1;
+    const idHex = '0000000100000001';
+    const asJson = async (...argv: string[]): Promise<unknown> => {
+      const r = await run('-w', 'json', ...argv);
+      expect({ argv, code: r.code, err: r.err }).toEqual({ argv, code: 0, err: '' });
+      return JSON.parse(r.out);
+    };
+    const granted = (await asJson('lease', 'grant', '60')) as { revision: number };
+    expect(granted).toEqual({ id, idHex, group: 1, ttl: 60, revision: granted.revision });
+    expect(await asJson('put', 'k', 'v', '--lease', idHex)).toMatchObject({
+      ok: true,
+      key: 'k',
+      group: 1,
+      lease: id,
+      leaseHex: idHex,
+    });
+    expect(await asJson('lease', 'timetolive', idHex, '--keys')).toEqual({
+      id,
+      idHex,
+      group: 1,
+      ttl: 52,
+      grantedTtl: 60,
+      keys: ['k'],
+      keysBase64: ['aw=='],
+    });
+    expect(await asJson('lease', 'list')).toEqual({
+      count: 1,
+      leases: [{ id, idHex, group: 1, ttl: 52, grantedTtl: 60 }],
+    });
+    expect(await asJson('lease', 'revoke', idHex)).toEqual({
+      id,
+      idHex,
+      group: 1,
+      revision: granted.revision + 2,
+    });
+    expect(await asJson('lease', 'timetolive', idHex)).toMatchObject({ ttl: -1, keys: [] });
+  });
+
+  it('lease keep-alive prints a line per answer until Ctrl-C, then exits 0', async () => {
+    expect((await run('lease', 'grant', '1')).code).toBe(0);
+    const id = '0000000100000001';
+    const listeners = process.listenerCount('SIGINT');
+    const keeping = startCtl('--endpoints', node.address, 'lease', 'keep-alive', id);
+    // A TTL of 1 s: a keep-alive every 333 ms.
+    await waitFor(() => keeping.printed().out.split('\n').length > 3, {
+      what: 'three keep-alives',
+    });
+    expect(process.listenerCount('SIGINT')).toBe(listeners + 1);
+    process.emit('SIGINT', 'SIGINT');
+    const done = await keeping.done;
+    expect(done.code).toBe(0);
+    expect(done.err).toBe('');
+    const lines = done.out.trimEnd().split('\n');
+    expect(lines.length).toBeGreaterThanOrEqual(3);
+    for (const line of lines) expect(line).toBe(`lease ${id} keepalived with TTL(1)`);
+    expect(process.listenerCount('SIGINT')).toBe(listeners);
+
+    const json = startCtl('--endpoints', node.address, '-w', 'json', 'lease', 'keep-alive', id);
+    await waitFor(() => json.printed().out.includes('\n'), { what: 'a keep-alive' });
+    process.emit('SIGINT', 'SIGINT');
+    const first = (await json.done).out.split('\n')[0];
+    expect(JSON.parse(first)).toEqual({ id: 2 ** 32 + 1, idHex: id, group: 1, ttl: 1 });
+  });
+
+  it('lease keep-alive exits 1 once the lease is gone, and --once keeps it alive once', async () => {
+    expect((await run('lease', 'grant', '1')).code).toBe(0);
+    const id = '0000000100000001';
+    expect(await run('lease', 'keep-alive', id, '--once')).toEqual({
+      code: 0,
+      out: `lease ${id} keepalived with TTL(1)\n`,
+      err: '',
+    });
+    const keeping = startCtl('--endpoints', node.address, 'lease', 'keep-alive', id);
+    await waitFor(() => keeping.printed().out.includes('\n'), { what: 'a keep-alive' });
+    // Revoked: the next answer says TTL 0.
+    node.leases.clear();
+    const done = await keeping.done;
+    expect(done.code).toBe(exitCodes.error);
+    expect(done.err).toBe(`lease ${id} expired or revoked\n`);
+    expect(done.out).toMatch(new RegExp(`^(lease ${id} keepalived with TTL\\(1\\)\\n)+$`));
+    expect(await run('lease', 'keep-alive', id, '--once')).toEqual({
+      code: exitCodes.error,
+      out: '',
+      err: `lease ${id} expired or revoked\n`,
+    });
   });
 
   it('exits 2 within --command-timeout when no endpoint answers', async () => {

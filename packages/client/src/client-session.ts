@@ -14,7 +14,7 @@ import {
 import type { BackoffOptions } from './backoff';
 import { Connections } from './connections';
 import { ClusterError, describeErrorCode, InvalidArgumentError } from './errors';
-import { LeaderCaller, type Verdict } from './leader-caller';
+import { LeaderCaller, type LeaderCall, type Verdict } from './leader-caller';
 import { Topology, type GroupInfo } from './topology';
 
 export interface EraftKvClientOptions {
@@ -82,6 +82,11 @@ export interface ClusterView {
    */
   readonly slotMoveCopied: { readonly keys: number; readonly bytes: number };
 }
+
+/** The part of a LeaderCall that says which kv group it goes to and how its members are found. */
+export type GroupRouting = Required<
+  Pick<LeaderCall<unknown>, 'groupId' | 'servers' | 'reloadServers'>
+>;
 
 export class ClientSession {
   readonly clientId: string;
@@ -203,6 +208,32 @@ export class ClientSession {
     if (group === undefined)
       throw new ClusterError(ErrorCode.GROUP_NOT_FOUND, `group ${groupId} is not in the topology`);
     return group.servers.map((s) => s.address);
+  }
+
+  /**
+   * Where a LeaderCall to kv group `groupId` goes: the members the cached topology names (a group
+   * missing from it is looked up once more, then refused with GROUP_NOT_FOUND), and the topology
+   * read again when every one of them refused the connection (they may all have been replaced
+   * since: removed, new members added).
+   */
+  groupRouting(groupId: number, deadline: number): GroupRouting {
+    return {
+      groupId,
+      servers: async () => {
+        const group = (await this.topology(false, deadline)).groups.get(groupId);
+        if (group === undefined || group.servers.length === 0) {
+          await this.topology(true, deadline);
+          throw new ClusterError(
+            ErrorCode.GROUP_NOT_FOUND,
+            `group ${groupId} is not in the topology`,
+          );
+        }
+        return group.servers.map((s) => s.address);
+      },
+      reloadServers: async () => {
+        await this.topology(true, deadline);
+      },
+    };
   }
 
   /** Closes every connection; no call can be made afterwards. */

@@ -25,9 +25,19 @@ import {
   type BatchOp,
   type BatchResult,
   type Bytes,
+  type PutOptions,
   type ResponseHeader,
   type ScanResult,
 } from './kv-client';
+import {
+  LeaseClient,
+  type LeaseGrant,
+  type LeaseGrantOptions,
+  type LeaseKeepAlive,
+  type LeaseKeepAliveOptions,
+  type LeaseStatus,
+  type LeaseTimeToLive,
+} from './lease';
 import { Watch, type WatchOptions } from './watch';
 
 export class EraftKvClient {
@@ -38,6 +48,8 @@ export class EraftKvClient {
   readonly admin: AdminClient;
   /** Users, roles and key permissions. */
   readonly auth: AuthClient;
+  /** Leases (see leaseGrant). */
+  readonly lease: LeaseClient;
   private readonly session: ClientSession;
 
   constructor(options: EraftKvClientOptions) {
@@ -46,11 +58,13 @@ export class EraftKvClient {
     this.kv = new KvClient(this.session);
     this.admin = new AdminClient(this.session);
     this.auth = new AuthClient(this.session);
+    this.lease = new LeaseClient(this.session);
   }
 
   // Data: see KvClient.
 
-  put(key: Bytes, value: Bytes, options?: CallOptions): Promise<ResponseHeader> {
+  /** Writes `value` under `key`; with `lease`, the key is deleted when the lease expires. */
+  put(key: Bytes, value: Bytes, options?: PutOptions): Promise<ResponseHeader> {
     return this.kv.put(key, value, options);
   }
 
@@ -107,6 +121,52 @@ export class EraftKvClient {
    */
   watch(key: Bytes, options?: WatchOptions): Watch {
     return new Watch(this.session, key, options);
+  }
+
+  // Leases: see LeaseClient.
+
+  /**
+   * Grants a lease of `ttlSeconds` (docs/leases.md); `put(key, value, { lease: id })` attaches
+   * keys to it, which are deleted when it expires or is revoked. A lease belongs to one kv group
+   * (its id carries it: id = group * 2^32 + n) and holds keys of that group only: it is granted
+   * in `group`, else in the group of `key` (grant it with the key it is meant to hold), else in
+   * the kv group with the lowest id.
+   */
+  leaseGrant(ttlSeconds: number, options?: LeaseGrantOptions): Promise<LeaseGrant> {
+    return this.lease.grant(ttlSeconds, options);
+  }
+
+  /** Revokes lease `id` and deletes its keys (LeaseNotFoundError when it is not held). */
+  leaseRevoke(id: number, options?: CallOptions): Promise<{ revision: number }> {
+    return this.lease.revoke(id, options);
+  }
+
+  /** The seconds left of lease `id` (-1 when it is not held), with its keys when asked. */
+  leaseTimeToLive(
+    id: number,
+    options?: CallOptions & { keys?: boolean },
+  ): Promise<LeaseTimeToLive> {
+    return this.lease.timeToLive(id, options);
+  }
+
+  /** The leases of kv group `group`, or of every kv group, in id order. */
+  leases(options?: CallOptions & { group?: number }): Promise<LeaseStatus[]> {
+    return this.lease.list(options);
+  }
+
+  /** Keeps lease `id` alive once; returns its TTL (LeaseNotFoundError when it is not held). */
+  leaseKeepAliveOnce(id: number, options?: CallOptions): Promise<number> {
+    return this.lease.keepAliveOnce(id, options);
+  }
+
+  /**
+   * Keeps lease `id` alive in the background until close() (or `signal`, or the client's close),
+   * over one stream to its group's leader, followed when leadership moves; its answers come as
+   * an async iterable of the newest, which throws LeaseNotFoundError once the lease is gone (see
+   * LeaseKeepAlive).
+   */
+  leaseKeepAlive(id: number, options?: LeaseKeepAliveOptions): LeaseKeepAlive {
+    return this.lease.keepAlive(id, options);
   }
 
   // Administration: see AdminClient.

@@ -10,7 +10,8 @@ export abstract class EraftKvError extends Error {
     | 'wrong-shard'
     | 'not-leader'
     | 'access-denied'
-    | 'compacted';
+    | 'compacted'
+    | 'lease-not-found';
 }
 
 /** The request is malformed or exceeds a limit; retrying it unchanged cannot succeed. */
@@ -98,6 +99,21 @@ export class WatchCompactedError extends EraftKvError {
   }
 }
 
+/**
+ * Lease `id` is not held by its group: it was never granted, it expired, or it was revoked. A
+ * keep-alive of it has stopped; keys put with it are gone (or were never written).
+ */
+export class LeaseNotFoundError extends EraftKvError {
+  override name = 'LeaseNotFoundError';
+  readonly kind = 'lease-not-found';
+  constructor(
+    readonly id: number,
+    message: string,
+  ) {
+    super(message);
+  }
+}
+
 /** What an ErrorCode means to a user, for messages. */
 export function describeErrorCode(code: ErrorCode): string {
   switch (code) {
@@ -139,6 +155,8 @@ export function describeErrorCode(code: ErrorCode): string {
       return 'the request was rejected';
     case ErrorCode.STALE_SERVER_CONFIG:
       return 'the server is catching up with the topology';
+    case ErrorCode.LEASE_NOT_FOUND:
+      return 'no such lease (never granted, expired or revoked)';
     case ErrorCode.UNRECOGNIZED:
     default:
       return `error code ${String(code)}`;

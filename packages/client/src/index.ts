@@ -6,6 +6,7 @@ export {
   toBytes,
   type BatchOp,
   type BatchResult,
+  type PutOptions,
   type ResponseHeader,
   type Bytes,
   type KeyValue,
@@ -27,6 +28,7 @@ export {
   describeErrorCode,
   EraftKvError,
   InvalidArgumentError,
+  LeaseNotFoundError,
   NotLeaderError,
   TimeoutError,
   UnavailableError,
@@ -40,6 +42,17 @@ export {
   type WatchOptions,
   type WatchSlotMark,
 } from './watch';
+export {
+  LeaseClient,
+  LeaseKeepAlive,
+  type LeaseGrant,
+  type LeaseGrantOptions,
+  type LeaseKeepAliveOptions,
+  type LeaseKeepAliveResponse,
+  type LeaseStatus,
+  type LeaseTimeToLive,
+} from './lease';
+export { formatLeaseId, leaseGroupOf, leaseIdGroupFactor } from './lease-id';
 export { backoffMs, type BackoffOptions } from './backoff';
 export { Connections, type UnaryCall } from './connections';
 export {

@@ -13,6 +13,7 @@ import {
 import type { CallOptions, ClientSession, ReadOptions } from './client-session';
 import { ClusterError, describeErrorCode, InvalidArgumentError, WrongShardError } from './errors';
 import type { Verdict } from './leader-caller';
+import { leaseGroupOf } from './lease-id';
 
 export type Bytes = string | Uint8Array;
 
@@ -29,7 +30,17 @@ export interface ScanResult {
 }
 
 export type BatchOp =
-  | { readonly type: 'put'; readonly key: Bytes; readonly value: Bytes }
+  | {
+      readonly type: 'put';
+      readonly key: Bytes;
+      readonly value: Bytes;
+      /**
+       * Attaches the key to this lease (EraftKvClient.leaseGrant): the key is deleted when the
+       * lease expires or is revoked. The lease must belong to the key's group; a put without one
+       * detaches the key from the lease it had.
+       */
+      readonly lease?: number;
+    }
   | { readonly type: 'get'; readonly key: Bytes }
   | { readonly type: 'del'; readonly key: Bytes };
 
@@ -48,6 +59,11 @@ export interface ResponseHeader {
   readonly revision: number;
 }
 
+export interface PutOptions extends CallOptions {
+  /** Attaches the key to this lease (see BatchOp). */
+  readonly lease?: number;
+}
+
 /** Turns user input into bytes: strings are UTF-8. */
 export function toBytes(value: Bytes): Buffer {
   if (typeof value === 'string') return Buffer.from(value, 'utf8');
@@ -59,9 +75,14 @@ export function toBytes(value: Bytes): Buffer {
 export class KvClient {
   constructor(private readonly session: ClientSession) {}
 
-  /** Writes `value` under `key`; returns the group and the revision the write produced. */
-  async put(key: Bytes, value: Bytes, options: CallOptions = {}): Promise<ResponseHeader> {
-    return (await this.batchWithHeader([{ type: 'put', key, value }], options)).header;
+  /**
+   * Writes `value` under `key` (attached to `options.lease` when given); returns the group and
+   * the revision the write produced.
+   */
+  async put(key: Bytes, value: Bytes, options: PutOptions = {}): Promise<ResponseHeader> {
+    const { lease, ...callOptions } = options;
+    const op: BatchOp = { type: 'put', key, value, ...(lease === undefined ? {} : { lease }) };
+    return (await this.batchWithHeader([op], callOptions)).header;
   }
 
   /** The value of `key`, or undefined when the key does not exist (an empty value exists). */
@@ -214,7 +235,13 @@ export class KvClient {
     const wire: KvOpPair[] = ops.map((op, i) => {
       switch (op.type) {
         case 'put':
-          return { ...emptyOp(), opType: ClientOpType.Put, key: keys[i], value: toBytes(op.value) };
+          return {
+            ...emptyOp(),
+            opType: ClientOpType.Put,
+            key: keys[i],
+            value: toBytes(op.value),
+            lease: leaseOf(op),
+          };
         case 'get':
           return { ...emptyOp(), opType: ClientOpType.Get, key: keys[i] };
         case 'del':
@@ -317,29 +344,12 @@ export class KvClient {
   ): Promise<ClientOperationResp> {
     const { session } = this;
     return session.caller.call({
-      groupId,
-      servers: async () => {
-        const group = (await session.topology(false, deadline)).groups.get(groupId);
-        if (group === undefined || group.servers.length === 0) {
-          await session.topology(true, deadline);
-          throw new ClusterError(
-            ErrorCode.GROUP_NOT_FOUND,
-            `group ${groupId} is not in the topology`,
-          );
-        }
-        return group.servers.map((s) => s.address);
-      },
+      ...session.groupRouting(groupId, deadline),
       send: (address, timeoutMs) => session.connections.processRw(address, request, timeoutMs),
       judge: dataVerdict,
       deadline,
       write,
       anyReplica,
-      // Every member the cached topology names refused the connection: they may all have been
-      // replaced since (removed, new members added), so the topology is read again once before
-      // the call gives up.
-      reloadServers: async () => {
-        await session.topology(true, deadline);
-      },
       onWrongShard: async (configVersion) => {
         await session.topology(true, deadline);
         return session.topologyVersion() < configVersion;
@@ -350,13 +360,26 @@ export class KvClient {
 
 /** What a data answer means. */
 function dataVerdict(resp: ClientOperationResp): Verdict {
+  if (resp.errorCode === ErrorCode.WRONG_SHARD)
+    return { kind: 'wrong-shard', configVersion: resp.configVersion };
+  return kvAnswerVerdict(resp);
+}
+
+/**
+ * What an answer of a kv group member means (data, lease and keep-alive answers alike), wrong
+ * shards aside: NOT_LEADER follows the leader named, a member that cannot serve now is tried
+ * again after a pause, any other error ends the call.
+ */
+export function kvAnswerVerdict(resp: {
+  readonly errorCode: ErrorCode;
+  readonly leaderAddress: string;
+  readonly errorMessage: string;
+}): Verdict {
   switch (resp.errorCode) {
     case ErrorCode.OK:
       return { kind: 'answer' };
     case ErrorCode.NOT_LEADER:
       return { kind: 'redirect', hint: resp.leaderAddress };
-    case ErrorCode.WRONG_SHARD:
-      return { kind: 'wrong-shard', configVersion: resp.configVersion };
     case ErrorCode.NO_LEADER:
     case ErrorCode.BUSY:
     case ErrorCode.SNAPSHOTTING:
@@ -371,6 +394,13 @@ function dataVerdict(resp: ClientOperationResp): Verdict {
         `${describeErrorCode(resp.errorCode)}: ${resp.errorMessage}`,
       );
   }
+}
+
+/** The lease a put names on the wire (0: none), checked to be a lease id. */
+function leaseOf(op: { readonly lease?: number }): number {
+  if (op.lease === undefined || op.lease === 0) return 0;
+  leaseGroupOf(op.lease);
+  return op.lease;
 }
 
 /** Where a group's scan goes on: its page, how much of it is merged, where its next page starts. */

@@ -19,10 +19,10 @@ import {
 import { backoffMs, sleep } from './backoff';
 import type { CallOptions, ClientSession } from './client-session';
 import type { Topology } from './topology';
-import { serviceError } from './connections';
 import { ClusterError, InvalidArgumentError, WatchCompactedError } from './errors';
 import { toBytes, type Bytes } from './kv-client';
-import { rpcError, type Verdict } from './leader-caller';
+import type { Verdict } from './leader-caller';
+import { statusEnd, unansweredEnd, type StatusEnd } from './stream-end';
 import { WatchOrder, type BatchSink, type GroupResponse, type GroupStart } from './watch-order';
 
 export interface WatchOptions extends CallOptions {
@@ -285,46 +285,11 @@ function revisionOption(value: number, name: string): void {
     throw new InvalidArgumentError(`${name} must be a non-negative integer, got ${value}`);
 }
 
-/** How a group's stream ended. */
+/** How a group's stream ended: by its status, or with a compacted answer. */
 type StreamEnd =
-  /** It broke (or the server stopped it): reopen it where it stood. */
-  | { readonly kind: 'broken'; readonly code: grpc.status; readonly details: string }
+  | StatusEnd
   /** The revision asked for is older than the group's history. */
-  | { readonly kind: 'compacted'; readonly compactRevision: number; readonly reason: string }
-  /** The watch of this group cannot go on (or was stopped): this error says why. */
-  | { readonly kind: 'failed'; readonly error: Error };
-
-/**
- * The statuses after which a stream is reopened: the node stopped or failed, the watcher was too
- * slow or the node has too many, the node no longer serves the group (the topology moved), or the
- * server ended the stream without saying why (OK without a compacted answer).
- */
-const resumable: ReadonlySet<grpc.status> = new Set([
-  grpc.status.OK,
-  grpc.status.CANCELLED,
-  grpc.status.DEADLINE_EXCEEDED,
-  grpc.status.RESOURCE_EXHAUSTED,
-  grpc.status.FAILED_PRECONDITION,
-  grpc.status.ABORTED,
-  grpc.status.INTERNAL,
-  grpc.status.UNAVAILABLE,
-]);
-
-/**
- * The statuses of a stream that ended before its first answer that the LeaderCaller does not
- * retry by itself: they are answered with a "retry" verdict (another member, after a pause).
- */
-const refusals: ReadonlySet<grpc.status> = new Set([
-  grpc.status.OK,
-  grpc.status.FAILED_PRECONDITION,
-  grpc.status.INTERNAL,
-]);
-
-function endOf(status: grpc.StatusObject, address: string): StreamEnd {
-  if (resumable.has(status.code))
-    return { kind: 'broken', code: status.code, details: status.details };
-  return { kind: 'failed', error: rpcError(serviceError(status.code, status.details), address) };
-}
+  | { readonly kind: 'compacted'; readonly compactRevision: number; readonly reason: string };
 
 function stopped(): Error {
   return new Error('the watch was stopped');
@@ -366,7 +331,7 @@ class GroupStream {
     });
     // The status that follows says the same; without a listener the error would be thrown.
     call.on('error', () => {});
-    call.on('status', (status: grpc.StatusObject) => this.finish(endOf(status, address)));
+    call.on('status', (status: grpc.StatusObject) => this.finish(statusEnd(status, address)));
   }
 
   finish(end: StreamEnd): void {
@@ -518,9 +483,10 @@ class GroupWatch {
     // A compacted answer is an answer: only a status can end a stream that gave none.
     assert(end.kind !== 'compacted', 'a watch stream ended compacted before its first response');
     if (end.kind === 'failed') throw end.error;
-    if (!refusals.has(end.code)) throw serviceError(end.code, end.details);
+    const unanswered = unansweredEnd(end);
+    if ('error' in unanswered) throw unanswered.error;
     if (end.code === grpc.status.FAILED_PRECONDITION) this.refreshTopology = true;
-    stream.refusal = describe(end);
+    stream.refusal = unanswered.refusal;
     return stream;
   }
 
@@ -593,10 +559,6 @@ class GroupWatch {
     if (changes.some((c) => c.type === 'slot-left')) this.shared.slotLeft();
     return null;
   }
-}
-
-function describe(end: { readonly code: grpc.status; readonly details: string }): string {
-  return end.details || `the stream ended (${grpc.status[end.code]})`;
 }
 
 /** The events and slot marks of `wire`, in its order; what is wrong when a type is unknown. */

@@ -1,15 +1,18 @@
 // A fake meta node on 127.0.0.1 (real gRPC) for the client's tests: it answers
 // ClusterConfigChange with the topology a test sets (groups, their servers and slots, a config
-// version over `slotCount` slots) and counts the ShardsQuery requests.
+// version over `slotCount` slots) and counts the ShardsQuery requests. With it, what the suites
+// against fake kv nodes share: clients that retry fast, and keys of chosen slots.
 import {
   ChangeType,
   ErrorCode,
+  slotOfKey,
   SlotStatus,
   type ClusterConfigChangeReq,
   type ClusterConfigChangeResp,
   type ERaftKvServer,
 } from '@eraftkv/protocol';
 import { startFakeERaftKv, type StartedServer } from '@eraftkv/test-support';
+import { EraftKvClient } from '../src';
 
 export const slotCount = 16;
 
@@ -85,4 +88,36 @@ export async function startMeta(): Promise<FakeMeta> {
   fake.server = await startFakeERaftKv(impl, { what: 'the fake meta node' });
   fake.address = fake.server.address;
   return fake;
+}
+
+/**
+ * A client of `meta` with a 3 s deadline, 500 ms attempts and fast retries, added to `clients`
+ * for the suite to close in afterAll.
+ */
+export function fastClient(meta: FakeMeta, clients: EraftKvClient[]): EraftKvClient {
+  const client = new EraftKvClient({
+    endpoints: [meta.address],
+    deadlineMs: 3000,
+    attemptTimeoutMs: 500,
+    backoff: { baseMs: 5, maxMs: 20 },
+  });
+  clients.push(client);
+  return client;
+}
+
+/** A key whose slot is in `slots`. */
+export function keyInSlots(slots: readonly number[]): string {
+  for (let i = 0; ; i++)
+    if (slots.includes(slotOfKey(Buffer.from(`k${i}`), slotCount))) return `k${i}`;
+}
+
+/** The next `count` items of `it`; fails when it ends before. */
+export async function next<T>(it: AsyncIterator<T>, count: number): Promise<T[]> {
+  const items: T[] = [];
+  while (items.length < count) {
+    const r = await it.next();
+    if (r.done === true) throw new Error(`the iterable ended after ${items.length} items`);
+    items.push(r.value);
+  }
+  return items;
 }

@@ -26,7 +26,7 @@ import {
   WatchCompactedError,
   type WatchBatch,
 } from '../src';
-import { slotCount, startMeta, type FakeMeta } from './fake-meta';
+import { fastClient, keyInSlots, next, slotCount, startMeta, type FakeMeta } from './fake-meta';
 
 type WatchCall = grpc.ServerWritableStream<WatchReq, WatchResp>;
 
@@ -86,26 +86,9 @@ async function startWatchNode(): Promise<FakeWatchNode> {
   return node;
 }
 
-/** The next `count` batches of `it`. */
-async function next(it: AsyncIterator<WatchBatch>, count: number): Promise<WatchBatch[]> {
-  const batches: WatchBatch[] = [];
-  while (batches.length < count) {
-    const r = await it.next();
-    if (r.done === true) throw new Error(`the watch ended after ${batches.length} batches`);
-    batches.push(r.value);
-  }
-  return batches;
-}
-
 /** The revisions of a batch's events. */
 const revisions = (batches: readonly WatchBatch[]): number[] =>
   batches.flatMap((b) => b.events.map((e) => e.revision));
-
-/** A key whose slot is in `slots`. */
-function keyInSlots(slots: readonly number[]): string {
-  for (let i = 0; ; i++)
-    if (slots.includes(slotOfKey(Buffer.from(`k${i}`), slotCount))) return `k${i}`;
-}
 
 describe('EraftKvClient.watch', () => {
   let meta: FakeMeta;
@@ -113,16 +96,7 @@ describe('EraftKvClient.watch', () => {
   let b: FakeWatchNode;
   let c: FakeWatchNode;
   const clients: EraftKvClient[] = [];
-  const newClient = (): EraftKvClient => {
-    const client = new EraftKvClient({
-      endpoints: [meta.address],
-      deadlineMs: 3000,
-      attemptTimeoutMs: 500,
-      backoff: { baseMs: 5, maxMs: 20 },
-    });
-    clients.push(client);
-    return client;
-  };
+  const newClient = (): EraftKvClient => fastClient(meta, clients);
   const allSlots = Array.from({ length: slotCount }, (_, i) => i);
 
   beforeAll(async () => {

@@ -1,8 +1,10 @@
 // put, get, del, scan (and the ERaftKV aliases put_kv, get_kv).
 import type { Argv } from 'yargs';
+import { formatLeaseId } from '@eraftkv/client';
 import { positiveInt, textArg, type Runner } from '../context';
 import { exitCodes } from '../exit-codes';
 import { json, jsonBytes, printable, renderTable } from '../output';
+import { leaseIdArg } from './lease';
 
 export function kvCommands(yargs: Argv, run: Runner): Argv {
   return yargs
@@ -13,15 +15,32 @@ export function kvCommands(yargs: Argv, run: Runner): Argv {
         y
           .positional('key', { type: 'string', describe: 'the key' })
           .positional('value', { type: 'string', describe: 'the value (may be empty)' })
+          .option('lease', {
+            type: 'string',
+            describe:
+              "attach the key to this lease (hex id from 'lease grant', of the key's group): the key is deleted when the lease expires or is revoked",
+          })
           .example('$0 put hello world', 'prints OK')
+          .example('$0 put hello world --lease 0000000100000007', 'deleted with the lease')
           .example(
             '$0 put hello world -w json',
             'prints {"ok":true,"key":"hello","group":1,"revision":42}: the group that took the write and the revision it produced',
           ),
       run(async (ctx, args) => {
         const key = textArg(args.key, '<key>');
-        const header = await ctx.client().put(key, textArg(args.value ?? '', '<value>'));
-        if (ctx.writeOut === 'json') ctx.io.out(json({ ok: true, key, ...header }));
+        const lease = args.lease === undefined ? undefined : leaseIdArg(args.lease, '--lease');
+        const header = await ctx
+          .client()
+          .put(key, textArg(args.value ?? '', '<value>'), lease === undefined ? {} : { lease });
+        if (ctx.writeOut === 'json')
+          ctx.io.out(
+            json({
+              ok: true,
+              key,
+              ...header,
+              ...(lease === undefined ? {} : { lease, leaseHex: formatLeaseId(lease) }),
+            }),
+          );
         else ctx.io.out('OK\n');
         return exitCodes.success;
       }),
