@@ -1,6 +1,7 @@
 // eraftkv-ctl, the built binary, against a cluster started the way `npm start` starts it: the
 // data commands and their exit codes, membership on a kv group, a second kv group taking over an
-// empty slot range, and a bench that keeps going while its leader is killed.
+// empty slot range, and a bench that keeps going while its leader is killed; leases, whose keys
+// a slot move leaves where they are.
 import { execFile, spawn } from 'node:child_process';
 import { join } from 'node:path';
 import { EraftKvClient } from '@eraftkv/client';
@@ -358,6 +359,57 @@ describe('eraftkv-ctl against a local cluster', () => {
     const scan = await client.scan('kill-', 'kill.', { limit: 10_000 });
     expect(scan.kvs.length).toBe(total);
     await cluster.start(leader.name);
+  });
+
+  it('grants a lease, puts a key with it, keeps its slot from moving away, and deletes the key on revoke', async () => {
+    const key = 'lease-ctl/session';
+    const granted = await ctl(endpoints, ['lease', 'grant', '60', '--key', key]);
+    expect(granted.stderr).toBe('');
+    const id = /^lease ([0-9a-f]{16}) granted with TTL\(60s\)\n$/.exec(granted.stdout)?.[1];
+    expect(id).toBeDefined();
+    const group = parseInt(id!.slice(0, 8), 16);
+    const view = await client.cluster();
+    const slot = slotOfKey(Buffer.from(key), view.slotCount);
+    expect(view.groups.find((g) => g.slots.includes(slot))?.id).toBe(group);
+    expect((await ctl(endpoints, ['put', key, 'alive', '--lease', id!])).code).toBe(0);
+    const ttl = await ctl(endpoints, ['lease', 'timetolive', id!, '--keys']);
+    expect(ttl.stdout).toMatch(
+      new RegExp(
+        `^lease ${id} granted with TTL\\(60s\\), remaining\\(\\d+s\\), attached keys\\(\\[${key}\\]\\)\\n$`,
+      ),
+    );
+    expect((await ctl(endpoints, ['lease', 'list'])).stdout).toContain(`${id}\n`);
+    expect((await ctl(endpoints, ['lease', 'keep-alive', '--once', id!])).stdout).toBe(
+      `lease ${id} keepalived with TTL(60)\n`,
+    );
+
+    // A lease belongs to its group: a move of the key's slot to the other group rolls back,
+    // naming the key and the lease, and the key stays where it was, still leased.
+    const other = group === 1 ? '2' : '1';
+    const refused = await ctl(endpoints, ['slot', 'move', other, String(slot)], 120_000);
+    expect(refused.code).not.toBe(0);
+    expect(refused.stderr).toContain('rolled back');
+    expect(refused.stderr).toContain(`"${key}" (slot ${slot}, lease ${id})`);
+    expect(refused.stderr).toContain('Revoke those leases or move other slots');
+    const after = await client.cluster();
+    expect(after.groups.find((g) => g.slots.includes(slot))?.id).toBe(group);
+    expect((await ctl(endpoints, ['get', key])).stdout).toBe('alive\n');
+    expect((await ctl(endpoints, ['lease', 'timetolive', id!, '--keys'])).stdout).toContain(
+      `attached keys([${key}])`,
+    );
+
+    // The revoke deletes the key; then the slot moves (and comes back for the next test).
+    expect((await ctl(endpoints, ['lease', 'revoke', id!])).stdout).toBe(`lease ${id} revoked\n`);
+    const gone = await ctl(endpoints, ['get', key]);
+    expect(gone).toEqual({ code: 1, stdout: '', stderr: 'key not found\n' });
+    expect((await ctl(endpoints, ['lease', 'timetolive', id!])).stdout).toBe(
+      `lease ${id} already expired\n`,
+    );
+    for (const to of [other, String(group)]) {
+      const moved = await ctl(endpoints, ['slot', 'move', to, String(slot)], 120_000);
+      expect(moved.stderr).toBe('');
+      expect(moved.code).toBe(0);
+    }
   });
 
   it('balances slots between the groups with their keys, and drains a group before it goes', async () => {

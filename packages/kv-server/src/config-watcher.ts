@@ -15,6 +15,7 @@ import {
   ClusterConfigChangeReq,
   ClusterConfigChangeResp,
   ErrorCode,
+  formatLeaseId,
   formatSlotRanges,
   HandleServerType,
   ServerStatus,
@@ -458,6 +459,22 @@ export class ConfigWatcher {
     const migrating = record.slots
       .filter((s) => s.slotStatus === SlotStatus.Migrating)
       .map((s) => s.id);
+    // A lease belongs to this group (docs/leases.md): its keys cannot move to another one. The
+    // move rolls back, and the slots serve here again.
+    const leased = stateMachine.leasedKeysIn(migrating);
+    if (leased.count > 0) {
+      const first = leased.first
+        .map(
+          (k) =>
+            `${JSON.stringify(k.key.toString('latin1'))} (slot ${k.slot}, lease ${formatLeaseId(k.lease)})`,
+        )
+        .join(', ');
+      return answer({
+        success: false,
+        errorCode: ErrorCode.REJECTED,
+        errorMessage: `${leased.count} key${leased.count > 1 ? 's' : ''} of the moving slots ${leased.count > 1 ? 'are' : 'is'} attached to leases of group ${groupId}, and a lease cannot move to another group: ${first}${leased.count > leased.first.length ? ', ...' : ''}. Revoke those leases or move other slots`,
+      });
+    }
     const holding = await stateMachine.slotsHoldingKeys(migrating, req.slotCount);
     if (holding.length > 0) {
       return answer({

@@ -17,6 +17,9 @@ import {
   type SlotMoveChunk,
   encodeMessage,
   ErrorCode,
+  formatLeaseId,
+  groupOfLeaseId,
+  leaseIdOf,
   slotOfKey,
   type KvOpPair,
   type ClientOperationReq,
@@ -25,6 +28,7 @@ import {
 import { EntryType, type Entry } from '@eraftkv/raft';
 import {
   openRocksEngine,
+  verifyStoreChecksums,
   RejectedError,
   StoppedError,
   StorageCorruptionError,
@@ -82,7 +86,7 @@ import {
   type PendingItem,
 } from './watch-history';
 import { rangeHolds, WatchHub, type WatchRange } from './watch-hub';
-import { groupOfLease, leaseGroupMax, leaseIdGroupFactor, LeaseTable } from './lease-table';
+import { LeaseTable } from './lease-table';
 
 /** What applying one normal entry produced (handed to whoever proposed it). */
 export type KvApplyResult =
@@ -417,10 +421,10 @@ export class DataStateMachine implements StateMachine<KvApplyResult> {
   }
 
   static async open(options: DataStateMachineOptions): Promise<DataStateMachine> {
+    if (options.verifyOnOpen === true) await verifyState(options.path);
     const opened = await openRocksEngine(options.path);
     const engine = options.wrapEngine?.(opened) ?? opened;
     try {
-      if (options.verifyOnOpen === true) await verifyState(engine);
       const { applied, config, since, auth } = await DataStateMachine.load(engine);
       await ensureSlotIndex(engine, config, options.logger);
       return new DataStateMachine(
@@ -694,7 +698,8 @@ export class DataStateMachine implements StateMachine<KvApplyResult> {
       case CommandKind.LeaseGrant: {
         const configVersion = configVersionOf(ownership);
         const group = this.options.groupId ?? 1;
-        if (group > leaseGroupMax || entry.index >= leaseIdGroupFactor)
+        const id = leaseIdOf(group, entry.index);
+        if (id === null)
           return {
             result: {
               kind: 'rejected',
@@ -703,7 +708,6 @@ export class DataStateMachine implements StateMachine<KvApplyResult> {
             },
             ownership,
           };
-        const id = group * leaseIdGroupFactor + entry.index;
         this.leases.grant(batch.ops, id, command.grant.ttlSeconds);
         return {
           result: {
@@ -732,8 +736,10 @@ export class DataStateMachine implements StateMachine<KvApplyResult> {
   }
 
   /**
-   * Revokes lease `id`: deletes every key attached to it that the group serves (a key of a slot
-   * frozen or gone for a move stays, detached), each a change watchers see at this revision.
+   * Revokes lease `id`: deletes every key attached to it that the group serves, each a change
+   * watchers see at this revision. A lease with a key in a slot frozen for a move is not revoked
+   * (SLOT_MIGRATING, which the caller retries): the key can change only once the move has rolled
+   * back, which it does, since a source refuses to move leased keys (leasedKeysIn).
    */
   private async applyRevoke(
     index: number,
@@ -749,6 +755,20 @@ export class DataStateMachine implements StateMachine<KvApplyResult> {
     const made: PendingChange[] = [];
     const slotCount = ownership.config?.slotCount ?? 0;
     const keys = [...lease.keys].sort().map((user) => Buffer.from(user, 'latin1'));
+    const frozen = new Set(
+      (ownership.config?.slots ?? []).filter((s) => s.status === 'Migrating').map((s) => s.id),
+    );
+    for (const key of keys) {
+      if (slotCount === 0 || frozen.size === 0) break;
+      const slot = slotOfKey(key, slotCount);
+      if (frozen.has(slot))
+        return {
+          kind: 'wrong-shard',
+          configVersion,
+          migrating: true,
+          message: `lease ${formatLeaseId(id)} holds key ${JSON.stringify(key.toString('latin1'))} of slot ${slot}, frozen for a move at config version ${configVersion}; retry shortly`,
+        };
+    }
     this.leases.revoke(batch.ops, id);
     for (const key of keys) {
       if (slotCount === 0) break;
@@ -782,6 +802,19 @@ export class DataStateMachine implements StateMachine<KvApplyResult> {
     if (made.length === 0) return;
     if (this.historyWindow > 0) this.history.record(batch.ops, index, made);
     for (const change of made) changes.push({ ...change, revision: index });
+  }
+
+  /**
+   * The keys of `slots` attached to a lease: how many, and the first few with their lease. A
+   * lease belongs to its group, so a move's source refuses to move these (config-watcher.ts).
+   */
+  leasedKeysIn(slots: readonly number[]): {
+    count: number;
+    first: { key: Buffer; lease: number; slot: number }[];
+  } {
+    const slotCount = this.ownership.config?.slotCount ?? 0;
+    if (slotCount === 0 || slots.length === 0) return { count: 0, first: [] };
+    return this.leases.attachedIn(new Set(slots), (key) => slotOfKey(key, slotCount), 3);
   }
 
   /** The leases this replica holds (their TTLs and keys; not when they expire). */
@@ -957,9 +990,9 @@ export class DataStateMachine implements StateMachine<KvApplyResult> {
     for (const [i, op] of req.kvs.entries()) {
       if (op.opType !== ClientOpType.Put || op.lease === 0) continue;
       const lease = this.leases.get(op.lease);
-      const hex = op.lease.toString(16);
+      const hex = formatLeaseId(op.lease);
       if (lease === undefined) {
-        const group = groupOfLease(op.lease);
+        const group = groupOfLeaseId(op.lease);
         return group === (this.options.groupId ?? 1)
           ? `kvs[${i}]: lease ${hex} is not held (expired, revoked or never granted)`
           : `kvs[${i}]: lease ${hex} belongs to group ${group}, but the key is in group ${this.options.groupId ?? 1}: a lease holds keys of its own group only`;
@@ -1605,18 +1638,18 @@ export class DataStateMachine implements StateMachine<KvApplyResult> {
 }
 
 /**
- * Reads every record of a state once (RocksDB verifies each block's checksum as it reads it);
- * a damaged one fails with a message naming the data dir, RocksDB's words (which name the file)
- * and what to do.
+ * Reads every block of the state at `path` with its checksum checked (before it is opened); a
+ * damaged one fails with a message naming the data dir, RocksDB's words (which name the file
+ * when it knows it) and what to do.
  */
-async function verifyState(engine: StorageEngine): Promise<void> {
+async function verifyState(path: string): Promise<void> {
   try {
-    await digestOf(engine.iterate({}));
+    await verifyStoreChecksums(path);
   } catch (err) {
     if (!(err instanceof StorageCorruptionError)) throw err;
     throw new StorageCorruptionError(
       err.path,
-      `${err.message}. The kv state in ${engine.path} is damaged: this replica cannot start. ` +
+      `${err.message}. The kv state in ${path} is damaged: this replica cannot start. ` +
         'Remove it from its group (eraftkv-ctl member remove), move its data dir away, start it with an empty --peers and add it back as a learner (eraftkv-ctl member add --learner): it is sent a snapshot',
       { cause: err },
     );

@@ -4,6 +4,7 @@
 // every lease's TTL again before it expires any, so a leader change never expires a lease early
 // (it may expire one up to a TTL late). A lease this node learns of while leader (a grant applied)
 // starts its TTL when first seen. Keep-alives go to the leader and start the TTL again.
+import { formatLeaseId } from '@eraftkv/protocol';
 import type { Logger, RaftServer } from '@eraftkv/raft-server';
 import type { DataStateMachine, KvApplyResult } from './data-state-machine';
 import { encodeLeaseRevoke } from './kv-commands';
@@ -78,16 +79,25 @@ export class LeaseKeeper {
   private revoke(id: number): void {
     this.revoking.add(id);
     this.o.raft.propose(encodeLeaseRevoke({ id })).then(
-      () => {
+      (result) => {
         this.revoking.delete(id);
+        if (result?.kind === 'wrong-shard') {
+          // A key of the lease is frozen for a move, which rolls back (a source does not move
+          // leased keys): the next check tries again.
+          this.o.logger.info('the revoke of an expired lease waits for a slot move', {
+            lease: formatLeaseId(id),
+            reason: result.message,
+          });
+          return;
+        }
         this.expiry.delete(id);
-        this.o.logger.info('lease expired: its keys were deleted', { lease: id.toString(16) });
+        this.o.logger.info('lease expired: its keys were deleted', { lease: formatLeaseId(id) });
       },
       (err: unknown) => {
         // Not leader any more, or stopping: the next leader decides again.
         this.revoking.delete(id);
         this.o.logger.warn('the revoke of an expired lease failed', {
-          lease: id.toString(16),
+          lease: formatLeaseId(id),
           error: (err as Error).message,
         });
       },

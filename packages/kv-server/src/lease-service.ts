@@ -6,6 +6,8 @@
 import * as grpc from '@grpc/grpc-js';
 import {
   ErrorCode,
+  formatLeaseId,
+  groupOfLeaseId,
   LeaseAction,
   type LeaseInfo,
   type LeaseKeepAliveReq,
@@ -18,7 +20,6 @@ import { errorAnswer, failureStatus, unaryHandler, type AccessControl } from '@e
 import type { DataStateMachine, KvApplyResult } from './data-state-machine';
 import { encodeLeaseGrant, encodeLeaseRevoke } from './kv-commands';
 import type { LeaseKeeper } from './lease-keeper';
-import { groupOfLease } from './lease-table';
 
 export interface LeaseServiceOptions {
   readonly groupId: number;
@@ -78,9 +79,9 @@ export function leaseHandlers(o: LeaseServiceOptions): {
 
   const ownLease = (id: number): void => {
     if (id < 1) throw new InvalidArgumentError('id: a lease id is positive');
-    if (groupOfLease(id) !== groupId)
+    if (groupOfLeaseId(id) !== groupId)
       throw new InvalidArgumentError(
-        `lease ${id.toString(16)} belongs to group ${groupOfLease(id)}, but this node serves group ${groupId}`,
+        `lease ${formatLeaseId(id)} belongs to group ${groupOfLeaseId(id)}, but this node serves group ${groupId}`,
       );
   };
 
@@ -123,11 +124,14 @@ export function leaseHandlers(o: LeaseServiceOptions): {
         } catch (err) {
           return refused(err);
         }
+        // A key of the lease is in a slot frozen for a move: the client retries shortly.
+        if (result?.kind === 'wrong-shard')
+          return respond({ errorCode: ErrorCode.SLOT_MIGRATING, errorMessage: result.message });
         if (result?.kind !== 'lease') throw new Error('a lease revoke was not applied as one');
         if (!result.found)
           return respond({
             errorCode: ErrorCode.LEASE_NOT_FOUND,
-            errorMessage: `lease ${req.id.toString(16)} is not held (expired, revoked or never granted)`,
+            errorMessage: `lease ${formatLeaseId(req.id)} is not held (expired, revoked or never granted)`,
             revision: result.revision,
           });
         return respond({ revision: result.revision });
@@ -175,7 +179,7 @@ export function leaseHandlers(o: LeaseServiceOptions): {
               kind: 'write' as const,
               start: Buffer.from(k, 'latin1'),
               end: empty,
-              what: `a key of lease ${req.id.toString(16)}`,
+              what: `a key of lease ${formatLeaseId(req.id)}`,
             })),
           );
         }
@@ -206,9 +210,9 @@ export function leaseHandlers(o: LeaseServiceOptions): {
             resp.errorCode = ErrorCode.NOT_LEADER;
             resp.errorMessage = 'keep-alives go to the group leader';
             resp.leaderAddress = raft.addressOf(raft.leaderId());
-          } else if (groupOfLease(req.id) !== groupId) {
+          } else if (groupOfLeaseId(req.id) !== groupId) {
             resp.errorCode = ErrorCode.LEASE_NOT_FOUND;
-            resp.errorMessage = `lease ${req.id.toString(16)} belongs to group ${groupOfLease(req.id)}, not ${groupId}`;
+            resp.errorMessage = `lease ${formatLeaseId(req.id)} belongs to group ${groupOfLeaseId(req.id)}, not ${groupId}`;
           } else {
             resp.ttlSeconds = keeper.keepAlive(req.id);
           }

@@ -18,17 +18,6 @@ import {
   readU64,
 } from './state-layout';
 
-/** Lease ids carry their group: id = group * 2^32 + n. */
-export const leaseIdGroupFactor = 0x1_0000_0000;
-
-/** The group of lease `id`. */
-export function groupOfLease(id: number): number {
-  return Math.floor(id / leaseIdGroupFactor);
-}
-
-/** The largest group id whose lease ids are safe integers. */
-export const leaseGroupMax = Math.floor(Number.MAX_SAFE_INTEGER / leaseIdGroupFactor) - 1;
-
 export interface Lease {
   readonly id: number;
   readonly ttlSeconds: number;
@@ -100,6 +89,25 @@ export class LeaseTable {
     ops.push({ type: 'del', key: leaseKey(id) });
     this.leases.delete(id);
     return keys;
+  }
+
+  /**
+   * The attached keys that `slotOf` places in `slots`: how many, and the first `limit` of them
+   * in key order with their lease (what a move's source names when it refuses to move them).
+   */
+  attachedIn(
+    slots: ReadonlySet<number>,
+    slotOf: (key: Buffer) => number,
+    limit: number,
+  ): { count: number; first: { key: Buffer; lease: number; slot: number }[] } {
+    const found: { key: Buffer; lease: number; slot: number }[] = [];
+    for (const [user, lease] of this.leaseOfKey) {
+      const key = Buffer.from(user, 'latin1');
+      const slot = slotOf(key);
+      if (slots.has(slot)) found.push({ key, lease, slot });
+    }
+    found.sort((a, b) => Buffer.compare(a.key, b.key));
+    return { count: found.length, first: found.slice(0, limit) };
   }
 
   /** Attaches `key` to lease `id` (0: to none), detaching it from the one it had. */

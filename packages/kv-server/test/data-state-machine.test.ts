@@ -50,6 +50,7 @@ function engineMethods(engine: StorageEngine): StorageEngine {
     get: (key) => engine.get(key),
     write: (ops, options) => engine.write(ops, options),
     iterate: (range) => engine.iterate(range),
+    verifyChecksums: () => engine.verifyChecksums(),
     deleteRange: (range) => engine.deleteRange(range),
     approximateSizeBytes: (range) => engine.approximateSizeBytes(range),
     close: () => engine.close(),

@@ -1,6 +1,7 @@
 // Leases in the data state machine on real RocksDB: grants and their ids, attaching keys by puts,
-// refusing unknown leases, revokes deleting the keys (changes watchers see), moved slots, and the
-// same leases after a restart or a snapshot.
+// refusing unknown leases, revokes deleting the keys (changes watchers see), slots frozen for a
+// move (their leased keys named, a revoke held off), and the same leases after a restart or a
+// snapshot.
 import { rm } from 'node:fs/promises';
 import { join } from 'node:path';
 import { ErrorCode, type KvOpPair } from '@eraftkv/protocol';
@@ -161,22 +162,39 @@ describe('leases in the data state machine', () => {
     });
   });
 
-  it('leaves the keys of a slot frozen for a move (detached), and detaches keys a move drops', async () => {
+  it('names leased keys of moving slots, and revokes a lease only once none of its keys is frozen', async () => {
     const sm = await fresh();
     const id = await grant(sm, 30);
     const frozen = keyInSlot(1, slotCount, 'f').toString();
     const kept = keyInSlot(2, slotCount, 'k').toString();
     await write(sm, [withLease(put(frozen, 'v'), id), withLease(put(kept, 'v'), id)]);
+    // What a move's source checks before it lets slots go.
+    expect(sm.leasedKeysIn([1, 3])).toEqual({
+      count: 1,
+      first: [{ key: Buffer.from(frozen), lease: id, slot: 1 }],
+    });
+    expect(sm.leasedKeysIn([3, 4])).toEqual({ count: 0, first: [] });
+    // Slot 1 frozen for a move: the revoke changes nothing and says SLOT_MIGRATING.
     await sm.apply([
       configEntry((await sm.appliedIndex()) + 1, config(2, slotCount, [0, 2, 3, 4, 5, 6, 7], [1])),
     ]);
-    await applyNext(sm, encodeLeaseRevoke({ id }));
-    expect(await values(sm, [kept])).toEqual([null]);
-    // The frozen slot's key stays (the move copies it) and is attached to nothing.
+    const refused = await applyNext(sm, encodeLeaseRevoke({ id }));
+    expect(refused).toMatchObject({ kind: 'wrong-shard', migrating: true });
+    expect(refused?.kind === 'wrong-shard' ? refused.message : '').toContain(
+      `lease ${id.toString(16).padStart(16, '0')} holds key "${frozen}" of slot 1, frozen for a move`,
+    );
+    expect(sm.leaseTable().get(id)?.keys.size).toBe(2);
+    expect(await values(sm, [kept])).toEqual(['v']);
+    // The move rolled back: both keys are there, and the revoke deletes them.
     await sm.apply([
       configEntry((await sm.appliedIndex()) + 1, config(3, slotCount, [0, 1, 2, 3, 4, 5, 6, 7])),
     ]);
-    expect(await values(sm, [frozen])).toEqual(['v']);
+    expect(await values(sm, [frozen, kept])).toEqual(['v', 'v']);
+    expect(await applyNext(sm, encodeLeaseRevoke({ id }))).toMatchObject({
+      kind: 'lease',
+      found: true,
+    });
+    expect(await values(sm, [frozen, kept])).toEqual([null, null]);
     expect(sm.leaseTable().size()).toBe(0);
   });
 

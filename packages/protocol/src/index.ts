@@ -21,6 +21,7 @@ export {
   type MessageEncoder,
 } from './message-encoding';
 export * from './permission';
+export * from './lease-id';
 export { environmentName, hideUnknownEnvironment, ignoredEnvironmentWarning } from './environment';
 export { judgeDigests, type DigestVerdict } from './replica-digests';
 export {

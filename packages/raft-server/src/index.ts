@@ -57,6 +57,7 @@ export {
   openRocksEngine,
   StorageCorruptionError,
   StorageEngineError,
+  verifyStoreChecksums,
   type KeyRange,
   type StorageEngine,
   type WriteOp,

@@ -185,6 +185,7 @@ describe('LogStore', () => {
       get: (key) => engine.get(key),
       write: (ops, options) => engine.write(ops, options),
       iterate: (range) => engine.iterate(range),
+      verifyChecksums: () => engine.verifyChecksums(),
       deleteRange: () => Promise.reject(new Error('EIO: delete failed (injected)')),
       approximateSizeBytes: (range) => engine.approximateSizeBytes(range),
       close: () => engine.close(),

@@ -22,6 +22,7 @@ function faultyEngines(): {
           ? Promise.reject(new Error(`EIO: fsync failed (injected on node ${id})`))
           : engine.write(ops, options),
       iterate: (range) => engine.iterate(range),
+      verifyChecksums: () => engine.verifyChecksums(),
       deleteRange: (range) => engine.deleteRange(range),
       approximateSizeBytes: (range) => engine.approximateSizeBytes(range),
       close: () => engine.close(),

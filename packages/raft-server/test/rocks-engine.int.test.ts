@@ -3,6 +3,7 @@
 // took for a lock held by another process); a store held by another process is "in use"; a
 // corrupt block names the directory (and the file when RocksDB names one).
 import { spawn, type ChildProcess } from 'node:child_process';
+import { randomBytes } from 'node:crypto';
 import { chmod, mkdir, mkdtemp, readdir, readFile, rm, writeFile } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
@@ -11,6 +12,7 @@ import {
   StorageCorruptionError,
   StorageEngineError,
   type StorageEngine,
+  verifyStoreChecksums,
 } from '../src';
 import { describeOpenFailure } from '../src/storage-engine';
 import { waitFor } from '@eraftkv/test-support';
@@ -173,6 +175,62 @@ describe('openRocksEngine and RocksEngine errors', () => {
     expect(getErr?.message).toMatch(
       new RegExp(`^the RocksDB data in ${dir} is corrupt \\(reading: Corruption: .*${file}`),
     );
+  });
+
+  it('finds a damaged block that a scan reads without complaint (verifyChecksums)', async () => {
+    // Values that do not compress: Snappy stores them as they are, so a flipped byte in one
+    // still decompresses, and only the block's checksum tells. The binding's scans do not check
+    // it (only its gets do).
+    const dir = join(root, 'literal');
+    let engine = await openRocksEngine(dir);
+    await engine.write(
+      Array.from({ length: 500 }, (_, i) => ({
+        type: 'put' as const,
+        key: Buffer.from(`k${String(i).padStart(5, '0')}`),
+        value: randomBytes(300),
+      })),
+      { sync: true },
+    );
+    await engine.close();
+    engine = await openRocksEngine(dir);
+    await engine.close();
+    const files = (await readdir(dir)).filter((f) => f.endsWith('.sst'));
+    expect(files).toHaveLength(1);
+    const path = join(dir, files[0]);
+    const bytes = await readFile(path);
+    // Past the first block's header, inside a value: a byte the scan hands back changed.
+    bytes[Math.floor(bytes.length / 3)] ^= 0x01;
+    await writeFile(path, bytes);
+    engine = await openRocksEngine(dir);
+    open.push(engine);
+    let scanned = 0;
+    for await (const pair of engine.iterate({})) if (pair.length === 2) scanned++;
+    expect(scanned).toBe(500);
+    const err = await engine.verifyChecksums().then(
+      () => null,
+      (e: Error) => e,
+    );
+    expect(err).toBeInstanceOf(StorageCorruptionError);
+    expect(err?.message).toMatch(
+      new RegExp(
+        `^the RocksDB data in ${dir} is corrupt \\(verifying the checksums of: Corruption: block checksum mismatch.*${files[0]}`,
+      ),
+    );
+    // The same check in a child process, on the closed store (what a kv server does at start).
+    await engine.close();
+    const fromChild = await verifyStoreChecksums(dir).then(
+      () => null,
+      (e: Error) => e,
+    );
+    expect(fromChild).toBeInstanceOf(StorageCorruptionError);
+    expect(fromChild?.message).toContain('block checksum mismatch');
+    // An undamaged store verifies, in this process and in a child.
+    const sound = join(root, 'sound');
+    await writeToSst(sound, 2000);
+    await expect(verifyStoreChecksums(sound)).resolves.toBeUndefined();
+    const healthy = await openRocksEngine(sound);
+    open.push(healthy);
+    await expect(healthy.verifyChecksums()).resolves.toBeUndefined();
   });
 
   it('describes open failures from their RocksDB messages', () => {

@@ -11,3 +11,4 @@ export {
   type StorageEngine,
   type WriteOp,
 } from './storage-engine';
+export { verifyStoreChecksums } from './verify-store';

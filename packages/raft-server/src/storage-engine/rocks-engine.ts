@@ -58,6 +58,20 @@ export function describeOpenFailure(path: string, message: string): string {
 }
 
 const getOptions = { asBuffer: true, fillCache: true } as const;
+/** A get that does not leave the block in the cache (verifyChecksums reads blocks from disk). */
+const uncachedGetOptions = { asBuffer: true, fillCache: false } as const;
+
+/**
+ * The binding's iterators read with RocksDB's block checksums unchecked (only its gets check
+ * them), and the block size is its default, 4096 bytes; a block is cut once it holds at least 90%
+ * of that. verifyChecksums gets one key at least every this many bytes of the records walked,
+ * each counted with more than the few bytes of lengths a block adds to a record: every block
+ * holding a live record is then read by a get.
+ */
+const verifyStrideBytes = 1024;
+const verifyRecordOverheadBytes = 16;
+/** Gets of one verification in flight at once. */
+const verifyGetsInFlight = 64;
 
 class RocksEngine implements StorageEngine {
   /**
@@ -96,6 +110,38 @@ class RocksEngine implements StorageEngine {
         else reject(storageFailure(this.path, `writing ${ops.length} ops to`, err));
       });
     });
+  }
+
+  async verifyChecksums(): Promise<void> {
+    let sinceSample = verifyStrideBytes;
+    let pending: Buffer[] = [];
+    const check = async (): Promise<void> => {
+      const keys = pending;
+      pending = [];
+      await Promise.all(
+        keys.map(
+          (key) =>
+            new Promise<void>((resolve, reject) =>
+              this.binding._get(key, uncachedGetOptions, (err) => {
+                // A key deleted meanwhile is NotFound; only corruption matters here.
+                if (err === null || err === undefined || /NotFound/.test(messageOf(err))) resolve();
+                else reject(storageFailure(this.path, 'verifying the checksums of', err));
+              }),
+            ),
+        ),
+      );
+    };
+    let last: Buffer | null = null;
+    for await (const [key, value] of this.iterate({})) {
+      sinceSample += key.length + value.length + verifyRecordOverheadBytes;
+      last = key;
+      if (sinceSample < verifyStrideBytes) continue;
+      sinceSample = 0;
+      pending.push(key);
+      if (pending.length >= verifyGetsInFlight) await check();
+    }
+    if (last !== null && sinceSample > 0) pending.push(last);
+    await check();
   }
 
   iterate(range: KeyRange): AsyncIterable<[Buffer, Buffer]> {

@@ -31,6 +31,11 @@ export interface StorageEngine {
   write(ops: readonly WriteOp[], options: { readonly sync: boolean }): Promise<void>;
   /** Key-value pairs in key-byte order (reverse on request), over an implicit snapshot. */
   iterate(range: KeyRange): AsyncIterable<[Buffer, Buffer]>;
+  /**
+   * Reads every record with the store's own checksums checked; a damaged one fails with a
+   * StorageCorruptionError. Costs a full read of the store: for checks at start, not for serving.
+   */
+  verifyChecksums(): Promise<void>;
   /** Deletes every key in the range (not atomically with other writes). */
   deleteRange(range: KeyRange): Promise<void>;
   /** The approximate on-disk size of a key range. */
