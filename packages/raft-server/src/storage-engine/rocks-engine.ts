@@ -65,8 +65,10 @@ const uncachedGetOptions = { asBuffer: true, fillCache: false } as const;
  * The binding's iterators read with RocksDB's block checksums unchecked (only its gets check
  * them), and the block size is its default, 4096 bytes; a block is cut once it holds at least 90%
  * of that. verifyChecksums gets one key at least every this many bytes of the records walked,
- * each counted with more than the few bytes of lengths a block adds to a record: every block
- * holding a live record is then read by a get.
+ * each counted with more than the few bytes of lengths a block adds to a record. Where the live
+ * records are one sorted run (a compacted store), every block is then read by a get; where
+ * several levels interleave, a block holding mostly overwritten records and few live ones may be
+ * passed over (its live records are still decoded by the walk).
  */
 const verifyStrideBytes = 1024;
 const verifyRecordOverheadBytes = 16;
