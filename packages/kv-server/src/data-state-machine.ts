@@ -758,17 +758,15 @@ export class DataStateMachine implements StateMachine<KvApplyResult> {
     const frozen = new Set(
       (ownership.config?.slots ?? []).filter((s) => s.status === 'Migrating').map((s) => s.id),
     );
-    for (const key of keys) {
-      if (slotCount === 0 || frozen.size === 0) break;
-      const slot = slotOfKey(key, slotCount);
-      if (frozen.has(slot))
-        return {
-          kind: 'wrong-shard',
-          configVersion,
-          migrating: true,
-          message: `lease ${formatLeaseId(id)} holds key ${JSON.stringify(key.toString('latin1'))} of slot ${slot}, frozen for a move at config version ${configVersion}; retry shortly`,
-        };
-    }
+    const held =
+      frozen.size === 0 ? undefined : keys.find((key) => frozen.has(slotOfKey(key, slotCount)));
+    if (held !== undefined)
+      return {
+        kind: 'wrong-shard',
+        configVersion,
+        migrating: true,
+        message: `lease ${formatLeaseId(id)} holds key ${JSON.stringify(held.toString('latin1'))} of slot ${slotOfKey(held, slotCount)}, frozen for a move at config version ${configVersion}; retry shortly`,
+      };
     this.leases.revoke(batch.ops, id);
     for (const key of keys) {
       if (slotCount === 0) break;

@@ -8,6 +8,7 @@ import {
   ErrorCode,
   formatLeaseId,
   groupOfLeaseId,
+  isLeaseId,
   LeaseAction,
   type LeaseInfo,
   type LeaseKeepAliveReq,
@@ -78,7 +79,10 @@ export function leaseHandlers(o: LeaseServiceOptions): {
   };
 
   const ownLease = (id: number): void => {
-    if (id < 1) throw new InvalidArgumentError('id: a lease id is positive');
+    if (!isLeaseId(id))
+      throw new InvalidArgumentError(
+        `id: ${id} is not a lease id (a lease id is group * 2^32 + n, with group and n >= 1)`,
+      );
     if (groupOfLeaseId(id) !== groupId)
       throw new InvalidArgumentError(
         `lease ${formatLeaseId(id)} belongs to group ${groupOfLeaseId(id)}, but this node serves group ${groupId}`,

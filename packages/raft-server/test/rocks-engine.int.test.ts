@@ -228,6 +228,16 @@ describe('openRocksEngine and RocksEngine errors', () => {
     const sound = join(root, 'sound');
     await writeToSst(sound, 2000);
     await expect(verifyStoreChecksums(sound)).resolves.toBeUndefined();
+    // A store that cannot be opened is a failure of another kind, named as such.
+    const notDir = join(root, 'not-a-dir');
+    await writeFile(notDir, 'x');
+    const other = await verifyStoreChecksums(notDir).then(
+      () => null,
+      (e: Error) => e,
+    );
+    expect(other).toBeInstanceOf(StorageEngineError);
+    expect(other).not.toBeInstanceOf(StorageCorruptionError);
+    expect(other?.message).toContain(notDir);
     const healthy = await openRocksEngine(sound);
     open.push(healthy);
     await expect(healthy.verifyChecksums()).resolves.toBeUndefined();

@@ -18,6 +18,8 @@ interface Verdict {
 const exitWithVerdict = 3;
 /** The most of the child's stderr kept for a message. */
 const stderrKeptBytes = 4096;
+/** The most of the child's stdout read (its verdict line; RocksDB messages are far shorter). */
+const stdoutKeptBytes = 64 * 1024;
 
 /** This file as built (tests run the sources, whose child is the built file next to them). */
 function childScript(): string {
@@ -40,7 +42,7 @@ export function verifyStoreChecksums(path: string): Promise<void> {
     let stdout = '';
     let stderr = '';
     child.stdout.setEncoding('utf8').on('data', (d: string) => {
-      if (stdout.length < stderrKeptBytes) stdout += d;
+      if (stdout.length < stdoutKeptBytes) stdout += d;
     });
     child.stderr.setEncoding('utf8').on('data', (d: string) => {
       stderr = (stderr + d).slice(-stderrKeptBytes);
@@ -50,8 +52,8 @@ export function verifyStoreChecksums(path: string): Promise<void> {
     );
     child.once('close', (code, signal) => {
       if (code === 0) return resolve();
-      if (code === exitWithVerdict) {
-        const verdict = JSON.parse(stdout) as Verdict;
+      const verdict = code === exitWithVerdict ? parseVerdict(stdout) : null;
+      if (verdict !== null) {
         return reject(
           verdict.corrupt
             ? new StorageCorruptionError(path, verdict.message)
@@ -75,6 +77,18 @@ export function verifyStoreChecksums(path: string): Promise<void> {
       );
     });
   });
+}
+
+/** The child's verdict line, or null when it is not one (then its exit says what happened). */
+function parseVerdict(stdout: string): Verdict | null {
+  try {
+    const v = JSON.parse(stdout) as Partial<Verdict> | null;
+    return typeof v?.message === 'string' && typeof v.corrupt === 'boolean'
+      ? { ok: false, corrupt: v.corrupt, message: v.message }
+      : null;
+  } catch {
+    return null;
+  }
 }
 
 async function childMain(path: string): Promise<void> {
