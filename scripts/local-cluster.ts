@@ -7,7 +7,7 @@
 import { dataDirOwner, isNodeOfDataDir, splitHostPort } from '@eraftkv/server-kit';
 import { waitUntil } from '@eraftkv/test-support';
 import { spawn, type ChildProcess } from 'node:child_process';
-import { createWriteStream, existsSync, type WriteStream } from 'node:fs';
+import { createWriteStream, existsSync, readFileSync, type WriteStream } from 'node:fs';
 import { mkdir, readFile, writeFile } from 'node:fs/promises';
 import { connect, createServer } from 'node:net';
 import { dirname, join } from 'node:path';
@@ -130,22 +130,49 @@ export interface LayoutOptions {
   readonly nodeArgs?: (name: string, group: number, id: number) => readonly string[];
 }
 
-/** Asks the OS for `count` free ports on 127.0.0.1 (bound together, then released). */
+/** Whether 127.0.0.1:port can be bound now; the server is returned bound, or null. */
+function tryBind(port: number): Promise<import('node:net').Server | null> {
+  return new Promise((resolve) => {
+    const s = createServer();
+    s.once('error', () => resolve(null));
+    s.listen(port, '127.0.0.1', () => resolve(s));
+  });
+}
+
+/** The first port of the OS's ephemeral range (outgoing connections take their ports there). */
+function ephemeralLow(): number {
+  try {
+    const low = Number(
+      readFileSync('/proc/sys/net/ipv4/ip_local_port_range', 'utf8').split(/\s+/)[0],
+    );
+    return Number.isInteger(low) && low > 20_000 ? low : 32_768;
+  } catch {
+    return 32_768;
+  }
+}
+
+/**
+ * `count` free ports on 127.0.0.1 for test clusters, bound together, then released. They come from
+ * below the ephemeral range, from a random start: a port taken from the ephemeral range can be
+ * grabbed by any outgoing connection (a gRPC channel of this very cluster) between its release
+ * and the node's own bind, and the node then exits with EADDRINUSE.
+ */
 export async function freePorts(count: number): Promise<number[]> {
-  const servers = await Promise.all(
-    Array.from(
-      { length: count },
-      () =>
-        new Promise<import('node:net').Server>((ok, fail) => {
-          const s = createServer();
-          s.once('error', fail);
-          s.listen(0, '127.0.0.1', () => ok(s));
-        }),
-    ),
-  );
-  const ports = servers.map((s) => (s.address() as import('node:net').AddressInfo).port);
-  await Promise.all(servers.map((s) => new Promise((ok) => s.close(ok))));
-  return ports;
+  const low = 20_000;
+  const span = ephemeralLow() - low;
+  let next = low + Math.floor(Math.random() * span);
+  const held: import('node:net').Server[] = [];
+  try {
+    for (let tried = 0; held.length < count; tried++) {
+      if (tried >= span) throw new Error(`no ${count} free ports between ${low} and ${low + span}`);
+      const s = await tryBind(next);
+      if (s !== null) held.push(s);
+      next = next + 1 >= low + span ? low : next + 1;
+    }
+    return held.map((s) => (s.address() as import('node:net').AddressInfo).port);
+  } finally {
+    await Promise.all(held.map((s) => new Promise((ok) => s.close(ok))));
+  }
 }
 
 /** Plans every node of a cluster: names, addresses, data dirs and command lines. */

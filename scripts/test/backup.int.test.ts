@@ -250,7 +250,7 @@ describe('snapshot save, status, restore (eraftkv-utl) and load', () => {
       expect(moved.code).toBe(128);
       expect(moved.stderr).toContain('eraftkv-utl snapshot restore');
       const loaded = await ctl(cluster, 'snapshot', 'load', backup);
-      console.log(`snapshot load: ${loaded.stdout.trim()}`);
+      console.log(`snapshot load: ${loaded.stdout.trim()}\n${loaded.stderr.trim()}`);
       expect(loaded.code).toBe(0);
       expect(loaded.stdout).toContain(`Loaded ${keyCount} keys`);
       expectEveryKey(await allKeys(client));
