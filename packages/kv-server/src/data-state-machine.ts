@@ -46,6 +46,7 @@ import {
   parseConfigJson,
   type AppliedConfig,
   type Drop,
+  type KvCommand,
 } from './kv-commands';
 import { AuthTable } from '@eraftkv/server-kit';
 import { ApplyBatch } from './apply-batch';
@@ -379,6 +380,16 @@ function resultOp(op: KvOpPair, fields: Partial<KvOpPair>): KvOpPair {
   };
 }
 
+/** The command of a log entry, or why it does not decode (refused alike on every replica). */
+function decodeEntry(entry: Entry): KvCommand | CommandDecodeError {
+  try {
+    return decodeCommand(entry.data);
+  } catch (err) {
+    if (err instanceof CommandDecodeError) return err;
+    throw err;
+  }
+}
+
 export class DataStateMachine implements StateMachine<KvApplyResult> {
   private applied: number;
   private ownership: Ownership;
@@ -510,20 +521,25 @@ export class DataStateMachine implements StateMachine<KvApplyResult> {
         throw new Error(`apply got entry ${first} but the state has applied ${this.applied}`);
       }
       let batch = new ApplyBatch(this.engine);
+      const commands = entries.map((entry) =>
+        entry.type === EntryType.Normal && !isCheckEntry(entry) ? decodeEntry(entry) : null,
+      );
+      await batch.prefetch(this.keysRead(commands));
       let ownership = this.ownership;
       const results: (KvApplyResult | undefined)[] = [];
       const changes: HistoryItem[] = [];
-      for (const entry of entries) {
+      for (const [i, entry] of entries.entries()) {
+        const command = commands[i];
         if (entry.type !== EntryType.Normal) {
           results.push(undefined);
           continue;
         }
-        if (isCheckEntry(entry)) {
+        if (command === null) {
           // Everything before the check goes to disk, then the check reads the state as of its
           // index from a RocksDB snapshot while the entries after it are applied.
           await this.writeApplied(batch, entry.index);
           this.startCheck(entry.index);
-          batch = new ApplyBatch(this.engine);
+          batch = new ApplyBatch(this.engine, batch);
           results.push({
             kind: 'check',
             configVersion: configVersionOf(ownership),
@@ -531,7 +547,7 @@ export class DataStateMachine implements StateMachine<KvApplyResult> {
           });
           continue;
         }
-        const outcome = await this.applyEntry(entry, batch, ownership, changes);
+        const outcome = await this.applyEntry(entry, command, batch, ownership, changes);
         ownership = outcome.ownership;
         results.push(outcome.result);
       }
@@ -600,19 +616,33 @@ export class DataStateMachine implements StateMachine<KvApplyResult> {
     return this.checks.get(index) ?? null;
   }
 
+  /**
+   * The data keys the client requests among `commands` will read as they apply: deletes and
+   * gets, and puts when their previous value goes to the watch history or to a watcher.
+   */
+  private keysRead(commands: readonly (KvCommand | CommandDecodeError | null)[]): Buffer[] {
+    const keepChanges = this.historyWindow > 0 || this.watchers.size() > 0;
+    const keys: Buffer[] = [];
+    for (const command of commands) {
+      if (command === null || command instanceof CommandDecodeError) continue;
+      if (command.kind !== CommandKind.ClientRequest) continue;
+      for (const op of command.request.kvs)
+        if (op.opType !== ClientOpType.Put || keepChanges) keys.push(dataKey(op.key));
+    }
+    return keys;
+  }
+
   private async applyEntry(
     entry: Entry,
+    command: KvCommand | CommandDecodeError,
     batch: ApplyBatch,
     ownership: Ownership,
     changes: HistoryItem[],
   ): Promise<{ result: KvApplyResult; ownership: Ownership }> {
-    let command;
-    try {
-      command = decodeCommand(entry.data);
-    } catch (err) {
+    if (command instanceof CommandDecodeError) {
       // The same bytes are replayed on every replica and after every restart: stopping here would
       // stop the group for good, so a malformed entry is refused the same way everywhere.
-      if (!(err instanceof CommandDecodeError)) throw err;
+      const err = command;
       this.options.logger?.error('log entry refused: it does not decode', {
         index: entry.index,
         error: err.message,

@@ -48,6 +48,7 @@ function engineMethods(engine: StorageEngine): StorageEngine {
   return {
     path: engine.path,
     get: (key) => engine.get(key),
+    getMany: (keys) => engine.getMany(keys),
     write: (ops, options) => engine.write(ops, options),
     iterate: (range) => engine.iterate(range),
     verifyChecksums: () => engine.verifyChecksums(),

@@ -183,6 +183,7 @@ describe('LogStore', () => {
     const failing: StorageEngine = {
       path: engine.path,
       get: (key) => engine.get(key),
+      getMany: (keys) => engine.getMany(keys),
       write: (ops, options) => engine.write(ops, options),
       iterate: (range) => engine.iterate(range),
       verifyChecksums: () => engine.verifyChecksums(),

@@ -17,6 +17,7 @@ function faultyEngines(): {
     wrap: (id) => (engine) => ({
       path: engine.path,
       get: (key) => engine.get(key),
+      getMany: (keys) => engine.getMany(keys),
       write: (ops, options) =>
         failing.has(id)
           ? Promise.reject(new Error(`EIO: fsync failed (injected on node ${id})`))

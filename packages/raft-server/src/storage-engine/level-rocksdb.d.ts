@@ -32,6 +32,12 @@ declare module 'level-rocksdb' {
         options: { asBuffer: true; fillCache: boolean },
         callback: (err: Error | null, value: Buffer) => void,
       ): void;
+      /** Values of `keys` read over one snapshot (undefined: absent), in one threadpool task. */
+      _getMany(
+        keys: readonly Buffer[],
+        options: { asBuffer: true; fillCache: boolean },
+        callback: (err: Error | null, values: (Buffer | undefined)[]) => void,
+      ): void;
       approximateSize(
         start: Buffer,
         end: Buffer,

@@ -103,6 +103,17 @@ class RocksEngine implements StorageEngine {
     });
   }
 
+  getMany(keys: readonly Buffer[]): Promise<(Buffer | undefined)[]> {
+    if (keys.length === 0) return Promise.resolve([]);
+    if (this.closed) return Promise.reject(this.closedError(`reading ${keys.length} keys of`));
+    return new Promise((resolve, reject) => {
+      this.binding._getMany(keys, getOptions, (err, values) => {
+        if (err === null || err === undefined) resolve(values);
+        else reject(storageFailure(this.path, `reading ${keys.length} keys of`, err));
+      });
+    });
+  }
+
   write(ops: readonly WriteOp[], options: { readonly sync: boolean }): Promise<void> {
     if (ops.length === 0) return Promise.resolve();
     if (this.closed) return Promise.reject(this.closedError(`writing ${ops.length} ops to`));

@@ -25,6 +25,11 @@ export interface StorageEngine {
   /** The value of `key`, or undefined when it is absent. */
   get(key: Buffer): Promise<Buffer | undefined>;
   /**
+   * The values of `keys` (undefined where absent), read together over one snapshot: one trip to
+   * the engine's threads instead of one per key.
+   */
+  getMany(keys: readonly Buffer[]): Promise<(Buffer | undefined)[]>;
+  /**
    * Applies every op atomically. With `sync`, the write is on disk (fsync of the write-ahead log)
    * when the promise resolves; without it, it survives a process crash but maybe not a power cut.
    */
