@@ -130,12 +130,12 @@ export interface LayoutOptions {
   readonly nodeArgs?: (name: string, group: number, id: number) => readonly string[];
 }
 
-/** Whether 127.0.0.1:port can be bound now; the server is returned bound, or null. */
-function tryBind(port: number): Promise<import('node:net').Server | null> {
+/** A server listening on host:port, or the error code (EADDRINUSE...) that refused it. */
+function listenOn(host: string, port: number): Promise<import('node:net').Server | string> {
   return new Promise((resolve) => {
     const s = createServer();
-    s.once('error', () => resolve(null));
-    s.listen(port, '127.0.0.1', () => resolve(s));
+    s.once('error', (err: NodeJS.ErrnoException) => resolve(err.code ?? err.message));
+    s.listen({ host, port }, () => resolve(s));
   });
 }
 
@@ -165,8 +165,8 @@ export async function freePorts(count: number): Promise<number[]> {
   try {
     for (let tried = 0; held.length < count; tried++) {
       if (tried >= span) throw new Error(`no ${count} free ports between ${low} and ${low + span}`);
-      const s = await tryBind(next);
-      if (s !== null) held.push(s);
+      const s = await listenOn('127.0.0.1', next);
+      if (typeof s !== 'string') held.push(s);
       next = next + 1 >= low + span ? low : next + 1;
     }
     return held.map((s) => (s.address() as import('node:net').AddressInfo).port);
@@ -504,13 +504,11 @@ export function acceptsConnections(address: string): Promise<boolean> {
  * Whether this process can listen on host:port (bound, then closed at once): null when it can,
  * otherwise the error code (EADDRINUSE when something listens there already).
  */
-export function bindProblem(address: string): Promise<string | null> {
+export async function bindProblem(address: string): Promise<string | null> {
   const { host, port } = splitHostPort(address, 'address');
-  return new Promise((resolve) => {
-    const server = createServer();
-    server.once('error', (err: NodeJS.ErrnoException) => resolve(err.code ?? err.message));
-    server.listen({ host, port }, () => server.close(() => resolve(null)));
-  });
+  const server = await listenOn(host, port);
+  if (typeof server === 'string') return server;
+  return new Promise((resolve) => server.close(() => resolve(null)));
 }
 
 /** The node names and addresses recorded in <dataDir>/cluster.json, or null when there is none. */

@@ -7,8 +7,9 @@
 #
 # Load: ../shared/bench/goload (Go; built here if absent) put --conc 64 --keyspace 1000, 256 B values.
 # Watchers: eraftkv: node scripts/dist/bench-watch.js --keys 1000 (one EraftKvClient, one watch per
-# key); etcd: one `etcdctl watch -i` holding 1,000 watches on one stream. Events/s: eraftkv counts
-# them per second in bench-watch.js; etcd's are the PUT events etcdctl printed during the load.
+# key); etcd: one `etcdctl watch -i` holding 1,000 watches on one stream. Events/s: the events
+# delivered over the load's --duration (eraftkv: bench-watch.js counts from the moment every watch
+# started, just before the load; etcd: the PUT events etcdctl printed while the load ran).
 # Server RSS: the sum over the three members (the kv servers on 7088-7090, etcd's three), sampled
 # every half second, the maximum printed. etcd: a fresh 3-member etcd from
 # ../shared/bench/etcdbench/start-cluster.sh (ports 12379/22379/32379), stopped at the end.
@@ -28,6 +29,9 @@ while [[ $# -gt 0 ]]; do
   esac
 done
 die() { echo "watch-vs-etcd.sh: $*" >&2; exit 1; }
+for tool in go protoc etcd etcdctl python3 ss; do
+  command -v "$tool" >/dev/null || die "no $tool (apt-get install golang-go golang-google-grpc-dev golang-google-protobuf-dev protobuf-compiler etcd-server etcd-client iproute2)"
+done
 mkdir -p "$OUT/etcd"
 export BASE=$OUT/etcd
 G=$OUT/goload
@@ -42,7 +46,8 @@ pid_of() { ss -ltnpH "sport = :$1" | sed -n 's/.*pid=\([0-9]*\).*/\1/p' | head -
 for p in 7088 7089 7090; do q=$(pid_of $p); [[ -n $q ]] || die "nothing listens on kv port $p: start the cluster (npm start)"; echo "$q" >>"$OUT/kv.pids"; done
 "$G" --system eraftkv --desc "$OUT/eraftkv.pb" --op discover >/dev/null 2>&1 || die "the eraftkv cluster does not answer (npm start)"
 "$BENCH/etcdbench/start-cluster.sh" >"$OUT/etcd-start.log" 2>&1 || die "etcd did not start; see $OUT/etcd-start.log"
-trap '"$BENCH/etcdbench/stop-cluster.sh" >/dev/null 2>&1' EXIT
+# On any exit: the RSS samplers and watchers stop, and so does etcd.
+trap 'rm -f "$OUT/sampling"; kill $(jobs -p) 2>/dev/null; "$BENCH/etcdbench/stop-cluster.sh" >/dev/null 2>&1' EXIT
 EP=127.0.0.1:12379,127.0.0.1:22379,127.0.0.1:32379
 for i in $(seq 1 60); do etcdctl --endpoints "$EP" endpoint health >/dev/null 2>&1 && break; sleep 0.5; done
 
@@ -74,7 +79,7 @@ run_system() { # system round
     grep -q "1000 watches started" "$OUT/watch-$r.txt" || die "the eraftkv watchers did not start; see $OUT/watch-$r.txt"
     "$G" "${args[@]}" --warmup 0 --json "$OUT/$sys-watched.jsonl" >>"$OUT/$sys.log" 2>&1
     wait $W
-    read -r events cpu < <(python3 -c 'import json,sys; d=json.load(open(sys.argv[1])); print(d["medianEventsPerSecond"], d["watcherCpuPct"])' "$OUT/watch-$r.json")
+    read -r events cpu < <(python3 -c 'import json,sys; d=json.load(open(sys.argv[1])); print(d["eventsPerSecond"], d["watcherCpuPct"])' "$OUT/watch-$r.json")
   else
     local F=$OUT/etcd-watch-$r.out
     rm -f "$OUT/in"; mkfifo "$OUT/in"

@@ -616,12 +616,17 @@ export class DataStateMachine implements StateMachine<KvApplyResult> {
     return this.checks.get(index) ?? null;
   }
 
+  /** Whether a write's changes are kept: for the watch history, or for this replica's watchers. */
+  private keepsChanges(): boolean {
+    return this.historyWindow > 0 || this.watchers.size() > 0;
+  }
+
   /**
    * The data keys the client requests among `commands` will read as they apply: deletes and
    * gets, and puts when their previous value goes to the watch history or to a watcher.
    */
   private keysRead(commands: readonly (KvCommand | CommandDecodeError | null)[]): Buffer[] {
-    const keepChanges = this.historyWindow > 0 || this.watchers.size() > 0;
+    const keepChanges = this.keepsChanges();
     const keys: Buffer[] = [];
     for (const command of commands) {
       if (command === null || command instanceof CommandDecodeError) continue;
@@ -936,7 +941,7 @@ export class DataStateMachine implements StateMachine<KvApplyResult> {
     const ops: KvOpPair[] = [];
     // What the request changed, for the watch history (and the watchers of this replica).
     const made: PendingChange[] = [];
-    const keepChanges = this.historyWindow > 0 || this.watchers.size() > 0;
+    const keepChanges = this.keepsChanges();
     // Every op passed the ownership check, so a config is applied.
     const slotCount = (ownership.config as AppliedConfig).slotCount;
     // The one slot of every key of the request, or unknownSlot (for the dedup record).

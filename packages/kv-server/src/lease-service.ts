@@ -8,7 +8,7 @@ import {
   ErrorCode,
   formatLeaseId,
   groupOfLeaseId,
-  isLeaseId,
+  leaseIdProblem,
   LeaseAction,
   type LeaseInfo,
   type LeaseKeepAliveReq,
@@ -79,10 +79,8 @@ export function leaseHandlers(o: LeaseServiceOptions): {
   };
 
   const ownLease = (id: number): void => {
-    if (!isLeaseId(id))
-      throw new InvalidArgumentError(
-        `id: ${id} is not a lease id (a lease id is group * 2^32 + n, with group and n >= 1)`,
-      );
+    const problem = leaseIdProblem(id);
+    if (problem !== null) throw new InvalidArgumentError(`id: ${problem}`);
     if (groupOfLeaseId(id) !== groupId)
       throw new InvalidArgumentError(
         `lease ${formatLeaseId(id)} belongs to group ${groupOfLeaseId(id)}, but this node serves group ${groupId}`,

@@ -9,9 +9,11 @@ import {
   ClientOperationReq,
   ClientOperationResp,
   ErrorCode,
+  LeaseAction,
   MemberChangeType,
   SlotStatus,
   type ERaftKvClient,
+  type LeaseResp,
   type MemberChangeResp,
 } from '@eraftkv/protocol';
 import { defaultKvLimits, KvServer, kvLimits } from '../src';
@@ -225,6 +227,35 @@ describe('KvServer: bad input and resource limits (a group of one)', () => {
       'address "nonsense" is not host:port (with a port in 1..65535)',
     ]);
     expect(server.raft.membership().map((m) => m.id)).toEqual([1]);
+  });
+
+  it('refuses a Lease revoke or time-to-live whose id cannot be a lease id, naming the field', async () => {
+    const lease = (action: LeaseAction, id: number): Promise<LeaseResp> =>
+      new Promise((resolve, reject) =>
+        client.lease({ action, groupId: 0, id, ttlSeconds: 0, keys: false }, (e, resp) =>
+          e ? reject(e) : resolve(resp),
+        ),
+      );
+    // Group 1 with n = 0, no group at all, group 3 with n = 0 (an int64 carries no fraction).
+    for (const id of [2 ** 32, 7, 3 * 2 ** 32]) {
+      for (const action of [LeaseAction.LEASE_REVOKE, LeaseAction.LEASE_TIME_TO_LIVE]) {
+        const err = await refusal(lease(action, id));
+        expect([grpc.status[err.code], err.details]).toEqual([
+          'INVALID_ARGUMENT',
+          `id: ${id} is not a lease id (a lease id is group * 2^32 + n, with group and n >= 1)`,
+        ]);
+      }
+    }
+    // A negative id is refused where the request is decoded.
+    const negative = await refusal(lease(LeaseAction.LEASE_REVOKE, -(2 ** 32 + 1)));
+    expect([grpc.status[negative.code], negative.details]).toEqual([
+      'INVALID_ARGUMENT',
+      'eraftkv.LeaseReq: id: must be in [0, 9007199254740991], got -4294967297',
+    ]);
+    // A well-formed id of this group that was never granted is answered as etcd does: TTL -1.
+    const unknown = await lease(LeaseAction.LEASE_TIME_TO_LIVE, 2 ** 32 + 99);
+    expect(unknown.errorCode).toBe(ErrorCode.OK);
+    expect(unknown.leases.map((l) => [l.id, l.ttlSeconds])).toEqual([[2 ** 32 + 99, -1]]);
   });
 
   describe('with 2,000 keys of 100-byte values', () => {

@@ -13,6 +13,13 @@ export function isLeaseId(id: number): boolean {
   return Number.isSafeInteger(id) && id > leaseIdGroupFactor && id % leaseIdGroupFactor !== 0;
 }
 
+/** Why `id` cannot be a lease id, or null when it can (for refusals of untrusted ids). */
+export function leaseIdProblem(id: number): string | null {
+  return isLeaseId(id)
+    ? null
+    : `${String(id)} is not a lease id (a lease id is group * 2^32 + n, with group and n >= 1)`;
+}
+
 /** The kv group a lease id carries (the caller checks isLeaseId where the id is untrusted). */
 export function groupOfLeaseId(id: number): number {
   return Math.floor(id / leaseIdGroupFactor);

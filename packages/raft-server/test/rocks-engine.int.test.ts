@@ -87,8 +87,15 @@ describe('openRocksEngine and RocksEngine errors', () => {
     await engine.write([{ type: 'del', key: Buffer.from('a') }], { sync: false });
     expect(await engine.get(Buffer.from('a'))).toBeUndefined();
     expect(await engine.get(Buffer.from('b'))).toEqual(Buffer.from('2'));
+    // getMany answers in the order asked, undefined where absent, a key asked twice twice.
+    const many = await engine.getMany(['b', 'a', 'c', 'b'].map((k) => Buffer.from(k)));
+    expect(many.map((v) => v?.toString())).toEqual(['2', undefined, undefined, '2']);
+    expect(await engine.getMany([])).toEqual([]);
     await engine.close();
     await expect(engine.get(Buffer.from('b'))).rejects.toThrow(/basic failed: the store is closed/);
+    await expect(engine.getMany([Buffer.from('b')])).rejects.toThrow(
+      /reading 1 keys of .*basic failed: the store is closed/,
+    );
     await expect(
       engine.write([{ type: 'del', key: Buffer.from('b') }], { sync: true }),
     ).rejects.toThrow(/writing 1 ops to .*basic failed: the store is closed/);
@@ -174,6 +181,20 @@ describe('openRocksEngine and RocksEngine errors', () => {
     expect(getErr).toBeInstanceOf(StorageCorruptionError);
     expect(getErr?.message).toMatch(
       new RegExp(`^the RocksDB data in ${dir} is corrupt \\(reading: Corruption: .*${file}`),
+    );
+    // getMany of every key meets the same block, and says so the same way.
+    const keys = Array.from({ length: 2000 }, (_, i) =>
+      Buffer.from(`k${String(i).padStart(5, '0')}`),
+    );
+    const manyErr = await engine.getMany(keys).then(
+      () => null,
+      (e: Error) => e,
+    );
+    expect(manyErr).toBeInstanceOf(StorageCorruptionError);
+    expect(manyErr?.message).toMatch(
+      new RegExp(
+        `^the RocksDB data in ${dir} is corrupt \\(reading 2000 keys of: Corruption: .*${file}`,
+      ),
     );
   });
 
