@@ -174,11 +174,13 @@ describe('LeaderCaller', () => {
     const resp = await callGroup(caller, [a.address, b.address], 5000, 200);
     const elapsed = Date.now() - started;
     expect(resp.errorCode).toBe(ErrorCode.OK);
-    // a hung until the per-attempt timeout; b answered. (Under load a first connection to b can
-    // itself outlast 200 ms, which sends one more attempt to a: the call still succeeds.)
+    // a hung until the per-attempt timeout; b answered. Under load a first connection to b can
+    // itself outlast 200 ms, which sends another round (a, then b): the call still succeeds. Each
+    // round tries a first, and every attempt at a was cut at 200 ms, not at the call's deadline.
     expect(a.calls).toBeGreaterThanOrEqual(1);
-    expect(b.calls).toBe(1);
-    expect(elapsed).toBeGreaterThanOrEqual(190);
+    expect(b.calls).toBeGreaterThanOrEqual(1);
+    expect(b.calls).toBeLessThanOrEqual(a.calls);
+    expect(elapsed).toBeGreaterThanOrEqual(190 * a.calls);
     expect(elapsed).toBeLessThan(2000);
     expect(caller.leader(1)).toBe(b.address);
   });
