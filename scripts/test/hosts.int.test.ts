@@ -104,9 +104,14 @@ describe('hosts as network namespaces (short run)', () => {
           throw new Error(`the run did not start its workload:\n${stderr}`);
         await new Promise((r) => setTimeout(r, 100));
       }
-      // The hosts exist now: the harness made them.
+      // The hosts exist now: the harness made them. (A host fault that removes a host and adds
+      // it again may strike as the workload starts: all six must be there within seconds.)
       const prefix = `ekv${launcher.pid}x`;
-      expect(machineState().namespaces.filter((n) => n.startsWith(prefix))).toHaveLength(6);
+      const hosts = (): string[] => machineState().namespaces.filter((n) => n.startsWith(prefix));
+      await waitUntil(() => hosts().length === 6 || undefined, 15_000, 'the six hosts').catch(
+        () => undefined,
+      );
+      expect(hosts()).toHaveLength(6);
       // Kill the harness itself (the launcher's child), not the launcher.
       const harnessPid = Number(
         execFileSync('ps', ['-o', 'pid=', '--ppid', String(launcher.pid)])
