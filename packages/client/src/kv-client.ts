@@ -13,6 +13,7 @@ import {
 import type { CallOptions, ClientSession, ReadOptions } from './client-session';
 import { ClusterError, describeErrorCode, InvalidArgumentError, WrongShardError } from './errors';
 import type { Verdict } from './leader-caller';
+import { backoffMs, sleep } from './backoff';
 import { leaseGroupOf } from './lease-id';
 
 export type Bytes = string | Uint8Array;
@@ -125,21 +126,50 @@ export class KvClient {
     const deadline = this.session.deadline(options);
     const kvs: KeyValue[] = [];
     let from = toBytes(start);
-    for (let moves = 0; ; moves++) {
+    for (let round = 1; ; round++) {
       const result = await this.scanGroups(from, endKey, limit, kvs, options, deadline);
-      if (result !== null) return { kvs, more: result.more };
-      // A group answered WRONG_SHARD: the topology moved under the scan. The pairs taken so far
-      // are final (each came before every pair not yet taken); go on after the last one.
-      if (moves >= 10)
-        throw new WrongShardError('the topology kept changing during the scan; retry');
+      if (result.kind === 'done') return { kvs, more: result.more };
+      // A group answered WRONG_SHARD: the topology moved under the scan, or the group has not
+      // applied the config the scan was routed by yet. The pairs taken so far are final (each
+      // came before every pair not yet taken); go on after the last one.
+      await this.afterWrongShard(result.configVersion, round, deadline, 'the scan');
       if (kvs.length > 0) from = keyAfter(kvs[kvs.length - 1].key);
+    }
+  }
+
+  /**
+   * After a WRONG_SHARD answer of a group at `serverVersion` (the topology was refreshed as it
+   * came): when the group and the meta group's topology are at different config versions, one of
+   * them has not caught up yet (a group learns a new config within about one poll of the meta
+   * group) and asking again at once would get the same answer, so this pauses first, longer on
+   * each round; at one version the refreshed topology routes elsewhere, at once the first time.
+   * Throws once the deadline has passed.
+   */
+  private async afterWrongShard(
+    serverVersion: number,
+    round: number,
+    deadline: number,
+    what: string,
+  ): Promise<void> {
+    const clientVersion = this.session.topologyVersion();
+    const pause =
+      serverVersion !== clientVersion || round > 1 ? backoffMs(round, this.session.backoff) : 0;
+    const left = deadline - Date.now();
+    if (pause > 0 && pause < left) await sleep(pause);
+    else if (pause >= left || left <= 0) {
+      if (left > 0) await sleep(left);
+      throw new WrongShardError(
+        `${what} met a topology in motion until its deadline (last: a group at config version ` +
+          `${serverVersion} refused it, the meta group is at ${clientVersion}); retry`,
+      );
     }
   }
 
   /**
    * Merges the groups' pages into `out` in key order until it holds `limit` pairs or every group
    * is done. A group's next page is fetched only once its current one is used up, since its next
-   * key may come before the other groups' keys. Null when a group answered WRONG_SHARD.
+   * key may come before the other groups' keys. Stops at a group's WRONG_SHARD answer, with the
+   * config version it was at.
    */
   private async scanGroups(
     from: Buffer,
@@ -148,7 +178,7 @@ export class KvClient {
     out: KeyValue[],
     options: ReadOptions,
     deadline: number,
-  ): Promise<{ more: boolean } | null> {
+  ): Promise<{ kind: 'done'; more: boolean } | { kind: 'wrong-shard'; configVersion: number }> {
     const topology = await this.session.topology(false, deadline);
     const pagers: ScanPager[] = topology
       .dataGroups()
@@ -156,34 +186,41 @@ export class KvClient {
       .map((g) => ({ groupId: g.id, page: [], taken: 0, next: from }));
     for (;;) {
       if (out.length === limit) {
-        return { more: pagers.some((p) => p.taken < p.page.length || p.next !== null) };
+        return {
+          kind: 'done',
+          more: pagers.some((p) => p.taken < p.page.length || p.next !== null),
+        };
       }
       const used = pagers.filter((p) => p.taken === p.page.length && p.next !== null);
       const refills = await Promise.all(
         used.map((p) => this.scanPage(p, endKey, limit - out.length, options, deadline)),
       );
-      if (refills.includes(false)) return null;
+      const refused = refills.find((r) => r !== null);
+      if (refused !== undefined) return { kind: 'wrong-shard', configVersion: refused };
       let best: ScanPager | null = null;
       for (const p of pagers) {
         if (p.taken === p.page.length) continue;
         if (best === null || Buffer.compare(p.page[p.taken].key, best.page[best.taken].key) < 0)
           best = p;
       }
-      if (best === null) return { more: false };
+      if (best === null) return { kind: 'done', more: false };
       out.push(best.page[best.taken++]);
     }
   }
 
-  /** Fetches a group's next page into its pager; false when the group answered WRONG_SHARD. */
+  /**
+   * Fetches a group's next page into its pager: null, or the group's config version when it
+   * answered WRONG_SHARD.
+   */
   private async scanPage(
     pager: ScanPager,
     endKey: Buffer,
     wanted: number,
     options: ReadOptions,
     deadline: number,
-  ): Promise<boolean> {
+  ): Promise<number | null> {
     const from = pager.next;
-    if (from === null) return true;
+    if (from === null) return null;
     // The version this scan was routed by: a group at another version refuses it (WRONG_SHARD
     // or STALE_SERVER_CONFIG) rather than pass over slots the two views disagree on.
     const configVersion = (await this.session.topology(false, deadline)).version;
@@ -201,7 +238,7 @@ export class KvClient {
       deadline,
       options.serializable === true,
     );
-    if (resp.errorCode === ErrorCode.WRONG_SHARD) return false;
+    if (resp.errorCode === ErrorCode.WRONG_SHARD) return resp.configVersion;
     const op = resp.ops[0];
     const pairs = op?.kvs ?? [];
     if (op?.more === true && pairs.length === 0) {
@@ -214,7 +251,7 @@ export class KvClient {
     pager.page = pairs.map((kv) => ({ key: kv.key, value: kv.value }));
     pager.taken = 0;
     pager.next = op?.more === true ? keyAfter(pairs[pairs.length - 1].key) : null;
-    return true;
+    return null;
   }
 
   /**
@@ -285,7 +322,7 @@ export class KvClient {
     // Whether a group has seen this request: a write sent once may have been applied there (an
     // attempt that timed out), so a refusal after that must not read as "never applied".
     let sent = false;
-    for (;;) {
+    for (let round = 1; ; round++) {
       const topology = await this.session.topology(false, deadline);
       const groups = new Set(keys.map((k) => topology.groupOf(k)));
       if ((groups.size > 1 || groups.has(0)) && write && sent) {
@@ -324,6 +361,7 @@ export class KvClient {
       );
       if (resp.errorCode === ErrorCode.WRONG_SHARD) {
         // groupCall refreshed the topology; route again.
+        await this.afterWrongShard(resp.configVersion, round, deadline, 'the request');
         continue;
       }
       return resp;
@@ -350,9 +388,8 @@ export class KvClient {
       deadline,
       write,
       anyReplica,
-      onWrongShard: async (configVersion) => {
+      onWrongShard: async () => {
         await session.topology(true, deadline);
-        return session.topologyVersion() < configVersion;
       },
     });
   }

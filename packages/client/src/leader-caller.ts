@@ -67,10 +67,10 @@ export interface LeaderCall<Resp> {
    */
   readonly reloadServers?: () => Promise<void>;
   /**
-   * After a WRONG_SHARD answer: refreshes the routing and says whether its source is still
-   * behind the server's config version (then the call pauses before returning the answer).
+   * After a WRONG_SHARD answer, before the call returns it: refreshes the routing (whether and
+   * how long to wait before routing again is the caller's to decide).
    */
-  readonly onWrongShard?: (configVersion: number) => Promise<boolean>;
+  readonly onWrongShard?: (configVersion: number) => Promise<void>;
   /** Set when an attempt failed without an answer: the request may have taken effect. */
   readonly outcome?: { uncertain: boolean };
 }
@@ -247,10 +247,7 @@ export class LeaderCaller {
         case 'wrong-shard':
           state.lastProblem = `${address}: wrong shard at config version ${verdict.configVersion}`;
           state.reached = true;
-          if (call.onWrongShard !== undefined && (await call.onWrongShard(verdict.configVersion))) {
-            // The meta group has not caught up with the server yet, or a move is in progress.
-            await this.pause(call, state);
-          }
+          if (call.onWrongShard !== undefined) await call.onWrongShard(verdict.configVersion);
           return resp;
       }
     }

@@ -393,6 +393,38 @@ describe('EraftKvClient', () => {
     expect(meta.queries).toBeGreaterThan(1);
   });
 
+  it('waits for a group that has not applied the config yet, however many times it refuses, then serves', async () => {
+    const keys = twoGroupsWithKeys();
+    const client = newClient(10_000);
+    // Just after the cluster is initialised, a group may answer before its first config arrives:
+    // WRONG_SHARD at config version 0, more times than a scan used to retry.
+    const notYet = (): (() => ClientOperationResp) => () =>
+      resp({ errorCode: ErrorCode.WRONG_SHARD, configVersion: 0 });
+    leader.script = Array.from({ length: 15 }, notYet);
+    const all = await client.scan('key-', undefined, { limit: 100 });
+    expect(all.kvs.map((kv) => kv.key.toString())).toEqual(keys);
+    expect(leader.script).toHaveLength(0);
+    const [a] = keysOfBothHalves();
+    leader.script = Array.from({ length: 15 }, notYet);
+    await client.put(a, 'v');
+    expect(leader.script).toHaveLength(0);
+    expect(leader.data.get(a)?.toString()).toBe('v');
+  });
+
+  it('gives a scan up at its deadline, naming both config versions, when a group never catches up', async () => {
+    twoGroupsWithKeys();
+    const client = newClient(1500);
+    leader.script = Array.from(
+      { length: 1000 },
+      () => () => resp({ errorCode: ErrorCode.WRONG_SHARD, configVersion: 0 }),
+    );
+    const err = await client.scan('key-', undefined, { limit: 100 }).catch((e: unknown) => e);
+    expect(err).toBeInstanceOf(WrongShardError);
+    expect((err as Error).message).toContain('config version 0 refused it, the meta group is at 1');
+    // Paced: far fewer attempts than an unpaced loop makes in 1.5 s.
+    expect(leader.script.length).toBeGreaterThan(900);
+  });
+
   it('refuses a batch whose keys belong to different groups', async () => {
     const half = allSlots.length / 2;
     meta.groups = new Map([
