@@ -3,6 +3,7 @@
 // empty slot range, and a bench that keeps going while its leader is killed; leases, whose keys
 // a slot move leaves where they are.
 import { execFile, spawn } from 'node:child_process';
+import { readFile } from 'node:fs/promises';
 import { join } from 'node:path';
 import { EraftKvClient } from '@eraftkv/client';
 import { ClientOpType, ErrorCode, ReadConsistency, slotOfKey } from '@eraftkv/protocol';
@@ -25,12 +26,15 @@ interface CtlResult {
   stderr: string;
 }
 
-function ctl(
+/** The cluster under test: a command that times out prints the end of its nodes' logs. */
+let logsOf: LocalCluster | null = null;
+
+async function ctl(
   endpoints: readonly string[],
   args: readonly string[],
   timeoutMs = 60_000,
 ): Promise<CtlResult> {
-  return new Promise((resolve) => {
+  const result = await new Promise<CtlResult>((resolve) => {
     execFile(
       process.execPath,
       [ctlBin, '--endpoints', endpoints.join(','), ...args],
@@ -41,6 +45,18 @@ function ctl(
       },
     );
   });
+  if (result.code === -1 && logsOf !== null) {
+    const tails = await Promise.all(
+      logsOf.allSpecs().map(async (s) => {
+        const text = await readFile(logsOf!.logPath(s.name), 'utf8').catch(() => '');
+        return `--- ${s.name}.log (end)\n${text.split('\n').slice(-60).join('\n')}`;
+      }),
+    );
+    console.log(
+      `eraftkv-ctl ${args.join(' ')} timed out after ${timeoutMs} ms\n${tails.join('\n')}`,
+    );
+  }
+  return result;
 }
 
 /**
@@ -73,6 +89,7 @@ describe('eraftkv-ctl against a local cluster', () => {
 
   beforeAll(async () => {
     ({ cluster, cleanup } = await startTestCluster({ kvGroups: 2 }));
+    logsOf = cluster;
     endpoints = cluster.metaEndpoints();
     client = new EraftKvClient({ endpoints, deadlineMs: 20_000 });
     await initializeCluster(client, cluster);

@@ -53,7 +53,9 @@ export async function startTestCluster(options: {
     dir,
     cleanup: async () => {
       await cluster.stopAll(5000).catch(() => cluster.killAll());
-      await rm(dir, { recursive: true, force: true });
+      // TEST_KEEP_DIRS=1 keeps the data dirs and node logs of every test cluster.
+      if (process.env.TEST_KEEP_DIRS === '1') console.log(`kept ${dir}`);
+      else await rm(dir, { recursive: true, force: true });
     },
   };
 }
