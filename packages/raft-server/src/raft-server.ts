@@ -86,6 +86,8 @@ export class RaftServer<R> implements OpenNode {
   private ticker: NodeJS.Timeout | null = null;
   private dataDirWatch: DataDirWatch | null = null;
   private proposalFlushScheduled = false;
+  /** The term whose leader last dropped the proposals its log overwrote (see flushProposals). */
+  private proposalsTerm = 0;
   private readonly nodeHealth: NodeHealth;
   private failure: Error | null = null;
   private leader: NodeId = noNode;
@@ -438,7 +440,32 @@ export class RaftServer<R> implements OpenNode {
       // The core dropped its pending reads; the proposals may still commit under a new leader.
       this.reads.failUnconfirmed(new NotLeaderError(leader, this.addressOf(leader)));
     }
+    if (role === Role.Leader) {
+      // The entry that opens this term is the last one: what an earlier term proposed from
+      // there on is no longer in this leader's log.
+      const { term, lastIndex } = this.node.basicStatus();
+      this.dropProposalsOverwritten(lastIndex, term);
+    }
     this.transfers.leaderChanged(leader);
+  }
+
+  /**
+   * Fails the proposals of terms before `term` at index `from` or later, where this node, leading
+   * in `term`, holds entries of `term` only. Such a proposal lost its entry when this node
+   * followed another leader. Left waiting, it would be settled only once the log grew to its
+   * index, which in a quiet group may be never, and whatever waits on it would wait with it (a
+   * slot move holds the meta leader's later moves); a new proposal at its index would even
+   * replace its waiter. Proposals below `from` are settled by apply, matched by term as usual.
+   */
+  private dropProposalsOverwritten(from: number, term: number): void {
+    this.proposalsTerm = term;
+    this.proposals.failWhere(
+      (index, proposedIn) => proposedIn < term && index >= from,
+      (index, proposedIn) =>
+        new ProposalDroppedError(
+          `the proposal at index ${index} (term ${proposedIn}) lost its entry to another leader's log before this node led again in term ${term}; its outcome is unknown`,
+        ),
+    );
   }
 
   private snapshotInstalled(meta: SnapshotMeta): void {
@@ -497,6 +524,10 @@ export class RaftServer<R> implements OpenNode {
       for (const p of batch) p.reject(err);
       return;
     }
+    // A leader whose soft state changes were folded into one Ready (leader, follower, leader
+    // again) never saw its new term in onSoftState: its first proposal of the term checks.
+    if (result.term !== this.proposalsTerm)
+      this.dropProposalsOverwritten(result.index, result.term);
     batch.forEach((p, i) => {
       this.proposals.put(result.index + i, {
         tag: result.term,

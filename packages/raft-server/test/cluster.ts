@@ -10,6 +10,7 @@ import {
   peerServiceHandlers,
   RaftServer,
   RaftServerBoot,
+  type PeerInbox,
   type RaftServerOptions,
 } from '../src';
 import { type Member } from '@eraftkv/raft';
@@ -36,6 +37,8 @@ export class TestCluster {
   readonly nodes = new Map<number, TestNode>();
   private root = '';
   readonly groupId = 7;
+  /** Cut links, as "from->to": a node refuses every request from a peer it is cut from. */
+  private readonly cuts = new Set<string>();
 
   constructor(private readonly defaults: NodeOptions = {}) {}
 
@@ -79,7 +82,7 @@ export class TestCluster {
     node.sm = await RecordingStateMachine.open(join(node.dataDir, 'state'));
     // The boot answers for the node while it opens (Identify during bootstrap discovery).
     const boot = new RaftServerBoot();
-    node.inbox.target = boot;
+    node.inbox.target = this.filtered(id, boot);
     try {
       node.server = await RaftServer.open<number>({
         clusterId,
@@ -101,6 +104,42 @@ export class TestCluster {
     }
     node.running = true;
     return node;
+  }
+
+  /** Cuts node `id` off from every other node, both ways (a partition). */
+  isolate(id: number): void {
+    for (const other of this.nodes.keys()) {
+      if (other === id) continue;
+      this.cuts.add(`${id}->${other}`);
+      this.cuts.add(`${other}->${id}`);
+    }
+  }
+
+  /** Restores every link. */
+  heal(): void {
+    this.cuts.clear();
+  }
+
+  /** `inbox`, refusing the requests of peers cut from node `id`. */
+  private filtered(id: number, inbox: PeerInbox): PeerInbox {
+    const cuts = this.cuts;
+    return {
+      get selfId() {
+        return inbox.selfId;
+      },
+      get identity() {
+        return inbox.identity;
+      },
+      receive: (input) => {
+        const from = input.kind === 'snapshot-block' ? input.block.leaderId : input.message.from;
+        if (cuts.has(`${from}->${id}`))
+          return Promise.reject(new Error(`node ${id} is cut off from node ${from}`));
+        return inbox.receive(input);
+      },
+      identify: (req) => inbox.identify(req),
+      incarnationOf: (other) => inbox.incarnationOf(other),
+      refused: (reason, from, detail) => inbox.refused(reason, from, detail),
+    };
   }
 
   /** Starts `count` nodes bootstrapped as one group. */
