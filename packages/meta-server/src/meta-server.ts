@@ -186,7 +186,8 @@ export class MetaServer {
         registry: this.registry,
         logger: this.logger,
         onFatal: (err) => o.onFatal?.(err),
-        openStateMachine: () => TopologyStateMachine.open(join(o.dataDir, 'state')),
+        openStateMachine: () =>
+          TopologyStateMachine.open(join(o.dataDir, 'state'), { verify: true }),
       });
     } finally {
       this.booting = null;
