@@ -181,8 +181,10 @@ export class ConfigWatcher {
 
   /**
    * Deletes, through the log, the keys of slots this group holds but no longer lists (a move
-   * took them away, or an import was rolled back), a bounded number per poll. It looks again
-   * after every new config, after gaining leadership and while it finds work.
+   * took them away, or an import was rolled back), or lists as Importing with no import in
+   * progress (what an earlier move left, when the config in between was never applied here), a
+   * bounded number per poll. It looks again after every new config, after gaining leadership and
+   * while it finds work.
    */
   private async dropLeftovers(): Promise<void> {
     const { raft, stateMachine, logger } = this.options;
@@ -191,7 +193,7 @@ export class ConfigWatcher {
     const term = raft.status().term;
     if (!this.leftoversMayExist && this.sweptAt === `${config.version}/${term}`) return;
     this.sweptAt = `${config.version}/${term}`;
-    const listed = new Set(config.slots.map((s) => s.id));
+    const listed = new Set(config.slots.filter((s) => s.status !== 'Importing').map((s) => s.id));
     const inUse = stateMachine.slotsInImport();
     const leftovers = (await stateMachine.slotsWithKeys()).filter(
       (slot) => !listed.has(slot) && !inUse.has(slot),

@@ -18,6 +18,7 @@ import {
   encodeMessage,
   ErrorCode,
   formatLeaseId,
+  formatSlotRanges,
   groupOfLeaseId,
   leaseIdOf,
   slotOfKey,
@@ -44,8 +45,10 @@ import {
   encodeAuth,
   parseAuthTable,
   parseConfigJson,
+  dropKeysMax,
   type AppliedConfig,
   type Drop,
+  type ImportBegin,
   type KvCommand,
 } from './kv-commands';
 import { AuthTable } from '@eraftkv/server-kit';
@@ -712,6 +715,14 @@ export class DataStateMachine implements StateMachine<KvApplyResult> {
             result: { kind: 'rejected', configVersion: 0, message: 'no config applied yet' },
             ownership,
           };
+        if (command.kind === CommandKind.ImportBegin) {
+          const left = await this.clearForImport(command.begin, batch, config);
+          if (left !== null)
+            return {
+              result: { kind: 'rejected', configVersion: version, message: left },
+              ownership,
+            };
+        }
         const outcome =
           command.kind === CommandKind.ImportBegin
             ? await this.imports.begin(batch, command.begin, config)
@@ -857,7 +868,9 @@ export class DataStateMachine implements StateMachine<KvApplyResult> {
 
   /**
    * Deletes up to `drop.limit` keys of slots this group neither serves, freezes nor imports:
-   * what a move leaves behind in its source, or a rolled back import in its target.
+   * what a move leaves behind in its source, or a rolled back import in its target. A slot
+   * Importing with no import in progress holds only such keys too (the group may have gone from
+   * one move of the slot to the next without applying the config in between).
    */
   private async applyDrop(
     drop: Drop,
@@ -869,16 +882,26 @@ export class DataStateMachine implements StateMachine<KvApplyResult> {
     const inUse = this.imports.slotsInUse();
     for (const slot of drop.slots) {
       const status = listed.get(slot);
-      if (status !== undefined || inUse.has(slot))
+      if ((status !== undefined && status !== 'Importing') || inUse.has(slot))
         return {
           kind: 'rejected',
           configVersion,
-          message: `slot ${slot} is ${status ?? 'being imported'} at config version ${configVersion}; only slots the group no longer holds are dropped`,
+          message: `slot ${slot} is ${inUse.has(slot) ? 'being imported' : status} at config version ${configVersion}; only slots the group no longer holds are dropped`,
         };
     }
+    const deleted = await this.dropKeysOf(drop.slots, drop.limit, batch);
+    return { kind: 'moved', configVersion, keys: deleted, done: deleted < drop.limit };
+  }
+
+  /** Deletes up to `limit` keys of `slots` (with their slot index and lease entries). */
+  private async dropKeysOf(
+    slots: readonly number[],
+    limit: number,
+    batch: ApplyBatch,
+  ): Promise<number> {
     let deleted = 0;
-    for (const slot of drop.slots) {
-      const keys = await batch.keysIn(slotIndexRange(slot), drop.limit - deleted);
+    for (const slot of slots) {
+      const keys = await batch.keysIn(slotIndexRange(slot), limit - deleted);
       for (const indexKey of keys) {
         const user = userKeyOfIndex(indexKey);
         batch.del(dataKey(user));
@@ -886,9 +909,36 @@ export class DataStateMachine implements StateMachine<KvApplyResult> {
         this.leases.attach(batch.ops, user, 0);
       }
       deleted += keys.length;
-      if (deleted >= drop.limit) break;
+      if (deleted >= limit) break;
     }
-    return { kind: 'moved', configVersion, keys: deleted, done: deleted < drop.limit };
+    return deleted;
+  }
+
+  /**
+   * Before an import begins (none in progress for its move): the slots, all Importing, may still
+   * hold what an earlier move of them left here, when this group went from that move's config to
+   * this one's without applying the one in between (its roll-back, or the slot leaving). Only
+   * one move of a slot runs at a time, so that earlier move is over: its import progress is
+   * forgotten and its keys are dropped, up to dropKeysMax per entry. A begin older than an import
+   * in progress (from a meta leader that has since lost its place) changes nothing. Null when the
+   * import may begin; else why not yet (the importer asks again).
+   */
+  private async clearForImport(
+    begin: ImportBegin,
+    batch: ApplyBatch,
+    config: AppliedConfig,
+  ): Promise<string | null> {
+    if (this.imports.get(begin.version, begin.source) !== undefined) return null;
+    const importing = new Set(
+      config.slots.filter((s) => s.status === 'Importing').map((s) => s.id),
+    );
+    if (!begin.slots.every((slot) => importing.has(slot))) return null;
+    if (this.imports.laterOverlapping(begin.version, begin.slots))
+      return `a move of slots ${formatSlotRanges(begin.slots)} begun at config version ${begin.version} or later is being imported here; the import of an earlier one does not begin`;
+    this.imports.forget(batch, this.imports.earlierOverlapping(begin.version, begin.slots));
+    const dropped = await this.dropKeysOf(begin.slots, dropKeysMax, batch);
+    if (dropped < dropKeysMax) return null;
+    return `slots ${formatSlotRanges(begin.slots)} still held ${dropped}+ keys from an earlier move; ${dropped} were dropped, retry to drop the rest before the import begins`;
   }
 
   private async applyRequest(

@@ -201,6 +201,32 @@ export class SlotImports {
     return { ok: true, progress: next };
   }
 
+  /**
+   * The imports in progress holding one of `slots` for a move begun before `version`: once a
+   * move of those slots begins at `version`, the moves they served are over.
+   */
+  earlierOverlapping(version: number, slots: readonly number[]): ImportProgress[] {
+    const moving = new Set(slots);
+    return this.all().filter(
+      (p) => p.version < version && p.slots.some((slot) => moving.has(slot)),
+    );
+  }
+
+  /** Whether an import holding one of `slots` is in progress for a move begun at `version` or later. */
+  laterOverlapping(version: number, slots: readonly number[]): boolean {
+    const moving = new Set(slots);
+    return this.all().some((p) => p.version >= version && p.slots.some((slot) => moving.has(slot)));
+  }
+
+  /** Drops the progress of `imports` (see earlierOverlapping). */
+  forget(batch: ApplyBatch, imports: readonly ImportProgress[]): void {
+    for (const p of imports) {
+      const key = importKey(p.version, p.source);
+      this.byKey.delete(key.toString('latin1'));
+      batch.del(key);
+    }
+  }
+
   /** Drops the progress of imports whose slots `config` no longer lists all as Importing. */
   settle(batch: ApplyBatch, config: AppliedConfig): void {
     for (const [id, progress] of this.byKey) {

@@ -338,6 +338,59 @@ describe('moving slots with their data', () => {
     expect(read.ops[0].value).toHaveLength(0);
   });
 
+  it('clears what an earlier move left before the next import of the slots begins, when the config in between was never applied', async () => {
+    const source = await frozenSource();
+    const slotKeys = { gte: slotIndexRange(moving[0]).gte, lt: slotIndexRange(moving[1]).lt };
+    // An import begins at version 2 and copies part of the slots...
+    const target = await node();
+    await applyEntry(target.sm, (i) => configEntry(i, config(2, slotCount, [0], [], moving)));
+    await applyData(target.sm, encodeImportBegin({ source: 1, version: 2, slots: moving }));
+    const chunks = await exportAll(source.sm, 60);
+    for (const chunk of chunks.slice(0, 3))
+      expect(await applyData(target.sm, encodeImportChunk(chunk))).toMatchObject({ kind: 'moved' });
+    const copied = await count(target.sm, target.engine, slotKeys);
+    expect(copied).toBeGreaterThan(0);
+    // ...then that move rolls back (version 3) and the slots move here again (version 4), and
+    // this group applies version 4 without ever applying 3: the slots are Importing throughout.
+    await applyEntry(target.sm, (i) => configEntry(i, config(4, slotCount, [0], [], moving)));
+    // The earlier import still holds the slots: a drop of them is refused.
+    expectRejected(
+      await applyData(target.sm, encodeDrop({ slots: moving, limit: 10 })),
+      'being imported',
+    );
+    // The import of version 4 forgets the one of version 2 and drops what it had copied.
+    expect(
+      await applyData(target.sm, encodeImportBegin({ source: 1, version: 4, slots: moving })),
+    ).toMatchObject({ kind: 'moved', keys: 0, done: false });
+    expect(await count(target.sm, target.engine, slotKeys)).toBe(0);
+    expect(target.sm.importProgress(2, 1)).toBeUndefined();
+    expect(target.sm.importProgress(4, 1)).toMatchObject({ keys: 0, done: false });
+    // A begin of the earlier move, late, changes nothing.
+    expectRejected(
+      await applyData(target.sm, encodeImportBegin({ source: 1, version: 2, slots: moving })),
+      'is being imported here',
+    );
+    expect(target.sm.importProgress(2, 1)).toBeUndefined();
+
+    // A group that served the slots, gave them away and is asked to import them again, without
+    // having applied the config in between, still holds its old keys: with no import in
+    // progress, they are dropped like keys of slots it no longer lists.
+    const former = await node();
+    await applyEntry(former.sm, (i) => configEntry(i, config(1, slotCount, [...moving, 0])));
+    for (const slot of moving)
+      await applyEntry(former.sm, (i) =>
+        writeEntry(i, request([put(keyInSlot(slot, slotCount, 'old'), 'stale')])),
+      );
+    expect(await count(former.sm, former.engine, slotKeys)).toBe(2);
+    await applyEntry(former.sm, (i) => configEntry(i, config(5, slotCount, [0], [], moving)));
+    expect(await applyData(former.sm, encodeDrop({ slots: moving, limit: 10 }))).toMatchObject({
+      kind: 'moved',
+      keys: 2,
+      done: true,
+    });
+    expect(await count(former.sm, former.engine, slotKeys)).toBe(0);
+  });
+
   it('refuses what would corrupt a move', async () => {
     const source = await frozenSource();
     const target = await node();
