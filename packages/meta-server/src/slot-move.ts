@@ -6,8 +6,9 @@
 //      once it applies that config, and makes the target list them as Importing;
 //   2. hand each source group its frozen config (ClusterConfigChange{SlotMove, DataServer}); it
 //      answers whether the migrating slots hold any key;
-//   3. for a source whose slots hold keys: have the target import them (SlotImport, repeated
-//      until the target says the import is complete);
+//   3. have the target import them (SlotImport, repeated until the target says the import is
+//      complete), even when the source's slots are empty: the import's begin clears what an
+//      earlier move of them may have left in the target;
 //   4. propose slot-move-finish: commit (owner = target) when every source is frozen and copied,
 //      roll back otherwise. A batch is all or nothing; a request whose later batch fails keeps the
 //      batches before it moved, and its answer says how many slots moved.
@@ -228,8 +229,8 @@ export class SlotMoveCoordinator {
   }
 
   /**
-   * Steps 2 and 3 for the slots of one source group: freeze them there and, if they hold keys,
-   * have the target import them (by move: one import per config version the slots began at).
+   * Steps 2 and 3 for the slots of one source group: freeze them there and have the target
+   * import them (by move: one import per config version the slots began at).
    */
   private async freezeAndCopy(
     target: number,
@@ -237,7 +238,12 @@ export class SlotMoveCoordinator {
     slots: readonly MovingSlot[],
   ): Promise<SourceVerdict> {
     const frozen = await this.askSource(source);
-    if (frozen.ok || frozen.code !== ErrorCode.SLOT_NOT_EMPTY) return frozen;
+    // Empty slots at the source are not enough: the target may still hold keys of them from an
+    // earlier move (it can go from that move's config to this one's without applying the one in
+    // between, which would have had them dropped), and once the move commits it would serve them
+    // as its own. An import's begin drops them first, so the import runs whatever the source
+    // holds (for empty slots it copies nothing).
+    if (!frozen.ok && frozen.code !== ErrorCode.SLOT_NOT_EMPTY) return frozen;
     const topology = this.deps.topology();
     const addresses = (group: number): string[] =>
       (topology.group(group)?.servers ?? []).map((s) => s.address);

@@ -27,6 +27,8 @@ jest.setTimeout(60_000);
 
 type Answer = Partial<ClusterConfigChangeResp> | 'hang';
 
+const emptyImport = (): Partial<SlotImportResp> => ({ done: true, keys: 0, bytes: 0 });
+
 /**
  * A fake kv node: records every ClusterConfigChange and answers with `answer(req)`; records
  * every SlotImport and answers with `importAnswer(req)` (UNIMPLEMENTED while it is null).
@@ -35,7 +37,8 @@ class FakeKvNode {
   readonly received: ClusterConfigChangeReq[] = [];
   readonly imports: SlotImportReq[] = [];
   answer: (req: ClusterConfigChangeReq) => Answer = () => ({ success: true });
-  importAnswer: ((req: SlotImportReq) => Partial<SlotImportResp>) | null = null;
+  /** By default an import of empty slots: begun (what was left from before dropped), nothing to copy. */
+  importAnswer: ((req: SlotImportReq) => Partial<SlotImportResp>) | null = emptyImport;
   private server: StartedServer | null = null;
   address = '';
 
@@ -145,7 +148,7 @@ describe('SlotMove between kv groups (one meta node, fake source groups)', () =>
     source.received.length = 0;
     source.answer = () => ({ success: true });
     target.imports.length = 0;
-    target.importAnswer = null;
+    target.importAnswer = emptyImport;
   });
 
   it('commits when the source group says its slots are empty', async () => {
@@ -177,6 +180,9 @@ describe('SlotMove between kv groups (one meta node, fake source groups)', () =>
     expect(status.get(0)).toBe(SlotStatus.Migrating);
     expect(status.get(1)).toBe(SlotStatus.Migrating);
     expect(status.get(2)).toBe(SlotStatus.Running);
+    // Step 3 ran all the same: the target's begin clears what an earlier move may have left.
+    expect(target.imports).toHaveLength(1);
+    expect(target.imports[0]).toMatchObject({ targetShardId: 2, sourceShardId: 1 });
   });
 
   it('has the target import slots that hold data, then commits', async () => {
@@ -212,6 +218,7 @@ describe('SlotMove between kv groups (one meta node, fake source groups)', () =>
   });
 
   it('rolls back when slots hold data and the target cannot import them', async () => {
+    target.importAnswer = null;
     source.answer = () => ({
       success: false,
       errorCode: ErrorCode.SLOT_NOT_EMPTY,
