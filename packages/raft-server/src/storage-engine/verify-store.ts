@@ -39,6 +39,12 @@ export function verifyStoreChecksums(path: string): Promise<void> {
     const child = spawn(process.execPath, [childScript(), path], {
       stdio: ['ignore', 'pipe', 'pipe'],
     });
+    // A server that exits while its store is checked (stopped during start-up) takes the check
+    // with it: left running, it would hold the store's lock against the server's next start.
+    const stopChild = (): void => {
+      child.kill('SIGKILL');
+    };
+    process.once('exit', stopChild);
     let stdout = '';
     let stderr = '';
     child.stdout.setEncoding('utf8').on('data', (d: string) => {
@@ -47,10 +53,12 @@ export function verifyStoreChecksums(path: string): Promise<void> {
     child.stderr.setEncoding('utf8').on('data', (d: string) => {
       stderr = (stderr + d).slice(-stderrKeptBytes);
     });
-    child.once('error', (err) =>
-      reject(new StorageEngineError(`cannot check ${path}: ${err.message}`, { cause: err })),
-    );
+    child.once('error', (err) => {
+      process.removeListener('exit', stopChild);
+      reject(new StorageEngineError(`cannot check ${path}: ${err.message}`, { cause: err }));
+    });
     child.once('close', (code, signal) => {
+      process.removeListener('exit', stopChild);
       if (code === 0) return resolve();
       const verdict = code === exitWithVerdict ? parseVerdict(stdout) : null;
       if (verdict !== null) {
@@ -91,7 +99,16 @@ function parseVerdict(stdout: string): Verdict | null {
   }
 }
 
+/** How often the child looks whether the server that started it is still there. */
+const parentCheckMs = 250;
+
 async function childMain(path: string): Promise<void> {
+  // A server killed outright (SIGKILL) cannot stop its check: the check stops itself once its
+  // parent is gone, rather than go on reading (and holding the store's lock) for nobody.
+  const parent = process.ppid;
+  setInterval(() => {
+    if (process.ppid !== parent) process.exit(exitWithVerdict + 1);
+  }, parentCheckMs).unref();
   let verdict: Verdict = { ok: true, corrupt: false, message: '' };
   try {
     const engine = await openRocksEngine(path);
