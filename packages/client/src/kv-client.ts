@@ -155,14 +155,15 @@ export class KvClient {
     const pause =
       serverVersion !== clientVersion || round > 1 ? backoffMs(round, this.session.backoff) : 0;
     const left = deadline - Date.now();
-    if (pause > 0 && pause < left) await sleep(pause);
-    else if (pause >= left || left <= 0) {
-      if (left > 0) await sleep(left);
-      throw new WrongShardError(
-        `${what} met a topology in motion until its deadline (last: a group at config version ` +
-          `${serverVersion} refused it, the meta group is at ${clientVersion}); retry`,
-      );
+    if (pause < left) {
+      if (pause > 0) await sleep(pause);
+      return;
     }
+    if (left > 0) await sleep(left);
+    throw new WrongShardError(
+      `${what} met a topology in motion until its deadline (last: a group at config version ` +
+        `${serverVersion} refused it, the meta group is at ${clientVersion}); retry`,
+    );
   }
 
   /**

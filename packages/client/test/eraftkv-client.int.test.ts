@@ -423,6 +423,14 @@ describe('EraftKvClient', () => {
     expect((err as Error).message).toContain('config version 0 refused it, the meta group is at 1');
     // Paced: far fewer attempts than an unpaced loop makes in 1.5 s.
     expect(leader.script.length).toBeGreaterThan(900);
+    // A write meets the same deadline, with the same words.
+    const [a] = keysOfBothHalves();
+    const put = await client.put(a, 'v').catch((e: unknown) => e);
+    expect(put).toBeInstanceOf(WrongShardError);
+    expect((put as Error).message).toMatch(
+      /^the request met a topology in motion until its deadline \(last: a group at config version 0 refused it, the meta group is at 1\)/,
+    );
+    expect(leader.data.has(a)).toBe(false);
   });
 
   it('refuses a batch whose keys belong to different groups', async () => {

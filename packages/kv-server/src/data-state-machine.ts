@@ -29,7 +29,7 @@ import {
 import { EntryType, type Entry } from '@eraftkv/raft';
 import {
   openRocksEngine,
-  verifyStoreChecksums,
+  verifyStateBeforeOpen,
   RejectedError,
   StoppedError,
   StorageCorruptionError,
@@ -435,7 +435,12 @@ export class DataStateMachine implements StateMachine<KvApplyResult> {
   }
 
   static async open(options: DataStateMachineOptions): Promise<DataStateMachine> {
-    if (options.verifyOnOpen === true) await verifyState(options.path);
+    if (options.verifyOnOpen === true)
+      await verifyStateBeforeOpen(
+        options.path,
+        `The kv state in ${options.path} is damaged: this replica cannot start. ` +
+          'Remove it from its group (eraftkv-ctl member remove), move its data dir away, start it with an empty --peers and add it back as a learner (eraftkv-ctl member add --learner): it is sent a snapshot',
+      );
     const opened = await openRocksEngine(options.path);
     const engine = options.wrapEngine?.(opened) ?? opened;
     try {
@@ -1716,25 +1721,6 @@ export class DataStateMachine implements StateMachine<KvApplyResult> {
         this.assertOpen();
         return { index: this.applied, digest: await digestOf(this.engine.iterate({})) };
       }),
-    );
-  }
-}
-
-/**
- * Reads every block of the state at `path` with its checksum checked (before it is opened); a
- * damaged one fails with a message naming the data dir, RocksDB's words (which name the file
- * when it knows it) and what to do.
- */
-async function verifyState(path: string): Promise<void> {
-  try {
-    await verifyStoreChecksums(path);
-  } catch (err) {
-    if (!(err instanceof StorageCorruptionError)) throw err;
-    throw new StorageCorruptionError(
-      err.path,
-      `${err.message}. The kv state in ${path} is damaged: this replica cannot start. ` +
-        'Remove it from its group (eraftkv-ctl member remove), move its data dir away, start it with an empty --peers and add it back as a learner (eraftkv-ctl member add --learner): it is sent a snapshot',
-      { cause: err },
     );
   }
 }

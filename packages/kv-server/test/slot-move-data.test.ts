@@ -14,7 +14,7 @@ import {
   encodeImportChunk,
   type KvApplyResult,
 } from '../src';
-import type { SlotMoveChunk } from '@eraftkv/protocol';
+import { slotOfKey, type SlotMoveChunk } from '@eraftkv/protocol';
 import { importEnd, importStart, slotIndexRange } from '../src/state-layout';
 import {
   config,
@@ -389,6 +389,28 @@ describe('moving slots with their data', () => {
       done: true,
     });
     expect(await count(former.sm, former.engine, slotKeys)).toBe(0);
+
+    // More than one begin drops (4,096 keys): the begin says so and drops the rest when asked
+    // again, then begins.
+    const many = await node();
+    await applyEntry(many.sm, (i) => configEntry(i, config(1, slotCount, [...moving, 0])));
+    const slot = moving[0];
+    const keysOfSlot = Array.from({ length: 40_000 }, (_, n) => Buffer.from(`many-${n}`))
+      .filter((k) => slotOfKey(k, slotCount) === slot)
+      .slice(0, 4100);
+    expect(keysOfSlot).toHaveLength(4100);
+    await applyEntry(many.sm, (i) => writeEntry(i, request(keysOfSlot.map((k) => put(k, 'old')))));
+    await applyEntry(many.sm, (i) => configEntry(i, config(7, slotCount, [0], [], moving)));
+    expectRejected(
+      await applyData(many.sm, encodeImportBegin({ source: 1, version: 7, slots: moving })),
+      'still held 4096+ keys from an earlier move; 4096 were dropped, retry',
+    );
+    expect(await count(many.sm, many.engine, slotKeys)).toBe(4);
+    expect(many.sm.importProgress(7, 1)).toBeUndefined();
+    expect(
+      await applyData(many.sm, encodeImportBegin({ source: 1, version: 7, slots: moving })),
+    ).toMatchObject({ kind: 'moved', keys: 0, done: false });
+    expect(await count(many.sm, many.engine, slotKeys)).toBe(0);
   });
 
   it('refuses what would corrupt a move', async () => {

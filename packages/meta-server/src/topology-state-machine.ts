@@ -17,8 +17,7 @@ import { readFile, writeFile } from 'node:fs/promises';
 import { assertNever, EntryType, type Entry } from '@eraftkv/raft';
 import {
   openRocksEngine,
-  StorageCorruptionError,
-  verifyStoreChecksums,
+  verifyStateBeforeOpen,
   type StateMachine,
   type StorageEngine,
   type WriteOp,
@@ -166,7 +165,12 @@ export class TopologyStateMachine implements StateMachine<CommandOutcome> {
     path: string,
     options: { verify?: boolean } = {},
   ): Promise<TopologyStateMachine> {
-    if (options.verify === true) await verifyState(path);
+    if (options.verify === true)
+      await verifyStateBeforeOpen(
+        path,
+        `The meta state in ${path} is damaged: this meta node cannot start. ` +
+          'Remove it from the meta group (eraftkv-ctl member remove --group 0 ID), move its data dir away, start it with an empty --peers and add it back as a learner (eraftkv-ctl member add --group 0 ID ADDRESS --learner): it is sent a snapshot',
+      );
     const engine = await openRocksEngine(path);
     try {
       const { topology, applied } = await load(engine);
@@ -333,23 +337,4 @@ async function load(engine: StorageEngine): Promise<{ topology: Topology; applie
     return { topology, applied };
   }
   return { topology: Topology.fromRecords({ config, groups, slots, dedup, auth }), applied };
-}
-
-/**
- * Reads every block of the meta state at `path` with its checksum checked (before it is opened);
- * a damaged one fails naming the data dir, RocksDB's words (which name the file when it knows it)
- * and what to do.
- */
-async function verifyState(path: string): Promise<void> {
-  try {
-    await verifyStoreChecksums(path);
-  } catch (err) {
-    if (!(err instanceof StorageCorruptionError)) throw err;
-    throw new StorageCorruptionError(
-      err.path,
-      `${err.message}. The meta state in ${path} is damaged: this meta node cannot start. ` +
-        'Remove it from the meta group (eraftkv-ctl member remove --group 0 ID), move its data dir away, start it with an empty --peers and add it back as a learner (eraftkv-ctl member add --group 0 ID ADDRESS --learner): it is sent a snapshot',
-      { cause: err },
-    );
-  }
 }

@@ -57,6 +57,7 @@ export {
   openRocksEngine,
   StorageCorruptionError,
   StorageEngineError,
+  verifyStateBeforeOpen,
   verifyStoreChecksums,
   type KeyRange,
   type StorageEngine,

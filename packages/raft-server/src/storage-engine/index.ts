@@ -11,4 +11,4 @@ export {
   type StorageEngine,
   type WriteOp,
 } from './storage-engine';
-export { verifyStoreChecksums } from './verify-store';
+export { verifyStateBeforeOpen, verifyStoreChecksums } from './verify-store';

@@ -87,6 +87,19 @@ export function verifyStoreChecksums(path: string): Promise<void> {
   });
 }
 
+/**
+ * verifyStoreChecksums for a server's state before it opens it: a damaged store fails with the
+ * check's words followed by `consequence` (what the damage means for this server and what to do).
+ */
+export async function verifyStateBeforeOpen(path: string, consequence: string): Promise<void> {
+  try {
+    await verifyStoreChecksums(path);
+  } catch (err) {
+    if (!(err instanceof StorageCorruptionError)) throw err;
+    throw new StorageCorruptionError(err.path, `${err.message}. ${consequence}`, { cause: err });
+  }
+}
+
 /** The child's verdict line, or null when it is not one (then its exit says what happened). */
 function parseVerdict(stdout: string): Verdict | null {
   try {
@@ -101,13 +114,15 @@ function parseVerdict(stdout: string): Verdict | null {
 
 /** How often the child looks whether the server that started it is still there. */
 const parentCheckMs = 250;
+/** The child's exit code once its parent is gone (nobody reads it). */
+const exitParentGone = 4;
 
 async function childMain(path: string): Promise<void> {
   // A server killed outright (SIGKILL) cannot stop its check: the check stops itself once its
   // parent is gone, rather than go on reading (and holding the store's lock) for nobody.
   const parent = process.ppid;
   setInterval(() => {
-    if (process.ppid !== parent) process.exit(exitWithVerdict + 1);
+    if (process.ppid !== parent) process.exit(exitParentGone);
   }, parentCheckMs).unref();
   let verdict: Verdict = { ok: true, corrupt: false, message: '' };
   try {
