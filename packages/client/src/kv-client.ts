@@ -16,6 +16,12 @@ import type { Verdict } from './leader-caller';
 import { backoffMs, sleep } from './backoff';
 import { leaseGroupOf } from './lease-id';
 
+/**
+ * After a WRONG_SHARD, the least time before the deadline worth another attempt: less than this,
+ * and the attempt would most likely be cut by the deadline, its outcome unknown.
+ */
+const wrongShardAttemptFloorMs = 100;
+
 export type Bytes = string | Uint8Array;
 
 export interface KeyValue {
@@ -143,7 +149,10 @@ export class KvClient {
    * them has not caught up yet (a group learns a new config within about one poll of the meta
    * group) and asking again at once would get the same answer, so this pauses first, longer on
    * each round; at one version the refreshed topology routes elsewhere, at once the first time.
-   * Throws once the deadline has passed.
+   * When the pause would leave less than `wrongShardAttemptFloorMs` before the deadline, no
+   * further attempt is made: it waits the deadline out and throws WrongShardError, naming both
+   * versions (an attempt cut by the deadline would turn a clear refusal into a timeout whose
+   * outcome is unknown).
    */
   private async afterWrongShard(
     serverVersion: number,
@@ -155,7 +164,7 @@ export class KvClient {
     const pause =
       serverVersion !== clientVersion || round > 1 ? backoffMs(round, this.session.backoff) : 0;
     const left = deadline - Date.now();
-    if (pause < left) {
+    if (pause + wrongShardAttemptFloorMs < left) {
       if (pause > 0) await sleep(pause);
       return;
     }
