@@ -1,6 +1,6 @@
 // `npm run chaos -- [--duration 120] [--nemesis all|kill,pause,...] [--seed S] [--clients 6]
 //                   [--keys 8] [--bulk-keys 2000] [--kv-groups 2] [--out ./chaos-results]
-//                   [--watchers 3] [--watch-cut-ms 4000] [--keep-data]`
+//                   [--watchers 3] [--watch-cut-ms 4000] [--lease-holders 2] [--keep-data]`
 //
 // The fault-tolerance suite: a real cluster with a proxy on every peer link, clients recording a
 // history of every operation, nemeses breaking things (and moving slots between the kv groups)
@@ -9,8 +9,10 @@
 // (a digest at the same applied index), and every replica must hold keys only in the slots its
 // group owns (a moved slot leaves nothing behind), and every watcher (a prefix watch and key
 // watches, cut and resumed all along) must have seen every acknowledged write of its keys once,
-// in order (watchers.ts). Writes the history, a readable report and a
-// summary to --out/<time>-seed<S>/. Exit code 0 only when every check passes.
+// in order (watchers.ts), and no lease may expire before its TTL has run from the last keep-alive
+// its group answered, while every lease nobody keeps alive does expire (leases.ts). Writes the
+// history, a readable report and a summary to --out/<time>-seed<S>/. Exit code 0 only when every
+// check passes.
 import { copyFile, mkdir, mkdtemp, rm, writeFile } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import { join, resolve } from 'node:path';
@@ -24,6 +26,7 @@ import { ChaosCluster } from './chaos-cluster';
 import { ChaosRng } from './chaos-rng';
 import { saveHistory } from './history';
 import { checkLinearizability, formatReport, type CheckResult } from './linearizability';
+import { ChaosLeaseHolders, type LeaseHoldersReport } from './leases';
 import { Nemesis, nemesisKinds, type NemesisKind } from './nemesis';
 import { ChaosWatchers, type WatchersReport } from './watchers';
 import { Workload } from './workload';
@@ -42,6 +45,7 @@ interface ChaosOptions {
   keepData: boolean;
   watchers: number;
   watchCutMs: number;
+  leaseHolders: number;
 }
 
 const usage = `usage: npm run chaos -- [options]
@@ -60,6 +64,8 @@ const usage = `usage: npm run chaos -- [options]
                    keys (default 3; 0: none)
   --watch-cut-ms M the suite stops a random watcher and resumes it from its last revisions about
                    this often (default 4000; 0: only faults cut them)
+  --lease-holders N clients that each hold a lease with a key, keep it alive, revoke it or walk
+                   away from it, over and over (default 2; 0: none)
   --keep-data      keep the cluster's data dir (its path is printed)`;
 
 function parseArgs(argv: readonly string[]): ChaosOptions {
@@ -77,6 +83,7 @@ function parseArgs(argv: readonly string[]): ChaosOptions {
     keepData: false,
     watchers: 3,
     watchCutMs: 4000,
+    leaseHolders: 2,
   };
   const read = new OptionReader(argv, usage);
   const value = (): string => read.value();
@@ -133,6 +140,9 @@ function parseArgs(argv: readonly string[]): ChaosOptions {
       case '--watch-cut-ms':
         o.watchCutMs = int(0);
         break;
+      case '--lease-holders':
+        o.leaseHolders = int(0);
+        break;
       case '--help':
       case '-h':
         console.log(usage);
@@ -171,6 +181,7 @@ export interface ChaosSummary {
     | 'lost-data-counted'
     | 'auth-wrong'
     | 'watch-wrong'
+    | 'lease-wrong'
     | 'error';
   /** Safety problems the nemeses saw (a node that lost its data dir and was counted). */
   readonly problems: string[];
@@ -185,6 +196,8 @@ export interface ChaosSummary {
   readonly bulk: { keys: number; found: number };
   /** What the watchers saw, and what was wrong with it. */
   readonly watch: Omit<WatchersReport, 'errors'>;
+  /** What the lease holders saw, and what was wrong with it. */
+  readonly leases: Omit<LeaseHoldersReport, 'errors'>;
   readonly resultsDir: string;
   readonly error: string | null;
 }
@@ -319,6 +332,13 @@ async function main(): Promise<number> {
     keys: workload.keys.slice(0, Math.max(0, o.watchers - 1)),
     cutEveryMs: o.watchCutMs,
   });
+  const leaseHolders = new ChaosLeaseHolders({
+    endpoints: local.metaEndpoints(),
+    tls: clientTls,
+    seed: o.seed,
+    holders: o.leaseHolders,
+    prefix: 'chaos-lease/',
+  });
   const rng = new ChaosRng(o.seed);
   const nemesis = new Nemesis(
     {
@@ -372,6 +392,10 @@ async function main(): Promise<number> {
       await watchers.start();
       log(`${o.watchers} watcher(s) started on every kv group`);
     }
+    if (o.leaseHolders > 0) {
+      leaseHolders.start();
+      log(`${o.leaseHolders} lease holder(s) started`);
+    }
     const started = Date.now();
     const until = started + o.durationS * 1000;
     workload.start();
@@ -398,6 +422,10 @@ async function main(): Promise<number> {
     await nemesis.settleMoves(120_000);
     await new Promise((r) => setTimeout(r, 2000));
     await workload.stop();
+    // The holders stop keeping their leases alive; each lease not revoked must now expire.
+    await leaseHolders.stop();
+    await leaseHolders.checkExpiries();
+    const { errors: leaseErrors, ...leases } = leaseHolders.report();
     if (progress) clearInterval(progress);
     progress = null;
     const finals = await workload.finalReads();
@@ -492,11 +520,13 @@ async function main(): Promise<number> {
               ? 'auth-wrong'
               : watch.problems.length > 0
                 ? 'watch-wrong'
-                : nemesis.problems.length > 0
-                  ? 'lost-data-counted'
-                  : check.result === 'unknown' || unread
-                    ? 'unknown'
-                    : 'ok';
+                : leases.problems.length > 0
+                  ? 'lease-wrong'
+                  : nemesis.problems.length > 0
+                    ? 'lost-data-counted'
+                    : check.result === 'unknown' || unread
+                      ? 'unknown'
+                      : 'ok';
     summary = {
       seed: o.seed,
       durationS: o.durationS,
@@ -516,6 +546,7 @@ async function main(): Promise<number> {
         restarts: watch.restarts,
         problems: watch.problems,
       },
+      leases,
       problems: [...nemesis.problems],
       resultsDir,
       error: null,
@@ -557,6 +588,15 @@ async function main(): Promise<number> {
         : 'watchers: none',
       ...watch.problems.map((p) => `  ${p}`),
       `  watcher errors: ${[...watch.errors].map(([k, n]) => `${k} x${n}`).join(', ') || 'none'}`,
+      o.leaseHolders > 0
+        ? `leases: ${leases.leases} granted, ${leases.keepAlives} keep-alives answered, ${leases.revoked} revoked, ` +
+          `${leases.expired} expired once left alone, ${leases.lost} lost while kept alive, ${leases.unread} unread at the end; ` +
+          (leases.problems.length === 0
+            ? 'none expired before its TTL, every one left alone expired'
+            : 'LEASES WRONG:')
+        : 'lease holders: none',
+      ...leases.problems.map((p) => `  ${p}`),
+      `  lease holder errors: ${[...leaseErrors].map(([k, n]) => `${k} x${n}`).join(', ') || 'none'}`,
       '',
       `nodes that lost their data dir: ${nemesis.stats.amnesias}, refused as the member they were: ${nemesis.stats.amnesiasRefused}`,
       ...nemesis.problems.map((p) => `  PROBLEM: ${p}`),
@@ -597,6 +637,15 @@ async function main(): Promise<number> {
       copiesLeft: [],
       bulk: { keys: workload.bulkKeys.length, found: 0 },
       watch: { watchers: 0, events: 0, cuts: 0, restarts: 0, problems: [] },
+      leases: {
+        leases: 0,
+        keepAlives: 0,
+        revoked: 0,
+        expired: 0,
+        lost: 0,
+        unread: 0,
+        problems: [],
+      },
       problems: [...nemesis.problems],
       resultsDir,
       error: (err as Error).stack ?? String(err),
@@ -609,6 +658,8 @@ async function main(): Promise<number> {
     if (progress) clearInterval(progress);
     await workload.stop().catch(() => undefined);
     await watchers.stop().catch(() => undefined);
+    await leaseHolders.stop().catch(() => undefined);
+    leaseHolders.close();
     workload.close();
     admin.close();
     await local.stopAll(5000).catch(() => local.killAll());
@@ -630,6 +681,7 @@ async function main(): Promise<number> {
   await writeFile(join(resultsDir, 'summary.json'), `${JSON.stringify(s, null, 2)}\n`);
   console.log(
     `chaos verdict: ${s.verdict} | ${s.operations.ok} ok, ${s.operations.fail} fail, ${s.operations.unknown} unknown | watch ${s.watch.events} events, ${s.watch.problems.length} problems | ` +
+      `leases ${s.leases.leases}, ${s.leases.problems.length} problems | ` +
       `faults ${Object.entries(s.faults)
         .map(([k, n]) => `${k} ${n}`)
         .join(', ')}`,

@@ -1,6 +1,7 @@
 // The short chaos run of CI: every nemesis (slot moves between two kv groups among them) for about
 // a minute against a real cluster, then the history must be linearizable, every replica of a group
-// must hold the same state, and no replica may keep keys of a slot its group gave away. A longer run is
+// must hold the same state, no replica may keep keys of a slot its group gave away, and no lease may
+// expire early or outlive its TTL once left alone. A longer run is
 // `npm run chaos -- --duration 600`.
 import { mkdtemp, rm } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
@@ -19,6 +20,7 @@ interface Summary {
   replicas: { node: string; group: number; applied: number; digest: string }[];
   copiesLeft: string[];
   bulk: { keys: number; found: number };
+  leases: { leases: number; keepAlives: number; problems: string[] };
   resultsDir: string;
 }
 
@@ -77,5 +79,8 @@ describe('chaos (short run)', () => {
     // The final scan read the bulk keys back (each one's value is checked against its writes by
     // the linearizability check above: an acknowledged write it missed is a violation).
     expect(summary.bulk.found).toBeGreaterThan(0);
+    // The lease holders held leases through the faults (none expired early: the verdict).
+    expect(summary.leases.leases).toBeGreaterThan(0);
+    expect(summary.leases.keepAlives).toBeGreaterThan(0);
   });
 });

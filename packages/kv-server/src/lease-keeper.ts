@@ -29,7 +29,8 @@ export class LeaseKeeper {
   /** Revokes proposed and not yet answered. */
   private readonly revoking = new Set<number>();
   private timer: NodeJS.Timeout | null = null;
-  private readonly now: () => number;
+  /** The clock expiry is decided on (monotonic ms). */
+  readonly now: () => number;
 
   constructor(private readonly o: LeaseKeeperOptions) {
     this.now = o.now ?? monotonicMs;
@@ -105,13 +106,17 @@ export class LeaseKeeper {
   }
 
   /**
-   * Starts lease `id`'s TTL again (a keep-alive); the TTL in seconds, or 0 when the lease is not
-   * held. The caller checks leadership first (only a leader's keep-alive counts).
+   * Starts lease `id`'s TTL again from `receivedAt` (a keep-alive received then, on this keeper's
+   * clock; never earlier than the expiry already set); the TTL in seconds, or 0 when the lease is
+   * not held. The caller confirms leadership first (only a leader's keep-alive counts).
    */
-  keepAlive(id: number): number {
+  keepAlive(id: number, receivedAt = this.now()): number {
     const lease = this.o.stateMachine.leaseTable().get(id);
     if (lease === undefined || this.revoking.has(id)) return 0;
-    if (this.leaderTerm !== null) this.expiry.set(id, this.now() + lease.ttlSeconds * 1000);
+    if (this.leaderTerm !== null) {
+      const at = receivedAt + lease.ttlSeconds * 1000;
+      this.expiry.set(id, Math.max(at, this.expiry.get(id) ?? at));
+    }
     return lease.ttlSeconds;
   }
 

@@ -1,7 +1,7 @@
 // The Lease and LeaseKeepAlive RPCs of a kv server (docs/leases.md). Grants and revokes are log
 // entries proposed by the leader; time-to-live and list are answered by the leader once a
 // ReadIndex confirms it leads and has applied every grant acknowledged before; keep-alives are
-// taken by the leader only (its LeaseKeeper decides expiry). A follower answers NOT_LEADER with
+// taken by the leader only, once a ReadIndex confirms it leads (its LeaseKeeper decides expiry). A follower answers NOT_LEADER with
 // the leader's address, as for client requests.
 import * as grpc from '@grpc/grpc-js';
 import {
@@ -168,6 +168,48 @@ export function leaseHandlers(o: LeaseServiceOptions): {
     }
   };
 
+  /**
+   * One keep-alive. Only the leader takes it, and only once a ReadIndex has confirmed that it
+   * still leads: a leader cut off from its group goes on believing it leads until its check of
+   * the quorum fails, while the others may already have elected another, whose clock (started at
+   * its election) expires the lease. An answer from such a leader would promise the client a TTL
+   * the group does not keep. Once confirmed, no other leader was elected before the keep-alive
+   * arrived, so any later one starts the TTL again after it, and the lease lives at least its TTL
+   * after the client sent the keep-alive.
+   */
+  const keepAliveAnswer = async (req: LeaseKeepAliveReq): Promise<LeaseKeepAliveResp> => {
+    const resp: LeaseKeepAliveResp = {
+      id: req.id,
+      ttlSeconds: 0,
+      errorCode: ErrorCode.OK,
+      errorMessage: '',
+      leaderAddress: '',
+    };
+    if (!raft.isLeader()) {
+      resp.errorCode = ErrorCode.NOT_LEADER;
+      resp.errorMessage = 'keep-alives go to the group leader';
+      resp.leaderAddress = raft.addressOf(raft.leaderId());
+      return resp;
+    }
+    if (groupOfLeaseId(req.id) !== groupId) {
+      resp.errorCode = ErrorCode.LEASE_NOT_FOUND;
+      resp.errorMessage = `lease ${formatLeaseId(req.id)} belongs to group ${groupOfLeaseId(req.id)}, not ${groupId}`;
+      return resp;
+    }
+    const receivedAt = keeper.now();
+    try {
+      await raft.readIndex();
+    } catch (err) {
+      const a = errorAnswer(err);
+      resp.errorCode = a.errorCode;
+      resp.errorMessage = a.errorMessage;
+      resp.leaderAddress = a.leaderAddress;
+      return resp;
+    }
+    resp.ttlSeconds = keeper.keepAlive(req.id, receivedAt);
+    return resp;
+  };
+
   return {
     lease: unaryHandler<LeaseReq, LeaseResp>(async (req, call) => {
       if (o.access.enabled) {
@@ -200,30 +242,17 @@ export function leaseHandlers(o: LeaseServiceOptions): {
           });
           return;
         }
-        const resp: LeaseKeepAliveResp = {
-          id: req.id,
-          ttlSeconds: 0,
-          errorCode: ErrorCode.OK,
-          errorMessage: '',
-          leaderAddress: '',
-        };
-        try {
-          if (!raft.isLeader()) {
-            resp.errorCode = ErrorCode.NOT_LEADER;
-            resp.errorMessage = 'keep-alives go to the group leader';
-            resp.leaderAddress = raft.addressOf(raft.leaderId());
-          } else if (groupOfLeaseId(req.id) !== groupId) {
-            resp.errorCode = ErrorCode.LEASE_NOT_FOUND;
-            resp.errorMessage = `lease ${formatLeaseId(req.id)} belongs to group ${groupOfLeaseId(req.id)}, not ${groupId}`;
-          } else {
-            resp.ttlSeconds = keeper.keepAlive(req.id);
-          }
-          if (!call.cancelled && !call.writableEnded) call.write(resp);
-        } catch (err) {
-          failureStatus(err, o.logger, 'LeaseKeepAlive');
-        } finally {
-          inFlight--;
-        }
+        keepAliveAnswer(req)
+          .then(
+            (resp) => {
+              if (!call.cancelled && !call.writableEnded) call.write(resp);
+            },
+            (err: unknown) => {
+              const failure = failureStatus(err, o.logger, 'LeaseKeepAlive');
+              call.emit('error', { code: failure.status, details: failure.details });
+            },
+          )
+          .finally(() => inFlight--);
       });
       call.on('end', () => call.end());
       call.on('error', () => undefined);

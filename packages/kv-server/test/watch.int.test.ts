@@ -3,8 +3,8 @@
 // revisions the writes were answered with, replay from a revision, resumption without loss or
 // repeat, compaction, progress notifications, bad requests, the per-stream and per-node bounds,
 // and a watch on a member that stops. Leases: expiry deletes the keys (watchers see the
-// deletes), keep-alives hold a lease, and a leader killed during a lease's life does not expire
-// it early.
+// deletes), keep-alives hold a lease, a leader killed during a lease's life does not expire
+// it early, and a leader cut off from the group takes no keep-alive.
 import * as grpc from '@grpc/grpc-js';
 import { rm } from 'node:fs/promises';
 import { join } from 'node:path';
@@ -23,6 +23,7 @@ import {
   type KvOpPair,
   type WatchResp,
 } from '@eraftkv/protocol';
+import { createGrpcPeerRpc, type PeerRpc, type PeerTransportOptions } from '@eraftkv/raft-server';
 import { waitFor } from '@eraftkv/test-support';
 import { KvServer } from '../src';
 import { b, del, FakeMeta, get, kvClient, processRw, put, request, tempDir } from './common';
@@ -113,12 +114,37 @@ describe('Watch on a kv group of three', () => {
       listen,
       metaAddresses: [meta.address],
       dataDir: join(root, `kv-1-${id}`),
-      raft: { tickMs: 20 },
+      raft: { tickMs: 20, createPeerRpc: cuttablePeerRpc },
       configPollMs: 50,
       shutdownGraceMs: 2000,
       watchHistoryRevisions: historyRevisions,
       watchLimits: { streamBufferBytes: 256 * 1024, watchesMax: 40, progressIntervalMs: 200 },
     });
+
+  /** Members cut off from the others: every peer RPC to or from them fails. */
+  const isolated = new Set<number>();
+  const idOfAddress = (address: string): number =>
+    servers.findIndex((s) => s.address === address) + 1;
+  function cuttablePeerRpc(address: string, options: PeerTransportOptions): PeerRpc {
+    const rpc = createGrpcPeerRpc(address, options);
+    const cut = (): boolean => isolated.has(options.selfId) || isolated.has(idOfAddress(address));
+    const guard =
+      <A extends unknown[], R>(send: (...args: A) => Promise<R>) =>
+      (...args: A): Promise<R> => {
+        if (!cut()) return send(...args);
+        const err = new Error('link cut (injected)') as grpc.ServiceError;
+        err.code = grpc.status.UNAVAILABLE;
+        return Promise.reject(err);
+      };
+    return {
+      requestVote: guard(rpc.requestVote.bind(rpc)),
+      appendEntries: guard(rpc.appendEntries.bind(rpc)),
+      snapshot: guard(rpc.snapshot.bind(rpc)),
+      timeoutNow: guard(rpc.timeoutNow.bind(rpc)),
+      identify: guard(rpc.identify.bind(rpc)),
+      close: () => rpc.close(),
+    };
+  }
 
   const lease = (server: KvServer, fields: Partial<LeaseReq>): Promise<LeaseResp> =>
     new Promise((resolve, reject) =>
@@ -436,6 +462,38 @@ describe('Watch on a kv group of three', () => {
       restarted.raft.status().applied >= newLeader.raft.status().commit
         ? true
         : undefined,
+    );
+  });
+
+  it('takes no keep-alive at a leader cut off from its group, which another leader may expire', async () => {
+    const ttlSeconds = 2;
+    const id = await grant(ttlSeconds);
+    await write({ ...put('cut/held', 'v'), lease: id });
+    const l = await leader();
+    expect((await keepAlive(l, id)).ttlSeconds).toBe(ttlSeconds);
+    const lastKeptAt = Date.now();
+    isolated.add(servers.indexOf(l) + 1);
+    try {
+      // Cut off, it still believes it leads until its check of the quorum fails; meanwhile the
+      // others elect a leader whose clock starts the TTL at its election. An answer now would
+      // promise the client a TTL from now, which the new leader does not keep.
+      expect(l.raft.isLeader()).toBe(true);
+      const resp = await keepAlive(l, id);
+      // Once its check of the quorum fails it knows no leader.
+      expect([ErrorCode.NOT_LEADER, ErrorCode.NO_LEADER]).toContain(resp.errorCode);
+      expect(resp.ttlSeconds).toBe(0);
+      const others = running().filter((s) => s !== l);
+      await until('a leader among the others', () => others.find((s) => s.raft.isLeader()));
+      await waitFor(async () => ((await value('cut/held')) === null ? true : undefined), {
+        timeoutMs: 20_000,
+        what: 'the lease to expire under the new leader',
+      });
+      expect(Date.now() - lastKeptAt).toBeGreaterThanOrEqual(ttlSeconds * 1000);
+    } finally {
+      isolated.clear();
+    }
+    await until('the cut member to catch up', () =>
+      l.stateMachine.leaseTable().get(id) === undefined ? true : undefined,
     );
   });
 

@@ -65,6 +65,7 @@ export {
 } from './storage-engine';
 export {
   checkPeerNumber,
+  createGrpcPeerRpc,
   DeferredPeerInbox,
   membershipToWire,
   peerNumberMax,

@@ -31,6 +31,7 @@ export type RaftTuning = Partial<
     | 'appendBytesMax'
     | 'peerRoutes'
     | 'peerCredentials'
+    | 'createPeerRpc'
   >
 >;
 
