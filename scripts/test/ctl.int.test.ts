@@ -448,20 +448,44 @@ describe('eraftkv-ctl against a local cluster', () => {
     const refused = await ctl(endpoints, ['group', 'remove', '2']);
     expect(refused.code).not.toBe(0);
     expect(refused.stderr).toContain('balance --drain');
+    // A key of group 2 attached to a lease holds its slot there: the plan says so, the drain
+    // moves every other slot and then fails, naming the slot; once the lease is revoked, the
+    // drain finishes.
+    let leasedKey = '';
+    for (let i = 0; leasedKey === ''; i++) {
+      const slot = slotOfKey(Buffer.from(`drain-lease/${i}`), even.slotCount);
+      if (even.groups.find((g) => g.id === 2)?.slots.includes(slot)) leasedKey = `drain-lease/${i}`;
+    }
+    const leasedSlot = slotOfKey(Buffer.from(leasedKey), even.slotCount);
+    const { id: leaseId } = await client.leaseGrant(600, { key: leasedKey });
+    await client.put(leasedKey, 'held', { lease: leaseId });
+    const leaseHex = leaseId.toString(16).padStart(16, '0');
+    const drainPlan = await ctl(endpoints, ['balance', '--drain', '2']);
+    expect(drainPlan.code).toBe(0);
+    expect(drainPlan.stdout).toContain(
+      `slots ${leasedSlot} of group 2 hold leased keys and stay (leases ${leaseHex})\n`,
+    );
+    expect(drainPlan.stderr).toContain(`group 2 cannot be emptied: slots ${leasedSlot} hold keys`);
+    const held = await ctl(endpoints, ['balance', '--drain', '2', '--apply'], 120_000);
+    expect(held.code).toBe(1);
+    expect(held.stderr).toContain('revoke those leases');
+    expect((await client.cluster()).groups.find((g) => g.id === 2)?.slots).toEqual([leasedSlot]);
+    await client.leaseRevoke(leaseId);
     const drained = await ctl(endpoints, ['balance', '--drain', '2', '--apply'], 120_000);
+    expect(drained.stderr).toBe('');
     expect(drained.code).toBe(0);
     const after = await client.cluster();
     expect(after.groups.find((g) => g.id === 2)?.slots).toEqual([]);
     expect((await client.scan('', undefined, { limit: 100_000 })).kvs.length).toBe(keysBefore);
     // Group 2's replicas drop the keys they gave away (through their log, after the move), and
     // endpoint status --slots shows it: no slot holds keys there, while group 1 holds some.
-    const held = async (): Promise<{ groupId: number; slotsWithKeys: number[] }[]> =>
+    const holding = async (): Promise<{ groupId: number; slotsWithKeys: number[] }[]> =>
       JSON.parse(
         (await ctl(endpoints, ['endpoint', 'status', '--cluster', '--slots', '-w', 'json'])).stdout,
       ) as { groupId: number; serverType: string; slotsWithKeys: number[] }[];
     const final = await waitUntil(
       async () => {
-        const nodes = await held();
+        const nodes = await holding();
         return nodes.filter((n) => n.groupId === 2).every((n) => n.slotsWithKeys.length === 0)
           ? nodes
           : undefined;

@@ -51,6 +51,21 @@ describe('planBalance', () => {
     expect([...after.values()].sort()).toEqual([512, 512]);
   });
 
+  it('leaves slots that hold leased keys where they are, moving the next highest instead', () => {
+    const pinned = new Map([
+      [1000, 0x1_0000_0007],
+      [1023, 0x1_0000_0009],
+    ]);
+    expect(planBalance(view({ 1: range(0, 1023), 2: [] }), null, pinned)).toEqual([
+      { from: 1, to: 2, slots: [...range(510, 999), ...range(1001, 1022)] },
+    ]);
+    // A drained group keeps its pinned slots: the plan moves every other one.
+    const plan = planBalance(view({ 1: range(0, 511), 2: range(512, 1023) }), 2, pinned);
+    const moved = plan.flatMap((m) => m.slots).sort((a, b) => a - b);
+    expect(moved).toEqual([...range(512, 999), ...range(1001, 1022)]);
+    expect(plan.every((m) => m.from === 2 && m.to === 1)).toBe(true);
+  });
+
   it('plans nothing for a balanced cluster', () => {
     expect(planBalance(view({ 1: range(0, 511), 2: range(512, 1023) }), null)).toEqual([]);
   });
