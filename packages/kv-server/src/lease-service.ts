@@ -1,8 +1,8 @@
 // The Lease and LeaseKeepAlive RPCs of a kv server (docs/leases.md). Grants and revokes are log
 // entries proposed by the leader; time-to-live and list are answered by the leader once a
 // ReadIndex confirms it leads and has applied every grant acknowledged before; keep-alives are
-// taken by the leader only, once a ReadIndex confirms it leads (its LeaseKeeper decides expiry). A follower answers NOT_LEADER with
-// the leader's address, as for client requests.
+// taken by the leader only, once a ReadIndex confirms it leads (its LeaseKeeper decides expiry).
+// A follower answers NOT_LEADER with the leader's address, as for client requests.
 import * as grpc from '@grpc/grpc-js';
 import {
   ErrorCode,
@@ -234,6 +234,11 @@ export function leaseHandlers(o: LeaseServiceOptions): {
     }, o.logger),
     leaseKeepAlive: (call) => {
       let inFlight = 0;
+      // The client ended its side: the stream ends once every keep-alive sent is answered.
+      let clientEnded = false;
+      const endWhenAnswered = (): void => {
+        if (clientEnded && inFlight === 0 && !call.writableEnded) call.end();
+      };
       call.on('data', (req: LeaseKeepAliveReq) => {
         if (++inFlight > keepAlivesInFlightMax) {
           call.emit('error', {
@@ -252,9 +257,15 @@ export function leaseHandlers(o: LeaseServiceOptions): {
               call.emit('error', { code: failure.status, details: failure.details });
             },
           )
-          .finally(() => inFlight--);
+          .finally(() => {
+            inFlight--;
+            endWhenAnswered();
+          });
       });
-      call.on('end', () => call.end());
+      call.on('end', () => {
+        clientEnded = true;
+        endWhenAnswered();
+      });
       call.on('error', () => undefined);
     },
   };

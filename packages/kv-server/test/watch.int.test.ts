@@ -497,6 +497,28 @@ describe('Watch on a kv group of three', () => {
     );
   });
 
+  it('answers every keep-alive sent before the client ended its side of the stream', async () => {
+    const id = await grant(60);
+    const call = clientOf(await leader()).leaseKeepAlive();
+    const answers: LeaseKeepAliveResp[] = [];
+    call.on('data', (resp: LeaseKeepAliveResp) => answers.push(resp));
+    const ended = new Promise<void>((resolve, reject) => {
+      call.on('end', resolve);
+      call.on('error', reject);
+    });
+    call.write(LeaseKeepAliveReq.fromPartial({ id }));
+    call.write(LeaseKeepAliveReq.fromPartial({ id }));
+    call.end();
+    await ended;
+    expect(answers.map((a) => [a.errorCode, a.ttlSeconds])).toEqual([
+      [ErrorCode.OK, 60],
+      [ErrorCode.OK, 60],
+    ]);
+    expect((await lease(await leader(), { action: LeaseAction.LEASE_REVOKE, id })).errorCode).toBe(
+      ErrorCode.OK,
+    );
+  });
+
   it('ends the watches of a member that stops; they resume elsewhere without a gap', async () => {
     const l = await leader();
     const f = running().find((s) => s !== l) as KvServer;
