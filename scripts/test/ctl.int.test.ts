@@ -466,6 +466,10 @@ describe('eraftkv-ctl against a local cluster', () => {
       `slots ${leasedSlot} of group 2 hold leased keys and stay (leases ${leaseHex})\n`,
     );
     expect(drainPlan.stderr).toContain(`group 2 cannot be emptied: slots ${leasedSlot} hold keys`);
+    const drainJson = await ctl(endpoints, ['balance', '--drain', '2', '-w', 'json']);
+    expect((JSON.parse(drainJson.stdout) as { pinned: unknown }).pinned).toEqual([
+      { group: 2, slots: String(leasedSlot) },
+    ]);
     const held = await ctl(endpoints, ['balance', '--drain', '2', '--apply'], 120_000);
     expect(held.code).toBe(1);
     expect(held.stderr).toContain('revoke those leases');

@@ -433,6 +433,23 @@ describe('EraftKvClient', () => {
     expect(leader.data.has(a)).toBe(false);
   });
 
+  it('makes no attempt after a WRONG_SHARD with less than 100 ms left, and says why at the deadline', async () => {
+    twoGroupsWithKeys();
+    const client = newClient();
+    const [a] = keysOfBothHalves();
+    await client.get(a); // the connection to the group is up before the timed call
+    leader.script = Array.from(
+      { length: 100 },
+      () => () => resp({ errorCode: ErrorCode.WRONG_SHARD, configVersion: 0 }),
+    );
+    const put = await client.put(a, 'v', { deadlineMs: 90 }).catch((e: unknown) => e);
+    // One attempt: after its refusal, any pause leaves under 100 ms, so the client waits the
+    // deadline out rather than send an attempt the deadline would cut (a TimeoutError).
+    expect(leader.script).toHaveLength(99);
+    expect(put).toBeInstanceOf(WrongShardError);
+    expect((put as Error).message).toContain('config version 0 refused it, the meta group is at 1');
+  });
+
   it('refuses a batch whose keys belong to different groups', async () => {
     const half = allSlots.length / 2;
     meta.groups = new Map([

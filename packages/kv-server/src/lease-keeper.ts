@@ -110,7 +110,7 @@ export class LeaseKeeper {
    * clock; never earlier than the expiry already set); the TTL in seconds, or 0 when the lease is
    * not held. The caller confirms leadership first (only a leader's keep-alive counts).
    */
-  keepAlive(id: number, receivedAt = this.now()): number {
+  keepAlive(id: number, receivedAt: number): number {
     const lease = this.o.stateMachine.leaseTable().get(id);
     if (lease === undefined || this.revoking.has(id)) return 0;
     if (this.leaderTerm !== null) {

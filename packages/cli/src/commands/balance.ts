@@ -115,11 +115,16 @@ export async function leasedSlots(
   return pinned;
 }
 
+/** The slots of `group` that are pinned, ascending. */
+function pinnedOf(group: { readonly slots: readonly number[] }, pinned: PinnedSlots): number[] {
+  return group.slots.filter((slot) => pinned.has(slot)).sort((a, b) => a - b);
+}
+
 /** The pinned slots of each group, as "slots 3, 70-71 of group 1 hold leased keys…" lines. */
 function describePinned(view: ClusterView, pinned: PinnedSlots): string[] {
   const lines: string[] = [];
   for (const g of view.groups) {
-    const slots = g.slots.filter((slot) => pinned.has(slot)).sort((a, b) => a - b);
+    const slots = pinnedOf(g, pinned);
     if (slots.length === 0) continue;
     const leases = [...new Set(slots.map((slot) => pinned.get(slot) as number))];
     const named = leases.slice(0, 3).map(formatLeaseId).join(', ');
@@ -168,10 +173,8 @@ async function balance(ctx: Context, args: Record<string, unknown>): Promise<num
   const view = await client.cluster();
   const pinned = await leasedSlots(client, view.slotCount);
   const plan = planBalance(view, drain, pinned);
-  const stuck =
-    drain === null
-      ? []
-      : (view.groups.find((g) => g.id === drain)?.slots ?? []).filter((slot) => pinned.has(slot));
+  const drained = view.groups.find((g) => g.id === drain);
+  const stuck = drained === undefined ? [] : pinnedOf(drained, pinned);
   if (ctx.writeOut === 'json') {
     ctx.io.out(
       json({
@@ -179,7 +182,7 @@ async function balance(ctx: Context, args: Record<string, unknown>): Promise<num
         pinned: view.groups
           .map((g) => ({
             group: g.id,
-            slots: formatSlotRanges(g.slots.filter((slot) => pinned.has(slot))),
+            slots: formatSlotRanges(pinnedOf(g, pinned)),
           }))
           .filter((p) => p.slots !== ''),
         moves: plan.map((m) => ({
