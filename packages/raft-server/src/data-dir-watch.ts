@@ -60,17 +60,29 @@ export class DataDirWatch {
       'this node can no longer keep what it acknowledges, so it stops. Its data is lost: remove it from its group ' +
       '(eraftkv-ctl member remove), start it on an empty data dir with an empty --peers and add it back as a learner';
     for (const w of this.watched) {
-      try {
-        const now = await stat(w.path);
-        if (now.dev !== w.dev || now.ino !== w.ino)
-          return `data dir ${this.dataDir} was replaced while the node ran (${w.path} is another file now): ${remedy}`;
-      } catch (err) {
-        const code = (err as NodeJS.ErrnoException).code;
-        if (code === 'ENOENT' || code === 'ENOTDIR')
-          return `data dir ${this.dataDir} was deleted while the node ran (${w.path} is gone): ${remedy}`;
-      }
+      const seen = await this.look(w);
+      if (seen === 'same') continue;
+      // The paths are looked at one after the other, so a change can fall between two looks: the
+      // dir seen as it was, then its identity file gone from the dir that took its place. Which
+      // change it was is told by the dir as it is now.
+      const dir = this.watched.find((x) => x.path === this.dataDir);
+      const dirNow = dir === undefined || dir === w ? seen : await this.look(dir);
+      const [what, path] = dirNow === 'same' ? [seen, w.path] : [dirNow, this.dataDir];
+      return what === 'other'
+        ? `data dir ${this.dataDir} was replaced while the node ran (${path} is another file now): ${remedy}`
+        : `data dir ${this.dataDir} was deleted while the node ran (${path} is gone): ${remedy}`;
     }
     return null;
+  }
+
+  private async look(w: Watched): Promise<'same' | 'other' | 'gone'> {
+    try {
+      const now = await stat(w.path);
+      return now.dev === w.dev && now.ino === w.ino ? 'same' : 'other';
+    } catch (err) {
+      const code = (err as NodeJS.ErrnoException).code;
+      return code === 'ENOENT' || code === 'ENOTDIR' ? 'gone' : 'same';
+    }
   }
 
   stop(): void {
