@@ -191,6 +191,14 @@ export function leaseHandlers(o: LeaseServiceOptions): {
       resp.leaderAddress = raft.addressOf(raft.leaderId());
       return resp;
     }
+    // An id that cannot be a lease (or one of another group's) is held by no lease here; it is
+    // answered at once, without a ReadIndex, naming what is wrong with it.
+    const problem = leaseIdProblem(req.id);
+    if (problem !== null) {
+      resp.errorCode = ErrorCode.LEASE_NOT_FOUND;
+      resp.errorMessage = `id: ${problem}`;
+      return resp;
+    }
     if (groupOfLeaseId(req.id) !== groupId) {
       resp.errorCode = ErrorCode.LEASE_NOT_FOUND;
       resp.errorMessage = `lease ${formatLeaseId(req.id)} belongs to group ${groupOfLeaseId(req.id)}, not ${groupId}`;

@@ -13,6 +13,7 @@ import {
   MemberChangeType,
   SlotStatus,
   type ERaftKvClient,
+  type LeaseKeepAliveResp,
   type LeaseResp,
   type MemberChangeResp,
 } from '@eraftkv/protocol';
@@ -256,6 +257,39 @@ describe('KvServer: bad input and resource limits (a group of one)', () => {
     const unknown = await lease(LeaseAction.LEASE_TIME_TO_LIVE, 2 ** 32 + 99);
     expect(unknown.errorCode).toBe(ErrorCode.OK);
     expect(unknown.leases.map((l) => [l.id, l.ttlSeconds])).toEqual([[2 ** 32 + 99, -1]]);
+  });
+
+  it('answers a keep-alive whose id cannot be a lease id as not found, naming the field, and goes on', async () => {
+    const call = client.leaseKeepAlive();
+    const answers: LeaseKeepAliveResp[] = [];
+    call.on('data', (resp: LeaseKeepAliveResp) => answers.push(resp));
+    const ended = new Promise<void>((resolve, reject) => {
+      call.on('end', resolve);
+      call.on('error', reject);
+    });
+    // Group 1 with n = 0, no group at all, then a well-formed id of group 1 never granted.
+    for (const id of [2 ** 32, 7, 2 ** 32 + 99]) call.write({ id });
+    call.end();
+    await ended;
+    // Answers may come in another order: the refusals need no ReadIndex.
+    answers.sort((a, b) => a.id - b.id);
+    expect(
+      answers.map((a) => [a.id, ErrorCode[a.errorCode], a.ttlSeconds, a.errorMessage]),
+    ).toEqual([
+      [
+        7,
+        'LEASE_NOT_FOUND',
+        0,
+        'id: 7 is not a lease id (a lease id is group * 2^32 + n, with group and n >= 1)',
+      ],
+      [
+        2 ** 32,
+        'LEASE_NOT_FOUND',
+        0,
+        `id: ${2 ** 32} is not a lease id (a lease id is group * 2^32 + n, with group and n >= 1)`,
+      ],
+      [2 ** 32 + 99, 'OK', 0, ''],
+    ]);
   });
 
   describe('with 2,000 keys of 100-byte values', () => {
