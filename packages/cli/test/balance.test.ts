@@ -1,6 +1,7 @@
 // The balance planner: the fewest slot moves that even out slots per kv group, or drain one.
 import type { ClusterView } from '@eraftkv/client';
-import { planBalance } from '../src/commands/balance';
+import { slotOfKey } from '@eraftkv/protocol';
+import { leasedSlots, planBalance } from '../src/commands/balance';
 import { UsageError } from '../src/exit-codes';
 
 const range = (from: number, to: number): number[] =>
@@ -75,5 +76,41 @@ describe('planBalance', () => {
     expect(() => planBalance(view({ 1: range(0, 1023) }), 1)).toThrow(
       'there is no other kv group to move slots to',
     );
+  });
+});
+
+describe('leasedSlots', () => {
+  it('maps each slot that holds a leased key to one of its leases, saying how far it came', async () => {
+    // 40 leases of group 1; lease n holds key k<n> and, for even n, k<n>b; lease 40 expired
+    // between the listing and the look at its keys (no keys).
+    const ids = range(1, 40).map((n) => 2 ** 32 + n);
+    const keysOf = (id: number): Buffer[] => {
+      const n = id - 2 ** 32;
+      if (n === 40) return [];
+      return n % 2 === 0 ? [Buffer.from(`k${n}`), Buffer.from(`k${n}b`)] : [Buffer.from(`k${n}`)];
+    };
+    const client = {
+      leases: () =>
+        Promise.resolve(ids.map((id) => ({ id, group: 1, ttlSeconds: 10, grantedTtlSeconds: 10 }))),
+      leaseTimeToLive: (id: number) =>
+        Promise.resolve({ id, group: 1, ttlSeconds: 10, grantedTtlSeconds: 10, keys: keysOf(id) }),
+    };
+    const progress: Array<[number, number]> = [];
+    const pinned = await leasedSlots(client, 1024, (looked, leases) =>
+      progress.push([looked, leases]),
+    );
+    expect(progress).toEqual([
+      [16, 40],
+      [32, 40],
+      [40, 40],
+    ]);
+    const expected = new Map<number, number>();
+    for (const id of ids)
+      for (const key of keysOf(id)) {
+        const slot = slotOfKey(key, 1024);
+        if (!expected.has(slot)) expected.set(slot, id);
+      }
+    expect(expected.size).toBeGreaterThan(30);
+    expect(pinned).toEqual(expected);
   });
 });

@@ -95,8 +95,9 @@ export function planBalance(
  * (a lease granted after this look may still stop a move: it then rolls back, naming the keys).
  */
 export async function leasedSlots(
-  client: EraftKvClient,
+  client: Pick<EraftKvClient, 'leases' | 'leaseTimeToLive'>,
   slotCount: number,
+  onProgress: (looked: number, leases: number) => void = () => undefined,
 ): Promise<Map<number, number>> {
   const pinned = new Map<number, number>();
   const leases = await client.leases();
@@ -111,8 +112,25 @@ export async function leasedSlots(
         if (!pinned.has(slot)) pinned.set(slot, info.id);
       }
     }
+    onProgress(i + infos.length, leases.length);
   }
   return pinned;
+}
+
+/**
+ * Says on stderr how far the look at the leases' keys has come, at most twice a second, from
+ * half a second on (a few leases take no time and say nothing).
+ */
+function leaseLookProgress(ctx: Context): (looked: number, leases: number) => void {
+  const started = Date.now();
+  let last = started;
+  return (looked, leases) => {
+    const now = Date.now();
+    if (now - last < 500 && looked < leases) return;
+    if (now - started < 500) return;
+    last = now;
+    ctx.io.err(`looking up the keys of leases: ${looked} of ${leases}\n`);
+  };
 }
 
 /** The slots of `group` that are pinned, ascending. */
@@ -171,7 +189,7 @@ async function balance(ctx: Context, args: Record<string, unknown>): Promise<num
   const waitMs = parseDuration(typeof args.wait === 'string' ? args.wait : '30m', '--wait');
   const client = ctx.client();
   const view = await client.cluster();
-  const pinned = await leasedSlots(client, view.slotCount);
+  const pinned = await leasedSlots(client, view.slotCount, leaseLookProgress(ctx));
   const plan = planBalance(view, drain, pinned);
   const drained = view.groups.find((g) => g.id === drain);
   const stuck = drained === undefined ? [] : pinnedOf(drained, pinned);
