@@ -12,7 +12,7 @@
 //   margin.
 // A lease may legitimately expire while its holder still wants it (keep-alives that did not get
 // through for a whole TTL): that is counted as lost, not as a violation.
-import { EraftKvClient, LeaseNotFoundError, type ClientTls } from '@eraftkv/client';
+import { EraftKvClient, formatLeaseId, LeaseNotFoundError, type ClientTls } from '@eraftkv/client';
 import { ChaosRng } from './chaos-rng';
 
 export interface LeaseHoldersOptions {
@@ -93,7 +93,10 @@ export class ChaosLeaseHolders {
     }
   }
 
-  /** Stops the holders: a lease still held is walked away from (once; later calls do nothing). */
+  /**
+   * Stops the holders: no lease is kept alive from now on, so a lease still held must expire as
+   * one walked away from does (checkExpiries). A second call only waits for the same loops.
+   */
   async stop(): Promise<void> {
     this.running = false;
     await Promise.all(this.loops);
@@ -144,7 +147,9 @@ export class ChaosLeaseHolders {
   }
 
   private count(err: unknown): void {
-    const message = (err as Error).message.replace(/\d+/g, 'N').slice(0, 160);
+    const message = (err instanceof Error ? err.message : String(err))
+      .replace(/\d+/g, 'N')
+      .slice(0, 160);
     this.errors.set(message, (this.errors.get(message) ?? 0) + 1);
   }
 
@@ -247,8 +252,6 @@ export class ChaosLeaseHolders {
   }
 }
 
-const formatId = (id: number): string => id.toString(16).padStart(16, '0');
-
 /** Everything wrong with the leases' lives (at most 20 lines). */
 export function leaseProblems(records: readonly LeaseRecord[]): string[] {
   const problems: string[] = [];
@@ -256,7 +259,7 @@ export function leaseProblems(records: readonly LeaseRecord[]): string[] {
     if (problems.length < 20) problems.push(p);
   };
   for (const r of records) {
-    const lease = `lease ${formatId(r.id)} (TTL ${r.ttlMs / 1000} s, key ${r.key})`;
+    const lease = `lease ${formatLeaseId(r.id)} (TTL ${r.ttlMs / 1000} s, key ${r.key})`;
     if (r.goneSeenAt !== null) {
       const lived = r.goneSeenAt - r.keptSentAt;
       if (lived < r.ttlMs - clockSlackMs)

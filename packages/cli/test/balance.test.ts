@@ -1,7 +1,7 @@
 // The balance planner: the fewest slot moves that even out slots per kv group, or drain one.
 import type { ClusterView } from '@eraftkv/client';
 import { slotOfKey } from '@eraftkv/protocol';
-import { leasedSlots, planBalance } from '../src/commands/balance';
+import { leasedSlots, leaseLookProgress, planBalance } from '../src/commands/balance';
 import { UsageError } from '../src/exit-codes';
 
 const range = (from: number, to: number): number[] =>
@@ -112,5 +112,38 @@ describe('leasedSlots', () => {
       }
     expect(expected.size).toBeGreaterThan(30);
     expect(pinned).toEqual(expected);
+  });
+});
+
+describe('leaseLookProgress', () => {
+  beforeEach(() => jest.useFakeTimers({ now: 1_000_000 }));
+  afterEach(() => jest.useRealTimers());
+
+  it('says nothing for a look done within half a second', () => {
+    const lines: string[] = [];
+    const progress = leaseLookProgress((line) => lines.push(line));
+    progress(16, 40);
+    jest.advanceTimersByTime(499);
+    progress(40, 40);
+    expect(lines).toEqual([]);
+  });
+
+  it('says how far a longer look has come, at most twice a second, and when it is done', () => {
+    const lines: string[] = [];
+    const progress = leaseLookProgress((line) => lines.push(line));
+    progress(16, 100); // at 0 ms
+    jest.advanceTimersByTime(600);
+    progress(32, 100); // at 600 ms
+    jest.advanceTimersByTime(200);
+    progress(48, 100); // at 800 ms: under 500 ms since the last line
+    jest.advanceTimersByTime(400);
+    progress(64, 100); // at 1200 ms
+    jest.advanceTimersByTime(100);
+    progress(100, 100); // at 1300 ms: done
+    expect(lines).toEqual([
+      'looking up the keys of leases: 32 of 100\n',
+      'looking up the keys of leases: 64 of 100\n',
+      'looking up the keys of leases: 100 of 100\n',
+    ]);
   });
 });

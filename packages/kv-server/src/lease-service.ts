@@ -78,13 +78,18 @@ export function leaseHandlers(o: LeaseServiceOptions): {
     };
   };
 
-  const ownLease = (id: number): void => {
+  /** Why `id` (from the wire) is no lease of this group, or null when it can be one. */
+  const notOurs = (id: number): string | null => {
     const problem = leaseIdProblem(id);
-    if (problem !== null) throw new InvalidArgumentError(`id: ${problem}`);
+    if (problem !== null) return `id: ${problem}`;
     if (groupOfLeaseId(id) !== groupId)
-      throw new InvalidArgumentError(
-        `lease ${formatLeaseId(id)} belongs to group ${groupOfLeaseId(id)}, but this node serves group ${groupId}`,
-      );
+      return `lease ${formatLeaseId(id)} belongs to group ${groupOfLeaseId(id)}, but this node serves group ${groupId}`;
+    return null;
+  };
+
+  const ownLease = (id: number): void => {
+    const refusal = notOurs(id);
+    if (refusal !== null) throw new InvalidArgumentError(refusal);
   };
 
   const answer = async (req: LeaseReq): Promise<LeaseResp> => {
@@ -193,15 +198,10 @@ export function leaseHandlers(o: LeaseServiceOptions): {
     }
     // An id that cannot be a lease (or one of another group's) is held by no lease here; it is
     // answered at once, without a ReadIndex, naming what is wrong with it.
-    const problem = leaseIdProblem(req.id);
-    if (problem !== null) {
+    const refusal = notOurs(req.id);
+    if (refusal !== null) {
       resp.errorCode = ErrorCode.LEASE_NOT_FOUND;
-      resp.errorMessage = `id: ${problem}`;
-      return resp;
-    }
-    if (groupOfLeaseId(req.id) !== groupId) {
-      resp.errorCode = ErrorCode.LEASE_NOT_FOUND;
-      resp.errorMessage = `lease ${formatLeaseId(req.id)} belongs to group ${groupOfLeaseId(req.id)}, not ${groupId}`;
+      resp.errorMessage = refusal;
       return resp;
     }
     const receivedAt = keeper.now();

@@ -247,6 +247,12 @@ describe('KvServer: bad input and resource limits (a group of one)', () => {
         ]);
       }
     }
+    // A lease id of another group.
+    const other = await refusal(lease(LeaseAction.LEASE_REVOKE, 3 * 2 ** 32 + 1));
+    expect([grpc.status[other.code], other.details]).toEqual([
+      'INVALID_ARGUMENT',
+      'lease 0000000300000001 belongs to group 3, but this node serves group 1',
+    ]);
     // A negative id is refused where the request is decoded.
     const negative = await refusal(lease(LeaseAction.LEASE_REVOKE, -(2 ** 32 + 1)));
     expect([grpc.status[negative.code], negative.details]).toEqual([
@@ -267,8 +273,9 @@ describe('KvServer: bad input and resource limits (a group of one)', () => {
       call.on('end', resolve);
       call.on('error', reject);
     });
-    // Group 1 with n = 0, no group at all, then a well-formed id of group 1 never granted.
-    for (const id of [2 ** 32, 7, 2 ** 32 + 99]) call.write({ id });
+    // Group 1 with n = 0, no group at all, a lease id of group 3, then a well-formed id of
+    // group 1 never granted.
+    for (const id of [2 ** 32, 7, 3 * 2 ** 32 + 1, 2 ** 32 + 99]) call.write({ id });
     call.end();
     await ended;
     // Answers may come in another order: the refusals need no ReadIndex.
@@ -289,6 +296,12 @@ describe('KvServer: bad input and resource limits (a group of one)', () => {
         `id: ${2 ** 32} is not a lease id (a lease id is group * 2^32 + n, with group and n >= 1)`,
       ],
       [2 ** 32 + 99, 'OK', 0, ''],
+      [
+        3 * 2 ** 32 + 1,
+        'LEASE_NOT_FOUND',
+        0,
+        'lease 0000000300000001 belongs to group 3, but this node serves group 1',
+      ],
     ]);
   });
 

@@ -121,7 +121,9 @@ export async function leasedSlots(
  * Says on stderr how far the look at the leases' keys has come, at most twice a second, from
  * half a second on (a few leases take no time and say nothing).
  */
-function leaseLookProgress(ctx: Context): (looked: number, leases: number) => void {
+export function leaseLookProgress(
+  say: (line: string) => void,
+): (looked: number, leases: number) => void {
   const started = Date.now();
   let last = started;
   return (looked, leases) => {
@@ -129,7 +131,7 @@ function leaseLookProgress(ctx: Context): (looked: number, leases: number) => vo
     if (now - last < 500 && looked < leases) return;
     if (now - started < 500) return;
     last = now;
-    ctx.io.err(`looking up the keys of leases: ${looked} of ${leases}\n`);
+    say(`looking up the keys of leases: ${looked} of ${leases}\n`);
   };
 }
 
@@ -189,7 +191,11 @@ async function balance(ctx: Context, args: Record<string, unknown>): Promise<num
   const waitMs = parseDuration(typeof args.wait === 'string' ? args.wait : '30m', '--wait');
   const client = ctx.client();
   const view = await client.cluster();
-  const pinned = await leasedSlots(client, view.slotCount, leaseLookProgress(ctx));
+  const pinned = await leasedSlots(
+    client,
+    view.slotCount,
+    leaseLookProgress((line) => ctx.io.err(line)),
+  );
   const plan = planBalance(view, drain, pinned);
   const drained = view.groups.find((g) => g.id === drain);
   const stuck = drained === undefined ? [] : pinnedOf(drained, pinned);
